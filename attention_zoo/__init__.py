@@ -1,0 +1,41 @@
+"""attention_zoo: a registry of attention mechanisms with exact, tested semantics.
+
+    >>> import attention_zoo
+    >>> attention_zoo.names()
+    ['full', 'agent', 'topk', 'moba', 'mita', 'mita_route']
+    >>> layer = attention_zoo.make("mita", dim=64, num_heads=2, params={"num_landmarks": 16, "topk": 16})
+
+The package imports only torch (and triton lazily, for the MiTA kernels).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+# isort: off
+# Registration order is the display order of tables: the baseline, compression, routing, MiTA.
+from . import full, agent, topk, moba, mita  # noqa: F401
+
+# isort: on
+from . import functional
+from .module import MultiHeadAttention
+from .registry import AttentionParams, Mechanism, get, names, register
+
+
+def make(name: str, dim: int, num_heads: int, **kwargs: Any) -> nn.Module:
+    """Multi-head attention layer running mechanism `name` (see `MultiHeadAttention` for kwargs)."""
+    return MultiHeadAttention(dim, num_heads, attention=name, **kwargs)
+
+
+__all__ = [
+    "AttentionParams",
+    "Mechanism",
+    "MultiHeadAttention",
+    "functional",
+    "get",
+    "make",
+    "names",
+    "register",
+]

@@ -1,0 +1,18 @@
+"""The zoo's functional API: every function takes q, k, v of shape [B, H, N, d], keyword-only
+parameters and an optional `key_padding_mask` [B, N] (bool, True = real token), and returns
+[B, H, N, d]. See each mechanism's module docstring for its equation."""
+
+from .agent import agent_attention
+from .full import full_attention
+from .mita import mita_attention, mita_route_attention
+from .moba import moba_attention
+from .topk import topk_attention
+
+__all__ = [
+    "agent_attention",
+    "full_attention",
+    "mita_attention",
+    "mita_route_attention",
+    "moba_attention",
+    "topk_attention",
+]

@@ -1,0 +1,80 @@
+"""The multi-head attention layer the task models use: projections, heads, any registered mechanism.
+
+The mechanism is chosen by name and parameters only; nothing else in the layer depends on it, so
+swapping `full` for `mita` changes the attention and nothing else (MiTA adds no parameters, so a
+checkpoint trained with one mechanism loads into a layer running another).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import AttentionParams, get
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head self-attention running a registered mechanism.
+
+    Args:
+        dim: model width; split into `num_heads` heads of `dim // num_heads`.
+        num_heads: number of heads; must divide `dim`.
+        attention: registry name of the mechanism (`attention_zoo.names()`).
+        params: mechanism parameters (a mapping or the mechanism's dataclass); defaults otherwise.
+        dropout: dropout on the output projection.
+        qkv_bias: bias in the fused q/k/v projection.
+        fp32_attention: run the mechanism in fp32 even under autocast (as the PyTorch LRA ports do).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        attention: str = "full",
+        params: Mapping[str, Any] | AttentionParams | None = None,
+        *,
+        dropout: float = 0.0,
+        qkv_bias: bool = True,
+        fp32_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        if dim < 1 or num_heads < 1 or dim % num_heads:
+            raise ValueError(f"model dim {dim} must be a positive multiple of num_heads {num_heads}")
+        self.mechanism = get(attention)
+        if isinstance(params, AttentionParams):
+            if not isinstance(params, self.mechanism.params_cls):
+                raise ValueError(f"attention {attention!r} expects {self.mechanism.params_cls.__name__}")
+            self.params = params
+        else:
+            self.params = self.mechanism.params(**dict(params or {}))
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.fp32_attention = fp32_attention
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, N, dim]; key_padding_mask: [B, N] bool, True = real token. Returns [B, N, dim]."""
+        batch, length, dim = x.shape
+        q, k, v = (
+            self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        )
+        if self.fp32_attention and x.device.type in ("cuda", "cpu"):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                out = self.mechanism(
+                    q.float(), k.float(), v.float(), key_padding_mask=key_padding_mask, params=self.params
+                )
+        else:
+            out = self.mechanism(q, k, v, key_padding_mask=key_padding_mask, params=self.params)
+        out = out.transpose(1, 2).reshape(batch, length, dim).to(x.dtype)
+        return self.dropout(self.proj(out))
+
+    def extra_repr(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params.to_dict().items())
+        return f"attention={self.mechanism.name!r}, heads={self.num_heads}, head_dim={self.head_dim}" + (
+            f", {params}" if params else ""
+        )

@@ -1,0 +1,223 @@
+"""The attention registry: one decorator, one typed parameter dataclass per mechanism.
+
+A mechanism is registered on its functional form::
+
+    @dataclass(frozen=True)
+    class TopkParams(AttentionParams):
+        topk: int = 64
+
+    @register("topk", TopkParams, summary="per-query top-k of the softmax scores")
+    def topk_attention(q, k, v, *, key_padding_mask=None, topk): ...
+
+`names()` lists the registered mechanisms, `get(name)` returns its `Mechanism` (the functional, the
+parameter class, and a factory for the multi-head `nn.Module` the task models use), and
+`Mechanism.params(**overrides)` validates user-supplied parameters: unknown names, wrong types and
+out-of-range values raise `ValueError` naming the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class AttentionParams:
+    """Base class of every mechanism's parameter dataclass.
+
+    Subclasses declare typed fields with defaults and may override `check()` to reject values
+    that are well-typed but meaningless (a non-positive top-k, say). `check()` raises ValueError.
+    """
+
+    def check(self) -> None:
+        """Reject out-of-range values. The default accepts everything well-typed."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _field_types(params_cls: type[AttentionParams]) -> dict[str, Any]:
+    hints = typing.get_type_hints(params_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(params_cls)}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce_value(name: str, value: Any, tp: Any) -> Any:
+    """Coerce a parameter value (possibly a CLI string) to the declared field type, or raise."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        raise ValueError(f"parameter {name!r} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        return coerce_value(name, value, args[0])
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ValueError(f"parameter {name!r} must be a bool (true/false); got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"parameter {name!r} must be an int; got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ValueError(f"parameter {name!r} must be an int; got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"parameter {name!r} must be a float; got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"parameter {name!r} must be a string; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """A registered attention mechanism.
+
+    Attributes:
+        name: registry name (`full`, `mita`, ...).
+        fn: the functional form, `fn(q, k, v, *, key_padding_mask=None, **params)` with q, k, v of
+            shape [B, H, N, d]; returns [B, H, N, d].
+        params_cls: the typed parameter dataclass (defaults are the mechanism's defaults).
+        summary: one line for `lra list attentions` and the README.
+        keys_per_query: budget accounting, `keys_per_query(params, n)` -> keys each query attends.
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    params_cls: type[AttentionParams]
+    summary: str
+    keys_per_query: Callable[[Any, int], int] | None = None
+
+    def params(self, **overrides: Any) -> AttentionParams:
+        """Build and validate this mechanism's parameters from keyword overrides (strings allowed)."""
+        types_ = _field_types(self.params_cls)
+        unknown = sorted(set(overrides) - set(types_))
+        if unknown:
+            valid = ", ".join(types_) or "(none)"
+            raise ValueError(
+                f"attention {self.name!r} has no parameter {', '.join(map(repr, unknown))}; valid parameters: {valid}"
+            )
+        values = {key: coerce_value(key, value, types_[key]) for key, value in overrides.items()}
+        try:
+            params = self.params_cls(**values)
+        except TypeError as err:  # a required field without default was not given
+            raise ValueError(f"attention {self.name!r}: {err}") from None
+        try:
+            params.check()
+        except ValueError as err:
+            raise ValueError(f"attention {self.name!r}: {err}") from None
+        return params
+
+    def parameter_help(self) -> str:
+        """`name: type = default` for every parameter, comma separated."""
+        parts = []
+        for f, tp in zip(
+            dataclasses.fields(self.params_cls), _field_types(self.params_cls).values(), strict=True
+        ):
+            parts.append(f"{f.name}: {_type_name(tp)} = {f.default!r}")
+        return ", ".join(parts) if parts else "(no parameters)"
+
+    def __call__(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        key_padding_mask: torch.Tensor | None = None,
+        params: AttentionParams | Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Apply the functional form with validated parameters (defaults where not given)."""
+        if params is None:
+            params = self.params()
+        elif isinstance(params, Mapping):
+            params = self.params(**params)
+        return self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict())
+
+    def module(self, dim: int, num_heads: int, **kwargs: Any) -> torch.nn.Module:
+        """The multi-head `nn.Module` (projections, heads, dropout) running this mechanism."""
+        from .module import MultiHeadAttention
+
+        return MultiHeadAttention(dim, num_heads, attention=self.name, **kwargs)
+
+
+_REGISTRY: dict[str, Mechanism] = {}
+
+
+def register(
+    name: str,
+    params_cls: type[AttentionParams],
+    *,
+    summary: str,
+    keys_per_query: Callable[[Any, int], int] | None = None,
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Register a functional attention under `name` with its parameter dataclass.
+
+    The function's keyword-only parameters (besides `key_padding_mask`) must be exactly the
+    dataclass fields, so the two can never drift apart.
+    """
+
+    if not (dataclasses.is_dataclass(params_cls) and issubclass(params_cls, AttentionParams)):
+        raise TypeError(f"{params_cls!r} must be a dataclass deriving from AttentionParams")
+
+    def decorator(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        if name in _REGISTRY:
+            raise ValueError(f"attention {name!r} is already registered")
+        sig = inspect.signature(fn)
+        kwonly = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        fields = [f.name for f in dataclasses.fields(params_cls)]
+        if "key_padding_mask" not in kwonly or sorted(set(kwonly) - {"key_padding_mask"}) != sorted(fields):
+            raise TypeError(
+                f"{fn.__name__}: keyword-only parameters {kwonly} must be key_padding_mask plus the "
+                f"fields of {params_cls.__name__} {fields}"
+            )
+        _REGISTRY[name] = Mechanism(name, fn, params_cls, summary, keys_per_query)
+        return fn
+
+    return decorator
+
+
+def names() -> list[str]:
+    """Registered mechanism names, in registration order."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> Mechanism:
+    """The registered mechanism `name`; ValueError listing the valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown attention {name!r}; valid attentions: {', '.join(_REGISTRY)}") from None

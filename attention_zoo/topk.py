@@ -1,0 +1,62 @@
+r"""Per-query top-k attention (Gupta et al., 2021): each query keeps only its k largest scores.
+
+.. math::
+
+    a_n = s\, q_n^\top K^\top, \qquad T_n = \operatorname{TopK}_k(a_n), \qquad
+    o_n = \sum_{t \in T_n} \frac{e^{a_{nt}}}{\sum_{u \in T_n} e^{a_{nu}}}\, v_t, \qquad s = d^{-1/2},
+
+over valid keys only, with k clamped to the number of valid keys (k >= N is full attention). All
+N^2 scores are still formed -- this saves memory, not FLOPs -- in query chunks, so only a
+[chunk, N] score block and the [N, k, d] gathered values exist at a time. Gradients reach the
+selected scores only; the selection itself is not differentiable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._common import check_inputs, gather_rows, query_chunk_size
+from .registry import AttentionParams, register
+
+
+@dataclass(frozen=True)
+class TopkParams(AttentionParams):
+    topk: int = 64
+
+    def check(self) -> None:
+        if self.topk < 1:
+            raise ValueError(f"topk must be >= 1; got {self.topk}")
+
+
+@register(
+    "topk",
+    TopkParams,
+    summary="per-query softmax over its top-k scores only (all N^2 scores formed, chunked)",
+    keys_per_query=lambda p, n: min(p.topk, n),
+)
+def topk_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    key_padding_mask: torch.Tensor | None = None,
+    topk: int,
+) -> torch.Tensor:
+    """Per-query top-`topk` softmax attention. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
+    check_inputs("topk_attention", q, k, v, key_padding_mask)
+    batch, heads, length, dim = q.shape
+    kept = min(topk, length)
+    scale = dim**-0.5
+    chunk = query_chunk_size(length, batch * heads * (length + 2 * kept * dim))
+    outputs = []
+    for start in range(0, length, chunk):
+        scores = torch.matmul(q[:, :, start : start + chunk], k.transpose(-1, -2)) * scale  # [B, H, C, N]
+        if key_padding_mask is not None:
+            # Padded keys can still be "selected" when k exceeds the valid length; -inf gives them weight 0.
+            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+        values, index = scores.topk(kept, dim=-1)  # [B, H, C, kept]
+        probs = torch.softmax(values, dim=-1)
+        outputs.append(torch.einsum("bhck,bhckd->bhcd", probs, gather_rows(v, index)))
+    return torch.cat(outputs, dim=2)

@@ -1,0 +1,10 @@
+"""Test configuration shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+
+# Triton kernels run on the CPU through the interpreter; it must be set before triton is imported.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+# Keep each test process to its share of a small CI machine.
+os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -1,0 +1,274 @@
+"""The attention zoo against independent dense definitions (tests/zoo_reference.py), in fp64.
+
+Every registered mechanism is covered through `attention_zoo.names()`: a new mechanism without a
+dense definition here fails `test_every_mechanism_has_a_reference`.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import attention_zoo
+from attention_zoo import functional as F
+
+from . import zoo_reference as ref
+
+# Parameter sets per mechanism; the last ones exceed every test length (m, k > N).
+PARAM_SETS = {
+    "full": [{}],
+    "agent": [{"num_agents": 1}, {"num_agents": 5}, {"num_agents": 300}],
+    "topk": [{"topk": 1}, {"topk": 6}, {"topk": 300}],
+    "moba": [
+        {"block_size": 4, "topk_blocks": 2},
+        {"block_size": 16, "topk_blocks": 3},
+        {"block_size": 7, "topk_blocks": 100},
+    ],
+    "mita": [
+        {"num_landmarks": 1, "topk": 3},
+        {"num_landmarks": 6, "topk": 5},
+        {"num_landmarks": 300, "topk": 300},
+    ],
+    "mita_route": [{"num_landmarks": 4, "topk": 6}, {"num_landmarks": 300, "topk": 300}],
+}
+FUNCTIONS = {
+    "full": F.full_attention,
+    "agent": F.agent_attention,
+    "topk": F.topk_attention,
+    "moba": F.moba_attention,
+    "mita": F.mita_attention,
+    "mita_route": F.mita_route_attention,
+}
+TORCH_ONLY = {"mita": {"backend": "torch"}, "mita_route": {"backend": "torch"}}
+
+
+def typical(name):
+    """A mid-sized parameter set of the mechanism (with the torch backend where there is a choice)."""
+    sets = PARAM_SETS[name]
+    return {**sets[min(1, len(sets) - 1)], **TORCH_ONLY.get(name, {})}
+
+
+def random_inputs(batch, heads, n, d, *, masked, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(batch, heads, n, d, generator=gen, dtype=dtype) for _ in range(3))
+    mask = None
+    if masked:
+        mask = torch.rand(batch, n, generator=gen) > 0.4
+        mask[:, torch.randint(n, (1,), generator=gen)] = True  # at least one real token per row
+    return q, k, v, mask
+
+
+def all_cases():
+    for name, sets in PARAM_SETS.items():
+        for i, params in enumerate(sets):
+            yield pytest.param(name, params, id=f"{name}-p{i}")
+
+
+def test_every_mechanism_has_a_reference():
+    assert set(attention_zoo.names()) == set(PARAM_SETS) == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["dense", "padded"])
+@pytest.mark.parametrize("d", [8, 16, 64])
+@pytest.mark.parametrize("n", [1, 7, 63, 100, 257])
+@pytest.mark.parametrize("name,params", list(all_cases()))
+def test_matches_dense_definition(name, params, n, d, masked):
+    q, k, v, mask = random_inputs(2, 2, n, d, masked=masked, seed=n * 131 + d)
+    out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params, **TORCH_ONLY.get(name, {}))
+    expected = ref.apply_removing_padding(name, q, k, v, mask, **params)
+    assert out.shape == q.shape and out.dtype == q.dtype
+    valid = torch.ones(2, n, dtype=torch.bool) if mask is None else mask
+    sel = valid[:, None, :, None].expand_as(out)
+    torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-10)
+    assert torch.isfinite(out).all(), "outputs at padded positions must be finite"
+
+
+@pytest.mark.parametrize("name", list(PARAM_SETS))
+def test_padding_is_removed_not_zeroed(name):
+    """Valid outputs (and their gradients) with random padding equal the mechanism on the valid
+    subsequence alone. MoBA's blocks are positional, so for it only trailing padding is invisible."""
+    params = typical(name)
+    n_valid, n_total, d = 37, 64, 16
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(1, 2, n_valid, d, generator=gen, dtype=torch.float64) for _ in range(3))
+    if name == "moba":
+        positions = torch.arange(n_valid)
+    else:
+        positions = torch.randperm(n_total, generator=gen)[:n_valid].sort().values
+    mask = torch.zeros(1, n_total, dtype=torch.bool)
+    mask[0, positions] = True
+    big = [torch.randn(1, 2, n_total, d, generator=gen, dtype=torch.float64) * 5 for _ in range(3)]
+    for small, padded in zip((q, k, v), big, strict=True):
+        padded[:, :, positions] = small
+    inputs_small = [t.clone().requires_grad_() for t in (q, k, v)]
+    inputs_big = [t.clone().requires_grad_() for t in big]
+    fn = FUNCTIONS[name]
+    out_small = fn(*inputs_small, **params)
+    out_big = fn(*inputs_big, key_padding_mask=mask, **params)[:, :, positions]
+    torch.testing.assert_close(out_big, out_small, rtol=0, atol=1e-12)
+    upstream = torch.randn_like(out_small)
+    grads_small = torch.autograd.grad(out_small, inputs_small, upstream)
+    grads_big = torch.autograd.grad(out_big, inputs_big, upstream)
+    for g_small, g_big in zip(grads_small, grads_big, strict=True):
+        torch.testing.assert_close(g_big[:, :, positions], g_small, rtol=0, atol=1e-12)
+        padded_only = torch.ones(n_total, dtype=torch.bool)
+        padded_only[positions] = False
+        assert g_big[:, :, padded_only].abs().max() == 0, "padded tokens must not influence valid outputs"
+
+
+@pytest.mark.parametrize("name", list(PARAM_SETS))
+@pytest.mark.parametrize("masked", [False, True], ids=["dense", "padded"])
+def test_gradcheck(name, masked):
+    params = typical(name)
+    q, k, v, mask = random_inputs(1, 2, 11, 4, masked=masked, seed=3)
+    inputs = tuple(t.requires_grad_() for t in (q, k, v))
+    assert torch.autograd.gradcheck(
+        lambda q_, k_, v_: FUNCTIONS[name](q_, k_, v_, key_padding_mask=mask, **params),
+        inputs,
+        eps=1e-6,
+        atol=1e-7,
+    )
+
+
+def test_topk_with_k_at_least_n_is_full_attention():
+    q, k, v, mask = random_inputs(2, 3, 50, 16, masked=True)
+    torch.testing.assert_close(
+        F.topk_attention(q, k, v, key_padding_mask=mask, topk=50),
+        F.full_attention(q, k, v, key_padding_mask=mask),
+    )
+
+
+def test_moba_with_all_blocks_is_full_attention():
+    q, k, v, mask = random_inputs(2, 3, 50, 16, masked=True)
+    out = F.moba_attention(q, k, v, key_padding_mask=mask, block_size=8, topk_blocks=7)
+    torch.testing.assert_close(out, F.full_attention(q, k, v, key_padding_mask=mask))
+
+
+def test_mita_with_one_landmark_and_all_keys_is_softmax_over_shared_plus_all_keys():
+    q, k, v, _ = random_inputs(2, 3, 40, 16, masked=False)
+    d = q.shape[-1]
+    landmark = q.mean(dim=2, keepdim=True)  # m = 1: the mean of all queries
+    landmark_value = torch.softmax(landmark @ k.transpose(-1, -2) / d**0.5, -1) @ v
+    logits = torch.cat([q @ landmark.transpose(-1, -2) / d, q @ k.transpose(-1, -2) / d**0.5], dim=-1)
+    expected = torch.softmax(logits, -1) @ torch.cat([landmark_value, v], dim=2)
+    out = F.mita_attention(q, k, v, num_landmarks=1, topk=40, backend="torch")
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+
+
+def test_mita_route_with_all_keys_is_full_attention():
+    q, k, v, mask = random_inputs(2, 2, 30, 8, masked=True)
+    out = F.mita_route_attention(q, k, v, key_padding_mask=mask, num_landmarks=4, topk=30, backend="torch")
+    torch.testing.assert_close(out, F.full_attention(q, k, v, key_padding_mask=mask))
+
+
+@pytest.mark.parametrize("name", list(PARAM_SETS))
+def test_row_without_valid_token_is_a_clear_error(name):
+    q, k, v, mask = random_inputs(2, 1, 9, 8, masked=True)
+    mask[1] = False
+    with pytest.raises(ValueError, match="no valid token"):
+        FUNCTIONS[name](q, k, v, key_padding_mask=mask, **PARAM_SETS[name][0])
+
+
+@pytest.mark.parametrize("name", list(PARAM_SETS))
+def test_bad_shapes_and_masks_are_clear_errors(name):
+    params = PARAM_SETS[name][0]
+    q, k, v, _ = random_inputs(2, 1, 9, 8, masked=False)
+    with pytest.raises(ValueError, match=r"\[B, H, N, d\]"):
+        FUNCTIONS[name](q[0], k[0], v[0], **params)
+    with pytest.raises(ValueError, match="bool"):
+        FUNCTIONS[name](q, k, v, key_padding_mask=torch.ones(2, 9), **params)
+    with pytest.raises(ValueError, match=r"\[B, N\]"):
+        FUNCTIONS[name](q, k, v, key_padding_mask=torch.ones(2, 8, dtype=torch.bool), **params)
+
+
+@pytest.mark.parametrize("name", list(PARAM_SETS))
+def test_registry_parameters_are_validated(name):
+    mech = attention_zoo.get(name)
+    with pytest.raises(ValueError, match="valid parameters"):
+        mech.params(no_such_param=1)
+    for field, value in mech.params().to_dict().items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            with pytest.raises(ValueError, match=field):
+                mech.params(**{field: 0})
+            with pytest.raises(ValueError, match="int"):
+                mech.params(**{field: "many"})
+            assert getattr(mech.params(**{field: str(value + 1)}), field) == value + 1  # CLI strings coerce
+
+
+def test_unknown_attention_lists_valid_names():
+    with pytest.raises(ValueError, match="valid attentions: full, agent"):
+        attention_zoo.get("flash")
+
+
+def test_mita_backend_choice_is_validated():
+    with pytest.raises(ValueError, match="'auto'"):
+        attention_zoo.get("mita").params(backend="cuda")
+
+
+@pytest.mark.parametrize("name", list(PARAM_SETS))
+def test_module_wrapper(name):
+    torch.manual_seed(0)
+    layer = attention_zoo.make(name, dim=32, num_heads=4, params=PARAM_SETS[name][0], dropout=0.0)
+    x = torch.randn(3, 21, 32)
+    mask = torch.ones(3, 21, dtype=torch.bool)
+    mask[1, 15:] = False
+    y = layer(x, key_padding_mask=mask)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    y.sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())
+    # Trailing padding never changes valid outputs of any mechanism.
+    y_short = layer(x[1:2, :15])
+    torch.testing.assert_close(y[1:2, :15], y_short, rtol=1e-5, atol=1e-5)
+
+
+def test_module_rejects_heads_not_dividing_dim():
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        attention_zoo.make("full", dim=30, num_heads=4)
+
+
+def test_every_mechanism_parameter_signature_matches_its_dataclass():
+    import dataclasses
+    import inspect
+
+    for name in attention_zoo.names():
+        mech = attention_zoo.get(name)
+        kwonly = {
+            p.name
+            for p in inspect.signature(mech.fn).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        assert kwonly - {"key_padding_mask"} == {f.name for f in dataclasses.fields(mech.params_cls)}
+
+
+class _LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any aten op produces."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("agent", {"num_agents": 16}),
+        ("mita", {"num_landmarks": 16, "topk": 16, "backend": "torch"}),
+        ("mita_route", {"num_landmarks": 16, "topk": 16, "backend": "torch"}),
+    ],
+)
+def test_linear_mechanisms_never_build_an_n_by_n_tensor(name, params):
+    n, d = 4096, 8
+    q, k, v, mask = random_inputs(1, 1, n, d, masked=True, dtype=torch.float32)
+    q.requires_grad_()
+    with _LargestTensor() as probe:
+        out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params)
+        out.sum().backward()
+    assert probe.largest < n * n // 16, f"{name} built a tensor of {probe.largest} elements at N={n}"
