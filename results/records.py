@@ -1,0 +1,185 @@
+"""Result records: one JSON object per run or per efficiency measurement, written atomically.
+
+Two kinds share the store:
+
+* ``kind = "run"`` -- one training run (task x attention x seed), written by `runners.train` as
+  ``<run_dir>/result.json``. Fields in `RUN_FIELDS`.
+* ``kind = "efficiency"`` -- one timing / memory measurement, written by `runners.bench`. Fields in
+  `EFFICIENCY_FIELDS`.
+
+Records are flat where possible (the validation curve is the one nested field, `history`). Every
+record carries `schema_version`; readers skip, and report by file name, records that are
+truncated, not JSON, or of another schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lra.io import atomic_write_json
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "result.json"
+
+# field -> meaning. Writers must provide every field (None where not applicable).
+RUN_FIELDS: dict[str, str] = {
+    "schema_version": "record schema version",
+    "kind": "'run'",
+    "run_id": "'<task>/<attention label>/<seed>' -- unique within a suite",
+    "task": "task name (lra.tasks)",
+    "attention": "registry name (attention_zoo.names())",
+    "attention_params": "dict of the mechanism's parameters, defaults filled in",
+    "attention_label": "attention with non-default params, e.g. 'mita(num_landmarks=64,topk=64)'",
+    "keys_per_query": "keys each query attends at the task's sequence length",
+    "preset": "preset name",
+    "seed": "random seed",
+    "status": "'ok' | 'failed' | 'diverged' | 'running'",
+    "error": "one-line error for failed / diverged runs, else None",
+    "steps": "optimizer steps completed",
+    "max_steps": "optimizer steps planned",
+    "best_step": "step of the best validation accuracy",
+    "best_val_acc": "best validation accuracy (fraction 0..1)",
+    "test_acc": "test accuracy of the best-validation checkpoint (LRA convention)",
+    "test_acc_last": "test accuracy of the last checkpoint",
+    "val_acc_last": "validation accuracy of the last checkpoint",
+    "final_train_loss": "mean training loss over the last evaluation interval",
+    "chance_acc": "accuracy of always predicting the most frequent test label",
+    "num_classes": "number of classes",
+    "n_train": "training examples",
+    "n_val": "validation examples",
+    "n_test": "test examples",
+    "seq_len": "model sequence length per input",
+    "data_source": "e.g. 'generated:listops/short/seed0' or 'lra_release:/data/lra_release'",
+    "params": "trainable parameter count",
+    "train_tokens_per_s": "training throughput, input tokens per second (median over intervals)",
+    "train_steps_per_s": "optimizer steps per second",
+    "peak_memory_bytes": "peak accelerator memory (CUDA) or peak process RSS growth (CPU)",
+    "wall_time_s": "wall time of the run, summed over resumptions",
+    "device": "e.g. 'cpu' or 'NVIDIA H200'",
+    "world_size": "number of DDP processes",
+    "amp": "autocast dtype or None",
+    "git_commit": "commit of the code that ran (None outside a git checkout)",
+    "config_hash": "sha256 prefix of the resolved configuration",
+    "config": "the resolved configuration (nested dict)",
+    "torch_version": "torch.__version__",
+    "triton_version": "triton.__version__ or None",
+    "package_version": "lra-arena version",
+    "started_at": "ISO time of the first start",
+    "finished_at": "ISO time of the end",
+    "history": "list of {step, train_loss, val_acc, val_loss, lr} at every evaluation",
+}
+
+EFFICIENCY_FIELDS: dict[str, str] = {
+    "schema_version": "record schema version",
+    "kind": "'efficiency'",
+    "bench": "'attention' (kernel level) | 'model' (LRA Table-2 training step)",
+    "attention": "registry name",
+    "attention_params": "dict of parameters",
+    "attention_label": "as in run records",
+    "backend": "implementation, e.g. 'torch', 'triton', 'sdpa-cudnn'",
+    "pass": "'forward' | 'forward_backward' | 'train_step'",
+    "seq_len": "sequence length N",
+    "batch": "batch size B",
+    "heads": "heads H",
+    "head_dim": "head dimension d (model width for bench='model')",
+    "dtype": "e.g. 'bfloat16'",
+    "device": "e.g. 'cpu' or 'NVIDIA H200'",
+    "status": "'ok' | 'oom' | 'error'",
+    "error": "message for oom / error, else None",
+    "time_ms_median": "median time per call in ms",
+    "time_ms_p20": "20th percentile",
+    "time_ms_p80": "80th percentile",
+    "steps_per_s": "1000 / time_ms_median",
+    "peak_memory_bytes": "peak memory of one call",
+    "repeats": "timed repetitions",
+    "torch_version": "torch.__version__",
+    "triton_version": "triton.__version__ or None",
+    "git_commit": "commit of the code that ran",
+    "measured_at": "ISO time",
+}
+
+FIELDS_BY_KIND = {"run": RUN_FIELDS, "efficiency": EFFICIENCY_FIELDS}
+
+
+def check_record(record: dict[str, Any]) -> None:
+    """ValueError if the record lacks fields of its kind or has the wrong schema version."""
+    kind = record.get("kind")
+    if kind not in FIELDS_BY_KIND:
+        raise ValueError(f"record kind must be one of {sorted(FIELDS_BY_KIND)}; got {kind!r}")
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"record schema_version {record.get('schema_version')!r} != {SCHEMA_VERSION}")
+    missing = [f for f in FIELDS_BY_KIND[kind] if f not in record]
+    if missing:
+        raise ValueError(f"{kind} record lacks fields: {', '.join(missing)}")
+
+
+def write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Validate and atomically write one record as JSON."""
+    check_record(record)
+    atomic_write_json(path, record)
+
+
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate one record; ValueError naming the file if it is torn or invalid."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable record ({err})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: record is not a JSON object")
+    try:
+        check_record(record)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return record
+
+
+def iter_record_files(root: str | os.PathLike[str]) -> Iterable[Path]:
+    """Every `*.json` record file under root (recursive), sorted; hidden temp files excluded."""
+    root = Path(root)
+    if root.is_file():
+        yield root
+        return
+    for path in sorted(root.rglob("*.json")):
+        if not path.name.startswith("."):
+            yield path
+
+
+def load_records(
+    root: str | os.PathLike[str], kind: str | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """All valid records under root (optionally of one kind) and one problem line per bad file.
+
+    Files that are JSON but not records (no `kind`/`schema_version`, e.g. a run's config.json) are
+    ignored silently; records that are torn, corrupt or incomplete are reported.
+    """
+    records, problems = [], []
+    for path in iter_record_files(root):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                raw = fh.read()
+        except OSError as err:
+            problems.append(f"{path}: unreadable ({err})")
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError:
+            if path.name == RECORD_NAME or '"kind"' in raw:
+                problems.append(f"{path}: truncated or corrupt JSON, skipped")
+            continue
+        if not isinstance(obj, dict) or "kind" not in obj or "schema_version" not in obj:
+            continue
+        try:
+            check_record(obj)
+        except ValueError as err:
+            problems.append(f"{path}: {err}, skipped")
+            continue
+        if kind is None or obj["kind"] == kind:
+            obj["_path"] = str(path)
+            records.append(obj)
+    return records, problems

@@ -1,0 +1,1 @@
+"""runners: training one run, the suite of runs, and the efficiency benchmarks."""
