@@ -20,13 +20,15 @@ class MultiHeadAttention(nn.Module):
     """Multi-head self-attention running a registered mechanism.
 
     Args:
-        dim: model width; split into `num_heads` heads of `dim // num_heads`.
-        num_heads: number of heads; must divide `dim`.
+        dim: model width (input and output of the layer).
+        num_heads: number of heads; must divide the attention width (`qkv_dim`, default `dim`).
         attention: registry name of the mechanism (`attention_zoo.names()`).
         params: mechanism parameters (a mapping or the mechanism's dataclass); defaults otherwise.
         dropout: dropout on the output projection.
         qkv_bias: bias in the fused q/k/v projection.
         fp32_attention: run the mechanism in fp32 even under autocast (as the PyTorch LRA ports do).
+        qkv_dim: total width of q, k and v (split over the heads); 0 = `dim`. The LRA configs use a
+            narrower attention than the model for some tasks (Image: dim 128, qkv 64).
     """
 
     def __init__(
@@ -39,10 +41,12 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         qkv_bias: bool = True,
         fp32_attention: bool = False,
+        qkv_dim: int = 0,
     ) -> None:
         super().__init__()
-        if dim < 1 or num_heads < 1 or dim % num_heads:
-            raise ValueError(f"model dim {dim} must be a positive multiple of num_heads {num_heads}")
+        qkv_dim = qkv_dim or dim
+        if qkv_dim < 1 or num_heads < 1 or qkv_dim % num_heads:
+            raise ValueError(f"attention width {qkv_dim} must be a positive multiple of num_heads {num_heads}")
         self.mechanism = get(attention)
         if isinstance(params, AttentionParams):
             if not isinstance(params, self.mechanism.params_cls):
@@ -51,10 +55,11 @@ class MultiHeadAttention(nn.Module):
         else:
             self.params = self.mechanism.params(**dict(params or {}))
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = qkv_dim // num_heads
+        self.qkv_dim = qkv_dim
         self.fp32_attention = fp32_attention
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * qkv_dim, bias=qkv_bias)
+        self.proj = nn.Linear(qkv_dim, dim)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,7 +75,7 @@ class MultiHeadAttention(nn.Module):
                 )
         else:
             out = self.mechanism(q, k, v, key_padding_mask=key_padding_mask, params=self.params)
-        out = out.transpose(1, 2).reshape(batch, length, dim).to(x.dtype)
+        out = out.transpose(1, 2).reshape(batch, length, self.qkv_dim).to(x.dtype)
         return self.dropout(self.proj(out))
 
     def extra_repr(self) -> str:

@@ -142,6 +142,19 @@ class Mechanism:
             raise ValueError(f"attention {self.name!r}: {err}") from None
         return params
 
+    def label(self, params: AttentionParams | None = None) -> str:
+        """Name plus the parameters that differ from the defaults, e.g. `mita(num_landmarks=64,topk=64)`."""
+        params = params or self.params()
+        defaults = self.params().to_dict()
+        changed = [f"{k}={v}" for k, v in params.to_dict().items() if v != defaults[k]]
+        return f"{self.name}({','.join(changed)})" if changed else self.name
+
+    def slug(self, params: AttentionParams | None = None) -> str:
+        """`label` as a directory name: `mita-num_landmarks=64-topk=64`."""
+        params = params or self.params()
+        defaults = self.params().to_dict()
+        return "-".join([self.name] + [f"{k}={v}" for k, v in params.to_dict().items() if v != defaults[k]])
+
     def parameter_help(self) -> str:
         """`name: type = default` for every parameter, comma separated."""
         parts = []

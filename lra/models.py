@@ -1,0 +1,176 @@
+"""The task model: one encoder for every task, with the attention as its only variable.
+
+    tokens [B, L] --embed + positions--> pre-LN blocks (attention from the zoo, GELU MLP) --> final LN
+    --> pooling (mean over valid tokens, or CLS) --> classifier head
+
+Retrieval uses the same encoder twice (shared weights) and classifies [x1, x2, x1 * x2, x1 - x2].
+Token id 0 is padding: it is masked out of attention (padding is removed, not zeroed, in every
+mechanism) and out of mean pooling. Changing the attention changes nothing else in the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+import attention_zoo
+
+from .configs import ModelConfig
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    """The fixed sin/cos table of "Attention is all you need", [length, dim]."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)[:, : dim // 2]
+    return table
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(LN(x)); x + MLP(LN(x))."""
+
+    def __init__(self, cfg: ModelConfig, attention: str, attn_params: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.attn = attention_zoo.make(
+            attention,
+            cfg.dim,
+            cfg.heads,
+            params=attn_params,
+            dropout=cfg.dropout,
+            qkv_bias=cfg.qkv_bias,
+            fp32_attention=cfg.fp32_attention,
+            qkv_dim=cfg.qkv_dim,
+        )
+        self.norm2 = nn.LayerNorm(cfg.dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.dim, cfg.mlp_dim),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.mlp_dim, cfg.dim),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), key_padding_mask=key_padding_mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class Encoder(nn.Module):
+    """Token ids [B, L] (0 = padding) -> one pooled vector [B, dim] per sequence."""
+
+    def __init__(
+        self, vocab_size: int, max_len: int, cfg: ModelConfig, attention: str, attn_params: Mapping[str, Any]
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.max_len = max_len
+        self.embed = nn.Embedding(vocab_size, cfg.dim)
+        positions = max_len + (1 if cfg.pooling == "cls" else 0)
+        if cfg.pos_emb == "learned":
+            self.pos = nn.Parameter(torch.randn(positions, cfg.dim) * 0.02)
+        else:
+            self.register_buffer("pos", sinusoidal_positions(positions, cfg.dim), persistent=False)
+        self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.pooling == "cls" else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, attention, attn_params) for _ in range(cfg.layers))
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, length = tokens.shape
+        if length > self.max_len:
+            raise ValueError(f"input length {length} exceeds the model's maximum length {self.max_len}")
+        valid = tokens != 0
+        x = self.embed(tokens)
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(batch, -1, -1), x], dim=1)
+            valid = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=tokens.device), valid], dim=1)
+        x = self.dropout(x + self.pos[: x.shape[1]])
+        # No mask at all is both exact and faster when nothing is padded (e.g. shifted pixels).
+        mask = None if bool(valid.all()) else valid
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.norm(x)
+        if self.cls is not None:
+            return x[:, 0]
+        weights = valid.to(x.dtype)[..., None]
+        return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class Classifier(nn.Module):
+    """Single-input task model: encoder + Dense(mlp_dim) -> ReLU -> Dense(classes)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        num_classes: int,
+        cfg: ModelConfig,
+        attention: str,
+        attn_params: Mapping[str, Any],
+    ) -> None:
+        super().__init__()
+        self.encoder = Encoder(vocab_size, max_len, cfg, attention, attn_params)
+        self.head = nn.Sequential(
+            nn.Linear(cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes)
+        )
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(tokens))
+
+
+class DualClassifier(nn.Module):
+    """Two-document task model (retrieval): one shared encoder, head on [x1, x2, x1 * x2, x1 - x2]."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        num_classes: int,
+        cfg: ModelConfig,
+        attention: str,
+        attn_params: Mapping[str, Any],
+    ) -> None:
+        super().__init__()
+        self.encoder = Encoder(vocab_size, max_len, cfg, attention, attn_params)
+        self.head = nn.Sequential(
+            nn.Linear(4 * cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes)
+        )
+
+    def forward(self, tokens: torch.Tensor, tokens2: torch.Tensor) -> torch.Tensor:
+        # One encoder pass over both documents (stacked on the batch), as the weights are shared.
+        both = self.encoder(_stack_padded(tokens, tokens2))
+        x1, x2 = both.chunk(2, dim=0)
+        return self.head(torch.cat([x1, x2, x1 * x2, x1 - x2], dim=-1))
+
+
+def _stack_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    length = max(a.shape[1], b.shape[1])
+    a = nn.functional.pad(a, (0, length - a.shape[1]))
+    b = nn.functional.pad(b, (0, length - b.shape[1]))
+    return torch.cat([a, b], dim=0)
+
+
+def build(
+    *,
+    vocab_size: int,
+    max_len: int,
+    num_classes: int,
+    dual_input: bool,
+    model: ModelConfig,
+    attention: str,
+    attn_params: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """The task model for a task's shape and a registered attention (name + parameters)."""
+    cls = DualClassifier if dual_input else Classifier
+    return cls(vocab_size, max_len, num_classes, model, attention, dict(attn_params or {}))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

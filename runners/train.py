@@ -1,0 +1,839 @@
+"""Train one task with one attention: `run(RunConfig) -> result record`.
+
+One function a script, the suite, `lra run` or torchrun can call::
+
+    python -m runners.train RUN_CONFIG.json                       # one process
+    torchrun --nproc-per-node 2 -m runners.train RUN_CONFIG.json  # DDP (gloo on CPU, nccl on CUDA)
+
+What a run does:
+
+* resolves the preset (lra/configs.py) with the run's overrides and the attention's parameters;
+* trains with AdamW, the preset's warmup/decay schedule, gradient clipping, gradient accumulation to
+  the preset batch, and autocast on CUDA (attention kept in fp32 where the preset says so);
+* evaluates on the validation split every `train.eval_every` steps and at the end, keeps the
+  best-validation and the last checkpoints, and reports the test accuracy of both (the LRA
+  convention: best-validation checkpoint; the last one is labelled `test_acc_last`);
+* checkpoints model, optimizer, scheduler, AMP scaler, step, data position and every RNG state,
+  atomically, so a run killed at any point and resumed (`resume=True`) finishes with exactly the
+  same metrics as an uninterrupted one (same device, same seed);
+* skips and counts non-finite losses / gradients, and stops as `diverged` after
+  `train.max_bad_steps` of them;
+* writes `<run_dir>/result.json` (see results/records.py): status `running` at the start, then
+  `ok`, `diverged` or `failed` (with the error) at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+import attention_zoo
+from lra import models, tasks
+from lra.configs import Preset, TrainConfig, apply_overrides, get_preset
+from lra.io import atomic_write, atomic_write_json, atomic_write_text
+from lra.tasks.base import LRADataset
+from results.records import RECORD_NAME, SCHEMA_VERSION, read_record, write_record
+
+DEFAULT_RUNS_DIR = "lra_runs"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class RunConfig:
+    """One run: a task, an attention, a preset, a seed, and where to write.
+
+    Attributes:
+        task: task name (`lra.tasks.names()`).
+        attention: attention name (`attention_zoo.names()`).
+        attn_params: the attention's parameters (strings from the CLI are converted).
+        preset: preset name (`lra.configs.PRESET_NAMES`).
+        overrides: dotted-key preset overrides, e.g. {"model.layers": "3", "train.lr": "1e-3"}.
+        seed: random seed (weights, dropout, data order).
+        run_dir: output directory; "" = lra_runs/runs/<task>/<attention slug>/<seed>.
+        max_steps: total optimizer steps (overrides train.steps; the schedule follows).
+        checkpoint_every: steps between resumable checkpoints (overrides train.checkpoint_every).
+        resume: continue from <run_dir>/checkpoints/last.pt if present; a finished run is returned as is.
+        device: "auto" (CUDA if available), "cpu" or "cuda".
+        amp: force autocast on (bf16 unless the preset says fp16) or off on CUDA; None = preset.
+        data_dir / source: override the preset's data location / source.
+        quiet: no progress bar (used by the suite's parallel children).
+    """
+
+    task: str = "listops"
+    attention: str = "mita"
+    attn_params: dict[str, Any] = field(default_factory=dict)
+    preset: str = "tiny"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    run_dir: str = ""
+    max_steps: int | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+    device: str = "auto"
+    amp: bool | None = None
+    data_dir: str | None = None
+    source: str | None = None
+    quiet: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown run config keys {unknown}; valid keys: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A RunConfig resolved against the preset and the registry."""
+
+    cfg: RunConfig
+    preset: Preset
+    mechanism: attention_zoo.Mechanism
+    params: attention_zoo.AttentionParams
+    device: torch.device
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return self.mechanism.label(self.params)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The configuration that determines the results (paths and bookkeeping excluded)."""
+        preset = self.preset.to_dict()
+        for path_field in ("data_dir", "cache_dir"):  # where data lives does not change results
+            preset["data"].pop(path_field, None)
+        return {
+            "task": self.cfg.task,
+            "attention": self.mechanism.name,
+            "attention_params": self.params.to_dict(),
+            "preset": preset,
+            "seed": self.cfg.seed,
+            "device_type": self.device.type,
+        }
+
+    @property
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.config_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def default_run_dir(task: str, slug: str, seed: int, root: str = DEFAULT_RUNS_DIR) -> Path:
+    return Path(root) / "runs" / task / slug / str(seed)
+
+
+def resolve(cfg: RunConfig) -> Resolved:
+    """Validate the run configuration; ValueError with a one-line message on bad input."""
+    mechanism = attention_zoo.get(cfg.attention)
+    params = mechanism.params(**cfg.attn_params)
+    tasks.get(cfg.task)  # a clear error for unknown tasks before presets are looked up
+    preset = apply_overrides(get_preset(cfg.task, cfg.preset), dict(cfg.overrides))
+    explicit: dict[str, Any] = {}
+    if cfg.max_steps is not None:
+        explicit["train.steps"] = cfg.max_steps
+    if cfg.checkpoint_every is not None:
+        explicit["train.checkpoint_every"] = cfg.checkpoint_every
+    if cfg.data_dir is not None:
+        explicit["data.data_dir"] = cfg.data_dir
+    if cfg.source is not None:
+        explicit["data.source"] = cfg.source
+    if cfg.amp is False:
+        explicit["train.amp"] = "none"
+    elif cfg.amp is True and preset.train.amp == "none":
+        explicit["train.amp"] = "bf16"
+    preset = apply_overrides(preset, explicit)
+    tasks.get(cfg.task).resolve_source(preset.data.source)
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda; got {cfg.device!r}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    run_dir = (
+        Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg.task, mechanism.slug(params), cfg.seed)
+    )
+    return Resolved(cfg, preset, mechanism, params, device, run_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# Distributed helpers (single process when RANK / WORLD_SIZE are not set)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch_dist.barrier()
+
+    def sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64)
+        torch_dist.all_reduce(t)
+        return t.tolist()
+
+
+def _init_distributed(device: torch.device) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(local_rank)
+    return Dist(rank, world, local_rank)
+
+
+# ----------------------------------------------------------------------------------------------
+# Schedules, data order, RNG state
+# ----------------------------------------------------------------------------------------------
+
+
+def lr_multiplier(train: TrainConfig, step: int) -> float:
+    """Learning-rate factor for optimizer step `step` (1-based) under the preset's schedule."""
+    warmup, total = train.warmup_steps, train.steps
+    if train.schedule == "rsqrt":
+        return min(1.0, step / warmup if warmup else 1.0) / math.sqrt(max(step, warmup, 1))
+    if warmup and step < warmup:
+        return step / warmup
+    if train.schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    progress = min(max(progress, 0.0), 1.0)
+    if train.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress  # linear decay to 0
+
+
+class BatchOrder:
+    """Deterministic example order: epoch e is a permutation drawn from (seed, e), split across DDP
+    ranks; the position is (epoch, step within epoch), which is all a checkpoint needs."""
+
+    def __init__(self, num_examples: int, local_batch: int, seed: int, dist: Dist) -> None:
+        self.num_examples, self.local_batch, self.seed, self.dist = num_examples, local_batch, seed, dist
+        self.steps_per_epoch = (num_examples // dist.world) // local_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"train.batch_size ({local_batch * dist.world}) exceeds the {num_examples} training examples; "
+                "lower train.batch_size or use more data"
+            )
+        self._epoch, self._indices = -1, None
+
+    def batch(self, epoch: int, offset: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            perm = torch.randperm(self.num_examples, generator=gen)
+            self._indices = perm[self.dist.rank :: self.dist.world]
+            self._epoch = epoch
+        return self._indices[offset * self.local_batch : (offset + 1) * self.local_batch]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+            "kind": kind,
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batches and evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+def _trim(tokens: torch.Tensor) -> torch.Tensor:
+    """Drop trailing columns that are padding in every row: exact for every mechanism (trailing
+    padding never changes valid outputs) and much faster for short sequences in a long frame."""
+    used = (tokens != 0).any(dim=0).nonzero()
+    return tokens[:, : int(used.max()) + 1] if used.numel() else tokens[:, :1]
+
+
+def _inputs(ds: LRADataset, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
+    out = [_trim(ds.inputs[index].long())]
+    if ds.inputs2 is not None:
+        out.append(_trim(ds.inputs2[index].long()))
+    return tuple(t.to(device, non_blocking=True) for t in out)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    ds: LRADataset,
+    batch_size: int,
+    device: torch.device,
+    dist: Dist,
+    autocast: Any,
+    limit: int = 0,
+) -> tuple[float, float]:
+    """(accuracy, mean loss) over the split (or its first `limit` examples), shared across ranks."""
+    was_training = model.training
+    model.eval()
+    total = len(ds) if not limit else min(limit, len(ds))
+    index = torch.arange(total)[dist.rank :: dist.world]
+    correct = loss_sum = 0.0
+    for start in range(0, len(index), batch_size):
+        idx = index[start : start + batch_size]
+        labels = ds.labels[idx].to(device)
+        with autocast():
+            logits = model(*_inputs(ds, idx, device)).float()
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        correct += float((logits.argmax(-1) == labels).sum())
+    correct, loss_sum, count = dist.sum([correct, loss_sum, float(len(index))])
+    model.train(was_training)
+    return correct / max(count, 1.0), loss_sum / max(count, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Provenance
+# ----------------------------------------------------------------------------------------------
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+
+def _record(r: Resolved, **values: Any) -> dict[str, Any]:
+    """A run record with every schema field; `values` fill what is known."""
+    spec = tasks.get(r.cfg.task)
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "run",
+        "run_id": f"{r.cfg.task}/{r.label}/{r.cfg.seed}",
+        "task": r.cfg.task,
+        "attention": r.mechanism.name,
+        "attention_params": r.params.to_dict(),
+        "attention_label": r.label,
+        "keys_per_query": None,
+        "preset": r.preset.name,
+        "seed": r.cfg.seed,
+        "status": "running",
+        "error": None,
+        "steps": 0,
+        "max_steps": r.preset.train.steps,
+        "best_step": None,
+        "best_val_acc": None,
+        "test_acc": None,
+        "test_acc_last": None,
+        "val_acc_last": None,
+        "final_train_loss": None,
+        "chance_acc": None,
+        "num_classes": spec.num_classes,
+        "n_train": None,
+        "n_val": None,
+        "n_test": None,
+        "seq_len": None,
+        "data_source": None,
+        "params": None,
+        "train_tokens_per_s": None,
+        "train_steps_per_s": None,
+        "peak_memory_bytes": None,
+        "wall_time_s": None,
+        "device": _device_name(r.device),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "amp": r.preset.train.amp if r.device.type == "cuda" and r.preset.train.amp != "none" else None,
+        "git_commit": _git_commit(),
+        "config_hash": r.config_hash,
+        "config": r.config_dict(),
+        "torch_version": torch.__version__,
+        "triton_version": _version("triton"),
+        "package_version": _version("lra-arena"),
+        "started_at": _now(),
+        "finished_at": None,
+        "history": [],
+    }
+    record.update(values)
+    return record
+
+
+def _existing_record(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / RECORD_NAME
+    if not path.exists():
+        return None
+    try:
+        return read_record(path)
+    except ValueError:
+        return None  # a torn record of an interrupted run: the checkpoint decides
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """Train and evaluate one run; returns its result record (also written to <run_dir>/result.json)."""
+    r = resolve(cfg)
+    dist = _init_distributed(r.device)
+    ckpt_dir = r.run_dir / "checkpoints"
+    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+
+    existing = _existing_record(r.run_dir)
+    if existing is not None and existing.get("status") == "ok":
+        if existing.get("config_hash") != r.config_hash:
+            raise ValueError(
+                f"{r.run_dir} holds a finished run of a different configuration; choose another --run-dir"
+            )
+        if not cfg.resume:
+            raise ValueError(
+                f"{r.run_dir} already holds a finished run; pass --resume to reuse it or choose another --run-dir"
+            )
+        return existing
+    state = None
+    if last_path.exists():
+        if not cfg.resume:
+            raise ValueError(
+                f"{r.run_dir} already holds a started run; pass --resume to continue it or choose another --run-dir"
+            )
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        if state.get("config_hash") != r.config_hash:
+            raise ValueError(
+                f"{r.run_dir} holds a checkpoint of a different configuration (hash {state.get('config_hash')} vs "
+                f"{r.config_hash}); choose another --run-dir"
+            )
+
+    started = time.perf_counter()
+    record = _record(r)
+    try:
+        if dist.main:
+            r.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(
+                r.run_dir / "config.json", {"run_config": dataclasses.asdict(cfg), **r.config_dict()}
+            )
+            if state is not None:
+                record["started_at"] = state["started_at"]
+            write_record(r.run_dir / RECORD_NAME, record)
+        return _train(r, dist, state, record, last_path, best_path, started)
+    except Exception as err:
+        record.update(
+            status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0], finished_at=_now()
+        )
+        if dist.main:
+            write_record(r.run_dir / RECORD_NAME, record)
+        raise
+
+
+def _train(
+    r: Resolved,
+    dist: Dist,
+    state: dict[str, Any] | None,
+    record: dict[str, Any],
+    last_path: Path,
+    best_path: Path,
+    started: float,
+) -> dict[str, Any]:
+    train_cfg, spec = r.preset.train, tasks.get(r.cfg.task)
+    device = r.device
+
+    # Data: the main process loads (and, for generated sources, generates) first.
+    splits: dict[str, LRADataset] = {}
+    for turn in (0, 1):
+        if (turn == 0) == dist.main:
+            splits = {split: spec.load(split, r.preset.data) for split in ("train", "val", "test")}
+        dist.barrier()
+    train_ds, val_ds, test_ds = splits["train"], splits["val"], splits["test"]
+    seq_len = train_ds.seq_len
+    counts = torch.bincount(test_ds.labels, minlength=spec.num_classes)
+    record.update(
+        n_train=len(train_ds),
+        n_val=len(val_ds),
+        n_test=len(test_ds),
+        seq_len=seq_len,
+        data_source=train_ds.info.get("data_source", train_ds.info.get("source")),
+        chance_acc=float(counts.max()) / max(1, len(test_ds)),
+        keys_per_query=r.mechanism.keys_per_query(r.params, seq_len) if r.mechanism.keys_per_query else None,
+    )
+
+    seed_everything(r.cfg.seed + 7919 * dist.rank)
+    vocab = int(max(int(train_ds.inputs.max()), spec.vocab_size - 1)) + 1
+    model = models.build(
+        vocab_size=vocab,
+        max_len=seq_len,
+        num_classes=spec.num_classes,
+        dual_input=spec.dual_input,
+        model=r.preset.model,
+        attention=r.mechanism.name,
+        attn_params=r.params.to_dict(),
+    ).to(device)
+    record["params"] = models.count_parameters(model)
+    wrapped: nn.Module = model
+    if dist.world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if device.type == "cuda" else None
+        )
+
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=train_cfg.lr,
+        betas=(train_cfg.beta1, train_cfg.beta2),
+        eps=train_cfg.eps,
+        weight_decay=train_cfg.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_multiplier(train_cfg, i + 1))
+    use_amp = device.type == "cuda" and train_cfg.amp != "none"
+    amp_dtype = torch.float16 if train_cfg.amp == "fp16" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=amp_dtype) if use_amp else contextlib.nullcontext()
+
+    if train_cfg.batch_size % dist.world:
+        raise ValueError(
+            f"train.batch_size={train_cfg.batch_size} must be divisible by the {dist.world} processes"
+        )
+    local_batch = train_cfg.batch_size // dist.world
+    micro = min(train_cfg.micro_batch_size or local_batch, local_batch)
+    if local_batch % micro:
+        raise ValueError(f"train.micro_batch_size={micro} must divide the per-process batch {local_batch}")
+    order = BatchOrder(len(train_ds), local_batch, r.cfg.seed, dist)
+    eval_batch = max(micro, 1)
+    checkpoint_every = train_cfg.checkpoint_every or train_cfg.eval_every
+
+    step, epoch, offset = 0, 0, 0
+    best_val, best_step, bad_steps = -1.0, None, 0
+    history: list[dict[str, Any]] = []
+    intervals: list[tuple[float, float, int]] = []  # (seconds, tokens, steps) of training between evaluations
+    losses: list[float] = []  # training losses since the last evaluation
+    wall_before = 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, epoch, offset = state["step"], state["epoch"], state["offset"]
+        best_val, best_step, bad_steps = state["best_val_acc"], state["best_step"], state["bad_steps"]
+        history, wall_before = list(state["history"]), state["wall_time_s"]
+        intervals = [tuple(x) for x in state["intervals"]]
+        losses = list(state["losses"])
+        _set_rng_state(state["rng"][dist.rank])
+
+    def checkpoint() -> None:
+        rng = [_rng_state()]
+        if dist.world > 1:
+            rng = [None] * dist.world
+            torch_dist.all_gather_object(rng, _rng_state())
+        if dist.main:
+            _save(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "config_hash": r.config_hash,
+                    "step": step,
+                    "epoch": epoch,
+                    "offset": offset,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng,
+                    "best_val_acc": best_val,
+                    "best_step": best_step,
+                    "bad_steps": bad_steps,
+                    "history": history,
+                    "intervals": [list(x) for x in intervals],
+                    "losses": losses,
+                    "wall_time_s": wall_before + time.perf_counter() - started,
+                    "started_at": record["started_at"],
+                },
+                last_path,
+            )
+        dist.barrier()
+
+    model.train()
+    # A bar on a terminal; in logs (not a TTY) one line per evaluation instead; nothing when quiet.
+    show_bar = not r.cfg.quiet and dist.main and sys.stderr.isatty()
+    log_lines = not r.cfg.quiet and dist.main and not show_bar
+    bar = tqdm(
+        total=train_cfg.steps,
+        initial=step,
+        disable=not show_bar,
+        dynamic_ncols=True,
+        desc=f"{r.cfg.task}/{r.label}",
+        unit="step",
+    )
+    interval_time = interval_tokens = 0.0
+    interval_start = step
+    diverged = None
+    while step < train_cfg.steps:
+        tick = time.perf_counter()
+        index = order.batch(epoch, offset)
+        offset += 1
+        if offset == order.steps_per_epoch:
+            epoch, offset = epoch + 1, 0
+        loss_total = torch.zeros((), device=device)
+        tokens_seen = 0
+        for start in range(0, local_batch, micro):
+            idx = index[start : start + micro]
+            inputs = _inputs(train_ds, idx, device)
+            labels = train_ds.labels[idx].to(device)
+            tokens_seen += sum(t.numel() for t in inputs)
+            last_micro = start + micro >= local_batch
+            sync = contextlib.nullcontext() if (last_micro or dist.world == 1) else wrapped.no_sync()
+            with sync:
+                with autocast():
+                    loss = F.cross_entropy(wrapped(*inputs).float(), labels) * (len(idx) / local_batch)
+                scaler.scale(loss).backward()
+            loss_total += loss.detach()
+        step += 1
+        scaler.unscale_(optimizer)
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip or float("inf"))
+        (loss_value,) = dist.sum([float(loss_total)])
+        loss_value /= dist.world
+        finite_loss = math.isfinite(loss_value)
+        if not finite_loss or (not scaler.is_enabled() and not math.isfinite(float(grad_norm))):
+            bad_steps += 1
+            optimizer.zero_grad(set_to_none=True)
+            if scaler.is_enabled():
+                scaler.update()
+            if bad_steps > train_cfg.max_bad_steps:
+                diverged = f"{bad_steps} non-finite losses or gradients (the last at step {step})"
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss_value)
+        scheduler.step()
+        interval_time += time.perf_counter() - tick
+        interval_tokens += tokens_seen * dist.world
+        bar.update(1)
+        if diverged:
+            break
+
+        if step % train_cfg.eval_every == 0 or step == train_cfg.steps:
+            val_acc, val_loss = evaluate(
+                wrapped, val_ds, eval_batch, device, dist, autocast, train_cfg.eval_examples
+            )
+            train_loss = sum(losses) / len(losses) if losses else float("nan")
+            losses = []
+            intervals.append((interval_time, interval_tokens, step - interval_start))
+            interval_time = interval_tokens = 0.0
+            interval_start = step
+            history.append(
+                {
+                    "step": step,
+                    "train_loss": train_loss,
+                    "val_acc": val_acc,
+                    "val_loss": val_loss,
+                    "lr": scheduler.get_last_lr()[0],
+                }
+            )
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            if log_lines:
+                print(
+                    f"step {step}/{train_cfg.steps}  train_loss {train_loss:.4f}  val_acc {val_acc:.4f}  "
+                    f"val_loss {val_loss:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if val_acc > best_val:
+                best_val, best_step = val_acc, step
+                if dist.main:
+                    _save(
+                        {
+                            "model": model.state_dict(),
+                            "step": step,
+                            "val_acc": val_acc,
+                            "config_hash": r.config_hash,
+                        },
+                        best_path,
+                    )
+                dist.barrier()
+        if step % checkpoint_every == 0 or step == train_cfg.steps:
+            checkpoint()
+    bar.close()
+
+    record.update(
+        steps=step,
+        history=history,
+        best_val_acc=best_val if best_step else None,
+        best_step=best_step,
+        final_train_loss=history[-1]["train_loss"] if history else None,
+    )
+    if diverged:
+        checkpoint()
+        record.update(status="diverged", error=diverged)
+    else:
+        record["val_acc_last"] = history[-1]["val_acc"] if history else None
+        record["test_acc_last"], _ = evaluate(wrapped, test_ds, eval_batch, device, dist, autocast)
+        if best_step is not None:
+            best = torch.load(best_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(best["model"])
+            record["test_acc"], _ = evaluate(wrapped, test_ds, eval_batch, device, dist, autocast)
+        record["status"] = "ok"
+
+    timed = intervals[1:] if len(intervals) > 1 else intervals  # the first interval includes warm-up
+    rates = sorted(tokens / seconds for seconds, tokens, _ in timed if seconds > 0)
+    step_rates = sorted(steps / seconds for seconds, _, steps in timed if seconds > 0)
+    record.update(
+        train_tokens_per_s=rates[len(rates) // 2] if rates else None,
+        train_steps_per_s=step_rates[len(step_rates) // 2] if step_rates else None,
+        peak_memory_bytes=_peak_memory(device),
+        wall_time_s=wall_before + time.perf_counter() - started,
+        finished_at=_now(),
+    )
+    if dist.main:
+        write_record(r.run_dir / RECORD_NAME, record)
+    dist.barrier()
+    return record
+
+
+def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
+    """Run `cfg` with DDP over `nproc` local processes (torchrun) and return the record."""
+    r = resolve(cfg)
+    r.run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = r.run_dir / "run_config.json"
+    atomic_write_text(config_path, cfg.to_json())
+    env = dict(os.environ)
+    if r.device.type == "cpu":  # split the cores between the processes
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "runners.train",
+        str(config_path),
+    ]
+    completed = subprocess.run(command, env=env, check=False)
+    record = _existing_record(r.run_dir)
+    if record is None:
+        raise ValueError(
+            f"the DDP run exited with code {completed.returncode} without a result record in {r.run_dir}"
+        )
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m runners.train RUN_CONFIG.json` (also under torchrun). Exit 0 iff status is ok."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m runners.train RUN_CONFIG.json", file=sys.stderr)
+        return 2
+    try:
+        cfg = RunConfig.from_json(Path(argv[0]).read_text())
+        record = run(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"Error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 2
+    finally:
+        if torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            json.dumps(
+                {k: record[k] for k in ("status", "steps", "best_val_acc", "test_acc", "test_acc_last")}
+            )
+        )
+    return 0 if record["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
