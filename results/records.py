@@ -140,13 +140,17 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def iter_record_files(root: str | os.PathLike[str]) -> Iterable[Path]:
-    """Every `*.json` record file under root (recursive), sorted; hidden temp files excluded."""
+    """Every `*.json` record file under root (recursive), sorted.
+
+    Hidden files and everything under hidden directories (temp files, `.replaced/` archives of
+    superseded runs, `.git`) are excluded.
+    """
     root = Path(root)
     if root.is_file():
         yield root
         return
     for path in sorted(root.rglob("*.json")):
-        if not path.name.startswith("."):
+        if not any(part.startswith(".") for part in path.relative_to(root).parts):
             yield path
 
 

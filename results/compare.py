@@ -1,0 +1,157 @@
+"""Side-by-side comparison of attentions on one task: accuracy and cost from the run records.
+
+`compare(runs, task, attentions)` returns one row per (preset, attention label) with the mean
+over the seeds that finished ok of test accuracy, best validation accuracy, training throughput,
+peak memory and wall time, plus parameter count and keys per query; throughput and memory also as
+ratios to the first attention named. `format_comparison` turns it into display strings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+
+from lra.io import atomic_write, atomic_write_text
+
+from .leaderboard import ATTENTION_ORDER
+
+NUMERIC_COLUMNS = [
+    "test_acc",
+    "test_acc_std",
+    "best_val_acc",
+    "train_tokens_per_s",
+    "train_steps_per_s",
+    "peak_memory_bytes",
+    "wall_time_s",
+    "params",
+    "keys_per_query",
+    "seq_len",
+]
+
+
+def compare(runs: pd.DataFrame, task: str, attentions: Sequence[str]) -> pd.DataFrame:
+    """One row per (preset, attention label) of `task` for the requested attentions, in the order
+    given. An entry matches an attention label exactly (`mita(topk=64)`) or, failing that, every
+    label of that registry name (`mita`). ValueError when the task or an attention has no runs."""
+    if not attentions:
+        raise ValueError("no attentions to compare; pass --attentions a,b,...")
+    of_task = runs[runs["task"] == task]
+    if of_task.empty:
+        known = ", ".join(sorted(runs["task"].dropna().unique())) or "none"
+        raise ValueError(f"no runs of task {task!r} in the results; tasks with runs: {known}")
+    selected = []
+    for wanted in attentions:
+        match = of_task[of_task["attention_label"] == wanted]
+        if match.empty:
+            match = of_task[of_task["attention"] == wanted]
+        if match.empty:
+            known = ", ".join(sorted(of_task["attention_label"].unique()))
+            raise ValueError(
+                f"no runs of attention {wanted!r} for task {task!r}; attentions with runs: {known}"
+            )
+        labels = sorted(match["attention_label"].unique(), key=lambda label: (label != wanted, label))
+        selected.extend(label for label in labels if label not in selected)
+    rows = []
+    for label in selected:
+        for preset, group in of_task[of_task["attention_label"] == label].groupby("preset", dropna=False):
+            rows.append(_row(label, preset, group))
+    table = pd.DataFrame(rows)
+    first = table.iloc[0]
+    table["tokens_per_s_ratio"] = table["train_tokens_per_s"] / first["train_tokens_per_s"]
+    table["memory_ratio"] = table["peak_memory_bytes"] / first["peak_memory_bytes"]
+    return table
+
+
+def _row(label: str, preset: object, group: pd.DataFrame) -> dict[str, object]:
+    ok = group[group["status"] == "ok"]
+    basis = ok if not ok.empty else group
+    counts = group["status"].value_counts()
+    row: dict[str, object] = {
+        "attention_label": label,
+        "attention": group["attention"].iloc[0],
+        "preset": preset,
+        "seeds": len(ok),
+        "runs": ", ".join(f"{n} {status}" for status, n in counts.items()),
+        "device": ", ".join(sorted({str(d) for d in basis["device"].dropna()})),
+    }
+    for column in NUMERIC_COLUMNS:
+        source = "test_acc" if column == "test_acc_std" else column
+        values = pd.to_numeric(ok[source] if source in ("test_acc", "best_val_acc") else basis[source])
+        values = values.dropna()
+        if column == "test_acc_std":
+            row[column] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        else:
+            row[column] = float(values.mean()) if len(values) else math.nan
+    return row
+
+
+def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return format(float(value) * scale, spec)
+
+
+def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Display strings: accuracy in %, throughput in tokens/s, memory in MiB, ratios as ×."""
+    first = table.iloc[0]["attention_label"]
+    out = pd.DataFrame({"Attention": table["attention_label"]})
+    if table["preset"].nunique(dropna=False) > 1:
+        out["Preset"] = table["preset"]
+    out["Test acc (%)"] = [
+        _fmt(acc, ".2f", 100) + ("" if math.isnan(std) else f" ± {std * 100:.2f}")
+        for acc, std in zip(table["test_acc"], table["test_acc_std"], strict=True)
+    ]
+    out["Best val (%)"] = [_fmt(v, ".2f", 100) for v in table["best_val_acc"]]
+    out["Tokens/s"] = [_fmt(v, ",.0f") for v in table["train_tokens_per_s"]]
+    out[f"× tokens/s vs {first}"] = [_fmt(v, ".2f") for v in table["tokens_per_s_ratio"]]
+    out["Peak mem (MiB)"] = [_fmt(v, ",.1f", 1 / 2**20) for v in table["peak_memory_bytes"]]
+    out[f"× mem vs {first}"] = [_fmt(v, ".2f") for v in table["memory_ratio"]]
+    out["Params"] = [_fmt(v, ",.0f") for v in table["params"]]
+    out["Keys/query"] = [_fmt(v, ".0f") for v in table["keys_per_query"]]
+    out["Seq len"] = [_fmt(v, ".0f") for v in table["seq_len"]]
+    out["Wall (s)"] = [_fmt(v, ".0f") for v in table["wall_time_s"]]
+    out["Runs"] = table["runs"]
+    out["Device"] = table["device"]
+    return out
+
+
+def render_comparison(table: pd.DataFrame, task: str, *, markdown: bool = False) -> str:
+    """The comparison as a text or markdown table with a one-line caption."""
+    caption = (
+        f"Task {task}: means over seeds with status ok (test accuracy of the best-validation checkpoint; "
+        "throughput and memory as recorded by each run, so compare runs made on the same device and --jobs)."
+    )
+    body = format_comparison(table).to_markdown(
+        index=False, tablefmt="github" if markdown else "simple", disable_numparse=True
+    )
+    return f"{caption}\n\n{body}\n"
+
+
+def write_comparison(
+    table: pd.DataFrame,
+    task: str,
+    *,
+    csv: str | os.PathLike[str] | None = None,
+    markdown: str | os.PathLike[str] | None = None,
+) -> None:
+    """Atomically write the numeric comparison as CSV and / or the display table as markdown."""
+    if csv is not None:
+        atomic_write(csv, lambda fh: table.to_csv(fh, index=False, float_format="%.6g"))
+    if markdown is not None:
+        atomic_write_text(markdown, render_comparison(table, task, markdown=True))
+
+
+def default_attentions(runs: pd.DataFrame, task: str) -> list[str]:
+    """Every attention label with runs of `task`, in leaderboard order."""
+    of_task = runs[runs["task"] == task][["attention", "attention_label"]].drop_duplicates()
+    pairs = sorted(
+        of_task.itertuples(index=False),
+        key=lambda p: (
+            ATTENTION_ORDER.index(p[0]) if p[0] in ATTENTION_ORDER else len(ATTENTION_ORDER),
+            p[1],
+        ),
+    )
+    return [label for _, label in pairs]

@@ -1,0 +1,354 @@
+"""The leaderboard: rows = attention (with its parameters), columns = tasks, one table per preset.
+
+A cell is the mean test accuracy (in %, best-validation checkpoint) over the seeds that finished
+with status ok, with the sample standard deviation when there is more than one seed. Rules, also
+printed as footnotes under every table:
+
+* FAIL -- the cell's mean test accuracy is at most ``chance + 2 * sqrt(chance * (1 - chance) / n_test)``:
+  within two binomial standard errors of a classifier that always predicts the most frequent test
+  label (`chance_acc` in the record; 1 / classes when absent). A cell whose every seed diverged is
+  FAIL as well.
+* `–` -- no finished run for this attention and task.
+* `†` -- some seeds of the cell diverged or failed; the value is over the remaining seeds.
+* Avg -- the mean of the row's cells over the table's columns, computed only for rows with a
+  measured accuracy in every column (FAIL cells count at their measured accuracy); otherwise `–`.
+* Bold (markdown) -- the best value of each column among non-FAIL cells, ties included.
+
+Published numbers (results/published.csv) come in a separate block and never enter an average.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from lra.io import atomic_write, atomic_write_text
+
+# Canonical LRA column order and titles (results/ does not import the task registry: no torch).
+TASK_TITLES = {
+    "listops": "ListOps",
+    "text": "Text",
+    "retrieval": "Retrieval",
+    "image": "Image",
+    "pathfinder": "Pathfinder",
+    "pathx": "Path-X",
+}
+# Row order: the zoo's registration order (baseline, compression, routing, MiTA); others after.
+ATTENTION_ORDER = ("full", "agent", "topk", "moba", "mita", "mita_route")
+FAIL = "FAIL"
+MISSING = "–"
+PARTIAL = "†"
+
+FOOTNOTES = (
+    "Cells: test accuracy (%) of the best-validation checkpoint, mean ± sample std over seeds with status ok.",
+    "FAIL: mean test accuracy ≤ chance + 2·sqrt(chance·(1 − chance)/n_test), where chance is the frequency "
+    "of the most common test label (within two binomial standard errors of chance); also cells whose every "
+    "seed diverged.",
+    f"{MISSING}: no finished run. {PARTIAL}: some seeds diverged or failed; the value is over the others.",
+    "Avg: mean over this table's columns, only for rows with a measured accuracy in every column "
+    f"(FAIL cells count at their measured accuracy); other rows show {MISSING}.",
+)
+
+
+def task_title(task: str) -> str:
+    return TASK_TITLES.get(task, task)
+
+
+def chance_threshold(chance_acc: float, n_test: float) -> float:
+    """Accuracy (fraction) at or below which a cell is FAIL: chance + 2 binomial standard errors."""
+    return chance_acc + 2.0 * math.sqrt(chance_acc * (1.0 - chance_acc) / n_test)
+
+
+@dataclass
+class Leaderboard:
+    """Aggregated cells and the runs that could not contribute.
+
+    Attributes:
+        cells: one row per (preset, attention_label, task) with at least one record: attention,
+            status ('ok' or 'FAIL'), mean and std (in %), seeds (ok runs averaged), runs (records),
+            diverged, failed (failed or unfinished records), chance (fraction), n_test, threshold
+            (fraction), data_source.
+        unfinished: the run records with status failed or running (run_id, preset, status, error, path).
+    """
+
+    cells: pd.DataFrame
+    unfinished: pd.DataFrame
+
+    @property
+    def presets(self) -> list[str]:
+        return sorted(self.cells["preset"].unique(), key=str) if not self.cells.empty else []
+
+    def tasks(self, preset: str | None = None) -> list[str]:
+        cells = self.cells if preset is None else self.cells[self.cells["preset"] == preset]
+        return sort_tasks(cells["task"].unique())
+
+    def labels(self, preset: str) -> list[str]:
+        cells = self.cells[self.cells["preset"] == preset]
+        pairs = cells[["attention", "attention_label"]].drop_duplicates()
+        return [label for _, label in sorted(pairs.itertuples(index=False), key=_attention_sort_key)]
+
+
+def sort_tasks(tasks: Any) -> list[str]:
+    known = [t for t in TASK_TITLES if t in set(tasks)]
+    return known + sorted(set(tasks) - set(known))
+
+
+def _attention_sort_key(pair: tuple[str, str]) -> tuple[int, str, str]:
+    name, label = pair
+    rank = ATTENTION_ORDER.index(name) if name in ATTENTION_ORDER else len(ATTENTION_ORDER)
+    return rank, name, label
+
+
+CELL_COLUMNS = [
+    "preset",
+    "attention",
+    "attention_label",
+    "task",
+    "status",
+    "mean",
+    "std",
+    "seeds",
+    "runs",
+    "diverged",
+    "failed",
+    "chance",
+    "n_test",
+    "threshold",
+    "data_source",
+]
+
+
+def build(runs: pd.DataFrame) -> Leaderboard:
+    """Aggregate run records (results.store.load(...).runs) into leaderboard cells."""
+    cells = []
+    for (preset, label, task), group in runs.groupby(
+        ["preset", "attention_label", "task"], sort=False, dropna=False
+    ):
+        cells.append(_cell(preset, label, task, group))
+    unfinished = runs[~runs["status"].isin(["ok", "diverged"])].reindex(
+        columns=["run_id", "preset", "status", "error", "path"]
+    )
+    return Leaderboard(
+        cells=pd.DataFrame(cells, columns=CELL_COLUMNS),
+        unfinished=unfinished.sort_values("run_id").reset_index(drop=True),
+    )
+
+
+def _cell(preset: Any, label: str, task: str, group: pd.DataFrame) -> dict[str, Any]:
+    ok = group[(group["status"] == "ok") & group["test_acc"].notna()]
+    diverged = int((group["status"] == "diverged").sum())
+    seeds = len(ok)
+    mean = float(ok["test_acc"].mean()) * 100 if seeds else math.nan
+    std = float(ok["test_acc"].std(ddof=1)) * 100 if seeds > 1 else math.nan
+    basis = ok if seeds else group
+    chance = _first_number(basis["chance_acc"])
+    if math.isnan(chance):
+        classes = _first_number(basis["num_classes"])
+        chance = 1.0 / classes if classes and not math.isnan(classes) else math.nan
+    n_test = float(basis["n_test"].min()) if basis["n_test"].notna().any() else math.nan
+    threshold = (
+        chance_threshold(chance, n_test) if not (math.isnan(chance) or math.isnan(n_test)) else math.nan
+    )
+    if seeds:
+        fail = not math.isnan(threshold) and mean / 100 <= threshold
+    else:
+        fail = diverged > 0
+    if not seeds and not fail:
+        status = "missing"
+    else:
+        status = FAIL if fail else "ok"
+    sources = sorted({str(s) for s in basis["data_source"].dropna()})
+    return {
+        "preset": preset,
+        "attention": str(group["attention"].iloc[0]),
+        "attention_label": label,
+        "task": task,
+        "status": status,
+        "mean": mean,
+        "std": std,
+        "seeds": seeds,
+        "runs": len(group),
+        "diverged": diverged,
+        "failed": len(group) - seeds - diverged,
+        "chance": chance,
+        "n_test": n_test,
+        "threshold": threshold,
+        "data_source": "; ".join(sources),
+    }
+
+
+def _first_number(values: pd.Series) -> float:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(values.iloc[0]) if len(values) else math.nan
+
+
+def averages(lb: Leaderboard, preset: str) -> dict[str, float]:
+    """Avg per attention label of one preset table: NaN unless every column has a measured mean."""
+    cells = lb.cells[lb.cells["preset"] == preset]
+    tasks = lb.tasks(preset)
+    out = {}
+    for label in lb.labels(preset):
+        means = cells[cells["attention_label"] == label].set_index("task")["mean"]
+        values = [means.get(t, math.nan) for t in tasks]
+        out[label] = float(sum(values) / len(values)) if not any(math.isnan(v) for v in values) else math.nan
+    return out
+
+
+def wide(lb: Leaderboard) -> pd.DataFrame:
+    """The machine-readable leaderboard (`leaderboard.csv`): one row per (preset, attention label);
+    per task `<task>` (mean %), `<task>_std`, `<task>_seeds`, `<task>_status` (ok / FAIL / missing);
+    then `avg`."""
+    rows = []
+    tasks = lb.tasks()
+    for preset in lb.presets:
+        cells = lb.cells[lb.cells["preset"] == preset]
+        avg = averages(lb, preset)
+        for label in lb.labels(preset):
+            mine = cells[cells["attention_label"] == label].set_index("task")
+            row: dict[str, Any] = {
+                "preset": preset,
+                "attention": mine["attention"].iloc[0],
+                "attention_label": label,
+            }
+            for task in tasks:
+                cell = mine.loc[task] if task in mine.index else None
+                row[task] = cell["mean"] if cell is not None else math.nan
+                row[f"{task}_std"] = cell["std"] if cell is not None else math.nan
+                row[f"{task}_seeds"] = int(cell["seeds"]) if cell is not None else 0
+                row[f"{task}_status"] = cell["status"] if cell is not None else "missing"
+            row["avg"] = avg[label]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _format_cell(cell: pd.Series | None, *, bold: bool) -> str:
+    if cell is None or cell["status"] == "missing":
+        return MISSING
+    mark = PARTIAL if cell["seeds"] and cell["runs"] > cell["seeds"] else ""
+    if cell["status"] == FAIL:
+        return FAIL + mark
+    text = f"{cell['mean']:.2f}" + (f" ± {cell['std']:.2f}" if cell["seeds"] > 1 else "") + mark
+    return f"**{text}**" if bold else text
+
+
+def _best(values: list[float]) -> float:
+    finite = [round(v, 2) for v in values if not math.isnan(v)]
+    return max(finite) if finite else math.nan
+
+
+def table(lb: Leaderboard, preset: str, *, markdown: bool = True) -> pd.DataFrame:
+    """The display table of one preset: Attention, one column per task title, Avg (strings)."""
+    cells = lb.cells[lb.cells["preset"] == preset]
+    tasks = lb.tasks(preset)
+    labels = lb.labels(preset)
+    avg = averages(lb, preset)
+    best = {}
+    for task in tasks:
+        col = cells[(cells["task"] == task) & (cells["status"] == "ok")]
+        best[task] = _best(list(col["mean"]))
+    best_avg = _best(list(avg.values()))
+    rows = []
+    for label in labels:
+        mine = cells[cells["attention_label"] == label].set_index("task")
+        row = {"Attention": label}
+        for task in tasks:
+            cell = mine.loc[task] if task in mine.index else None
+            is_best = (
+                markdown
+                and cell is not None
+                and cell["status"] == "ok"
+                and round(float(cell["mean"]), 2) == best[task]
+            )
+            row[task_title(task)] = _format_cell(cell, bold=is_best)
+        value = avg[label]
+        text = MISSING if math.isnan(value) else f"{value:.2f}"
+        row["Avg"] = (
+            f"**{text}**" if markdown and not math.isnan(value) and round(value, 2) == best_avg else text
+        )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["Attention", *[task_title(t) for t in tasks], "Avg"])
+
+
+def published_table(published: pd.DataFrame, tasks: list[str], *, protocol: bool = True) -> pd.DataFrame:
+    """The published block restricted to `tasks` (all six when empty)."""
+    tasks = [t for t in (tasks or list(TASK_TITLES)) if t in published.columns] or list(TASK_TITLES)
+    rows = []
+    for _, pub in published.iterrows():
+        row = {"Model": pub["model"]}
+        for task in tasks:
+            row[task_title(task)] = pub[task] or MISSING
+        row["Avg (as published)"] = f"{pub['avg']} ({pub['avg_over']})" if pub.get("avg") else MISSING
+        row["Source"] = pub["source"]
+        if protocol:
+            row["Protocol"] = pub["protocol"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | None = None) -> str:
+    """The whole leaderboard as markdown (`leaderboard.md`) or as plain text for a terminal."""
+    fmt = "github" if markdown else "simple"
+    parts: list[str] = []
+    heading = "## " if markdown else ""
+    if lb.cells.empty:
+        parts.append("No finished runs.")
+    for preset in lb.presets:
+        parts.append(f"{heading}Leaderboard, preset {preset}")
+        parts.append(
+            table(lb, preset, markdown=markdown).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
+        )
+        sources = _data_sources(lb, preset)
+        if sources:
+            parts.append("Data: " + "; ".join(sources))
+    if not lb.cells.empty:
+        notes = list(FOOTNOTES) + (["Bold: best value per column (FAIL excluded)."] if markdown else [])
+        parts.append("\n".join(f"- {note}" for note in notes))
+    if not lb.unfinished.empty:
+        lines = [
+            f"- {r.run_id} (preset {r.preset}): {r.status}"
+            + (f" -- {r.error}" if isinstance(r.error, str) else "")
+            for r in lb.unfinished.itertuples()
+        ]
+        parts.append("Runs without a result (not counted):\n" + "\n".join(lines))
+    if published is not None and not published.empty:
+        parts.append(f"{heading}Published results (not measured here)")
+        parts.append(
+            "Reported in the papers below with their own code, the real LRA data and full training budgets; "
+            "for orientation only, never averaged with the measured rows above."
+        )
+        block = published_table(published, lb.tasks(), protocol=markdown)
+        parts.append(block.to_markdown(index=False, tablefmt=fmt, disable_numparse=True))
+        if not markdown:
+            parts.append("\n".join(f"- {r.model}: {r.protocol}" for r in published.itertuples()))
+    return "\n\n".join(parts) + "\n"
+
+
+def _data_sources(lb: Leaderboard, preset: str) -> list[str]:
+    cells = lb.cells[lb.cells["preset"] == preset]
+    out = []
+    for task in lb.tasks(preset):
+        sources = sorted({s for s in cells[cells["task"] == task]["data_source"] if s})
+        if sources:
+            out.append(f"{task_title(task)} = {', '.join(sources)}")
+    return out
+
+
+def write_all(
+    lb: Leaderboard,
+    *,
+    csv: str | os.PathLike[str] | None = None,
+    markdown: str | os.PathLike[str] | None = None,
+    published: pd.DataFrame | None = None,
+) -> None:
+    """Atomically write the wide CSV and / or the markdown leaderboard."""
+    if csv is not None:
+        table_ = wide(lb)
+        atomic_write(csv, lambda fh: table_.to_csv(fh, index=False, float_format="%.4f"))
+    if markdown is not None:
+        atomic_write_text(
+            markdown, "# LRA arena results\n\n" + render(lb, markdown=True, published=published)
+        )

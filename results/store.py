@@ -1,0 +1,109 @@
+"""The results store: every result record under a directory, as pandas DataFrames.
+
+`load(root)` walks `root` recursively (a suite's output directory, a single run directory, or
+any tree of records), validates each record (results/records.py) and returns the run records
+and the efficiency records as two DataFrames, plus one problem line per file that was torn,
+corrupt or superseded. Bad files are reported by name and skipped; they never stop the
+aggregation. No torch import: tables are built on machines without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lra.io import atomic_write
+
+from .records import EFFICIENCY_FIELDS, RUN_FIELDS, load_records
+
+# Columns holding lists / dicts; the long CSV stores them as JSON text.
+NESTED_RUN_FIELDS = ("attention_params", "config", "history")
+
+
+@dataclass
+class Store:
+    """Everything read from one results directory.
+
+    Attributes:
+        root: the directory that was read.
+        runs: one row per run record (columns: `RUN_FIELDS` + `path`), newest record per run.
+        efficiency: one row per efficiency record (columns: `EFFICIENCY_FIELDS` + `path`).
+        problems: one line per skipped file, naming the file and why.
+    """
+
+    root: Path
+    runs: pd.DataFrame
+    efficiency: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+
+
+def load(root: str | os.PathLike[str]) -> Store:
+    """Read every record under `root`; FileNotFoundError if it does not exist."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(
+            f"results directory {root} does not exist; run `lra suite --out {root}` first or pass --runs DIR"
+        )
+    records, problems = load_records(root)
+    for record in records:
+        record["path"] = record.pop("_path")
+    runs = _frame([r for r in records if r["kind"] == "run"], RUN_FIELDS)
+    runs, duplicates = _newest_per_run(runs)
+    efficiency = _frame([r for r in records if r["kind"] == "efficiency"], EFFICIENCY_FIELDS)
+    return Store(root=root, runs=runs, efficiency=efficiency, problems=problems + duplicates)
+
+
+def _frame(records: list[dict[str, Any]], fields: dict[str, str]) -> pd.DataFrame:
+    columns = [*fields, "path"]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    # Numeric fields arrive as int / float / None; make None a NaN so means and sorts work.
+    for column in columns:
+        values = frame[column]
+        if column not in NESTED_RUN_FIELDS and values.map(_is_number_or_none).all() and values.notna().any():
+            frame[column] = pd.to_numeric(values)
+    return frame
+
+
+def _is_number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _newest_per_run(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one record per (preset, run_id): the most recently finished one; report the others."""
+    if runs.empty:
+        return runs, []
+    order = runs.assign(_finished=runs["finished_at"].fillna("").astype(str)).sort_values(
+        ["_finished", "path"], ascending=False, kind="stable"
+    )
+    dropped = order.duplicated(subset=["preset", "run_id"], keep="first")
+    problems = []
+    for _, row in order[dropped].iterrows():
+        kept = order[(order["preset"] == row["preset"]) & (order["run_id"] == row["run_id"]) & ~dropped]
+        problems.append(
+            f"{row['path']}: another record of run {row['run_id']} (preset {row['preset']}) is newer "
+            f"({kept['path'].iloc[0]}), skipped"
+        )
+    kept = order[~dropped].drop(columns="_finished").sort_values("path", kind="stable")
+    return kept.reset_index(drop=True), problems
+
+
+def long_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with every recorded field; nested fields as JSON text."""
+    table = runs.copy()
+    for column in NESTED_RUN_FIELDS:
+        if column in table:
+            table[column] = table[column].map(lambda v: json.dumps(v, sort_keys=True, default=str))
+    return table
+
+
+def write_long_csv(runs: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Atomically write the long table (`results_long.csv`)."""
+    table = long_table(runs)
+    atomic_write(path, lambda fh: table.to_csv(fh, index=False))

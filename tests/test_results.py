@@ -1,0 +1,440 @@
+"""The results store, leaderboard, comparison and plots on hand-written records.
+
+Expected values are computed here from first principles (statistics.mean / stdev, the binomial
+formula written out), never by the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from results import compare, leaderboard, plots, store
+from results.published import TASK_COLUMNS, load_published
+from results.records import EFFICIENCY_FIELDS, RUN_FIELDS, SCHEMA_VERSION, write_record
+
+
+def run_record(task="listops", attention="full", label=None, seed=0, test_acc=0.5, status="ok", **fields):
+    """A complete run record with plausible values; `fields` override any of them."""
+    label = label or attention
+    record = dict.fromkeys(RUN_FIELDS)
+    record.update(
+        schema_version=SCHEMA_VERSION,
+        kind="run",
+        run_id=f"{task}/{label}/{seed}",
+        task=task,
+        attention=attention,
+        attention_params={},
+        attention_label=label,
+        preset="quick",
+        seed=seed,
+        status=status,
+        test_acc=test_acc,
+        best_val_acc=test_acc,
+        chance_acc=0.5 if task == "pathfinder" else 0.1,
+        num_classes=2 if task == "pathfinder" else 10,
+        n_test=400,
+        seq_len=512,
+        data_source=f"generated:{task}",
+        finished_at=f"2026-01-01T00:00:{seed:02d}+00:00",
+        history=[],
+    )
+    record.update(fields)
+    return record
+
+
+def write_runs(root: Path, records) -> None:
+    for record in records:
+        write_record(root / "runs" / record["run_id"] / "result.json", record)
+
+
+def efficiency_record(attention, seq_len, time_ms, memory, status="ok"):
+    record = dict.fromkeys(EFFICIENCY_FIELDS)
+    record.update(
+        schema_version=SCHEMA_VERSION,
+        kind="efficiency",
+        bench="attention",
+        attention=attention,
+        attention_params={},
+        attention_label=attention,
+        backend="torch",
+        seq_len=seq_len,
+        device="cpu",
+        dtype="float32",
+        status=status,
+        time_ms_median=time_ms,
+        time_ms_p20=None if time_ms is None else time_ms * 0.9,
+        time_ms_p80=None if time_ms is None else time_ms * 1.1,
+        peak_memory_bytes=memory,
+        **{"pass": "forward"},
+    )
+    return record
+
+
+def cell(lb, label, task, preset="quick"):
+    cells = lb.cells
+    rows = cells[(cells["attention_label"] == label) & (cells["task"] == task) & (cells["preset"] == preset)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------
+
+
+def test_store_reads_records_and_reports_bad_files_by_name(tmp_path):
+    write_runs(tmp_path, [run_record(seed=0), run_record(seed=1)])
+    (tmp_path / "runs" / "torn").mkdir()
+    (tmp_path / "runs" / "torn" / "result.json").write_text('{"kind": "run", "schema_ver')
+    incomplete = run_record(seed=2)
+    del incomplete["test_acc"]
+    (tmp_path / "incomplete.json").write_text(json.dumps(incomplete))
+    (tmp_path / "config.json").write_text(json.dumps({"task": "listops"}))  # not a record: ignored
+    hidden = tmp_path / ".replaced" / "old" / "result.json"
+    write_record(hidden, run_record(seed=3))
+
+    st = store.load(tmp_path)
+
+    assert sorted(st.runs["seed"]) == [0, 1]
+    assert len(st.problems) == 2
+    assert any("torn/result.json" in p and "corrupt" in p for p in st.problems)
+    assert any("incomplete.json" in p and "test_acc" in p for p in st.problems)
+    assert st.efficiency.empty
+
+
+def test_store_missing_directory_is_one_line_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        store.load(tmp_path / "nope")
+
+
+def test_store_keeps_the_newest_record_of_a_run(tmp_path):
+    old = run_record(seed=0, test_acc=0.2, finished_at="2026-01-01T00:00:00+00:00")
+    new = run_record(seed=0, test_acc=0.4, finished_at="2026-02-01T00:00:00+00:00")
+    write_record(tmp_path / "a" / "result.json", old)
+    write_record(tmp_path / "b" / "result.json", new)
+    st = store.load(tmp_path)
+    assert list(st.runs["test_acc"]) == [0.4]
+    assert len(st.problems) == 1 and "a/result.json" in st.problems[0]
+
+
+def test_long_csv_has_one_row_per_run_and_every_field(tmp_path):
+    history = [{"step": 10, "val_acc": 0.3, "val_loss": 1.0, "train_loss": 1.2, "lr": 1e-3}]
+    write_runs(tmp_path, [run_record(seed=s, history=history) for s in range(3)])
+    st = store.load(tmp_path)
+    out = tmp_path / "tables" / "results_long.csv"
+    store.write_long_csv(st.runs, out)
+    table = pd.read_csv(out)
+    assert len(table) == 3
+    assert set(RUN_FIELDS) <= set(table.columns)
+    assert json.loads(table["history"].iloc[0]) == history
+    assert [p.name for p in out.parent.iterdir()] == ["results_long.csv"]  # no temp files left
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation
+# ---------------------------------------------------------------------------------------------
+
+
+def test_mean_and_std_over_seeds():
+    accs = [0.31, 0.35, 0.42]
+    runs = pd.DataFrame([run_record(seed=s, test_acc=a) for s, a in enumerate(accs)])
+    lb = leaderboard.build(runs)
+    got = cell(lb, "full", "listops")
+    assert got["mean"] == pytest.approx(100 * statistics.mean(accs))
+    assert got["std"] == pytest.approx(100 * statistics.stdev(accs))
+    assert got["seeds"] == 3
+    table = leaderboard.table(lb, "quick", markdown=False)
+    expected = f"{100 * statistics.mean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}"
+    assert table.loc[0, "ListOps"] == expected
+
+
+def test_one_seed_shows_no_std():
+    lb = leaderboard.build(pd.DataFrame([run_record(test_acc=0.4567)]))
+    assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == "45.67"
+
+
+@pytest.mark.parametrize(
+    ("chance", "n_test", "acc", "fail"),
+    [
+        # 0.5 + 2 * sqrt(0.25 / 400) = 0.55
+        (0.5, 400, 0.549, True),
+        (0.5, 400, 0.551, False),
+        # 0.1 + 2 * sqrt(0.09 / 900) = 0.12
+        (0.1, 900, 0.1199, True),
+        (0.1, 900, 0.1201, False),
+        (0.5, 400, 0.30, True),  # below chance is chance level too
+    ],
+    ids=["pf-below", "pf-above", "lo-below", "lo-above", "worse-than-chance"],
+)
+def test_fail_is_two_binomial_standard_errors_above_chance(chance, n_test, acc, fail):
+    assert leaderboard.chance_threshold(chance, n_test) == pytest.approx(
+        chance + 2 * math.sqrt(chance * (1 - chance) / n_test)
+    )
+    runs = pd.DataFrame([run_record(test_acc=acc, chance_acc=chance, n_test=n_test)])
+    lb = leaderboard.build(runs)
+    assert (cell(lb, "full", "listops")["status"] == "FAIL") is fail
+    text = leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"]
+    assert (text == "FAIL") is fail
+
+
+def test_fail_uses_one_over_classes_when_chance_is_unknown():
+    runs = pd.DataFrame([run_record(test_acc=0.11, chance_acc=None, num_classes=10, n_test=900)])
+    assert cell(leaderboard.build(runs), "full", "listops")["status"] == "FAIL"
+
+
+def test_every_seed_diverged_is_fail_and_partial_seeds_are_marked():
+    runs = pd.DataFrame(
+        [
+            run_record(attention="topk", seed=0, test_acc=None, status="diverged"),
+            run_record(attention="topk", seed=1, test_acc=None, status="diverged"),
+            run_record(attention="mita", seed=0, test_acc=0.40),
+            run_record(attention="mita", seed=1, test_acc=None, status="failed", error="RuntimeError: boom"),
+        ]
+    )
+    lb = leaderboard.build(runs)
+    table = leaderboard.table(lb, "quick", markdown=False).set_index("Attention")
+    assert table.loc["topk", "ListOps"] == "FAIL"
+    assert table.loc["mita", "ListOps"] == "40.00†"
+    text = leaderboard.render(lb, markdown=False)
+    assert "listops/mita/1" in text and "RuntimeError: boom" in text
+
+
+def test_missing_cells_and_average_only_over_complete_rows():
+    runs = pd.DataFrame(
+        [
+            run_record("listops", "full", test_acc=0.40),
+            run_record("pathfinder", "full", test_acc=0.80),
+            run_record("listops", "mita", test_acc=0.30),
+            run_record("listops", "agent", test_acc=0.11, chance_acc=0.1, n_test=900),  # FAIL, measured
+            run_record("pathfinder", "agent", test_acc=0.70),
+        ]
+    )
+    lb = leaderboard.build(runs)
+    table = leaderboard.table(lb, "quick", markdown=False).set_index("Attention")
+    assert list(table.columns) == ["ListOps", "Pathfinder", "Avg"]
+    assert table.loc["mita", "Pathfinder"] == "–"
+    assert table.loc["mita", "Avg"] == "–"
+    assert table.loc["full", "Avg"] == f"{(40 + 80) / 2:.2f}"
+    assert table.loc["agent", "ListOps"] == "FAIL"
+    assert table.loc["agent", "Avg"] == f"{(11 + 70) / 2:.2f}"  # FAIL counts at its measured accuracy
+    wide = leaderboard.wide(lb).set_index("attention_label")
+    assert math.isnan(wide.loc["mita", "avg"])
+    assert wide.loc["mita", "pathfinder_status"] == "missing"
+    assert wide.loc["agent", "listops_status"] == "FAIL"
+    assert wide.loc["agent", "listops"] == pytest.approx(11.0)
+    markdown = leaderboard.render(lb, markdown=True)
+    assert (
+        "Avg: mean over this table's columns, only for rows with a measured accuracy in every column"
+        in markdown
+    )
+
+
+def test_rows_follow_the_zoo_order_and_labels_with_parameters_are_rows():
+    runs = pd.DataFrame(
+        [
+            run_record(attention="mita", label="mita(topk=64)", test_acc=0.5),
+            run_record(attention="mita", test_acc=0.5),
+            run_record(attention="full", test_acc=0.5),
+            run_record(attention="agent", test_acc=0.5),
+        ]
+    )
+    table = leaderboard.table(leaderboard.build(runs), "quick")
+    assert list(table["Attention"]) == ["full", "agent", "mita", "mita(topk=64)"]
+
+
+def test_bold_marks_the_best_of_each_column_including_ties():
+    runs = pd.DataFrame(
+        [
+            run_record("listops", "full", test_acc=0.40),
+            run_record("listops", "agent", test_acc=0.40),
+            run_record("listops", "mita", test_acc=0.35),
+            run_record("pathfinder", "full", test_acc=0.70),
+            run_record("pathfinder", "agent", test_acc=0.60),
+            run_record("pathfinder", "mita", test_acc=0.90),
+        ]
+    )
+    lb = leaderboard.build(runs)
+    md = leaderboard.table(lb, "quick", markdown=True).set_index("Attention")
+    assert md.loc["full", "ListOps"] == "**40.00**" and md.loc["agent", "ListOps"] == "**40.00**"
+    assert md.loc["mita", "ListOps"] == "35.00"
+    assert md.loc["mita", "Pathfinder"] == "**90.00**" and md.loc["full", "Pathfinder"] == "70.00"
+    assert md.loc["mita", "Avg"] == "**62.50**"
+    plain = leaderboard.table(lb, "quick", markdown=False)
+    assert not plain.apply(lambda col: col.str.contains(r"\*\*")).any().any()
+
+
+def test_fail_cells_are_never_bold():
+    runs = pd.DataFrame(
+        [
+            run_record("pathfinder", "full", test_acc=0.52),  # FAIL (threshold 0.55)
+            run_record("pathfinder", "mita", test_acc=0.51),
+        ]
+    )
+    md = leaderboard.table(leaderboard.build(runs), "quick", markdown=True)
+    assert list(md["Pathfinder"]) == ["FAIL", "FAIL"]
+
+
+def test_presets_get_separate_tables():
+    runs = pd.DataFrame(
+        [
+            run_record(test_acc=0.40, preset="quick"),
+            run_record(test_acc=0.20, preset="tiny"),
+        ]
+    )
+    lb = leaderboard.build(runs)
+    assert lb.presets == ["quick", "tiny"]
+    assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == "40.00"
+    assert leaderboard.table(lb, "tiny", markdown=False).loc[0, "ListOps"] == "20.00"
+    text = leaderboard.render(lb, markdown=True)
+    assert "## Leaderboard, preset quick" in text and "## Leaderboard, preset tiny" in text
+
+
+def test_published_rows_are_consistent_and_labelled():
+    published = load_published()
+    assert len(published) == 3
+    for row in published.itertuples():
+        assert row.source and row.protocol
+        values = [float(getattr(row, t)) for t in TASK_COLUMNS if getattr(row, t) not in ("", "FAIL")]
+        assert len(values) == 5
+        assert float(row.avg) == pytest.approx(sum(values) / 5, abs=0.006)  # papers round to 2 decimals
+    lra_row = published[published["source"].str.contains("LRA paper")].iloc[0]
+    assert (lra_row["listops"], lra_row["pathfinder"], lra_row["pathx"]) == ("36.37", "71.40", "FAIL")
+
+
+def test_published_block_is_separate_and_never_averaged(tmp_path):
+    runs = pd.DataFrame([run_record("listops", test_acc=0.30), run_record("pathfinder", test_acc=0.60)])
+    lb = leaderboard.build(runs)
+    published = load_published()
+    md = leaderboard.render(lb, markdown=True, published=published)
+    measured, _, block = md.partition("## Published results (not measured here)")
+    assert block, "the published block has its own heading"
+    assert "36.37" not in measured and "36.37" in block and "71.40" in block
+    assert "Transformer" not in measured
+    assert "| full " in measured and "45.00" in measured  # Avg of the measured row alone
+    leaderboard.write_all(lb, csv=tmp_path / "lb.csv", markdown=tmp_path / "lb.md", published=published)
+    wide = pd.read_csv(tmp_path / "lb.csv")
+    assert list(wide["attention_label"]) == ["full"]  # no published row in the measured CSV
+    assert wide.loc[0, "avg"] == pytest.approx(45.0)
+    assert "Published results" in (tmp_path / "lb.md").read_text()
+    assert "Published" not in leaderboard.render(lb, markdown=True, published=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+# ---------------------------------------------------------------------------------------------
+
+
+def _costly(attention, seed, acc, tokens, memory, **kw):
+    return run_record(
+        attention=attention,
+        seed=seed,
+        test_acc=acc,
+        train_tokens_per_s=tokens,
+        peak_memory_bytes=memory,
+        params=1000,
+        keys_per_query=512 if attention == "full" else 64,
+        wall_time_s=10.0,
+        device="cpu",
+        **kw,
+    )
+
+
+def test_compare_side_by_side():
+    runs = pd.DataFrame(
+        [
+            _costly("full", 0, 0.40, 1000.0, 200 * 2**20),
+            _costly("full", 1, 0.44, 1200.0, 200 * 2**20),
+            _costly("mita", 0, 0.38, 3000.0, 50 * 2**20),
+            _costly("topk", 0, 0.30, 500.0, 100 * 2**20),
+        ]
+    )
+    table = compare.compare(runs, "listops", ["mita", "full"]).set_index("attention_label")
+    assert list(table.index) == ["mita", "full"]
+    assert table.loc["full", "test_acc"] == pytest.approx(0.42)
+    assert table.loc["full", "test_acc_std"] == pytest.approx(statistics.stdev([0.40, 0.44]))
+    assert table.loc["full", "train_tokens_per_s"] == pytest.approx(1100.0)
+    assert table.loc["full", "tokens_per_s_ratio"] == pytest.approx(1100.0 / 3000.0)
+    assert table.loc["full", "memory_ratio"] == pytest.approx(4.0)
+    assert table.loc["mita", "keys_per_query"] == 64
+    shown = compare.format_comparison(compare.compare(runs, "listops", ["full", "mita"]))
+    assert list(shown["Test acc (%)"]) == ["42.00 ± 2.83", "38.00"]
+    assert list(shown["Peak mem (MiB)"]) == ["200.0", "50.0"]
+
+
+def test_compare_names_missing_task_or_attention():
+    runs = pd.DataFrame([run_record(attention="full")])
+    with pytest.raises(ValueError, match="no runs of task 'image'.*listops"):
+        compare.compare(runs, "image", ["full"])
+    with pytest.raises(ValueError, match="no runs of attention 'mita'.*full"):
+        compare.compare(runs, "listops", ["full", "mita"])
+
+
+def test_compare_matches_a_label_exactly_else_every_label_of_the_name():
+    runs = pd.DataFrame(
+        [
+            run_record(attention="mita", label="mita(topk=64)", test_acc=0.5),
+            run_record(attention="mita", label="mita(topk=16)", test_acc=0.4),
+            run_record(attention="full", test_acc=0.4),
+        ]
+    )
+    table = compare.compare(runs, "listops", ["full", "mita"])
+    assert list(table["attention_label"]) == ["full", "mita(topk=16)", "mita(topk=64)"]
+    table = compare.compare(runs, "listops", ["mita(topk=64)"])
+    assert list(table["attention_label"]) == ["mita(topk=64)"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plots_are_pngs(tmp_path):
+    history = [
+        {"step": s, "val_acc": 0.1 + s / 1000, "val_loss": 1.0, "train_loss": 1.0, "lr": 1e-3}
+        for s in (0, 100, 200)
+    ]
+    write_runs(
+        tmp_path,
+        [
+            run_record(task, attention, seed=seed, test_acc=0.3 + 0.01 * seed, history=history)
+            for task in ("listops", "pathfinder")
+            for attention in ("full", "mita")
+            for seed in (0, 1)
+        ],
+    )
+    out = tmp_path / "plots"
+    paths = plots.plot_all(store.load(tmp_path), out)
+    names = sorted(p.name for p in paths)
+    assert names == ["accuracy_quick.png", "curves_quick_listops.png", "curves_quick_pathfinder.png"]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.width > 300 and image.height > 200
+    assert sorted(p.name for p in out.iterdir()) == names  # nothing half-written left behind
+
+    for n, ms in ((256, 1.0), (512, 4.0), (1024, 16.0)):
+        write_record(tmp_path / "bench" / f"full-{n}.json", efficiency_record("full", n, ms, n * n * 4))
+        write_record(tmp_path / "bench" / f"mita-{n}.json", efficiency_record("mita", n, ms / 4, n * 64))
+    write_record(
+        tmp_path / "bench" / "full-4096.json", efficiency_record("full", 4096, None, None, status="oom")
+    )
+    paths = plots.plot_efficiency(store.load(tmp_path).efficiency, out)
+    assert [p.name for p in paths] == ["efficiency_attention_forward_cpu.png"]
+    with Image.open(paths[0]) as image:
+        assert image.format == "PNG"
+
+
+def test_results_package_does_not_import_torch():
+    code = (
+        "import sys; import results.store, results.leaderboard, results.compare, results.plots, "
+        "results.published; assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
