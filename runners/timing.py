@@ -1,0 +1,312 @@
+"""Timing and peak-memory measurement of one callable, shared by the efficiency benchmarks.
+
+    m = measure(lambda: attention(q, k, v), torch.device("cuda"), warmup=3, repeats=20)
+    m.status, m.median_ms, m.p20_ms, m.p80_ms, m.peak_memory_bytes
+
+How a call is timed:
+
+* CUDA: each timed call is bracketed by CUDA events, with the L2 cache cleared (a 256 MiB buffer
+  is zeroed) before it, as `triton.testing.do_bench` does; the events are read after one final
+  synchronisation, so no host sync sits between calls.
+* CPU: `time.perf_counter` around each call.
+
+Both run `warmup` untimed calls first (compilation, autotuning, allocator warm-up), then `repeats`
+timed calls, and report the median with the 20th and 80th percentiles. A per-measurement time
+budget lowers the repeats (to at least one) when single calls are slow.
+
+How peak memory is measured (one separate, untimed call):
+
+* CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus what was
+  allocated before the call (method ``cuda-allocator``);
+* CPU: `TensorMemoryTracker`, a `TorchDispatchMode` that adds up the bytes of every tensor storage
+  an operator allocates during the call (forward and backward) and subtracts them when they are
+  freed (method ``cpu-dispatch-tensors``). Scratch memory inside a kernel that never becomes a
+  tensor is not seen; process-level RSS is not used because the allocator keeps freed pages.
+  Optionally the tracker enforces a limit and raises `torch.OutOfMemoryError` past it, so a CPU
+  run can end as "oom" instead of exhausting the machine.
+
+A call that runs out of memory (`torch.OutOfMemoryError` / `torch.cuda.OutOfMemoryError`, or the
+CPU allocator's "can't allocate memory") gives status ``"oom"``; any other exception gives
+``"error"``; neither propagates.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+Status = Literal["ok", "oom", "error"]
+
+TIME_METHODS = {"cuda": "cuda-events", "cpu": "wall-clock"}
+MEMORY_METHODS = {"cuda": "cuda-allocator", "cpu": "cpu-dispatch-tensors"}
+L2_FLUSH_BYTES = 256 * 2**20
+
+# torch < 2.5 only has the CUDA name; later versions alias it to torch.OutOfMemoryError.
+OutOfMemoryError: type[RuntimeError] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The outcome of `measure`.
+
+    Attributes:
+        status: "ok", "oom" (the call ran out of memory) or "error" (any other exception).
+        times_ms: the timed calls in ms (empty unless status is "ok").
+        peak_memory_bytes: peak bytes allocated during one call beyond what was live before it,
+            None if not measured.
+        error: one-line "ExceptionType: message" for oom / error, else None.
+        time_method: "cuda-events" or "wall-clock".
+        memory_method: "cuda-allocator", "cpu-dispatch-tensors" or None (not measured).
+        warmup: untimed calls that were made.
+    """
+
+    status: Status
+    times_ms: tuple[float, ...] = ()
+    peak_memory_bytes: int | None = None
+    error: str | None = None
+    time_method: str = "wall-clock"
+    memory_method: str | None = None
+    warmup: int = 0
+
+    @property
+    def repeats(self) -> int:
+        return len(self.times_ms)
+
+    @property
+    def median_ms(self) -> float | None:
+        return percentile(self.times_ms, 50)
+
+    @property
+    def p20_ms(self) -> float | None:
+        return percentile(self.times_ms, 20)
+
+    @property
+    def p80_ms(self) -> float | None:
+        return percentile(self.times_ms, 80)
+
+
+def percentile(values: tuple[float, ...] | list[float], q: float) -> float | None:
+    """The q-th percentile (linear interpolation, numpy's default); None for no values."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "auto" (CUDA if available), "cpu" or "cuda"; ValueError otherwise or if CUDA is missing."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda; got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """`torch.cuda.get_device_name` on CUDA (e.g. "NVIDIA H200"), else "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def is_oom(err: BaseException) -> bool:
+    """Whether an exception means the call ran out of memory."""
+    if isinstance(err, OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in _OOM_MESSAGES)
+
+
+def one_line(err: BaseException) -> str:
+    """`ExceptionType: first line of the message`."""
+    message = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {message[0]}" if message else type(err).__name__
+
+
+def release_memory(device: torch.device) -> None:
+    """Free what an interrupted call left behind (collect cycles, empty the CUDA cache)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TensorMemoryTracker(TorchDispatchMode):
+    """Live and peak bytes of the tensor storages allocated by operators while the mode is active.
+
+    Storages that an operator returns but did not allocate (views and in-place results of its
+    inputs) are not counted; each new storage is counted once, until it is freed. Tensors that
+    existed before the mode was entered are not counted at all.
+
+    Args:
+        limit_bytes: raise `OutOfMemoryError` as soon as the live bytes exceed this (None = no limit).
+    """
+
+    def __init__(self, limit_bytes: int | None = None) -> None:
+        super().__init__()
+        self.limit_bytes = limit_bytes
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self._tracked: dict[int, weakref.ref[Any]] = {}
+
+    def _freed(self, key: int, nbytes: int) -> None:
+        if self._tracked.pop(key, None) is not None:
+            self.live_bytes -= nbytes
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = {
+            id(t.untyped_storage())
+            for t in tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor) and t.layout == torch.strided
+        }
+        for t in tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
+                continue
+            storage = t.untyped_storage()
+            key = id(storage)
+            if key in inputs or key in self._tracked:
+                continue
+            nbytes = storage.nbytes()
+            # Storage Python objects live exactly as long as the storage, so the callback marks the free.
+            self._tracked[key] = weakref.ref(storage, lambda _, key=key, n=nbytes: self._freed(key, n))
+            self.live_bytes += nbytes
+            self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+        if self.limit_bytes is not None and self.live_bytes > self.limit_bytes:
+            raise OutOfMemoryError(
+                f"tensor allocations reached {self.live_bytes / 2**30:.2f} GiB, over the CPU memory limit of "
+                f"{self.limit_bytes / 2**30:.2f} GiB"
+            )
+        return out
+
+
+def peak_memory(fn: Callable[[], Any], device: torch.device, *, limit_bytes: int | None = None) -> int:
+    """Peak bytes allocated during one call of `fn` beyond what was allocated before it.
+
+    On CPU, `limit_bytes` makes the call raise `OutOfMemoryError` once its live tensors exceed it.
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        result = fn()
+        synchronize(device)
+        del result
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    with TensorMemoryTracker(limit_bytes) as tracker:
+        result = fn()
+        del result
+    return int(tracker.peak_bytes)
+
+
+def time_calls(
+    fn: Callable[[], Any],
+    device: torch.device,
+    *,
+    warmup: int,
+    repeats: int,
+    time_budget_s: float | None = None,
+    flush_l2: bool = True,
+    estimate_s: float | None = None,
+) -> tuple[list[float], int]:
+    """Time `repeats` calls of `fn` after `warmup` untimed ones; returns (times in ms, warm-up calls made).
+
+    With `time_budget_s`, the repeats are lowered (to at least 1) so that they fit the budget at
+    the speed of the last warm-up call (or `estimate_s`, seconds per call, without warm-up), and
+    warm-up stops early once it has used the budget. Exceptions from `fn` propagate.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}")
+    spent_s, made = 0.0, 0
+    for _ in range(warmup):
+        if time_budget_s is not None and spent_s >= time_budget_s:
+            break
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        estimate_s = time.perf_counter() - start
+        spent_s += estimate_s
+        made += 1
+    if time_budget_s is not None and estimate_s:
+        repeats = max(1, min(repeats, math.floor(time_budget_s / estimate_s)))
+    if device.type == "cuda":
+        return _time_cuda(fn, device, repeats, flush_l2), made
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times, made
+
+
+def _time_cuda(fn: Callable[[], Any], device: torch.device, repeats: int, flush_l2: bool) -> list[float]:
+    cache = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device) if flush_l2 else None
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    synchronize(device)
+    for start, end in zip(starts, ends, strict=True):
+        if cache is not None:
+            cache.zero_()
+        start.record()
+        fn()
+        end.record()
+    synchronize(device)
+    return [float(start.elapsed_time(end)) for start, end in zip(starts, ends, strict=True)]
+
+
+def measure(
+    fn: Callable[[], Any],
+    device: torch.device,
+    *,
+    warmup: int = 2,
+    repeats: int = 10,
+    time_budget_s: float | None = None,
+    memory: bool = True,
+    memory_limit_bytes: int | None = None,
+    flush_l2: bool = True,
+) -> Measurement:
+    """Time `fn` and measure its peak memory on `device`; out-of-memory and errors become a status.
+
+    On CPU the memory call comes first (it counts as the first warm-up, and with
+    `memory_limit_bytes` it stops an oversized call before any unguarded one runs); on CUDA it comes
+    after the warm-up, so one-off allocations of compilation and autotuning are not counted.
+    """
+    time_method = TIME_METHODS[device.type]
+    memory_method = MEMORY_METHODS[device.type] if memory else None
+    peak, made, estimate_s = None, 0, None
+    failure: tuple[Status, str] | None = None
+    try:
+        if memory and device.type == "cpu":
+            start = time.perf_counter()
+            peak = peak_memory(fn, device, limit_bytes=memory_limit_bytes)
+            estimate_s = time.perf_counter() - start
+            made, warmup = 1, max(0, warmup - 1)
+        times, warmed = time_calls(
+            fn,
+            device,
+            warmup=warmup,
+            repeats=repeats,
+            time_budget_s=time_budget_s,
+            flush_l2=flush_l2,
+            estimate_s=estimate_s,
+        )
+        made += warmed
+        if memory and device.type == "cuda":
+            peak = peak_memory(fn, device)
+    except Exception as err:  # every failure of the measured call becomes a status, never a crash
+        failure = ("oom" if is_oom(err) else "error", one_line(err))
+    if failure is not None:
+        release_memory(device)  # outside the except block, so the traceback's tensors are gone
+        return Measurement(failure[0], (), None, failure[1], time_method, memory_method, made)
+    return Measurement("ok", tuple(times), peak, None, time_method, memory_method, made)
