@@ -46,7 +46,9 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         qkv_dim = qkv_dim or dim
         if qkv_dim < 1 or num_heads < 1 or qkv_dim % num_heads:
-            raise ValueError(f"attention width {qkv_dim} must be a positive multiple of num_heads {num_heads}")
+            raise ValueError(
+                f"attention width {qkv_dim} must be a positive multiple of num_heads {num_heads}"
+            )
         self.mechanism = get(attention)
         if isinstance(params, AttentionParams):
             if not isinstance(params, self.mechanism.params_cls):
@@ -61,6 +63,11 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * qkv_dim, bias=qkv_bias)
         self.proj = nn.Linear(qkv_dim, dim)
         self.dropout = nn.Dropout(dropout)
+        # Learnable inputs some mechanisms declare (e.g. MiTA's learned landmark queries).
+        extra = {}
+        if self.mechanism.module_parameters is not None:
+            extra = self.mechanism.module_parameters(self.params, num_heads, self.head_dim)
+        self.mechanism_parameters = nn.ParameterDict({k: nn.Parameter(v) for k, v in extra.items()})
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, N, dim]; key_padding_mask: [B, N] bool, True = real token. Returns [B, N, dim]."""
@@ -68,13 +75,22 @@ class MultiHeadAttention(nn.Module):
         q, k, v = (
             self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         )
+        runtime = dict(self.mechanism_parameters.items())
+        if "training" in self.mechanism.runtime_inputs:
+            runtime["training"] = self.training
         if self.fp32_attention and x.device.type in ("cuda", "cpu"):
+            runtime = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in runtime.items()}
             with torch.autocast(device_type=x.device.type, enabled=False):
                 out = self.mechanism(
-                    q.float(), k.float(), v.float(), key_padding_mask=key_padding_mask, params=self.params
+                    q.float(),
+                    k.float(),
+                    v.float(),
+                    key_padding_mask=key_padding_mask,
+                    params=self.params,
+                    **runtime,
                 )
         else:
-            out = self.mechanism(q, k, v, key_padding_mask=key_padding_mask, params=self.params)
+            out = self.mechanism(q, k, v, key_padding_mask=key_padding_mask, params=self.params, **runtime)
         out = out.transpose(1, 2).reshape(batch, length, self.qkv_dim).to(x.dtype)
         return self.dropout(self.proj(out))
 

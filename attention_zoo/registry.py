@@ -114,6 +114,13 @@ class Mechanism:
         params_cls: the typed parameter dataclass (defaults are the mechanism's defaults).
         summary: one line for `lra list attentions` and the README.
         keys_per_query: budget accounting, `keys_per_query(params, n)` -> keys each query attends.
+        runtime_inputs: keyword-only inputs of `fn` that are not parameters but are supplied by the
+            layer at call time: `training` (the module's mode) and the names of `module_parameters`.
+        module_parameters: `module_parameters(params, num_heads, head_dim) -> {name: initial tensor}`;
+            the layer owns these as learnable parameters and passes them to `fn` by name (e.g. MiTA's
+            learned landmark queries). Most mechanisms have none.
+        variants: parameter sets worth testing and listing besides the defaults (e.g. MiTA's landmark
+            constructions); the zoo tests loop over them.
     """
 
     name: str
@@ -121,6 +128,9 @@ class Mechanism:
     params_cls: type[AttentionParams]
     summary: str
     keys_per_query: Callable[[Any, int], int] | None = None
+    runtime_inputs: tuple[str, ...] = ()
+    module_parameters: Callable[[Any, int, int], dict[str, torch.Tensor]] | None = None
+    variants: tuple[Mapping[str, Any], ...] = ()
 
     def params(self, **overrides: Any) -> AttentionParams:
         """Build and validate this mechanism's parameters from keyword overrides (strings allowed)."""
@@ -172,13 +182,20 @@ class Mechanism:
         *,
         key_padding_mask: torch.Tensor | None = None,
         params: AttentionParams | Mapping[str, Any] | None = None,
+        **runtime: Any,
     ) -> torch.Tensor:
-        """Apply the functional form with validated parameters (defaults where not given)."""
+        """Apply the functional form with validated parameters (defaults where not given).
+
+        `runtime` holds the mechanism's `runtime_inputs` (e.g. `training`); others are an error.
+        """
         if params is None:
             params = self.params()
         elif isinstance(params, Mapping):
             params = self.params(**params)
-        return self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict())
+        unexpected = sorted(set(runtime) - set(self.runtime_inputs))
+        if unexpected:
+            raise ValueError(f"attention {self.name!r} takes no runtime input {unexpected}")
+        return self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict(), **runtime)
 
     def module(self, dim: int, num_heads: int, **kwargs: Any) -> torch.nn.Module:
         """The multi-head `nn.Module` (projections, heads, dropout) running this mechanism."""
@@ -196,11 +213,14 @@ def register(
     *,
     summary: str,
     keys_per_query: Callable[[Any, int], int] | None = None,
+    runtime_inputs: tuple[str, ...] = (),
+    module_parameters: Callable[[Any, int, int], dict[str, torch.Tensor]] | None = None,
+    variants: tuple[Mapping[str, Any], ...] = (),
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register a functional attention under `name` with its parameter dataclass.
 
-    The function's keyword-only parameters (besides `key_padding_mask`) must be exactly the
-    dataclass fields, so the two can never drift apart.
+    The function's keyword-only parameters must be exactly `key_padding_mask`, the dataclass
+    fields and the declared `runtime_inputs`, so the three can never drift apart.
     """
 
     if not (dataclasses.is_dataclass(params_cls) and issubclass(params_cls, AttentionParams)):
@@ -212,12 +232,26 @@ def register(
         sig = inspect.signature(fn)
         kwonly = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
         fields = [f.name for f in dataclasses.fields(params_cls)]
-        if "key_padding_mask" not in kwonly or sorted(set(kwonly) - {"key_padding_mask"}) != sorted(fields):
+        if "key_padding_mask" not in kwonly or sorted(set(kwonly) - {"key_padding_mask"}) != sorted(
+            fields + list(runtime_inputs)
+        ):
             raise TypeError(
                 f"{fn.__name__}: keyword-only parameters {kwonly} must be key_padding_mask plus the "
-                f"fields of {params_cls.__name__} {fields}"
+                f"fields of {params_cls.__name__} {fields} plus the runtime inputs {list(runtime_inputs)}"
             )
-        _REGISTRY[name] = Mechanism(name, fn, params_cls, summary, keys_per_query)
+        mechanism = Mechanism(
+            name,
+            fn,
+            params_cls,
+            summary,
+            keys_per_query,
+            tuple(runtime_inputs),
+            module_parameters,
+            tuple(variants),
+        )
+        for variant in variants:  # fail at import time, not in a user's run
+            mechanism.params(**variant)
+        _REGISTRY[name] = mechanism
         return fn
 
     return decorator
@@ -234,3 +268,12 @@ def get(name: str) -> Mechanism:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown attention {name!r}; valid attentions: {', '.join(_REGISTRY)}") from None
+
+
+def variants() -> list[tuple[str, dict[str, Any]]]:
+    """(name, params) of every mechanism's defaults and its declared variants, for tests and listings."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name, mechanism in _REGISTRY.items():
+        out.append((name, {}))
+        out.extend((name, dict(v)) for v in mechanism.variants)
+    return out

@@ -190,7 +190,7 @@ def test_registry_parameters_are_validated(name):
     for field, value in mech.params().to_dict().items():
         if isinstance(value, int) and not isinstance(value, bool):
             with pytest.raises(ValueError, match=field):
-                mech.params(**{field: 0})
+                mech.params(**{field: -1})
             with pytest.raises(ValueError, match="int"):
                 mech.params(**{field: "many"})
             assert getattr(mech.params(**{field: str(value + 1)}), field) == value + 1  # CLI strings coerce
@@ -238,7 +238,8 @@ def test_every_mechanism_parameter_signature_matches_its_dataclass():
             for p in inspect.signature(mech.fn).parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
-        assert kwonly - {"key_padding_mask"} == {f.name for f in dataclasses.fields(mech.params_cls)}
+        fields = {f.name for f in dataclasses.fields(mech.params_cls)}
+        assert kwonly - {"key_padding_mask"} == fields | set(mech.runtime_inputs)
 
 
 class _LargestTensor(TorchDispatchMode):

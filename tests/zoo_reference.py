@@ -44,17 +44,50 @@ def topk(q, k, v, topk):
     return torch.stack(out)
 
 
-def mita(q, k, v, num_landmarks, topk, shared=True):
+def kmeans(x, init, iters):
+    """Lloyd's algorithm on the rows of x [L, d] from centroids init [m, d]; an empty cluster keeps
+    its centroid."""
+    c = init.clone()
+    for _ in range(iters):
+        assign = torch.cdist(x, c).argmin(dim=1)
+        c = torch.stack([x[assign == j].mean(0) if (assign == j).any() else c[j] for j in range(c.shape[0])])
+    return c
+
+
+def mita_landmarks(q, num_landmarks, landmarks="avgpool", learned=None, kmeans_iters=3):
+    if landmarks == "learned":
+        return learned
+    r = pool(q, num_landmarks)
+    if landmarks == "avgpool+learned":
+        return r + learned[: r.shape[0]]
+    if landmarks == "kmeans":
+        return kmeans(q, r, kmeans_iters)
+    return r
+
+
+def mita(
+    q,
+    k,
+    v,
+    num_landmarks,
+    topk,
+    shared=True,
+    num_routed=1,
+    landmarks="avgpool",
+    learned=None,
+    kmeans_iters=3,
+    given=None,
+):
     d = q.shape[-1]
     s = d**-0.5
-    r = pool(q, num_landmarks)
+    r = given if given is not None else mita_landmarks(q, num_landmarks, landmarks, learned, kmeans_iters)
     t = min(topk, k.shape[0])
     experts = [torch.argsort(rj @ k.T, descending=True)[:t] for rj in r]
     landmark_values = softmax_attend(s * r @ k.T, v)
     out = []
     for qn in q:
-        e = int(torch.argmax(r @ qn))
-        idx = experts[e]
+        chosen = torch.argsort(r @ qn, descending=True)[: min(num_routed, r.shape[0])]
+        idx = torch.cat([experts[int(e)] for e in chosen])  # a key in two experts counts twice
         routed = s * k[idx] @ qn
         if shared:
             logits = torch.cat([r @ qn / d, routed])
@@ -64,8 +97,8 @@ def mita(q, k, v, num_landmarks, topk, shared=True):
     return torch.stack(out)
 
 
-def mita_route(q, k, v, num_landmarks, topk):
-    return mita(q, k, v, num_landmarks, topk, shared=False)
+def mita_route(q, k, v, num_landmarks, topk, **kwargs):
+    return mita(q, k, v, num_landmarks, topk, shared=False, **kwargs)
 
 
 def moba(q, k, v, valid, block_size, topk_blocks):
@@ -92,16 +125,18 @@ def moba(q, k, v, valid, block_size, topk_blocks):
 DENSE = {"full": full, "agent": agent, "topk": topk, "mita": mita, "mita_route": mita_route}
 
 
-def apply_removing_padding(name, q, k, v, mask, **params):
+def apply_removing_padding(name, q, k, v, mask, per_head=None, **params):
     """Reference output [B, H, N, d] where padding is removed: each (row, head) is computed on its
-    valid subsequence; padded positions are left at zero (unspecified in the contract)."""
+    valid subsequence; padded positions are left at zero (unspecified in the contract).
+    `per_head(b, h)` may supply extra keyword arguments (e.g. learned landmarks of head h)."""
     out = torch.zeros_like(q)
     batch, heads, n, _ = q.shape
     for b in range(batch):
         keep = torch.ones(n, dtype=torch.bool) if mask is None else mask[b]
         for h in range(heads):
+            extra = per_head(b, h) if per_head else {}
             if name == "moba":
                 out[b, h] = moba(q[b, h], k[b, h], v[b, h], keep, **params)
             else:
-                out[b, h, keep] = DENSE[name](q[b, h, keep], k[b, h, keep], v[b, h, keep], **params)
+                out[b, h, keep] = DENSE[name](q[b, h, keep], k[b, h, keep], v[b, h, keep], **params, **extra)
     return out

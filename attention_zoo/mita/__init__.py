@@ -25,32 +25,44 @@ import torch
 
 from .._common import check_inputs
 from ..registry import AttentionParams, register
-from .reference import mita_reference
+from . import diagnostics
+from .reference import LANDMARK_MODES, make_landmarks, mita_reference
 
 Backend = Literal["auto", "torch", "triton"]
+Landmarks = Literal["avgpool", "learned", "avgpool+learned", "random", "kmeans"]
 
 
 @dataclass(frozen=True)
 class MitaParams(AttentionParams):
+    """MiTA parameters. Defaults are the paper's choices (avgpool landmarks, one routed expert).
+
+    Attributes:
+        num_landmarks: m, landmark queries (experts); clamped to the valid length when pooled.
+        topk: k, keys per expert; clamped to the valid length.
+        num_routed: experts each query is routed to; their key sets are concatenated.
+        landmarks: how landmark queries are made (see `reference.make_landmarks`).
+        kmeans_iters: Lloyd iterations for landmarks="kmeans".
+        backend: "torch" (reference), "triton" (fused kernels), "auto" (Triton on CUDA where it applies).
+    """
+
     num_landmarks: int = 32
     topk: int = 32
+    num_routed: int = 1
+    landmarks: Landmarks = "avgpool"
+    kmeans_iters: int = 3
     backend: Backend = "auto"
 
     def check(self) -> None:
-        if self.num_landmarks < 1:
-            raise ValueError(f"num_landmarks must be >= 1; got {self.num_landmarks}")
-        if self.topk < 1:
-            raise ValueError(f"topk must be >= 1; got {self.topk}")
+        for name in ("num_landmarks", "topk", "num_routed"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.kmeans_iters < 0:
+            raise ValueError(f"kmeans_iters must be >= 0; got {self.kmeans_iters}")
 
 
 @dataclass(frozen=True)
-class MitaRouteParams(AttentionParams):
-    num_landmarks: int = 32
+class MitaRouteParams(MitaParams):
     topk: int = 64
-    backend: Backend = "auto"
-
-    def check(self) -> None:
-        MitaParams.check(self)  # same ranges
 
 
 def triton_usable(device: torch.device) -> bool:
@@ -64,31 +76,87 @@ def triton_usable(device: torch.device) -> bool:
     return True
 
 
-def _resolve_backend(name: str, backend: str, q: torch.Tensor) -> str:
+def _triton_applies(num_routed: int, landmarks: str) -> bool:
+    return num_routed == 1 and landmarks == "avgpool"
+
+
+def _resolve_backend(name: str, backend: str, q: torch.Tensor, num_routed: int, landmarks: str) -> str:
     if backend == "auto":
-        return "triton" if q.is_cuda and triton_usable(q.device) else "torch"
-    if backend == "triton" and not triton_usable(q.device):
-        raise ValueError(
-            f"{name}: backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU) and the triton "
-            "package; use backend='torch' or 'auto'"
-        )
+        usable = q.is_cuda and triton_usable(q.device) and _triton_applies(num_routed, landmarks)
+        return "triton" if usable and not diagnostics.active() else "torch"
+    if backend == "triton":
+        if not triton_usable(q.device):
+            raise ValueError(
+                f"{name}: backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU) and the triton "
+                "package; use backend='torch' or 'auto'"
+            )
+        if not _triton_applies(num_routed, landmarks):
+            raise ValueError(
+                f"{name}: backend='triton' supports landmarks='avgpool' with num_routed=1; use backend='torch' "
+                "or 'auto' for this variant"
+            )
     return backend
 
 
-def _run(name: str, q, k, v, key_padding_mask, num_landmarks: int, topk: int, backend: str, shared: bool):
+def _run(name, q, k, v, key_padding_mask, params: dict, landmark_queries, training, shared: bool):
     check_inputs(name, q, k, v, key_padding_mask)
-    if _resolve_backend(name, backend, q) == "triton":
+    backend = _resolve_backend(name, params["backend"], q, params["num_routed"], params["landmarks"])
+    if backend == "triton":
         from .triton_ops import mita_triton
 
-        return mita_triton(q, k, v, key_padding_mask, num_landmarks, topk, shared=shared)
-    return mita_reference(q, k, v, key_padding_mask, num_landmarks, topk, shared=shared)
+        return mita_triton(q, k, v, key_padding_mask, params["num_landmarks"], params["topk"], shared=shared)
+    landmarks, landmark_valid = make_landmarks(
+        q,
+        key_padding_mask,
+        params["num_landmarks"],
+        params["landmarks"],
+        landmark_queries=landmark_queries,
+        training=training,
+        kmeans_iters=params["kmeans_iters"],
+    )
+    return mita_reference(
+        q,
+        k,
+        v,
+        key_padding_mask,
+        landmarks,
+        landmark_valid,
+        params["topk"],
+        num_routed=params["num_routed"],
+        shared=shared,
+    )
+
+
+def _learned_landmarks(params: MitaParams, num_heads: int, head_dim: int) -> dict[str, torch.Tensor]:
+    if params.landmarks not in ("learned", "avgpool+learned"):
+        return {}
+    # Added to pooled queries, start at zero; on their own, at the scale of a query.
+    scale = 0.0 if params.landmarks == "avgpool+learned" else 1.0
+    return {"landmark_queries": torch.randn(num_heads, params.num_landmarks, head_dim) * scale}
+
+
+def _keys_per_query(params: MitaParams, n: int, shared: bool) -> int:
+    routed = min(params.num_routed, params.num_landmarks) * min(params.topk, n)
+    return (min(params.num_landmarks, n) if shared else 0) + routed
+
+
+_VARIANTS = (
+    {"num_routed": 2},
+    {"landmarks": "learned"},
+    {"landmarks": "avgpool+learned"},
+    {"landmarks": "random"},
+    {"landmarks": "kmeans"},
+)
 
 
 @register(
     "mita",
     MitaParams,
     summary="MiTA: shared expert of m pooled landmarks + the top-k keys of each query's routed landmark",
-    keys_per_query=lambda p, n: min(p.num_landmarks, n) + min(p.topk, n),
+    keys_per_query=lambda p, n: _keys_per_query(p, n, shared=True),
+    runtime_inputs=("landmark_queries", "training"),
+    module_parameters=_learned_landmarks,
+    variants=_VARIANTS,
 )
 def mita_attention(
     q: torch.Tensor,
@@ -98,17 +166,36 @@ def mita_attention(
     key_padding_mask: torch.Tensor | None = None,
     num_landmarks: int,
     topk: int,
+    num_routed: int = 1,
+    landmarks: Landmarks = "avgpool",
+    kmeans_iters: int = 3,
     backend: Backend = "auto",
+    landmark_queries: torch.Tensor | None = None,
+    training: bool = False,
 ) -> torch.Tensor:
-    """MiTA attention. q, k, v: [B, H, N, d]; key_padding_mask [B, N], True = real token."""
-    return _run("mita_attention", q, k, v, key_padding_mask, num_landmarks, topk, backend, shared=True)
+    """MiTA attention. q, k, v: [B, H, N, d]; key_padding_mask [B, N], True = real token.
+
+    `landmark_queries` [H, m, d] are the learned landmarks (landmarks="learned" / "avgpool+learned");
+    `training` redraws random landmarks at every call (landmarks="random").
+    """
+    params = {
+        "num_landmarks": num_landmarks,
+        "topk": topk,
+        "num_routed": num_routed,
+        "landmarks": landmarks,
+        "kmeans_iters": kmeans_iters,
+        "backend": backend,
+    }
+    return _run("mita_attention", q, k, v, key_padding_mask, params, landmark_queries, training, shared=True)
 
 
 @register(
     "mita_route",
     MitaRouteParams,
     summary="MiTA route-only ablation: each query attends to its routed expert's top-k keys only",
-    keys_per_query=lambda p, n: min(p.topk, n),
+    keys_per_query=lambda p, n: _keys_per_query(p, n, shared=False),
+    runtime_inputs=("landmark_queries", "training"),
+    module_parameters=_learned_landmarks,
 )
 def mita_route_attention(
     q: torch.Tensor,
@@ -118,7 +205,35 @@ def mita_route_attention(
     key_padding_mask: torch.Tensor | None = None,
     num_landmarks: int,
     topk: int,
+    num_routed: int = 1,
+    landmarks: Landmarks = "avgpool",
+    kmeans_iters: int = 3,
     backend: Backend = "auto",
+    landmark_queries: torch.Tensor | None = None,
+    training: bool = False,
 ) -> torch.Tensor:
     """Route-only MiTA (no shared expert). q, k, v: [B, H, N, d]; key_padding_mask [B, N], True = real."""
-    return _run("mita_route_attention", q, k, v, key_padding_mask, num_landmarks, topk, backend, shared=False)
+    params = {
+        "num_landmarks": num_landmarks,
+        "topk": topk,
+        "num_routed": num_routed,
+        "landmarks": landmarks,
+        "kmeans_iters": kmeans_iters,
+        "backend": backend,
+    }
+    return _run(
+        "mita_route_attention", q, k, v, key_padding_mask, params, landmark_queries, training, shared=False
+    )
+
+
+__all__ = [
+    "LANDMARK_MODES",
+    "MitaParams",
+    "MitaRouteParams",
+    "diagnostics",
+    "make_landmarks",
+    "mita_attention",
+    "mita_reference",
+    "mita_route_attention",
+    "triton_usable",
+]

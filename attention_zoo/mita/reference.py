@@ -1,25 +1,29 @@
 r"""MiTA, the readable PyTorch reference (the Triton kernels are tested against this file).
 
 Mixture of Top-k Activations (Wen et al., arXiv 2602.01219; official code QishuaiWen/MiTA). Per
-batch row and head, with L valid tokens, m = min(num_landmarks, L), k = min(topk, L), s = d^{-1/2}:
+batch row and head, with L valid tokens, m landmarks, k = min(topk, L), s = d^{-1/2}:
 
-1. landmark queries   :math:`R = \operatorname{pool}_m(Q)` (adaptive average pooling of valid queries);
+1. landmark queries   :math:`R = [r_1; \dots; r_m]`, by default :math:`\operatorname{pool}_m(Q)`
+   (adaptive average pooling of the valid queries, m clamped to L; see `make_landmarks` for the
+   learned, random and k-means variants);
 2. routed experts     :math:`S_j = \operatorname{TopK}_k(r_j^\top K)` over valid keys (unscaled scores);
 3. shared expert      :math:`\tilde V = \operatorname{softmax}(s\, R K^\top)\, V` (landmark values);
-4. routing            :math:`e(n) = \arg\max_j r_j^\top q_n` (unscaled);
+4. routing            :math:`E(n) = \operatorname{TopK}_{s_r}(R\, q_n)` (unscaled; s_r = `num_routed`,
+   1 in the paper: the argmax);
 5. output             one softmax over the concatenated logits
 
 .. math::
 
-    \ell_n = \big[\, q_n^\top r_j / d \;\;(j < m) \;\big|\; s\, q_n^\top k_t \;\;(t \in S_{e(n)}) \,\big],
-    \qquad o_n = \operatorname{softmax}(\ell_n) \cdot \big[\tilde V ; V_{S_{e(n)}}\big].
+    \ell_n = \big[\, q_n^\top r_j / d \;\;(j \le m) \;\big|\; s\, q_n^\top k_t \;\;(t \in S_e,\ e \in E(n)) \,\big],
+    \qquad o_n = \operatorname{softmax}(\ell_n) \cdot \big[\tilde V ; V_{S_e}, e \in E(n)\big].
 
 The shared logits use 1/d, not 1/sqrt(d): the official code pre-scales the landmark keys by
-d^{-1/2} and the attention call scales again. Top-k and argmax carry no gradient; gradients reach
-Q (directly and through R, as keys and through \tilde V), K and V (densely through \tilde V and
-scattered through the gathered experts).
+d^{-1/2} and the attention call scales again. With several routed experts their key sets are
+concatenated, so a key chosen by two of them counts twice (as in the official `router_topk=2`
+code). Top-k and the routing carry no gradient; gradients reach Q (directly and through R, as keys
+and through \tilde V), K and V (densely through \tilde V and scattered through the gathered experts).
 
-`shared=False` gives the route-only ablation: each query attends to its routed expert alone, and R
+`shared=False` gives the route-only ablation: each query attends to its routed experts alone, and R
 then only chooses indices (it receives no gradient).
 
 Cost: O(m N d) for the landmark scores, values and routing plus O(N (m + k) d) for the output;
@@ -31,7 +35,129 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import gather_rows, landmark_pool, query_chunk_size, selection_dtype
+from .._common import gather_rows, landmark_pool, query_chunk_size, selection_dtype, valid_lengths
+from . import diagnostics
+
+LANDMARK_MODES = ("avgpool", "learned", "avgpool+learned", "random", "kmeans")
+RANDOM_EVAL_SEED = 20_260_201  # fixed landmark draw in evaluation, so eval is deterministic
+
+
+def make_landmarks(
+    q: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    num_landmarks: int,
+    mode: str = "avgpool",
+    *,
+    landmark_queries: torch.Tensor | None = None,
+    training: bool = False,
+    kmeans_iters: int = 3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Landmark queries R [B, H, M, d] and their validity [B, M] for the given construction.
+
+    * ``avgpool``: adaptive average pooling of the valid queries (the paper's choice); m clamped to L.
+    * ``learned``: m learned vectors `landmark_queries` [H, m, d] (parameters of the layer).
+    * ``avgpool+learned``: the pooled landmarks plus the learned vectors.
+    * ``random``: m distinct random valid tokens' queries, redrawn at every training forward and
+      drawn with a fixed seed in evaluation (the draw depends only on the valid tokens, so padding
+      stays invisible); m clamped to L.
+    * ``kmeans``: `kmeans_iters` Lloyd iterations (Euclidean) on each head's valid queries,
+      initialised from the pooled landmarks; the final centroids are means of their assigned
+      queries (differentiable, assignments fixed); an emptied cluster keeps its previous centroid.
+    """
+    if mode in ("avgpool", "avgpool+learned", "kmeans"):
+        landmarks, valid = landmark_pool(q, num_landmarks, key_padding_mask)
+        if mode == "avgpool+learned":
+            landmarks = landmarks + _learned(landmark_queries, q, num_landmarks)[:, :, : landmarks.shape[2]]
+        elif mode == "kmeans":
+            landmarks = _kmeans(q, key_padding_mask, landmarks, valid, kmeans_iters)
+        return landmarks, valid
+    if mode == "learned":
+        landmarks = _learned(landmark_queries, q, num_landmarks).expand(q.shape[0], -1, -1, -1)
+        return landmarks, torch.ones(q.shape[0], num_landmarks, dtype=torch.bool, device=q.device)
+    if mode == "random":
+        return _random_landmarks(q, key_padding_mask, num_landmarks, training)
+    raise ValueError(f"unknown landmark construction {mode!r}; valid: {', '.join(LANDMARK_MODES)}")
+
+
+def _learned(landmark_queries: torch.Tensor | None, q: torch.Tensor, num_landmarks: int) -> torch.Tensor:
+    heads, dim = q.shape[1], q.shape[3]
+    if landmark_queries is None or tuple(landmark_queries.shape) != (heads, num_landmarks, dim):
+        got = None if landmark_queries is None else tuple(landmark_queries.shape)
+        raise ValueError(
+            f"learned landmarks need landmark_queries of shape [H, m, d] = {(heads, num_landmarks, dim)}; got {got} "
+            "(the MultiHeadAttention layer creates them)"
+        )
+    return landmark_queries.to(q.dtype)[None]
+
+
+def _random_landmarks(
+    q: torch.Tensor, key_padding_mask: torch.Tensor | None, num_landmarks: int, training: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, heads, length, dim = q.shape
+    slots = min(num_landmarks, length)
+    lengths = valid_lengths(key_padding_mask, batch, length, q.device)
+    rank = (
+        torch.arange(length, device=q.device).expand(batch, length)
+        if key_padding_mask is None
+        else torch.cumsum(key_padding_mask.long(), dim=1) - 1
+    )
+    if training:
+        draws = torch.rand(batch, length, device=q.device)
+    else:
+        rows = []
+        generator = torch.Generator()
+        for b in range(batch):  # one stream per row, indexed by rank: padding-invariant
+            generator.manual_seed(RANDOM_EVAL_SEED + b)
+            rows.append(torch.rand(length, generator=generator))
+        draws = torch.stack(rows).to(q.device)
+    keys = draws.gather(1, rank.clamp(min=0))
+    if key_padding_mask is not None:
+        keys = keys.masked_fill(~key_padding_mask, -1.0)
+    position = keys.topk(slots, dim=1).indices  # valid tokens first, in random order
+    landmarks = q.gather(2, position[:, None, :, None].expand(batch, heads, slots, dim))
+    valid = torch.arange(slots, device=q.device)[None, :] < torch.clamp(lengths, max=num_landmarks)[:, None]
+    return landmarks, valid
+
+
+def _kmeans(
+    q: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    init: torch.Tensor,
+    valid: torch.Tensor,
+    iters: int,
+) -> torch.Tensor:
+    if iters == 0:
+        return init
+    batch, _, length, _ = q.shape
+    token_ok = (
+        torch.ones(batch, length, dtype=torch.bool, device=q.device)
+        if key_padding_mask is None
+        else key_padding_mask
+    )
+
+    def assign(centroids: torch.Tensor) -> torch.Tensor:
+        dist = (
+            (q * q).sum(-1, keepdim=True)
+            - 2 * torch.matmul(q, centroids.transpose(-1, -2))
+            + (centroids * centroids).sum(-1)[:, :, None, :]
+        )
+        dist = dist.masked_fill(~valid[:, None, None, :], float("inf"))
+        members = F.one_hot(dist.argmin(-1), centroids.shape[2]).to(q.dtype)  # [B, H, N, M]
+        return members * token_ok[:, None, :, None].to(q.dtype)
+
+    def update(members: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        counts = members.sum(2)[..., None]  # [B, H, M, 1]
+        means = torch.matmul(members.transpose(-1, -2), q) / counts.clamp(min=1)
+        return torch.where(counts > 0, means, previous)
+
+    with torch.no_grad():
+        centroids = init.detach()
+        for _ in range(iters - 1):
+            centroids = update(assign(centroids), centroids)
+        members = assign(centroids)
+    # The last update with gradients: centroids are means of their (fixed) members.
+    previous = init if iters == 1 else centroids
+    return update(members, previous)
 
 
 def mita_reference(
@@ -39,15 +165,17 @@ def mita_reference(
     k: torch.Tensor,
     v: torch.Tensor,
     key_padding_mask: torch.Tensor | None,
-    num_landmarks: int,
+    landmarks: torch.Tensor,
+    landmark_valid: torch.Tensor,
     topk: int,
     *,
+    num_routed: int = 1,
     shared: bool = True,
 ) -> torch.Tensor:
-    """MiTA forward in plain PyTorch (autograd gives the backward). Inputs are assumed validated."""
-    _, _, length, dim = q.shape
-    landmarks, landmark_valid = landmark_pool(q, num_landmarks, key_padding_mask)  # [B, H, M, d], [B, M]
+    """MiTA forward from given landmarks (autograd gives the backward). Inputs are assumed validated."""
+    batch, heads, length, dim = q.shape
     kept = min(topk, length)
+    routed_experts = min(num_routed, landmarks.shape[2])
 
     with torch.no_grad():  # selection only: indices carry no gradient
         work = selection_dtype(q.dtype)
@@ -58,14 +186,20 @@ def mita_reference(
         del expert_scores
         routing = torch.matmul(q.to(work), landmarks.to(work).transpose(-1, -2))  # [B, H, N, M]
         routing = routing.masked_fill(~landmark_valid[:, None, None, :], float("-inf"))
-        expert = routing.argmax(dim=-1)  # [B, H, N]
+        route_scores, expert = routing.topk(routed_experts, dim=-1)  # [B, H, N, s]; s = 1: argmax
         del routing
-        # Keys of each query's expert; padded keys are only picked when k exceeds the valid length.
-        key_index = expert_index.gather(2, expert[..., None].expand(-1, -1, -1, kept))  # [B, H, N, k]
-        key_ok = None
+        # Keys of each query's experts, concatenated; a slot is usable if its expert is a valid
+        # landmark and its key is a real token (padded keys are only picked when k exceeds L).
+        key_index = expert_index.gather(
+            2, expert.reshape(batch, heads, -1, 1).expand(-1, -1, -1, kept)
+        ).reshape(batch, heads, length, routed_experts * kept)
+        key_ok = torch.isfinite(route_scores).repeat_interleave(kept, dim=-1)
         if key_padding_mask is not None:
-            batch = q.shape[0]
-            key_ok = key_padding_mask.gather(1, key_index.reshape(batch, -1)).view(key_index.shape)
+            key_ok &= key_padding_mask.gather(1, key_index.reshape(batch, -1)).view(key_index.shape)
+        if diagnostics.active():
+            diagnostics.record(
+                q, k, key_padding_mask, expert_index, expert, key_index, key_ok, landmark_valid
+            )
 
     scale = dim**-0.5
     if shared:
@@ -74,16 +208,15 @@ def mita_reference(
         invalid_landmark = ~landmark_valid[:, None, None, :]
     num_shared = landmarks.shape[2] if shared else 0
 
-    batch, heads = q.shape[:2]
-    chunk = query_chunk_size(length, batch * heads * (num_shared + 2 * kept * dim))
+    per_query = key_index.shape[-1]
+    chunk = query_chunk_size(length, batch * heads * (num_shared + 2 * per_query * dim))
     outputs = []
     for start in range(0, length, chunk):
         stop = min(start + chunk, length)
         queries = q[:, :, start:stop]
         index = key_index[:, :, start:stop]
         routed = torch.einsum("bhcd,bhckd->bhck", queries, gather_rows(k, index)) * scale
-        if key_ok is not None:
-            routed = routed.masked_fill(~key_ok[:, :, start:stop], float("-inf"))
+        routed = routed.masked_fill(~key_ok[:, :, start:stop], float("-inf"))
         if shared:
             shared_logits = torch.matmul(queries, landmarks.transpose(-1, -2)) / dim  # 1/d, see docstring
             shared_logits = shared_logits.masked_fill(invalid_landmark, float("-inf"))
