@@ -65,6 +65,8 @@ class Measurement:
         times_ms: the timed calls in ms (empty unless status is "ok").
         peak_memory_bytes: peak bytes allocated during one call beyond what was live before it,
             None if not measured.
+        baseline_memory_bytes: bytes allocated before that call (CUDA allocator only; None on CPU,
+            where tensors allocated before the call are not visible to the tracker).
         error: one-line "ExceptionType: message" for oom / error, else None.
         time_method: "cuda-events" or "wall-clock".
         memory_method: "cuda-allocator", "cpu-dispatch-tensors" or None (not measured).
@@ -74,6 +76,7 @@ class Measurement:
     status: Status
     times_ms: tuple[float, ...] = ()
     peak_memory_bytes: int | None = None
+    baseline_memory_bytes: int | None = None
     error: str | None = None
     time_method: str = "wall-clock"
     memory_method: str | None = None
@@ -191,8 +194,11 @@ class TensorMemoryTracker(TorchDispatchMode):
         return out
 
 
-def peak_memory(fn: Callable[[], Any], device: torch.device, *, limit_bytes: int | None = None) -> int:
-    """Peak bytes allocated during one call of `fn` beyond what was allocated before it.
+def peak_memory(
+    fn: Callable[[], Any], device: torch.device, *, limit_bytes: int | None = None
+) -> tuple[int, int | None]:
+    """(peak bytes allocated during one call of `fn` beyond what was allocated before it, the bytes
+    allocated before it -- CUDA only, None on CPU).
 
     On CPU, `limit_bytes` makes the call raise `OutOfMemoryError` once its live tensors exceed it.
     """
@@ -203,11 +209,11 @@ def peak_memory(fn: Callable[[], Any], device: torch.device, *, limit_bytes: int
         result = fn()
         synchronize(device)
         del result
-        return int(torch.cuda.max_memory_allocated(device) - before)
+        return int(torch.cuda.max_memory_allocated(device) - before), int(before)
     with TensorMemoryTracker(limit_bytes) as tracker:
         result = fn()
         del result
-    return int(tracker.peak_bytes)
+    return int(tracker.peak_bytes), None
 
 
 def time_calls(
@@ -284,12 +290,12 @@ def measure(
     """
     time_method = TIME_METHODS[device.type]
     memory_method = MEMORY_METHODS[device.type] if memory else None
-    peak, made, estimate_s = None, 0, None
+    peak, baseline, made, estimate_s = None, None, 0, None
     failure: tuple[Status, str] | None = None
     try:
         if memory and device.type == "cpu":
             start = time.perf_counter()
-            peak = peak_memory(fn, device, limit_bytes=memory_limit_bytes)
+            peak, baseline = peak_memory(fn, device, limit_bytes=memory_limit_bytes)
             estimate_s = time.perf_counter() - start
             made, warmup = 1, max(0, warmup - 1)
         times, warmed = time_calls(
@@ -303,10 +309,20 @@ def measure(
         )
         made += warmed
         if memory and device.type == "cuda":
-            peak = peak_memory(fn, device)
+            peak, baseline = peak_memory(fn, device)
     except Exception as err:  # every failure of the measured call becomes a status, never a crash
         failure = ("oom" if is_oom(err) else "error", one_line(err))
     if failure is not None:
         release_memory(device)  # outside the except block, so the traceback's tensors are gone
-        return Measurement(failure[0], (), None, failure[1], time_method, memory_method, made)
-    return Measurement("ok", tuple(times), peak, None, time_method, memory_method, made)
+        return Measurement(
+            failure[0], error=failure[1], time_method=time_method, memory_method=memory_method, warmup=made
+        )
+    return Measurement(
+        "ok",
+        times_ms=tuple(times),
+        peak_memory_bytes=peak,
+        baseline_memory_bytes=baseline,
+        time_method=time_method,
+        memory_method=memory_method,
+        warmup=made,
+    )
