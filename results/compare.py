@@ -36,12 +36,12 @@ def compare(runs: pd.DataFrame, task: str, attentions: Sequence[str]) -> pd.Data
     """One row per (preset, attention label) of `task` for the requested attentions, in the order
     given. An entry matches an attention label exactly (`mita(topk=64)`) or, failing that, every
     label of that registry name (`mita`). ValueError when the task or an attention has no runs."""
-    if not attentions:
-        raise ValueError("no attentions to compare; pass --attentions a,b,...")
     of_task = runs[runs["task"] == task]
     if of_task.empty:
         known = ", ".join(sorted(runs["task"].dropna().unique())) or "none"
         raise ValueError(f"no runs of task {task!r} in the results; tasks with runs: {known}")
+    if not attentions:
+        raise ValueError("no attentions to compare; pass --attentions a,b,...")
     selected = []
     for wanted in attentions:
         match = of_task[of_task["attention_label"] == wanted]

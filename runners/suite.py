@@ -1,0 +1,814 @@
+"""The suite: every (task x attention x seed) run of a grid, resumable, locally or on SLURM.
+
+`run_suite(SuiteConfig(...))` plans one independent run per combination in
+``<out>/runs/<task>/<attention slug>/<seed>/`` and brings each to a result:
+
+* a run whose record says ``ok`` (or ``diverged``, a final outcome of its configuration) with the
+  same configuration hash is skipped;
+* a run that failed or was interrupted is started again with ``resume=True``, so it continues from
+  its last checkpoint;
+* a run directory holding another configuration (the preset or an override changed) is moved to
+  ``<out>/.replaced/<time>/...`` and the run starts afresh;
+* each run is its own process (`python -m runners.train <run_dir>/run_config.json`) with stdout and
+  stderr appended to ``<run_dir>/log.txt``; when that process dies without a final record (a
+  signal, the out-of-memory killer, a segfault) the suite writes a ``failed`` record itself, with the
+  signal or the last line of the log as `error`, and carries on with the other runs.
+
+Local runs go through a pool of `jobs` processes, the CPU cores split between them
+(`OMP_NUM_THREADS`); `launcher="submitit"` sends each run to SLURM (optional dependency
+``submitit``, extra ``slurm``). At the end the suite writes ``leaderboard.csv``, ``results_long.csv``,
+``leaderboard.md`` and ``plots/`` under `out`, from every record there. Interrupting the suite
+(Ctrl-C, SIGKILL) leaves checkpoints behind; the same command resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm.auto import tqdm
+
+from lra.io import atomic_write_json
+from results.records import RECORD_NAME, RUN_FIELDS, SCHEMA_VERSION, read_record, write_record
+
+DEFAULT_OUT = "lra_runs"
+# Presets that run on generated data only default to the two offline tasks.
+OFFLINE_PRESET_TASKS = {"tiny": ("listops", "pathfinder"), "quick": ("listops", "pathfinder")}
+LAUNCHERS = ("local", "submitit")
+CONFIG_NAME = "run_config.json"
+LOG_NAME = "log.txt"
+LOCK_NAME = ".lock"
+FINAL_STATUSES = ("ok", "diverged", "failed")
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Executor options of `--launcher submitit` (one SLURM job per run).
+
+    Attributes:
+        partition: SLURM partition (None = the cluster default).
+        time_min: wall-time limit per run, minutes.
+        gpus_per_run: GPUs per run; more than one runs the run with DDP (torchrun, one process per GPU).
+        mem_gb: memory per run in GB (None = the cluster default).
+        cpus_per_run: CPU cores per run (None = 4 per GPU, at least 4).
+        cluster: submitit cluster: None = SLURM (an error when `sbatch` is not available),
+            "local" or "debug" to try the launcher on one machine.
+    """
+
+    partition: str | None = None
+    time_min: int = 240
+    gpus_per_run: int = 1
+    mem_gb: int | None = None
+    cpus_per_run: int | None = None
+    cluster: str | None = None
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """A grid of runs.
+
+    Attributes:
+        tasks: task names; empty = listops and pathfinder for the tiny / quick presets (generated
+            data), every registered task otherwise.
+        attentions: attention specs, a registry name optionally with parameters
+            (`mita(num_landmarks=64,topk=64)`); empty = every registered attention with defaults.
+        seeds: random seeds; every (task, attention) runs once per seed.
+        preset: preset name of every run (`lra.configs.PRESET_NAMES`).
+        out: output directory (runs under `<out>/runs`, tables and plots at the top).
+        jobs: local runs in parallel.
+        launcher: "local" or "submitit".
+        attn_params: per-attention parameters for every spec of that name, {name: {key: value}}.
+        overrides: dotted preset overrides for every run ({"train.steps": "200"}).
+        max_steps, checkpoint_every, device, amp, data_dir, source: passed to every RunConfig.
+        slurm: executor options of the submitit launcher.
+    """
+
+    tasks: tuple[str, ...] = ()
+    attentions: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    preset: str = "quick"
+    out: str = DEFAULT_OUT
+    jobs: int = 1
+    launcher: str = "local"
+    attn_params: dict[str, dict[str, str]] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)
+    max_steps: int | None = None
+    checkpoint_every: int | None = None
+    device: str = "auto"
+    amp: bool | None = None
+    data_dir: str | None = None
+    source: str | None = None
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One planned run: its configuration, where it lives, and what the runner will call it."""
+
+    run_id: str
+    task: str
+    attention: str
+    label: str
+    seed: int
+    run_dir: Path
+    config: Any  # runners.train.RunConfig (kept untyped so that this module imports without torch)
+    config_hash: str
+    resolved_config: dict[str, Any]
+    attention_params: dict[str, Any]
+    max_steps: int
+    num_classes: int
+
+
+@dataclass
+class Outcome:
+    """What happened to one cell in this invocation."""
+
+    cell: Cell
+    status: str  # ok | diverged | failed | busy | skipped
+    error: str | None = None
+    record: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SuiteResult:
+    outcomes: list[Outcome]
+    out: Path
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every run has a result (ok or diverged); 1 when any failed or is held elsewhere."""
+        return 1 if any(o.status in ("failed", "busy") for o in self.outcomes) else 0
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for outcome in self.outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        return counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning
+# ----------------------------------------------------------------------------------------------
+
+_SPEC = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
+
+
+def parse_attention(spec: str) -> tuple[str, dict[str, str]]:
+    """`mita(num_landmarks=64,topk=64)` -> ("mita", {"num_landmarks": "64", "topk": "64"})."""
+    match = _SPEC.match(spec)
+    if not match:
+        raise ValueError(
+            f"malformed attention {spec!r}; write a name or name(key=value,...), e.g. mita(topk=64)"
+        )
+    name, inner = match.group(1), match.group(2)
+    params: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in (inner or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"malformed attention parameter {item!r} in {spec!r}; write key=value")
+        params[key.strip()] = value.strip()
+    return name, params
+
+
+def split_list(text: str) -> list[str]:
+    """Split a comma-separated list, keeping commas inside parentheses: 'full,mita(a=1,b=2)'."""
+    items, depth, current = [], 0, []
+    for char in text:
+        if char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+            continue
+        depth += (char == "(") - (char == ")")
+        current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def default_tasks(preset: str) -> list[str]:
+    from lra import tasks
+
+    return list(OFFLINE_PRESET_TASKS.get(preset, tasks.names()))
+
+
+def plan(cfg: SuiteConfig) -> list[Cell]:
+    """Validate the grid and resolve every run; ValueError (one line) on any bad name or value."""
+    import attention_zoo
+    from lra import tasks
+    from runners.train import RunConfig, resolve
+
+    if cfg.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1; got {cfg.jobs}")
+    if cfg.launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {cfg.launcher!r}; valid launchers: {', '.join(LAUNCHERS)}")
+    if not cfg.seeds:
+        raise ValueError("no seeds given; pass --seeds 0 (or 0,1,2)")
+    task_names = list(dict.fromkeys(cfg.tasks)) or default_tasks(cfg.preset)
+    specs = [parse_attention(s) for s in cfg.attentions] or [(n, {}) for n in attention_zoo.names()]
+    for name in [n for n, _ in specs] + list(cfg.attn_params):
+        attention_zoo.get(name)  # ValueError listing the registered attentions
+    selected = {n for n, _ in specs}
+    for name in cfg.attn_params:
+        if name not in selected:
+            raise ValueError(
+                f"--attn-param names attention {name!r}, which is not among the attentions run "
+                f"({', '.join(sorted(selected))})"
+            )
+    out = Path(cfg.out)
+    cells: dict[str, Cell] = {}
+    for task in task_names:
+        for name, inline in specs:
+            params = {**cfg.attn_params.get(name, {}), **inline}
+            for seed in cfg.seeds:
+                run_cfg = RunConfig(
+                    task=task,
+                    attention=name,
+                    attn_params=params,
+                    preset=cfg.preset,
+                    overrides=dict(cfg.overrides),
+                    seed=seed,
+                    max_steps=cfg.max_steps,
+                    checkpoint_every=cfg.checkpoint_every,
+                    resume=True,
+                    device=cfg.device,
+                    amp=cfg.amp,
+                    data_dir=cfg.data_dir,
+                    source=cfg.source,
+                    quiet=True,
+                )
+                r = resolve(run_cfg)
+                run_dir = out / "runs" / task / r.mechanism.slug(r.params) / str(seed)
+                run_cfg = dataclasses.replace(run_cfg, run_dir=str(run_dir))
+                run_id = f"{task}/{r.label}/{seed}"
+                if run_id in cells:
+                    continue
+                cells[run_id] = Cell(
+                    run_id=run_id,
+                    task=task,
+                    attention=r.mechanism.name,
+                    label=r.label,
+                    seed=seed,
+                    run_dir=run_dir,
+                    config=run_cfg,
+                    config_hash=r.config_hash,
+                    resolved_config=r.config_dict(),
+                    attention_params=r.params.to_dict(),
+                    max_steps=r.preset.train.steps,
+                    num_classes=tasks.get(task).num_classes,
+                )
+    return list(cells.values())
+
+
+def _stored_config_hash(run_dir: Path) -> str | None:
+    """The configuration hash the directory's record or checkpoint belongs to (None if neither)."""
+    record_path = run_dir / RECORD_NAME
+    if record_path.exists():
+        with contextlib.suppress(ValueError):
+            return read_record(record_path).get("config_hash")
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    if checkpoint.exists():
+        import torch
+
+        try:
+            return torch.load(checkpoint, map_location="cpu", weights_only=True).get("config_hash")
+        except Exception:  # a checkpoint that cannot be read cannot be resumed either
+            return "unreadable"
+    return None
+
+
+def cell_state(cell: Cell) -> str:
+    """'done' | 'diverged' (final results of this configuration), 'stale' (another configuration),
+    'resume' (interrupted or failed, continues from its checkpoint), 'retry' (failed before its
+    first checkpoint) or 'new'."""
+    stored = _stored_config_hash(cell.run_dir)
+    if stored is None:
+        return "new"
+    if stored != cell.config_hash:
+        return "stale"
+    record = _read_record_or_none(cell.run_dir / RECORD_NAME)
+    status = record.get("status") if record else None
+    if status in ("ok", "diverged"):
+        return "done" if status == "ok" else "diverged"
+    return "resume" if (cell.run_dir / "checkpoints" / "last.pt").exists() else "retry"
+
+
+def _read_record_or_none(path: Path) -> dict[str, Any] | None:
+    try:
+        return read_record(path)
+    except ValueError:
+        return None
+
+
+def _archive(cell: Cell, out: Path, stamp: str) -> Path:
+    """Move a run directory of another configuration out of the way (hidden from the store)."""
+    target = out / ".replaced" / stamp / cell.run_dir.relative_to(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(cell.run_dir), str(target))
+    return target
+
+
+# ----------------------------------------------------------------------------------------------
+# One run in its own process
+# ----------------------------------------------------------------------------------------------
+
+
+def runner_command(config_path: Path, nproc: int = 1) -> list[str]:
+    """The command that runs one RunConfig file (under torchrun when nproc > 1)."""
+    if nproc > 1:
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "runners.train",
+            str(config_path),
+        ]
+    return [sys.executable, "-m", "runners.train", str(config_path)]
+
+
+def _lock(run_dir: Path) -> int | None:
+    """An exclusive lock on the run directory, held for as long as the run's process lives (the fd
+    is inherited), so that a second suite never runs the same cell twice. None if it is taken."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: run unlocked
+        return os.open(os.devnull, os.O_RDONLY)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec function that makes the child receive SIGKILL when the suite dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the suite died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+@dataclass
+class _Attempt:
+    cell: Cell
+    process: subprocess.Popen[bytes]
+    lock_fd: int
+    log: IO[bytes]
+    log_offset: int
+    record_stamp: tuple[int, int] | None
+    started: float
+
+
+def _record_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _start(cell: Cell, threads: int, command: Sequence[str] | None, nproc: int = 1) -> _Attempt | None:
+    cell.run_dir.mkdir(parents=True, exist_ok=True)
+    lock_fd = _lock(cell.run_dir)
+    if lock_fd is None:
+        return None
+    config_path = cell.run_dir / CONFIG_NAME
+    atomic_write_json(config_path, json.loads(cell.config.to_json()))
+    argv = [*command, str(config_path)] if command is not None else runner_command(config_path, nproc)
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    log = open(cell.run_dir / LOG_NAME, "ab")  # noqa: SIM115 -- closed when the attempt ends
+    log.write(f"\n==== {_now()} lra suite: {' '.join(argv)} (threads {threads})\n".encode())
+    log.flush()
+    offset = log.tell()
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            pass_fds=(lock_fd,),
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+    except OSError:
+        log.close()
+        os.close(lock_fd)
+        raise
+    return _Attempt(
+        cell, process, lock_fd, log, offset, _record_stamp(cell.run_dir / RECORD_NAME), time.monotonic()
+    )
+
+
+def _finish(attempt: _Attempt) -> Outcome:
+    attempt.log.close()
+    try:
+        return conclude(
+            attempt.cell,
+            attempt.process.returncode,
+            record_stamp=attempt.record_stamp,
+            log_offset=attempt.log_offset,
+            seconds=time.monotonic() - attempt.started,
+        )
+    finally:
+        os.close(attempt.lock_fd)
+
+
+def _stop(attempt: _Attempt, grace_s: float = 10.0) -> None:
+    """Terminate a run's process group (SIGTERM, then SIGKILL after `grace_s`)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(attempt.process.pid, signal.SIGTERM)
+    try:
+        attempt.process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(attempt.process.pid, signal.SIGKILL)
+        attempt.process.wait()
+    attempt.log.close()
+    os.close(attempt.lock_fd)
+
+
+def run_cell(cell: Cell, threads: int, command: Sequence[str] | None = None, nproc: int = 1) -> Outcome:
+    """Run one cell to its end in a child process (blocking); used by the SLURM jobs."""
+    attempt = _start(cell, threads, command, nproc)
+    if attempt is None:
+        return Outcome(cell, "busy", error=f"{cell.run_dir} is locked by another process running it")
+    try:
+        attempt.process.wait()
+    except BaseException:
+        _stop(attempt)
+        raise
+    return _finish(attempt)
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "the run's process did not report an exit status"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (e.g. the out-of-memory killer)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {returncode}"
+
+
+def _last_log_line(path: Path, offset: int) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            tail = fh.read()[-65536:].decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in re.split(r"[\r\n]+", tail) if line.strip()]
+    return lines[-1] if lines else None
+
+
+def conclude(
+    cell: Cell,
+    returncode: int | None,
+    *,
+    record_stamp: tuple[int, int] | None = None,
+    log_offset: int = 0,
+    seconds: float = 0.0,
+    error: str | None = None,
+) -> Outcome:
+    """The outcome of a finished attempt; writes a `failed` record when the run left no final one.
+
+    `record_stamp` identifies the record file present before the attempt, so that a record left by
+    an earlier attempt is never taken for this one's.
+    """
+    path = cell.run_dir / RECORD_NAME
+    fresh = _record_stamp(path) != record_stamp
+    record = _read_record_or_none(path) if path.exists() else None
+    if record is not None and fresh and record.get("status") in FINAL_STATUSES:
+        return Outcome(cell, record["status"], error=record.get("error"), record=record, seconds=seconds)
+    if error is None:
+        last = _last_log_line(cell.run_dir / LOG_NAME, log_offset)
+        error = _describe_exit(returncode) + (f"; last output: {last}" if last else "")
+        if returncode is not None and returncode > 0 and last:
+            error = last
+    record = failed_record(cell, error, base=record if record is not None and fresh else None)
+    write_record(path, record)
+    return Outcome(cell, "failed", error=error, record=record, seconds=seconds)
+
+
+def failed_record(cell: Cell, error: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A `failed` run record for a run that could not write one; unknown fields are None."""
+    record: dict[str, Any] = dict.fromkeys(RUN_FIELDS)
+    if base is not None:  # the runner's `running` record: keep what it knew
+        record.update({k: v for k, v in base.items() if k in RUN_FIELDS})
+    record.update(
+        schema_version=SCHEMA_VERSION,
+        kind="run",
+        run_id=cell.run_id,
+        task=cell.task,
+        attention=cell.attention,
+        attention_params=cell.attention_params,
+        attention_label=cell.label,
+        preset=cell.config.preset,
+        seed=cell.seed,
+        status="failed",
+        error=error.splitlines()[0] if error else "unknown error",
+        max_steps=cell.max_steps,
+        num_classes=cell.num_classes,
+        config_hash=cell.config_hash,
+        config=cell.resolved_config,
+        finished_at=_now(),
+    )
+    record["history"] = record.get("history") or []
+    return record
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------------
+# Launchers
+# ----------------------------------------------------------------------------------------------
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _report(bar: tqdm, outcome: Outcome) -> None:
+    record = outcome.record or {}
+    acc = record.get("test_acc")
+    detail = f"test {100 * acc:.2f}%" if outcome.status == "ok" and acc is not None else (outcome.error or "")
+    bar.write(f"[{outcome.status}] {outcome.cell.run_id}  {detail}  ({outcome.seconds:.0f} s)")
+
+
+def _run_local(
+    cells: list[Cell], jobs: int, command: Sequence[str] | None, gated_tasks: set[str]
+) -> list[Outcome]:
+    """Run cells with at most `jobs` processes at once. For a task in `gated_tasks` (data not
+    prepared beforehand) one run goes first and the others wait until it ends, so that the task's
+    data are generated once."""
+    threads = max(1, available_cores() // jobs)
+    pending = deque(cells)
+    first_of_task = {}
+    for cell in cells:
+        if cell.task in gated_tasks:
+            first_of_task.setdefault(cell.task, cell.run_id)
+    opened: set[str] = {task for task in {c.task for c in cells} if task not in gated_tasks}
+    active: list[_Attempt] = []
+    outcomes: list[Outcome] = []
+    with tqdm(total=len(cells), desc="suite", unit="run", dynamic_ncols=True) as bar:
+        try:
+            while pending or active:
+                started_any = True
+                while started_any and len(active) < jobs:
+                    started_any = False
+                    for cell in list(pending):
+                        if cell.task in opened or first_of_task.get(cell.task) == cell.run_id:
+                            pending.remove(cell)
+                            attempt = _start(cell, threads, command)
+                            if attempt is None:
+                                outcome = Outcome(
+                                    cell, "busy", error=f"{cell.run_dir} is locked by another process"
+                                )
+                                outcomes.append(outcome)
+                                _report(bar, outcome)
+                                bar.update()
+                                opened.add(cell.task)
+                            else:
+                                active.append(attempt)
+                            started_any = True
+                            break
+                for attempt in [a for a in active if a.process.poll() is not None]:
+                    active.remove(attempt)
+                    outcome = _finish(attempt)
+                    opened.add(attempt.cell.task)
+                    outcomes.append(outcome)
+                    _report(bar, outcome)
+                    bar.update()
+                if active:
+                    time.sleep(0.1)
+        except BaseException:
+            for attempt in active:
+                _stop(attempt)
+            raise
+    return outcomes
+
+
+def _job_done(job: Any) -> bool:
+    try:
+        return bool(job.done())
+    except Exception:  # a job that cannot report its state is over; result() says how
+        return True
+
+
+def _run_submitit(
+    cells: list[Cell], slurm: SlurmOptions, out: Path, command: Sequence[str] | None
+) -> list[Outcome]:
+    """One submitit job per cell; waits for all of them."""
+    try:
+        import submitit
+    except ImportError:
+        raise ValueError(
+            "--launcher submitit needs the optional dependency submitit: pip install 'lra-arena[slurm]'"
+        ) from None
+    if slurm.cluster is None and shutil.which("sbatch") is None:
+        raise ValueError(
+            "--launcher submitit found no SLURM here (sbatch is not on PATH); use --launcher local"
+        )
+    executor = submitit.AutoExecutor(folder=str(out / "slurm" / "%j"), cluster=slurm.cluster)
+    cpus = slurm.cpus_per_run or max(4, 4 * slurm.gpus_per_run)
+    params: dict[str, Any] = {"timeout_min": slurm.time_min, "cpus_per_task": cpus, "name": "lra-suite"}
+    if slurm.gpus_per_run:
+        params["gpus_per_node"] = slurm.gpus_per_run
+    if slurm.mem_gb is not None:
+        params["mem_gb"] = slurm.mem_gb
+    if slurm.partition is not None:
+        params["slurm_partition"] = slurm.partition
+    executor.update_parameters(**params)
+    nproc = max(1, slurm.gpus_per_run)
+    jobs = []
+    for cell in cells:
+        stamp = _record_stamp(cell.run_dir / RECORD_NAME)
+        jobs.append((cell, stamp, executor.submit(run_cell, cell, cpus // nproc or 1, command, nproc)))
+    outcomes: list[Outcome] = []
+    with tqdm(total=len(jobs), desc="suite (submitit)", unit="run", dynamic_ncols=True) as bar:
+        try:
+            waiting = list(jobs)
+            while waiting:
+                for item in [j for j in waiting if _job_done(j[2])]:
+                    waiting.remove(item)
+                    cell, stamp, job = item
+                    try:
+                        outcome = job.result()
+                    except Exception as err:  # the job itself failed (timeout, node failure, cancelled)
+                        message = str(err).strip().splitlines()
+                        outcome = conclude(
+                            cell,
+                            None,
+                            record_stamp=stamp,
+                            error=f"job {job.job_id}: {message[0] if message else err}",
+                        )
+                    outcomes.append(outcome)
+                    _report(bar, outcome)
+                    bar.update()
+                if waiting:
+                    time.sleep(1.0)
+        except BaseException:
+            for _, _, job in jobs:
+                if not job.done():
+                    with contextlib.suppress(Exception):
+                        job.cancel()
+            raise
+    return outcomes
+
+
+# ----------------------------------------------------------------------------------------------
+# The suite
+# ----------------------------------------------------------------------------------------------
+
+
+def _prepare_data(cells: list[Cell], echo: Callable[[str], None]) -> tuple[set[str], list[Outcome]]:
+    """Generate / cache each task's data once before the runs fan out.
+
+    Returns the tasks whose data could not be prepared here (their first run prepares them) and a
+    failed outcome for every cell of a task whose data are unavailable.
+    """
+    from runners.train import resolve
+
+    try:
+        from lra.data import prepare
+    except ImportError:
+        return {c.task for c in cells}, []
+    failures: list[Outcome] = []
+    for task in dict.fromkeys(c.task for c in cells):
+        first = next(c for c in cells if c.task == task)
+        echo(f"preparing {task} data ...")
+        try:
+            prepare(task, resolve(first.config).preset.data)
+        except Exception as err:
+            error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            for cell in (c for c in cells if c.task == task):
+                cell.run_dir.mkdir(parents=True, exist_ok=True)
+                record = failed_record(cell, f"data not available: {error}")
+                write_record(cell.run_dir / RECORD_NAME, record)
+                failures.append(Outcome(cell, "failed", error=record["error"], record=record))
+    return set(), failures
+
+
+def run_suite(
+    cfg: SuiteConfig,
+    *,
+    command: Sequence[str] | None = None,
+    echo: Callable[[str], None] = print,
+    reports: bool = True,
+) -> SuiteResult:
+    """Plan, run what is not finished, and write the tables and plots; see the module docstring.
+
+    `command` replaces `python -m runners.train` (the run's config path is appended), e.g. to run
+    the suite against another runner.
+    """
+    cells = plan(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    outcomes: list[Outcome] = []
+    todo: list[Cell] = []
+    for cell in cells:
+        state = cell_state(cell)
+        if state in ("done", "diverged"):
+            outcomes.append(Outcome(cell, "skipped", record=_read_record_or_none(cell.run_dir / RECORD_NAME)))
+            continue
+        if state == "stale":
+            moved = _archive(cell, out, stamp)
+            echo(f"{cell.run_id}: the directory held another configuration; moved to {moved}")
+        todo.append(cell)
+    _write_plan(cfg, cells, out)
+    echo(
+        f"{len(cells)} runs ({len(cells) - len(todo)} already finished, {len(todo)} to run) -> {out / 'runs'}"
+    )
+    if todo:
+        gated, failures = _prepare_data(todo, echo)
+        outcomes += failures
+        failed_ids = {o.cell.run_id for o in failures}
+        todo = [c for c in todo if c.run_id not in failed_ids]
+        if cfg.launcher == "submitit":
+            outcomes += _run_submitit(todo, cfg.slurm, out, command)
+        else:
+            outcomes += _run_local(todo, cfg.jobs, command, gated)
+    result = SuiteResult(outcomes=outcomes, out=out)
+    if reports:
+        result.written = write_reports(out, echo=echo)
+    return result
+
+
+def _write_plan(cfg: SuiteConfig, cells: list[Cell], out: Path) -> None:
+    atomic_write_json(
+        out / "suite.json",
+        {
+            "suite": dataclasses.asdict(cfg),
+            "written_at": _now(),
+            "runs": [
+                {"run_id": c.run_id, "run_dir": str(c.run_dir), "config_hash": c.config_hash} for c in cells
+            ],
+        },
+    )
+
+
+def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = print) -> list[Path]:
+    """Print the leaderboard of every record under `out` and write leaderboard.csv,
+    results_long.csv, leaderboard.md and plots/ there."""
+    from results import leaderboard, plots, store
+    from results.published import load_published
+
+    out = Path(out)
+    st = store.load(out)
+    for problem in st.problems:
+        echo(f"warning: {problem}")
+    if st.runs.empty:
+        echo("no run records yet; nothing to tabulate")
+        return []
+    lb = leaderboard.build(st.runs)
+    published = load_published()
+    echo(leaderboard.render(lb, markdown=False, published=published))
+    written = [out / "leaderboard.csv", out / "leaderboard.md", out / "results_long.csv"]
+    leaderboard.write_all(lb, csv=written[0], markdown=written[1], published=published)
+    store.write_long_csv(st.runs, written[2])
+    written += plots.plot_all(st, out / "plots")
+    echo("wrote " + ", ".join(str(p) for p in written))
+    return written
