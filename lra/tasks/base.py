@@ -42,7 +42,11 @@ class DataConfig:
         n_train / n_val / n_test: examples to generate (0 = the generator's default); for real
             sources, a positive value keeps only the first n examples of that split.
         gen_seed: seed of the offline generators.
-        hf_repo: Hugging Face dataset repo for sources that need one (e.g. AAN TSVs).
+        hf_repo: Hugging Face dataset repo for sources that need one (e.g. AAN TSVs), as
+            `owner/name[/folder][@revision]`, or a local folder (a `save_to_disk` copy or TSVs).
+        cache_dir: where tokenised tensors are cached; "" = `$LRA_CACHE_DIR` or `<data_dir>/cache`.
+        difficulty: Pathfinder / Path-X folder of the official data: "hard"
+            (`curv_contour_length_14`, the LRA benchmark), "intermediate", "easy", or a folder name.
     """
 
     source: str = "auto"
@@ -55,6 +59,8 @@ class DataConfig:
     n_test: int = 0
     gen_seed: int = 0
     hf_repo: str = ""
+    cache_dir: str = ""
+    difficulty: str = "hard"
 
     def limit(self, split: str) -> int:
         """The example cap for a split (0 = none)."""
@@ -120,10 +126,13 @@ class TaskSpec:
         num_classes: output classes.
         dual_input: two documents per example (retrieval's dual encoder).
         splits: canonical split sizes of the real data, e.g. {"train": 96000, "val": 2000, "test": 2000}.
-        sources: available sources; the first is the default for `source="auto"`.
+        sources: available sources; the first is the default for `source="auto"` unless
+            `auto_source` chooses.
         loader: `loader(split, data_config) -> LRADataset`; raises FileNotFoundError with the
             expected path and how to get the data, ValueError for malformed files.
         description: one paragraph for `lra data info` and the README.
+        auto_source: `auto_source(data_config) -> source` for `source="auto"` (e.g. the official
+            files when they are present under `data_dir`, else the offline generator).
     """
 
     name: str
@@ -136,9 +145,13 @@ class TaskSpec:
     sources: tuple[str, ...]
     loader: Loader
     description: str = ""
+    auto_source: Callable[[DataConfig], str] | None = None
 
-    def resolve_source(self, source: str) -> str:
+    def resolve_source(self, source: str, data: DataConfig | None = None) -> str:
+        """The concrete source for `source` ("auto" is resolved with `data` when given)."""
         if source == "auto":
+            if self.auto_source is not None and data is not None:
+                return self.auto_source(data)
             return self.sources[0]
         if source not in self.sources:
             raise ValueError(

@@ -1,0 +1,85 @@
+"""lra.data: data sources (official archive, Hugging Face, TFDS, offline generators), tokenisers
+and the tensor cache behind the tasks in `lra.tasks`.
+
+`prepare(task, data)` builds every split of a task once (generating and caching as needed) so
+that parallel jobs started afterwards only read; `summarize(task, data)` adds the statistics that
+`lra data info` prints. Submodules are imported lazily so that `lra.data.tokenizers` and the
+generators stay light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lra.tasks.base import DataConfig, LRADataset
+
+
+def prepare(task: str, data: DataConfig | None = None) -> dict[str, Any]:
+    """Load (and so generate / cache) every split of `task`; returns sizes and provenance."""
+    from lra import tasks
+
+    spec = tasks.get(task)
+    data = data or tasks.DataConfig()
+    out: dict[str, Any] = {"task": task, "source": spec.resolve_source(data.source, data), "splits": {}}
+    for split in spec.splits:
+        ds = spec.load(split, data)
+        out["data_source"] = ds.info.get("data_source")
+        out["seq_len"] = ds.seq_len
+        out["splits"][split] = {"n": len(ds), "cache": ds.info.get("cache")}
+    return out
+
+
+def split_stats(ds: LRADataset, num_classes: int) -> dict[str, Any]:
+    """Size, token-length statistics (non-padding tokens) and label counts of one split."""
+    import numpy as np
+
+    lengths = (ds.inputs != 0).sum(dim=1).numpy()
+    if ds.inputs2 is not None:
+        lengths = np.concatenate([lengths, (ds.inputs2 != 0).sum(dim=1).numpy()])
+    counts = np.bincount(ds.labels.numpy(), minlength=num_classes)
+    n = len(ds)
+    return {
+        "n": n,
+        "seq_len": ds.seq_len,
+        "length_min": int(lengths.min()) if n else 0,
+        "length_median": float(np.median(lengths)) if n else 0.0,
+        "length_max": int(lengths.max()) if n else 0,
+        "label_counts": counts.tolist(),
+        "majority_fraction": float(counts.max() / n) if n else 0.0,
+    }
+
+
+def decode_example(task: str, ds: LRADataset, index: int = 0, pixel_zero_is_padding: bool = False) -> str:
+    """A human-readable rendering of example `index` (text, expression, or an ASCII image)."""
+    import math
+
+    from .tokenizers import ascii_image, byte_decode, listops_decode, pixel_values
+
+    tokens = ds.inputs[index].numpy()
+    if task == "listops":
+        return listops_decode(tokens)
+    if task in ("text", "retrieval"):
+        text = byte_decode(tokens)[:400]
+        if ds.inputs2 is not None:
+            text += "\n--- document 2 ---\n" + byte_decode(ds.inputs2[index].numpy())[:400]
+        return text
+    side = int(ds.info.get("image_side") or math.isqrt(tokens.shape[0]))
+    return ascii_image(pixel_values(tokens[: side * side], pixel_zero_is_padding), side)
+
+
+def summarize(task: str, data: DataConfig | None = None, splits: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`prepare` plus per-split statistics and a decoded training example (for `lra data info`)."""
+    from lra import tasks
+
+    spec = tasks.get(task)
+    data = data or tasks.DataConfig()
+    out: dict[str, Any] = {"task": task, "source": spec.resolve_source(data.source, data), "splits": {}}
+    for split in splits or tuple(spec.splits):
+        ds = spec.load(split, data)
+        out["data_source"] = ds.info.get("data_source")
+        out["splits"][split] = split_stats(ds, spec.num_classes)
+        if "example" not in out and len(ds):
+            out["example"] = decode_example(task, ds, 0, data.pixel_zero_is_padding)
+            out["example_label"] = int(ds.labels[0])
+    return out

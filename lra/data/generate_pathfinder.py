@@ -1,0 +1,475 @@
+"""Offline Pathfinder / Path-X generator: the snake-and-paddle images LRA used, numpy + Pillow only.
+
+An image holds two target snakes, distractor snakes and two round markers; the label is 1 iff
+both markers sit on the ends of the same snake. A snake is a chain of `contour_length` short
+line segments ("paddles") of length `paddle_length` separated by gaps of `paddle_margin`. The two
+target snakes start `seed_distance` apart; each next paddle turns by an angle drawn with weight
+cos(min(|turn| * continuity, pi/2))^2 among candidates that stay inside the image and keep
+clear of everything drawn so far (so larger `continuity` gives straighter snakes). One marker
+goes on the starting tip of a random target snake; the other on the far tip of the same snake
+(label 1) or of the other target snake (label 0), so the marker distance does not give the label
+away. Distractor snakes of `distractor_length` paddles fill the rest. Strokes are drawn
+antialiased at `antialias_scale` times the resolution and downsampled with Lanczos.
+
+Lengths are in output pixels. `PATHFINDER_VARIANTS` / `PATHX_VARIANTS` hold the named settings
+("lra" = LRA's hard split: `curv_contour_length_14` at 32x32 and 128x128); every field can be
+overridden. Output is the official layout: `pathfinder<res>/<folder>/imgs/<batch>/sample_<n>.png`
+plus `metadata/<batch>.npy` text lines. Images are deterministic by (parameters, seed, index),
+whatever the number of worker processes; labels are exactly balanced within each split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lra.io import atomic_write_text
+
+from .progress import progress, worker_context
+
+SPLITS = ("train", "val", "test")
+CANDIDATE_TURNS = 16  # candidate directions tried for each next paddle
+MAX_IMAGE_ATTEMPTS = 200
+CHUNK = 100  # images per work unit of the worker processes
+
+
+@dataclass(frozen=True)
+class PathfinderParams:
+    """Every setting of the Pathfinder generator (defaults: LRA's Pathfinder-32, hard split)."""
+
+    resolution: int = field(default=32, metadata={"help": "image side in pixels"})
+    contour_length: int = field(default=14, metadata={"help": "paddles per target snake"})
+    distractor_length: int = field(default=4, metadata={"help": "paddles per distractor snake"})
+    num_distractors: int = field(default=5, metadata={"help": "distractor snakes (fewer if they do not fit)"})
+    paddle_length: float = field(default=2.0, metadata={"help": "length of one paddle"})
+    paddle_thickness: float = field(default=0.5, metadata={"help": "stroke width"})
+    paddle_margin: tuple[float, ...] = field(
+        default=(1.0,), metadata={"help": "gap between paddles and clearance, one drawn per image"}
+    )
+    seed_distance: float = field(
+        default=7.0, metadata={"help": "distance between the two target snakes' starts"}
+    )
+    marker_radius: float = field(default=1.5, metadata={"help": "radius of the two markers"})
+    continuity: float = field(
+        default=1.0, metadata={"help": "straightness: turn weight cos(min(turn*c, pi/2))^2"}
+    )
+    padding: float = field(default=1.0, metadata={"help": "empty border"})
+    antialias_scale: int = field(default=2, metadata={"help": "supersampling factor of the rendering"})
+    snake_contrast: float = field(
+        default=2.0, metadata={"help": "stroke intensity factor (clipped at white)"}
+    )
+    paddle_contrast: tuple[float, ...] = field(
+        default=(0.75,), metadata={"help": "per-paddle intensity factors, one drawn per paddle"}
+    )
+    n_train: int = field(default=160_000, metadata={"help": "training images"})
+    n_val: int = field(default=20_000, metadata={"help": "validation images"})
+    n_test: int = field(default=20_000, metadata={"help": "test images"})
+    images_per_batch: int = field(default=1_000, metadata={"help": "images per imgs/<batch> folder"})
+
+    def check(self) -> None:
+        problems = []
+        if self.resolution < 8:
+            problems.append(f"resolution must be >= 8, got {self.resolution}")
+        if self.contour_length < 1 or self.distractor_length < 1 or self.num_distractors < 0:
+            problems.append("contour_length and distractor_length must be >= 1, num_distractors >= 0")
+        for name in ("paddle_length", "paddle_thickness", "seed_distance", "marker_radius", "continuity"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.padding < 0 or self.antialias_scale < 1 or self.snake_contrast <= 0:
+            problems.append("padding must be >= 0, antialias_scale >= 1 and snake_contrast > 0")
+        if not self.paddle_margin or min(self.paddle_margin) <= 0:
+            problems.append(f"paddle_margin must be positive values, got {self.paddle_margin}")
+        if not self.paddle_contrast or min(self.paddle_contrast) <= 0:
+            problems.append(f"paddle_contrast must be positive values, got {self.paddle_contrast}")
+        if min(self.n_train, self.n_val, self.n_test) < 0 or self.n_train + self.n_val + self.n_test == 0:
+            problems.append("split sizes must be >= 0 and not all 0")
+        if self.images_per_batch < 1:
+            problems.append("images_per_batch must be >= 1")
+        if 2 * (self.padding + self.seed_distance) >= self.resolution:
+            problems.append(
+                f"seed_distance {self.seed_distance} and padding {self.padding} leave no room in a "
+                f"{self.resolution}x{self.resolution} image"
+            )
+        if problems:
+            raise ValueError("bad Pathfinder parameters: " + "; ".join(problems))
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}
+
+    def folder(self) -> str:
+        """`pathfinder<res>/<difficulty folder>` as in the official archive."""
+        named = {6: "curv_baseline"}
+        return f"pathfinder{self.resolution}/{named.get(self.contour_length, f'curv_contour_length_{self.contour_length}')}"
+
+
+PATHFINDER_VARIANTS: dict[str, PathfinderParams] = {
+    "lra": PathfinderParams(),
+    # 16x16 (256 tokens), three-paddle snakes, one distractor: learnable in a minute on a CPU.
+    "easy": PathfinderParams(
+        resolution=16,
+        contour_length=3,
+        distractor_length=2,
+        num_distractors=1,
+        paddle_length=2.0,
+        paddle_thickness=0.75,
+        paddle_margin=(1.0,),
+        seed_distance=4.0,
+        marker_radius=1.5,
+        continuity=1.0,
+        snake_contrast=1.0,
+        paddle_contrast=(1.0,),
+        n_train=8_000,
+        n_val=1_000,
+        n_test=1_000,
+    ),
+}
+
+PATHX_VARIANTS: dict[str, PathfinderParams] = {
+    "lra": PathfinderParams(
+        resolution=128,
+        contour_length=14,
+        distractor_length=4,
+        num_distractors=8,
+        paddle_length=5.0,
+        paddle_thickness=1.5,
+        paddle_margin=(2.0, 3.0),
+        seed_distance=20.0,
+        marker_radius=3.0,
+        continuity=1.8,
+        snake_contrast=0.9,
+        paddle_contrast=(1.0,),
+    ),
+}
+
+
+def pathfinder_params(task: str, variant: str, **overrides: Any) -> PathfinderParams:
+    """The named variant of `task` ("pathfinder" or "pathx") with `overrides` (None ignored)."""
+    table = PATHX_VARIANTS if task == "pathx" else PATHFINDER_VARIANTS
+    if variant not in table:
+        raise ValueError(f"unknown {task} generator {variant!r}; valid: {', '.join(table)}")
+    params = dataclasses.replace(table[variant], **{k: v for k, v in overrides.items() if v is not None})
+    params.check()
+    return params
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry and rendering
+# ---------------------------------------------------------------------------------------------
+
+
+def _segment_distance(px: np.ndarray, py: np.ndarray, seg: tuple[float, float, float, float]) -> np.ndarray:
+    """Distance of points (px, py) to the segment (ax, ay, bx, by)."""
+    ax, ay, bx, by = seg
+    dx, dy = bx - ax, by - ay
+    t = np.minimum(np.maximum(((px - ax) * dx + (py - ay) * dy) / max(dx * dx + dy * dy, 1e-12), 0.0), 1.0)
+    return np.hypot(px - (ax + t * dx), py - (ay + t * dy))
+
+
+class _Canvas:
+    """Occupancy of one image being generated, at `scale` x the output resolution."""
+
+    def __init__(self, p: PathfinderParams, margin: float) -> None:
+        self.p = p
+        self.scale = p.antialias_scale
+        self.side = p.resolution * self.scale
+        self.blocked = np.zeros((self.side, self.side), dtype=bool)
+        self.margin = margin
+        # Centre lines stay this far apart, so stroke edges are at least `margin` apart.
+        self.clearance = p.paddle_thickness + margin
+        self.lo = p.padding
+        self.hi = p.resolution - p.padding
+        # Points checked for a next paddle: from just past the current tip to the new tip.
+        step = p.paddle_length + margin
+        self.steps = np.linspace(0.0, step, max(4, int(math.ceil(step * self.scale * 2)) + 1))[1:]
+
+    def _box(
+        self, seg: tuple[float, float, float, float], reach: float
+    ) -> tuple[slice, slice, np.ndarray, np.ndarray]:
+        s = self.scale
+        x0 = max(int(math.floor((min(seg[0], seg[2]) - reach) * s)), 0)
+        x1 = min(int(math.ceil((max(seg[0], seg[2]) + reach) * s)) + 1, self.side)
+        y0 = max(int(math.floor((min(seg[1], seg[3]) - reach) * s)), 0)
+        y1 = min(int(math.ceil((max(seg[1], seg[3]) + reach) * s)) + 1, self.side)
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        return slice(y0, y1), slice(x0, x1), (xs + 0.5) / s, (ys + 0.5) / s
+
+    def commit(self, seg: tuple[float, float, float, float], reach: float | None = None) -> None:
+        """Mark the neighbourhood of `seg` (a point when both ends coincide) as taken."""
+        reach = self.clearance if reach is None else reach
+        rows, cols, px, py = self._box(seg, reach)
+        self.blocked[rows, cols] |= _segment_distance(px, py, seg) < reach
+
+    def free(
+        self, xs: np.ndarray, ys: np.ndarray, extra: list[tuple[float, float, float, float]]
+    ) -> np.ndarray:
+        """[K] whether each candidate's points [K, P] are inside the border and clear of everything."""
+        inside = (xs >= self.lo) & (xs <= self.hi) & (ys >= self.lo) & (ys <= self.hi)
+        ix = np.clip((xs * self.scale).astype(np.int64), 0, self.side - 1)
+        iy = np.clip((ys * self.scale).astype(np.int64), 0, self.side - 1)
+        ok = inside & ~self.blocked[iy, ix]
+        for seg in extra:
+            ok &= _segment_distance(xs, ys, seg) >= self.clearance
+        return ok.all(axis=1)
+
+
+def _grow(
+    canvas: _Canvas,
+    rng: np.random.Generator,
+    seed_seg: tuple[float, float, float, float],
+    angle: float,
+    n_paddles: int,
+    extra: list[tuple[float, float, float, float]],
+) -> list[tuple[float, float, float, float]] | None:
+    """Extend a snake from its seed paddle to `n_paddles`; None when it gets stuck.
+
+    The snake's own newest paddle is not yet in `canvas.blocked` (the next one starts right next
+    to it); everything older is committed as soon as a new paddle is placed.
+    """
+    p = canvas.p
+    t = canvas.steps
+    max_turn = math.pi / 2
+    snake = [seed_seg]
+    for _ in range(n_paddles - 1):
+        tip_x, tip_y = snake[-1][2], snake[-1][3]
+        turns = rng.uniform(-max_turn, max_turn, CANDIDATE_TURNS)
+        angles = angle + turns
+        ux, uy = np.cos(angles), np.sin(angles)
+        xs = tip_x + ux[:, None] * t[None, :]
+        ys = tip_y + uy[:, None] * t[None, :]
+        weights = np.cos(np.minimum(np.abs(turns) * p.continuity, math.pi / 2)) ** 2
+        weights = weights * canvas.free(xs, ys, extra)
+        total = weights.sum()
+        if total <= 1e-12:
+            return None
+        k = int(rng.choice(CANDIDATE_TURNS, p=weights / total))
+        angle = float(angles[k])
+        start_x, start_y = tip_x + ux[k] * canvas.margin, tip_y + uy[k] * canvas.margin
+        canvas.commit(snake[-1])
+        snake.append((start_x, start_y, start_x + ux[k] * p.paddle_length, start_y + uy[k] * p.paddle_length))
+    return snake
+
+
+def _seed(
+    canvas: _Canvas,
+    rng: np.random.Generator,
+    x: float,
+    y: float,
+    extra: list[tuple[float, float, float, float]],
+) -> tuple[tuple[float, float, float, float], float] | None:
+    """A seed paddle starting at (x, y) in a random direction that is free; None if none is."""
+    for _ in range(8):
+        angle = float(rng.uniform(-math.pi, math.pi))
+        seg = (
+            x,
+            y,
+            x + math.cos(angle) * canvas.p.paddle_length,
+            y + math.sin(angle) * canvas.p.paddle_length,
+        )
+        t = np.linspace(0.0, 1.0, 6)
+        xs = (seg[0] + (seg[2] - seg[0]) * t)[None, :]
+        ys = (seg[1] + (seg[3] - seg[1]) * t)[None, :]
+        if canvas.free(xs, ys, extra)[0]:
+            return seg, angle
+    return None
+
+
+def _target_pair(canvas: _Canvas, rng: np.random.Generator) -> tuple[list, list] | None:
+    p = canvas.p
+    border = min(
+        max(p.padding, 2 * p.seed_distance), (p.resolution - 1) / 2
+    )  # LRA: starts away from the edges
+    x, y = rng.uniform(border, p.resolution - border, 2)
+    first = _seed(canvas, rng, float(x), float(y), [])
+    if first is None:
+        return None
+    phi = rng.uniform(-math.pi, math.pi)
+    second = _seed(
+        canvas, rng, x + p.seed_distance * math.cos(phi), y + p.seed_distance * math.sin(phi), [first[0]]
+    )
+    if second is None:
+        return None
+    snake_a = _grow(canvas, rng, first[0], first[1], p.contour_length, extra=[second[0]])
+    if snake_a is None:
+        return None
+    canvas.commit(snake_a[-1])
+    snake_b = _grow(canvas, rng, second[0], second[1], p.contour_length, extra=[])
+    if snake_b is None:
+        return None
+    canvas.commit(snake_b[-1])
+    # A marker must not touch the other target snake, or the image would be ambiguous.
+    reach = p.marker_radius + p.paddle_thickness / 2
+    for own, other in ((snake_a, snake_b), (snake_b, snake_a)):
+        for tip in ((own[0][0], own[0][1]), (own[-1][2], own[-1][3])):
+            tx, ty = np.array([tip[0]]), np.array([tip[1]])
+            if min(float(_segment_distance(tx, ty, seg)[0]) for seg in other) < reach:
+                return None
+    return snake_a, snake_b
+
+
+def _distractor(canvas: _Canvas, rng: np.random.Generator) -> list | None:
+    p = canvas.p
+    for _ in range(4):
+        x, y = rng.uniform(p.padding, p.resolution - p.padding, 2)
+        seed = _seed(canvas, rng, float(x), float(y), [])
+        if seed is None:
+            continue
+        snake = _grow(canvas, rng, seed[0], seed[1], p.distractor_length, extra=[])
+        if snake is not None:
+            canvas.commit(snake[-1])
+            return snake
+    return None
+
+
+def _render(
+    p: PathfinderParams,
+    strokes: list[tuple[tuple[float, float, float, float], float]],
+    discs: list[tuple[float, float]],
+) -> np.ndarray:
+    """Antialiased strokes and discs at `antialias_scale`, Lanczos-downsampled to uint8."""
+    from PIL import Image
+
+    s = p.antialias_scale
+    side = p.resolution * s
+    canvas = np.zeros((side, side), dtype=np.float32)
+    ys, xs = np.mgrid[0:side, 0:side]
+    cx, cy = (xs + 0.5) / s, (ys + 0.5) / s
+    half = p.paddle_thickness / 2
+    for seg, intensity in strokes:
+        # Coverage falls off linearly over one supersampled pixel at the stroke edge.
+        x0, x1 = (
+            int(max(min(seg[0], seg[2]) - half - 1, 0) * s),
+            int(min(max(seg[0], seg[2]) + half + 1, p.resolution) * s) + 1,
+        )
+        y0, y1 = (
+            int(max(min(seg[1], seg[3]) - half - 1, 0) * s),
+            int(min(max(seg[1], seg[3]) + half + 1, p.resolution) * s) + 1,
+        )
+        d = _segment_distance(cx[y0:y1, x0:x1], cy[y0:y1, x0:x1], seg)
+        cover = np.clip((half - d) * s + 0.5, 0.0, 1.0) * intensity
+        np.maximum(canvas[y0:y1, x0:x1], cover, out=canvas[y0:y1, x0:x1])
+    for x, y in discs:
+        d = np.hypot(cx - x, cy - y)
+        np.maximum(canvas, np.clip((p.marker_radius - d) * s + 0.5, 0.0, 1.0), out=canvas)
+    image = Image.fromarray(canvas, mode="F").resize((p.resolution, p.resolution), Image.Resampling.LANCZOS)
+    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+
+
+def make_image(p: PathfinderParams, label: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """One [res, res] uint8 image with the given label, and the paddle margin used."""
+    for _ in range(MAX_IMAGE_ATTEMPTS):
+        margin = float(rng.choice(p.paddle_margin))
+        canvas = _Canvas(p, margin)
+        pair = _target_pair(canvas, rng)
+        if pair is None:
+            continue
+        origin = int(rng.integers(2))
+        far = origin if label == 1 else 1 - origin
+        tips = [(pair[origin][0][0], pair[origin][0][1]), (pair[far][-1][2], pair[far][-1][3])]
+        for own in pair:  # keep distractors away from every target tip
+            for x, y in ((own[0][0], own[0][1]), (own[-1][2], own[-1][3])):
+                canvas.commit((x, y, x, y), reach=p.marker_radius + canvas.clearance)
+        snakes = list(pair)
+        for _ in range(p.num_distractors):
+            snake = _distractor(canvas, rng)
+            if snake is not None:
+                snakes.append(snake)
+        strokes = []
+        for snake in snakes:
+            for seg in snake:
+                contrast = float(rng.choice(p.paddle_contrast))
+                strokes.append((seg, min(1.0, p.snake_contrast * contrast)))
+        return _render(p, strokes, tips), margin
+    raise ValueError(
+        f"could not place two target snakes in {MAX_IMAGE_ATTEMPTS} attempts with {p}; "
+        "use a larger resolution or shorter contours"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the official layout
+# ---------------------------------------------------------------------------------------------
+
+
+def split_labels(p: PathfinderParams, seed: int) -> np.ndarray:
+    """Labels of all images in order (train, val, test), exactly balanced within each split."""
+    parts = []
+    for i, n in enumerate(p.sizes().values()):
+        labels = np.arange(n) % 2
+        np.random.default_rng([seed, 7919, i]).shuffle(labels)
+        parts.append(labels)
+    return np.concatenate(parts).astype(np.int64)
+
+
+def _image_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, index])
+
+
+def _write_chunk(
+    folder: str, p: PathfinderParams, seed: int, batch: int, start: int, labels: list[int]
+) -> str:
+    """Render and write images start.. of imgs/<batch>; return their metadata lines."""
+    from PIL import Image
+
+    sub = f"imgs/{batch}"
+    out = Path(folder) / sub
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for n, label in enumerate(labels, start=start):
+        image, margin = make_image(p, label, _image_rng(seed, batch * p.images_per_batch + n))
+        name = f"sample_{n}.png"
+        Image.fromarray(image, mode="L").save(out / name)
+        lines.append(
+            f"{sub} {name} {n} {label} {p.continuity} {p.contour_length} {p.distractor_length} "
+            f"{p.paddle_length} {p.paddle_thickness} {margin:g} {len(p.paddle_contrast)}\n"
+        )
+    return "".join(lines)
+
+
+def write_pathfinder(
+    out_dir: str | os.PathLike[str], p: PathfinderParams, seed: int = 0, workers: int = 0
+) -> Path:
+    """Generate `<out_dir>/pathfinder<res>/<folder>/` in the official layout; returns that folder.
+
+    Images of split `train` come first, then `val`, then `test` (reading the folder back with
+    LRA's 80/10/10 slicing gives the same splits when the sizes are in that ratio). Each metadata
+    file is written atomically once all images of its batch are written.
+    """
+    p.check()
+    folder = Path(out_dir) / p.folder()
+    labels = split_labels(p, seed).tolist()
+    per = p.images_per_batch
+    # Work units of at most CHUNK images, so that small sets also keep every worker busy.
+    units = [
+        (b, start, labels[b * per + start : min(b * per + start + CHUNK, (b + 1) * per, len(labels))])
+        for b in range(-(-len(labels) // per))
+        for start in range(0, min(per, len(labels) - b * per), CHUNK)
+    ]
+    pending = {b: sum(1 for u in units if u[0] == b) for b, _, _ in units}
+    texts: dict[int, list[str]] = {b: [] for b in pending}
+    workers = workers or min(8, os.cpu_count() or 1)
+    with progress(total=len(labels), desc=f"generating {p.folder()}", unit=" img") as bar:
+
+        def finished(unit: tuple[int, int, list[int]], text: str) -> None:
+            b = unit[0]
+            texts[b].append(text)
+            pending[b] -= 1
+            if pending[b] == 0:
+                atomic_write_text(folder / "metadata" / f"{b}.npy", "".join(texts.pop(b)))
+            bar.update(len(unit[2]))
+
+        if workers <= 1 or len(units) == 1:
+            for unit in units:
+                finished(unit, _write_chunk(str(folder), p, seed, *unit))
+        else:
+            with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
+                futures = [pool.submit(_write_chunk, str(folder), p, seed, *unit) for unit in units]
+                for unit, future in zip(units, futures, strict=True):
+                    finished(unit, future.result())
+    return folder

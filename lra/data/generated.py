@@ -1,0 +1,72 @@
+"""The `generated` source: offline ListOps / Pathfinder / Path-X data, made on first use.
+
+Data are generated into `<data_dir>/generated/<task>/<variant>-seed<S>-<hash>/` in the official
+`lra_release` layout and read back by the `lra_release` readers, so generated and official data
+share one code path. Generation happens once per (task, variant, parameters, sizes, seed), also
+when several processes ask at the same moment (`cache.build_once`: temporary folder + rename,
+under a file lock).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .cache import build_once, digest
+from .generate_listops import ListOpsParams, listops_params, write_listops
+from .generate_pathfinder import PathfinderParams, pathfinder_params, write_pathfinder
+
+if TYPE_CHECKING:
+    from lra.tasks.base import DataConfig
+
+GENERATED_DIR = "generated"
+GENERATOR_FORMAT = 1  # bump when a generator's output changes for the same parameters
+PARAMS_NAME = "generator.json"
+
+
+def _sizes(data: DataConfig) -> dict[str, int | None]:
+    return {"n_train": data.n_train or None, "n_val": data.n_val or None, "n_test": data.n_test or None}
+
+
+def generator_params(task: str, data: DataConfig) -> ListOpsParams | PathfinderParams:
+    """The generator settings of `task` for `data`: the named variant with the requested sizes."""
+    if task == "listops":
+        return listops_params(data.generator, **_sizes(data))
+    if task in ("pathfinder", "pathx"):
+        return pathfinder_params(task, data.generator, **_sizes(data))
+    raise ValueError(f"task {task!r} has no offline generator; generated tasks: listops, pathfinder, pathx")
+
+
+def data_source(task: str, data: DataConfig) -> str:
+    """The provenance string of generated data, e.g. 'generated:listops/short/seed0'."""
+    return f"generated:{task}/{data.generator}/seed{data.gen_seed}"
+
+
+def ensure_generated(task: str, data: DataConfig, workers: int = 0) -> tuple[Path, Any]:
+    """The folder holding `task`'s generated data for `data` (generated now if missing) and the
+    generator parameters used."""
+    params = generator_params(task, data)
+    description = {
+        "task": task,
+        "variant": data.generator,
+        "seed": data.gen_seed,
+        "format": GENERATOR_FORMAT,
+        "params": dataclasses.asdict(params),
+    }
+    final = (
+        Path(data.data_dir)
+        / GENERATED_DIR
+        / task
+        / f"{data.generator}-seed{data.gen_seed}-{digest(description)}"
+    )
+
+    def build(tmp: Path) -> None:
+        if isinstance(params, ListOpsParams):
+            write_listops(tmp, params, data.gen_seed, workers)
+        else:
+            write_pathfinder(tmp, params, data.gen_seed, workers)
+        (tmp / PARAMS_NAME).write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+
+    return build_once(final, build), params

@@ -1,0 +1,116 @@
+"""Pathfinder (32x32, 1,024 tokens) and Path-X (128x128, 16,384 tokens): are the two markers
+connected by one dashed curve?
+
+Sources: `lra_release` (`pathfinder{32,128}/<difficulty>/`, LRA's first 80% / next 10% / last
+10% as train / val / test) and `generated` (the offline snake generator; Pathfinder variants
+"lra" and "easy", Path-X "lra"). `source="auto"` uses the official folder when it is under
+`data_dir`, else the generator. Pixels are tokens: intensity + 1, or the legacy LRA ids with
+`DataConfig.pixel_zero_is_padding`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from lra.data import generated, lra_release
+from lra.data.cache import cached_split, file_signature, to_dataset
+from lra.data.tokenizers import PIXEL_VOCAB_SIZE, pixel_tokenizer
+
+from .base import DataConfig, LRADataset, TaskSpec, register_task
+
+RESOLUTION = {"pathfinder": 32, "pathx": 128}
+
+
+def _release_folder(task: str, data: DataConfig) -> str:
+    return f"pathfinder{RESOLUTION[task]}/{lra_release.pathfinder_folder_name(data.difficulty)}"
+
+
+def _loader(task: str) -> tuple[Callable[[str, DataConfig], LRADataset], Callable[[DataConfig], str]]:
+    """The loader and the "auto" source rule of `task` ("pathfinder" or "pathx")."""
+
+    def auto_source(data: DataConfig) -> str:
+        folder = _release_folder(task, data) + "/metadata"
+        return "lra_release" if lra_release.release_has(data.data_dir, folder) else "generated"
+
+    def load(split: str, data: DataConfig) -> LRADataset:
+        spec = SPECS[task]
+        source = spec.resolve_source(data.source, data)
+        if source == "generated":
+            root, params = generated.ensure_generated(task, data)
+            folder = root / params.folder()
+            side = params.resolution
+            counts = (params.n_train, params.n_val, params.n_test)
+            origin = generated.data_source(task, data)
+            key: dict[str, object] = {"generated": root.name}
+            limit = 0
+        else:
+            hint = f"lra data generate --task {task} --out {data.data_dir}"
+            folder = lra_release.find_in_release(data.data_dir, _release_folder(task, data), hint)
+            side = RESOLUTION[task]
+            counts = None
+            origin = f"lra_release:{folder.parents[1]}"
+            key = {"files": file_signature(*sorted((folder / "metadata").glob("*.npy")))}
+            limit = data.limit(split)
+        seq_len = data.seq_len or side * side
+        tokenizer = pixel_tokenizer(data.pixel_zero_is_padding)
+
+        def build() -> dict:
+            entries = lra_release.split_entries(lra_release.read_pathfinder_index(folder), split, counts)
+            pixels = lra_release.read_pathfinder_images(entries, side)
+            inputs = pixels if data.pixel_zero_is_padding else pixels.astype("int16") + 1
+            if seq_len != side * side:
+                inputs = _fit(inputs, seq_len)
+            return {"inputs": inputs, "labels": np.asarray([e.label for e in entries], dtype=np.int64)}
+
+        arrays, meta = cached_split(
+            data, task, source, split, seq_len, {**key, "tokenizer": tokenizer}, build
+        )
+        info = {
+            "task": task,
+            "split": split,
+            "source": source,
+            "data_source": origin,
+            "path": str(folder),
+            "tokenizer": tokenizer,
+            "image_side": side,
+            "cache": meta["cache"],
+        }
+        return to_dataset(arrays, limit, info)
+
+    return load, auto_source
+
+
+def _fit(inputs: np.ndarray, seq_len: int) -> np.ndarray:
+    """Truncate or zero-pad flattened images to `seq_len` tokens."""
+    out = np.zeros((inputs.shape[0], seq_len), dtype=inputs.dtype)
+    n = min(seq_len, inputs.shape[1])
+    out[:, :n] = inputs[:, :n]
+    return out
+
+
+_DESCRIPTION = (
+    "{side}x{side} grayscale images of dashed curves with two markers; label 1 iff the markers are "
+    "on the same curve. Flattened row-major to {n} pixel tokens."
+)
+
+SPECS: dict[str, TaskSpec] = {}
+for _task, _title in (("pathfinder", "Pathfinder"), ("pathx", "Path-X")):
+    _load, _auto = _loader(_task)
+    _side = RESOLUTION[_task]
+    SPECS[_task] = register_task(
+        TaskSpec(
+            name=_task,
+            title=_title,
+            seq_len=_side * _side,
+            vocab_size=PIXEL_VOCAB_SIZE,
+            num_classes=2,
+            dual_input=False,
+            splits={"train": 160_000, "val": 20_000, "test": 20_000},
+            sources=("lra_release", "generated"),
+            loader=_load,
+            description=_DESCRIPTION.format(side=_side, n=_side * _side),
+            auto_source=_auto,
+        )
+    )
