@@ -1,0 +1,568 @@
+"""MiTA Triton kernels, part 2: the fused attention over [shared landmarks ++ routed keys], forward
+and backward.
+
+Queries are processed in tiles of the expert-sorted order (`Selection.perm`), so a tile spans one
+expert or a few neighbouring ones; each query attends, in one online softmax, to the m landmark
+keys R with logits q.r / d (values Lv) and to the kept keys of its expert with logits q.k / sqrt(d).
+
+* `_fwd_kernel`            O and the per-query log-sum-exp (log2 domain) at the original positions.
+* `_bwd_query_kernel`      dQ (direct part), Delta = rowsum(dO * O), and per-program partial sums of
+                           dR (landmarks as keys) and dLv; programs own consecutive tiles.
+* `_bwd_routed_kv_kernel`  expert-space dK_e, dV_e [M, kept, d]: one program per piece of at most
+                           `piece_len` queries of one expert (fp32 atomics, or per-piece partials
+                           summed in a fixed order by `_piece_reduce_kernel` when deterministic).
+* `_bwd_key_kernel`        key-major: the landmark attention backward (dense dK, dV for every key,
+                           dR partials) plus the scatter of dK_e, dV_e onto the selected keys through
+                           a key-sorted entry list (one writer per key row, no atomics).
+
+The pooling backward (dQ += dR / |window|) is `triton_selection.pool_backward`.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import triton_common as common
+from .triton_selection import Selection, pool_backward
+
+_NEG = tl.constexpr(common.NEG)
+_INT_MAX = tl.constexpr(2**31 - 1)
+
+
+@triton.jit
+def _expert_of(offs_ptr, bh, M, p, M_PAD: tl.constexpr):
+    """Expert of sorted position p: the last expert whose first position is <= p."""
+    e = tl.arange(0, M_PAD)
+    starts = tl.load(offs_ptr + bh * (M + 1) + e, mask=e < M, other=_INT_MAX)
+    return tl.sum((starts <= p).to(tl.int32), axis=0) - 1
+
+
+@triton.jit
+def _fwd_kernel(
+    q_ptr, k_ptr, v_ptr, r_ptr, lv_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr, len_ptr, o_ptr, lse_ptr,
+    N, H, M, kept, num_landmarks, head_dim, sh_scale, rt_scale,
+    SHARED: tl.constexpr, HAS_MASK: tl.constexpr, STORE_LSE: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_LM: tl.constexpr, NUM_LM_CHUNKS: tl.constexpr, M_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    tile = tl.program_id(0).to(tl.int64)
+    bh = tl.program_id(1).to(tl.int64)
+    b = bh // H
+    p = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+    p_ok = p < N
+    pos = tl.load(perm_ptr + bh * N + p, mask=p_ok, other=0).to(tl.int64)
+    cols = tl.arange(0, HEAD_DIM)
+    d_ok = cols < head_dim
+    row_off = (bh * N + pos)[:, None] * head_dim + cols[None, :]
+    io_mask = p_ok[:, None] & d_ok[None, :]
+    qt = tl.load(q_ptr + row_off, mask=io_mask, other=0.0)
+
+    m_i = tl.full([BLOCK_M], _NEG, tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    if SHARED:
+        m_b = tl.minimum(tl.load(len_ptr + b), num_landmarks)
+        for lc in range(NUM_LM_CHUNKS):
+            lm = lc * BLOCK_LM + tl.arange(0, BLOCK_LM)
+            lm_off = (bh * M + lm)[:, None] * head_dim + cols[None, :]
+            lm_mask = (lm < M)[:, None] & d_ok[None, :]
+            r = tl.load(r_ptr + lm_off, mask=lm_mask, other=0.0)
+            lv = tl.load(lv_ptr + lm_off, mask=lm_mask, other=0.0)
+            s = tl.dot(qt, tl.trans(r), input_precision=PRECISION) * sh_scale
+            s = tl.where((lm < m_b)[None, :], s, _NEG)
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            alpha = tl.exp2(m_i - m_new)
+            pr = tl.exp2(s - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(pr, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(pr.to(lv.dtype), lv, input_precision=PRECISION)
+            m_i = m_new
+
+    first = tile * BLOCK_M
+    last = tl.minimum(first + BLOCK_M, N) - 1
+    e_lo = _expert_of(offs_ptr, bh, M, first, M_PAD)
+    e_hi = _expert_of(offs_ptr, bh, M, last, M_PAD)
+    for e in range(e_lo, e_hi + 1):
+        e_start = tl.load(offs_ptr + bh * (M + 1) + e)
+        e_end = tl.load(offs_ptr + bh * (M + 1) + e + 1)
+        row_in = (p >= e_start) & (p < e_end)
+        kept_e = tl.where(e_end > e_start, kept, 0)  # empty experts cost nothing
+        for t0 in range(0, kept_e, BLOCK_K):
+            tt = t0 + tl.arange(0, BLOCK_K)
+            t_ok = tt < kept
+            key = tl.load(idx_ptr + (bh * M + e) * kept + tt, mask=t_ok, other=0).to(tl.int64)
+            kv_off = (bh * N + key)[:, None] * head_dim + cols[None, :]
+            kv_mask = t_ok[:, None] & d_ok[None, :]
+            kt = tl.load(k_ptr + kv_off, mask=kv_mask, other=0.0)
+            vt = tl.load(v_ptr + kv_off, mask=kv_mask, other=0.0)
+            key_ok = t_ok
+            if HAS_MASK:
+                key_ok = key_ok & (tl.load(mask_ptr + b * N + key, mask=t_ok, other=0) != 0)
+            s = tl.dot(qt, tl.trans(kt), input_precision=PRECISION) * rt_scale
+            s = tl.where(row_in[:, None] & key_ok[None, :], s, _NEG)
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            alpha = tl.exp2(m_i - m_new)
+            pr = tl.exp2(s - m_new[:, None])
+            l_i = l_i * alpha + tl.sum(pr, axis=1)
+            acc = acc * alpha[:, None] + tl.dot(pr.to(vt.dtype), vt, input_precision=PRECISION)
+            m_i = m_new
+
+    out = acc / l_i[:, None]
+    tl.store(o_ptr + row_off, out.to(o_ptr.dtype.element_ty), mask=io_mask)
+    if STORE_LSE:
+        tl.store(lse_ptr + bh * N + pos, m_i + tl.log2(l_i), mask=p_ok)
+
+
+@triton.jit
+def _bwd_query_kernel(
+    q_ptr, k_ptr, v_ptr, r_ptr, lv_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr, len_ptr,
+    o_ptr, do_ptr, lse_ptr, dq_ptr, delta_ptr, dr_ptr, dlv_ptr,
+    N, H, M, kept, num_landmarks, head_dim, sh_scale, rt_scale, inv_d, inv_sqrt_d,
+    tiles_per_prog, num_tiles, num_progs,
+    SHARED: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_LM: tl.constexpr, NUM_LM_CHUNKS: tl.constexpr, M_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    prog = tl.program_id(0).to(tl.int64)
+    bh = tl.program_id(1).to(tl.int64)
+    b = bh // H
+    m_b = tl.minimum(tl.load(len_ptr + b), num_landmarks)
+    cols = tl.arange(0, HEAD_DIM)
+    d_ok = cols < head_dim
+    acc_dr = tl.zeros([BLOCK_LM, HEAD_DIM], tl.float32)
+    acc_dlv = tl.zeros([BLOCK_LM, HEAD_DIM], tl.float32)
+    t_lo = prog * tiles_per_prog
+    t_hi = tl.minimum(t_lo + tiles_per_prog, num_tiles)
+    for tile in range(t_lo, t_hi):
+        p = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        p_ok = p < N
+        pos = tl.load(perm_ptr + bh * N + p, mask=p_ok, other=0).to(tl.int64)
+        row_off = (bh * N + pos)[:, None] * head_dim + cols[None, :]
+        io_mask = p_ok[:, None] & d_ok[None, :]
+        qt = tl.load(q_ptr + row_off, mask=io_mask, other=0.0)
+        dot_ = tl.load(do_ptr + row_off, mask=io_mask, other=0.0)
+        ot = tl.load(o_ptr + row_off, mask=io_mask, other=0.0)
+        lse = tl.load(lse_ptr + bh * N + pos, mask=p_ok, other=0.0)
+        delta = tl.sum(dot_.to(tl.float32) * ot.to(tl.float32), axis=1)
+        tl.store(delta_ptr + bh * N + pos, delta, mask=p_ok)
+        dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+        if SHARED:
+            for lc in range(NUM_LM_CHUNKS):
+                lm = lc * BLOCK_LM + tl.arange(0, BLOCK_LM)
+                lm_off = (bh * M + lm)[:, None] * head_dim + cols[None, :]
+                lm_mask = (lm < M)[:, None] & d_ok[None, :]
+                r = tl.load(r_ptr + lm_off, mask=lm_mask, other=0.0)
+                lv = tl.load(lv_ptr + lm_off, mask=lm_mask, other=0.0)
+                s = tl.dot(qt, tl.trans(r), input_precision=PRECISION) * sh_scale
+                pr = tl.exp2(s - lse[:, None])
+                pr = tl.where(p_ok[:, None] & (lm < m_b)[None, :], pr, 0.0)
+                dp = tl.dot(dot_, tl.trans(lv), input_precision=PRECISION)
+                ds = pr * (dp - delta[:, None])
+                dq += tl.dot(ds.to(r.dtype), r, input_precision=PRECISION) * inv_d
+                dr_c = tl.dot(tl.trans(ds.to(qt.dtype)), qt, input_precision=PRECISION) * inv_d
+                dlv_c = tl.dot(tl.trans(pr.to(dot_.dtype)), dot_, input_precision=PRECISION)
+                if NUM_LM_CHUNKS == 1:
+                    acc_dr += dr_c
+                    acc_dlv += dlv_c
+                else:  # partial rows of this program only: read-modify-write without races
+                    part_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+                    tl.store(dr_ptr + part_off, tl.load(dr_ptr + part_off, mask=lm_mask) + dr_c, mask=lm_mask)
+                    tl.store(
+                        dlv_ptr + part_off, tl.load(dlv_ptr + part_off, mask=lm_mask) + dlv_c, mask=lm_mask
+                    )
+
+        first = tile * BLOCK_M
+        last = tl.minimum(first + BLOCK_M, N) - 1
+        e_lo = _expert_of(offs_ptr, bh, M, first, M_PAD)
+        e_hi = _expert_of(offs_ptr, bh, M, last, M_PAD)
+        for e in range(e_lo, e_hi + 1):
+            e_start = tl.load(offs_ptr + bh * (M + 1) + e)
+            e_end = tl.load(offs_ptr + bh * (M + 1) + e + 1)
+            row_in = p_ok & (p >= e_start) & (p < e_end)
+            kept_e = tl.where(e_end > e_start, kept, 0)
+            for t0 in range(0, kept_e, BLOCK_K):
+                tt = t0 + tl.arange(0, BLOCK_K)
+                t_ok = tt < kept
+                key = tl.load(idx_ptr + (bh * M + e) * kept + tt, mask=t_ok, other=0).to(tl.int64)
+                kv_off = (bh * N + key)[:, None] * head_dim + cols[None, :]
+                kv_mask = t_ok[:, None] & d_ok[None, :]
+                kt = tl.load(k_ptr + kv_off, mask=kv_mask, other=0.0)
+                vt = tl.load(v_ptr + kv_off, mask=kv_mask, other=0.0)
+                key_ok = t_ok
+                if HAS_MASK:
+                    key_ok = key_ok & (tl.load(mask_ptr + b * N + key, mask=t_ok, other=0) != 0)
+                s = tl.dot(qt, tl.trans(kt), input_precision=PRECISION) * rt_scale
+                pr = tl.where(row_in[:, None] & key_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)
+                dp = tl.dot(dot_, tl.trans(vt), input_precision=PRECISION)
+                ds = pr * (dp - delta[:, None])
+                dq += tl.dot(ds.to(kt.dtype), kt, input_precision=PRECISION) * inv_sqrt_d
+        tl.store(dq_ptr + row_off, dq.to(dq_ptr.dtype.element_ty), mask=io_mask)
+
+    if SHARED and NUM_LM_CHUNKS == 1:
+        lm = tl.arange(0, BLOCK_LM)
+        part_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+        part_mask = (lm < M)[:, None] & d_ok[None, :]
+        tl.store(dr_ptr + part_off, acc_dr, mask=part_mask)
+        tl.store(dlv_ptr + part_off, acc_dlv, mask=part_mask)
+
+
+@triton.jit
+def _bwd_routed_kv_kernel(
+    q_ptr, k_ptr, v_ptr, idx_ptr, perm_ptr, offs_ptr, pieces_ptr, mask_ptr,
+    do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
+    N, H, M, kept, head_dim, rt_scale, inv_sqrt_d, piece_len, num_k_chunks, max_pieces,
+    HAS_MASK: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+    M_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0).to(tl.int64)
+    bh = tl.program_id(1).to(tl.int64)
+    b = bh // H
+    piece = pid // num_k_chunks
+    kc = pid % num_k_chunks
+    total = tl.load(pieces_ptr + bh * (M + 1) + M)
+    active = piece < total
+    e = _expert_of(pieces_ptr, bh, M, piece, M_PAD)  # pieces of expert e: [pieces[e], pieces[e + 1])
+    e_start = tl.load(offs_ptr + bh * (M + 1) + e)
+    e_end = tl.load(offs_ptr + bh * (M + 1) + e + 1)
+    q_lo = e_start + (piece - tl.load(pieces_ptr + bh * (M + 1) + e)) * piece_len
+    q_hi = tl.where(active, tl.minimum(q_lo + piece_len, e_end), q_lo)
+
+    cols = tl.arange(0, HEAD_DIM)
+    d_ok = cols < head_dim
+    tt = kc * BLOCK_K + tl.arange(0, BLOCK_K)
+    t_ok = tt < kept
+    key = tl.load(idx_ptr + (bh * M + e) * kept + tt, mask=t_ok, other=0).to(tl.int64)
+    kv_off = (bh * N + key)[:, None] * head_dim + cols[None, :]
+    kv_mask = t_ok[:, None] & d_ok[None, :]
+    kt = tl.load(k_ptr + kv_off, mask=kv_mask, other=0.0)
+    vt = tl.load(v_ptr + kv_off, mask=kv_mask, other=0.0)
+    key_ok = t_ok
+    if HAS_MASK:
+        key_ok = key_ok & (tl.load(mask_ptr + b * N + key, mask=t_ok, other=0) != 0)
+
+    acc_dk = tl.zeros([BLOCK_K, HEAD_DIM], tl.float32)
+    acc_dv = tl.zeros([BLOCK_K, HEAD_DIM], tl.float32)
+    for p0 in range(q_lo, q_hi, BLOCK_M):
+        p = p0 + tl.arange(0, BLOCK_M)
+        p_ok = p < q_hi
+        pos = tl.load(perm_ptr + bh * N + p, mask=p_ok, other=0).to(tl.int64)
+        row_off = (bh * N + pos)[:, None] * head_dim + cols[None, :]
+        io_mask = p_ok[:, None] & d_ok[None, :]
+        qt = tl.load(q_ptr + row_off, mask=io_mask, other=0.0)
+        dot_ = tl.load(do_ptr + row_off, mask=io_mask, other=0.0)
+        lse = tl.load(lse_ptr + bh * N + pos, mask=p_ok, other=0.0)
+        delta = tl.load(delta_ptr + bh * N + pos, mask=p_ok, other=0.0)
+        s = tl.dot(qt, tl.trans(kt), input_precision=PRECISION) * rt_scale
+        pr = tl.where(p_ok[:, None] & key_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)
+        dp = tl.dot(dot_, tl.trans(vt), input_precision=PRECISION)
+        ds = pr * (dp - delta[:, None])
+        acc_dv += tl.dot(tl.trans(pr.to(dot_.dtype)), dot_, input_precision=PRECISION)
+        acc_dk += tl.dot(tl.trans(ds.to(qt.dtype)), qt, input_precision=PRECISION)
+    acc_dk = acc_dk * inv_sqrt_d
+
+    if DETERMINISTIC:
+        out_row = (bh * max_pieces + piece) * kept + tt
+        out_mask = t_ok[:, None] & d_ok[None, :]
+        tl.store(dk_ptr + out_row[:, None] * head_dim + cols[None, :], acc_dk, mask=out_mask)
+        tl.store(dv_ptr + out_row[:, None] * head_dim + cols[None, :], acc_dv, mask=out_mask)
+    else:
+        out_row = (bh * M + e) * kept + tt
+        out_mask = (t_ok & active)[:, None] & d_ok[None, :]
+        tl.atomic_add(dk_ptr + out_row[:, None] * head_dim + cols[None, :], acc_dk, mask=out_mask)
+        tl.atomic_add(dv_ptr + out_row[:, None] * head_dim + cols[None, :], acc_dv, mask=out_mask)
+
+
+@triton.jit
+def _piece_reduce_kernel(
+    part_k_ptr, part_v_ptr, pieces_ptr, dk_ptr, dv_ptr,
+    M, kept, head_dim, num_k_chunks, max_pieces,
+    BLOCK_K: tl.constexpr, HEAD_DIM: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0).to(tl.int64)
+    bh = tl.program_id(1).to(tl.int64)
+    e = pid // num_k_chunks
+    tt = (pid % num_k_chunks) * BLOCK_K + tl.arange(0, BLOCK_K)
+    cols = tl.arange(0, HEAD_DIM)
+    io_mask = (tt < kept)[:, None] & (cols < head_dim)[None, :]
+    acc_k = tl.zeros([BLOCK_K, HEAD_DIM], tl.float32)
+    acc_v = tl.zeros([BLOCK_K, HEAD_DIM], tl.float32)
+    p_lo = tl.load(pieces_ptr + bh * (M + 1) + e)
+    p_hi = tl.load(pieces_ptr + bh * (M + 1) + e + 1)
+    for piece in range(p_lo, p_hi):  # fixed order: the sums do not depend on scheduling
+        off = ((bh * max_pieces + piece) * kept + tt)[:, None] * head_dim + cols[None, :]
+        acc_k += tl.load(part_k_ptr + off, mask=io_mask, other=0.0)
+        acc_v += tl.load(part_v_ptr + off, mask=io_mask, other=0.0)
+    off = ((bh * M + e) * kept + tt)[:, None] * head_dim + cols[None, :]
+    tl.store(dk_ptr + off, acc_k, mask=io_mask)
+    tl.store(dv_ptr + off, acc_v, mask=io_mask)
+
+
+@triton.jit
+def _bwd_key_kernel(
+    k_ptr, v_ptr, r_ptr, dlv_ptr, lse_lm_ptr, delta_lm_ptr, mask_ptr,
+    dke_ptr, dve_ptr, ent_key_ptr, ent_src_ptr, blk_ptr, dk_ptr, dv_ptr, dr_ptr,
+    N, H, M, num_entries, num_blocks, head_dim, lm_scale, inv_sqrt_d, chunk, num_progs,
+    SHARED: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_LM: tl.constexpr,
+    NUM_LM_CHUNKS: tl.constexpr, BLOCK_E: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    prog = tl.program_id(0).to(tl.int64)
+    bh = tl.program_id(1).to(tl.int64)
+    b = bh // H
+    cols = tl.arange(0, HEAD_DIM)
+    d_ok = cols < head_dim
+    acc_dr = tl.zeros([BLOCK_LM, HEAD_DIM], tl.float32)
+    n_lo = prog * chunk
+    n_hi = tl.minimum(n_lo + chunk, N)
+    for n0 in range(n_lo, n_hi, BLOCK_N):
+        keys = n0 + tl.arange(0, BLOCK_N)
+        in_range = keys < N
+        kv_off = (bh * N + keys)[:, None] * head_dim + cols[None, :]
+        kv_mask = in_range[:, None] & d_ok[None, :]
+        kt = tl.load(k_ptr + kv_off, mask=kv_mask, other=0.0)
+        vt = tl.load(v_ptr + kv_off, mask=kv_mask, other=0.0)
+        acc_dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+        acc_dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+        if SHARED:  # Lv = softmax(s R K^T) V over the valid keys
+            # Landmarks past m_b need no mask: their shared logits are masked, so their dLv rows are 0.
+            key_ok = in_range
+            if HAS_MASK:
+                key_ok = key_ok & (tl.load(mask_ptr + b * N + keys, mask=in_range, other=0) != 0)
+            for lc in range(NUM_LM_CHUNKS):
+                lm = lc * BLOCK_LM + tl.arange(0, BLOCK_LM)
+                lm_ok = lm < M
+                lm_off = (bh * M + lm)[:, None] * head_dim + cols[None, :]
+                lm_mask = lm_ok[:, None] & d_ok[None, :]
+                r = tl.load(r_ptr + lm_off, mask=lm_mask, other=0.0)
+                dlv = tl.load(dlv_ptr + lm_off, mask=lm_mask, other=0.0).to(vt.dtype)
+                lse = tl.load(lse_lm_ptr + bh * M + lm, mask=lm_ok, other=0.0)
+                delta = tl.load(delta_lm_ptr + bh * M + lm, mask=lm_ok, other=0.0)
+                s = tl.dot(r, tl.trans(kt), input_precision=PRECISION) * lm_scale  # [BLOCK_LM, BLOCK_N]
+                pr = tl.where(lm_ok[:, None] & key_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)
+                dp = tl.dot(dlv, tl.trans(vt), input_precision=PRECISION)
+                ds = pr * (dp - delta[:, None])
+                acc_dv += tl.dot(tl.trans(pr.to(vt.dtype)), dlv, input_precision=PRECISION)
+                acc_dk += tl.dot(tl.trans(ds.to(r.dtype)), r, input_precision=PRECISION) * inv_sqrt_d
+                dr_c = tl.dot(ds.to(kt.dtype), kt, input_precision=PRECISION) * inv_sqrt_d
+                if NUM_LM_CHUNKS == 1:
+                    acc_dr += dr_c
+                else:
+                    part_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+                    tl.store(dr_ptr + part_off, tl.load(dr_ptr + part_off, mask=lm_mask) + dr_c, mask=lm_mask)
+
+        # Routed gradients of the keys in this block: entries (expert, slot) sorted by key.
+        blk = n0 // BLOCK_N
+        e_lo = tl.load(blk_ptr + bh * (num_blocks + 1) + blk)
+        e_hi = tl.load(blk_ptr + bh * (num_blocks + 1) + blk + 1)
+        for e0 in range(e_lo, e_hi, BLOCK_E):
+            ent = e0 + tl.arange(0, BLOCK_E)
+            ent_ok = ent < e_hi
+            ent_key = tl.load(ent_key_ptr + bh * num_entries + ent, mask=ent_ok, other=-1)
+            src = tl.load(ent_src_ptr + bh * num_entries + ent, mask=ent_ok, other=0).to(tl.int64)
+            src_off = (bh * num_entries + src)[:, None] * head_dim + cols[None, :]
+            src_mask = ent_ok[:, None] & d_ok[None, :]
+            gk = tl.load(dke_ptr + src_off, mask=src_mask, other=0.0)
+            gv = tl.load(dve_ptr + src_off, mask=src_mask, other=0.0)
+            hit = (keys[:, None] == ent_key[None, :]).to(tl.float32)  # [BLOCK_N, BLOCK_E] one-hot
+            acc_dk += tl.dot(hit, gk, input_precision="ieee")
+            acc_dv += tl.dot(hit, gv, input_precision="ieee")
+        tl.store(dk_ptr + kv_off, acc_dk.to(dk_ptr.dtype.element_ty), mask=kv_mask)
+        tl.store(dv_ptr + kv_off, acc_dv.to(dv_ptr.dtype.element_ty), mask=kv_mask)
+
+    if SHARED and NUM_LM_CHUNKS == 1:
+        lm = tl.arange(0, BLOCK_LM)
+        part_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+        tl.store(dr_ptr + part_off, acc_dr, mask=(lm < M)[:, None] & d_ok[None, :])
+
+
+# ---------------------------------------------------------------------------------------------
+# Host side
+# ---------------------------------------------------------------------------------------------
+
+
+class _Blocks:
+    """Block sizes of one problem, from CONFIG clamped to N, m and kept."""
+
+    def __init__(self, n: int, m: int, kept: int, d: int, heads_total: int) -> None:
+        cfg = common.CONFIG
+        # Tiles no larger than the typical expert: N / m queries per expert on average.
+        self.m = common.pow2_block(max(1, n // max(1, m)), max(16, cfg.block_m))
+        self.k = common.pow2_block(kept, max(16, cfg.block_k))
+        self.lm = common.pow2_block(m, max(16, cfg.block_lm))
+        self.n = max(16, cfg.block_n)
+        self.lm_chunks = triton.cdiv(m, self.lm)
+        self.k_chunks = triton.cdiv(kept, self.k)
+        self.m_pad = triton.next_power_of_2(m)
+        self.head = common.head_block(d)
+        self.num_tiles = triton.cdiv(n, self.m)
+        per_head = max(1, cfg.split_programs // max(1, heads_total))
+        self.tiles_per_prog = triton.cdiv(self.num_tiles, per_head)
+        self.query_progs = triton.cdiv(self.num_tiles, self.tiles_per_prog)
+        self.piece_len = self.m * max(1, triton.cdiv(triton.cdiv(n, per_head), self.m))
+        self.max_pieces = m + triton.cdiv(n, self.piece_len)
+
+
+def attention_forward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    sel: Selection,
+    heads: int,
+    *,
+    shared: bool,
+    store_lse: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """O [BH, N, d] (input dtype) and, when store_lse, the per-query LSE [BH, N] (fp32, log2)."""
+    cfg = common.CONFIG
+    bh, n, d = q.shape
+    m, kept = sel.landmarks.shape[1], sel.kept
+    blocks = _Blocks(n, m, kept, d, bh)
+    out = common.new_buffer((bh, n, d), q.dtype, q.device)
+    lse = common.new_buffer((bh, n), torch.float32, q.device) if store_lse else None
+    lv = sel.landmark_values if shared else sel.landmarks
+    _fwd_kernel[(blocks.num_tiles, bh)](
+        q, k, v, sel.landmarks, lv, sel.expert_keys, sel.perm, sel.offsets,
+        sel.mask if sel.mask is not None else sel.lengths, sel.lengths, out, lse if lse is not None else out,
+        n, heads, m, kept, sel.num_landmarks, d, common.LOG2E / d, common.LOG2E / d**0.5,
+        SHARED=shared, HAS_MASK=sel.mask is not None, STORE_LSE=store_lse, BLOCK_M=blocks.m,
+        BLOCK_K=blocks.k, BLOCK_LM=blocks.lm, NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad,
+        HEAD_DIM=blocks.head, PRECISION=common.dot_precision(q.dtype),
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )  # fmt: skip
+    return out, lse
+
+
+def attention_backward(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    grad_out: torch.Tensor,
+    sel: Selection,
+    heads: int,
+    *,
+    shared: bool,
+    deterministic: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dQ, dK, dV [BH, N, d] (input dtype) of the fused MiTA attention, pooling path included."""
+    cfg = common.CONFIG
+    bh, n, d = q.shape
+    m, kept = sel.landmarks.shape[1], sel.kept
+    blocks = _Blocks(n, m, kept, d, bh)
+    device, f32 = q.device, torch.float32
+    precision = common.dot_precision(q.dtype)
+    has_mask = sel.mask is not None
+    mask_arg = sel.mask if has_mask else sel.lengths
+    inv_sqrt_d = d**-0.5
+    launch = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+
+    # 1. Query-major: dQ (direct), Delta, partial dR (landmarks as keys) and dLv per program.
+    dq = common.new_buffer((bh, n, d), q.dtype, device)
+    delta = common.new_buffer((bh, n), f32, device)
+    part_shape = (bh, blocks.query_progs, m, d)
+    if not shared:
+        dr_q = dlv_q = delta  # never touched
+    elif blocks.lm_chunks == 1:
+        dr_q, dlv_q = common.new_buffer(part_shape, f32, device), common.new_buffer(part_shape, f32, device)
+    else:
+        dr_q, dlv_q = (
+            torch.zeros(part_shape, dtype=f32, device=device),
+            torch.zeros(part_shape, dtype=f32, device=device),
+        )
+    lv = sel.landmark_values if shared else sel.landmarks
+    _bwd_query_kernel[(blocks.query_progs, bh)](
+        q, k, v, sel.landmarks, lv, sel.expert_keys, sel.perm, sel.offsets, mask_arg, sel.lengths,
+        out, grad_out, lse, dq, delta, dr_q, dlv_q,
+        n, heads, m, kept, sel.num_landmarks, d, common.LOG2E / d, common.LOG2E * inv_sqrt_d, 1.0 / d,
+        inv_sqrt_d, blocks.tiles_per_prog, blocks.num_tiles, blocks.query_progs,
+        SHARED=shared, HAS_MASK=has_mask, BLOCK_M=blocks.m, BLOCK_K=blocks.k, BLOCK_LM=blocks.lm,
+        NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad, HEAD_DIM=blocks.head, PRECISION=precision,
+        **launch,
+    )  # fmt: skip
+
+    # 2. Expert-space dK_e, dV_e [BH, M * kept, d] from pieces of each expert's queries.
+    counts = (sel.offsets[:, 1:] - sel.offsets[:, :-1]).to(torch.int64)
+    pieces = torch.zeros(bh, m + 1, dtype=torch.int64, device=device)
+    torch.cumsum(
+        torch.div(counts + blocks.piece_len - 1, blocks.piece_len, rounding_mode="floor"),
+        1,
+        out=pieces[:, 1:],
+    )
+    pieces = pieces.to(torch.int32)
+    entries = m * kept
+    routed_grid = (blocks.max_pieces * blocks.k_chunks, bh)
+    routed_args = (
+        q, k, v, sel.expert_keys, sel.perm, sel.offsets, pieces, mask_arg, grad_out, lse, delta,
+    )  # fmt: skip
+    routed_meta = {
+        "HAS_MASK": has_mask, "BLOCK_M": blocks.m, "BLOCK_K": blocks.k, "M_PAD": blocks.m_pad,
+        "HEAD_DIM": blocks.head, "PRECISION": precision,
+    }  # fmt: skip
+    dims = (n, heads, m, kept, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d, blocks.piece_len, blocks.k_chunks)
+    if deterministic:
+        part_shape = (bh, blocks.max_pieces * kept, d)
+        part_k, part_v = (
+            common.new_buffer(part_shape, f32, device),
+            common.new_buffer(part_shape, f32, device),
+        )
+        _bwd_routed_kv_kernel[routed_grid](
+            *routed_args,
+            part_k,
+            part_v,
+            *dims,
+            blocks.max_pieces,
+            DETERMINISTIC=True,
+            **routed_meta,
+            **launch,
+        )
+        dke = common.new_buffer((bh, entries, d), f32, device)
+        dve = common.new_buffer((bh, entries, d), f32, device)
+        _piece_reduce_kernel[(m * blocks.k_chunks, bh)](
+            part_k, part_v, pieces, dke, dve, m, kept, d, blocks.k_chunks, blocks.max_pieces,
+            BLOCK_K=blocks.k, HEAD_DIM=blocks.head, num_warps=cfg.num_warps,
+        )  # fmt: skip
+        del part_k, part_v
+    else:
+        dke = torch.zeros(bh, entries, d, dtype=f32, device=device)
+        dve = torch.zeros(bh, entries, d, dtype=f32, device=device)
+        _bwd_routed_kv_kernel[routed_grid](
+            *routed_args, dke, dve, *dims, blocks.max_pieces, DETERMINISTIC=False, **routed_meta, **launch
+        )
+
+    # 3. Key-major: landmark attention backward + scatter of the routed gradients, one writer per key.
+    ent_key, ent_src = torch.sort(sel.expert_keys.view(bh, entries), dim=1, stable=True)
+    ent_src = ent_src.to(torch.int32)
+    num_blocks = triton.cdiv(n, blocks.n)
+    bounds = (torch.arange(num_blocks + 1, device=device, dtype=torch.int32) * blocks.n).expand(bh, -1)
+    blk_ptr = torch.searchsorted(ent_key, bounds.contiguous(), out_int32=True)
+    chunk = common.split_chunk(n, bh, blocks.n)
+    key_progs = triton.cdiv(n, chunk)
+    dk = common.new_buffer((bh, n, d), k.dtype, device)
+    dv = common.new_buffer((bh, n, d), v.dtype, device)
+    if shared:
+        dlv = dlv_q.sum(1)
+        delta_lm = (dlv * sel.landmark_values.float()).sum(-1)
+        part_shape = (bh, key_progs, m, d)
+        dr_k = (
+            common.new_buffer(part_shape, f32, device)
+            if blocks.lm_chunks == 1
+            else torch.zeros(part_shape, dtype=f32, device=device)
+        )
+        lse_lm = sel.landmark_lse
+    else:
+        dlv = delta_lm = dr_k = lse_lm = dke  # never touched
+    _bwd_key_kernel[(key_progs, bh)](
+        k, v, sel.landmarks, dlv, lse_lm, delta_lm, mask_arg,
+        dke, dve, ent_key, ent_src, blk_ptr, dk, dv, dr_k,
+        n, heads, m, entries, num_blocks, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d,
+        chunk, key_progs,
+        SHARED=shared, HAS_MASK=has_mask, BLOCK_N=blocks.n, BLOCK_LM=blocks.lm,
+        NUM_LM_CHUNKS=blocks.lm_chunks, BLOCK_E=16, HEAD_DIM=blocks.head, PRECISION=precision, **launch,
+    )  # fmt: skip
+
+    # 4. Pooling: R = pool(Q) passes dR (as keys of the queries and as queries of Lv) back to dQ.
+    if shared:
+        dr = dr_q.sum(1) + dr_k.sum(1)
+        pool_backward(dq, dr.contiguous(), sel.lengths, sel.order, sel.num_landmarks, heads)
+    return dq, dk, dv

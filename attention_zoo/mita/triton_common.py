@@ -1,0 +1,89 @@
+"""Shared pieces of the MiTA Triton kernels: tuning knobs, buffer allocation, block-size helpers.
+
+`CONFIG` holds the knobs every launcher reads (tile sizes, the top-k group size, how many programs
+the split-N passes aim for, the deterministic backward). Tests swap it to push small inputs through
+the multi-tile, multi-chunk and multi-expert paths; a GPU session can tune it without editing
+kernels. With `poison=True` every buffer a kernel must write starts as NaN (floats) or -1 (ints), so
+an element a kernel forgot to write fails the comparison instead of passing by luck.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+# Masked logits: finite so that a row whose logits are all masked so far gives exp2(0) = 1 garbage
+# weights (wiped by the first real logit, exp2(NEG - real) == 0) instead of NaN from -inf - -inf.
+NEG = -1.0e30
+FLT_MAX = 3.4028234663852886e38
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "0").strip().lower() not in ("", "0", "false", "no")
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Tuning knobs of the MiTA kernels (block sizes are clamped to the problem inside launchers)."""
+
+    block_m: int = 64  # sorted queries per tile of the fused attention kernels (>= 16)
+    block_n: int = 64  # keys per block of the landmark pass and the key-major backward (>= 16)
+    block_k: int = 64  # routed keys per inner step (>= 16)
+    block_lm: int = 64  # landmarks per inner step (>= 16)
+    group: int = 16  # keys per group of the exact two-stage top-k (power of two, <= block_n)
+    split_programs: int = 1024  # split-N passes aim for this many programs over all (b, h)
+    # Fixed-order reductions in the backward; default from the environment (MITA_DETERMINISTIC=1).
+    deterministic: bool = field(default_factory=lambda: _env_flag("MITA_DETERMINISTIC"))
+    poison: bool = False  # fill kernel outputs with NaN / -1 before launches (tests)
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+CONFIG = KernelConfig()
+
+
+def set_config(**changes: object) -> KernelConfig:
+    """Replace knobs of the module-wide config (e.g. ``set_config(deterministic=True)``); returns the old one."""
+    global CONFIG
+    old = CONFIG
+    CONFIG = replace(CONFIG, **changes)
+    return old
+
+
+def new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised buffer a kernel must fill completely (poisoned when CONFIG.poison)."""
+    out = torch.empty(shape, dtype=dtype, device=device)
+    if CONFIG.poison:
+        out.fill_(float("nan") if dtype.is_floating_point else -1)
+    return out
+
+
+def pow2_block(n: int, cap: int, floor: int = 16) -> int:
+    """The power-of-two block covering n, between floor and cap (tl.dot needs every side >= 16)."""
+    return max(floor, min(cap, triton.next_power_of_2(max(1, n))))
+
+
+def head_block(head_dim: int) -> int:
+    """Head dims are padded to a power of two >= 16 inside the kernels (masked loads keep dots exact)."""
+    return max(16, triton.next_power_of_2(head_dim))
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """fp32 inputs run exact fp32 dots (the GPU default, tf32, misses the 1e-4 fp32 tolerance)."""
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def split_chunk(length: int, heads: int, block: int) -> int:
+    """Keys (or queries) per program of a split-N pass: a multiple of `block` giving about
+    CONFIG.split_programs programs over all `heads` (b, h) pairs."""
+    per_head = max(1, CONFIG.split_programs // max(1, heads))
+    return block * max(1, triton.cdiv(triton.cdiv(length, per_head), block))
+
+
+def torch_dtype_to_tl(dtype: torch.dtype) -> tl.dtype:
+    return {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[dtype]

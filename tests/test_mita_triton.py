@@ -1,0 +1,282 @@
+"""The MiTA Triton kernels against the PyTorch reference, on the CPU through TRITON_INTERPRET=1.
+
+Every kernel output buffer starts as NaN (ints: -1) so an element a kernel forgot to write fails.
+Small block sizes (`kernel_config`) push short sequences through the multi-tile, multi-expert,
+multi-chunk and two-stage top-k paths the GPU takes at long lengths. fp32 must match the reference
+to 1e-4 (forward) and 1e-3 (gradients) in fla's ||a - b|| / ||b||; fp16 is checked with the
+selection held fixed (top-k and argmax flip on near-ties) against an fp64 computation here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+import torch
+
+from attention_zoo import functional as F
+from attention_zoo.mita import triton_common as common
+from attention_zoo.mita.triton_ops import mita_triton, mita_triton_selection
+
+from . import zoo_reference as ref
+
+pytest.importorskip("triton")
+
+
+@contextlib.contextmanager
+def kernel_config(**changes):
+    old = common.set_config(**changes)
+    try:
+        yield
+    finally:
+        common.CONFIG = old
+
+
+@pytest.fixture(autouse=True)
+def poisoned_buffers():
+    with kernel_config(poison=True):
+        yield
+
+
+def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """fla's ratio ||a - b|| / ||b||, taken as 0 when the largest difference is at most 1e-6 (an
+    exactly-zero gradient against rounding noise); NaN anywhere fails."""
+    assert torch.isfinite(actual).all(), "non-finite values: a kernel left an element unwritten"
+    diff = actual.double() - expected.double()
+    if diff.abs().max() <= 1e-6:
+        return 0.0
+    return (diff.norm() / expected.double().norm().clamp_min(1e-30)).item()
+
+
+def make_inputs(batch, heads, n, d, *, masked, seed, dtype=torch.float32, duplicate_keys=False):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(batch, heads, n, d, generator=gen) for _ in range(3))
+    if duplicate_keys and n > 1:  # exact score ties for the top-k
+        k[:, :, 1::2] = k[:, :, 0 : n - 1 : 2]
+    mask = None
+    if masked:
+        mask = torch.rand(batch, n, generator=gen) > 0.35  # random, non-contiguous padding
+        mask[:, torch.randint(n, (1,), generator=gen)] = True
+    return q.to(dtype), k.to(dtype), v.to(dtype), mask
+
+
+def reference_and_triton(q, k, v, mask, m, topk, shared, deterministic=False):
+    """Outputs and gradients (one shared random upstream gradient) of both backends."""
+    fn = F.mita_attention if shared else F.mita_route_attention
+    leaves_ref = [t.clone().requires_grad_() for t in (q, k, v)]
+    leaves_tri = [t.clone().requires_grad_() for t in (q, k, v)]
+    out_ref = fn(*leaves_ref, key_padding_mask=mask, num_landmarks=m, topk=topk, backend="torch")
+    out_tri = mita_triton(*leaves_tri, mask, m, topk, shared, deterministic=deterministic)
+    upstream = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(1)).to(q.dtype)
+    grads_ref = torch.autograd.grad(out_ref, leaves_ref, upstream)
+    grads_tri = torch.autograd.grad(out_tri, leaves_tri, upstream)
+    return (out_ref, grads_ref), (out_tri, grads_tri)
+
+
+# (B, H, N, d, m, k, masked, shared, config); small blocks exercise the long-sequence paths.
+TILED = {"block_m": 16, "block_n": 16, "block_k": 16, "block_lm": 16, "group": 4}
+FP32_CASES = [
+    (1, 1, 1, 16, 4, 4, False, True, {}),
+    (2, 1, 7, 16, 3, 2, True, True, {}),
+    (1, 2, 7, 32, 16, 16, True, True, {}),  # m, k > N
+    (2, 2, 63, 64, 8, 8, True, True, TILED),
+    (1, 1, 100, 16, 40, 30, True, True, TILED),  # 3 landmark chunks, k spans 2 key chunks
+    (1, 1, 100, 128, 6, 5, False, True, {}),
+    (1, 2, 257, 64, 8, 16, True, True, TILED),  # two-stage top-k over groups of 4
+    (1, 1, 257, 32, 6, 5, False, True, {**TILED, "split_programs": 2}),  # programs own many tiles
+    (2, 1, 100, 32, 6, 8, True, False, TILED),  # route-only
+    (1, 1, 257, 16, 5, 40, False, False, {"group": 4}),
+]
+
+
+def case_id(case):
+    b, h, n, d, m, k, masked, shared, cfg = case
+    name = "mita" if shared else "route"
+    tiled = "-tiled" if cfg else ""
+    return f"{name}-B{b}H{h}-N{n}-d{d}-m{m}-k{k}-{'padded' if masked else 'dense'}{tiled}"
+
+
+@pytest.mark.parametrize("case", FP32_CASES, ids=[case_id(c) for c in FP32_CASES])
+def test_fp32_matches_reference(case):
+    batch, heads, n, d, m, topk, masked, shared, cfg = case
+    q, k, v, mask = make_inputs(batch, heads, n, d, masked=masked, seed=n * 31 + d)
+    with kernel_config(**cfg):
+        (out_ref, grads_ref), (out_tri, grads_tri) = reference_and_triton(q, k, v, mask, m, topk, shared)
+    assert out_tri.shape == q.shape and out_tri.dtype == q.dtype
+    assert rel_err(out_tri, out_ref) < 1e-4
+    for name, g_tri, g_ref in zip("qkv", grads_tri, grads_ref, strict=True):
+        assert rel_err(g_tri, g_ref) < 1e-3, f"d{name}"
+
+
+@pytest.mark.parametrize("deterministic", [False, True], ids=["atomic", "deterministic"])
+def test_backward_modes_match_and_deterministic_is_bitwise_stable(deterministic):
+    q, k, v, mask = make_inputs(1, 2, 100, 32, masked=True, seed=5)
+    with kernel_config(**TILED, split_programs=8):  # several pieces per expert
+        (_, grads_ref), (_, grads_a) = reference_and_triton(q, k, v, mask, 5, 8, True, deterministic)
+        _, (_, grads_b) = reference_and_triton(q, k, v, mask, 5, 8, True, deterministic)
+    for g_a, g_b, g_ref in zip(grads_a, grads_b, grads_ref, strict=True):
+        assert rel_err(g_a, g_ref) < 1e-3
+        if deterministic:
+            assert torch.equal(g_a, g_b)
+
+
+@pytest.mark.parametrize("value,expected", [("1", True), ("true", True), ("0", False), ("", False)])
+def test_env_flag_sets_the_deterministic_default(monkeypatch, value, expected):
+    monkeypatch.setenv("MITA_DETERMINISTIC", value)
+    assert common.KernelConfig().deterministic is expected
+
+
+def test_public_api_dispatches_to_triton():
+    q, k, v, mask = make_inputs(1, 2, 40, 16, masked=True, seed=11)
+    out = F.mita_attention(q, k, v, key_padding_mask=mask, num_landmarks=5, topk=6, backend="triton")
+    expected = F.mita_attention(q, k, v, key_padding_mask=mask, num_landmarks=5, topk=6, backend="torch")
+    assert rel_err(out, expected) < 1e-4
+
+
+def test_padding_is_removed_not_zeroed():
+    """Valid outputs with random padding equal the kernels on the valid subsequence alone."""
+    n_valid, n_total, d = 37, 64, 16
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 1, n_valid, d, generator=gen) for _ in range(3))
+    positions = torch.randperm(n_total, generator=gen)[:n_valid].sort().values
+    mask = torch.zeros(1, n_total, dtype=torch.bool)
+    mask[0, positions] = True
+    big = [torch.randn(1, 1, n_total, d, generator=gen) * 5 for _ in range(3)]
+    for small, padded in zip((q, k, v), big, strict=True):
+        padded[:, :, positions] = small
+    with kernel_config(**TILED):
+        out_small = mita_triton(q, k, v, None, 6, 9)
+        out_big = mita_triton(*big, mask, 6, 9)[:, :, positions]
+    assert rel_err(out_big, out_small) < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection, compared by value (ties may legitimately pick different keys)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "n,m,topk,masked,duplicate_keys,cfg",
+    [
+        (63, 6, 5, True, False, TILED),
+        (257, 8, 16, True, False, TILED),
+        (257, 8, 16, False, True, TILED),  # exact ties in the scores
+        (100, 12, 7, False, False, {"group": 16}),
+        (30, 50, 40, True, False, {}),  # k > L: padded keys fill the tail
+    ],
+    ids=["N63", "N257-two-stage", "N257-ties", "N100-all-groups", "N30-k-exceeds-valid"],
+)
+def test_selection_by_value(n, m, topk, masked, duplicate_keys, cfg):
+    d = 16
+    q, k, _, mask = make_inputs(2, 2, n, d, masked=masked, seed=n + m, duplicate_keys=duplicate_keys)
+    with kernel_config(**cfg):
+        keys, routing = mita_triton_selection(q, k, mask, m, topk)
+    kept = min(topk, n)
+    assert keys.shape == (2, 2, min(m, n), kept) and routing.shape == (2, 2, n)
+    eps = 1e-4
+    for b in range(2):
+        valid = torch.ones(n, dtype=torch.bool) if mask is None else mask[b]
+        length = int(valid.sum())
+        for h in range(2):
+            landmarks = ref.pool(q[b, h][valid].double(), m)  # [m_b, d]
+            scores = landmarks @ k[b, h].double().T  # [m_b, N]
+            for j in range(landmarks.shape[0]):
+                chosen = keys[b, h, j]
+                assert len(set(chosen.tolist())) == kept, "an expert repeats a key"
+                chosen_valid = chosen[valid[chosen]]
+                if kept <= length:
+                    assert len(chosen_valid) == kept, "a padded key was chosen over a valid one"
+                    kth = scores[j][valid].sort(descending=True).values[kept - 1]
+                    assert (scores[j][chosen] >= kth - eps).all()
+                else:
+                    assert set(chosen_valid.tolist()) == set(valid.nonzero().flatten().tolist())
+            routed = landmarks @ q[b, h].double().T  # [m_b, N]
+            expert = routing[b, h]
+            assert (expert < landmarks.shape[0]).all(), "a query was routed to an invalid landmark"
+            best = routed.max(0).values
+            assert (routed.gather(0, expert[None]).squeeze(0) >= best - eps).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# fp16 with the selection held fixed
+# ---------------------------------------------------------------------------------------------
+
+
+def fixed_selection_mita(q, k, v, mask, num_landmarks, expert_keys, routing, shared):
+    """MiTA in fp64 with given experts [B, H, M, kept] and routing [B, H, N], written from the
+    equations: shared logits q.r / d over the valid landmarks, routed logits q.k / sqrt(d)."""
+    batch, heads, n, d = q.shape
+    out = []
+    for b in range(batch):
+        valid = torch.ones(n, dtype=torch.bool) if mask is None else mask[b]
+        rows = []
+        for h in range(heads):
+            qh, kh, vh = q[b, h], k[b, h], v[b, h]
+            landmarks = ref.pool(qh[valid], num_landmarks)
+            idx = expert_keys[b, h][routing[b, h]]  # [N, kept]
+            routed = (qh[:, None, :] * kh[idx]).sum(-1) / math.sqrt(d)
+            routed = routed.masked_fill(~valid[idx], float("-inf"))
+            values = vh[idx]  # [N, kept, d]
+            if shared:
+                lv = torch.softmax(landmarks @ kh[valid].T / math.sqrt(d), -1) @ vh[valid]
+                logits = torch.cat([qh @ landmarks.T / d, routed], dim=1)
+                values = torch.cat([lv.expand(n, -1, -1), values], dim=1)
+            else:
+                logits = routed
+            rows.append((torch.softmax(logits, -1)[:, :, None] * values).sum(1))
+        out.append(torch.stack(rows))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(
+    "n,d,m,topk,masked,shared",
+    [(63, 32, 6, 8, True, True), (100, 64, 5, 12, False, True), (63, 16, 4, 8, True, False)],
+    ids=["mita-N63-d32-padded", "mita-N100-d64-dense", "route-N63-d16-padded"],
+)
+def test_fp16_with_fixed_selection(n, d, m, topk, masked, shared):
+    q, k, v, mask = make_inputs(1, 2, n, d, masked=masked, seed=n + d, dtype=torch.float16)
+    with kernel_config(**TILED):
+        selection = mita_triton_selection(q, k, mask, m, topk)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = mita_triton(*leaves, mask, m, topk, shared, selection=selection)
+        assert torch.equal(out, mita_triton(q, k, v, mask, m, topk, shared)), "selection hook changes results"
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(2)).to(q.dtype)
+        grads = torch.autograd.grad(out, leaves, upstream)
+    exact = [t.double().requires_grad_() for t in (q, k, v)]
+    expected = fixed_selection_mita(*exact, mask, m, *selection, shared)
+    expected_grads = torch.autograd.grad(expected, exact, upstream.double())
+    assert out.dtype == torch.float16
+    assert rel_err(out, expected) < 1e-2
+    for name, g, g_ref in zip("qkv", grads, expected_grads, strict=True):
+        assert g.dtype == torch.float16
+        assert rel_err(g, g_ref) < 2e-2, f"d{name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+
+def test_unsupported_dtypes_are_clear_errors():
+    q, k, v, _ = make_inputs(1, 1, 8, 16, masked=False, seed=0)
+    with pytest.raises(ValueError, match="backend='torch'"):
+        mita_triton(q.double(), k.double(), v.double(), None, 2, 2)
+    with pytest.raises(ValueError, match="share one dtype"):
+        mita_triton(q, k.half(), v, None, 2, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Longer sequences at the default (GPU) block sizes
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", [True, False], ids=["mita", "route"])
+@pytest.mark.parametrize("n,masked", [(1000, True), (2049, False)], ids=["N1000-padded", "N2049-dense"])
+def test_fp32_matches_reference_long(n, masked, shared):
+    q, k, v, mask = make_inputs(1, 2, n, 64, masked=masked, seed=n)
+    (out_ref, grads_ref), (out_tri, grads_tri) = reference_and_triton(q, k, v, mask, 16, 32, shared)
+    assert rel_err(out_tri, out_ref) < 1e-4
+    for g_tri, g_ref in zip(grads_tri, grads_ref, strict=True):
+        assert rel_err(g_tri, g_ref) < 1e-3
