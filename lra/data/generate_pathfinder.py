@@ -361,8 +361,17 @@ def _render(
     return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
 
 
-def make_image(p: PathfinderParams, label: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """One [res, res] uint8 image with the given label, and the paddle margin used."""
+@dataclass(frozen=True)
+class Layout:
+    """The geometry of one image: snakes (targets first) as paddle lists, the two marker centres."""
+
+    snakes: list[list[tuple[float, float, float, float]]]
+    markers: list[tuple[float, float]]
+    margin: float
+
+
+def make_layout(p: PathfinderParams, label: int, rng: np.random.Generator) -> Layout:
+    """Place the two target snakes, the markers for `label` and the distractors."""
     for _ in range(MAX_IMAGE_ATTEMPTS):
         margin = float(rng.choice(p.paddle_margin))
         canvas = _Canvas(p, margin)
@@ -371,7 +380,7 @@ def make_image(p: PathfinderParams, label: int, rng: np.random.Generator) -> tup
             continue
         origin = int(rng.integers(2))
         far = origin if label == 1 else 1 - origin
-        tips = [(pair[origin][0][0], pair[origin][0][1]), (pair[far][-1][2], pair[far][-1][3])]
+        markers = [(pair[origin][0][0], pair[origin][0][1]), (pair[far][-1][2], pair[far][-1][3])]
         for own in pair:  # keep distractors away from every target tip
             for x, y in ((own[0][0], own[0][1]), (own[-1][2], own[-1][3])):
                 canvas.commit((x, y, x, y), reach=p.marker_radius + canvas.clearance)
@@ -380,16 +389,22 @@ def make_image(p: PathfinderParams, label: int, rng: np.random.Generator) -> tup
             snake = _distractor(canvas, rng)
             if snake is not None:
                 snakes.append(snake)
-        strokes = []
-        for snake in snakes:
-            for seg in snake:
-                contrast = float(rng.choice(p.paddle_contrast))
-                strokes.append((seg, min(1.0, p.snake_contrast * contrast)))
-        return _render(p, strokes, tips), margin
+        return Layout(snakes, markers, margin)
     raise ValueError(
         f"could not place two target snakes in {MAX_IMAGE_ATTEMPTS} attempts with {p}; "
         "use a larger resolution or shorter contours"
     )
+
+
+def make_image(p: PathfinderParams, label: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """One [res, res] uint8 image with the given label, and the paddle margin used."""
+    layout = make_layout(p, label, rng)
+    strokes = []
+    for snake in layout.snakes:
+        for seg in snake:
+            contrast = float(rng.choice(p.paddle_contrast))
+            strokes.append((seg, min(1.0, p.snake_contrast * contrast)))
+    return _render(p, strokes, layout.markers), layout.margin
 
 
 # ---------------------------------------------------------------------------------------------
