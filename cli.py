@@ -89,6 +89,186 @@ def list_attentions() -> None:
 
 # [section: data]
 
+_SIZE_FIELDS = ("n_train", "n_val", "n_test")
+
+
+def _generator_option_specs() -> list[tuple[str, str, Any, str]]:
+    """(field, owner, click type, help) for every generator parameter except the split sizes."""
+    import dataclasses
+
+    from lra.data.generate_listops import ListOpsParams
+    from lra.data.generate_pathfinder import PathfinderParams
+
+    types = {"int": int, "float": float, "tuple[float, ...]": str, "tuple[str, ...]": str}
+    specs = []
+    for owner, cls in (("listops", ListOpsParams), ("pathfinder/pathx", PathfinderParams)):
+        for f in dataclasses.fields(cls):
+            if f.name not in _SIZE_FIELDS:
+                kind = types[str(f.type)]
+                listed = " (comma-separated)" if kind is str else ""
+                specs.append((f.name, owner, kind, f"[{owner}] {f.metadata['help']}{listed}"))
+    return specs
+
+
+def generator_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One `--<param>` option per generator parameter, collected into `gen_params`."""
+    for name, _, kind, help_text in reversed(_generator_option_specs()):
+        fn = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=help_text)(fn)
+    return fn
+
+
+def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that make a DataConfig (shared by `lra data prepare` and `lra data info`)."""
+    options = [
+        click.option("--task", required=True, help="Task name (lra list tasks)."),
+        click.option("--source", default="auto", show_default=True, help="lra_release, generated, hf, tfds or auto."),
+        click.option("--data-dir", default=None, help="Data root (default $LRA_DATA_DIR or ./lra_data)."),
+        click.option("--generator", default="lra", show_default=True, help="Generator variant of the generated source."),
+        click.option("--n-train", default=0, type=int, help="Examples to generate / keep (0 = default)."),
+        click.option("--n-val", default=0, type=int, help="Validation examples (0 = default)."),
+        click.option("--n-test", default=0, type=int, help="Test examples (0 = default)."),
+        click.option("--seed", "gen_seed", default=0, show_default=True, type=int, help="Generator seed."),
+        click.option("--seq-len", default=0, type=int, help="Tokens per input (0 = the task's or variant's)."),
+        click.option("--pixel-zero-is-padding", is_flag=True, help="Legacy LRA pixel ids (black = padding)."),
+        click.option("--hf-repo", default="", help="Hugging Face repo owner/name[/folder][@rev] or a local folder."),
+        click.option("--cache-dir", default="", help="Tensor cache [default: $LRA_CACHE_DIR or <data-dir>/cache]."),
+        click.option("--difficulty", default="hard", show_default=True,
+                     help="Pathfinder folder of the official data: easy, intermediate, hard or a folder name."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def make_data_config(options: dict[str, Any]) -> Any:
+    from lra.tasks import DataConfig
+
+    values = {k: v for k, v in options.items() if k in DataConfig.__dataclass_fields__ and v is not None}
+    return DataConfig(**values)
+
+
+@main.group("data")
+def data_group() -> None:
+    """Generate, prepare and inspect task data."""
+
+
+@data_group.command("generate")
+@click.option("--task", required=True, type=click.Choice(["listops", "pathfinder", "pathx"]))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Root folder (lra_release layout).")
+@click.option("--generator", default="lra", show_default=True, help="Variant: listops lra/medium/short, "
+              "pathfinder lra/easy, pathx lra.")
+@click.option("--n-train", default=None, type=int, help="Training examples [default: the variant's].")
+@click.option("--n-val", default=None, type=int, help="Validation examples [default: the variant's].")
+@click.option("--n-test", default=None, type=int, help="Test examples [default: the variant's].")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--workers", default=0, show_default=True, type=int, help="Processes (0 = all cores, up to 8).")
+@generator_options
+@user_errors
+def data_generate(task: str, out: str, generator: str, n_train: int | None, n_val: int | None,
+                  n_test: int | None, seed: int, workers: int, **gen_params: Any) -> None:
+    """Write generated data in the official layout: listops-1000/, pathfinder32/ or pathfinder128/.
+
+    \b
+    lra data generate --task listops --generator short --out data
+    lra data generate --task pathfinder --generator easy --n-train 800 --n-val 100 --n-test 100 --out data
+    """
+    from lra.data import generate_listops, generate_pathfinder, lra_release
+
+    owner = "listops" if task == "listops" else "pathfinder/pathx"
+    given = {k: v for k, v in gen_params.items() if v is not None}
+    for name, field_owner, kind, _ in _generator_option_specs():
+        if name in given and field_owner != owner:
+            raise UserError(f"--{name.replace('_', '-')} is a {field_owner} parameter, not one of --task {task}")
+        if name in given and kind is str:
+            items = [x.strip() for x in given[name].split(",") if x.strip()]
+            try:
+                given[name] = tuple(items if name == "operators" else (float(x) for x in items))
+            except ValueError:
+                raise UserError(f"--{name.replace('_', '-')} expects comma-separated numbers, got {given[name]!r}") from None
+    sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+    if task == "listops":
+        params = generate_listops.listops_params(generator, **sizes, **given)
+        folder = generate_listops.write_listops(out, params, seed, workers)
+        for split, name in lra_release.LISTOPS_FILES.items():
+            rows, labels = lra_release.read_listops_tsv(folder / name)
+            lengths = [len(r) for r in rows] or [0]
+            click.echo(f"{split:<5} {len(rows):>7} expressions  tokens {min(lengths)}..{max(lengths)} "
+                       f"(median {sorted(lengths)[len(lengths) // 2]})  labels {_label_counts(labels, 10)}")
+    else:
+        params = generate_pathfinder.pathfinder_params(task, generator, **sizes, **given)
+        folder = generate_pathfinder.write_pathfinder(out, params, seed, workers)
+        entries = lra_release.read_pathfinder_index(folder)
+        counts = (params.n_train, params.n_val, params.n_test)
+        for split in ("train", "val", "test"):
+            labels = [e.label for e in lra_release.split_entries(entries, split, counts)]
+            click.echo(f"{split:<5} {len(labels):>7} images  {params.resolution}x{params.resolution}  "
+                       f"labels {_label_counts(labels, 2)}")
+    click.echo(f"wrote {folder}")
+
+
+def _label_counts(labels: Any, num_classes: int) -> str:
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    return " ".join(str(int(c)) for c in counts)
+
+
+@data_group.command("prepare")
+@data_options
+@user_errors
+def data_prepare(**options: Any) -> None:
+    """Load every split once (generate, tokenise, cache) so that later runs start in seconds.
+
+    \b
+    lra data prepare --task listops --source generated --generator short
+    lra data prepare --task retrieval --source lra_release --data-dir /data/lra_release
+    """
+    from lra.data import prepare
+
+    info = prepare(options["task"], make_data_config(options))
+    click.echo(f"{info['task']}: {info['data_source']}  seq_len {info['seq_len']}")
+    for split, item in info["splits"].items():
+        click.echo(f"  {split:<5} {item['n']:>7}  {item['cache'] or '(not cached: cache dir not writable)'}")
+
+
+@data_group.command("info")
+@data_options
+@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "val", "test"]),
+              help="Splits to describe [default: all].")
+@user_errors
+def data_info(splits: tuple[str, ...], **options: Any) -> None:
+    """Sizes, token lengths, label balance and a decoded example of a task's data."""
+    from lra import tasks
+    from lra.data import summarize
+
+    spec = tasks.get(options["task"])
+    summary = summarize(spec.name, make_data_config(options), splits)
+    click.echo(f"{spec.title} ({spec.name}): {spec.description}")
+    click.echo(f"source: {summary['data_source']}")
+    for split, s in summary["splits"].items():
+        click.echo(
+            f"  {split:<5} n={s['n']:<7} seq_len={s['seq_len']:<6} tokens {s['length_min']}..{s['length_max']} "
+            f"(median {s['length_median']:g})  labels {' '.join(map(str, s['label_counts']))} "
+            f"(majority {s['majority_fraction']:.1%})"
+        )
+    if "example" in summary:
+        click.echo(f"example (label {summary['example_label']}):")
+        click.echo(summary["example"])
+
+
+@list_group.command("tasks")
+def list_tasks() -> None:
+    """Registered tasks: length, vocabulary, classes, splits and sources."""
+    from lra import tasks
+
+    click.echo(f"{'name':<11} {'title':<11} {'seq_len':>7} {'vocab':>5} {'classes':>7}  {'dual':<5} "
+               f"{'train/val/test':<22} sources")
+    for name in tasks.names():
+        s = tasks.get(name)
+        splits = "/".join(str(n) for n in s.splits.values())
+        click.echo(f"{name:<11} {s.title:<11} {s.seq_len:>7} {s.vocab_size:>5} {s.num_classes:>7}  "
+                   f"{'yes' if s.dual_input else 'no':<5} {splits:<22} {', '.join(s.sources)}")
+
 # ---------------------------------------------------------------------------------------------
 # lra run   (library: runners/train.py)
 # ---------------------------------------------------------------------------------------------
@@ -364,6 +544,97 @@ def plot_command(runs_dir: str, out: str | None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 # [section: bench]
+
+
+def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `lra bench attention` and `lra bench model` share."""
+    options = [
+        click.option("--attentions", default=None, metavar="A,B,...",
+                     help="Attentions to measure [default: all]; full attention, the reference, is always included."),
+        click.option("--attn-param", "attn_params", multiple=True, metavar="NAME.KEY=VALUE",
+                     help="Attention parameter, repeatable: --attn-param mita.topk=64 --attn-param mita.backend=torch."),
+        click.option("--lengths", default=None, metavar="N,N,...",
+                     help="Sequence lengths, e.g. 1024,2048 or 1K,2K [default: the grid's]."),
+        click.option("--batch", default=None, type=int, help="Batch size [default: the grid's]."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--warmup", default=None, type=int, help="Untimed calls per measurement."),
+        click.option("--repeats", default=None, type=int, help="Timed calls per measurement (median, p20, p80)."),
+        click.option("--time-budget", "time_budget_s", default=None, type=float, metavar="S",
+                     help="Seconds of timed calls per measurement; fewer repeats when calls are slow."),
+        click.option("--max-call-s", default=None, type=float, metavar="S",
+                     help="Skip a series' longer lengths once one call takes longer (0 = never)."),
+        click.option("--memory-limit", "memory_limit_gb", default=None, type=float, metavar="GIB",
+                     help="CPU only: calls allocating more are recorded as OOM [default: half the free RAM; 0 = none]."),
+        click.option("--quick/--full", "quick", default=None,
+                     help="Reduced grid (few short lengths, small batch, few repeats) or the full one "
+                     "[default: reduced on CPU, full on CUDA]."),
+        click.option("--out", default="lra_runs", show_default=True,
+                     help="Results directory: records under OUT/efficiency/ (lra plot --runs OUT draws them)."),
+        click.option("--quiet", is_flag=True, help="No progress bar or per-measurement lines."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _bench_config(attentions: str | None, attn_params: tuple[str, ...], lengths: str | None, **kwargs: Any) -> Any:
+    """The `runners.bench.BenchConfig` of the parsed options (ValueError on bad lists)."""
+    from runners.bench import BenchConfig, parse_attn_params, parse_lengths, parse_names
+
+    return BenchConfig(
+        attentions=parse_names(attentions) if attentions is not None else (),
+        attn_params=parse_attn_params(attn_params),
+        lengths=parse_lengths(lengths) if lengths is not None else None,
+        **kwargs,
+    )
+
+
+@main.group("bench")
+def bench_group() -> None:
+    """Efficiency: time and peak memory per attention, as records in the results store.
+
+    \b
+    lra bench attention   one attention call (forward, forward + backward) from 1K tokens up
+    lra bench model       LRA Table 2: training steps/s and memory of the Text model at 1K-4K (16K)
+    """
+
+
+@bench_group.command("attention")
+@bench_options
+@click.option("--heads", default=None, type=int, help="Heads H [default: 8; 4 in the CPU reduced grid].")
+@click.option("--head-dim", default=None, type=int, help="Head dimension d [default: 64; 32 in the CPU reduced grid].")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
+              help="[default: bfloat16 on CUDA, float32 on CPU]")
+@user_errors
+def bench_attention_command(**kwargs: Any) -> None:
+    """Forward and forward + backward time and peak memory of every attention (and MiTA backend).
+
+    \b
+    Inputs are random q, k, v of shape [B, H, N, d]. Full grid: N = 1K..1M on CUDA, 256..8K on CPU.
+    Writes one record per measurement and a table of ratios to full attention (.md, .csv), printed too.
+    Example: lra bench attention --attentions full,mita --lengths 1K,4K,16K --dtype bfloat16
+    """
+    from runners.bench import bench_attention
+
+    _, markdown = bench_attention(_bench_config(**kwargs))
+    click.echo(markdown)
+
+
+@bench_group.command("model")
+@bench_options
+@user_errors
+def bench_model_command(**kwargs: Any) -> None:
+    """LRA Table 2: training steps/s and peak memory of the Text task model, relative to full attention.
+
+    \b
+    The released LRA Text config (4 layers, 256-d, 4 heads, MLP 1024), batch 32 or the largest
+    power-of-two fraction of it that fits, at N = 1K, 2K, 3K, 4K, 8K, 16K on CUDA.
+    Example: lra bench model --attentions full,mita --lengths 1K,2K,3K,4K --batch 32
+    """
+    from runners.bench import bench_model
+
+    _, markdown = bench_model(_bench_config(**kwargs))
+    click.echo(markdown)
 
 # ---------------------------------------------------------------------------------------------
 # lra sweep / swap: MiTA experiments   (library: runners/experiments.py)
