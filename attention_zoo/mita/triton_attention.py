@@ -40,6 +40,18 @@ def _expert_of(offs_ptr, bh, M, p, M_PAD: tl.constexpr):
 
 
 @triton.jit
+def _piece_table(offs_ptr, bh, M, piece_len, M_PAD: tl.constexpr):
+    """Each expert's queries [start, end) in sorted order, cut into pieces of <= piece_len queries:
+    (expert ids, valid, start, end, number of pieces, index of the expert's first piece)."""
+    e = tl.arange(0, M_PAD)
+    e_ok = e < M
+    start = tl.load(offs_ptr + bh * (M + 1) + e, mask=e_ok, other=0)
+    end = tl.load(offs_ptr + bh * (M + 1) + e + 1, mask=e_ok, other=0)
+    pieces = (end - start + piece_len - 1) // piece_len
+    return e, e_ok, start, end, pieces, tl.cumsum(pieces, axis=0) - pieces
+
+
+@triton.jit
 def _fwd_kernel(
     q_ptr, k_ptr, v_ptr, r_ptr, lv_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr, len_ptr, o_ptr, lse_ptr,
     N, H, M, kept, num_landmarks, head_dim, sh_scale, rt_scale,
@@ -119,7 +131,7 @@ def _bwd_query_kernel(
     q_ptr, k_ptr, v_ptr, r_ptr, lv_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr, len_ptr,
     o_ptr, do_ptr, lse_ptr, dq_ptr, delta_ptr, dr_ptr, dlv_ptr,
     N, H, M, kept, num_landmarks, head_dim, sh_scale, rt_scale, inv_d, inv_sqrt_d,
-    tiles_per_prog, num_tiles, num_progs,
+    tiles_per_prog, num_tiles, num_progs, num_dr_parts,
     SHARED: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
     BLOCK_LM: tl.constexpr, NUM_LM_CHUNKS: tl.constexpr, M_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PRECISION: tl.constexpr,
@@ -166,10 +178,11 @@ def _bwd_query_kernel(
                     acc_dr += dr_c
                     acc_dlv += dlv_c
                 else:  # partial rows of this program only: read-modify-write without races
-                    part_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
-                    tl.store(dr_ptr + part_off, tl.load(dr_ptr + part_off, mask=lm_mask) + dr_c, mask=lm_mask)
+                    dr_off = ((bh * num_dr_parts + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+                    dlv_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+                    tl.store(dr_ptr + dr_off, tl.load(dr_ptr + dr_off, mask=lm_mask) + dr_c, mask=lm_mask)
                     tl.store(
-                        dlv_ptr + part_off, tl.load(dlv_ptr + part_off, mask=lm_mask) + dlv_c, mask=lm_mask
+                        dlv_ptr + dlv_off, tl.load(dlv_ptr + dlv_off, mask=lm_mask) + dlv_c, mask=lm_mask
                     )
 
         first = tile * BLOCK_M
@@ -201,15 +214,16 @@ def _bwd_query_kernel(
 
     if SHARED and NUM_LM_CHUNKS == 1:
         lm = tl.arange(0, BLOCK_LM)
-        part_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
         part_mask = (lm < M)[:, None] & d_ok[None, :]
-        tl.store(dr_ptr + part_off, acc_dr, mask=part_mask)
-        tl.store(dlv_ptr + part_off, acc_dlv, mask=part_mask)
+        dr_off = ((bh * num_dr_parts + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+        tl.store(dr_ptr + dr_off, acc_dr, mask=part_mask)
+        dlv_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+        tl.store(dlv_ptr + dlv_off, acc_dlv, mask=part_mask)
 
 
 @triton.jit
 def _bwd_routed_kv_kernel(
-    q_ptr, k_ptr, v_ptr, idx_ptr, perm_ptr, offs_ptr, pieces_ptr, mask_ptr,
+    q_ptr, k_ptr, v_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr,
     do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
     N, H, M, kept, head_dim, rt_scale, inv_sqrt_d, piece_len, num_k_chunks, max_pieces,
     HAS_MASK: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -220,12 +234,15 @@ def _bwd_routed_kv_kernel(
     b = bh // H
     piece = pid // num_k_chunks
     kc = pid % num_k_chunks
-    total = tl.load(pieces_ptr + bh * (M + 1) + M)
-    active = piece < total
-    e = _expert_of(pieces_ptr, bh, M, piece, M_PAD)  # pieces of expert e: [pieces[e], pieces[e + 1])
-    e_start = tl.load(offs_ptr + bh * (M + 1) + e)
-    e_end = tl.load(offs_ptr + bh * (M + 1) + e + 1)
-    q_lo = e_start + (piece - tl.load(pieces_ptr + bh * (M + 1) + e)) * piece_len
+    ids, ids_ok, starts, ends, pieces, first_piece = _piece_table(offs_ptr, bh, M, piece_len, M_PAD)
+    active = piece < tl.sum(pieces, axis=0)
+    e = tl.sum(((first_piece <= piece) & ids_ok).to(tl.int32), axis=0) - 1  # expert owning this piece
+    this = ids == e
+    e_end = tl.sum(tl.where(this, ends, 0), axis=0)
+    q_lo = (
+        tl.sum(tl.where(this, starts, 0), axis=0)
+        + (piece - tl.sum(tl.where(this, first_piece, 0), axis=0)) * piece_len
+    )
     q_hi = tl.where(active, tl.minimum(q_lo + piece_len, e_end), q_lo)
 
     cols = tl.arange(0, HEAD_DIM)
@@ -275,9 +292,9 @@ def _bwd_routed_kv_kernel(
 
 @triton.jit
 def _piece_reduce_kernel(
-    part_k_ptr, part_v_ptr, pieces_ptr, dk_ptr, dv_ptr,
-    M, kept, head_dim, num_k_chunks, max_pieces,
-    BLOCK_K: tl.constexpr, HEAD_DIM: tl.constexpr,
+    part_k_ptr, part_v_ptr, offs_ptr, dk_ptr, dv_ptr,
+    M, kept, head_dim, piece_len, num_k_chunks, max_pieces,
+    BLOCK_K: tl.constexpr, M_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0).to(tl.int64)
     bh = tl.program_id(1).to(tl.int64)
@@ -287,8 +304,9 @@ def _piece_reduce_kernel(
     io_mask = (tt < kept)[:, None] & (cols < head_dim)[None, :]
     acc_k = tl.zeros([BLOCK_K, HEAD_DIM], tl.float32)
     acc_v = tl.zeros([BLOCK_K, HEAD_DIM], tl.float32)
-    p_lo = tl.load(pieces_ptr + bh * (M + 1) + e)
-    p_hi = tl.load(pieces_ptr + bh * (M + 1) + e + 1)
+    ids, _, _, _, pieces, first_piece = _piece_table(offs_ptr, bh, M, piece_len, M_PAD)
+    p_lo = tl.sum(tl.where(ids == e, first_piece, 0), axis=0)
+    p_hi = p_lo + tl.sum(tl.where(ids == e, pieces, 0), axis=0)
     for piece in range(p_lo, p_hi):  # fixed order: the sums do not depend on scheduling
         off = ((bh * max_pieces + piece) * kept + tt)[:, None] * head_dim + cols[None, :]
         acc_k += tl.load(part_k_ptr + off, mask=io_mask, other=0.0)
@@ -300,9 +318,9 @@ def _piece_reduce_kernel(
 
 @triton.jit
 def _bwd_key_kernel(
-    k_ptr, v_ptr, r_ptr, dlv_ptr, lse_lm_ptr, delta_lm_ptr, mask_ptr,
+    k_ptr, v_ptr, r_ptr, lv_ptr, dlv_ptr, lse_lm_ptr, mask_ptr,
     dke_ptr, dve_ptr, ent_key_ptr, ent_src_ptr, blk_ptr, dk_ptr, dv_ptr, dr_ptr,
-    N, H, M, num_entries, num_blocks, head_dim, lm_scale, inv_sqrt_d, chunk, num_progs,
+    N, H, M, num_entries, num_blocks, head_dim, lm_scale, inv_sqrt_d, chunk, num_dr_parts, dr_part_base,
     SHARED: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_LM: tl.constexpr,
     NUM_LM_CHUNKS: tl.constexpr, BLOCK_E: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
@@ -334,9 +352,11 @@ def _bwd_key_kernel(
                 lm_off = (bh * M + lm)[:, None] * head_dim + cols[None, :]
                 lm_mask = lm_ok[:, None] & d_ok[None, :]
                 r = tl.load(r_ptr + lm_off, mask=lm_mask, other=0.0)
-                dlv = tl.load(dlv_ptr + lm_off, mask=lm_mask, other=0.0).to(vt.dtype)
+                dlv32 = tl.load(dlv_ptr + lm_off, mask=lm_mask, other=0.0)
+                lv = tl.load(lv_ptr + lm_off, mask=lm_mask, other=0.0)
+                delta = tl.sum(dlv32 * lv.to(tl.float32), axis=1)  # rowsum(dLv * Lv)
+                dlv = dlv32.to(vt.dtype)
                 lse = tl.load(lse_lm_ptr + bh * M + lm, mask=lm_ok, other=0.0)
-                delta = tl.load(delta_lm_ptr + bh * M + lm, mask=lm_ok, other=0.0)
                 s = tl.dot(r, tl.trans(kt), input_precision=PRECISION) * lm_scale  # [BLOCK_LM, BLOCK_N]
                 pr = tl.where(lm_ok[:, None] & key_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)
                 dp = tl.dot(dlv, tl.trans(vt), input_precision=PRECISION)
@@ -347,7 +367,8 @@ def _bwd_key_kernel(
                 if NUM_LM_CHUNKS == 1:
                     acc_dr += dr_c
                 else:
-                    part_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+                    part = bh * num_dr_parts + dr_part_base + prog
+                    part_off = (part * M + lm)[:, None] * head_dim + cols[None, :]
                     tl.store(dr_ptr + part_off, tl.load(dr_ptr + part_off, mask=lm_mask) + dr_c, mask=lm_mask)
 
         # Routed gradients of the keys in this block: entries (expert, slot) sorted by key.
@@ -371,7 +392,7 @@ def _bwd_key_kernel(
 
     if SHARED and NUM_LM_CHUNKS == 1:
         lm = tl.arange(0, BLOCK_LM)
-        part_off = ((bh * num_progs + prog) * M + lm)[:, None] * head_dim + cols[None, :]
+        part_off = ((bh * num_dr_parts + dr_part_base + prog) * M + lm)[:, None] * head_dim + cols[None, :]
         tl.store(dr_ptr + part_off, acc_dr, mask=(lm < M)[:, None] & d_ok[None, :])
 
 
@@ -393,6 +414,7 @@ class _Blocks:
         self.lm_chunks = triton.cdiv(m, self.lm)
         self.k_chunks = triton.cdiv(kept, self.k)
         self.m_pad = triton.next_power_of_2(m)
+        self.m_pad1 = triton.next_power_of_2(m + 1)  # expert tables with an end entry
         self.head = common.head_block(d)
         self.num_tiles = triton.cdiv(n, self.m)
         per_head = max(1, cfg.split_programs // max(1, heads_total))
@@ -427,7 +449,7 @@ def attention_forward(
         SHARED=shared, HAS_MASK=sel.mask is not None, STORE_LSE=store_lse, BLOCK_M=blocks.m,
         BLOCK_K=blocks.k, BLOCK_LM=blocks.lm, NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad,
         HEAD_DIM=blocks.head, PRECISION=common.dot_precision(q.dtype),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        num_warps=max(cfg.num_warps, 8) if blocks.head >= 128 else cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
     return out, lse
 
@@ -455,114 +477,87 @@ def attention_backward(
     has_mask = sel.mask is not None
     mask_arg = sel.mask if has_mask else sel.lengths
     inv_sqrt_d = d**-0.5
-    launch = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+    wide = {"num_warps": max(cfg.num_warps, 8), "num_stages": cfg.num_stages}
+    narrow = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+    key_chunk = common.split_chunk(n, bh, blocks.n)
+    key_progs = triton.cdiv(n, key_chunk)
+
+    def partials(parts: int) -> torch.Tensor:  # RMW partials (several landmark chunks) start at zero
+        shape = (bh, parts, m, d)
+        return (
+            common.new_buffer(shape, f32, device)
+            if blocks.lm_chunks == 1
+            else torch.zeros(shape, dtype=f32, device=device)
+        )
 
     # 1. Query-major: dQ (direct), Delta, partial dR (landmarks as keys) and dLv per program.
     dq = common.new_buffer((bh, n, d), q.dtype, device)
     delta = common.new_buffer((bh, n), f32, device)
-    part_shape = (bh, blocks.query_progs, m, d)
-    if not shared:
-        dr_q = dlv_q = delta  # never touched
-    elif blocks.lm_chunks == 1:
-        dr_q, dlv_q = common.new_buffer(part_shape, f32, device), common.new_buffer(part_shape, f32, device)
+    if shared:  # dR partials of this kernel and of the key-major kernel share one buffer: one sum
+        dr_parts, dlv_parts = partials(blocks.query_progs + key_progs), partials(blocks.query_progs)
+        lv = sel.landmark_values
     else:
-        dr_q, dlv_q = (
-            torch.zeros(part_shape, dtype=f32, device=device),
-            torch.zeros(part_shape, dtype=f32, device=device),
-        )
-    lv = sel.landmark_values if shared else sel.landmarks
+        dr_parts = dlv_parts = delta  # never touched
+        lv = sel.landmarks
+    num_dr_parts = blocks.query_progs + key_progs
     _bwd_query_kernel[(blocks.query_progs, bh)](
         q, k, v, sel.landmarks, lv, sel.expert_keys, sel.perm, sel.offsets, mask_arg, sel.lengths,
-        out, grad_out, lse, dq, delta, dr_q, dlv_q,
+        out, grad_out, lse, dq, delta, dr_parts, dlv_parts,
         n, heads, m, kept, sel.num_landmarks, d, common.LOG2E / d, common.LOG2E * inv_sqrt_d, 1.0 / d,
-        inv_sqrt_d, blocks.tiles_per_prog, blocks.num_tiles, blocks.query_progs,
+        inv_sqrt_d, blocks.tiles_per_prog, blocks.num_tiles, blocks.query_progs, num_dr_parts,
         SHARED=shared, HAS_MASK=has_mask, BLOCK_M=blocks.m, BLOCK_K=blocks.k, BLOCK_LM=blocks.lm,
         NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad, HEAD_DIM=blocks.head, PRECISION=precision,
-        **launch,
+        **wide,
     )  # fmt: skip
 
     # 2. Expert-space dK_e, dV_e [BH, M * kept, d] from pieces of each expert's queries.
-    counts = (sel.offsets[:, 1:] - sel.offsets[:, :-1]).to(torch.int64)
-    pieces = torch.zeros(bh, m + 1, dtype=torch.int64, device=device)
-    torch.cumsum(
-        torch.div(counts + blocks.piece_len - 1, blocks.piece_len, rounding_mode="floor"),
-        1,
-        out=pieces[:, 1:],
-    )
-    pieces = pieces.to(torch.int32)
     entries = m * kept
     routed_grid = (blocks.max_pieces * blocks.k_chunks, bh)
-    routed_args = (
-        q, k, v, sel.expert_keys, sel.perm, sel.offsets, pieces, mask_arg, grad_out, lse, delta,
-    )  # fmt: skip
+    routed_in = (q, k, v, sel.expert_keys, sel.perm, sel.offsets, mask_arg, grad_out, lse, delta)
+    routed_dims = (n, heads, m, kept, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d, blocks.piece_len, blocks.k_chunks,
+                   blocks.max_pieces)  # fmt: skip
     routed_meta = {
-        "HAS_MASK": has_mask, "BLOCK_M": blocks.m, "BLOCK_K": blocks.k, "M_PAD": blocks.m_pad,
-        "HEAD_DIM": blocks.head, "PRECISION": precision,
+        "HAS_MASK": has_mask, "BLOCK_M": blocks.m, "BLOCK_K": blocks.k, "M_PAD": blocks.m_pad1,
+        "HEAD_DIM": blocks.head, "PRECISION": precision, **narrow,
     }  # fmt: skip
-    dims = (n, heads, m, kept, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d, blocks.piece_len, blocks.k_chunks)
     if deterministic:
-        part_shape = (bh, blocks.max_pieces * kept, d)
-        part_k, part_v = (
-            common.new_buffer(part_shape, f32, device),
-            common.new_buffer(part_shape, f32, device),
-        )
+        part_k = common.new_buffer((bh, blocks.max_pieces * kept, d), f32, device)
+        part_v = common.new_buffer((bh, blocks.max_pieces * kept, d), f32, device)
         _bwd_routed_kv_kernel[routed_grid](
-            *routed_args,
-            part_k,
-            part_v,
-            *dims,
-            blocks.max_pieces,
-            DETERMINISTIC=True,
-            **routed_meta,
-            **launch,
+            *routed_in, part_k, part_v, *routed_dims, DETERMINISTIC=True, **routed_meta
         )
         dke = common.new_buffer((bh, entries, d), f32, device)
         dve = common.new_buffer((bh, entries, d), f32, device)
         _piece_reduce_kernel[(m * blocks.k_chunks, bh)](
-            part_k, part_v, pieces, dke, dve, m, kept, d, blocks.k_chunks, blocks.max_pieces,
-            BLOCK_K=blocks.k, HEAD_DIM=blocks.head, num_warps=cfg.num_warps,
+            part_k, part_v, sel.offsets, dke, dve, m, kept, d, blocks.piece_len, blocks.k_chunks, blocks.max_pieces,
+            BLOCK_K=blocks.k, M_PAD=blocks.m_pad1, HEAD_DIM=blocks.head, num_warps=cfg.num_warps,
         )  # fmt: skip
         del part_k, part_v
     else:
         dke = torch.zeros(bh, entries, d, dtype=f32, device=device)
         dve = torch.zeros(bh, entries, d, dtype=f32, device=device)
         _bwd_routed_kv_kernel[routed_grid](
-            *routed_args, dke, dve, *dims, blocks.max_pieces, DETERMINISTIC=False, **routed_meta, **launch
+            *routed_in, dke, dve, *routed_dims, DETERMINISTIC=False, **routed_meta
         )
 
     # 3. Key-major: landmark attention backward + scatter of the routed gradients, one writer per key.
     ent_key, ent_src = torch.sort(sel.expert_keys.view(bh, entries), dim=1, stable=True)
-    ent_src = ent_src.to(torch.int32)
     num_blocks = triton.cdiv(n, blocks.n)
-    bounds = (torch.arange(num_blocks + 1, device=device, dtype=torch.int32) * blocks.n).expand(bh, -1)
-    blk_ptr = torch.searchsorted(ent_key, bounds.contiguous(), out_int32=True)
-    chunk = common.split_chunk(n, bh, blocks.n)
-    key_progs = triton.cdiv(n, chunk)
+    bounds = torch.arange(0, (num_blocks + 1) * blocks.n, blocks.n, device=device, dtype=torch.int32)
+    blk_ptr = torch.searchsorted(ent_key, bounds.expand(bh, -1).contiguous(), out_int32=True)
     dk = common.new_buffer((bh, n, d), k.dtype, device)
     dv = common.new_buffer((bh, n, d), v.dtype, device)
-    if shared:
-        dlv = dlv_q.sum(1)
-        delta_lm = (dlv * sel.landmark_values.float()).sum(-1)
-        part_shape = (bh, key_progs, m, d)
-        dr_k = (
-            common.new_buffer(part_shape, f32, device)
-            if blocks.lm_chunks == 1
-            else torch.zeros(part_shape, dtype=f32, device=device)
-        )
-        lse_lm = sel.landmark_lse
-    else:
-        dlv = delta_lm = dr_k = lse_lm = dke  # never touched
+    dlv = dlv_parts.sum(1) if shared else dke
     _bwd_key_kernel[(key_progs, bh)](
-        k, v, sel.landmarks, dlv, lse_lm, delta_lm, mask_arg,
-        dke, dve, ent_key, ent_src, blk_ptr, dk, dv, dr_k,
-        n, heads, m, entries, num_blocks, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d,
-        chunk, key_progs,
+        k, v, sel.landmarks, lv, dlv, sel.landmark_lse if shared else dke, mask_arg,
+        dke, dve, ent_key, ent_src.to(torch.int32), blk_ptr, dk, dv, dr_parts,
+        n, heads, m, entries, num_blocks, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d, key_chunk, num_dr_parts,
+        blocks.query_progs,
         SHARED=shared, HAS_MASK=has_mask, BLOCK_N=blocks.n, BLOCK_LM=blocks.lm,
-        NUM_LM_CHUNKS=blocks.lm_chunks, BLOCK_E=16, HEAD_DIM=blocks.head, PRECISION=precision, **launch,
+        NUM_LM_CHUNKS=blocks.lm_chunks, BLOCK_E=16, HEAD_DIM=blocks.head, PRECISION=precision, **wide,
     )  # fmt: skip
 
     # 4. Pooling: R = pool(Q) passes dR (as keys of the queries and as queries of Lv) back to dQ.
     if shared:
-        dr = dr_q.sum(1) + dr_k.sum(1)
-        pool_backward(dq, dr.contiguous(), sel.lengths, sel.order, sel.num_landmarks, heads)
+        pool_backward(dq, dr_parts.sum(1), sel.lengths, sel.order, sel.num_landmarks, heads)
     return dq, dk, dv

@@ -229,19 +229,29 @@ def _rescore_kernel(
 
 @triton.jit
 def _route_sort_kernel(
-    expert_ptr, base_ptr, perm_ptr,
+    expert_ptr, hist_ptr, perm_ptr, offs_ptr,
     N, M, chunk, num_chunks,
-    BLOCK_N: tl.constexpr, M_PAD: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, M_PAD: tl.constexpr,
 ):  # fmt: skip
     c = tl.program_id(0).to(tl.int64)
     bh = tl.program_id(1).to(tl.int64)
-    n_lo = c * chunk
-    n_hi = tl.minimum(n_lo + chunk, N)
-    bins = tl.arange(0, M_PAD)
-    # First sorted position of this chunk's queries of each expert (exclusive prefix over experts, then chunks).
-    next_pos = tl.load(base_ptr + (bh * num_chunks + c) * M + bins, mask=bins < M, other=0)
+    bins = tl.arange(0, M_PAD)  # M_PAD > M: bin M holds the end of the last expert
+    # Expert totals and this chunk's counts before it, from the per-chunk histograms.
+    total = tl.zeros([M_PAD], tl.int32)
+    before = tl.zeros([M_PAD], tl.int32)
+    for c0 in range(0, num_chunks, BLOCK_C):
+        cc = c0 + tl.arange(0, BLOCK_C)
+        h = tl.load(hist_ptr + (bh * num_chunks + cc)[:, None] * M + bins[None, :],
+                    mask=(cc < num_chunks)[:, None] & (bins < M)[None, :], other=0)  # fmt: skip
+        total += tl.sum(h, axis=0)
+        before += tl.sum(tl.where((cc < c)[:, None], h, 0), axis=0)
+    start = tl.cumsum(total, axis=0) - total  # first sorted position of each expert
+    tl.store(offs_ptr + bh * (M + 1) + bins, start, mask=(bins <= M) & (c == 0))
+    next_pos = start + before
     lane = tl.arange(0, BLOCK_N)
     earlier = lane[None, :] < lane[:, None]
+    n_lo = c * chunk
+    n_hi = tl.minimum(n_lo + chunk, N)
     for n0 in range(n_lo, n_hi, BLOCK_N):
         rows = n0 + lane
         in_range = rows < N
@@ -249,8 +259,7 @@ def _route_sort_kernel(
         hit = e[:, None] == bins[None, :]  # [BLOCK_N, M_PAD]
         first = tl.sum(tl.where(hit, next_pos[None, :], 0), axis=1)
         rank = tl.sum(((e[:, None] == e[None, :]) & earlier).to(tl.int32), axis=1)
-        pos = first + rank
-        tl.store(perm_ptr + bh * N + pos, rows.to(tl.int32), mask=in_range)
+        tl.store(perm_ptr + bh * N + first + rank, rows.to(tl.int32), mask=in_range)
         next_pos += tl.sum(hit.to(tl.int32), axis=0)
 
 
@@ -367,17 +376,6 @@ def pool_backward(
     )  # fmt: skip
 
 
-def _expert_offsets(hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """From per-chunk expert counts [BH, C, M]: (offsets [BH, M + 1], chunk bases [BH, C, M]), int32."""
-    bh, _, m = hist.shape
-    totals = hist.sum(1, dtype=torch.int64)
-    offsets = torch.zeros(bh, m + 1, dtype=torch.int64, device=hist.device)
-    torch.cumsum(totals, 1, out=offsets[:, 1:])
-    within = hist.cumsum(1, dtype=torch.int64) - hist
-    base = offsets[:, None, :m] + within
-    return offsets.to(torch.int32), base.to(torch.int32).contiguous()
-
-
 def histogram_of(expert: torch.Tensor, num_experts: int, chunk: int, num_chunks: int) -> torch.Tensor:
     """Per-chunk counts [BH, C, M] of given expert ids [BH, N] (used when the routing is supplied)."""
     bh, n = expert.shape
@@ -461,11 +459,12 @@ def select(
         hist = histogram_of(expert, m, chunk, num_chunks)
     del gmax
 
-    offsets, base = _expert_offsets(hist)
     perm = common.new_buffer((bh, n), torch.int32, device)
+    offsets = common.new_buffer((bh, m + 1), torch.int32, device)
     _route_sort_kernel[(num_chunks, bh)](
-        expert, base, perm, n, m, chunk, num_chunks,
-        BLOCK_N=block_n, M_PAD=triton.next_power_of_2(m), num_warps=cfg.num_warps,
+        expert, hist, perm, offsets, n, m, chunk, num_chunks,
+        BLOCK_N=block_n, BLOCK_C=common.pow2_block(num_chunks, 64),
+        M_PAD=triton.next_power_of_2(m + 1), num_warps=cfg.num_warps,
     )  # fmt: skip
     return Selection(
         landmarks=landmarks,
