@@ -1,0 +1,942 @@
+"""Efficiency benchmarks: the cost side of "which attention, at what accuracy and what cost".
+
+Two benchmarks write efficiency records (results/records.py, ``kind="efficiency"``) into the same
+results store as the training runs, one JSON file per measurement::
+
+    <out>/efficiency/<bench>/<device>/<config>/<attention slug>[<backend>]/<pass>-N<length>.json
+
+* `bench_attention` (``lra bench attention``) -- one attention call on random q, k, v of shape
+  [B, H, N, d]: ``forward`` (under `torch.no_grad`) and ``forward_backward`` (forward plus the
+  gradients of q, k and v for a random output gradient), time and peak memory, for every
+  selected attention and every backend of MiTA that applies (Triton on CUDA only), at lengths
+  from 1K up to the largest that fits. Peak memory is what the call allocates beyond its inputs.
+* `bench_model` (``lra bench model``) -- the LRA Table-2 protocol: one training step (forward,
+  backward, AdamW) of the Text task model of the released LRA config (4 layers, 256-d, 4 heads,
+  MLP 1024, byte vocabulary, 2 classes) on random tokens, batch 32 or, where that runs out of
+  memory, the largest power-of-two fraction of it that fits. Steps/s and peak memory of the
+  whole step (weights, optimizer state, gradients, activations and inputs).
+
+Once a series (attention x backend x pass) runs out of memory at some length, its longer lengths
+are recorded as ``oom`` ("skipped: ...") without being tried; once its median call is slower than
+`max_call_s`, its longer lengths are skipped (listed in the tables, not recorded). Both write a
+markdown table and a CSV with ratios against full attention (speed-up = full time / time, per
+example; memory ratio = memory / full memory) beside the records, and return the markdown.
+
+On CPU the reduced grid is the default (`quick`): a few short lengths, a small batch, few repeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import re
+import sys
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+import attention_zoo
+from lra import models
+from lra.configs import get_preset
+from lra.io import atomic_write, atomic_write_text
+from results.records import SCHEMA_VERSION, write_record
+
+from .timing import Measurement, device_name, is_oom, measure, one_line, release_memory, resolve_device
+from .train import DEFAULT_RUNS_DIR, _git_commit, _version
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+PASSES = ("forward", "forward_backward")
+REFERENCE = "full"
+# Backends that only run on CUDA (on CPU they need the Triton interpreter, far too slow to time).
+CUDA_ONLY_BACKENDS = frozenset({"triton"})
+# The implementation behind mechanisms without a `backend` parameter.
+IMPLEMENTATION = {"full": "sdpa"}
+# The LRA Text task: byte-level tokens (ids 1..256, 0 = padding) and two classes.
+TEXT_VOCAB, TEXT_CLASSES = 257, 2
+INPUT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Default sizes of one benchmark on one device class; explicit options override each field."""
+
+    lengths: tuple[int, ...]
+    batch: int
+    heads: int
+    head_dim: int
+    dtype: str
+    warmup: int
+    repeats: int
+    time_budget_s: float
+    max_call_s: float
+
+
+def _powers(lo: int, hi: int) -> tuple[int, ...]:
+    return tuple(2**e for e in range(lo, hi + 1))
+
+
+# (bench, device type, quick) -> defaults.
+GRIDS: dict[tuple[str, str, bool], Grid] = {
+    ("attention", "cuda", False): Grid(_powers(10, 20), 1, 8, 64, "bfloat16", 3, 20, 2.0, 20.0),
+    ("attention", "cuda", True): Grid(_powers(10, 14), 1, 8, 64, "bfloat16", 2, 10, 1.0, 5.0),
+    ("attention", "cpu", False): Grid(_powers(8, 13), 1, 8, 64, "float32", 1, 5, 5.0, 20.0),
+    ("attention", "cpu", True): Grid(_powers(8, 11), 1, 4, 32, "float32", 1, 3, 1.0, 5.0),
+    ("model", "cuda", False): Grid(
+        (1024, 2048, 3072, 4096, 8192, 16384), 32, 4, 256, "bfloat16", 3, 10, 5.0, 60.0
+    ),
+    ("model", "cuda", True): Grid((1024, 2048, 4096), 32, 4, 256, "bfloat16", 2, 5, 2.0, 20.0),
+    ("model", "cpu", False): Grid((1024, 2048, 3072, 4096), 32, 4, 256, "float32", 1, 3, 30.0, 300.0),
+    ("model", "cpu", True): Grid((256, 512, 1024), 2, 4, 256, "float32", 1, 3, 2.0, 20.0),
+}
+
+
+@dataclass
+class BenchConfig:
+    """One `lra bench` invocation; None fields take the grid's default for the device.
+
+    Attributes:
+        attentions: registry names to benchmark (empty = all); full attention, the reference of
+            every ratio, is always included.
+        attn_params: per-attention parameters, {"mita": {"topk": "64"}} (strings are converted).
+        lengths: sequence lengths.
+        batch: batch size (bench="model": the requested batch, halved on out-of-memory).
+        heads, head_dim: attention shape (bench="attention" only; the model's are fixed).
+        dtype: "float32", "float16" or "bfloat16" (bench="attention"; the model bench trains in
+            float32 with bf16 autocast on CUDA, as `lra run` does).
+        device: "auto", "cpu" or "cuda".
+        warmup, repeats: untimed and timed calls per measurement.
+        quick: the reduced grid (None = reduced on CPU, full on CUDA).
+        time_budget_s: seconds of timed calls per measurement; repeats are lowered to fit.
+        max_call_s: skip a series' longer lengths once its median call takes longer (0 = never).
+        memory_limit_gb: on CPU, calls whose tensors exceed this many GiB end as "oom" (None =
+            half the memory available at start; 0 = no limit). Ignored on CUDA.
+        out: results directory (records under <out>/efficiency/).
+        quiet: no progress bar or per-measurement lines.
+    """
+
+    attentions: tuple[str, ...] = ()
+    attn_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lengths: tuple[int, ...] | None = None
+    batch: int | None = None
+    heads: int | None = None
+    head_dim: int | None = None
+    dtype: str | None = None
+    device: str = "auto"
+    warmup: int | None = None
+    repeats: int | None = None
+    quick: bool | None = None
+    time_budget_s: float | None = None
+    max_call_s: float | None = None
+    memory_limit_gb: float | None = None
+    out: str = DEFAULT_RUNS_DIR
+    quiet: bool = False
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing and validation
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_lengths(text: str) -> tuple[int, ...]:
+    """ "1024,2048" or "1K,2K,1M" (K = 1024) -> sorted unique lengths; ValueError on anything else."""
+    lengths = []
+    for item in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)\s*", item)
+        value = int(match.group(1)) * {"": 1, "k": 2**10, "m": 2**20}[match.group(2).lower()] if match else 0
+        if value < 1:
+            raise ValueError(
+                f"--lengths expects comma-separated positive integers such as 1024,2048 or 1K,2K; got {text!r}"
+            )
+        lengths.append(value)
+    return tuple(sorted(set(lengths)))
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """ "full,mita" -> registered names (ValueError naming the valid ones otherwise)."""
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise ValueError(
+            f"--attentions expects comma-separated names; valid: {', '.join(attention_zoo.names())}"
+        )
+    for name in names:
+        attention_zoo.get(name)
+    return names
+
+
+def parse_attn_params(items: Iterable[str]) -> dict[str, dict[str, str]]:
+    """["mita.topk=64", "moba.block_size=32"] -> {"mita": {"topk": "64"}, "moba": {"block_size": "32"}}."""
+    params: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name, dot, param = key.strip().partition(".")
+        if not sep or not dot or not name or not param:
+            raise ValueError(f"--attn-param expects NAME.key=value (e.g. mita.topk=64); got {item!r}")
+        params.setdefault(name, {})[param] = value.strip()
+    return params
+
+
+def format_length(n: int) -> str:
+    """1024 -> "1K", 3072 -> "3K", 2**20 -> "1M", 1000 -> "1000"."""
+    if n % 2**20 == 0:
+        return f"{n // 2**20}M"
+    return f"{n // 2**10}K" if n % 2**10 == 0 else str(n)
+
+
+# ----------------------------------------------------------------------------------------------
+# What is measured: series of (attention, parameters, backend)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of a table: a mechanism with its parameters, run by one backend.
+
+    `label` is the mechanism's label without the backend (which has its own field), so the
+    plots' series names read `mita [torch]`, `mita [triton]`, `full [sdpa]`.
+    """
+
+    mechanism: attention_zoo.Mechanism
+    params: attention_zoo.AttentionParams
+    backend: str
+    label: str
+    applicable: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} [{self.backend}]"
+
+    @property
+    def slug(self) -> str:
+        return re.sub(
+            r"[^A-Za-z0-9_.=,-]+", "-", f"{self.mechanism.slug(self._display_params())}-{self.backend}"
+        )
+
+    def _display_params(self) -> attention_zoo.AttentionParams:
+        if "backend" in self.params.to_dict():
+            default = self.mechanism.params().to_dict()["backend"]
+            return dataclasses.replace(self.params, backend=default)
+        return self.params
+
+
+def _backend_choices(mechanism: attention_zoo.Mechanism) -> tuple[str, ...]:
+    """The values of a mechanism's `backend` parameter other than "auto" (empty if it has none)."""
+    hints = typing.get_type_hints(mechanism.params_cls)
+    if "backend" not in hints:
+        return ()
+    return tuple(b for b in typing.get_args(hints["backend"]) if b != "auto")
+
+
+def build_series(
+    attentions: Sequence[str], attn_params: dict[str, dict[str, Any]], device: torch.device
+) -> list[Series]:
+    """Every series to run, full attention first; CUDA-only backends on CPU are marked not applicable.
+
+    A mechanism with a `backend` parameter runs once per backend unless the parameters name one.
+    """
+    names = list(dict.fromkeys([REFERENCE, *(attentions or attention_zoo.names())]))
+    unknown = sorted(set(attn_params) - set(names))
+    if unknown:
+        raise ValueError(
+            f"--attn-param names attention {unknown[0]!r}, which is not benchmarked; add it to --attentions"
+        )
+    series = []
+    for name in names:
+        mechanism = attention_zoo.get(name)
+        given = dict(attn_params.get(name, {}))
+        mechanism.params(**given)  # validate before anything runs
+        backends = _backend_choices(mechanism)
+        if not backends:
+            params = mechanism.params(**given)
+            series.append(
+                Series(mechanism, params, IMPLEMENTATION.get(name, "torch"), mechanism.label(params))
+            )
+            continue
+        chosen = [given["backend"]] if given.get("backend", "auto") != "auto" else list(backends)
+        for backend in chosen:
+            params = mechanism.params(**{**given, "backend": backend})
+            applicable = device.type == "cuda" or backend not in CUDA_ONLY_BACKENDS
+            display = dataclasses.replace(params, backend=mechanism.params().to_dict()["backend"])
+            series.append(Series(mechanism, params, backend, mechanism.label(display), applicable))
+    return series
+
+
+# ----------------------------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "none"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every record of one invocation shares."""
+
+    bench: str
+    device: torch.device
+    device_name: str
+    dtype: str
+    heads: int
+    head_dim: int
+    warmup: int
+    repeats: int
+    memory_limit_bytes: int | None
+    out: Path
+    config_slug: str
+    provenance: dict[str, Any]
+
+    @property
+    def directory(self) -> Path:
+        return self.out / "efficiency" / self.bench / _slug(self.device_name) / self.config_slug
+
+
+def make_record(
+    ctx: Context,
+    series: Series,
+    pass_: str,
+    seq_len: int,
+    batch: int,
+    m: Measurement,
+    *,
+    peak_memory_bytes: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An efficiency record with every schema field, plus the method fields and `extra`."""
+    median = m.median_ms
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "efficiency",
+        "bench": ctx.bench,
+        "attention": series.mechanism.name,
+        "attention_params": series.params.to_dict(),
+        "attention_label": series.label,
+        "backend": series.backend,
+        "pass": pass_,
+        "seq_len": seq_len,
+        "batch": batch,
+        "heads": ctx.heads,
+        "head_dim": ctx.head_dim,
+        "dtype": ctx.dtype,
+        "device": ctx.device_name,
+        "status": m.status,
+        "error": m.error,
+        "time_ms_median": median,
+        "time_ms_p20": m.p20_ms,
+        "time_ms_p80": m.p80_ms,
+        "steps_per_s": 1000.0 / median if median else None,
+        "peak_memory_bytes": m.peak_memory_bytes if peak_memory_bytes is None else peak_memory_bytes,
+        "repeats": m.repeats,
+        "warmup": m.warmup,
+        "time_method": m.time_method,
+        "memory_method": m.memory_method,
+        "memory_limit_bytes": ctx.memory_limit_bytes if ctx.device.type == "cpu" else None,
+        "cpu_threads": torch.get_num_threads() if ctx.device.type == "cpu" else None,
+        "measured_at": _now(),
+        **ctx.provenance,
+    }
+    record.update(extra)
+    return record
+
+
+def record_path(ctx: Context, series: Series, pass_: str, seq_len: int) -> Path:
+    return ctx.directory / series.slug / f"{pass_}-N{seq_len}.json"
+
+
+def _provenance() -> dict[str, Any]:
+    return {
+        "torch_version": torch.__version__,
+        "triton_version": _version("triton"),
+        "git_commit": _git_commit(),
+    }
+
+
+def _default_memory_limit() -> int | None:
+    """Half of MemAvailable (Linux), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except OSError:
+        return None
+    return None
+
+
+def _resolve(cfg: BenchConfig, bench: str) -> tuple[torch.device, Grid, int | None]:
+    """Device, the grid with explicit options applied, and the CPU memory limit; ValueError on bad input."""
+    device = resolve_device(cfg.device)
+    quick = device.type == "cpu" if cfg.quick is None else cfg.quick
+    grid = GRIDS[(bench, device.type, quick)]
+    overrides = {
+        name: value
+        for name, value in {
+            "lengths": cfg.lengths,
+            "batch": cfg.batch,
+            "heads": cfg.heads,
+            "head_dim": cfg.head_dim,
+            "dtype": cfg.dtype,
+            "warmup": cfg.warmup,
+            "repeats": cfg.repeats,
+            "time_budget_s": cfg.time_budget_s,
+            "max_call_s": cfg.max_call_s,
+        }.items()
+        if value is not None
+    }
+    grid = dataclasses.replace(grid, **overrides)
+    if not grid.lengths or min(grid.lengths) < 1:
+        raise ValueError("--lengths must list positive lengths, e.g. 1024,2048")
+    for name in ("batch", "heads", "head_dim", "repeats"):
+        if getattr(grid, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(grid, name)}")
+    if grid.warmup < 0 or grid.time_budget_s <= 0 or grid.max_call_s < 0:
+        raise ValueError("--warmup and --max-call-s must be >= 0 and --time-budget > 0")
+    if grid.dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}; got {grid.dtype!r}")
+    if device.type == "cpu" and grid.dtype == "float16":
+        raise ValueError(
+            "--dtype float16 is not supported on CPU by every attention; use float32 or bfloat16"
+        )
+    if cfg.memory_limit_gb is not None and cfg.memory_limit_gb < 0:
+        raise ValueError(f"--memory-limit must be >= 0 GiB; got {cfg.memory_limit_gb}")
+    if cfg.memory_limit_gb is None:
+        limit = _default_memory_limit()
+    else:
+        limit = int(cfg.memory_limit_gb * 2**30) or None
+    return device, grid, limit
+
+
+# ----------------------------------------------------------------------------------------------
+# The run loop shared by both benchmarks
+# ----------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A tqdm bar on a terminal; one line per measurement in logs; nothing when quiet."""
+
+    def __init__(self, total: int, desc: str, quiet: bool) -> None:
+        tty = sys.stderr.isatty()
+        self.lines = not quiet and not tty
+        self.bar = tqdm(total=total, desc=desc, unit="run", disable=quiet or not tty, dynamic_ncols=True)
+
+    def done(self, text: str) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix_str(text[:60], refresh=False)
+        if self.lines:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _describe(record: dict[str, Any]) -> str:
+    head = f"{record['attention_label']} [{record['backend']}] {record['pass']} N={record['seq_len']} B={record['batch']}"
+    if record["status"] != "ok":
+        return f"{head}: {record['status']} ({record['error']})"
+    memory = record["peak_memory_bytes"]
+    mem = "" if memory is None else f", {memory / 2**20:.1f} MiB"
+    return f"{head}: {record['time_ms_median']:.3f} ms{mem}"
+
+
+def _skipped_row(
+    ctx: Context, series: Series, pass_: str, seq_len: int, batch: int, why: str
+) -> dict[str, Any]:
+    """A table row for a cell that was not measured (and is not recorded)."""
+    return {
+        "bench": ctx.bench,
+        "attention": series.mechanism.name,
+        "attention_label": series.label,
+        "backend": series.backend,
+        "pass": pass_,
+        "seq_len": seq_len,
+        "batch": batch,
+        "status": "skipped" if series.applicable else "n/a",
+        "error": why,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# lra bench attention
+# ----------------------------------------------------------------------------------------------
+
+
+def _attention_call(
+    series: Series, pass_: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad_out: torch.Tensor
+) -> Callable[[], Any]:
+    """The measured call: inference forward, or forward plus the input gradients."""
+    mechanism, params = series.mechanism, series.params
+    if pass_ == "forward":
+
+        def forward() -> torch.Tensor:
+            with torch.no_grad():
+                return mechanism(q, k, v, params=params)
+
+        return forward
+
+    def forward_backward() -> tuple[torch.Tensor, ...]:
+        out = mechanism(q, k, v, params=params)
+        return torch.autograd.grad(out, (q, k, v), grad_out)
+
+    return forward_backward
+
+
+def _inputs(
+    batch: int, heads: int, length: int, head_dim: int, dtype: torch.dtype, device: torch.device
+) -> list[torch.Tensor]:
+    """q, k, v (requiring grad) and an output gradient, N(0, 1), seeded per length."""
+    gen = torch.Generator(device=device).manual_seed(INPUT_SEED + length)
+    shape = (batch, heads, length, head_dim)
+    tensors = [torch.randn(shape, generator=gen, device=device, dtype=dtype) for _ in range(4)]
+    for t in tensors[:3]:
+        t.requires_grad_(True)
+    return tensors
+
+
+def bench_attention(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
+    """Run the attention benchmark; returns (table rows: records and skipped cells, markdown)."""
+    device, grid, limit = _resolve(cfg, "attention")
+    series = build_series(cfg.attentions, cfg.attn_params, device)
+    dtype = DTYPES[grid.dtype]
+    ctx = Context(
+        bench="attention",
+        device=device,
+        device_name=device_name(device),
+        dtype=grid.dtype,
+        heads=grid.heads,
+        head_dim=grid.head_dim,
+        warmup=grid.warmup,
+        repeats=grid.repeats,
+        memory_limit_bytes=limit,
+        out=Path(cfg.out),
+        config_slug=f"{grid.dtype}-B{grid.batch}-H{grid.heads}-d{grid.head_dim}",
+        provenance=_provenance(),
+    )
+    rows: list[dict[str, Any]] = []
+    stopped: dict[tuple[str, str], tuple[str, str]] = {}  # (series, pass) -> (status, reason)
+    progress = _Progress(len(series) * len(PASSES) * len(grid.lengths), "lra bench attention", cfg.quiet)
+    try:
+        for length in grid.lengths:
+            needed = any(s.applicable and (s.name, p) not in stopped for s in series for p in PASSES)
+            inputs, failure = _make_inputs(ctx, grid, length, dtype) if needed else (None, None)
+            for s in series:
+                for pass_ in PASSES:
+                    row = _attention_cell(ctx, grid, s, pass_, length, stopped, inputs, failure)
+                    rows.append(row)
+                    progress.done(_describe(row))
+            del inputs
+            release_memory(device)
+    finally:
+        progress.close()
+    return rows, write_tables(rows, ctx, grid)
+
+
+def _make_inputs(
+    ctx: Context, grid: Grid, length: int, dtype: torch.dtype
+) -> tuple[list[torch.Tensor] | None, Measurement | None]:
+    """The inputs of one length, or the failure every call at this length then records."""
+    try:
+        return _inputs(grid.batch, grid.heads, length, grid.head_dim, dtype, ctx.device), None
+    except Exception as err:  # the inputs alone do not fit
+        failure = Measurement("oom" if is_oom(err) else "error", error=f"inputs: {one_line(err)}")
+    release_memory(ctx.device)
+    return None, failure
+
+
+def _attention_cell(
+    ctx: Context,
+    grid: Grid,
+    s: Series,
+    pass_: str,
+    length: int,
+    stopped: dict[tuple[str, str], tuple[str, str]],
+    inputs: list[torch.Tensor] | None,
+    failure: Measurement | None,
+) -> dict[str, Any]:
+    """Measure and record one cell, or return the row of a skipped one."""
+    if not s.applicable:
+        return _skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA")
+    key = (s.name, pass_)
+    if key in stopped and stopped[key][0] == "skipped":
+        return _skipped_row(ctx, s, pass_, length, grid.batch, stopped[key][1])
+    if key in stopped:
+        m = Measurement("oom", error=f"skipped: {stopped[key][1]}")
+    elif failure is not None or inputs is None:
+        m = failure or Measurement("error", error="inputs were not created")
+    else:
+        m = measure(
+            _attention_call(s, pass_, *inputs),
+            ctx.device,
+            warmup=grid.warmup,
+            repeats=grid.repeats,
+            time_budget_s=grid.time_budget_s,
+            memory_limit_bytes=ctx.memory_limit_bytes,
+        )
+    record = make_record(ctx, s, pass_, length, grid.batch, m)
+    write_record(record_path(ctx, s, pass_, length), record)
+    _stop_longer(stopped, s, pass_, length, m, grid.max_call_s)
+    return record
+
+
+def _stop_longer(
+    stopped: dict[tuple[str, str], tuple[str, str]],
+    s: Series,
+    pass_: str,
+    length: int,
+    m: Measurement,
+    max_call_s: float,
+) -> None:
+    """After an out-of-memory or an over-long call, stop this pass (and, after the forward, both)."""
+    passes = PASSES if pass_ == "forward" else (pass_,)
+    if m.status == "oom" and not (m.error or "").startswith("skipped"):
+        for p in passes:
+            stopped.setdefault((s.name, p), ("oom", f"out of memory at N={length}"))
+    elif m.status == "ok" and max_call_s and m.median_ms is not None and m.median_ms > 1e3 * max_call_s:
+        reason = f"slower than --max-call-s {max_call_s:g} s at N={length} ({m.median_ms / 1e3:.1f} s)"
+        for p in passes:
+            stopped.setdefault((s.name, p), ("skipped", reason))
+
+
+# ----------------------------------------------------------------------------------------------
+# lra bench model
+# ----------------------------------------------------------------------------------------------
+
+
+def _storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    seen: dict[int, int] = {}
+    for t in tensors:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+
+
+def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
+    """Run the LRA Table-2 model benchmark; returns (table rows, markdown)."""
+    if cfg.heads is not None or cfg.head_dim is not None or cfg.dtype is not None:
+        raise ValueError(
+            "--heads, --head-dim and --dtype apply to `lra bench attention`; the model bench uses the Text model"
+        )
+    device, grid, limit = _resolve(cfg, "model")
+    preset = get_preset("text", "lra")
+    model_cfg, train_cfg = preset.model, preset.train
+    amp = device.type == "cuda" and train_cfg.amp != "none"
+    amp_dtype = torch.float16 if train_cfg.amp == "fp16" else torch.bfloat16
+    series = build_series(cfg.attentions, cfg.attn_params, device)
+    ctx = Context(
+        bench="model",
+        device=device,
+        device_name=device_name(device),
+        dtype=str(amp_dtype).removeprefix("torch.") if amp else "float32",
+        heads=model_cfg.heads,
+        head_dim=model_cfg.dim,
+        warmup=grid.warmup,
+        repeats=grid.repeats,
+        memory_limit_bytes=limit,
+        out=Path(cfg.out),
+        config_slug=f"text-lra-B{grid.batch}" + (f"-{train_cfg.amp}" if amp else ""),
+        provenance=_provenance(),
+    )
+    extra = {
+        "task": "text",
+        "layers": model_cfg.layers,
+        "mlp_dim": model_cfg.mlp_dim,
+        "batch_requested": grid.batch,
+        "amp": train_cfg.amp if amp else None,
+        "fp32_attention": model_cfg.fp32_attention,
+    }
+    rows: list[dict[str, Any]] = []
+    progress = _Progress(len(series) * len(grid.lengths), "lra bench model", cfg.quiet)
+    try:
+        for s in series:
+            rows += _model_series(ctx, grid, s, extra, amp, amp_dtype, progress)
+            release_memory(device)
+    finally:
+        progress.close()
+    return rows, write_tables(rows, ctx, grid)
+
+
+def _model_series(
+    ctx: Context,
+    grid: Grid,
+    s: Series,
+    extra: dict[str, Any],
+    amp: bool,
+    amp_dtype: torch.dtype,
+    progress: _Progress,
+) -> list[dict[str, Any]]:
+    """Every length of one series: batch halved on out-of-memory, longer lengths start from there."""
+    pass_, rows = "train_step", []
+    if not s.applicable:
+        for length in grid.lengths:
+            rows.append(
+                _skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA")
+            )
+            progress.done(_describe(rows[-1]))
+        return rows
+    preset = get_preset("text", "lra")
+    torch.manual_seed(INPUT_SEED)
+    model = models.build(
+        vocab_size=TEXT_VOCAB,
+        max_len=max(grid.lengths),
+        num_classes=TEXT_CLASSES,
+        dual_input=False,
+        model=preset.model,
+        attention=s.mechanism.name,
+        attn_params=s.params.to_dict(),
+    ).to(ctx.device)
+    model.train()
+    train_cfg = preset.train
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=train_cfg.lr,
+        betas=(train_cfg.beta1, train_cfg.beta2),
+        eps=train_cfg.eps,
+        weight_decay=train_cfg.weight_decay,
+    )
+    _prime(model, optimizer, ctx.device)
+    batch, stop = grid.batch, None
+    for length in grid.lengths:
+        if stop is not None:
+            status, reason = stop
+            if status == "skipped":
+                rows.append(_skipped_row(ctx, s, pass_, length, batch, reason))
+                progress.done(_describe(rows[-1]))
+                continue
+            m, total = Measurement("oom", error=f"skipped: {reason}"), None
+        else:
+            while True:
+                m, total = _measure_step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype)
+                if m.status != "oom" or batch == 1:
+                    break
+                batch //= 2
+        examples_per_s = 1000.0 * batch / m.median_ms if m.median_ms else None
+        record = make_record(
+            ctx, s, pass_, length, batch, m, peak_memory_bytes=total, examples_per_s=examples_per_s, **extra
+        )
+        write_record(record_path(ctx, s, pass_, length), record)
+        rows.append(record)
+        progress.done(_describe(record))
+        if m.status == "oom" and stop is None:
+            stop = ("oom", f"out of memory at N={length} with batch 1")
+        elif m.status == "ok" and grid.max_call_s and m.median_ms > 1e3 * grid.max_call_s:
+            stop = ("skipped", f"slower than --max-call-s {grid.max_call_s:g} s at N={length}")
+    del model, optimizer
+    return rows
+
+
+def _prime(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """One tiny step, so that the optimizer state exists before any step is measured."""
+    loss = model(torch.ones(1, 8, dtype=torch.long, device=device)).float().sum()
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _measure_step(
+    ctx: Context,
+    grid: Grid,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: int,
+    length: int,
+    amp: bool,
+    amp_dtype: torch.dtype,
+) -> tuple[Measurement, int | None]:
+    """Time one training step at (batch, length); returns the measurement and the whole-step peak bytes."""
+    optimizer.zero_grad(set_to_none=True)  # an interrupted step may have left gradients
+    gen = torch.Generator(device=ctx.device).manual_seed(INPUT_SEED + length)
+    try:
+        tokens = torch.randint(1, TEXT_VOCAB, (batch, length), generator=gen, device=ctx.device)
+        labels = torch.randint(0, TEXT_CLASSES, (batch,), generator=gen, device=ctx.device)
+    except Exception as err:  # the inputs alone do not fit
+        return Measurement("oom" if is_oom(err) else "error", error=f"inputs: {one_line(err)}"), None
+
+    def step() -> None:
+        with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp):
+            loss = F.cross_entropy(model(tokens).float(), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    m = measure(
+        step,
+        ctx.device,
+        warmup=grid.warmup,
+        repeats=grid.repeats,
+        time_budget_s=grid.time_budget_s,
+        memory_limit_bytes=ctx.memory_limit_bytes,
+    )
+    if m.status != "ok" or m.peak_memory_bytes is None:
+        return m, None
+    if m.baseline_memory_bytes is not None:
+        before = m.baseline_memory_bytes  # the CUDA allocator saw everything live before the step
+    else:  # CPU: what a step keeps between calls -- weights, optimizer state, inputs
+        before = _storage_bytes(
+            [*model.parameters(), *model.buffers(), *_optimizer_tensors(optimizer), tokens, labels]
+        )
+    return m, before + m.peak_memory_bytes
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables: ratios against full attention, markdown and CSV
+# ----------------------------------------------------------------------------------------------
+
+TABLE_COLUMNS = [
+    "bench", "pass", "attention", "attention_label", "backend", "series", "seq_len", "batch", "status",
+    "time_ms_median", "time_ms_p20", "time_ms_p80", "steps_per_s", "peak_memory_bytes",
+    "speedup_vs_full", "memory_vs_full", "error",
+]  # fmt: skip
+
+
+def ratio_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per cell with ratios against full attention at the same pass and length.
+
+    speedup_vs_full = (full time / full batch) / (time / batch): how many times more examples per
+    second than full attention (at equal batches, full time / time). memory_vs_full = peak memory /
+    full attention's peak memory. Both are NaN where either side has no measurement.
+    """
+    frame = pd.DataFrame.from_records(list(rows))
+    for column in TABLE_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    frame["series"] = frame["attention_label"].astype(str) + " [" + frame["backend"].astype(str) + "]"
+    for column in (
+        "time_ms_median",
+        "time_ms_p20",
+        "time_ms_p80",
+        "steps_per_s",
+        "peak_memory_bytes",
+        "batch",
+    ):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    ok = frame["status"] == "ok"
+    reference = frame[ok & (frame["attention"] == REFERENCE)].drop_duplicates(["pass", "seq_len"])
+    reference = reference[["pass", "seq_len", "time_ms_median", "batch", "peak_memory_bytes"]].rename(
+        columns={"time_ms_median": "_full_time", "batch": "_full_batch", "peak_memory_bytes": "_full_memory"}
+    )
+    frame = frame.merge(reference, on=["pass", "seq_len"], how="left")
+    ok = frame["status"] == "ok"
+    per_example = frame["time_ms_median"] / frame["batch"]
+    full_per_example = frame["_full_time"] / frame["_full_batch"]
+    frame["speedup_vs_full"] = (full_per_example / per_example).where(ok)
+    frame["memory_vs_full"] = (frame["peak_memory_bytes"] / frame["_full_memory"]).where(ok)
+    return frame[TABLE_COLUMNS]
+
+
+def format_number(x: float) -> str:
+    """Three significant digits without exponents: 0.0123, 1.23, 12.3, 123, 12345."""
+    if x == 0 or abs(x) >= 100:
+        return f"{x:.0f}"
+    digits = max(0, 2 - math.floor(math.log10(abs(x))))
+    return f"{x:.{digits}f}"
+
+
+def _cell(row: pd.Series, value: float, ratio: float, requested_batch: int | None) -> str:
+    """ "12.3 (2.10×)" for a measurement, with "[b16]" if it ran with a smaller batch; else the status."""
+    if row["status"] == "ok":
+        text = format_number(value) if pd.notna(value) else "–"
+        if pd.notna(ratio):
+            text += f" ({ratio:.2f}×)"
+        if requested_batch is not None and row["batch"] != requested_batch:
+            text += f" [b{int(row['batch'])}]"
+        return text
+    return {"oom": "OOM", "error": "error", "skipped": "–", "n/a": "n/a"}.get(
+        str(row["status"]), str(row["status"])
+    )
+
+
+def _pivot(
+    frame: pd.DataFrame, render: Callable[[pd.Series], str], lengths: Sequence[int], prefix: str = ""
+) -> pd.DataFrame:
+    order = list(dict.fromkeys(frame["series"]))
+    table = pd.DataFrame(index=order, columns=[f"{prefix}{format_length(n)}" for n in lengths], dtype=object)
+    table[:] = ""
+    for _, row in frame.iterrows():
+        table.loc[row["series"], f"{prefix}{format_length(int(row['seq_len']))}"] = render(row)
+    table.index.name = "attention"
+    return table
+
+
+def bench_title(ctx: Context, grid: Grid) -> str:
+    if ctx.bench == "attention":
+        shape = f"B={grid.batch}, H={grid.heads}, d={grid.head_dim}, {grid.dtype}"
+    else:
+        shape = f"LRA Text model (4 layers, 256-d, 4 heads, MLP 1024), batch {grid.batch}, {ctx.dtype}"
+    return f"{ctx.bench} bench on {ctx.device_name}: {shape}"
+
+
+def markdown_tables(frame: pd.DataFrame, bench: str, title: str, lengths: Sequence[int], batch: int) -> str:
+    """The markdown a person reads (and pastes): Table-2 layout, ratios to full attention in brackets.
+
+    `frame` is a `ratio_table`; `batch` the requested batch (model cells that ran smaller say so).
+    """
+    lines = [f"## {title}", ""]
+    if bench == "model":
+        speed = _pivot(frame, lambda r: _cell(r, r["steps_per_s"], r["speedup_vs_full"], batch), lengths)
+        memory = _pivot(
+            frame,
+            lambda r: _cell(r, r["peak_memory_bytes"] / 1e9, float("nan"), None),
+            lengths,
+            "Mem ",
+        )
+        lines += [
+            "Training steps/s (speed-up over full attention in brackets, per example) and peak memory (GB) of",
+            "one step. [bN]: ran with batch N, the largest that fit. OOM: out of memory even at batch 1.",
+            "",
+            pd.concat([speed, memory], axis=1).to_markdown(disable_numparse=True),
+            "",
+        ]
+    else:
+        for pass_ in PASSES:
+            part = frame[frame["pass"] == pass_]
+            if part.empty:
+                continue
+            time_ = _pivot(part, lambda r: _cell(r, r["time_ms_median"], r["speedup_vs_full"], None), lengths)
+            memory = _pivot(
+                part,
+                lambda r: _cell(r, r["peak_memory_bytes"] / 2**20, r["memory_vs_full"], None),
+                lengths,
+            )
+            lines += [
+                f"### {pass_.replace('_', ' + ')}: median time per call (ms), speed-up over full attention",
+                "",
+                time_.to_markdown(disable_numparse=True),
+                "",
+                f"### {pass_.replace('_', ' + ')}: peak memory beyond the inputs (MiB), ratio to full attention",
+                "",
+                memory.to_markdown(disable_numparse=True),
+                "",
+            ]
+    seen = set()
+    for _, row in frame[frame["status"].isin(["skipped", "n/a", "error"])].iterrows():
+        where = "" if row["status"] == "n/a" else f" {row['pass']} from N={int(row['seq_len'])}"
+        key = (row["series"], where, row["status"])
+        if key not in seen:
+            seen.add(key)
+            lines.append(f"- {row['series']}{where}: {row['status']} ({row['error']})")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_tables(rows: Sequence[dict[str, Any]], ctx: Context, grid: Grid) -> str:
+    """Write `<out>/efficiency/<bench>-<device>-<config>.{md,csv}` atomically; return the markdown."""
+    frame = ratio_table(rows)
+    markdown = markdown_tables(frame, ctx.bench, bench_title(ctx, grid), grid.lengths, grid.batch)
+    stem = ctx.out / "efficiency" / f"{ctx.bench}-{_slug(ctx.device_name)}-{ctx.config_slug}"
+    atomic_write_text(stem.with_suffix(".md"), markdown)
+    atomic_write(stem.with_suffix(".csv"), lambda fh: frame.to_csv(fh, index=False))
+    return markdown

@@ -1,0 +1,443 @@
+"""runners/bench.py and `lra bench`: records, ratios against full attention, the OOM path, the CLI."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import cli
+from results import store
+from results.records import EFFICIENCY_FIELDS, iter_record_files, read_record
+from runners import bench
+from runners.bench import BenchConfig, Measurement, bench_attention, bench_model, ratio_table
+
+CPU = torch.device("cpu")
+TINY = {"heads": 1, "head_dim": 8, "warmup": 0, "repeats": 1, "device": "cpu", "quiet": True}
+
+
+def tiny_attention(tmp_path, **overrides) -> BenchConfig:
+    values = {
+        "attentions": ("full", "agent"),
+        "lengths": (16, 32, 64),
+        **TINY,
+        "out": str(tmp_path),
+        **overrides,
+    }
+    return BenchConfig(**values)
+
+
+def records_under(root) -> list[dict]:
+    return [read_record(path) for path in iter_record_files(root) if path.suffix == ".json"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing
+# ----------------------------------------------------------------------------------------------
+
+
+def test_parse_lengths_accepts_k_and_m_suffixes():
+    assert bench.parse_lengths("2K,1024, 3k,1M") == (1024, 2048, 3072, 2**20)
+    for bad in ("abc", "1024,,2048", "0", "-5", "1.5K"):
+        with pytest.raises(ValueError, match="--lengths expects comma-separated positive integers"):
+            bench.parse_lengths(bad)
+
+
+def test_parse_attn_params_groups_by_attention():
+    assert bench.parse_attn_params(["mita.topk=64", "mita.backend=torch", "moba.block_size=8"]) == {
+        "mita": {"topk": "64", "backend": "torch"},
+        "moba": {"block_size": "8"},
+    }
+    for bad in ("topk=64", "mita.topk", ".topk=3", "mita.=3"):
+        with pytest.raises(ValueError, match="NAME.key=value"):
+            bench.parse_attn_params([bad])
+
+
+def test_format_length_and_numbers():
+    assert [bench.format_length(n) for n in (256, 1024, 3072, 2**20, 1000)] == [
+        "256",
+        "1K",
+        "3K",
+        "1M",
+        "1000",
+    ]
+    assert [bench.format_number(x) for x in (0.01234, 1.234, 12.34, 123.4, 12345.6)] == [
+        "0.0123",
+        "1.23",
+        "12.3",
+        "123",
+        "12346",
+    ]
+
+
+def test_series_put_full_first_and_split_backends():
+    series = bench.build_series(["mita", "agent"], {"mita": {"topk": "8"}}, CPU)
+    assert [s.name for s in series] == [
+        "full [sdpa]",
+        "mita(topk=8) [torch]",
+        "mita(topk=8) [triton]",
+        "agent [torch]",
+    ]
+    assert [s.applicable for s in series] == [True, True, False, True]  # Triton needs CUDA
+    assert series[1].params.to_dict()["backend"] == "torch"
+    chosen = bench.build_series(["mita"], {"mita": {"backend": "torch"}}, CPU)
+    assert [s.name for s in chosen] == ["full [sdpa]", "mita [torch]"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Ratios from hand-made timings
+# ----------------------------------------------------------------------------------------------
+
+
+def row(attention, seq_len, time_ms, memory, *, batch=1, status="ok", pass_="forward", backend="torch"):
+    ok = status == "ok"
+    return {
+        "bench": "attention",
+        "pass": pass_,
+        "attention": attention,
+        "attention_label": attention,
+        "backend": backend,
+        "seq_len": seq_len,
+        "batch": batch,
+        "status": status,
+        "time_ms_median": time_ms if ok else None,
+        "steps_per_s": 1000 / time_ms if ok else None,
+        "peak_memory_bytes": memory if ok else None,
+        "error": None if ok else "OutOfMemoryError: x",
+    }
+
+
+def test_ratios_against_full_attention():
+    rows = [
+        row("full", 1024, 10.0, 400),
+        row("full", 2048, 40.0, 1600),
+        row("mita", 1024, 5.0, 100),
+        row("mita", 2048, 8.0, 200),
+        row("agent", 1024, 20.0, 800),
+        row("agent", 2048, 0.0, 0, status="oom"),
+        row("full", 1024, 30.0, 900, pass_="forward_backward"),
+        row("mita", 1024, 10.0, 300, pass_="forward_backward"),
+    ]
+    frame = ratio_table(rows).set_index(["pass", "attention", "seq_len"])
+    speed, memory = frame["speedup_vs_full"], frame["memory_vs_full"]
+    assert speed[("forward", "full", 1024)] == 1.0 and memory[("forward", "full", 2048)] == 1.0
+    assert speed[("forward", "mita", 1024)] == 2.0 and memory[("forward", "mita", 1024)] == 0.25
+    assert speed[("forward", "mita", 2048)] == 5.0 and memory[("forward", "mita", 2048)] == 0.125
+    assert speed[("forward", "agent", 1024)] == 0.5 and memory[("forward", "agent", 1024)] == 2.0
+    assert math.isnan(speed[("forward", "agent", 2048)])  # out of memory: no ratio
+    assert speed[("forward_backward", "mita", 1024)] == 3.0  # each pass has its own reference
+    assert memory[("forward_backward", "mita", 1024)] == pytest.approx(1 / 3)
+    assert frame.loc[("forward", "mita", 1024), "series"] == "mita [torch]"
+
+
+def test_ratios_compare_per_example_when_the_batch_was_halved():
+    rows = [
+        row("full", 4096, 100.0, 8e9, batch=32, pass_="train_step"),
+        row("mita", 4096, 60.0, 3e9, batch=16, pass_="train_step"),
+        row("topk", 4096, 0.0, 0, status="oom", pass_="train_step"),
+    ]
+    frame = ratio_table(rows).set_index("attention")
+    # full: 100 ms / 32 examples; mita: 60 ms / 16 examples -> (100 / 32) / (60 / 16)
+    assert frame.loc["mita", "speedup_vs_full"] == pytest.approx((100 / 32) / (60 / 16))
+    assert frame.loc["mita", "memory_vs_full"] == pytest.approx(3 / 8)
+
+
+def test_ratios_are_missing_where_full_attention_ran_out_of_memory():
+    frame = ratio_table([row("full", 8192, 0.0, 0, status="oom"), row("mita", 8192, 4.0, 10)])
+    assert frame["speedup_vs_full"].isna().all() and frame["memory_vs_full"].isna().all()
+
+
+def test_model_markdown_mirrors_table_2():
+    rows = [
+        row("full", 1024, 125.0, 0.85e9, batch=32, pass_="train_step"),
+        row("full", 2048, 250.0, 2.65e9, batch=32, pass_="train_step"),
+        row("mita", 1024, 100.0, 0.40e9, batch=32, pass_="train_step"),
+        row("mita", 2048, 100.0, 0.60e9, batch=16, pass_="train_step"),
+    ]
+    text = bench.markdown_tables(ratio_table(rows), "model", "title", (1024, 2048), batch=32)
+    cells = {}
+    for line in text.splitlines():
+        if line.startswith("| "):
+            name, *values = [c.strip() for c in line.strip("|").split("|")]
+            cells[name] = values
+    assert cells["attention"] == ["1K", "2K", "Mem 1K", "Mem 2K"]
+    assert cells["full [torch]"] == ["8.00 (1.00×)", "4.00 (1.00×)", "0.850", "2.65"]
+    # 10 steps/s at 1K; at 2K 10 steps/s with half the batch: (250 / 32) / (100 / 16) = 1.25 per example
+    assert cells["mita [torch]"] == ["10.0 (1.25×)", "10.0 (1.25×) [b16]", "0.400", "0.600"]
+    assert "Mem 1K" in text and "steps/s" in text
+
+
+# ----------------------------------------------------------------------------------------------
+# The attention benchmark end to end (tiny shapes)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_attention_records_are_valid_and_found_by_the_store(tmp_path):
+    rows, markdown = bench_attention(tiny_attention(tmp_path, attentions=("agent", "mita")))
+    records = records_under(tmp_path)
+    # full (added as the reference), agent, mita[torch]; mita[triton] is n/a on CPU and not recorded
+    assert len(records) == 3 * 2 * 3
+    assert {(r["attention"], r["backend"]) for r in records} == {
+        ("full", "sdpa"),
+        ("agent", "torch"),
+        ("mita", "torch"),
+    }
+    for r in records:
+        assert set(EFFICIENCY_FIELDS) <= set(r)
+        assert r["status"] == "ok" and r["bench"] == "attention" and r["device"] == "cpu"
+        assert r["time_ms_p20"] <= r["time_ms_median"] <= r["time_ms_p80"]
+        assert r["steps_per_s"] == pytest.approx(1000 / r["time_ms_median"])
+        assert r["peak_memory_bytes"] > 0 and r["memory_method"] == "cpu-dispatch-tensors"
+        assert (r["batch"], r["heads"], r["head_dim"], r["dtype"]) == (1, 1, 8, "float32")
+    mita = [r for r in records if r["attention"] == "mita"][0]
+    assert mita["attention_label"] == "mita" and mita["attention_params"]["backend"] == "torch"
+    path = (
+        tmp_path / "efficiency" / "attention" / "cpu" / "float32-B1-H1-d8" / "full-sdpa" / "forward-N32.json"
+    )
+    assert read_record(path)["seq_len"] == 32
+
+    loaded = store.load(tmp_path)
+    assert len(loaded.efficiency) == len(records) and not loaded.problems
+
+    na = [r for r in rows if r["backend"] == "triton"]
+    assert len(na) == 6 and {r["status"] for r in na} == {"n/a"}
+    assert "| mita [triton] | n/a" in markdown
+    table = (tmp_path / "efficiency" / "attention-cpu-float32-B1-H1-d8.md").read_text()
+    assert table == markdown
+    csv = (tmp_path / "efficiency" / "attention-cpu-float32-B1-H1-d8.csv").read_text().splitlines()
+    assert csv[0].startswith("bench,pass,attention") and len(csv) == 1 + len(rows)
+
+
+def test_full_attention_forward_memory_is_its_output(tmp_path):
+    bench_attention(tiny_attention(tmp_path, attentions=("full",), lengths=(64, 128)))
+    forward = {r["seq_len"]: r for r in records_under(tmp_path) if r["pass"] == "forward"}
+    # SDPA's fused kernel allocates the output [B, H, N, d] (plus its log-sum-exp or nothing): O(N)
+    for n, r in forward.items():
+        assert 1 * 1 * n * 8 * 4 <= r["peak_memory_bytes"] < 3 * 1 * 1 * n * 8 * 4
+
+
+@pytest.mark.parametrize("error", [torch.cuda.OutOfMemoryError, torch.OutOfMemoryError])
+def test_out_of_memory_is_recorded_and_longer_lengths_are_skipped(tmp_path, monkeypatch, error):
+    calls: list[tuple[str, str, int]] = []
+    real = bench._attention_call
+
+    def fake(series, pass_, q, k, v, grad_out):
+        fn = real(series, pass_, q, k, v, grad_out)
+        length = q.shape[2]
+
+        def call():
+            calls.append((series.mechanism.name, pass_, length))
+            if series.mechanism.name == "agent" and length >= 32:
+                raise error("CUDA out of memory. Tried to allocate 80.00 GiB")
+            return fn()
+
+        return call
+
+    monkeypatch.setattr(bench, "_attention_call", fake)
+    rows, markdown = bench_attention(tiny_attention(tmp_path))
+    agent = {(r["pass"], r["seq_len"]): r for r in records_under(tmp_path) if r["attention"] == "agent"}
+    assert len(agent) == 6  # every cell is recorded, measured or not
+    assert agent[("forward", 16)]["status"] == "ok"
+    oom = agent[("forward", 32)]
+    assert oom["status"] == "oom" and oom["error"].startswith("OutOfMemoryError: CUDA out of memory")
+    assert oom["time_ms_median"] is None and oom["peak_memory_bytes"] is None
+    for key in (("forward_backward", 32), ("forward", 64), ("forward_backward", 64)):
+        assert agent[key]["status"] == "oom"
+        assert agent[key]["error"] == "skipped: out of memory at N=32"
+    # after the forward ran out of memory at 32, no agent call was made at 32 (backward) or 64
+    assert [c for c in calls if c[0] == "agent" and c[2] >= 32] == [("agent", "forward", 32)]
+    # full attention is unaffected
+    assert all(r["status"] == "ok" for r in records_under(tmp_path) if r["attention"] == "full")
+    assert "| agent [torch] | " in markdown and "OOM" in markdown
+
+
+def test_backward_oom_skips_only_the_backward(tmp_path, monkeypatch):
+    real = bench._attention_call
+
+    def fake(series, pass_, q, k, v, grad_out):
+        fn = real(series, pass_, q, k, v, grad_out)
+        if series.mechanism.name == "agent" and pass_ == "forward_backward" and q.shape[2] >= 32:
+            return lambda: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory"))
+        return fn
+
+    monkeypatch.setattr(bench, "_attention_call", fake)
+    bench_attention(tiny_attention(tmp_path))
+    agent = {
+        (r["pass"], r["seq_len"]): r["status"] for r in records_under(tmp_path) if r["attention"] == "agent"
+    }
+    assert agent == {
+        ("forward", 16): "ok",
+        ("forward", 32): "ok",
+        ("forward", 64): "ok",
+        ("forward_backward", 16): "ok",
+        ("forward_backward", 32): "oom",
+        ("forward_backward", 64): "oom",
+    }
+
+
+def test_cpu_memory_limit_ends_a_call_as_oom(tmp_path):
+    # 512 KiB: full attention's O(N) output (9 KiB at N=256) fits, topk's N x N scores (over 1 MiB) do not
+    cfg = tiny_attention(tmp_path, attentions=("topk",), lengths=(256, 512), memory_limit_gb=2**-11)
+    bench_attention(cfg)
+    topk = {(r["pass"], r["seq_len"]): r for r in records_under(tmp_path) if r["attention"] == "topk"}
+    assert topk[("forward", 256)]["status"] == "oom"
+    assert "CPU memory limit" in topk[("forward", 256)]["error"]
+    assert topk[("forward", 512)]["error"] == "skipped: out of memory at N=256"
+    assert topk[("forward", 256)]["memory_limit_bytes"] == 2**19
+    assert all(r["status"] == "ok" for r in records_under(tmp_path) if r["attention"] == "full")
+
+
+def test_slow_series_skip_longer_lengths_without_records(tmp_path, monkeypatch):
+    real_measure = bench.measure
+
+    def slow(fn, device, **kwargs):
+        m = real_measure(fn, device, **kwargs)
+        return Measurement("ok", times_ms=(5000.0,), peak_memory_bytes=m.peak_memory_bytes, warmup=m.warmup)
+
+    monkeypatch.setattr(bench, "measure", slow)
+    rows, markdown = bench_attention(tiny_attention(tmp_path, attentions=("full",), max_call_s=1.0))
+    # the slow forward at N=16 also stops the (slower) forward + backward from N=16 on
+    measured = {(r["seq_len"], r["pass"]) for r in rows if r["status"] == "ok"}
+    assert measured == {(16, "forward")}
+    assert {r["status"] for r in rows if (r["seq_len"], r["pass"]) not in measured} == {"skipped"}
+    assert {(r["seq_len"], r["pass"]) for r in records_under(tmp_path)} == measured
+    assert "slower than --max-call-s 1 s at N=16" in markdown
+
+
+# ----------------------------------------------------------------------------------------------
+# The model benchmark
+# ----------------------------------------------------------------------------------------------
+
+
+def test_model_bench_halves_the_batch_on_oom_and_records_it(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype):
+        seen.append((batch, length))
+        if batch * length > 32 * 32:  # "memory" holds 1024 tokens
+            return Measurement("oom", error="OutOfMemoryError: out of memory"), None
+        return Measurement("ok", times_ms=(10.0 * batch,), peak_memory_bytes=batch * length), batch * length
+
+    monkeypatch.setattr(bench, "_measure_step", fake_step)
+    cfg = BenchConfig(
+        attentions=("full",), lengths=(32, 64, 2048), batch=32, device="cpu", quiet=True, out=str(tmp_path)
+    )
+    rows, markdown = bench_model(cfg)
+    assert seen == [(32, 32), (32, 64), (16, 64), (16, 2048), (8, 2048), (4, 2048), (2, 2048), (1, 2048)]
+    by_length = {r["seq_len"]: r for r in records_under(tmp_path)}
+    assert (by_length[32]["batch"], by_length[64]["batch"]) == (32, 16)
+    assert by_length[64]["batch_requested"] == 32 and by_length[64]["steps_per_s"] == pytest.approx(
+        1000 / 160
+    )
+    assert by_length[2048]["status"] == "oom"
+    assert by_length[64]["pass"] == "train_step" and by_length[64]["head_dim"] == 256
+    assert "[b16]" in markdown and "OOM" in markdown
+
+
+def test_model_bench_real_step_on_cpu(tmp_path):
+    cfg = BenchConfig(
+        attentions=("mita",),
+        lengths=(16,),
+        batch=2,
+        warmup=0,
+        repeats=1,
+        device="cpu",
+        quiet=True,
+        out=str(tmp_path),
+    )
+    rows, markdown = bench_model(cfg)
+    records = records_under(tmp_path)
+    assert {(r["attention"], r["backend"], r["status"]) for r in records} == {
+        ("full", "sdpa", "ok"),
+        ("mita", "torch", "ok"),
+    }
+    for r in records:
+        assert (r["bench"], r["pass"], r["batch"], r["heads"], r["head_dim"], r["layers"]) == (
+            "model", "train_step", 2, 4, 256, 4,
+        )  # fmt: skip
+        # the whole step: at least the weights and the two AdamW moments (4 bytes each)
+        params = 4 * 256 * 256 * 4 + 4 * 2 * 256 * 1024  # q/k/v/out projections and MLP weights
+        assert r["peak_memory_bytes"] > 3 * 4 * params
+    assert "| mita [triton] | n/a" in markdown
+
+
+# ----------------------------------------------------------------------------------------------
+# The CLI
+# ----------------------------------------------------------------------------------------------
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli.main, ["bench", *args], catch_exceptions=False)
+
+
+def test_cli_attention_tiny_grid(tmp_path):
+    result = invoke(
+        "attention", "--attentions", "full,moba", "--lengths", "16,32", "--heads", "1", "--head-dim", "8",
+        "--repeats", "1", "--warmup", "0", "--device", "cpu", "--attn-param", "moba.block_size=8",
+        "--out", str(tmp_path), "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "| moba(block_size=8) [torch] |" in result.output and "speed-up over full attention" in result.output
+    )
+    records = records_under(tmp_path)
+    assert len(records) == 2 * 2 * 2
+    moba = [r for r in records if r["attention"] == "moba"][0]
+    assert moba["attention_params"]["block_size"] == 8
+    assert (
+        tmp_path / "efficiency" / "attention" / "cpu" / "float32-B1-H1-d8" / "moba-block_size=8-torch"
+    ).is_dir()
+
+
+def test_cli_model_quick_grid_override(tmp_path):
+    result = invoke(
+        "model", "--attentions", "agent", "--lengths", "16", "--batch", "1", "--repeats", "1", "--warmup", "0",
+        "--device", "cpu", "--quick", "--out", str(tmp_path), "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Mem 16" in result.output and "| agent [torch] |" in result.output
+    assert len(records_under(tmp_path)) == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["attention", "--attentions", "full,nope"],
+            "Error: unknown attention 'nope'; valid attentions: full",
+        ),
+        (
+            ["attention", "--lengths", "1024,abc"],
+            "Error: --lengths expects comma-separated positive integers",
+        ),
+        (["model", "--lengths", "0"], "Error: --lengths expects comma-separated positive integers"),
+        (
+            ["attention", "--attn-param", "mita.nope=3", "--attentions", "mita"],
+            "Error: attention 'mita' has no parameter 'nope'",
+        ),
+        (
+            ["attention", "--attn-param", "mita.topk=3", "--attentions", "agent"],
+            "Error: --attn-param names attention 'mita'",
+        ),
+        (["attention", "--attn-param", "topk=3"], "Error: --attn-param expects NAME.key=value"),
+        (["attention", "--repeats", "0"], "Error: --repeats must be >= 1; got 0"),
+        (
+            ["attention", "--device", "cpu", "--dtype", "float16"],
+            "Error: --dtype float16 is not supported on CPU",
+        ),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    result = CliRunner().invoke(cli.main, ["bench", *args, "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.output.strip().count("\n") == 0  # one line, no traceback
+    assert not list(iter_record_files(tmp_path))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_cli_cuda_without_cuda_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli.main, ["bench", "attention", "--device", "cuda", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "CUDA is not available; use --device cpu" in result.output
