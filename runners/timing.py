@@ -14,11 +14,12 @@ Both run `warmup` untimed calls first (compilation, autotuning, allocator warm-u
 timed calls, and report the median with the 20th and 80th percentiles. A per-measurement time
 budget lowers the repeats (to at least one) when single calls are slow.
 
-How peak memory is measured (one separate, untimed call):
+How peak memory is measured:
 
-* CUDA: `torch.cuda.max_memory_allocated` after `reset_peak_memory_stats`, minus what was
-  allocated before the call (method ``cuda-allocator``);
-* CPU: `TensorMemoryTracker`, a `TorchDispatchMode` that adds up the bytes of every tensor storage
+* CUDA: `torch.cuda.max_memory_allocated` over the timed calls (the statistics are reset just
+  before them), minus what was allocated before (method ``cuda-allocator``); reading the
+  allocator's counters costs nothing, so no extra call is made;
+* CPU: in one separate call that also serves as the first warm-up, `TensorMemoryTracker`, a `TorchDispatchMode` that adds up the bytes of every tensor storage
   an operator allocates during the call (forward and backward) and subtracts them when they are
   freed (method ``cpu-dispatch-tensors``). Scratch memory inside a kernel that never becomes a
   tensor is not seen; process-level RSS is not used because the allocator keeps freed pages.
@@ -216,6 +217,67 @@ def peak_memory(
     return int(tracker.peak_bytes), None
 
 
+def _warm_up(
+    fn: Callable[[], Any],
+    device: torch.device,
+    warmup: int,
+    time_budget_s: float | None,
+    estimate_s: float | None,
+) -> tuple[int, float | None]:
+    """Run up to `warmup` calls (fewer once they have used the time budget); returns (calls made,
+    seconds of the last call, or `estimate_s` if none was made)."""
+    spent_s, made = 0.0, 0
+    for _ in range(warmup):
+        if time_budget_s is not None and spent_s >= time_budget_s:
+            break
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        estimate_s = time.perf_counter() - start
+        spent_s += estimate_s
+        made += 1
+    return made, estimate_s
+
+
+def _fit_repeats(repeats: int, time_budget_s: float | None, estimate_s: float | None) -> int:
+    if time_budget_s is None or not estimate_s:
+        return repeats
+    return max(1, min(repeats, math.floor(time_budget_s / estimate_s)))
+
+
+def _timed_loop(
+    fn: Callable[[], Any], device: torch.device, repeats: int, flush_l2: bool, memory: bool
+) -> tuple[list[float], int | None, int | None]:
+    """(times in ms, CUDA peak bytes beyond what was allocated before, bytes allocated before);
+    the memory values are None on CPU or without `memory`."""
+    if device.type != "cuda":
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+        return times, None, None
+    cache = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device) if flush_l2 else None
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
+    synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    if memory:
+        torch.cuda.reset_peak_memory_stats(device)
+    for start, end in zip(starts, ends, strict=True):
+        if cache is not None:
+            cache.zero_()
+        start.record()
+        fn()
+        end.record()
+    synchronize(device)
+    times = [float(start.elapsed_time(end)) for start, end in zip(starts, ends, strict=True)]
+    if not memory:
+        return times, None, None
+    peak = int(torch.cuda.max_memory_allocated(device) - before)
+    return times, peak, int(before - (cache.numel() if cache is not None else 0))
+
+
 def time_calls(
     fn: Callable[[], Any],
     device: torch.device,
@@ -232,43 +294,15 @@ def time_calls(
     the speed of the last warm-up call (or `estimate_s`, seconds per call, without warm-up), and
     warm-up stops early once it has used the budget. Exceptions from `fn` propagate.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}")
-    spent_s, made = 0.0, 0
-    for _ in range(warmup):
-        if time_budget_s is not None and spent_s >= time_budget_s:
-            break
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        estimate_s = time.perf_counter() - start
-        spent_s += estimate_s
-        made += 1
-    if time_budget_s is not None and estimate_s:
-        repeats = max(1, min(repeats, math.floor(time_budget_s / estimate_s)))
-    if device.type == "cuda":
-        return _time_cuda(fn, device, repeats, flush_l2), made
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
+    _check_counts(warmup, repeats)
+    made, estimate_s = _warm_up(fn, device, warmup, time_budget_s, estimate_s)
+    times, _, _ = _timed_loop(fn, device, _fit_repeats(repeats, time_budget_s, estimate_s), flush_l2, False)
     return times, made
 
 
-def _time_cuda(fn: Callable[[], Any], device: torch.device, repeats: int, flush_l2: bool) -> list[float]:
-    cache = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device) if flush_l2 else None
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
-    synchronize(device)
-    for start, end in zip(starts, ends, strict=True):
-        if cache is not None:
-            cache.zero_()
-        start.record()
-        fn()
-        end.record()
-    synchronize(device)
-    return [float(start.elapsed_time(end)) for start, end in zip(starts, ends, strict=True)]
+def _check_counts(warmup: int, repeats: int) -> None:
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0; got repeats={repeats}, warmup={warmup}")
 
 
 def measure(
@@ -285,9 +319,11 @@ def measure(
     """Time `fn` and measure its peak memory on `device`; out-of-memory and errors become a status.
 
     On CPU the memory call comes first (it counts as the first warm-up, and with
-    `memory_limit_bytes` it stops an oversized call before any unguarded one runs); on CUDA it comes
-    after the warm-up, so one-off allocations of compilation and autotuning are not counted.
+    `memory_limit_bytes` it stops an oversized call before any unguarded one runs); on CUDA the
+    peak is read over the timed calls, after the warm-up, so one-off allocations of compilation
+    and autotuning are not counted.
     """
+    _check_counts(warmup, repeats)
     time_method = TIME_METHODS[device.type]
     memory_method = MEMORY_METHODS[device.type] if memory else None
     peak, baseline, made, estimate_s = None, None, 0, None
@@ -298,18 +334,12 @@ def measure(
             peak, baseline = peak_memory(fn, device, limit_bytes=memory_limit_bytes)
             estimate_s = time.perf_counter() - start
             made, warmup = 1, max(0, warmup - 1)
-        times, warmed = time_calls(
-            fn,
-            device,
-            warmup=warmup,
-            repeats=repeats,
-            time_budget_s=time_budget_s,
-            flush_l2=flush_l2,
-            estimate_s=estimate_s,
-        )
+        warmed, estimate_s = _warm_up(fn, device, warmup, time_budget_s, estimate_s)
         made += warmed
-        if memory and device.type == "cuda":
-            peak, baseline = peak_memory(fn, device)
+        repeats = _fit_repeats(repeats, time_budget_s, estimate_s)
+        times, cuda_peak, cuda_baseline = _timed_loop(fn, device, repeats, flush_l2, memory)
+        if device.type == "cuda":
+            peak, baseline = cuda_peak, cuda_baseline
     except Exception as err:  # every failure of the measured call becomes a status, never a crash
         failure = ("oom" if is_oom(err) else "error", one_line(err))
     if failure is not None:

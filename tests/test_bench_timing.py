@@ -142,3 +142,59 @@ def test_resolve_device():
         with pytest.raises(ValueError, match="CUDA is not available"):
             timing.resolve_device("cuda")
         assert timing.resolve_device("auto") == CPU
+
+
+class FakeCuda:
+    """Just enough of torch.cuda for the CUDA branch of `measure` on a machine without a GPU:
+    events read a fake clock that each call advances by 5 ms, the allocator counters are scripted."""
+
+    def __init__(self) -> None:
+        self.clock_ms = 0.0
+        self.allocated, self.peak = 1000, 1000
+
+    def install(self, monkeypatch) -> None:
+        fake = self
+
+        class Event:
+            def __init__(self, enable_timing: bool = False) -> None:
+                self.at = None
+
+            def record(self) -> None:
+                self.at = fake.clock_ms
+
+            def elapsed_time(self, end) -> float:
+                return end.at - self.at
+
+        monkeypatch.setattr(torch.cuda, "Event", Event)
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: fake.allocated)
+        monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: fake.peak)
+        monkeypatch.setattr(
+            torch.cuda, "reset_peak_memory_stats", lambda device=None: setattr(fake, "peak", 0)
+        )
+        monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+
+    def call(self) -> None:
+        self.clock_ms += 5.0
+        self.peak = max(self.peak, self.allocated + 300)
+
+
+def test_measure_cuda_branch_reads_events_and_the_allocator(monkeypatch):
+    fake = FakeCuda()
+    fake.install(monkeypatch)
+    m = measure(fake.call, torch.device("cuda"), warmup=2, repeats=4, flush_l2=False)
+    assert m.status == "ok" and m.times_ms == (5.0, 5.0, 5.0, 5.0) and m.warmup == 2
+    assert (m.peak_memory_bytes, m.baseline_memory_bytes) == (300, 1000)
+    assert (m.time_method, m.memory_method) == ("cuda-events", "cuda-allocator")
+    peak, baseline = peak_memory(fake.call, torch.device("cuda"))
+    assert (peak, baseline) == (300, 1000)
+
+
+def test_measure_cuda_out_of_memory(monkeypatch):
+    FakeCuda().install(monkeypatch)
+
+    def fn():
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
+    m = measure(fn, torch.device("cuda"), warmup=1, repeats=2, flush_l2=False)
+    assert m.status == "oom" and m.error.startswith("OutOfMemoryError: CUDA out of memory")
