@@ -38,7 +38,13 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike[str]) -> Seque
     tfds = require_tfds()
     root = tfds_dir(data_dir)
     try:
-        return tfds.data_source(name, split=split, data_dir=str(root), download=True)
+        return tfds.data_source(
+            name,
+            split=split,
+            data_dir=str(root),
+            download=True,
+            builder_kwargs={"file_format": "array_record"},
+        )
     except ModuleNotFoundError as err:
         if "tensorflow" in str(err):
             raise ValueError(
