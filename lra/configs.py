@@ -276,8 +276,8 @@ _TINY_TRAIN = TrainConfig(
 )
 _TINY_DATA = {
     "listops": DataConfig(source="generated", generator="short", n_train=2000, n_val=200, n_test=200),
-    "pathfinder": DataConfig(source="generated", generator="quick", n_train=2000, n_val=200, n_test=200),
-    "pathx": DataConfig(source="generated", generator="quick", n_train=2000, n_val=200, n_test=200),
+    "pathfinder": DataConfig(source="generated", generator="easy", n_train=2000, n_val=200, n_test=200),
+    "pathx": DataConfig(source="generated", generator="easy", n_train=2000, n_val=200, n_test=200),
     "text": DataConfig(seq_len=256, n_train=2000, n_val=200, n_test=200),
     "retrieval": DataConfig(seq_len=256, n_train=2000, n_val=200, n_test=200),
     "image": DataConfig(n_train=2000, n_val=200, n_test=200),
@@ -291,8 +291,8 @@ _QUICK_TRAIN = TrainConfig(
 )
 _QUICK_DATA = {
     "listops": DataConfig(source="generated", generator="short", n_train=4000, n_val=500, n_test=500),
-    "pathfinder": DataConfig(source="generated", generator="quick", n_train=4000, n_val=500, n_test=500),
-    "pathx": DataConfig(source="generated", generator="quick", n_train=4000, n_val=500, n_test=500),
+    "pathfinder": DataConfig(source="generated", generator="easy", n_train=4000, n_val=500, n_test=500),
+    "pathx": DataConfig(source="generated", generator="easy", n_train=4000, n_val=500, n_test=500),
     "text": DataConfig(seq_len=512, n_train=4000, n_val=500, n_test=500),
     "retrieval": DataConfig(seq_len=512, n_train=4000, n_val=500, n_test=500),
     "image": DataConfig(n_train=4000, n_val=500, n_test=500),

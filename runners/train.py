@@ -13,7 +13,8 @@ What a run does:
 * evaluates on the validation split every `train.eval_every` steps and at the end, keeps the
   best-validation and the last checkpoints, and reports the test accuracy of both (the LRA
   convention: best-validation checkpoint; the last one is labelled `test_acc_last`);
-* checkpoints model, optimizer, scheduler, AMP scaler, step, data position and every RNG state,
+* checkpoints model, optimizer, AMP scaler, step (the learning-rate schedule is a function of it),
+  data position and every RNG state,
   atomically, so a run killed at any point and resumed (`resume=True`) finishes with exactly the
   same metrics as an uninterrupted one (same device, same seed);
 * skips and counts non-finite losses / gradients, and stops as `diverged` after
@@ -576,7 +577,12 @@ def _train(
         eps=train_cfg.eps,
         weight_decay=train_cfg.weight_decay,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_multiplier(train_cfg, i + 1))
+
+    def set_lr(next_step: int) -> None:
+        # The schedule is a pure function of the step, so the step in a checkpoint restores it exactly.
+        for group in optimizer.param_groups:
+            group["lr"] = train_cfg.lr * lr_multiplier(train_cfg, next_step)
+
     use_amp = device.type == "cuda" and train_cfg.amp != "none"
     amp_dtype = torch.float16 if train_cfg.amp == "fp16" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -605,7 +611,6 @@ def _train(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, epoch, offset = state["step"], state["epoch"], state["offset"]
         best_val, best_step, bad_steps = state["best_val_acc"], state["best_step"], state["bad_steps"]
@@ -629,7 +634,6 @@ def _train(
                     "offset": offset,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "rng": rng,
                     "best_val_acc": best_val,
@@ -662,6 +666,7 @@ def _train(
     diverged = None
     while step < train_cfg.steps:
         tick = time.perf_counter()
+        set_lr(step + 1)
         index = order.batch(epoch, offset)
         offset += 1
         if offset == order.steps_per_epoch:
@@ -698,7 +703,6 @@ def _train(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss_value)
-        scheduler.step()
         interval_time += time.perf_counter() - tick
         interval_tokens += tokens_seen * dist.world
         bar.update(1)
@@ -720,7 +724,7 @@ def _train(
                     "train_loss": train_loss,
                     "val_acc": val_acc,
                     "val_loss": val_loss,
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": optimizer.param_groups[0]["lr"],
                 }
             )
             bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")

@@ -1,0 +1,235 @@
+"""The training runner: learning, bit-identical resume after SIGKILL, DDP, the NaN guard, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import cli
+from lra.configs import TrainConfig, apply_overrides, get_preset
+from results.records import RUN_FIELDS, read_record
+from runners import train
+from runners.train import RunConfig, lr_multiplier, run
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small and fast: generated short ListOps, a 1-layer model.
+FAST = {
+    "data.n_train": "512",
+    "data.n_val": "128",
+    "data.n_test": "128",
+    "train.batch_size": "16",
+    "train.eval_every": "10",
+    "model.dropout": "0.1",
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("lra_data"))
+
+
+def config(data_dir: str, run_dir: Path, **kwargs) -> RunConfig:
+    base = {
+        "task": "listops",
+        "attention": "mita",
+        "attn_params": {"num_landmarks": 8, "topk": 8},
+        "preset": "tiny",
+        "overrides": dict(FAST),
+        "data_dir": data_dir,
+        "run_dir": str(run_dir),
+        "max_steps": 30,
+        "quiet": True,
+    }
+    base.update(kwargs)
+    return RunConfig(**base)
+
+
+def test_loss_goes_down_and_record_is_complete(data_dir, tmp_path):
+    cfg = config(
+        data_dir,
+        tmp_path / "run",
+        max_steps=100,
+        overrides={**FAST, "train.lr": "5e-3", "train.eval_every": "20"},
+    )
+    record = run(cfg)
+    assert record["status"] == "ok"
+    assert set(RUN_FIELDS) <= set(record)
+    assert read_record(tmp_path / "run" / "result.json")["test_acc"] == record["test_acc"]
+    losses = [h["train_loss"] for h in record["history"]]
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert record["steps"] == 100 and len(record["history"]) == 5
+    assert record["n_train"] == 512 and record["n_test"] == 128
+    assert 0.0 <= record["test_acc"] <= 1.0 and 0.0 <= record["test_acc_last"] <= 1.0
+    assert record["best_val_acc"] == max(h["val_acc"] for h in record["history"])
+    assert record["keys_per_query"] > 0 and record["params"] > 0 and record["train_tokens_per_s"] > 0
+    # The best-validation checkpoint is a plain weights-only file.
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["step"] == record["best_step"]
+
+
+def _run_subprocess(cfg: RunConfig, path: Path) -> subprocess.Popen:
+    path.write_text(cfg.to_json())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "runners.train", str(path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _metrics(record: dict) -> dict:
+    keys = (
+        "status",
+        "steps",
+        "best_step",
+        "best_val_acc",
+        "test_acc",
+        "test_acc_last",
+        "val_acc_last",
+        "final_train_loss",
+        "history",
+        "config_hash",
+    )
+    return {k: record[k] for k in keys}
+
+
+def test_sigkill_and_resume_is_bit_identical(data_dir, tmp_path):
+    """A run killed right after a checkpoint and resumed ends with the uninterrupted run's metrics."""
+    straight = config(data_dir, tmp_path / "straight", max_steps=40, checkpoint_every=7)
+    proc = _run_subprocess(straight, tmp_path / "a.json")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+
+    killed = config(data_dir, tmp_path / "killed", max_steps=40, checkpoint_every=7, resume=True)
+    proc = _run_subprocess(killed, tmp_path / "b.json")
+    checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # land somewhere between checkpoints
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step_at_kill = torch.load(checkpoint, weights_only=True)["step"]
+    assert step_at_kill < 40, "the run finished before it could be killed; make it longer"
+    assert read_record(tmp_path / "killed" / "result.json")["status"] == "running"
+    proc = _run_subprocess(killed, tmp_path / "b.json")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+
+    a = read_record(tmp_path / "straight" / "result.json")
+    b = read_record(tmp_path / "killed" / "result.json")
+    assert _metrics(a) == _metrics(b)
+
+
+def test_finished_run_is_not_overwritten_and_resume_returns_it(data_dir, tmp_path):
+    cfg = config(data_dir, tmp_path / "run", max_steps=10)
+    first = run(cfg)
+    with pytest.raises(ValueError, match="--resume"):
+        run(cfg)
+    again = run(config(data_dir, tmp_path / "run", max_steps=10, resume=True))
+    assert again["finished_at"] == first["finished_at"]
+    with pytest.raises(ValueError, match="different configuration"):
+        run(config(data_dir, tmp_path / "run", max_steps=11, resume=True))
+
+
+def test_non_finite_loss_is_skipped_then_run_stops_as_diverged(data_dir, tmp_path, monkeypatch):
+    real = train.F.cross_entropy
+
+    def poisoned(logits, labels, **kwargs):
+        out = real(logits, labels, **kwargs)
+        return out * float("nan") if logits.requires_grad else out
+
+    monkeypatch.setattr(train.F, "cross_entropy", poisoned)
+    record = run(
+        config(data_dir, tmp_path / "run", max_steps=30, overrides={**FAST, "train.max_bad_steps": "3"})
+    )
+    assert record["status"] == "diverged"
+    assert "4 non-finite" in record["error"] and record["steps"] == 4
+    assert read_record(tmp_path / "run" / "result.json")["status"] == "diverged"
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "rsqrt", "constant"])
+def test_schedules(schedule):
+    t = TrainConfig(schedule=schedule, warmup_steps=10, steps=110, lr=1.0)
+    f = [lr_multiplier(t, s) for s in range(1, 111)]
+    if schedule == "rsqrt":
+        assert f[4] == pytest.approx(0.5 / math.sqrt(10)) and f[99] == pytest.approx(1 / math.sqrt(100))
+        return
+    assert f[4] == pytest.approx(0.5) and f[9] == pytest.approx(1.0)  # linear warmup
+    if schedule == "linear":
+        assert f[59] == pytest.approx(0.5) and f[109] == pytest.approx(0.0)
+    elif schedule == "cosine":
+        assert f[59] == pytest.approx(0.5) and f[109] == pytest.approx(0.0, abs=1e-12)
+    else:
+        assert f[109] == 1.0
+
+
+def test_overrides_are_validated():
+    preset = get_preset("listops", "tiny")
+    assert apply_overrides(preset, {"model.layers": "3"}).model.layers == 3
+    with pytest.raises(ValueError, match="valid model settings"):
+        apply_overrides(preset, {"model.depth": "3"})
+    with pytest.raises(ValueError, match="must divide"):
+        apply_overrides(preset, {"model.heads": "3"})
+    with pytest.raises(ValueError, match="int"):
+        apply_overrides(preset, {"train.steps": "many"})
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--task", "nope"], "unknown task 'nope'; valid tasks: listops"),
+        (["--attention", "flash"], "valid attentions: full"),
+        (["--preset", "huge"], "valid presets: tiny"),
+        (["--attn-param", "depth=3"], "valid parameters: num_landmarks"),
+        (["--attn-param", "topk"], "--attn-param expects key=value"),
+        (["--set", "model.heads=3"], "must divide"),
+        (["--set", "optimizer.lr=1"], "unknown setting"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
+    result = CliRunner().invoke(cli.main, ["run", "--run-dir", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_ddp_two_processes_gloo(data_dir, tmp_path):
+    cfg = config(data_dir, tmp_path / "ddp", max_steps=12, overrides={**FAST, "model.dropout": "0.0"})
+    path = tmp_path / "ddp.json"
+    path.write_text(cfg.to_json())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "runners.train",
+            str(path),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = read_record(tmp_path / "ddp" / "result.json")
+    assert record["status"] == "ok" and record["world_size"] == 2 and record["steps"] == 12
+    assert record["n_test"] == 128 and 0.0 <= record["test_acc"] <= 1.0
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "ok"
