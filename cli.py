@@ -550,7 +550,8 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options `lra bench attention` and `lra bench model` share."""
     options = [
         click.option("--attentions", default=None, metavar="A,B,...",
-                     help="Attentions to measure [default: all]; full attention, the reference, is always included."),
+                     help="Attentions to measure, names or name(key=value,...), e.g. 'full,mita(topk=64)' "
+                     "[default: all]; full attention, the reference, is always included."),
         click.option("--attn-param", "attn_params", multiple=True, metavar="NAME.KEY=VALUE",
                      help="Attention parameter, repeatable: --attn-param mita.topk=64 --attn-param mita.backend=torch."),
         click.option("--lengths", default=None, metavar="N,N,...",
@@ -579,10 +580,11 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _bench_config(attentions: str | None, attn_params: tuple[str, ...], lengths: str | None, **kwargs: Any) -> Any:
     """The `runners.bench.BenchConfig` of the parsed options (ValueError on bad lists)."""
-    from runners.bench import BenchConfig, parse_attn_params, parse_lengths, parse_names
+    from runners.bench import BenchConfig, parse_lengths
+    from runners.suite import split_list
 
     return BenchConfig(
-        attentions=parse_names(attentions) if attentions is not None else (),
+        attentions=tuple(split_list(attentions or "")),
         attn_params=parse_attn_params(attn_params),
         lengths=parse_lengths(lengths) if lengths is not None else None,
         **kwargs,

@@ -49,6 +49,7 @@ from lra.configs import get_preset
 from lra.io import atomic_write, atomic_write_text
 from results.records import SCHEMA_VERSION, write_record
 
+from .suite import parse_attention
 from .timing import Measurement, device_name, is_oom, measure, one_line, release_memory, resolve_device
 from .train import DEFAULT_RUNS_DIR, _git_commit, _version
 
@@ -103,9 +104,11 @@ class BenchConfig:
     """One `lra bench` invocation; None fields take the grid's default for the device.
 
     Attributes:
-        attentions: registry names to benchmark (empty = all); full attention, the reference of
-            every ratio, is always included.
-        attn_params: per-attention parameters, {"mita": {"topk": "64"}} (strings are converted).
+        attentions: attentions to benchmark, names or specs with parameters ("mita(topk=64)");
+            empty = every registered one. Full attention, the reference of every ratio, is
+            always included.
+        attn_params: parameters for every spec of a name, {"mita": {"topk": "64"}} (strings are
+            converted; a spec's own parameters win).
         lengths: sequence lengths.
         batch: batch size (bench="model": the requested batch, halved on out-of-memory).
         heads, head_dim: attention shape (bench="attention" only; the model's are fixed).
@@ -157,30 +160,6 @@ def parse_lengths(text: str) -> tuple[int, ...]:
             )
         lengths.append(value)
     return tuple(sorted(set(lengths)))
-
-
-def parse_names(text: str) -> tuple[str, ...]:
-    """ "full,mita" -> registered names (ValueError naming the valid ones otherwise)."""
-    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
-    if not names:
-        raise ValueError(
-            f"--attentions expects comma-separated names; valid: {', '.join(attention_zoo.names())}"
-        )
-    for name in names:
-        attention_zoo.get(name)
-    return names
-
-
-def parse_attn_params(items: Iterable[str]) -> dict[str, dict[str, str]]:
-    """["mita.topk=64", "moba.block_size=32"] -> {"mita": {"topk": "64"}, "moba": {"block_size": "32"}}."""
-    params: dict[str, dict[str, str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        name, dot, param = key.strip().partition(".")
-        if not sep or not dot or not name or not param:
-            raise ValueError(f"--attn-param expects NAME.key=value (e.g. mita.topk=64); got {item!r}")
-        params.setdefault(name, {})[param] = value.strip()
-    return params
 
 
 def format_length(n: int) -> str:
@@ -239,33 +218,40 @@ def build_series(
 ) -> list[Series]:
     """Every series to run, full attention first; CUDA-only backends on CPU are marked not applicable.
 
-    A mechanism with a `backend` parameter runs once per backend unless the parameters name one.
+    `attentions` are names or specs with parameters, as `lra suite` takes them: "mita",
+    "mita(topk=64)" (empty = every registered attention). `attn_params` apply to every spec of
+    that name; a spec's own parameters win. A mechanism with a `backend` parameter runs once per
+    backend unless the parameters name one. ValueError on unknown names or parameters.
     """
-    names = list(dict.fromkeys([REFERENCE, *(attentions or attention_zoo.names())]))
-    unknown = sorted(set(attn_params) - set(names))
+    specs = [parse_attention(spec) for spec in attentions] or [(n, {}) for n in attention_zoo.names()]
+    if REFERENCE not in [name for name, _ in specs]:
+        specs.insert(0, (REFERENCE, {}))
+    for name in [name for name, _ in specs] + list(attn_params):
+        attention_zoo.get(name)  # ValueError listing the registered attentions
+    unknown = sorted(set(attn_params) - {name for name, _ in specs})
     if unknown:
         raise ValueError(
             f"--attn-param names attention {unknown[0]!r}, which is not benchmarked; add it to --attentions"
         )
-    series = []
-    for name in names:
+    series: dict[str, Series] = {}
+    for name, inline in specs:
         mechanism = attention_zoo.get(name)
-        given = dict(attn_params.get(name, {}))
+        given = {**attn_params.get(name, {}), **inline}
         mechanism.params(**given)  # validate before anything runs
         backends = _backend_choices(mechanism)
         if not backends:
             params = mechanism.params(**given)
-            series.append(
-                Series(mechanism, params, IMPLEMENTATION.get(name, "torch"), mechanism.label(params))
-            )
+            one = Series(mechanism, params, IMPLEMENTATION.get(name, "torch"), mechanism.label(params))
+            series.setdefault(one.name, one)
             continue
         chosen = [given["backend"]] if given.get("backend", "auto") != "auto" else list(backends)
         for backend in chosen:
             params = mechanism.params(**{**given, "backend": backend})
             applicable = device.type == "cuda" or backend not in CUDA_ONLY_BACKENDS
             display = dataclasses.replace(params, backend=mechanism.params().to_dict()["backend"])
-            series.append(Series(mechanism, params, backend, mechanism.label(display), applicable))
-    return series
+            one = Series(mechanism, params, backend, mechanism.label(display), applicable)
+            series.setdefault(one.name, one)
+    return list(series.values())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,6 +29,15 @@ def tiny_attention(tmp_path, **overrides) -> BenchConfig:
     return BenchConfig(**values)
 
 
+def table_row(markdown: str, series: str) -> list[str]:
+    """The cells of the first markdown table row of `series`."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] == series:
+            return cells[1:]
+    raise AssertionError(f"no row {series!r} in\n{markdown}")
+
+
 def records_under(root) -> list[dict]:
     return [read_record(path) for path in iter_record_files(root) if path.suffix == ".json"]
 
@@ -43,16 +52,6 @@ def test_parse_lengths_accepts_k_and_m_suffixes():
     for bad in ("abc", "1024,,2048", "0", "-5", "1.5K"):
         with pytest.raises(ValueError, match="--lengths expects comma-separated positive integers"):
             bench.parse_lengths(bad)
-
-
-def test_parse_attn_params_groups_by_attention():
-    assert bench.parse_attn_params(["mita.topk=64", "mita.backend=torch", "moba.block_size=8"]) == {
-        "mita": {"topk": "64", "backend": "torch"},
-        "moba": {"block_size": "8"},
-    }
-    for bad in ("topk=64", "mita.topk", ".topk=3", "mita.=3"):
-        with pytest.raises(ValueError, match="NAME.key=value"):
-            bench.parse_attn_params([bad])
 
 
 def test_format_length_and_numbers():
@@ -84,6 +83,25 @@ def test_series_put_full_first_and_split_backends():
     assert series[1].params.to_dict()["backend"] == "torch"
     chosen = bench.build_series(["mita"], {"mita": {"backend": "torch"}}, CPU)
     assert [s.name for s in chosen] == ["full [sdpa]", "mita [torch]"]
+
+
+def test_series_from_specs_with_parameters():
+    specs = [
+        "mita(topk=8,backend=torch)",
+        "mita(topk=16, backend=torch)",
+        "full",
+        "mita(backend=torch,topk=8)",
+    ]
+    series = bench.build_series(specs, {"mita": {"num_landmarks": "4", "topk": "99"}}, CPU)
+    # the spec's own parameters win over --attn-param; full keeps its place; duplicates run once
+    assert [s.name for s in series] == [
+        "mita(num_landmarks=4,topk=8) [torch]",
+        "mita(num_landmarks=4,topk=16) [torch]",
+        "full [sdpa]",
+    ]
+    assert len({s.slug for s in series}) == 3
+    with pytest.raises(ValueError, match="malformed attention"):
+        bench.build_series(["mita(topk)"], {}, CPU)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,7 +221,7 @@ def test_attention_records_are_valid_and_found_by_the_store(tmp_path):
 
     na = [r for r in rows if r["backend"] == "triton"]
     assert len(na) == 6 and {r["status"] for r in na} == {"n/a"}
-    assert "| mita [triton] | n/a" in markdown
+    assert set(table_row(markdown, "mita [triton]")) == {"n/a"}
     table = (tmp_path / "efficiency" / "attention-cpu-float32-B1-H1-d8.md").read_text()
     assert table == markdown
     csv = (tmp_path / "efficiency" / "attention-cpu-float32-B1-H1-d8.csv").read_text().splitlines()
@@ -250,7 +268,7 @@ def test_out_of_memory_is_recorded_and_longer_lengths_are_skipped(tmp_path, monk
     assert [c for c in calls if c[0] == "agent" and c[2] >= 32] == [("agent", "forward", 32)]
     # full attention is unaffected
     assert all(r["status"] == "ok" for r in records_under(tmp_path) if r["attention"] == "full")
-    assert "| agent [torch] | " in markdown and "OOM" in markdown
+    assert table_row(markdown, "agent [torch]")[1:] == ["OOM", "OOM"]  # forward at 32, 64
 
 
 def test_backward_oom_skips_only_the_backward(tmp_path, monkeypatch):
@@ -360,7 +378,7 @@ def test_model_bench_real_step_on_cpu(tmp_path):
         # the whole step: at least the weights and the two AdamW moments (4 bytes each)
         params = 4 * 256 * 256 * 4 + 4 * 2 * 256 * 1024  # q/k/v/out projections and MLP weights
         assert r["peak_memory_bytes"] > 3 * 4 * params
-    assert "| mita [triton] | n/a" in markdown
+    assert set(table_row(markdown, "mita [triton]")) == {"n/a"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,21 +392,26 @@ def invoke(*args):
 
 def test_cli_attention_tiny_grid(tmp_path):
     result = invoke(
-        "attention", "--attentions", "full,moba", "--lengths", "16,32", "--heads", "1", "--head-dim", "8",
-        "--repeats", "1", "--warmup", "0", "--device", "cpu", "--attn-param", "moba.block_size=8",
-        "--out", str(tmp_path), "--quiet",
+        "attention", "--attentions", "moba,moba(block_size=4)", "--lengths", "16,32", "--heads", "1",
+        "--head-dim", "8", "--repeats", "1", "--warmup", "0", "--device", "cpu",
+        "--attn-param", "moba.block_size=8", "--out", str(tmp_path), "--quiet",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert (
-        "| moba(block_size=8) [torch] |" in result.output and "speed-up over full attention" in result.output
-    )
+    assert "speed-up over full attention" in result.output
+    for series in ("full [sdpa]", "moba(block_size=8) [torch]", "moba(block_size=4) [torch]"):
+        assert len(table_row(result.output, series)) == 2
     records = records_under(tmp_path)
-    assert len(records) == 2 * 2 * 2
-    moba = [r for r in records if r["attention"] == "moba"][0]
-    assert moba["attention_params"]["block_size"] == 8
-    assert (
-        tmp_path / "efficiency" / "attention" / "cpu" / "float32-B1-H1-d8" / "moba-block_size=8-torch"
-    ).is_dir()
+    assert len(records) == 3 * 2 * 2
+    assert sorted({r["attention_params"].get("block_size") for r in records if r["attention"] == "moba"}) == [
+        4,
+        8,
+    ]
+    config = tmp_path / "efficiency" / "attention" / "cpu" / "float32-B1-H1-d8"
+    assert sorted(p.name for p in config.iterdir()) == [
+        "full-sdpa",
+        "moba-block_size=4-torch",
+        "moba-block_size=8-torch",
+    ]
 
 
 def test_cli_model_quick_grid_override(tmp_path):
@@ -397,7 +420,7 @@ def test_cli_model_quick_grid_override(tmp_path):
         "--device", "cpu", "--quick", "--out", str(tmp_path), "--quiet",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "Mem 16" in result.output and "| agent [torch] |" in result.output
+    assert "Mem 16" in result.output and len(table_row(result.output, "agent [torch]")) == 2
     assert len(records_under(tmp_path)) == 2
 
 
@@ -421,7 +444,7 @@ def test_cli_model_quick_grid_override(tmp_path):
             ["attention", "--attn-param", "mita.topk=3", "--attentions", "agent"],
             "Error: --attn-param names attention 'mita'",
         ),
-        (["attention", "--attn-param", "topk=3"], "Error: --attn-param expects NAME.key=value"),
+        (["attention", "--attn-param", "topk=3"], "Error: --attn-param expects NAME.KEY=VALUE"),
         (["attention", "--repeats", "0"], "Error: --repeats must be >= 1; got 0"),
         (
             ["attention", "--device", "cpu", "--dtype", "float16"],
