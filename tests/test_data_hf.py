@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -86,8 +85,13 @@ def test_image_grayscale_splits_and_pixel_modes(tmp_path: Path):
 
 
 def test_offline_hub_miss_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    import huggingface_hub.constants
+
+    # The libraries read the offline switches at import time.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
     with pytest.raises(
         FileNotFoundError, match="could not load Hugging Face dataset 'nobody/nothing'.*save_to_disk"
     ):
@@ -120,4 +124,3 @@ def test_missing_extra_message(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(builtins, "__import__", no_datasets)
     with pytest.raises(ValueError, match=r"pip install -e '\.\[hf\]'"):
         hf.require_datasets()
-    assert np.issubdtype(np.int16, np.integer)
