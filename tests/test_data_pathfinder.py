@@ -93,11 +93,13 @@ def test_target_snakes_geometry():
     assert made >= 10
 
 
-@pytest.mark.parametrize("variant", ["lra", "easy"])
-def test_markers_follow_the_label(variant):
+@pytest.mark.parametrize(
+    ("task", "variant"), [("pathfinder", "lra"), ("pathfinder", "easy"), ("pathx", "easy")]
+)
+def test_markers_follow_the_label(task, variant):
     """Label 1: the markers are the two ends of one target snake; label 0: ends of different
     target snakes. Markers are rendered bright at their centres; distractors keep clear of them."""
-    p = gp.PATHFINDER_VARIANTS[variant]
+    p = gp.pathfinder_params(task, variant)
     for index in range(12):
         label = index % 2
         layout = gp.make_layout(p, label, np.random.default_rng([9, index]))
@@ -135,8 +137,8 @@ def test_lra_variants_match_reference_parameters():
 def test_bad_parameters_are_reported():
     with pytest.raises(ValueError, match="leave no room"):
         gp.pathfinder_params("pathfinder", "easy", seed_distance=9.0)
-    with pytest.raises(ValueError, match="unknown pathx generator"):
-        gp.pathfinder_params("pathx", "easy")
+    with pytest.raises(ValueError, match="unknown pathx generator 'hard'; valid: lra, easy"):
+        gp.pathfinder_params("pathx", "hard")
     with pytest.raises(ValueError, match="could not place two target snakes"):
         gp.make_image(
             gp.pathfinder_params("pathfinder", "easy", contour_length=30), 1, np.random.default_rng(0)

@@ -146,6 +146,24 @@ PATHX_VARIANTS: dict[str, PathfinderParams] = {
         snake_contrast=0.9,
         paddle_contrast=(1.0,),
     ),
+    # 32x32 (1,024 tokens), 5-paddle contours, 2 distractors: exercises the Path-X pipeline on a CPU.
+    "easy": PathfinderParams(
+        resolution=32,
+        contour_length=5,
+        distractor_length=2,
+        num_distractors=2,
+        paddle_length=2.0,
+        paddle_thickness=0.75,
+        paddle_margin=(1.0,),
+        seed_distance=5.0,
+        marker_radius=1.5,
+        continuity=1.0,
+        snake_contrast=1.0,
+        paddle_contrast=(1.0,),
+        n_train=8_000,
+        n_val=1_000,
+        n_test=1_000,
+    ),
 }
 
 
