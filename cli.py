@@ -566,7 +566,7 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Skip a series' longer lengths once one call takes longer (0 = never)."),
         click.option("--memory-limit", "memory_limit_gb", default=None, type=float, metavar="GIB",
                      help="CPU only: calls allocating more are recorded as OOM [default: half the free RAM; 0 = none]."),
-        click.option("--quick/--full", "quick", default=None,
+        click.option("--quick/--full-grid", "quick", default=None,
                      help="Reduced grid (few short lengths, small batch, few repeats) or the full one "
                      "[default: reduced on CPU, full on CUDA]."),
         click.option("--out", default="lra_runs", show_default=True,

@@ -837,7 +837,7 @@ def _cell(row: pd.Series, value: float, ratio: float, requested_batch: int | Non
     if row["status"] == "ok":
         text = format_number(value) if pd.notna(value) else "–"
         if pd.notna(ratio):
-            text += f" ({ratio:.2f}×)"
+            text += f" ({ratio:.1f}×)" if ratio >= 10 else f" ({ratio:.2f}×)"
         if requested_batch is not None and row["batch"] != requested_batch:
             text += f" [b{int(row['batch'])}]"
         return text
