@@ -3,7 +3,7 @@
 Two benchmarks write efficiency records (results/records.py, ``kind="efficiency"``) into the same
 results store as the training runs, one JSON file per measurement::
 
-    <out>/efficiency/<bench>/<device>/<config>/<attention slug>[<backend>]/<pass>-N<length>.json
+    <out>/efficiency/<bench>/<device>/<config>/<attention slug>-<backend>/<pass>-N<length>.json
 
 * `bench_attention` (``lra bench attention``) -- one attention call on random q, k, v of shape
   [B, H, N, d]: ``forward`` (under `torch.no_grad`) and ``forward_backward`` (forward plus the
@@ -84,7 +84,8 @@ def _powers(lo: int, hi: int) -> tuple[int, ...]:
     return tuple(2**e for e in range(lo, hi + 1))
 
 
-# (bench, device type, quick) -> defaults.
+# (bench, device type, quick) -> lengths, batch, heads, head_dim, dtype, warmup, repeats, time budget
+# per measurement (s), longest median call before longer lengths are skipped (s).
 GRIDS: dict[tuple[str, str, bool], Grid] = {
     ("attention", "cuda", False): Grid(_powers(10, 20), 1, 8, 64, "bfloat16", 3, 20, 2.0, 20.0),
     ("attention", "cuda", True): Grid(_powers(10, 14), 1, 8, 64, "bfloat16", 2, 10, 1.0, 5.0),
@@ -387,8 +388,12 @@ def _resolve(cfg: BenchConfig, bench: str) -> tuple[torch.device, Grid, int | No
     for name in ("batch", "heads", "head_dim", "repeats"):
         if getattr(grid, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {getattr(grid, name)}")
-    if grid.warmup < 0 or grid.time_budget_s <= 0 or grid.max_call_s < 0:
-        raise ValueError("--warmup and --max-call-s must be >= 0 and --time-budget > 0")
+    if grid.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0; got {grid.warmup}")
+    if grid.time_budget_s <= 0:
+        raise ValueError(f"--time-budget must be > 0 seconds; got {grid.time_budget_s:g}")
+    if grid.max_call_s < 0:
+        raise ValueError(f"--max-call-s must be >= 0 seconds (0 = no limit); got {grid.max_call_s:g}")
     if grid.dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}; got {grid.dtype!r}")
     if device.type == "cpu" and grid.dtype == "float16":

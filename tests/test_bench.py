@@ -446,6 +446,8 @@ def test_cli_model_quick_grid_override(tmp_path):
         ),
         (["attention", "--attn-param", "topk=3"], "Error: --attn-param expects NAME.KEY=VALUE"),
         (["attention", "--repeats", "0"], "Error: --repeats must be >= 1; got 0"),
+        (["model", "--time-budget", "0"], "Error: --time-budget must be > 0 seconds; got 0"),
+        (["model", "--batch", "0"], "Error: --batch must be >= 1; got 0"),
         (
             ["attention", "--device", "cpu", "--dtype", "float16"],
             "Error: --dtype float16 is not supported on CPU",
