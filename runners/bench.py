@@ -699,8 +699,12 @@ def _model_series(
         eps=train_cfg.eps,
         weight_decay=train_cfg.weight_decay,
     )
-    _prime(model, optimizer, ctx.device)
     batch, stop = grid.batch, None
+    primed = measure(
+        lambda: _prime(model, optimizer, ctx.device), ctx.device, warmup=0, repeats=1, memory=False
+    )
+    if primed.status != "ok":  # the attention cannot train at all: every length records why
+        stop = (primed.status, f"the first training step failed: {primed.error}")
     for length in grid.lengths:
         if stop is not None:
             status, reason = stop
@@ -708,7 +712,7 @@ def _model_series(
                 rows.append(_skipped_row(ctx, s, pass_, length, batch, reason))
                 progress.done(_describe(rows[-1]))
                 continue
-            m, total = Measurement("oom", error=f"skipped: {reason}"), None
+            m, total = Measurement(status, error=f"skipped: {reason}"), None
         else:
             while True:
                 m, total = _measure_step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype)
@@ -726,12 +730,12 @@ def _model_series(
             stop = ("oom", f"out of memory at N={length} with batch 1")
         elif m.status == "ok" and grid.max_call_s and m.median_ms > 1e3 * grid.max_call_s:
             stop = ("skipped", f"slower than --max-call-s {grid.max_call_s:g} s at N={length}")
-    del model, optimizer
     return rows
 
 
 def _prime(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """One tiny step, so that the optimizer state exists before any step is measured."""
+    """One tiny step, so that the optimizer state exists before any step is measured (and a
+    mechanism that cannot train fails once, here)."""
     loss = model(torch.ones(1, 8, dtype=torch.long, device=device)).float().sum()
     loss.backward()
     optimizer.step()

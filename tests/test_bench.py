@@ -354,6 +354,33 @@ def test_model_bench_halves_the_batch_on_oom_and_records_it(tmp_path, monkeypatc
     assert "[b16]" in markdown and "OOM" in markdown
 
 
+def test_model_bench_records_a_mechanism_that_cannot_train(tmp_path, monkeypatch):
+    real = bench._prime
+
+    def prime(model, optimizer, device):
+        if model.encoder.blocks[0].attn.mechanism.name == "agent":
+            raise RuntimeError("kernel launch failed\nsecond line")
+        real(model, optimizer, device)
+
+    monkeypatch.setattr(bench, "_prime", prime)
+    cfg = BenchConfig(
+        attentions=("agent",),
+        lengths=(8, 16),
+        batch=1,
+        warmup=0,
+        repeats=1,
+        device="cpu",
+        quiet=True,
+        out=str(tmp_path),
+    )
+    rows, markdown = bench_model(cfg)
+    status = {(r["attention"], r["seq_len"]): (r["status"], r["error"]) for r in records_under(tmp_path)}
+    message = "skipped: the first training step failed: RuntimeError: kernel launch failed"
+    assert status[("agent", 8)] == status[("agent", 16)] == ("error", message)
+    assert status[("full", 8)][0] == status[("full", 16)][0] == "ok"
+    assert table_row(markdown, "agent [torch]")[:2] == ["error", "error"]
+
+
 def test_model_bench_real_step_on_cpu(tmp_path):
     cfg = BenchConfig(
         attentions=("mita",),
