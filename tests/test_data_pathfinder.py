@@ -50,6 +50,8 @@ def test_labels_exactly_balanced_per_split(written: Path):
 
 def test_deterministic_and_independent_of_workers(written: Path, tmp_path: Path):
     again = gp.write_pathfinder(tmp_path, SMALL, seed=4, workers=1)
+    with pytest.raises(ValueError, match="already holds Pathfinder data"):
+        gp.write_pathfinder(tmp_path, SMALL, seed=5, workers=1)
     for name in ("imgs/0/sample_3.png", "imgs/2/sample_5.png", "metadata/1.npy"):
         assert (again / name).read_bytes() == (written / name).read_bytes()
     other = gp.make_image(SMALL, 1, np.random.default_rng([5, 3]))[0]

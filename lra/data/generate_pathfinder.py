@@ -476,6 +476,9 @@ def write_pathfinder(
     """
     p.check()
     folder = Path(out_dir) / p.folder()
+    if (folder / "metadata").exists():
+        # Batches of an earlier, larger set would silently mix with the new one.
+        raise ValueError(f"{folder} already holds Pathfinder data; delete it or choose another output folder")
     labels = split_labels(p, seed).tolist()
     per = p.images_per_batch
     # Work units of at most CHUNK images, so that small sets also keep every worker busy.
