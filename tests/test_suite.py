@@ -1,0 +1,488 @@
+"""The suite runner against a fake, fast `runners.train`-compatible runner.
+
+The fake runner (written to a temporary file by the `fake` fixture) reads the same RunConfig JSON
+as `python -m runners.train`, logs each invocation, writes a `running` record and a checkpoint,
+and then does what the test asks for that run: finish ok, crash without a record, SIGKILL
+itself, write its own failed / diverged record, hang, or sleep. The suite's planning (registry,
+presets, configuration hashes) is the real one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import cli
+from results import store
+from results.records import read_record
+from runners import suite
+from runners.suite import SuiteConfig, parse_attention, split_list
+
+REPO = Path(__file__).resolve().parents[1]
+
+FAKE_RUNNER = textwrap.dedent(
+    """
+    import datetime, json, os, signal, sys, time
+    from pathlib import Path
+    from results.records import RUN_FIELDS, SCHEMA_VERSION, write_record
+
+    cfg = json.loads(Path(sys.argv[1]).read_text())
+    plan = json.loads(Path(os.environ["FAKE_PLAN"]).read_text())
+    run_dir = Path(cfg["run_dir"])
+    cell = plan["cells"][str(run_dir)]
+    key = f"{cfg['task']}/{cfg['attention']}/{cfg['seed']}"
+    behaviour = plan["behaviours"].get(key, "ok")
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+
+    def log(**entry):
+        with open(plan["log"], "a") as fh:
+            fh.write(json.dumps({"key": key, "pid": os.getpid(), "time": time.time(), **entry}) + "\\n")
+
+    def record(status, **values):
+        r = dict.fromkeys(RUN_FIELDS)
+        r.update(schema_version=SCHEMA_VERSION, kind="run", run_id=cell["run_id"], task=cfg["task"],
+                 attention=cfg["attention"], attention_params=cfg["attn_params"], attention_label=cell["label"],
+                 preset=cfg["preset"], seed=cfg["seed"], status=status, config_hash=cell["hash"],
+                 chance_acc=0.1, num_classes=10, n_test=1000, history=[], started_at="2026-01-01T00:00:00+00:00")
+        r.update(values)
+        write_record(run_dir / "result.json", r)
+
+    log(event="start", resumed=checkpoint.exists(), behaviour=behaviour, resume=cfg["resume"], quiet=cfg["quiet"],
+        threads=os.environ.get("OMP_NUM_THREADS"))
+    if behaviour == "config_error":
+        print("Error: unknown setting 'model.nope'", file=sys.stderr)
+        sys.exit(2)
+    record("running")
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"fake checkpoint")
+    print("step 1", flush=True)
+    if behaviour == "crash":
+        print("Traceback (most recent call last):", file=sys.stderr)
+        print("RuntimeError: boom", file=sys.stderr)
+        sys.exit(1)
+    if behaviour == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if behaviour == "hang":
+        time.sleep(300)
+    if behaviour.startswith("sleep:"):
+        time.sleep(float(behaviour.split(":")[1]))
+    if behaviour == "fail_record":
+        record("failed", error="ValueError: bad value", finished_at="2026-01-01T00:01:00+00:00")
+        sys.exit(1)
+    if behaviour == "diverge":
+        record("diverged", error="diverged after 5 non-finite losses", finished_at="2026-01-01T00:01:00+00:00")
+        sys.exit(1)
+    acc = 0.3 + 0.01 * cfg["seed"] + (0.05 if cfg["attention"] == "mita" else 0.0)
+    record("ok", test_acc=acc, best_val_acc=acc, steps=2, max_steps=2,
+           history=[{"step": 1, "val_acc": acc / 2}, {"step": 2, "val_acc": acc}],
+           finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
+    log(event="end")
+    """
+)
+
+
+class Fake:
+    """The fake runner's command, its per-run behaviours and its invocation log."""
+
+    def __init__(self, root: Path) -> None:
+        self.script = root / "fake_runner.py"
+        self.script.write_text(FAKE_RUNNER)
+        self.plan_path = root / "fake_plan.json"
+        self.log_path = root / "fake_log.jsonl"
+        self.command = [sys.executable, str(self.script)]
+        self.behaviours: dict[str, str] = {}
+        self.cells: dict[str, dict[str, str]] = {}
+
+    def prepare(self, cfg: SuiteConfig, **behaviours: str) -> None:
+        """Plan `cfg` (for the hashes and labels the runner would write) and set behaviours, keyed
+        'task/attention/seed' with '/' written as '__' (keyword arguments)."""
+        for cell in suite.plan(cfg):
+            self.cells[str(cell.run_dir)] = {
+                "run_id": cell.run_id,
+                "label": cell.label,
+                "hash": cell.config_hash,
+            }
+        self.behaviours = {key.replace("__", "/"): value for key, value in behaviours.items()}
+        self.plan_path.write_text(
+            json.dumps({"cells": self.cells, "behaviours": self.behaviours, "log": str(self.log_path)})
+        )
+
+    def calls(self, event: str = "start") -> list[dict]:
+        if not self.log_path.exists():
+            return []
+        entries = [json.loads(line) for line in self.log_path.read_text().splitlines()]
+        return [e for e in entries if e["event"] == event]
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch) -> Fake:
+    fake = Fake(tmp_path)
+    monkeypatch.setenv("FAKE_PLAN", str(fake.plan_path))
+    return fake
+
+
+def grid(tmp_path: Path, **kwargs) -> SuiteConfig:
+    base = {
+        "tasks": ("listops",),
+        "attentions": ("full", "mita"),
+        "seeds": (0,),
+        "preset": "tiny",
+        "out": str(tmp_path / "out"),
+    }
+    base.update(kwargs)
+    return SuiteConfig(**base)
+
+
+def run(cfg: SuiteConfig, fake: Fake, reports: bool = False) -> suite.SuiteResult:
+    return suite.run_suite(cfg, command=fake.command, echo=lambda line: None, reports=reports)
+
+
+def statuses(result: suite.SuiteResult) -> dict[str, str]:
+    return {o.cell.run_id: o.status for o in result.outcomes}
+
+
+# ---------------------------------------------------------------------------------------------
+# Skip / retry / resume / crash
+# ---------------------------------------------------------------------------------------------
+
+
+def test_runs_every_combination_writes_reports_and_skips_finished_runs(tmp_path, fake):
+    cfg = grid(tmp_path, seeds=(0, 1))
+    fake.prepare(cfg)
+    result = run(cfg, fake, reports=True)
+    assert statuses(result) == {
+        "listops/full/0": "ok",
+        "listops/full/1": "ok",
+        "listops/mita/0": "ok",
+        "listops/mita/1": "ok",
+    }
+    assert result.exit_code == 0
+    out = Path(cfg.out)
+    for run_id in statuses(result):
+        task, label, seed = run_id.split("/")
+        assert read_record(out / "runs" / task / label / seed / "result.json")["status"] == "ok"
+    calls = fake.calls()
+    assert len(calls) == 4 and all(c["resume"] and c["quiet"] and not c["resumed"] for c in calls)
+    for name in ("leaderboard.csv", "leaderboard.md", "results_long.csv", "plots/accuracy_tiny.png"):
+        assert (out / name).is_file(), name
+    wide = pd.read_csv(out / "leaderboard.csv").set_index("attention_label")
+    assert wide.loc["mita", "listops"] == pytest.approx(100 * (0.35 + 0.36) / 2)
+    assert len(pd.read_csv(out / "results_long.csv")) == 4
+    assert json.loads((out / "suite.json").read_text())["suite"]["preset"] == "tiny"
+
+    again = run(cfg, fake)
+    assert set(statuses(again).values()) == {"skipped"}
+    assert again.exit_code == 0
+    assert len(fake.calls()) == 4  # nothing ran the second time
+
+
+def test_crashed_run_is_recorded_failed_others_go_on_and_a_rerun_resumes_it(tmp_path, fake):
+    cfg = grid(tmp_path)
+    fake.prepare(cfg, listops__mita__0="crash")
+    result = run(cfg, fake, reports=True)
+    assert statuses(result) == {"listops/full/0": "ok", "listops/mita/0": "failed"}
+    assert result.exit_code == 1
+    run_dir = Path(cfg.out) / "runs" / "listops" / "mita" / "0"
+    record = read_record(run_dir / "result.json")
+    assert record["status"] == "failed"
+    assert record["error"] == "RuntimeError: boom"  # the last line the process wrote
+    assert record["config_hash"] == fake.cells[str(run_dir)]["hash"]
+    assert record["started_at"] == "2026-01-01T00:00:00+00:00"  # kept from the runner's running record
+    assert "RuntimeError: boom" in (run_dir / "log.txt").read_text()
+    assert "listops/mita/0" in (Path(cfg.out) / "leaderboard.md").read_text()
+
+    fake.prepare(cfg)  # the cause is fixed
+    again = run(cfg, fake)
+    assert statuses(again) == {"listops/full/0": "skipped", "listops/mita/0": "ok"}
+    assert again.exit_code == 0
+    retried = fake.calls()[-1]
+    assert retried["key"] == "listops/mita/0" and retried["resumed"] is True  # continued from the checkpoint
+    log = (run_dir / "log.txt").read_text()
+    assert log.count("lra suite:") == 2  # both attempts are in the log
+
+
+def test_a_sigkilled_run_gets_a_failed_record_naming_the_signal(tmp_path, fake):
+    cfg = grid(tmp_path, attentions=("full",))
+    fake.prepare(cfg, listops__full__0="sigkill")
+    result = run(cfg, fake)
+    outcome = result.outcomes[0]
+    assert outcome.status == "failed" and result.exit_code == 1
+    assert "killed by SIGKILL" in outcome.error and "out-of-memory" in outcome.error
+    record = read_record(Path(cfg.out) / "runs" / "listops" / "full" / "0" / "result.json")
+    assert record["status"] == "failed" and "SIGKILL" in record["error"]
+    assert record["test_acc"] is None and record["run_id"] == "listops/full/0"
+
+
+def test_records_written_by_the_runner_are_taken_as_they_are(tmp_path, fake):
+    cfg = grid(tmp_path)
+    fake.prepare(cfg, listops__full__0="fail_record", listops__mita__0="diverge")
+    result = run(cfg, fake)
+    assert statuses(result) == {"listops/full/0": "failed", "listops/mita/0": "diverged"}
+    assert result.outcomes[0].error == "ValueError: bad value"
+    assert result.exit_code == 1
+
+    fake.prepare(cfg)
+    again = run(cfg, fake)
+    # a diverged run is a result of its configuration: not run again; the failed one is retried
+    assert statuses(again) == {"listops/full/0": "ok", "listops/mita/0": "skipped"}
+    assert again.exit_code == 0
+
+
+def test_a_runner_that_exits_before_any_record_is_recorded_with_its_error_line(tmp_path, fake):
+    cfg = grid(tmp_path, attentions=("full",))
+    fake.prepare(cfg, listops__full__0="config_error")
+    result = run(cfg, fake)
+    assert result.outcomes[0].status == "failed"
+    assert result.outcomes[0].error == "Error: unknown setting 'model.nope'"
+    record = read_record(Path(cfg.out) / "runs" / "listops" / "full" / "0" / "result.json")
+    assert record["error"] == "Error: unknown setting 'model.nope'"
+
+
+def test_a_changed_configuration_moves_the_old_run_aside_and_reruns(tmp_path, fake):
+    cfg = grid(tmp_path, attentions=("full",), max_steps=5)
+    fake.prepare(cfg)
+    run(cfg, fake)
+    changed = dataclasses.replace(cfg, max_steps=6)
+    fake.prepare(changed)
+    assert [suite.cell_state(c) for c in suite.plan(changed)] == ["stale"]
+    result = run(changed, fake)
+    assert statuses(result) == {"listops/full/0": "ok"}
+    assert len(fake.calls()) == 2 and fake.calls()[-1]["resumed"] is False  # started afresh
+    archived = list((Path(cfg.out) / ".replaced").rglob("result.json"))
+    assert len(archived) == 1
+    st = store.load(cfg.out)  # the archive is not part of the results
+    assert len(st.runs) == 1 and st.runs.loc[0, "config_hash"] == suite.plan(changed)[0].config_hash
+
+
+def test_jobs_run_in_parallel_with_the_cores_split(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(suite, "available_cores", lambda: 4)
+    cfg = grid(tmp_path, seeds=(0, 1), jobs=2)
+    fake.prepare(cfg, **{f"listops__{a}__{s}": "sleep:1.0" for a in ("full", "mita") for s in (0, 1)})
+    started = time.monotonic()
+    result = run(cfg, fake)
+    elapsed = time.monotonic() - started
+    assert set(statuses(result).values()) == {"ok"}
+    starts = {c["key"]: c["time"] for c in fake.calls()}
+    ends = {c["key"]: c["time"] for c in fake.calls("end")}
+    overlapping = [
+        (a, b) for a in starts for b in starts if a < b and starts[a] < ends[b] and starts[b] < ends[a]
+    ]
+    assert overlapping, "no two runs overlapped in time"
+    assert all(c["threads"] == "2" for c in fake.calls())  # 4 cores / 2 jobs
+    assert elapsed < 4 * 1.0 + 3.0  # well below running the four 1 s runs one after another plus overhead
+
+
+def test_a_run_locked_by_another_process_is_reported_busy(tmp_path, fake):
+    cfg = grid(tmp_path, attentions=("full",))
+    fake.prepare(cfg)
+    run_dir = suite.plan(cfg)[0].run_dir
+    run_dir.mkdir(parents=True)
+    with open(run_dir / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run(cfg, fake)
+    assert result.outcomes[0].status == "busy" and result.exit_code == 1
+    assert fake.calls() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Interrupting the suite itself
+# ---------------------------------------------------------------------------------------------
+
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from runners import suite
+    cfg = suite.SuiteConfig(**json.loads(sys.argv[1]))
+    try:
+        result = suite.run_suite(cfg, command=json.loads(sys.argv[2]), reports=False)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(result.exit_code)
+    """
+)
+
+
+def _start_driver(cfg: SuiteConfig, fake: Fake) -> subprocess.Popen:
+    fields = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items() if k != "slurm"
+    }
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, json.dumps(fields), json.dumps(fake.command)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.1)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers signal 0; its /proc status says Z
+    with open(f"/proc/{pid}/status") as fh:
+        return any(line.startswith("State:") and "Z" in line for line in fh)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killing_the_suite_stops_its_runs_and_the_same_command_resumes(tmp_path, fake, sig):
+    cfg = grid(tmp_path, attentions=("full",), seeds=(0, 1))
+    fake.prepare(cfg, listops__full__1="hang")
+    driver = _start_driver(cfg, fake)
+    try:
+        _wait_for(lambda: any(c["key"] == "listops/full/1" for c in fake.calls()))
+        child = next(c for c in fake.calls() if c["key"] == "listops/full/1")["pid"]
+        driver.send_signal(sig)
+        code = driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    _wait_for(lambda: _gone(child), timeout=15)  # the run did not outlive the suite
+
+    fake.prepare(cfg)
+    result = run(cfg, fake)
+    assert statuses(result) == {"listops/full/0": "skipped", "listops/full/1": "ok"}
+    assert fake.calls()[-1]["resumed"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# SLURM through submitit (its local executors)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_submitit_launcher_runs_each_cell_as_a_job(tmp_path, fake):
+    pytest.importorskip("submitit")
+    cfg = grid(tmp_path, launcher="submitit", slurm=suite.SlurmOptions(cluster="debug", gpus_per_run=0))
+    fake.prepare(cfg, listops__mita__0="crash")
+    result = run(cfg, fake)
+    assert statuses(result) == {"listops/full/0": "ok", "listops/mita/0": "failed"}
+    assert result.outcomes[-1].error == "RuntimeError: boom"
+
+
+def test_submitit_launcher_without_slurm_is_a_clear_error(tmp_path, fake, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    cfg = grid(tmp_path, launcher="submitit")
+    fake.prepare(cfg)
+    with pytest.raises(ValueError, match="no SLURM"):
+        run(cfg, fake)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning and parsing
+# ---------------------------------------------------------------------------------------------
+
+
+def test_plan_defaults_and_labels(tmp_path):
+    import attention_zoo
+
+    cells = suite.plan(SuiteConfig(preset="quick", out=str(tmp_path)))
+    assert {c.task for c in cells} == {"listops", "pathfinder"}
+    assert sorted({c.attention for c in cells}) == sorted(attention_zoo.names())
+    cells = suite.plan(
+        grid(tmp_path, attentions=("mita(topk=8)", "mita"), attn_params={"mita": {"num_landmarks": "4"}})
+    )
+    assert [c.label for c in cells] == ["mita(num_landmarks=4,topk=8)", "mita(num_landmarks=4)"]
+    assert cells[0].run_dir == tmp_path / "out" / "runs" / "listops" / "mita-num_landmarks=4-topk=8" / "0"
+    assert cells[0].config.attn_params == {"num_landmarks": "4", "topk": "8"}
+
+
+def test_parse_attention_and_split_list():
+    assert parse_attention("mita(num_landmarks=64, topk=64)") == (
+        "mita",
+        {"num_landmarks": "64", "topk": "64"},
+    )
+    assert parse_attention("full") == ("full", {})
+    with pytest.raises(ValueError, match="malformed attention"):
+        parse_attention("mita(topk")
+    with pytest.raises(ValueError, match="key=value"):
+        parse_attention("mita(64)")
+    assert split_list("full, mita(num_landmarks=64,topk=64),agent") == [
+        "full",
+        "mita(num_landmarks=64,topk=64)",
+        "agent",
+    ]
+    assert split_list("") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "nope"], "unknown task 'nope'"),
+        (["--attentions", "full,nope"], "unknown attention 'nope'"),
+        (["--attentions", "mita(topk"], "malformed attention"),
+        (["--attentions", "mita", "--attn-param", "mita.nope=1"], "has no parameter 'nope'"),
+        (["--attentions", "mita", "--attn-param", "full.x=1"], "not among the attentions"),
+        (["--attn-param", "topk=3"], "NAME.KEY=VALUE"),
+        (["--seeds", "a"], "--seeds expects integers"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--set", "model.nope=1"], "model.nope"),
+    ],
+    ids=[
+        "task",
+        "attention",
+        "malformed",
+        "param",
+        "param-owner",
+        "param-form",
+        "seeds",
+        "jobs",
+        "preset",
+        "set",
+    ],
+)
+def test_suite_cli_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    result = CliRunner().invoke(cli.main, ["suite", "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_suite_cli_dry_run_plans_without_running(tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli.main,
+        [
+            "suite",
+            "--dry-run",
+            "--preset",
+            "tiny",
+            "--tasks",
+            "listops",
+            "--attentions",
+            "full,agent",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "new       listops/full/0" in result.output and "listops/agent/0" in result.output
+    assert not out.exists()
