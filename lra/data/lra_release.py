@@ -16,6 +16,7 @@ get them) or ValueError (malformed content, naming the file and line).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -261,18 +262,26 @@ def _decode_pngs(items: list[tuple[str, str]], side: int) -> np.ndarray:
     return out
 
 
-def read_pathfinder_images(entries: Sequence[PathfinderEntry], side: int, workers: int = 0) -> np.ndarray:
-    """[n, side*side] uint8 pixels of the listed PNGs, decoded in `workers` processes (0 = auto)."""
+def read_pathfinder_images(
+    entries: Sequence[PathfinderEntry], side: int, workers: int = 0, offset: int = 0, dtype: type = np.uint8
+) -> np.ndarray:
+    """[n, side*side] pixels + `offset` (as `dtype`) of the listed PNGs, decoded in `workers`
+    processes (0 = auto) straight into one array, so Path-X needs no second full-size copy."""
     items = [(str(e.path), e.where) for e in entries]
-    if not items:
-        return np.zeros((0, side * side), dtype=np.uint8)
+    out = np.empty((len(items), side * side), dtype=dtype)
     workers = workers or min(8, os.cpu_count() or 1)
     chunk = 512
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
-    if workers <= 1 or len(chunks) <= 2:
-        parts = [_decode_pngs(c, side) for c in progress(chunks, desc="decoding PNGs", unit=" chunks")]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=worker_context()) as pool:
-            futures = pool.map(_decode_pngs, chunks, [side] * len(chunks))
-            parts = list(progress(futures, total=len(chunks), desc="decoding PNGs", unit=" chunks"))
-    return np.concatenate(parts)
+    with contextlib.ExitStack() as stack:
+        if workers <= 1 or len(chunks) <= 2:
+            parts = map(_decode_pngs, chunks, [side] * len(chunks))
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=worker_context()))
+            parts = pool.map(_decode_pngs, chunks, [side] * len(chunks))
+        start = 0
+        for part in progress(parts, total=len(chunks), desc="decoding PNGs", unit=" chunks"):
+            block = out[start : start + len(part)]
+            block[:] = part
+            block += offset
+            start += len(part)
+    return out

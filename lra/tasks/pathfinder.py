@@ -58,8 +58,10 @@ def _loader(task: str) -> tuple[Callable[[str, DataConfig], LRADataset], Callabl
 
         def build() -> dict:
             entries = lra_release.split_entries(lra_release.read_pathfinder_index(folder), split, counts)
-            pixels = lra_release.read_pathfinder_images(entries, side)
-            inputs = pixels if data.pixel_zero_is_padding else pixels.astype("int16") + 1
+            if data.pixel_zero_is_padding:
+                inputs = lra_release.read_pathfinder_images(entries, side)
+            else:
+                inputs = lra_release.read_pathfinder_images(entries, side, offset=1, dtype=np.int16)
             if seq_len != side * side:
                 inputs = _fit(inputs, seq_len)
             return {"inputs": inputs, "labels": np.asarray([e.label for e in entries], dtype=np.int64)}
