@@ -1,0 +1,63 @@
+"""build_once and the tensor cache: all-or-nothing directories, keys, memory-mapped reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lra.data.cache import build_once, cached_split, digest
+from lra.tasks import DataConfig
+
+
+def test_build_once_failure_leaves_nothing_and_success_is_reused(tmp_path: Path):
+    target = tmp_path / "data" / "thing"
+
+    def broken(tmp: Path) -> None:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        build_once(target, broken)
+    assert not target.exists() and not list(target.parent.glob(".thing.tmp-*"))
+    calls = []
+
+    def good(tmp: Path) -> None:
+        calls.append(1)
+        (tmp / "ok.txt").write_text("ok")
+
+    assert build_once(target, good) == target and (target / "ok.txt").read_text() == "ok"
+    build_once(target, good)
+    assert calls == [1]
+
+
+def test_stale_temporary_folders_are_removed(tmp_path: Path):
+    stale = tmp_path / ".thing.tmp-99999-deadbeef"
+    stale.mkdir()
+    build_once(tmp_path / "thing", lambda tmp: (tmp / "x").write_text("x"))
+    assert not stale.exists()
+
+
+def test_cached_split_keys_and_memory_map(tmp_path: Path):
+    data = DataConfig(data_dir=str(tmp_path))
+    calls = []
+
+    def build() -> dict[str, np.ndarray]:
+        calls.append(1)
+        return {"inputs": np.arange(12, dtype=np.int16).reshape(3, 4), "labels": np.array([0, 1, 0])}
+
+    arrays, meta = cached_split(data, "t", "src", "train", 4, {"tokenizer": "v1"}, build)
+    again, meta2 = cached_split(data, "t", "src", "train", 4, {"tokenizer": "v1"}, build)
+    assert calls == [1] and meta["cache"] == meta2["cache"]
+    assert isinstance(again["inputs"], np.memmap) and again["inputs"].dtype == np.int16
+    assert np.array_equal(again["inputs"], arrays["inputs"])
+    again["inputs"][0, 0] = 99  # copy-on-write: the cache file is never modified
+    assert cached_split(data, "t", "src", "train", 4, {"tokenizer": "v1"}, build)[0]["inputs"][0, 0] == 0
+    other, meta3 = cached_split(data, "t", "src", "train", 4, {"tokenizer": "v2"}, build)
+    assert calls == [1, 1] and meta3["cache"] != meta["cache"]
+    custom = DataConfig(data_dir=str(tmp_path), cache_dir=str(tmp_path / "elsewhere"))
+    assert cached_split(custom, "t", "src", "train", 4, {}, build)[1]["cache"].startswith(
+        str(tmp_path / "elsewhere")
+    )
+    assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
