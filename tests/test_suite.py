@@ -371,9 +371,10 @@ def test_killing_the_suite_stops_its_runs_and_the_same_command_resumes(tmp_path,
 # ---------------------------------------------------------------------------------------------
 
 
-def test_submitit_launcher_runs_each_cell_as_a_job(tmp_path, fake):
+@pytest.mark.parametrize("cluster", ["debug", pytest.param("local", marks=pytest.mark.slow)])
+def test_submitit_launcher_runs_each_cell_as_a_job(tmp_path, fake, cluster):
     pytest.importorskip("submitit")
-    cfg = grid(tmp_path, launcher="submitit", slurm=suite.SlurmOptions(cluster="debug", gpus_per_run=0))
+    cfg = grid(tmp_path, launcher="submitit", slurm=suite.SlurmOptions(cluster=cluster, gpus_per_run=0))
     fake.prepare(cfg, listops__mita__0="crash")
     result = run(cfg, fake)
     assert statuses(result) == {"listops/full/0": "ok", "listops/mita/0": "failed"}
