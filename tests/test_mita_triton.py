@@ -75,7 +75,7 @@ def reference_and_triton(q, k, v, mask, m, topk, shared, deterministic=False):
 
 
 # (B, H, N, d, m, k, masked, shared, config); small blocks exercise the long-sequence paths.
-TILED = {"block_m": 16, "block_n": 16, "block_k": 16, "block_lm": 16, "group": 4}
+TILED = {"block_m": 16, "block_n": 16, "block_n_bwd": 16, "block_k": 16, "block_lm": 16, "group": 4}
 FP32_CASES = [
     (1, 1, 1, 16, 4, 4, False, True, {}),
     (2, 1, 7, 16, 3, 2, True, True, {}),
@@ -389,3 +389,12 @@ def test_bench_verification_passes_on_the_interpreter():
 
     checks = verify(torch.device("cpu"), n32=32, n16=64, heads=1)
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_hopper():
+    """Every kernel launch of representative shapes compiles for sm_90 (no GPU needed)."""
+    from attention_zoo.mita.triton_compile_check import check
+
+    results = check(arch=90, quick=True)
+    assert results and not [r for r in results if "error" in r]

@@ -40,6 +40,15 @@ def _expert_of(offs_ptr, bh, M, p, M_PAD: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(ptr, row0, lc, M, head_dim, BLOCK_LM: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """Landmark rows [lc * BLOCK_LM, +BLOCK_LM) of a [M, head_dim] matrix starting at row row0 (0 past M)."""
+    lm = lc * BLOCK_LM + tl.arange(0, BLOCK_LM)
+    cols = tl.arange(0, HEAD_DIM)
+    mask = (lm < M)[:, None] & (cols < head_dim)[None, :]
+    return tl.load(ptr + (row0 + lm)[:, None] * head_dim + cols[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
 def _piece_table(offs_ptr, bh, M, piece_len, M_PAD: tl.constexpr):
     """Each expert's queries [start, end) in sorted order, cut into pieces of <= piece_len queries:
     (expert ids, valid, start, end, number of pieces, index of the expert's first piece)."""
@@ -162,10 +171,10 @@ def _bwd_query_kernel(
         if SHARED:
             for lc in range(NUM_LM_CHUNKS):
                 lm = lc * BLOCK_LM + tl.arange(0, BLOCK_LM)
-                lm_off = (bh * M + lm)[:, None] * head_dim + cols[None, :]
                 lm_mask = (lm < M)[:, None] & d_ok[None, :]
-                r = tl.load(r_ptr + lm_off, mask=lm_mask, other=0.0)
-                lv = tl.load(lv_ptr + lm_off, mask=lm_mask, other=0.0)
+                # Reloaded per tile (from L2): keeping them in registers across tiles spills.
+                r = _load_rows(r_ptr, bh * M, lc, M, head_dim, BLOCK_LM, HEAD_DIM)
+                lv = _load_rows(lv_ptr, bh * M, lc, M, head_dim, BLOCK_LM, HEAD_DIM)
                 s = tl.dot(qt, tl.trans(r), input_precision=PRECISION) * sh_scale
                 pr = tl.exp2(s - lse[:, None])
                 pr = tl.where(p_ok[:, None] & (lm < m_b)[None, :], pr, 0.0)
@@ -332,6 +341,14 @@ def _bwd_key_kernel(
     acc_dr = tl.zeros([BLOCK_LM, HEAD_DIM], tl.float32)
     n_lo = prog * chunk
     n_hi = tl.minimum(n_lo + chunk, N)
+    if SHARED and NUM_LM_CHUNKS == 1:  # the landmark side stays in registers for all key blocks
+        r_all = _load_rows(r_ptr, bh * M, 0, M, head_dim, BLOCK_LM, HEAD_DIM)
+        dlv_all = _load_rows(dlv_ptr, bh * M, 0, M, head_dim, BLOCK_LM, HEAD_DIM)
+        lv_all = _load_rows(lv_ptr, bh * M, 0, M, head_dim, BLOCK_LM, HEAD_DIM)
+        delta_all = tl.sum(dlv_all * lv_all.to(tl.float32), axis=1)  # rowsum(dLv * Lv)
+        dlv_all = dlv_all.to(k_ptr.dtype.element_ty)
+        lm_all = tl.arange(0, BLOCK_LM)
+        lse_all = tl.load(lse_lm_ptr + bh * M + lm_all, mask=lm_all < M, other=0.0)
     for n0 in range(n_lo, n_hi, BLOCK_N):
         keys = n0 + tl.arange(0, BLOCK_N)
         in_range = keys < N
@@ -349,14 +366,19 @@ def _bwd_key_kernel(
             for lc in range(NUM_LM_CHUNKS):
                 lm = lc * BLOCK_LM + tl.arange(0, BLOCK_LM)
                 lm_ok = lm < M
-                lm_off = (bh * M + lm)[:, None] * head_dim + cols[None, :]
                 lm_mask = lm_ok[:, None] & d_ok[None, :]
-                r = tl.load(r_ptr + lm_off, mask=lm_mask, other=0.0)
-                dlv32 = tl.load(dlv_ptr + lm_off, mask=lm_mask, other=0.0)
-                lv = tl.load(lv_ptr + lm_off, mask=lm_mask, other=0.0)
-                delta = tl.sum(dlv32 * lv.to(tl.float32), axis=1)  # rowsum(dLv * Lv)
-                dlv = dlv32.to(vt.dtype)
-                lse = tl.load(lse_lm_ptr + bh * M + lm, mask=lm_ok, other=0.0)
+                if NUM_LM_CHUNKS == 1:
+                    r = r_all
+                    dlv = dlv_all
+                    delta = delta_all
+                    lse = lse_all
+                else:
+                    r = _load_rows(r_ptr, bh * M, lc, M, head_dim, BLOCK_LM, HEAD_DIM)
+                    dlv32 = _load_rows(dlv_ptr, bh * M, lc, M, head_dim, BLOCK_LM, HEAD_DIM)
+                    lv = _load_rows(lv_ptr, bh * M, lc, M, head_dim, BLOCK_LM, HEAD_DIM)
+                    delta = tl.sum(dlv32 * lv.to(tl.float32), axis=1)  # rowsum(dLv * Lv)
+                    dlv = dlv32.to(vt.dtype)
+                    lse = tl.load(lse_lm_ptr + bh * M + lm, mask=lm_ok, other=0.0)
                 s = tl.dot(r, tl.trans(kt), input_precision=PRECISION) * lm_scale  # [BLOCK_LM, BLOCK_N]
                 pr = tl.where(lm_ok[:, None] & key_ok[None, :], tl.exp2(s - lse[:, None]), 0.0)
                 dp = tl.dot(dlv, tl.trans(vt), input_precision=PRECISION)
@@ -404,13 +426,13 @@ def _bwd_key_kernel(
 class _Blocks:
     """Block sizes of one problem, from CONFIG clamped to N, m and kept."""
 
-    def __init__(self, n: int, m: int, kept: int, d: int, heads_total: int) -> None:
+    def __init__(self, n: int, m: int, kept: int, d: int, heads_total: int, dtype: torch.dtype) -> None:
         cfg = common.CONFIG
         # Tiles no larger than the typical expert: N / m queries per expert on average.
-        self.m = common.pow2_block(max(1, n // max(1, m)), max(16, cfg.block_m))
-        self.k = common.pow2_block(kept, max(16, cfg.block_k))
-        self.lm = common.pow2_block(m, max(16, cfg.block_lm))
-        self.n = max(16, cfg.block_n)
+        self.m = common.pow2_block(max(1, n // max(1, m)), common.tile(cfg.block_m, d, dtype))
+        self.k = common.pow2_block(kept, common.tile(cfg.block_k, d, dtype))
+        self.lm = common.pow2_block(m, common.tile(cfg.block_lm, d, dtype))
+        self.n = common.tile(cfg.block_n_bwd, d, dtype)
         self.lm_chunks = triton.cdiv(m, self.lm)
         self.k_chunks = triton.cdiv(kept, self.k)
         self.m_pad = triton.next_power_of_2(m)
@@ -438,7 +460,7 @@ def attention_forward(
     cfg = common.CONFIG
     bh, n, d = q.shape
     m, kept = sel.landmarks.shape[1], sel.kept
-    blocks = _Blocks(n, m, kept, d, bh)
+    blocks = _Blocks(n, m, kept, d, bh, q.dtype)
     out = common.new_buffer((bh, n, d), q.dtype, q.device)
     lse = common.new_buffer((bh, n), torch.float32, q.device) if store_lse else None
     lv = sel.landmark_values if shared else sel.landmarks
@@ -449,7 +471,7 @@ def attention_forward(
         SHARED=shared, HAS_MASK=sel.mask is not None, STORE_LSE=store_lse, BLOCK_M=blocks.m,
         BLOCK_K=blocks.k, BLOCK_LM=blocks.lm, NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad,
         HEAD_DIM=blocks.head, PRECISION=common.dot_precision(q.dtype),
-        num_warps=max(cfg.num_warps, 8) if blocks.head >= 128 else cfg.num_warps, num_stages=cfg.num_stages,
+        num_warps=cfg.num_warps_tiles, num_stages=cfg.num_stages,
     )  # fmt: skip
     return out, lse
 
@@ -471,14 +493,17 @@ def attention_backward(
     cfg = common.CONFIG
     bh, n, d = q.shape
     m, kept = sel.landmarks.shape[1], sel.kept
-    blocks = _Blocks(n, m, kept, d, bh)
+    blocks = _Blocks(n, m, kept, d, bh, q.dtype)
     device, f32 = q.device, torch.float32
     precision = common.dot_precision(q.dtype)
     has_mask = sel.mask is not None
     mask_arg = sel.mask if has_mask else sel.lengths
     inv_sqrt_d = d**-0.5
-    wide = {"num_warps": max(cfg.num_warps, 8), "num_stages": cfg.num_stages}
-    narrow = {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+    wide = {"num_warps": cfg.num_warps_tiles, "num_stages": cfg.num_stages}
+    narrow = {
+        "num_warps": cfg.num_warps_tiles if blocks.head >= 128 else cfg.num_warps,
+        "num_stages": cfg.num_stages,
+    }
     key_chunk = common.split_chunk(n, bh, blocks.n)
     key_progs = triton.cdiv(n, key_chunk)
 
@@ -530,7 +555,7 @@ def attention_backward(
         dve = common.new_buffer((bh, entries, d), f32, device)
         _piece_reduce_kernel[(m * blocks.k_chunks, bh)](
             part_k, part_v, sel.offsets, dke, dve, m, kept, d, blocks.piece_len, blocks.k_chunks, blocks.max_pieces,
-            BLOCK_K=blocks.k, M_PAD=blocks.m_pad1, HEAD_DIM=blocks.head, num_warps=cfg.num_warps,
+            BLOCK_K=blocks.k, M_PAD=blocks.m_pad1, HEAD_DIM=blocks.head, num_warps=cfg.num_warps_tiles,
         )  # fmt: skip
         del part_k, part_v
     else:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 
 import torch
 import triton
-import triton.language as tl
 
 LOG2E = 1.4426950408889634
 # Masked logits: finite so that a row whose logits are all masked so far gives exp2(0) = 1 garbage
@@ -32,7 +31,8 @@ class KernelConfig:
     """Tuning knobs of the MiTA kernels (block sizes are clamped to the problem inside launchers)."""
 
     block_m: int = 64  # sorted queries per tile of the fused attention kernels (>= 16)
-    block_n: int = 64  # keys per block of the landmark pass and the key-major backward (>= 16)
+    block_n: int = 64  # keys per block of the landmark pass (>= 16)
+    block_n_bwd: int = 32  # keys per block of the key-major backward (>= 16)
     block_k: int = 64  # routed keys per inner step (>= 16)
     block_lm: int = 64  # landmarks per inner step (>= 16)
     group: int = 16  # keys per group of the exact two-stage top-k (power of two, <= block_n)
@@ -40,8 +40,10 @@ class KernelConfig:
     # Fixed-order reductions in the backward; default from the environment (MITA_DETERMINISTIC=1).
     deterministic: bool = field(default_factory=lambda: _env_flag("MITA_DETERMINISTIC"))
     poison: bool = False  # fill kernel outputs with NaN / -1 before launches (tests)
-    num_warps: int = 4
+    num_warps: int = 4  # streaming and bookkeeping kernels
+    num_warps_tiles: int = 8  # kernels holding several [block, head_dim] fp32 tiles (no register spills)
     num_stages: int = 2
+    fp32_block: int = 32  # fp32 inputs cap every block: exact ("ieee") fp32 dots run on CUDA cores
 
 
 CONFIG = KernelConfig()
@@ -68,6 +70,18 @@ def pow2_block(n: int, cap: int, floor: int = 16) -> int:
     return max(floor, min(cap, triton.next_power_of_2(max(1, n))))
 
 
+def tile(size: int, head_dim: int, dtype: torch.dtype) -> int:
+    """A configured block size for tiles of [size, head_dim]: halved per doubling of the head dim
+    past 64 (the fp32 accumulators must fit in registers), capped for fp32 inputs, at least 16."""
+    size = size * 64 // max(64, head_block(head_dim))
+    return max(16, min(size, CONFIG.fp32_block) if dtype == torch.float32 else size)
+
+
+def rows_per_block(head_dim: int) -> int:
+    """Rows of a streaming [rows, head_dim] tile: about 4096 elements, 16 to 64 rows."""
+    return max(16, min(64, 4096 // head_block(head_dim)))
+
+
 def head_block(head_dim: int) -> int:
     """Head dims are padded to a power of two >= 16 inside the kernels (masked loads keep dots exact)."""
     return max(16, triton.next_power_of_2(head_dim))
@@ -83,7 +97,3 @@ def split_chunk(length: int, heads: int, block: int) -> int:
     CONFIG.split_programs programs over all `heads` (b, h) pairs."""
     per_head = max(1, CONFIG.split_programs // max(1, heads))
     return block * max(1, triton.cdiv(triton.cdiv(length, per_head), block))
-
-
-def torch_dtype_to_tl(dtype: torch.dtype) -> tl.dtype:
-    return {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}[dtype]

@@ -135,6 +135,10 @@ def _landmark_pass_kernel(
     # Routing: each query goes to the first valid landmark of largest (unscaled) score.
     bins = tl.arange(0, M_PAD)
     counts = tl.zeros([M_PAD], tl.int32)
+    if NUM_LM_CHUNKS == 1:
+        lm = tl.arange(0, BLOCK_LM)
+        r_all = tl.load(r_ptr + (bh * M + lm)[:, None] * head_dim + cols[None, :],
+                        mask=(lm < M)[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
     for n0 in range(n_lo, n_hi, BLOCK_N):
         rows = n0 + tl.arange(0, BLOCK_N)
         in_range = rows < N
@@ -144,8 +148,11 @@ def _landmark_pass_kernel(
         best_idx = tl.zeros([BLOCK_N], tl.int32)
         for lc in range(NUM_LM_CHUNKS):
             lm = lc * BLOCK_LM + tl.arange(0, BLOCK_LM)
-            r = tl.load(r_ptr + (bh * M + lm)[:, None] * head_dim + cols[None, :],
-                        mask=(lm < M)[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
+            if NUM_LM_CHUNKS == 1:
+                r = r_all  # loaded once per program
+            else:
+                r = tl.load(r_ptr + (bh * M + lm)[:, None] * head_dim + cols[None, :],
+                            mask=(lm < M)[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
             g = tl.dot(qt, tl.trans(r), input_precision=PRECISION)  # [BLOCK_N, BLOCK_LM]
             g = tl.where((lm < m_b)[None, :], g, float("-inf"))
             chunk_best = tl.max(g, axis=1)
@@ -269,37 +276,41 @@ def _pool_backward_kernel(
     N, H, M, num_landmarks, head_dim,
     HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):  # fmt: skip
-    bh = tl.program_id(1).to(tl.int64)
+    # Program j owns the ranks [start_j, start_{j+1}): all lie in window j, and only the first can
+    # also lie in window j - 1 (adaptive windows overlap by at most one token). One writer per row.
+    pid = tl.program_id(0).to(tl.int64)
+    bh = pid // M
+    j = pid % M
     b = bh // H
     length = tl.load(len_ptr + b).to(tl.int64)
     m_b = tl.minimum(length, num_landmarks)
-    rank = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    rank_ok = rank < length
+    start = j * length // m_b
+    own_end = tl.where(j + 1 < m_b, (j + 1) * length // m_b, length)
+    own_end = tl.where(j < m_b, own_end, start)  # landmarks past m_b pool nothing
+    end = ((j + 1) * length + m_b - 1) // m_b
+    prev_start = (j - 1) * length // m_b
+    prev_end = (j * length + m_b - 1) // m_b  # end of window j - 1
+    shared_first = (j > 0) & (prev_end > start)
     cols = tl.arange(0, HEAD_DIM)
     d_ok = cols < head_dim
-    # Window floor(rank m / L) always holds the rank; adaptive windows overlap by at most one token,
-    # so the only other candidates are its two neighbours.
-    home = rank * m_b // length
-    acc = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-    for shift in tl.static_range(3):
-        j = home + (shift - 1)
-        j_ok = (j >= 0) & (j < m_b)
-        jc = tl.where(j_ok, j, 0)
-        start = jc * length // m_b
-        end = ((jc + 1) * length + m_b - 1) // m_b
-        inside = rank_ok & j_ok & (rank >= start) & (rank < end)
-        weight = 1.0 / tl.maximum(end - start, 1).to(tl.float32)
-        rows = tl.load(dr_ptr + (bh * M + jc)[:, None] * head_dim + cols[None, :],
-                       mask=inside[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-        acc += rows * weight[:, None]
-    if HAS_MASK:
-        pos = tl.load(order_ptr + b * N + rank, mask=rank_ok, other=0).to(tl.int64)
-    else:
-        pos = rank
-    ptrs = dq_ptr + (bh * N + pos)[:, None] * head_dim + cols[None, :]
-    io_mask = rank_ok[:, None] & d_ok[None, :]
-    dq = tl.load(ptrs, mask=io_mask, other=0.0).to(tl.float32)
-    tl.store(ptrs, (dq + acc).to(dq_ptr.dtype.element_ty), mask=io_mask)
+    grad = tl.load(dr_ptr + (bh * M + j) * head_dim + cols, mask=d_ok, other=0.0) / (end - start).to(
+        tl.float32
+    )
+    prev_j = tl.maximum(j - 1, 0)
+    grad_prev = tl.load(dr_ptr + (bh * M + prev_j) * head_dim + cols, mask=d_ok & shared_first, other=0.0)
+    grad_prev = grad_prev / tl.maximum(prev_end - prev_start, 1).to(tl.float32)
+    for r0 in range(start, own_end, BLOCK_N):
+        rank = r0 + tl.arange(0, BLOCK_N)
+        inside = rank < own_end
+        if HAS_MASK:
+            pos = tl.load(order_ptr + b * N + rank, mask=inside, other=0).to(tl.int64)
+        else:
+            pos = rank
+        add = grad[None, :] + tl.where((rank == start)[:, None], grad_prev[None, :], 0.0)
+        ptrs = dq_ptr + (bh * N + pos)[:, None] * head_dim + cols[None, :]
+        io_mask = inside[:, None] & d_ok[None, :]
+        dq = tl.load(ptrs, mask=io_mask, other=0.0).to(tl.float32)
+        tl.store(ptrs, (dq + add).to(dq_ptr.dtype.element_ty), mask=io_mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +362,7 @@ def landmark_pool(
     _pool_kernel[(bh * m,)](
         q, order if order is not None else lengths, lengths, out,
         n, heads, m, num_landmarks, d,
-        HAS_MASK=order is not None, BLOCK_N=64, HEAD_DIM=common.head_block(d),
+        HAS_MASK=order is not None, BLOCK_N=common.rows_per_block(d), HEAD_DIM=common.head_block(d),
         num_warps=common.CONFIG.num_warps,
     )  # fmt: skip
     return out
@@ -367,11 +378,10 @@ def pool_backward(
 ) -> None:
     """dq [BH, N, d] += the pooling gradient of dR [BH, M, d] (fp32), in place."""
     bh, n, d = dq.shape
-    block = 64
-    _pool_backward_kernel[(triton.cdiv(n, block), bh)](
+    _pool_backward_kernel[(bh * dr.shape[1],)](
         dr, order if order is not None else lengths, lengths, dq,
         n, heads, dr.shape[1], num_landmarks, d,
-        HAS_MASK=order is not None, BLOCK_N=block, HEAD_DIM=common.head_block(d),
+        HAS_MASK=order is not None, BLOCK_N=common.rows_per_block(d), HEAD_DIM=common.head_block(d),
         num_warps=common.CONFIG.num_warps,
     )  # fmt: skip
 
@@ -413,9 +423,9 @@ def select(
     m = landmarks.shape[1]
     kept = min(topk, n)
 
-    block_n = max(16, cfg.block_n)
+    block_n = common.tile(cfg.block_n, d, q.dtype)
     group = min(cfg.group, block_n)
-    block_lm = common.pow2_block(m, cfg.block_lm)
+    block_lm = common.pow2_block(m, common.tile(cfg.block_lm, d, q.dtype))
     num_lm_chunks = triton.cdiv(m, block_lm)
     chunk = common.split_chunk(n, bh, block_n)
     num_chunks = triton.cdiv(n, chunk)
@@ -438,7 +448,7 @@ def select(
         n, heads, m, num_groups, num_landmarks, d, chunk, num_chunks, common.LOG2E / d**0.5,
         HAS_MASK=mask is not None, WANT_VALUES=want_values, BLOCK_N=block_n, BLOCK_LM=block_lm,
         NUM_LM_CHUNKS=num_lm_chunks, GROUP=group, M_PAD=triton.next_power_of_2(m), HEAD_DIM=head_dim,
-        PRECISION=common.dot_precision(q.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        PRECISION=common.dot_precision(q.dtype), num_warps=cfg.num_warps_tiles, num_stages=cfg.num_stages,
     )  # fmt: skip
 
     landmark_values = landmark_lse = None
@@ -447,7 +457,7 @@ def select(
         landmark_lse = common.new_buffer((bh, m), f32, device)
         _landmark_merge_kernel[(bh, num_lm_chunks)](
             part_acc, part_max, part_sum, landmark_values, landmark_lse, m, d, num_chunks,
-            BLOCK_LM=block_lm, HEAD_DIM=head_dim, num_warps=cfg.num_warps,
+            BLOCK_LM=block_lm, HEAD_DIM=head_dim, num_warps=cfg.num_warps_tiles,
         )  # fmt: skip
         del part_acc, part_max, part_sum
 
@@ -506,7 +516,7 @@ def _top_keys(
         k, landmarks, mask if mask is not None else groups, groups, scores, keys,
         n, heads, m, d, num_sel,
         HAS_MASK=mask is not None, ALL_GROUPS=all_groups, GROUP=group,
-        BLOCK_C=common.pow2_block(num_cand, 256), HEAD_DIM=common.head_block(d),
+        BLOCK_C=common.pow2_block(num_cand, common.rows_per_block(d)), HEAD_DIM=common.head_block(d),
         num_warps=common.CONFIG.num_warps,
     )  # fmt: skip
     top = scores.topk(kept, dim=-1, sorted=False).indices
