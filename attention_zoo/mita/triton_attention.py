@@ -500,10 +500,8 @@ def attention_backward(
     mask_arg = sel.mask if has_mask else sel.lengths
     inv_sqrt_d = d**-0.5
     wide = {"num_warps": cfg.num_warps_tiles, "num_stages": cfg.num_stages}
-    narrow = {
-        "num_warps": cfg.num_warps_tiles if blocks.head >= 128 else cfg.num_warps,
-        "num_stages": cfg.num_stages,
-    }
+    heavy = blocks.head >= 128 or q.dtype == torch.float32  # more fp32 registers per tile
+    narrow = {"num_warps": cfg.num_warps_tiles if heavy else cfg.num_warps, "num_stages": cfg.num_stages}
     key_chunk = common.split_chunk(n, bh, blocks.n)
     key_progs = triton.cdiv(n, key_chunk)
 

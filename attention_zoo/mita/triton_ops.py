@@ -16,7 +16,10 @@ other reduction is ordered in both modes, so the gradients are then bitwise repr
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+from torch.autograd.function import once_differentiable
 
 from . import triton_common as common
 from .triton_attention import attention_backward, attention_forward
@@ -33,11 +36,12 @@ class MitaTritonFunction(torch.autograd.Function):
     def forward(ctx, q, k, v, key_padding_mask, num_landmarks, topk, shared, deterministic, fixed):
         batch, heads, length, dim = q.shape
         q3, k3, v3 = (t.reshape(batch * heads, length, dim).contiguous() for t in (q, k, v))
-        sel = select(
-            q3, k3, v3, key_padding_mask, num_landmarks, topk, heads, want_values=shared, fixed=fixed
-        )
         need_grad = any(ctx.needs_input_grad[:3])
-        out, lse = attention_forward(q3, k3, v3, sel, heads, shared=shared, store_lse=need_grad)
+        with _on_device(q):
+            sel = select(
+                q3, k3, v3, key_padding_mask, num_landmarks, topk, heads, want_values=shared, fixed=fixed
+            )
+            out, lse = attention_forward(q3, k3, v3, sel, heads, shared=shared, store_lse=need_grad)
         if need_grad:
             ctx.save_for_backward(
                 q3, k3, v3, out, lse, sel.landmarks, sel.landmark_values, sel.landmark_lse,
@@ -47,6 +51,7 @@ class MitaTritonFunction(torch.autograd.Function):
         return out.view(batch, heads, length, dim)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         batch, heads, length, dim, num_landmarks, kept, shared, deterministic = ctx.meta
         q3, k3, v3, out, lse, landmarks, values, values_lse, keys, perm, offsets, lengths, order, mask = (
@@ -66,11 +71,17 @@ class MitaTritonFunction(torch.autograd.Function):
             kept=kept,
         )
         do = grad_out.reshape(batch * heads, length, dim).to(q3.dtype).contiguous()
-        dq, dk, dv = attention_backward(
-            q3, k3, v3, out, lse, do, sel, heads, shared=shared, deterministic=deterministic
-        )
+        with _on_device(q3):
+            dq, dk, dv = attention_backward(
+                q3, k3, v3, out, lse, do, sel, heads, shared=shared, deterministic=deterministic
+            )
         shape = (batch, heads, length, dim)
         return dq.view(shape), dk.view(shape), dv.view(shape), None, None, None, None, None, None
+
+
+def _on_device(t: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Triton launches on the current CUDA device: make it the tensor's."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -125,7 +136,8 @@ def mita_triton_selection(
     _check(q, k, k)
     batch, heads, length, dim = q.shape
     q3, k3 = (t.reshape(batch * heads, length, dim).contiguous() for t in (q, k))
-    sel = select(q3, k3, k3, key_padding_mask, num_landmarks, topk, heads, want_values=False)
+    with _on_device(q):
+        sel = select(q3, k3, k3, key_padding_mask, num_landmarks, topk, heads, want_values=False)
     bh, m = sel.offsets.shape[0], sel.offsets.shape[1] - 1
     position = torch.arange(length, device=q.device).expand(bh, length).contiguous()
     sorted_expert = torch.searchsorted(sel.offsets[:, 1:].contiguous(), position.to(torch.int32), right=True)

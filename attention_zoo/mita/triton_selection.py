@@ -508,7 +508,7 @@ def _top_keys(
         num_sel, groups = num_groups, gmax  # every group is a candidate; `groups` is not read
     else:
         num_sel = kept
-        groups = gmax.topk(kept, dim=-1, sorted=False).indices.to(torch.int32).contiguous()
+        groups = gmax.topk(kept, dim=-1, sorted=False).indices  # int64, read as is
     num_cand = num_sel * group
     scores = common.new_buffer((bh, m, num_cand), torch.float32, k.device)
     keys = common.new_buffer((bh, m, num_cand), torch.int32, k.device)
