@@ -264,6 +264,9 @@ def test_unsupported_dtypes_are_clear_errors():
         mita_triton(q.double(), k.double(), v.double(), None, 2, 2)
     with pytest.raises(ValueError, match="share one dtype"):
         mita_triton(q, k.half(), v, None, 2, 2)
+    wrong = (torch.zeros(1, 1, 2, 3, dtype=torch.long), torch.zeros(1, 1, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="mita_triton_selection"):
+        mita_triton(q, k, v, None, 2, 2, selection=wrong)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,6 +117,15 @@ def mita_triton(
     fixed, e.g. from `mita_triton_selection` (checks of 16-bit results where near-ties flip them).
     """
     _check(q, k, v)
+    if selection is not None:
+        batch, heads, length, _ = q.shape
+        expected = ((batch, heads, min(num_landmarks, length), min(topk, length)), (batch, heads, length))
+        got = tuple(tuple(t.shape) for t in selection)
+        if got != expected:
+            raise ValueError(
+                f"mita_triton: selection must be (expert_keys {expected[0]}, routing {expected[1]}); got {got} "
+                "(use mita_triton_selection to make one)"
+            )
     if deterministic is None:
         deterministic = common.CONFIG.deterministic
     return MitaTritonFunction.apply(
