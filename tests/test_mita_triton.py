@@ -85,7 +85,10 @@ FP32_CASES = [
     (1, 1, 100, 128, 6, 5, False, True, {}),
     (1, 2, 257, 64, 8, 16, True, True, TILED),  # two-stage top-k over groups of 4
     (1, 1, 257, 32, 6, 5, False, True, {**TILED, "split_programs": 2}),  # programs own many tiles
+    (1, 2, 63, 16, 1, 1, True, True, {}),  # one landmark, one key per expert
+    (2, 1, 50, 80, 4, 6, True, True, {}),  # head dim padded to 128 inside the kernels
     (2, 1, 100, 32, 6, 8, True, False, TILED),  # route-only
+    (1, 1, 63, 48, 5, 7, True, False, TILED),
     (1, 1, 257, 16, 5, 40, False, False, {"group": 4}),
 ]
 
