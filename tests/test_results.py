@@ -56,12 +56,15 @@ def write_runs(root: Path, records) -> None:
         write_record(root / "runs" / record["run_id"] / "result.json", record)
 
 
-def efficiency_record(attention, seq_len, time_ms, memory, status="ok"):
+def efficiency_record(attention, seq_len, time_ms, memory, status="ok", bench="attention", batch=2):
     record = dict.fromkeys(EFFICIENCY_FIELDS)
     record.update(
         schema_version=SCHEMA_VERSION,
         kind="efficiency",
-        bench="attention",
+        bench=bench,
+        batch=batch,
+        heads=4,
+        head_dim=32,
         attention=attention,
         attention_params={},
         attention_label=attention,
@@ -426,10 +429,23 @@ def test_plots_are_pngs(tmp_path):
     write_record(
         tmp_path / "bench" / "full-4096.json", efficiency_record("full", 4096, None, None, status="oom")
     )
+    # the model bench halves the batch where the full one does not fit
+    write_record(
+        tmp_path / "bench" / "model-1.json",
+        efficiency_record("full", 1024, 50.0, 2**30, bench="model", batch=32),
+    )
+    write_record(
+        tmp_path / "bench" / "model-2.json",
+        efficiency_record("full", 2048, 60.0, 2**30, bench="model", batch=16),
+    )
     paths = plots.plot_efficiency(store.load(tmp_path).efficiency, out)
-    assert [p.name for p in paths] == ["efficiency_attention_forward_cpu.png"]
-    with Image.open(paths[0]) as image:
-        assert image.format == "PNG"
+    assert [p.name for p in paths] == [
+        "efficiency_attention_forward_cpu_float32_H4_d32.png",
+        "efficiency_model_forward_cpu_float32_H4_d32.png",
+    ]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "PNG"
 
 
 def test_results_package_does_not_import_torch():
