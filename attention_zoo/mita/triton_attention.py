@@ -295,8 +295,13 @@ def _bwd_routed_kv_kernel(
     else:
         out_row = (bh * M + e) * kept + tt
         out_mask = (t_ok & active)[:, None] & d_ok[None, :]
-        tl.atomic_add(dk_ptr + out_row[:, None] * head_dim + cols[None, :], acc_dk, mask=out_mask)
-        tl.atomic_add(dv_ptr + out_row[:, None] * head_dim + cols[None, :], acc_dv, mask=out_mask)
+        # Relaxed: plain sums, read only by the next kernel launch.
+        tl.atomic_add(
+            dk_ptr + out_row[:, None] * head_dim + cols[None, :], acc_dk, mask=out_mask, sem="relaxed"
+        )
+        tl.atomic_add(
+            dv_ptr + out_row[:, None] * head_dim + cols[None, :], acc_dv, mask=out_mask, sem="relaxed"
+        )
 
 
 @triton.jit
