@@ -130,6 +130,12 @@ def test_env_flag_sets_the_deterministic_default(monkeypatch, value, expected):
     assert common.KernelConfig().deterministic is expected
 
 
+@pytest.mark.parametrize("change", [{"block_m": 24}, {"block_k": 8}, {"group": 3}, {"group": 128}])
+def test_bad_kernel_config_is_a_clear_error(change):
+    with pytest.raises(ValueError, match="KernelConfig"):
+        common.set_config(**change)
+
+
 def test_public_api_dispatches_to_triton():
     q, k, v, mask = make_inputs(1, 2, 40, 16, masked=True, seed=11)
     out = F.mita_attention(q, k, v, key_padding_mask=mask, num_landmarks=5, topk=6, backend="triton")

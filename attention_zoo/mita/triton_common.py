@@ -45,6 +45,20 @@ class KernelConfig:
     num_stages: int = 2
     fp32_block: int = 32  # fp32 inputs cap every block: exact ("ieee") fp32 dots run on CUDA cores
 
+    def __post_init__(self) -> None:
+        for name in ("block_m", "block_n", "block_n_bwd", "block_k", "block_lm", "fp32_block"):
+            value = getattr(self, name)
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"KernelConfig.{name} must be a power of two >= 16; got {value}")
+        if self.group < 1 or self.group & (self.group - 1) or self.group > self.block_n:
+            raise ValueError(
+                f"KernelConfig.group must be a power of two <= block_n ({self.block_n}); got {self.group}"
+            )
+        if self.split_programs < 1 or self.num_warps < 1 or self.num_warps_tiles < 1 or self.num_stages < 1:
+            raise ValueError(
+                "KernelConfig.split_programs, num_warps, num_warps_tiles and num_stages must be >= 1"
+            )
+
 
 CONFIG = KernelConfig()
 
