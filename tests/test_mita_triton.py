@@ -385,7 +385,7 @@ def test_bench_outputs_are_valid_records_and_markdown(tmp_path):
     out = tmp_path / "bench.json"
     bk.write_outputs(report, out, tmp_path / "runs")
     text = out.with_suffix(".md").read_text()
-    assert "| 4096 | 0.05 (0) | – | 0.1 (0) | oom: OutOfMemoryError: x |" in text
+    assert "| 4096 | 0.05 (0) | 0.1 (0) | oom: OutOfMemoryError: x | – |" in text
     assert "skipped: needs more memory than the card" in text
     records, problems = load_records(tmp_path / "runs", kind="efficiency")
     assert not problems
