@@ -1,11 +1,14 @@
-"""Result records: one JSON object per run or per efficiency measurement, written atomically.
+"""Result records: one JSON object per run, efficiency measurement or evaluation, written atomically.
 
-Two kinds share the store:
+Three kinds share the store:
 
 * ``kind = "run"`` -- one training run (task x attention x seed), written by `runners.train` as
   ``<run_dir>/result.json``. Fields in `RUN_FIELDS`.
 * ``kind = "efficiency"`` -- one timing / memory measurement, written by `runners.bench`. Fields in
   `EFFICIENCY_FIELDS`.
+* ``kind = "eval"`` -- one evaluation of a trained checkpoint, possibly with another attention or
+  other attention parameters than it was trained with, written by `runners.experiments`
+  (``lra sweep``, ``lra swap``). Fields in `EVAL_FIELDS`. The leaderboard reads run records only.
 
 Records are flat where possible (the validation curve is the one nested field, `history`). Every
 record carries `schema_version`; readers skip, and report by file name, records that are
@@ -102,7 +105,42 @@ EFFICIENCY_FIELDS: dict[str, str] = {
     "measured_at": "ISO time",
 }
 
-FIELDS_BY_KIND = {"run": RUN_FIELDS, "efficiency": EFFICIENCY_FIELDS}
+EVAL_FIELDS: dict[str, str] = {
+    "schema_version": "record schema version",
+    "kind": "'eval'",
+    "experiment": "'mk' | 'swap' | 's' | 'landmarks' -- the command that wrote it (runners/experiments.py)",
+    "run_id": "run_id of the evaluated run ('<task>/<attention label>/<seed>')",
+    "run_dir": "directory of the evaluated run",
+    "run_config_hash": "configuration hash of the evaluated run (its checkpoint carries the same)",
+    "task": "task name",
+    "preset": "preset name of the evaluated run",
+    "seed": "seed of the evaluated run",
+    "checkpoint": "'best' (best validation) | 'last'",
+    "checkpoint_step": "optimizer step of the checkpoint",
+    "train_attention": "registry name of the attention the checkpoint was trained with",
+    "train_attention_params": "its parameters",
+    "train_attention_label": "its label",
+    "attention": "registry name of the attention used for this evaluation",
+    "attention_params": "its parameters, defaults filled in",
+    "attention_label": "its label, e.g. 'mita(num_landmarks=64,topk=64)'",
+    "keys_per_query": "keys each query attends at seq_len with the evaluation attention",
+    "split": "'val' | 'test'",
+    "n_examples": "examples evaluated",
+    "accuracy": "accuracy on those examples (fraction 0..1)",
+    "loss": "mean cross-entropy on those examples",
+    "chance_acc": "accuracy of always predicting the most frequent label of those examples",
+    "missing_parameters": "'name [shape]' of parameters the evaluation model has and the checkpoint lacks "
+    "(initialised with the run's seed), e.g. learned landmark queries",
+    "unused_parameters": "'name [shape]' of checkpoint parameters the evaluation model does not have (dropped)",
+    "diagnostics": "MiTA routing statistics on a few batches (attention_zoo.mita.diagnostics), or None",
+    "seq_len": "model sequence length per input",
+    "device": "e.g. 'cpu' or 'NVIDIA H200'",
+    "torch_version": "torch.__version__",
+    "git_commit": "commit of the code that ran",
+    "measured_at": "ISO time",
+}
+
+FIELDS_BY_KIND = {"run": RUN_FIELDS, "efficiency": EFFICIENCY_FIELDS, "eval": EVAL_FIELDS}
 
 
 def check_record(record: dict[str, Any]) -> None:
