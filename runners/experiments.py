@@ -469,11 +469,14 @@ class Evaluator:
         train = run.preset.train
         return max(1, min(train.micro_batch_size or train.batch_size, train.batch_size))
 
-    def evaluate(self, run: TrainedRun, model: nn.Module) -> Evaluation:
+    def evaluate(self, run: TrainedRun, model: nn.Module, limit: int | None = None) -> Evaluation:
+        """Accuracy and loss on the split (its first `limit` examples; default: the options'),
+        and the routing diagnostics when the options ask for them."""
         ds = self.dataset(run)
         batch = self.batch_size(run)
-        accuracy, loss = evaluate(model, ds, batch, self.device, Dist(), self._autocast(run), self.opts.limit)
-        n = len(ds) if not self.opts.limit else min(self.opts.limit, len(ds))
+        limit = self.opts.limit if limit is None else limit
+        accuracy, loss = evaluate(model, ds, batch, self.device, Dist(), self._autocast(run), limit)
+        n = len(ds) if not limit else min(limit, len(ds))
         chance = float(torch.bincount(ds.labels[:n]).max()) / max(1, n)
         diag = None
         if self.opts.diag_batches:
@@ -1151,4 +1154,456 @@ def plot_matrix(matrix: pd.DataFrame, frame: pd.DataFrame, task: str, opts: Eval
     fig.suptitle(
         f"{task}: checkpoints evaluated with other attentions ({opts.checkpoint} checkpoints; red box: own)"
     )
+    return _save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# lra sweep scaling: time against N, through runners.bench
+# ----------------------------------------------------------------------------------------------
+
+
+def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> ExperimentResult:
+    """Forward and forward + backward time of every attention against N (the paper's wall-clock figure).
+
+    `runners.bench.bench_attention` measures and writes the efficiency records under
+    `<cfg.out>/efficiency/` (lengths default to `SCALING_LENGTHS`: 2^10..2^20 on CUDA, where memory
+    allows; 2^10..2^12 on CPU). This adds `<cfg.out>/scaling-<device>-<setting>.{md,png}`: the
+    bench tables plus, per attention and pass, the length from which it is faster than full
+    attention, and the log-log figure; the `.csv` holds those crossovers.
+    """
+    device = resolve_device(cfg.device)
+    if cfg.lengths is None:
+        cfg = dataclasses.replace(cfg, lengths=SCALING_LENGTHS[device.type])
+    rows, bench_markdown = bench.bench_attention(cfg)
+    records = [r for r in rows if r.get("kind") == "efficiency"]
+    if not records:
+        raise ValueError(
+            "nothing was measured: every attention needs CUDA on this machine; add --attentions full,mita"
+        )
+    first = records[0]
+    setting = f"{first['dtype']}-B{first['batch']}-H{first['heads']}-d{first['head_dim']}"
+    frame = bench.ratio_table(rows)
+    crossovers = crossover_table(frame)
+    title = (
+        f"Attention time against sequence length on {first['device']}: B={first['batch']}, H={first['heads']}, "
+        f"d={first['head_dim']}, {first['dtype']}"
+    )
+    markdown = "\n".join(
+        [
+            f"# {title}",
+            "",
+            "## Where each attention becomes faster than full attention",
+            "",
+            "From N: the shortest length from which it is faster at every longer length measured (median time per "
+            "call); speed-up: full attention's time / this time at the longest length both ran.",
+            "",
+            crossover_markdown(crossovers),
+            "",
+            re.sub(r"^(#+) ", r"#\1 ", bench_markdown, flags=re.MULTILINE).strip(),
+        ]
+    )
+    stem = Path(cfg.out) / f"scaling-{_slug(first['device'])}-{setting}"
+    paths = _write_table(crossovers, markdown.rstrip() + "\n", stem)
+    paths.append(plot_scaling(frame, title, stem.with_suffix(".png")))
+    echo(f"wrote {len(records)} efficiency records under {Path(cfg.out) / 'efficiency'}")
+    return ExperimentResult(records, markdown.rstrip() + "\n", paths)
+
+
+def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per series and pass (full attention excluded): the shortest N from which the series is faster
+    than full attention at every longer N both measured (`faster_from`, None if it never is), the
+    speed-up at the longest N both measured, and the longest N each one measured.
+
+    `frame` is `runners.bench.ratio_table` output.
+    """
+    rows = []
+    ok = frame[frame["status"] == "ok"]
+    for (series, pass_), group in frame.groupby(["series", "pass"], sort=False):
+        if group["attention"].iloc[0] == bench.REFERENCE:
+            continue
+        full_longest = ok[(ok["attention"] == bench.REFERENCE) & (ok["pass"] == pass_)]["seq_len"].max()
+        mine = ok[(ok["series"] == series) & (ok["pass"] == pass_)]
+        both = mine[mine["speedup_vs_full"].notna()].sort_values("seq_len")
+        faster_from = None
+        for n, speedup in zip(both["seq_len"][::-1], both["speedup_vs_full"][::-1], strict=True):
+            if speedup < 1:
+                break
+            faster_from = int(n)
+        rows.append(
+            {
+                "series": series,
+                "pass": pass_,
+                "faster_from": faster_from,
+                "speedup_at_longest_common": float(both["speedup_vs_full"].iloc[-1]) if len(both) else None,
+                "longest_common": int(both["seq_len"].iloc[-1]) if len(both) else None,
+                "longest_measured": int(mine["seq_len"].max()) if len(mine) else None,
+                "full_longest_measured": None if pd.isna(full_longest) else int(full_longest),
+                "status": "ok" if len(mine) else str(group["status"].iloc[0]),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "series", "pass", "faster_from", "speedup_at_longest_common", "longest_common", "longest_measured",
+            "full_longest_measured", "status",
+        ],
+    )  # fmt: skip
+
+
+def crossover_markdown(crossovers: pd.DataFrame) -> str:
+    def length(value: Any) -> str:
+        return "–" if value is None or pd.isna(value) else bench.format_length(int(value))
+
+    table = pd.DataFrame(
+        {
+            "attention": crossovers["series"],
+            "pass": crossovers["pass"].str.replace("_", " + "),
+            "faster from N": [
+                "never" if s == "ok" and (f is None or pd.isna(f)) else (length(f) if s == "ok" else s)
+                for f, s in zip(crossovers["faster_from"], crossovers["status"], strict=True)
+            ],
+            "speed-up (at N)": [
+                "–" if pd.isna(v) else f"{v:.2f}× ({length(n)})"
+                for v, n in zip(
+                    crossovers["speedup_at_longest_common"], crossovers["longest_common"], strict=True
+                )
+            ],
+            "longest N run": [length(v) for v in crossovers["longest_measured"]],
+            "full's longest N": [length(v) for v in crossovers["full_longest_measured"]],
+        }
+    )
+    return table.to_markdown(index=False, disable_numparse=True)
+
+
+def plot_scaling(frame: pd.DataFrame, title: str, path: Path) -> Path:
+    """Median time per call against N, log-log, forward and forward + backward side by side;
+    dotted guides ∝ N and ∝ N^2 through full attention's shortest point."""
+    import numpy as np
+
+    passes = [p for p in bench.PASSES if (frame["pass"] == p).any()]
+    fig, axes = _figure(6.0 * len(passes) + 1.0, 4.8, len(passes))
+    series = list(dict.fromkeys(frame["series"]))
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(series) <= 10 else "tab20"]
+    colours = {name: cmap(i % cmap.N) for i, name in enumerate(series)}
+    for ax, pass_ in zip(axes, passes, strict=True):
+        part = frame[frame["pass"] == pass_]
+        for name in series:
+            mine = part[part["series"] == name]
+            ok = mine[(mine["status"] == "ok") & mine["time_ms_median"].notna()].sort_values("seq_len")
+            if ok.empty:
+                continue
+            stopped = mine[mine["status"].isin(["oom", "skipped"])]
+            legend = name + (
+                f" ({stopped['status'].iloc[0]} from {bench.format_length(int(stopped['seq_len'].min()))})"
+                if len(stopped)
+                else ""
+            )
+            ax.plot(
+                ok["seq_len"],
+                ok["time_ms_median"],
+                marker="o",
+                markersize=3,
+                color=colours[name],
+                label=legend,
+            )
+        full = part[(part["attention"] == bench.REFERENCE) & (part["status"] == "ok")].sort_values("seq_len")
+        if len(full):
+            n0, t0 = float(full["seq_len"].iloc[0]), float(full["time_ms_median"].iloc[0])
+            ns = np.array(sorted(part["seq_len"].unique()), dtype=float)
+            ax.plot(ns, t0 * ns / n0, color="grey", linestyle="dotted", linewidth=1, label="∝ N")
+            ax.plot(ns, t0 * (ns / n0) ** 2, color="grey", linestyle="dashdot", linewidth=1, label="∝ N²")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length N")
+        ax.set_ylabel("median time per call (ms)")
+        ax.set_title(pass_.replace("_", " + "))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(title)
+    return _save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# lra sweep s / lra sweep landmarks: train MiTA variants, all else fixed
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantSweepConfig:
+    """Train one MiTA parameter at several values on one task, everything else fixed.
+
+    Attributes:
+        sweep: "s" (num_routed, experts per query) or "landmarks" (landmark construction).
+        task: the task.
+        values: the values of the swept parameter (empty = `VARIANT_SWEEPS` defaults).
+        attention: "mita" or "mita_route".
+        attn_params: the other parameters of the attention, fixed for every run.
+        equal_budget: sweep "s" only: topk = max(1, topk // s), so the routed keys per query stay
+            about constant (the official router_topk=2 code halves kv_topk the same way).
+        preset, seeds, overrides, max_steps, jobs, device, data_dir, source: as for `lra suite`.
+        diag_batches: validation batches for the routing diagnostics of each trained model (0 = none).
+        out: experiments root; the runs go to `<out>/<sweep>/<task>/runs/...` (the suite layout).
+    """
+
+    sweep: str
+    task: str
+    values: tuple[str, ...] = ()
+    attention: str = "mita"
+    attn_params: dict[str, str] = field(default_factory=dict)
+    equal_budget: bool = False
+    preset: str = "quick"
+    seeds: tuple[int, ...] = (0,)
+    overrides: dict[str, str] = field(default_factory=dict)
+    max_steps: int | None = None
+    jobs: int = 1
+    device: str = "auto"
+    data_dir: str | None = None
+    source: str | None = None
+    diag_batches: int = 4
+    out: str = EXPERIMENTS_OUT
+
+    @property
+    def parameter(self) -> str:
+        if self.sweep not in VARIANT_SWEEPS:
+            raise ValueError(f"unknown sweep {self.sweep!r}; valid sweeps: {', '.join(VARIANT_SWEEPS)}")
+        return VARIANT_SWEEPS[self.sweep][0]
+
+
+@dataclass
+class SweepResult(ExperimentResult):
+    """An `ExperimentResult` plus the per-value table, the runs without a result (run id, status,
+    error) and the suite's exit code (1 when a run failed)."""
+
+    failed: list[str] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    exit_code: int = 0
+
+
+def variant_specs(cfg: VariantSweepConfig) -> list[tuple[str, str, str]]:
+    """(value, attention spec for the suite, label) per swept value, validated by the registry."""
+    tasks.get(cfg.task)
+    parameter = cfg.parameter
+    mechanism = attention_zoo.get(cfg.attention)
+    if not is_mita(mechanism) or parameter not in {f.name for f in dataclasses.fields(mechanism.params_cls)}:
+        mita_like = ", ".join(n for n in attention_zoo.names() if is_mita(attention_zoo.get(n)))
+        raise ValueError(
+            f"lra sweep {cfg.sweep} sweeps a MiTA parameter; --attention must be one of {mita_like}"
+        )
+    if parameter in cfg.attn_params:
+        raise ValueError(f"--attn-param {parameter} is what this sweep varies; give its values with --values")
+    if cfg.equal_budget and cfg.sweep != "s":
+        raise ValueError("--equal-budget applies to lra sweep s only")
+    if cfg.diag_batches < 0:
+        raise ValueError(f"--diag-batches must be >= 0; got {cfg.diag_batches}")
+    values = list(dict.fromkeys(v.strip() for v in (cfg.values or VARIANT_SWEEPS[cfg.sweep][1]) if v.strip()))
+    if not values:
+        raise ValueError(f"--values is empty; e.g. --values {','.join(VARIANT_SWEEPS[cfg.sweep][1])}")
+    base = mechanism.params(**cfg.attn_params)
+    out = []
+    for value in values:
+        given = {**cfg.attn_params, parameter: value}
+        if cfg.equal_budget:
+            routed = mechanism.params(**given).num_routed
+            given["topk"] = str(max(1, base.topk // routed))
+        params = mechanism.params(**given)
+        spec = f"{mechanism.name}({','.join(f'{k}={v}' for k, v in given.items())})"
+        out.append((value, spec, mechanism.label(params)))
+    return out
+
+
+def sweep_variants(
+    cfg: VariantSweepConfig, *, echo: Echo = print, command: Sequence[str] | None = None
+) -> SweepResult:
+    """Train every value of the swept parameter (one `runners.suite` grid in
+    `<out>/<sweep>/<task>`; finished runs are reused, interrupted ones resume), then collect the
+    routing diagnostics of each finished run's best checkpoint on `diag_batches` validation batches
+    (torch backend) into eval records, and write `sweep-<sweep>.{md,csv,png}` there: accuracy
+    (mean ± std over seeds), keys per query, parameters, throughput and the diagnostics per value.
+
+    `command` replaces the training command (`runners.suite.run_suite`).
+    """
+    specs = variant_specs(cfg)
+    where = Path(cfg.out) / cfg.sweep / cfg.task
+    suite_cfg = suite.SuiteConfig(
+        tasks=(cfg.task,),
+        attentions=tuple(spec for _, spec, _ in specs),
+        seeds=tuple(cfg.seeds),
+        preset=cfg.preset,
+        out=str(where),
+        jobs=cfg.jobs,
+        overrides=dict(cfg.overrides),
+        max_steps=cfg.max_steps,
+        device=cfg.device,
+        data_dir=cfg.data_dir,
+        source=cfg.source,
+    )
+    outcome = suite.run_suite(suite_cfg, command=command, echo=echo, reports=False)
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for _, _, label in specs}
+    failed = []
+    for item in outcome.outcomes:
+        record = item.record or {}
+        status = record.get("status") if item.status == "skipped" else item.status
+        if status in ("ok", "diverged"):
+            runs.setdefault(item.cell.label, []).append({"record": record, "run_dir": item.cell.run_dir})
+        if status != "ok":
+            error = item.error or record.get("error") or "no record"
+            failed.append(f"{item.cell.run_id}: {status} ({error})")
+    evals = _variant_diagnostics(cfg, runs, where, echo) if cfg.diag_batches else []
+    frame = variant_frame(cfg, specs, runs, evals)
+    markdown = variant_markdown(cfg, frame, failed)
+    stem = where / f"sweep-{cfg.sweep}"
+    paths = _write_table(frame, markdown, stem)
+    paths.append(plot_variants(cfg, frame, runs, stem.with_suffix(".png")))
+    return SweepResult(evals, markdown, paths, failed=failed, table=frame, exit_code=outcome.exit_code)
+
+
+def _variant_diagnostics(
+    cfg: VariantSweepConfig, runs: Mapping[str, list[dict[str, Any]]], where: Path, echo: Echo
+) -> list[dict[str, Any]]:
+    """One eval record (split val, `diag_batches` batches) with diagnostics per finished run."""
+    evaluator = Evaluator(
+        EvalOptions(
+            split="val", device=cfg.device, data_dir=cfg.data_dir, diag_batches=cfg.diag_batches, quiet=True
+        )
+    )
+    records = []
+    for entries in runs.values():
+        for entry in entries:
+            if entry["record"].get("status") != "ok":
+                continue
+            run = load_run(entry["run_dir"], checkpoint="best", data_dir=cfg.data_dir)
+            model, missing, unused = evaluator.model(run, run.mechanism, run.params)
+            limit = cfg.diag_batches * evaluator.batch_size(run)
+            result = evaluator.evaluate(run, model, limit=limit)
+            record = evaluator.record(cfg.sweep, run, run.mechanism, run.params, result, missing, unused)
+            write_record(where / "diagnostics" / run.tag / "best-val.json", record)
+            records.append(record)
+            diag = result.diagnostics or {}
+            echo(
+                f"{run.run_id}: load entropy {diag.get('load_entropy', float('nan')):.3f}, pruned "
+                f"{_pct(diag.get('pruned_fraction'))}%, overlap {_pct(diag.get('overlap'))}% "
+                f"({result.n_examples} val examples)"
+            )
+    return records
+
+
+def variant_frame(
+    cfg: VariantSweepConfig,
+    specs: Sequence[tuple[str, str, str]],
+    runs: Mapping[str, list[dict[str, Any]]],
+    evals: Sequence[dict[str, Any]],
+) -> pd.DataFrame:
+    """One row per swept value: accuracy over the seeds that finished ok, cost, diagnostics."""
+    by_run = {r["run_id"]: r for r in evals}
+    rows = []
+    for value, _, label in specs:
+        entries = runs.get(label, [])
+        ok = [e["record"] for e in entries if e["record"].get("status") == "ok"]
+        diags = [(by_run.get(r["run_id"]) or {}).get("diagnostics") or {} for r in ok]
+        test = [r["test_acc"] for r in ok if r.get("test_acc") is not None]
+        row = {
+            cfg.parameter: value,
+            "attention_label": label,
+            "seeds_ok": len(ok),
+            "seeds": len(cfg.seeds),
+            "diverged": sum(e["record"].get("status") == "diverged" for e in entries),
+            "test_acc": _mean(test) if test else float("nan"),
+            "test_acc_std": float(pd.Series(test).std()) if len(test) > 1 else float("nan"),
+            "best_val_acc": _mean([r.get("best_val_acc") for r in ok]),
+            "chance_acc": _mean([r.get("chance_acc") for r in ok]),
+            "keys_per_query": ok[0].get("keys_per_query") if ok else None,
+            "seq_len": ok[0].get("seq_len") if ok else None,
+            "params": ok[0].get("params") if ok else None,
+            "train_tokens_per_s": _mean([r.get("train_tokens_per_s") for r in ok]),
+            "train_steps_per_s": _mean([r.get("train_steps_per_s") for r in ok]),
+        }
+        row.update({key: _mean([d.get(key) for d in diags]) for key in DIAGNOSTIC_KEYS})
+        row["test_acc_per_seed"] = json.dumps([r.get("test_acc") for r in ok])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def variant_markdown(cfg: VariantSweepConfig, frame: pd.DataFrame, failed: Sequence[str]) -> str:
+    def acc(row: Any) -> str:
+        if not row["seeds_ok"]:
+            return "diverged" if row["diverged"] else "–"
+        text = _pct(row["test_acc"], 2)
+        return text + (f" ± {100 * row['test_acc_std']:.2f}" if row["seeds_ok"] > 1 else "")
+
+    table = pd.DataFrame(
+        {
+            cfg.parameter: frame[cfg.parameter],
+            "attention": frame["attention_label"],
+            "test acc (%)": [acc(row) for _, row in frame.iterrows()],
+            "seeds": [f"{a}/{b}" for a, b in zip(frame["seeds_ok"], frame["seeds"], strict=True)],
+            "keys/query": [_count(v) for v in frame["keys_per_query"]],
+            "params": [_count(v) for v in frame["params"]],
+            "tokens/s": ["–" if pd.isna(v) else f"{v:,.0f}" for v in frame["train_tokens_per_s"]],
+            "load entropy": ["–" if pd.isna(v) else f"{v:.3f}" for v in frame["load_entropy"]],
+            "max load (%)": [_pct(v) for v in frame["load_max"]],
+            "pruned (%)": [_pct(v) for v in frame["pruned_fraction"]],
+            "overlap (%)": [_pct(v) for v in frame["overlap"]],
+        }
+    )
+    chance = frame["chance_acc"].dropna()
+    what = {"s": "experts per query (num_routed)", "landmarks": "landmark construction"}[cfg.sweep]
+    lines = [
+        f"## {cfg.task}: MiTA {what}, everything else fixed (preset {cfg.preset})",
+        "",
+        "Test accuracy of the best-validation checkpoint, mean ± std over the seeds that finished"
+        + (f"; chance {_pct(float(chance.iloc[0]))}%" if len(chance) else "")
+        + ". keys/query at the task's length; tokens/s: training throughput. Routing diagnostics of each "
+        f"trained model on {cfg.diag_batches} validation batches, mean over layers and seeds: load entropy "
+        "(1 = balanced experts), max load (share of queries on the busiest expert), pruned (keys no expert "
+        "selects), overlap (share of a query's own full-attention top-k it attends)."
+        + (" With --equal-budget, topk = topk // s." if cfg.equal_budget else ""),
+        "",
+        table.to_markdown(index=False, disable_numparse=True),
+    ]
+    if failed:
+        lines += ["", "Runs without a result:", *(f"- {line}" for line in failed)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def plot_variants(
+    cfg: VariantSweepConfig, frame: pd.DataFrame, runs: Mapping[str, list[dict[str, Any]]], path: Path
+) -> Path:
+    """Accuracy per value (bars: mean, dots: seeds, dashed: chance) and the routing diagnostics."""
+    diag_keys = [k for k in DIAGNOSTIC_KEYS if frame[k].notna().any()]
+    fig, axes = _figure(5.5 + (5.5 if diag_keys else 0) + 0.3 * len(frame), 4.5, 2 if diag_keys else 1)
+    values = [str(v) for v in frame[cfg.parameter]]
+    ax = axes[0]
+    ax.bar(range(len(values)), frame["test_acc"] * 100, color="tab:blue", alpha=0.8)
+    for i, label in enumerate(frame["attention_label"]):
+        seeds = [
+            e["record"]["test_acc"] for e in runs.get(label, []) if e["record"].get("test_acc") is not None
+        ]
+        ax.scatter([i] * len(seeds), [100 * s for s in seeds], color="black", s=12, zorder=3)
+    chance = frame["chance_acc"].dropna()
+    if len(chance):
+        ax.axhline(
+            float(chance.iloc[0]) * 100, color="black", linestyle="dashed", linewidth=1, label="chance"
+        )
+        ax.legend(fontsize="small")
+    ax.set_xticks(range(len(values)), values)
+    ax.set_xlabel(cfg.parameter)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("accuracy (bars: mean, dots: seeds)")
+    if diag_keys:
+        ax = axes[1]
+        width = 0.8 / len(diag_keys)
+        for j, key in enumerate(diag_keys):
+            xs = [i - 0.4 + width * (j + 0.5) for i in range(len(values))]
+            label = "load entropy (normalised, x100)" if key == "load_entropy" else key.replace("_", " ")
+            ax.bar(xs, frame[key] * 100, width, label=label)
+        ax.set_xticks(range(len(values)), values)
+        ax.set_xlabel(cfg.parameter)
+        ax.set_ylabel("%")
+        ax.set_ylim(0, 105)
+        ax.set_title(f"routing diagnostics ({cfg.diag_batches} validation batches)")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"{cfg.task}: MiTA {cfg.parameter} sweep, preset {cfg.preset}")
     return _save_figure(fig, path)
