@@ -428,38 +428,39 @@ class Evaluator:
         embed = run.state.get("encoder.embed.weight")
         if embed is None:
             raise ValueError(f"{run.checkpoint_path} holds no task model (no encoder.embed.weight)")
-        torch.manual_seed(run.seed)  # parameters the checkpoint lacks are initialised reproducibly
-        model = models.build(
-            vocab_size=int(embed.shape[0]),
-            max_len=self.dataset(run).seq_len,
-            num_classes=spec.num_classes,
-            dual_input=spec.dual_input,
-            model=run.preset.model,
-            attention=mechanism.name,
-            attn_params=params.to_dict(),
-        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run.seed)  # parameters the checkpoint lacks are initialised reproducibly
+            model = models.build(
+                vocab_size=int(embed.shape[0]),
+                max_len=self.dataset(run).seq_len,
+                num_classes=spec.num_classes,
+                dual_input=spec.dual_input,
+                model=run.preset.model,
+                attention=mechanism.name,
+                attn_params=params.to_dict(),
+            )
         own = model.state_dict()
-        label = mechanism.label(params)
-        for key, tensor in run.state.items():
-            if key in own and own[key].shape != tensor.shape:
-                if _attention_owned(key):
-                    raise ValueError(
-                        f"the checkpoint's {key} has shape {list(tensor.shape)} but {label} needs "
-                        f"{list(own[key].shape)}; keep the trained num_landmarks ({run.label})"
-                    )
-                raise ValueError(
-                    f"{run.checkpoint_path} does not fit the model of {run.run_dir / 'config.json'}: {key} has shape "
-                    f"{list(tensor.shape)}, the model {list(own[key].shape)}"
-                )
-        missing = [k for k in own if k not in run.state]
-        unused = [k for k in run.state if k not in own]
+        # Attention-owned parameters of another shape (learned landmarks of another m) are replaced:
+        # listed as dropped from the checkpoint and initialised in the model.
+        reshaped = [k for k, v in run.state.items() if k in own and own[k].shape != v.shape]
+        foreign = [k for k in reshaped if not _attention_owned(k)]
+        if foreign:
+            key = foreign[0]
+            raise ValueError(
+                f"{run.checkpoint_path} does not fit the model of {run.run_dir / 'config.json'}: {key} has shape "
+                f"{list(run.state[key].shape)}, the model {list(own[key].shape)}"
+            )
+        missing = [k for k in own if k not in run.state or k in reshaped]
+        unused = [k for k in run.state if k not in own or k in reshaped]
         foreign = [k for k in missing + unused if not _attention_owned(k)]
         if foreign:
             raise ValueError(
                 f"{run.checkpoint_path} does not fit the model of {run.run_dir / 'config.json'} "
                 f"({len(foreign)} parameters differ, e.g. {foreign[0]})"
             )
-        model.load_state_dict({k: v for k, v in run.state.items() if k in own}, strict=False)
+        model.load_state_dict(
+            {k: v for k, v in run.state.items() if k in own and k not in reshaped}, strict=False
+        )
         describe = lambda keys, source: [f"{k} {list(source[k].shape)}" for k in keys]
         return model.to(self.device).eval(), describe(missing, own), describe(unused, run.state)
 

@@ -249,12 +249,14 @@ def test_swap_names_initialised_and_dropped_parameters(trained, tmp_path):
     )
     assert back.records[1]["unused_parameters"] == [key] and back.records[1]["missing_parameters"] == []
     assert "dropped (in the checkpoint, not used by this attention)" in back.markdown
-    with pytest.raises(ValueError, match="keep the trained num_landmarks"):
-        experiments.swap_run(
-            trained["learned"],
-            experiments.resolve_attentions(["mita(landmarks=learned,num_landmarks=8)"]),
-            EvalOptions(out=str(out), quiet=True),
-        )
+    # Learned landmarks of another m: the checkpoint's are dropped, new ones initialised.
+    other_m = experiments.swap_run(
+        trained["learned"],
+        experiments.resolve_attentions(["mita(landmarks=learned,num_landmarks=8)"]),
+        EvalOptions(out=str(out), quiet=True),
+    )
+    assert other_m.records[1]["unused_parameters"] == [key]
+    assert other_m.records[1]["missing_parameters"] == [key.replace("[2, 4, 16]", "[2, 8, 16]")]
 
 
 def test_swap_matrix_over_the_runs_of_a_task(trained, tmp_path):
