@@ -1007,6 +1007,9 @@ def swap_markdown(
             "dropped": [str(len(r["unused_parameters"])) for r in records],
         }
     )
+    if any(r["diagnostics"] for r in records):  # MiTA routing on the first --diag-batches batches
+        for key, title in (("pruned_fraction", "pruned (%)"), ("overlap", "overlap (%)")):
+            table[title] = [_pct((r["diagnostics"] or {}).get(key)) for r in records]
     lines = [
         f"## {run.task}: checkpoint trained with {run.label} (seed {run.seed}), evaluated with other attentions",
         "",

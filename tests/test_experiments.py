@@ -216,8 +216,11 @@ def test_parse_grid():
 
 def test_swap_to_route_only_mita_holding_every_key_is_full_attention(trained, tmp_path):
     attentions = experiments.resolve_attentions(["mita_route(num_landmarks=4,topk=100000)", "agent"])
-    result = experiments.swap_run(trained["full"], attentions, EvalOptions(out=str(tmp_path), quiet=True))
+    opts = EvalOptions(out=str(tmp_path), diag_batches=1, quiet=True)
+    result = experiments.swap_run(trained["full"], attentions, opts)
     own, route, agent = result.records
+    assert own["diagnostics"] is None and agent["diagnostics"] is None
+    assert route["diagnostics"]["pruned_fraction"] == 0.0 and route["diagnostics"]["overlap"] == 1.0
     assert own["attention_label"] == own["train_attention_label"] == "full"
     assert own["accuracy"] == read_record(trained["full"] / "result.json")["test_acc"]
     # Each expert holds every key and the query attends one expert: exactly full attention.
