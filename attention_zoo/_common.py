@@ -1,4 +1,4 @@
-"""Shared pieces of the zoo: input validation, landmark pooling, chunking.
+"""Shared pieces of the zoo: input validation, landmark pooling, attention over selected keys.
 
 Landmark pooling (agent attention's agents, MiTA's landmark queries): with L valid tokens in a row
 and m = min(num_landmarks, L) landmarks, landmark j is the mean of the valid tokens whose rank among
@@ -9,10 +9,15 @@ row pools exactly like its valid subsequence alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 # Query chunks are sized so that one chunk's gathered keys stay around this many elements.
 _CHUNK_ELEMENTS = 1 << 24
+
+# How `attend_selected` evaluates: "auto" picks the cheaper exact form; tests force each one.
+SELECTED_PATH = "auto"
 
 
 def check_inputs(
@@ -95,11 +100,6 @@ def query_chunk_size(length: int, per_query_elements: int) -> int:
     return max(1, min(length, _CHUNK_ELEMENTS // max(1, per_query_elements)))
 
 
-def finite_fill(dtype: torch.dtype) -> float:
-    """The most negative finite value of dtype (masking that never turns into NaN)."""
-    return torch.finfo(dtype).min
-
-
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Rows of x [B, H, N, d] at index [B, H, ...] (values in [0, N)) -> [B, H, ..., d].
 
@@ -117,3 +117,59 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def selection_dtype(dtype: torch.dtype) -> torch.dtype:
     """Scores that only choose indices (top-k, argmax) are computed in at least fp32: ties multiply in bf16."""
     return torch.promote_types(dtype, torch.float32)
+
+
+def attend_selected(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_index: torch.Tensor,
+    key_ok: torch.Tensor,
+    scale: float,
+    prefix: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
+    repeats: bool = False,
+) -> torch.Tensor:
+    """Each query's softmax over its selected keys (and an optional shared prefix), [B, H, N, d].
+
+    Query n attends to keys `key_index[..., n, :]` [B, H, N, T] where `key_ok` holds, with logits
+    `scale * q_n . k_t`; a key listed twice counts twice. `prefix = (logits_fn, values)` adds
+    `logits_fn(q_chunk)` [B, H, C, P] over `values` [B, H, P, d] to the same softmax (MiTA's
+    shared expert). `repeats` says a key may be listed twice for one query (otherwise the
+    dense form skips the multiplicity weighting). Two exact forms, chosen by memory:
+
+    * gathered: the T selected keys and values of every query, O(N T d) memory;
+    * dense-masked: all N scores of a query, with log(multiplicity) added (-inf where a key is not
+      selected), O(N^2) memory -- no larger than the gathered form when N <= T d, and much faster
+      there (one matmul instead of a gather and its scatter-add backward).
+    """
+    batch, heads, length, dim = q.shape
+    per_query = key_index.shape[-1]
+    dense = SELECTED_PATH == "dense" or (SELECTED_PATH == "auto" and length <= per_query * dim)
+    shared = prefix[1].shape[2] if prefix is not None else 0
+    width = length if dense else 2 * per_query * dim
+    chunk = query_chunk_size(length, batch * heads * (shared + width))
+    outputs = []
+    for start in range(0, length, chunk):
+        stop = min(start + chunk, length)
+        queries, index, ok = q[:, :, start:stop], key_index[:, :, start:stop], key_ok[:, :, start:stop]
+        if dense:
+            multiplicity = torch.zeros(*index.shape[:-1], length, dtype=q.dtype, device=q.device)
+            multiplicity.scatter_add_(-1, index, ok.to(q.dtype))
+            logits = torch.matmul(queries, k.transpose(-1, -2)) * scale
+            if repeats:  # log(0) is slow on CPU: mask first, then weight repeated keys by log(count)
+                logits = logits + multiplicity.clamp(min=1).log()
+            logits = logits.masked_fill(multiplicity == 0, float("-inf"))
+        else:
+            logits = torch.einsum("bhcd,bhctd->bhct", queries, gather_rows(k, index)) * scale
+            logits = logits.masked_fill(~ok, float("-inf"))
+        if prefix is not None:
+            logits = torch.cat([prefix[0](queries), logits], dim=-1)
+        probs = torch.softmax(logits, dim=-1)
+        out = torch.matmul(probs[..., :shared], prefix[1]) if prefix is not None else 0
+        selected = probs[..., shared:]
+        if dense:
+            out = out + torch.matmul(selected, v)
+        else:
+            out = out + torch.einsum("bhct,bhctd->bhcd", selected, gather_rows(v, index))
+        outputs.append(out)
+    return torch.cat(outputs, dim=2)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs, gather_rows, query_chunk_size, selection_dtype
+from ._common import attend_selected, check_inputs, selection_dtype
 from .registry import AttentionParams, register
 
 
@@ -75,20 +75,9 @@ def moba_attention(
         means = (keys * block_valid).sum(dim=3) / counts.clamp(min=1)  # [B, H, nb, d]
         gate = torch.matmul(q.to(work), means.transpose(-1, -2))  # [B, H, N, nb]
         gate = gate.masked_fill(counts.squeeze(-1)[:, :, None, :] == 0, float("-inf"))
-        blocks = gate.topk(chosen, dim=-1).indices  # [B, H, N, chosen]
+        blocks = gate.topk(chosen, dim=-1, sorted=False).indices  # [B, H, N, chosen]
         key_index = (blocks[..., None] * block_size + torch.arange(block_size, device=q.device)).flatten(-2)
         key_ok = valid_padded.gather(1, key_index.reshape(batch, -1)).view(key_index.shape)  # [B, H, N, T]
         key_index = key_index.clamp(max=length - 1)
 
-    scale = dim**-0.5
-    per_query = key_index.shape[-1]
-    chunk = query_chunk_size(length, batch * heads * 2 * per_query * dim)
-    outputs = []
-    for start in range(0, length, chunk):
-        stop = min(start + chunk, length)
-        index = key_index[:, :, start:stop]
-        logits = torch.einsum("bhcd,bhctd->bhct", q[:, :, start:stop], gather_rows(k, index)) * scale
-        logits = logits.masked_fill(~key_ok[:, :, start:stop], float("-inf"))
-        probs = torch.softmax(logits, dim=-1)
-        outputs.append(torch.einsum("bhct,bhctd->bhcd", probs, gather_rows(v, index)))
-    return torch.cat(outputs, dim=2)
+    return attend_selected(q, k, v, key_index, key_ok, dim**-0.5)

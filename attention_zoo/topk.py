@@ -7,8 +7,9 @@ r"""Per-query top-k attention (Gupta et al., 2021): each query keeps only its k 
 
 over valid keys only, with k clamped to the number of valid keys (k >= N is full attention). All
 N^2 scores are still formed -- this saves memory, not FLOPs -- in query chunks, so only a
-[chunk, N] score block and the [N, k, d] gathered values exist at a time. Gradients reach the
-selected scores only; the selection itself is not differentiable.
+[chunk, N] score block exists at a time; the attention over the kept keys then costs O(N k d)
+memory (`_common.attend_selected`). Gradients reach the selected scores only; the selection
+itself is not differentiable.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import check_inputs, gather_rows, query_chunk_size
+from ._common import attend_selected, check_inputs, query_chunk_size
 from .registry import AttentionParams, register
 
 
@@ -49,14 +50,15 @@ def topk_attention(
     batch, heads, length, dim = q.shape
     kept = min(topk, length)
     scale = dim**-0.5
-    chunk = query_chunk_size(length, batch * heads * (length + 2 * kept * dim))
-    outputs = []
-    for start in range(0, length, chunk):
-        scores = torch.matmul(q[:, :, start : start + chunk], k.transpose(-1, -2)) * scale  # [B, H, C, N]
-        if key_padding_mask is not None:
-            # Padded keys can still be "selected" when k exceeds the valid length; -inf gives them weight 0.
-            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
-        values, index = scores.topk(kept, dim=-1)  # [B, H, C, kept]
-        probs = torch.softmax(values, dim=-1)
-        outputs.append(torch.einsum("bhck,bhckd->bhcd", probs, gather_rows(v, index)))
-    return torch.cat(outputs, dim=2)
+    chunk = query_chunk_size(length, batch * heads * length)
+    indices, oks = [], []
+    with torch.no_grad():  # selection only; the attention below recomputes the kept scores
+        for start in range(0, length, chunk):
+            scores = torch.matmul(q[:, :, start : start + chunk], k.transpose(-1, -2))  # [B, H, C, N]
+            if key_padding_mask is not None:
+                scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+            values, index = scores.topk(kept, dim=-1, sorted=False)
+            indices.append(index)
+            # Padded keys are only "selected" when k exceeds the valid length; they get weight 0.
+            oks.append(torch.isfinite(values))
+    return attend_selected(q, k, v, torch.cat(indices, dim=2), torch.cat(oks, dim=2), scale)

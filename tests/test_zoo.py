@@ -273,3 +273,15 @@ def test_linear_mechanisms_never_build_an_n_by_n_tensor(name, params):
         out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params)
         out.sum().backward()
     assert probe.largest < n * n // 16, f"{name} built a tensor of {probe.largest} elements at N={n}"
+
+
+@pytest.mark.parametrize("path", ["gathered", "dense"])
+@pytest.mark.parametrize("name,params", list(all_cases()))
+def test_both_evaluation_paths_of_selected_keys_match_the_definition(name, params, path, monkeypatch):
+    """`attend_selected` has a gathered and a dense-masked form; each must be exact on its own."""
+    monkeypatch.setattr(attention_zoo._common, "SELECTED_PATH", path)
+    q, k, v, mask = random_inputs(2, 2, 45, 8, masked=True, seed=17)
+    out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params, **TORCH_ONLY.get(name, {}))
+    expected = ref.apply_removing_padding(name, q, k, v, mask, **params)
+    sel = mask[:, None, :, None].expand_as(out)
+    torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-10)

@@ -27,7 +27,7 @@ and through \tilde V), K and V (densely through \tilde V and scattered through t
 then only chooses indices (it receives no gradient).
 
 Cost: O(m N d) for the landmark scores, values and routing plus O(N (m + k) d) for the output;
-the per-query gathers are done in query chunks so memory stays O(N (m + k) d).
+the output is computed in query chunks so memory stays O(N (m + k) d) (`_common.attend_selected`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import gather_rows, landmark_pool, query_chunk_size, selection_dtype, valid_lengths
+from .._common import attend_selected, landmark_pool, selection_dtype, valid_lengths
 from . import diagnostics
 
 LANDMARK_MODES = ("avgpool", "learned", "avgpool+learned", "random", "kmeans")
@@ -182,11 +182,15 @@ def mita_reference(
         expert_scores = torch.matmul(landmarks.to(work), k.to(work).transpose(-1, -2))  # [B, H, M, N]
         if key_padding_mask is not None:
             expert_scores = expert_scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
-        expert_index = expert_scores.topk(kept, dim=-1).indices  # [B, H, M, k]
+        expert_index = expert_scores.topk(kept, dim=-1, sorted=False).indices  # [B, H, M, k]
         del expert_scores
         routing = torch.matmul(q.to(work), landmarks.to(work).transpose(-1, -2))  # [B, H, N, M]
         routing = routing.masked_fill(~landmark_valid[:, None, None, :], float("-inf"))
-        route_scores, expert = routing.topk(routed_experts, dim=-1)  # [B, H, N, s]; s = 1: argmax
+        if routed_experts == 1:  # the paper's argmax (first maximum on ties)
+            expert = routing.argmax(dim=-1, keepdim=True)
+            route_scores = routing.gather(-1, expert)
+        else:
+            route_scores, expert = routing.topk(routed_experts, dim=-1, sorted=False)  # [B, H, N, s]
         del routing
         # Keys of each query's experts, concatenated; a slot is usable if its expert is a valid
         # landmark and its key is a real token (padded keys are only picked when k exceeds L).
@@ -202,29 +206,16 @@ def mita_reference(
             )
 
     scale = dim**-0.5
-    if shared:
-        key_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-        shared_values = F.scaled_dot_product_attention(landmarks, k, v, attn_mask=key_mask)  # [B, H, M, d]
-        invalid_landmark = ~landmark_valid[:, None, None, :]
-    num_shared = landmarks.shape[2] if shared else 0
+    if not shared:
+        return attend_selected(q, k, v, key_index, key_ok, scale, repeats=routed_experts > 1)
+    key_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+    shared_values = F.scaled_dot_product_attention(landmarks, k, v, attn_mask=key_mask)  # [B, H, M, d]
+    invalid_landmark = ~landmark_valid[:, None, None, :]
 
-    per_query = key_index.shape[-1]
-    chunk = query_chunk_size(length, batch * heads * (num_shared + 2 * per_query * dim))
-    outputs = []
-    for start in range(0, length, chunk):
-        stop = min(start + chunk, length)
-        queries = q[:, :, start:stop]
-        index = key_index[:, :, start:stop]
-        routed = torch.einsum("bhcd,bhckd->bhck", queries, gather_rows(k, index)) * scale
-        routed = routed.masked_fill(~key_ok[:, :, start:stop], float("-inf"))
-        if shared:
-            shared_logits = torch.matmul(queries, landmarks.transpose(-1, -2)) / dim  # 1/d, see docstring
-            shared_logits = shared_logits.masked_fill(invalid_landmark, float("-inf"))
-            probs = torch.softmax(torch.cat([shared_logits, routed], dim=-1), dim=-1)
-            out = torch.matmul(probs[..., :num_shared], shared_values)
-            out = out + torch.einsum("bhck,bhckd->bhcd", probs[..., num_shared:], gather_rows(v, index))
-        else:
-            probs = torch.softmax(routed, dim=-1)
-            out = torch.einsum("bhck,bhckd->bhcd", probs, gather_rows(v, index))
-        outputs.append(out)
-    return torch.cat(outputs, dim=2)
+    def shared_logits(queries: torch.Tensor) -> torch.Tensor:
+        logits = torch.matmul(queries, landmarks.transpose(-1, -2)) / dim  # 1/d, see the docstring
+        return logits.masked_fill(invalid_landmark, float("-inf"))
+
+    return attend_selected(
+        q, k, v, key_index, key_ok, scale, prefix=(shared_logits, shared_values), repeats=routed_experts > 1
+    )
