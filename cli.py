@@ -50,15 +50,49 @@ def parse_key_values(values: tuple[str, ...], option: str) -> dict[str, str]:
     return out
 
 
+def apply_options(fn: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """Decorate `fn` with click options, listed in the order they should appear in --help."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+device_option = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    help="auto = CUDA when available.",
+)
+data_dir_option = click.option("--data-dir", default=None, help="Data root (default $LRA_DATA_DIR or ./lra_data).")
+
+
+def preset_option(default: str) -> Callable[..., Any]:
+    return click.option("--preset", default=default, show_default=True, help="Preset: tiny, quick, pytorch or lra.")
+
+
+def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """How runs are configured beyond the preset; shared by `lra run`, `lra suite` and the sweeps."""
+    return apply_options(fn, [
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a preset field, repeatable: --set model.layers=3 --set train.lr=1e-3."),
+        click.option("--max-steps", default=None, type=int, help="Total optimizer steps (the schedule follows)."),
+        device_option,
+        data_dir_option,
+        click.option("--source", default=None, help="Data source (e.g. generated, lra_release, hf, tfds)."),
+    ])
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="lra-arena", prog_name="lra")
 def main() -> None:
     """LRA arena: which attention for long sequences, at what accuracy and what cost.
 
     \b
-    lra run         train one task with one attention
-    lra suite       run task x attention x seed grids and build the leaderboard
-    lra list        the registered attentions and tasks
+    lra suite --preset quick   every attention on generated ListOps + Pathfinder, then the leaderboard
+    lra run                    train one task with one attention
+    lra leaderboard / compare / plot   tables and figures from result records
+    lra bench attention|model  speed and memory against sequence length
+    lra sweep mk|s|landmarks|scaling, lra swap   MiTA experiments
+    lra data generate|prepare|info               task data
+    lra list attentions|tasks                    what is registered
     """
 
 
@@ -135,9 +169,7 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--difficulty", default="hard", show_default=True,
                      help="Pathfinder folder of the official data: easy, intermediate, hard or a folder name."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return apply_options(fn, options)
 
 
 def make_data_config(options: dict[str, Any]) -> Any:
@@ -281,17 +313,12 @@ def list_tasks() -> None:
 @click.option("--attention", default="mita", show_default=True, help="Attention name (lra list attentions).")
 @click.option("--attn-param", "attn_params", multiple=True, metavar="KEY=VALUE",
               help="Attention parameter, repeatable: --attn-param num_landmarks=64 --attn-param topk=64.")
-@click.option("--preset", default="tiny", show_default=True, help="Preset: tiny, quick, pytorch or lra.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a preset field, repeatable: --set model.layers=3 --set train.lr=1e-3.")
-@click.option("--data-dir", default=None, help="Data root (default $LRA_DATA_DIR or ./lra_data).")
-@click.option("--source", default=None, help="Data source of the task (e.g. generated, lra_release, hf, tfds).")
+@preset_option("tiny")
+@training_options
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--max-steps", default=None, type=int, help="Total optimizer steps (the schedule follows).")
 @click.option("--run-dir", default="", help="Output directory [default: lra_runs/runs/<task>/<attention>/<seed>].")
 @click.option("--checkpoint-every", default=None, type=int, help="Steps between resumable checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--amp/--no-amp", default=None, help="Autocast on CUDA [default: as the preset says].")
 @click.option("--nproc", default=1, show_default=True, type=int, help="DDP processes (launched with torchrun).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -397,7 +424,7 @@ def load_results(runs_dir: str) -> Any:
 @click.option("--attentions", default="", help="Comma-separated attentions, each optionally with parameters: "
               "full,mita(num_landmarks=64,topk=64) [default: every registered attention].")
 @click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-2.")
-@click.option("--preset", default="quick", show_default=True, help="Preset of every run: tiny, quick, pytorch or lra.")
+@preset_option("quick")
 @click.option("--out", default=SUITE_OUT, show_default=True, type=click.Path(file_okay=False),
               help="Output directory: runs in OUT/runs/<task>/<attention>/<seed>, tables and plots in OUT.")
 @click.option("--jobs", default=1, show_default=True, type=int,
@@ -406,13 +433,8 @@ def load_results(runs_dir: str) -> Any:
               help="local processes, or one SLURM job per run through submitit (pip install 'lra-arena[slurm]').")
 @click.option("--attn-param", "attn_params", multiple=True, metavar="NAME.KEY=VALUE",
               help="Parameter of one attention for every run of it, repeatable: --attn-param mita.topk=64.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a preset field of every run, repeatable: --set train.steps=200.")
-@click.option("--max-steps", default=None, type=int, help="Optimizer steps of every run (the schedule follows).")
+@training_options
 @click.option("--checkpoint-every", default=None, type=int, help="Steps between resumable checkpoints.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--data-dir", default=None, help="Data root (default $LRA_DATA_DIR or ./lra_data).")
-@click.option("--source", default=None, help="Data source of every task (e.g. generated, lra_release).")
 @click.option("--dry-run", is_flag=True, help="Print the planned runs and what would happen to each; run nothing.")
 @click.option("--slurm-partition", default=None, help="submitit: SLURM partition [default: the cluster's].")
 @click.option("--slurm-time", default=240, show_default=True, type=int, help="submitit: minutes per run.")
@@ -557,7 +579,7 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lengths", default=None, metavar="N,N,...",
                      help="Sequence lengths, e.g. 1024,2048 or 1K,2K [default: the grid's]."),
         click.option("--batch", default=None, type=int, help="Batch size [default: the grid's]."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        device_option,
         click.option("--warmup", default=None, type=int, help="Untimed calls per measurement."),
         click.option("--repeats", default=None, type=int, help="Timed calls per measurement (median, p20, p80)."),
         click.option("--time-budget", "time_budget_s", default=None, type=float, metavar="S",
@@ -573,9 +595,7 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Results directory: records under OUT/efficiency/ (lra plot --runs OUT draws them)."),
         click.option("--quiet", is_flag=True, help="No progress bar or per-measurement lines."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return apply_options(fn, options)
 
 
 def _bench_config(attentions: str | None, attn_params: tuple[str, ...], lengths: str | None, **kwargs: Any) -> Any:
@@ -659,15 +679,13 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--diag-batches", default=0, type=int, metavar="N",
                      help="Also record MiTA's routing diagnostics (expert load, pruned fraction, overlap with "
                      "full-attention top-k) on N batches of the split."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        device_option,
         click.option("--data-dir", default=None, help="Data root, if the run's data moved [default: where the run found them]."),
         click.option("--out", default=EXPERIMENTS_OUT, show_default=True, type=click.Path(file_okay=False),
                      help="Experiments root: records, tables (.md, .csv) and figures (.png) below it."),
         click.option("--quiet", is_flag=True, help="No progress bar or per-evaluation lines."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return apply_options(fn, options)
 
 
 def _eval_config(**kwargs: Any) -> Any:
@@ -735,7 +753,7 @@ def sweep_mk_command(run_dir: str, grid: tuple[str, ...], grid_rest: tuple[str, 
               help="Attention parameter, repeatable: --attn-param mita.topk=64.")
 @click.option("--lengths", default=None, metavar="2^A..2^B",
               help="Sequence lengths: 2^10..2^20, 2^10,2^14 or 1K,4K [default: 2^10..2^20 on CUDA, 2^10..2^12 on CPU].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option
 @click.option("--batch", default=None, type=int, help="Batch size B [default: 1].")
 @click.option("--heads", default=None, type=int, help="Heads H [default: 8 on CUDA, 4 on CPU].")
 @click.option("--head-dim", default=None, type=int, help="Head dimension d [default: 64 on CUDA, 32 on CPU].")
@@ -781,23 +799,16 @@ def variant_sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--attention", default="mita", show_default=True, help="mita or mita_route."),
         click.option("--attn-param", "attn_params", multiple=True, metavar="KEY=VALUE",
                      help="Other attention parameters, fixed for every run: --attn-param num_landmarks=64."),
-        click.option("--preset", default="quick", show_default=True, help="Preset of every run: tiny, quick, pytorch or lra."),
+        preset_option("quick"),
         click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-2."),
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a preset field of every run, repeatable: --set train.steps=200."),
-        click.option("--max-steps", default=None, type=int, help="Optimizer steps of every run (the schedule follows)."),
+        training_options,
         click.option("--jobs", default=1, show_default=True, type=int, help="Runs in parallel (cores split between them)."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--data-dir", default=None, help="Data root (default $LRA_DATA_DIR or ./lra_data)."),
-        click.option("--source", default=None, help="Data source (e.g. generated, lra_release)."),
         click.option("--diag-batches", default=4, show_default=True, type=int,
                      help="Validation batches for the routing diagnostics of each trained model (0 = none)."),
         click.option("--out", default=EXPERIMENTS_OUT, show_default=True, type=click.Path(file_okay=False),
                      help="Experiments root: runs, records, table and figure under OUT/<sweep>/<task>/."),
     ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+    return apply_options(fn, options)
 
 
 def _variant_sweep(sweep: str, values: str | None, attn_params: tuple[str, ...], seeds: str,

@@ -51,7 +51,7 @@ from results.records import SCHEMA_VERSION, write_record
 
 from .suite import parse_attention
 from .timing import Measurement, device_name, is_oom, measure, one_line, release_memory, resolve_device
-from .train import DEFAULT_RUNS_DIR, _git_commit, _version
+from .train import DEFAULT_RUNS_DIR, git_commit, installed_version, make_optimizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PASSES = ("forward", "forward_backward")
@@ -345,8 +345,8 @@ def record_path(ctx: Context, series: Series, pass_: str, seq_len: int) -> Path:
 def _provenance() -> dict[str, Any]:
     return {
         "torch_version": torch.__version__,
-        "triton_version": _version("triton"),
-        "git_commit": _git_commit(),
+        "triton_version": installed_version("triton"),
+        "git_commit": git_commit(),
     }
 
 
@@ -483,7 +483,7 @@ def _attention_call(
     return forward_backward
 
 
-def _inputs(
+def batch_inputs(
     batch: int, heads: int, length: int, head_dim: int, dtype: torch.dtype, device: torch.device
 ) -> list[torch.Tensor]:
     """q, k, v (requiring grad) and an output gradient, N(0, 1), seeded per length."""
@@ -538,7 +538,7 @@ def _make_inputs(
 ) -> tuple[list[torch.Tensor] | None, Measurement | None]:
     """The inputs of one length, or the failure every call at this length then records."""
     try:
-        return _inputs(grid.batch, grid.heads, length, grid.head_dim, dtype, ctx.device), None
+        return batch_inputs(grid.batch, grid.heads, length, grid.head_dim, dtype, ctx.device), None
     except Exception as err:  # the inputs alone do not fit
         failure = Measurement("oom" if is_oom(err) else "error", error=f"inputs: {one_line(err)}")
     release_memory(ctx.device)
@@ -692,13 +692,7 @@ def _model_series(
     ).to(ctx.device)
     model.train()
     train_cfg = preset.train
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=train_cfg.lr,
-        betas=(train_cfg.beta1, train_cfg.beta2),
-        eps=train_cfg.eps,
-        weight_decay=train_cfg.weight_decay,
-    )
+    optimizer = make_optimizer(model, train_cfg)
     batch, stop = grid.batch, None
     primed = measure(
         lambda: _prime(model, optimizer, ctx.device), ctx.device, warmup=0, repeats=1, memory=False

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from lra.io import atomic_write_json, atomic_write_text
 from results.records import SCHEMA_VERSION, write_record
 
-from .train import _git_commit, _version
+from .train import git_commit, installed_version
 
 LENGTHS = (1024, 4096, 16384, 65536, 262144)
 FORWARD_ONLY_LENGTHS = (1048576,)
@@ -283,7 +283,7 @@ class Check:
         return self.value <= self.limit
 
 
-def _inputs(batch: int, heads: int, n: int, d: int, dtype: torch.dtype, device: torch.device, seed: int):
+def batch_inputs(batch: int, heads: int, n: int, d: int, dtype: torch.dtype, device: torch.device, seed: int):
     gen = torch.Generator(device=device).manual_seed(seed)
     return [torch.randn(batch, heads, n, d, generator=gen, device=device).to(dtype) for _ in range(3)]
 
@@ -316,7 +316,7 @@ def verify(device: torch.device, *, n32: int = 4096, n16: int = 16384, heads: in
             for padded in (False, True):
                 batch = 2 if padded else 1
                 n = n32 // 4 + 3 if padded else n32  # odd padded length
-                base = _inputs(batch, heads, n, HEAD_DIM, torch.float32, device, seed=n)
+                base = batch_inputs(batch, heads, n, HEAD_DIM, torch.float32, device, seed=n)
                 mask = _padding(batch, n, device, seed=n) if padded else None
                 ref_leaves = [t.clone().requires_grad_() for t in base]
                 tri_leaves = [t.clone().requires_grad_() for t in base]
@@ -339,7 +339,7 @@ def verify(device: torch.device, *, n32: int = 4096, n16: int = 16384, heads: in
 
     # 16-bit: the kernels' own selection, held fixed, against fp32 arithmetic on the same inputs.
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float16  # the interpreter's bf16 is broken
-    q, k, v = _inputs(BATCH, heads, n16, HEAD_DIM, dtype, device, seed=16)
+    q, k, v = batch_inputs(BATCH, heads, n16, HEAD_DIM, dtype, device, seed=16)
     selection = mita_triton_selection(q, k, None, NUM_LANDMARKS, TOPK)
     leaves = [t.clone().requires_grad_() for t in (q, k, v)]
     out = mita_triton(*leaves, None, NUM_LANDMARKS, TOPK, selection=selection)
@@ -576,9 +576,9 @@ def run(
         "environment": {
             "device": torch.cuda.get_device_name(device),
             "torch_version": torch.__version__,
-            "triton_version": _version("triton"),
+            "triton_version": installed_version("triton"),
             "cuda_version": torch.version.cuda,
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "command": " ".join(["python -m runners.bench_kernels", *sys.argv[1:]]),
             "protocol": {
                 "batch": BATCH,

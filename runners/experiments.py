@@ -64,7 +64,7 @@ from results.records import RECORD_NAME, SCHEMA_VERSION, load_records, read_reco
 
 from . import bench, suite
 from .timing import device_name, resolve_device
-from .train import Dist, _git_commit, _inputs, evaluate
+from .train import Dist, batch_inputs, evaluate, git_commit
 
 EXPERIMENTS_OUT = "lra_experiments"
 CHECKPOINTS = ("best", "last")
@@ -406,7 +406,7 @@ class Evaluator:
         self.opts = opts
         self.device = resolve_device(opts.device)
         self.device_name = device_name(self.device)
-        self.provenance = {"torch_version": torch.__version__, "git_commit": _git_commit()}
+        self.provenance = {"torch_version": torch.__version__, "git_commit": git_commit()}
         self._splits: dict[tuple[str, DataConfig], LRADataset] = {}
 
     def dataset(self, run: TrainedRun) -> LRADataset:
@@ -589,7 +589,7 @@ def routing_diagnostics(
         with _torch_backend(model):
             for start in range(0, count, batch_size):
                 with diagnostics.collect() as calls:
-                    model(*_inputs(ds, torch.arange(start, min(start + batch_size, count)), device))
+                    model(*batch_inputs(ds, torch.arange(start, min(start + batch_size, count)), device))
                 per_batch.append(list(calls))
     finally:
         model.train(was_training)

@@ -226,6 +226,17 @@ def _init_distributed(device: torch.device) -> Dist:
 # ----------------------------------------------------------------------------------------------
 
 
+def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with the preset's betas, eps and (decoupled) weight decay on every parameter."""
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=train.lr,
+        betas=(train.beta1, train.beta2),
+        eps=train.eps,
+        weight_decay=train.weight_decay,
+    )
+
+
 def lr_multiplier(train: TrainConfig, step: int) -> float:
     """Learning-rate factor for optimizer step `step` (1-based) under the preset's schedule."""
     warmup, total = train.warmup_steps, train.steps
@@ -321,7 +332,8 @@ def _trim(tokens: torch.Tensor) -> torch.Tensor:
     return tokens[:, : int(used.max()) + 1] if used.numel() else tokens[:, :1]
 
 
-def _inputs(ds: LRADataset, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
+def batch_inputs(ds: LRADataset, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The model inputs of examples `index` (trailing all-padding columns dropped), on `device`."""
     out = [_trim(ds.inputs[index].long())]
     if ds.inputs2 is not None:
         out.append(_trim(ds.inputs2[index].long()))
@@ -348,7 +360,7 @@ def evaluate(
         idx = index[start : start + batch_size]
         labels = ds.labels[idx].to(device)
         with autocast():
-            logits = model(*_inputs(ds, idx, device)).float()
+            logits = model(*batch_inputs(ds, idx, device)).float()
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         correct += float((logits.argmax(-1) == labels).sum())
     correct, loss_sum, count = dist.sum([correct, loss_sum, float(len(index))])
@@ -361,7 +373,8 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The commit of this checkout (`-dirty` when tracked files changed), or None outside git."""
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -380,7 +393,8 @@ def _git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "")
 
 
-def _version(package: str) -> str | None:
+def installed_version(package: str) -> str | None:
+    """The installed version of a distribution, or None."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -445,12 +459,12 @@ def _record(r: Resolved, **values: Any) -> dict[str, Any]:
         "device": _device_name(r.device),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "amp": r.preset.train.amp if r.device.type == "cuda" and r.preset.train.amp != "none" else None,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "config_hash": r.config_hash,
         "config": r.config_dict(),
         "torch_version": torch.__version__,
-        "triton_version": _version("triton"),
-        "package_version": _version("lra-arena"),
+        "triton_version": installed_version("triton"),
+        "package_version": installed_version("lra-arena"),
         "started_at": _now(),
         "finished_at": None,
         "history": [],
@@ -570,13 +584,7 @@ def _train(
             model, device_ids=[dist.local_rank] if device.type == "cuda" else None
         )
 
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=train_cfg.lr,
-        betas=(train_cfg.beta1, train_cfg.beta2),
-        eps=train_cfg.eps,
-        weight_decay=train_cfg.weight_decay,
-    )
+    optimizer = make_optimizer(model, train_cfg)
 
     def set_lr(next_step: int) -> None:
         # The schedule is a pure function of the step, so the step in a checkpoint restores it exactly.
@@ -675,7 +683,7 @@ def _train(
         tokens_seen = 0
         for start in range(0, local_batch, micro):
             idx = index[start : start + micro]
-            inputs = _inputs(train_ds, idx, device)
+            inputs = batch_inputs(train_ds, idx, device)
             labels = train_ds.labels[idx].to(device)
             tokens_seen += sum(t.numel() for t in inputs)
             last_micro = start + micro >= local_batch
@@ -796,17 +804,9 @@ def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
     env = dict(os.environ)
     if r.device.type == "cpu":  # split the cores between the processes
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "runners.train",
-        str(config_path),
-    ]
-    completed = subprocess.run(command, env=env, check=False)
+    from .suite import runner_command
+
+    completed = subprocess.run(runner_command(config_path, nproc), env=env, check=False)
     record = _existing_record(r.run_dir)
     if record is None:
         raise ValueError(
