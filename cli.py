@@ -93,6 +93,7 @@ def main() -> None:
     lra sweep mk|s|landmarks|scaling, lra swap   MiTA experiments
     lra data generate|prepare|info               task data
     lra list attentions|tasks                    what is registered
+    lra info                                     versions, devices, backends, data locations
     """
 
 
@@ -115,6 +116,15 @@ def list_attentions() -> None:
         mech = attention_zoo.get(name)
         click.echo(f"{name:<12} {mech.summary}")
         click.echo(f"{'':<12} params: {mech.parameter_help()}")
+
+
+@main.command("info")
+def info_command() -> None:
+    """Versions, devices, attention backends and data locations (paste it into bug reports)."""
+    from runners.info import environment_info
+
+    for key, value in environment_info().items():
+        click.echo(f"{key:<34} {value}")
 
 
 # ---------------------------------------------------------------------------------------------
