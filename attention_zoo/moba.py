@@ -45,6 +45,7 @@ class MobaParams(AttentionParams):
     MobaParams,
     summary="block routing: each query attends to its top-k key blocks by q . mean(K_block)",
     keys_per_query=lambda p, n: min(p.topk_blocks * p.block_size, n),
+    padding_invariant=False,
 )
 def moba_attention(
     q: torch.Tensor,

@@ -121,6 +121,9 @@ class Mechanism:
             learned landmark queries). Most mechanisms have none.
         variants: parameter sets worth testing and listing besides the defaults (e.g. MiTA's landmark
             constructions); the zoo tests loop over them.
+        padding_invariant: padding is removed, not zeroed: valid outputs equal the mechanism on the
+            valid subsequence alone, so callers may drop padded tokens before calling (MoBA's blocks
+            are positional, so for it only trailing padding may be dropped).
     """
 
     name: str
@@ -131,6 +134,7 @@ class Mechanism:
     runtime_inputs: tuple[str, ...] = ()
     module_parameters: Callable[[Any, int, int], dict[str, torch.Tensor]] | None = None
     variants: tuple[Mapping[str, Any], ...] = ()
+    padding_invariant: bool = True
 
     def params(self, **overrides: Any) -> AttentionParams:
         """Build and validate this mechanism's parameters from keyword overrides (strings allowed)."""
@@ -216,6 +220,7 @@ def register(
     runtime_inputs: tuple[str, ...] = (),
     module_parameters: Callable[[Any, int, int], dict[str, torch.Tensor]] | None = None,
     variants: tuple[Mapping[str, Any], ...] = (),
+    padding_invariant: bool = True,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register a functional attention under `name` with its parameter dataclass.
 
@@ -248,6 +253,7 @@ def register(
             tuple(runtime_inputs),
             module_parameters,
             tuple(variants),
+            padding_invariant,
         )
         for variant in variants:  # fail at import time, not in a user's run
             mechanism.params(**variant)
