@@ -248,6 +248,7 @@ def _preset_from_config(preset: Mapping[str, Any], data_dir: str | None) -> Pres
             train=TrainConfig(**preset["train"]),
             data=DataConfig(**data),
             description=preset.get("description", ""),
+            attention=preset.get("attention", {}),
         )
     except TypeError as err:
         raise ValueError(f"the run's preset has settings this version does not know ({err})") from None

@@ -152,9 +152,10 @@ def default_run_dir(task: str, slug: str, seed: int, root: str = DEFAULT_RUNS_DI
 def resolve(cfg: RunConfig) -> Resolved:
     """Validate the run configuration; ValueError with a one-line message on bad input."""
     mechanism = attention_zoo.get(cfg.attention)
-    params = mechanism.params(**cfg.attn_params)
-    tasks.get(cfg.task)  # a clear error for unknown tasks before presets are looked up
+    mechanism.params(**cfg.attn_params)  # a clear error for bad parameters before anything else
+    tasks.get(cfg.task)  # likewise for unknown tasks, before presets are looked up
     preset = apply_overrides(get_preset(cfg.task, cfg.preset), dict(cfg.overrides))
+    params = mechanism.params(**{**preset.attention.get(mechanism.name, {}), **cfg.attn_params})
     explicit: dict[str, Any] = {}
     if cfg.max_steps is not None:
         explicit["train.steps"] = cfg.max_steps

@@ -30,6 +30,10 @@ from results.records import read_record
 from runners import suite
 from runners.suite import SuiteConfig, parse_attention, split_list
 
+# Labels and directories of MiTA under the tiny / quick presets' matched keys-per-query budget.
+MITA = "mita(num_landmarks=8,topk=8)"
+MITA_DIR = "mita-num_landmarks=8-topk=8"
+
 REPO = Path(__file__).resolve().parents[1]
 
 FAKE_RUNNER = textwrap.dedent(
@@ -165,20 +169,19 @@ def test_runs_every_combination_writes_reports_and_skips_finished_runs(tmp_path,
     assert statuses(result) == {
         "listops/full/0": "ok",
         "listops/full/1": "ok",
-        "listops/mita/0": "ok",
-        "listops/mita/1": "ok",
+        f"listops/{MITA}/0": "ok",
+        f"listops/{MITA}/1": "ok",
     }
     assert result.exit_code == 0
     out = Path(cfg.out)
-    for run_id in statuses(result):
-        task, label, seed = run_id.split("/")
-        assert read_record(out / "runs" / task / label / seed / "result.json")["status"] == "ok"
+    for outcome in result.outcomes:
+        assert read_record(outcome.cell.run_dir / "result.json")["status"] == "ok"
     calls = fake.calls()
     assert len(calls) == 4 and all(c["resume"] and c["quiet"] and not c["resumed"] for c in calls)
     for name in ("leaderboard.csv", "leaderboard.md", "results_long.csv", "plots/accuracy_tiny.png"):
         assert (out / name).is_file(), name
     wide = pd.read_csv(out / "leaderboard.csv").set_index("attention_label")
-    assert wide.loc["mita", "listops"] == pytest.approx(100 * (0.35 + 0.36) / 2)
+    assert wide.loc[MITA, "listops"] == pytest.approx(100 * (0.35 + 0.36) / 2)
     assert len(pd.read_csv(out / "results_long.csv")) == 4
     assert json.loads((out / "suite.json").read_text())["suite"]["preset"] == "tiny"
 
@@ -192,20 +195,20 @@ def test_crashed_run_is_recorded_failed_others_go_on_and_a_rerun_resumes_it(tmp_
     cfg = grid(tmp_path)
     fake.prepare(cfg, listops__mita__0="crash")
     result = run(cfg, fake, reports=True)
-    assert statuses(result) == {"listops/full/0": "ok", "listops/mita/0": "failed"}
+    assert statuses(result) == {"listops/full/0": "ok", f"listops/{MITA}/0": "failed"}
     assert result.exit_code == 1
-    run_dir = Path(cfg.out) / "runs" / "listops" / "mita" / "0"
+    run_dir = Path(cfg.out) / "runs" / "listops" / MITA_DIR / "0"
     record = read_record(run_dir / "result.json")
     assert record["status"] == "failed"
     assert record["error"] == "RuntimeError: boom"  # the last line the process wrote
     assert record["config_hash"] == fake.cells[str(run_dir)]["hash"]
     assert record["started_at"] == "2026-01-01T00:00:00+00:00"  # kept from the runner's running record
     assert "RuntimeError: boom" in (run_dir / "log.txt").read_text()
-    assert "listops/mita/0" in (Path(cfg.out) / "leaderboard.md").read_text()
+    assert f"listops/{MITA}/0" in (Path(cfg.out) / "leaderboard.md").read_text()
 
     fake.prepare(cfg)  # the cause is fixed
     again = run(cfg, fake)
-    assert statuses(again) == {"listops/full/0": "skipped", "listops/mita/0": "ok"}
+    assert statuses(again) == {"listops/full/0": "skipped", f"listops/{MITA}/0": "ok"}
     assert again.exit_code == 0
     retried = fake.calls()[-1]
     assert retried["key"] == "listops/mita/0" and retried["resumed"] is True  # continued from the checkpoint
@@ -229,14 +232,14 @@ def test_records_written_by_the_runner_are_taken_as_they_are(tmp_path, fake):
     cfg = grid(tmp_path)
     fake.prepare(cfg, listops__full__0="fail_record", listops__mita__0="diverge")
     result = run(cfg, fake)
-    assert statuses(result) == {"listops/full/0": "failed", "listops/mita/0": "diverged"}
+    assert statuses(result) == {"listops/full/0": "failed", f"listops/{MITA}/0": "diverged"}
     assert result.outcomes[0].error == "ValueError: bad value"
     assert result.exit_code == 1
 
     fake.prepare(cfg)
     again = run(cfg, fake)
     # a diverged run is a result of its configuration: not run again; the failed one is retried
-    assert statuses(again) == {"listops/full/0": "ok", "listops/mita/0": "skipped"}
+    assert statuses(again) == {"listops/full/0": "ok", f"listops/{MITA}/0": "skipped"}
     assert again.exit_code == 0
 
 
@@ -377,7 +380,7 @@ def test_submitit_launcher_runs_each_cell_as_a_job(tmp_path, fake, cluster):
     cfg = grid(tmp_path, launcher="submitit", slurm=suite.SlurmOptions(cluster=cluster, gpus_per_run=0))
     fake.prepare(cfg, listops__mita__0="crash")
     result = run(cfg, fake)
-    assert statuses(result) == {"listops/full/0": "ok", "listops/mita/0": "failed"}
+    assert statuses(result) == {"listops/full/0": "ok", f"listops/{MITA}/0": "failed"}
     assert result.outcomes[-1].error == "RuntimeError: boom"
 
 
@@ -402,11 +405,11 @@ def test_plan_defaults_and_labels(tmp_path):
     assert {c.task for c in cells} == {"listops", "pathfinder"}
     assert sorted({c.attention for c in cells}) == sorted(attention_zoo.names())
     cells = suite.plan(
-        grid(tmp_path, attentions=("mita(topk=8)", "mita"), attn_params={"mita": {"num_landmarks": "4"}})
+        grid(tmp_path, attentions=("mita(topk=16)", "mita"), attn_params={"mita": {"num_landmarks": "4"}})
     )
-    assert [c.label for c in cells] == ["mita(num_landmarks=4,topk=8)", "mita(num_landmarks=4)"]
-    assert cells[0].run_dir == tmp_path / "out" / "runs" / "listops" / "mita-num_landmarks=4-topk=8" / "0"
-    assert cells[0].config.attn_params == {"num_landmarks": "4", "topk": "8"}
+    assert [c.label for c in cells] == ["mita(num_landmarks=4,topk=16)", "mita(num_landmarks=4,topk=8)"]
+    assert cells[0].run_dir == tmp_path / "out" / "runs" / "listops" / "mita-num_landmarks=4-topk=16" / "0"
+    assert cells[0].config.attn_params == {"num_landmarks": "4", "topk": "16"}
 
 
 def test_parse_attention_and_split_list():
@@ -485,5 +488,5 @@ def test_suite_cli_dry_run_plans_without_running(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "new       listops/full/0" in result.output and "listops/agent/0" in result.output
+    assert "new       listops/full/0" in result.output and "listops/agent(num_agents=16)/0" in result.output
     assert not out.exists()
