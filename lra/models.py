@@ -129,6 +129,8 @@ class Encoder(nn.Module):
 class Classifier(nn.Module):
     """Single-input task model: encoder + Dense(mlp_dim) -> ReLU -> Dense(classes)."""
 
+    features = 1  # pooled vectors the head reads
+
     def __init__(
         self,
         vocab_size: int,
@@ -141,30 +143,17 @@ class Classifier(nn.Module):
         super().__init__()
         self.encoder = Encoder(vocab_size, max_len, cfg, attention, attn_params)
         self.head = nn.Sequential(
-            nn.Linear(cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes)
+            nn.Linear(self.features * cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes)
         )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(tokens))
 
 
-class DualClassifier(nn.Module):
+class DualClassifier(Classifier):
     """Two-document task model (retrieval): one shared encoder, head on [x1, x2, x1 * x2, x1 - x2]."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_len: int,
-        num_classes: int,
-        cfg: ModelConfig,
-        attention: str,
-        attn_params: Mapping[str, Any],
-    ) -> None:
-        super().__init__()
-        self.encoder = Encoder(vocab_size, max_len, cfg, attention, attn_params)
-        self.head = nn.Sequential(
-            nn.Linear(4 * cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes)
-        )
+    features = 4
 
     def forward(self, tokens: torch.Tensor, tokens2: torch.Tensor) -> torch.Tensor:
         # One encoder pass over both documents (stacked on the batch), as the weights are shared.

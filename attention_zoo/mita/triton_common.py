@@ -2,7 +2,7 @@
 
 `CONFIG` holds the knobs every launcher reads (tile sizes, the top-k group size, how many programs
 the split-N passes aim for, the deterministic backward). Tests swap it to push small inputs through
-the multi-tile, multi-chunk and multi-expert paths; a GPU session can tune it without editing
+the multi-tile, multi-chunk and multi-expert paths; tuning on a GPU can change it without editing
 kernels. With `poison=True` every buffer a kernel must write starts as NaN (floats) or -1 (ints), so
 an element a kernel forgot to write fails the comparison instead of passing by luck.
 """
