@@ -1,0 +1,66 @@
+"""The suite end to end with the real runner: the tiny preset in the fast tests, the README's quick
+preset (every attention learns above chance on both tasks) as a slow test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import attention_zoo
+import cli
+from results import leaderboard, store
+
+
+def suite(tmp_path: Path, *args: str):
+    out, data = tmp_path / "out", tmp_path / "data"
+    result = CliRunner().invoke(cli.main, ["suite", "--out", str(out), "--data-dir", str(data), *args])
+    return result, out
+
+
+def test_tiny_suite_with_the_real_runner(tmp_path):
+    result, out = suite(
+        tmp_path,
+        "--preset",
+        "tiny",
+        "--attentions",
+        "full,mita",
+        "--max-steps",
+        "20",
+        "--set",
+        "train.eval_every=10",
+    )
+    assert result.exit_code == 0, result.output
+    runs = store.load(out).runs
+    assert len(runs) == 4 and set(runs["status"]) == {"ok"}
+    assert set(runs["task"]) == {"listops", "pathfinder"}
+    assert (runs["steps"] == 20).all() and runs["test_acc"].between(0, 1).all()
+    wide = pd.read_csv(out / "leaderboard.csv")
+    assert set(wide["attention_label"]) == {"full", "mita(num_landmarks=8,topk=8)"}
+    for name in ("leaderboard.md", "results_long.csv", "plots/accuracy_tiny.png"):
+        assert (out / name).is_file()
+    again, _ = suite(
+        tmp_path,
+        "--preset",
+        "tiny",
+        "--attentions",
+        "full,mita",
+        "--max-steps",
+        "20",
+        "--set",
+        "train.eval_every=10",
+    )
+    assert again.exit_code == 0 and "4 skipped" in again.output
+
+
+@pytest.mark.slow
+def test_quick_suite_learns_above_chance_on_both_tasks(tmp_path):
+    """The README's main command (minutes on a CPU)."""
+    result, out = suite(tmp_path, "--preset", "quick")
+    assert result.exit_code == 0, result.output
+    cells = leaderboard.build(store.load(out).runs).cells
+    assert len(cells) == 2 * len(attention_zoo.names())
+    # "ok" here means above chance + 2 binomial standard errors (otherwise the cell is FAIL).
+    assert (cells["status"] == "ok").all(), cells[["attention_label", "task", "mean", "status"]]
