@@ -216,6 +216,143 @@ def graph_forward_ms(n: int) -> float | None:
         torch.cuda.empty_cache()
 
 
+def kernel_breakdown(n: int, pass_: str, iterations: int = 5) -> list[dict[str, Any]]:
+    """Device time per kernel of mita-triton at length n (torch.profiler, CUDA activity), per call,
+    largest first: where the time goes. Empty if the profiler fails (informative only)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from attention_zoo.mita.triton_ops import mita_triton
+
+    try:
+        gen = torch.Generator(device="cuda").manual_seed(n)
+        q, k, v = (
+            torch.randn(BATCH, HEADS, n, HEAD_DIM, device="cuda", dtype=torch.bfloat16, generator=gen)
+            for _ in range(3)
+        )
+        upstream = torch.randn(q.shape, device="cuda", dtype=q.dtype, generator=gen)
+        leaves = [t.requires_grad_(pass_ != "forward") for t in (q, k, v)]
+
+        def call() -> None:
+            if pass_ == "forward":
+                with torch.no_grad():
+                    mita_triton(q, k, v, None, NUM_LANDMARKS, TOPK)
+            else:
+                torch.autograd.grad(mita_triton(*leaves, None, NUM_LANDMARKS, TOPK), leaves, upstream)
+
+        call()  # compile and warm up outside the profile
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(iterations):
+                call()
+            torch.cuda.synchronize()
+        totals: dict[str, list[float]] = {}
+        for event in prof.events():
+            if event.device_type != torch.autograd.DeviceType.CUDA:
+                continue
+            entry = totals.setdefault(event.name[:60], [0.0, 0])
+            entry[0] += event.time_range.elapsed_us() / 1e3
+            entry[1] += 1
+        rows = [{"kernel": name, "ms_per_call": ms / iterations, "launches_per_call": count / iterations}
+                for name, (ms, count) in totals.items()]  # fmt: skip
+        return sorted(rows, key=lambda r: -r["ms_per_call"])
+    except Exception as err:
+        click.echo(f"kernel breakdown at N={n} ({pass_}) failed: {_one_line(err)}", err=True)
+        return []
+    finally:
+        torch.cuda.empty_cache()
+
+
+# Alternatives to the default KernelConfig that `--tune` times, most promising first.
+TUNE_CONFIGS: tuple[dict[str, Any], ...] = (
+    {},
+    {"num_warps_tiles": 4},
+    {"block_m": 128},
+    {"block_m": 32},
+    {"group": 32},
+    {"block_k": 32},
+    {"num_stages": 3},
+    {"split_programs": 4096},
+    {"block_n": 128},
+    {"block_n_bwd": 64},
+)
+
+
+def _mita_calls(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, upstream: torch.Tensor
+) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """Forward (no autograd) and forward+backward calls of mita-triton on q, k, v."""
+    from attention_zoo.mita.triton_ops import mita_triton
+
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+
+    def forward() -> Any:
+        with torch.no_grad():
+            return mita_triton(q, k, v, None, NUM_LANDMARKS, TOPK)
+
+    def forward_backward() -> Any:
+        return torch.autograd.grad(mita_triton(*leaves, None, NUM_LANDMARKS, TOPK), leaves, upstream)
+
+    return forward, forward_backward
+
+
+def tune(lengths: tuple[int, ...], budget_s: float, progress: bool = True) -> list[dict[str, Any]]:
+    """Median forward and forward+backward ms of mita-triton per KernelConfig change in TUNE_CONFIGS
+    (bf16, the benchmark shape), stopping when `budget_s` is spent; the compile time is reported."""
+    import triton.testing
+
+    from attention_zoo.mita import triton_common as common
+
+    started = time.perf_counter()
+    inputs = {}
+    for n in lengths:
+        gen = torch.Generator(device="cuda").manual_seed(n)
+        q, k, v = (
+            torch.randn(BATCH, HEADS, n, HEAD_DIM, device="cuda", dtype=torch.bfloat16, generator=gen)
+            for _ in range(3)
+        )
+        inputs[n] = (q, k, v, torch.randn(q.shape, device="cuda", dtype=q.dtype, generator=gen))
+    rows = []
+    for change in TUNE_CONFIGS:
+        if time.perf_counter() - started > budget_s:
+            rows.append({"config": change, "status": "skipped: --budget-s spent"})
+            continue
+        old = common.set_config(**change)
+        row: dict[str, Any] = {"config": change, "status": "ok"}
+        try:
+            for n, (q, k, v, upstream) in inputs.items():
+                forward, forward_backward = _mita_calls(q, k, v, upstream)
+                tic = time.perf_counter()
+                forward_backward()
+                torch.cuda.synchronize()
+                row.setdefault("first_call_s", time.perf_counter() - tic)  # compile included
+                row[f"forward_ms N={n}"] = triton.testing.do_bench(forward, return_mode="median")
+                row[f"forward_backward_ms N={n}"] = triton.testing.do_bench(forward_backward, return_mode="median")
+        except Exception as err:  # a config the compiler rejects is a result, not a crash
+            row["status"] = _one_line(err)
+        finally:
+            common.CONFIG = old
+            torch.cuda.empty_cache()
+        rows.append(row)
+        if progress:
+            click.echo(f"tune {change or 'default'}: " + ", ".join(
+                f"{key} {value:.4g}" for key, value in row.items() if isinstance(value, float)
+            ), err=True)  # fmt: skip
+    return rows
+
+
+def tune_markdown(rows: list[dict[str, Any]]) -> str:
+    keys = sorted({key for row in rows for key in row if key.endswith("ms") or " N=" in key},
+                  key=lambda key: (not key.startswith("forward_ms"), int(key.split("N=")[1])))  # fmt: skip
+    lines = ["| config change | " + " | ".join(keys) + " | first call s | status |",
+             "|---" * (len(keys) + 3) + "|"]  # fmt: skip
+    for row in rows:
+        cells = [_fmt(row.get(key), ".4g") for key in keys]
+        change = ", ".join(f"{k}={v}" for k, v in row["config"].items()) or "default"
+        lines.append(f"| {change} | " + " | ".join(cells) + f" | {_fmt(row.get('first_call_s'), '.1f')} | "
+                     f"{row['status']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # Correctness on the GPU
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +598,12 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {n} | " + " | ".join(entries) + f" | {_fmt(r.get('speedup_vs_sdpa-default'))}x | "
                 f"{_fmt(r.get('speedup_vs_sdpa-flash'))}x | {_fmt(r.get('x_floor'))} |"
             )
+    for key, rows in (report.get("kernel_breakdown") or {}).items():
+        total = sum(r["ms_per_call"] for r in rows)
+        lines += ["", f"### mita-triton {key}: device time per kernel (torch.profiler), {total:.3g} ms in all",
+                  "", "| kernel | ms per call | launches per call | share |", "|---|---|---|---|"]  # fmt: skip
+        lines += [f"| `{r['kernel']}` | {r['ms_per_call']:.4g} | {r['launches_per_call']:g} | "
+                  f"{r['ms_per_call'] / total:.0%} |" for r in rows]  # fmt: skip
     if report.get("graph_forward_ms"):
         lines += ["", "mita-triton forward replayed from a CUDA graph (launch overhead removed), ms: "
                   + ", ".join(f"N={n}: {_fmt(ms)}" for n, ms in report["graph_forward_ms"].items())]  # fmt: skip
@@ -561,7 +704,11 @@ def skip_reason(series: str, n: int) -> str | None:
 
 
 def run(
-    quick: bool, budget_s: float, time_anyway: bool, progress: bool = True
+    quick: bool,
+    budget_s: float,
+    time_anyway: bool,
+    progress: bool = True,
+    profile_lengths: tuple[int, ...] = (),
 ) -> tuple[dict[str, Any], bool]:
     """Verify, then measure the plan; returns (report, verification passed)."""
     from tqdm import tqdm
@@ -594,6 +741,7 @@ def run(
         "cells": [],
         "copy_bandwidth_gbps": None,
         "graph_forward_ms": {},
+        "kernel_breakdown": {},
     }
     cells: list[Cell] = []
     if passed or time_anyway:
@@ -625,6 +773,9 @@ def run(
             bar.set_postfix_str(f"{series} {pass_} N={n}: {cell.status} {_fmt(cell.median_ms)} ms")
         for n in QUICK_LENGTHS if quick else LENGTHS[:3]:
             report["graph_forward_ms"][n] = graph_forward_ms(n)
+        for n in profile_lengths:
+            for pass_ in PASSES:
+                report["kernel_breakdown"][f"{pass_} N={n}"] = kernel_breakdown(n, pass_)
     report["cells"] = [asdict(c) for c in cells]
     report.update(summarise(cells, report["copy_bandwidth_gbps"]))
     report["total_s"] = time.perf_counter() - started
@@ -640,13 +791,43 @@ def run(
 @click.option("--budget-s", default=420.0, show_default=True, type=float,
               help="Skip cells whose predicted cost would take the run past this many seconds.")  # fmt: skip
 @click.option("--time-anyway", is_flag=True, help="Time even if a correctness check fails.")
+@click.option("--profile", "profile_lengths", default="65536", show_default=True, metavar="N,N,...",
+              help="Lengths at which to list device time per kernel (torch.profiler); '' for none.")  # fmt: skip
+@click.option("--tune", "tune_lengths", default="", metavar="N,N,...",
+              help="Instead of the benchmark: time each KernelConfig change of TUNE_CONFIGS at these lengths.")  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def main(
-    quick: bool, out: str, records_dir: str | None, budget_s: float, time_anyway: bool, quiet: bool
+    quick: bool,
+    out: str,
+    records_dir: str | None,
+    budget_s: float,
+    time_anyway: bool,
+    profile_lengths: str,
+    tune_lengths: str,
+    quiet: bool,
 ) -> None:
     """Benchmark the MiTA Triton kernels against SDPA and the torch reference (needs a CUDA GPU)."""
+    parsed = {}
+    for option, text in (("--profile", profile_lengths), ("--tune", tune_lengths)):
+        try:
+            parsed[option] = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+        except ValueError:
+            click.echo(f"Error: {option} takes comma-separated integers, e.g. 65536,262144; got {text!r}", err=True)
+            sys.exit(2)
+    lengths = parsed["--profile"]
+    if parsed["--tune"]:
+        if not torch.cuda.is_available():
+            click.echo("Error: --tune needs a CUDA GPU and none is visible; run it on a GPU machine", err=True)
+            sys.exit(2)
+        rows = tune(parsed["--tune"], budget_s, progress=not quiet)
+        atomic_write_json(Path(out), {"tune": rows, "device": torch.cuda.get_device_name(),
+                                      "git_commit": git_commit(), "command": " ".join(sys.argv)})  # fmt: skip
+        table = tune_markdown(rows)
+        atomic_write_text(Path(out).with_suffix(".md"), table)
+        click.echo(table)
+        return
     try:
-        report, passed = run(quick, budget_s, time_anyway, progress=not quiet)
+        report, passed = run(quick, budget_s, time_anyway, progress=not quiet, profile_lengths=lengths)
     except ValueError as err:
         click.echo(f"Error: {str(err).splitlines()[0]}", err=True)
         sys.exit(2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 # Triton kernels run on the CPU through the interpreter; it must be set before triton is imported.
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# LRA_TEST_DEVICE=cuda runs the kernel tests on a GPU instead (tests/test_mita_triton.py).
+if os.environ.get("LRA_TEST_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 # Keep each test process to its share of a small CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -5,12 +5,16 @@ Small block sizes (`kernel_config`) push short sequences through the multi-tile,
 multi-chunk and two-stage top-k paths the GPU takes at long lengths. fp32 must match the reference
 to 1e-4 (forward) and 1e-3 (gradients) in fla's ||a - b|| / ||b||; fp16 is checked with the
 selection held fixed (top-k and argmax flip on near-ties) against an fp64 computation here.
+
+On a GPU machine, `LRA_TEST_DEVICE=cuda pytest tests/test_mita_triton.py` runs the same tests with
+compiled kernels: the kernels get CUDA copies of the inputs and the references stay on the CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 
 import pytest
 import torch
@@ -22,6 +26,13 @@ from attention_zoo.mita.triton_ops import mita_triton, mita_triton_selection
 from . import zoo_reference as ref
 
 pytest.importorskip("triton")
+
+DEVICE = torch.device(os.environ.get("LRA_TEST_DEVICE", "cpu"))
+
+
+def on_device(*tensors):
+    """The kernels' copies of CPU test tensors (None stays None)."""
+    return [None if t is None else t.to(DEVICE) for t in tensors]
 
 
 @contextlib.contextmanager
@@ -65,13 +76,14 @@ def reference_and_triton(q, k, v, mask, m, topk, shared, deterministic=False):
     """Outputs and gradients (one shared random upstream gradient) of both backends."""
     fn = F.mita_attention if shared else F.mita_route_attention
     leaves_ref = [t.clone().requires_grad_() for t in (q, k, v)]
-    leaves_tri = [t.clone().requires_grad_() for t in (q, k, v)]
+    leaves_tri = [t.requires_grad_() for t in on_device(q.clone(), k.clone(), v.clone())]
     out_ref = fn(*leaves_ref, key_padding_mask=mask, num_landmarks=m, topk=topk, backend="torch")
-    out_tri = mita_triton(*leaves_tri, mask, m, topk, shared, deterministic=deterministic)
+    (mask_tri,) = on_device(mask)
+    out_tri = mita_triton(*leaves_tri, mask_tri, m, topk, shared, deterministic=deterministic)
     upstream = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(1)).to(q.dtype)
     grads_ref = torch.autograd.grad(out_ref, leaves_ref, upstream)
-    grads_tri = torch.autograd.grad(out_tri, leaves_tri, upstream)
-    return (out_ref, grads_ref), (out_tri, grads_tri)
+    grads_tri = torch.autograd.grad(out_tri, leaves_tri, upstream.to(DEVICE))
+    return (out_ref, grads_ref), (out_tri.cpu(), tuple(g.cpu() for g in grads_tri))
 
 
 # (B, H, N, d, m, k, masked, shared, config); small blocks exercise the long-sequence paths.
@@ -138,7 +150,9 @@ def test_bad_kernel_config_is_a_clear_error(change):
 
 def test_public_api_dispatches_to_triton():
     q, k, v, mask = make_inputs(1, 2, 40, 16, masked=True, seed=11)
-    out = F.mita_attention(q, k, v, key_padding_mask=mask, num_landmarks=5, topk=6, backend="triton")
+    q_dev, k_dev, v_dev, mask_dev = on_device(q, k, v, mask)
+    out = F.mita_attention(q_dev, k_dev, v_dev, key_padding_mask=mask_dev, num_landmarks=5, topk=6,
+                           backend="triton").cpu()  # fmt: skip
     expected = F.mita_attention(q, k, v, key_padding_mask=mask, num_landmarks=5, topk=6, backend="torch")
     assert rel_err(out, expected) < 1e-4
 
@@ -155,8 +169,8 @@ def test_padding_is_removed_not_zeroed():
     for small, padded in zip((q, k, v), big, strict=True):
         padded[:, :, positions] = small
     with kernel_config(**TILED):
-        out_small = mita_triton(q, k, v, None, 6, 9)
-        out_big = mita_triton(*big, mask, 6, 9)[:, :, positions]
+        out_small = mita_triton(*on_device(q, k, v), None, 6, 9).cpu()
+        out_big = mita_triton(*on_device(*big, mask), 6, 9).cpu()[:, :, positions]
     assert rel_err(out_big, out_small) < 1e-5
 
 
@@ -180,7 +194,7 @@ def test_selection_by_value(n, m, topk, masked, duplicate_keys, cfg):
     d = 16
     q, k, _, mask = make_inputs(2, 2, n, d, masked=masked, seed=n + m, duplicate_keys=duplicate_keys)
     with kernel_config(**cfg):
-        keys, routing = mita_triton_selection(q, k, mask, m, topk)
+        keys, routing = (t.cpu() for t in mita_triton_selection(*on_device(q, k, mask), m, topk))
     kept = min(topk, n)
     assert keys.shape == (2, 2, min(m, n), kept) and routing.shape == (2, 2, n)
     eps = 1e-4
@@ -245,13 +259,16 @@ def fixed_selection_mita(q, k, v, mask, num_landmarks, expert_keys, routing, sha
 )
 def test_fp16_with_fixed_selection(n, d, m, topk, masked, shared):
     q, k, v, mask = make_inputs(1, 2, n, d, masked=masked, seed=n + d, dtype=torch.float16)
+    q_dev, k_dev, v_dev, mask_dev = on_device(q, k, v, mask)
     with kernel_config(**TILED):
-        selection = mita_triton_selection(q, k, mask, m, topk)
-        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-        out = mita_triton(*leaves, mask, m, topk, shared, selection=selection)
-        assert torch.equal(out, mita_triton(q, k, v, mask, m, topk, shared)), "selection hook changes results"
+        selection = mita_triton_selection(q_dev, k_dev, mask_dev, m, topk)
+        leaves = [t.clone().requires_grad_() for t in (q_dev, k_dev, v_dev)]
+        out = mita_triton(*leaves, mask_dev, m, topk, shared, selection=selection)
+        same = mita_triton(q_dev, k_dev, v_dev, mask_dev, m, topk, shared)
+        assert torch.equal(out, same), "selection hook changes results"
         upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(2)).to(q.dtype)
-        grads = torch.autograd.grad(out, leaves, upstream)
+        grads = [g.cpu() for g in torch.autograd.grad(out, leaves, upstream.to(DEVICE))]
+    out, selection = out.cpu(), tuple(t.cpu() for t in selection)
     exact = [t.double().requires_grad_() for t in (q, k, v)]
     expected = fixed_selection_mita(*exact, mask, m, *selection, shared)
     expected_grads = torch.autograd.grad(expected, exact, upstream.double())
@@ -399,7 +416,7 @@ def test_bench_verification_passes_on_the_interpreter():
     """The GPU checks the benchmark runs before timing, at toy sizes (fp16 instead of bf16)."""
     from runners.bench_kernels import verify
 
-    checks = verify(torch.device("cpu"), n32=32, n16=64, heads=1)
+    checks = verify(DEVICE, n32=32, n16=64, heads=1)
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
 
 

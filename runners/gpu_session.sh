@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Everything a short GPU session should check and time, in order of importance, each step under its
+# own time limit so that one slow step cannot starve the rest. Run from the repository root:
+#
+#     bash runners/gpu_session.sh                 # outputs under ./gpu_out
+#     OUT=/some/dir STEPS="kernels tests" bash runners/gpu_session.sh
+#
+# Steps (STEPS picks and orders them; default all):
+#   env      GPU, driver, torch / triton versions, clocks
+#   kernels  python -m runners.bench_kernels: correctness on the GPU, then timings against SDPA and a
+#            per-kernel profile (bench_kernels.json / .md)
+#   tune     python -m runners.bench_kernels --tune: forward and forward+backward per KernelConfig change
+#   tests    the kernel tests (tests/test_mita_triton.py) with compiled kernels on the GPU
+#   attention  lra bench attention on a reduced CUDA grid (1K..64K)
+#   model    lra bench model (LRA Table 2 protocol) at 1K, 2K, 4K
+# Logs, summaries and the efficiency records of the bench steps are packed into $OUT/session.tgz after
+# every step (so a killed session keeps what finished); the two markdown summaries are also copied to
+# $OUT. Nothing is installed: the package runs from the source tree with the machine's torch and triton.
+set -uo pipefail
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+STEPS=${STEPS:-env kernels tune tests attention model}
+WORK=$(mktemp -d)
+RUNS=$WORK/lra_runs
+
+step() { echo; echo "== $(date -u +%T) $*"; }
+pack() {
+  tar czf "$OUT/session.tgz.part" -C "$WORK" . && mv "$OUT/session.tgz.part" "$OUT/session.tgz"
+  for f in bench_kernels.md tune.md; do [ -f "$WORK/$f" ] && cp "$WORK/$f" "$OUT/$f"; done
+  return 0
+}
+
+for name in $STEPS; do
+  case $name in
+    env)
+      step "environment"
+      nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,temperature.gpu,power.draw \
+        --format=csv 2>&1 | tee "$WORK/env.txt"
+      $PY -c "import torch, triton, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+'triton', triton.__version__, 'numpy', numpy.__version__, torch.cuda.get_device_name())" 2>&1 | tee -a "$WORK/env.txt"
+      ;;
+    kernels)
+      step "MiTA kernels: verification, timings against SDPA, per-kernel profile"
+      timeout "${KERNELS_TIMEOUT:-230}" $PY -m runners.bench_kernels --quiet --time-anyway \
+        --budget-s "${KERNELS_BUDGET:-160}" --profile "${KERNELS_PROFILE:-65536,262144}" \
+        --out "$WORK/bench_kernels.json" --records "$RUNS" > "$WORK/bench_kernels.log" 2>&1
+      echo "exit $?"; tail -c 3500 "$WORK/bench_kernels.log"
+      ;;
+    tune)
+      step "MiTA kernels: KernelConfig alternatives"
+      timeout "${TUNE_TIMEOUT:-110}" $PY -m runners.bench_kernels --tune "${TUNE_LENGTHS:-65536,262144}" \
+        --budget-s "${TUNE_BUDGET:-80}" --out "$WORK/tune.json" > "$WORK/tune.log" 2>&1
+      echo "exit $?"; tail -c 2500 "$WORK/tune.log"
+      ;;
+    tests)
+      step "kernel tests with compiled kernels"
+      LRA_TEST_DEVICE=cuda timeout "${TESTS_TIMEOUT:-90}" $PY -m pytest -q -p no:cacheprovider \
+        -n "${TESTS_WORKERS:-12}" -m "slow or not slow" -k "not compile_for_hopper" tests/test_mita_triton.py \
+        > "$WORK/gpu_tests.log" 2>&1
+      echo "exit $?"; tail -n 15 "$WORK/gpu_tests.log"
+      ;;
+    attention)
+      step "lra bench attention, reduced CUDA grid"
+      timeout "${ATTENTION_TIMEOUT:-75}" $PY -m cli bench attention --quiet --lengths "${ATTENTION_LENGTHS:-1K,4K,16K,64K}" \
+        --time-budget 0.5 --max-call-s 1 --out "$RUNS" > "$WORK/bench_attention.log" 2>&1
+      echo "exit $?"; tail -c 2000 "$WORK/bench_attention.log"
+      ;;
+    model)
+      step "lra bench model (LRA Table 2 protocol)"
+      timeout "${MODEL_TIMEOUT:-90}" $PY -m cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
+        --warmup 2 --repeats 5 --max-call-s 2 --out "$RUNS" > "$WORK/bench_model.log" 2>&1
+      echo "exit $?"; tail -c 2000 "$WORK/bench_model.log"
+      ;;
+    *) echo "unknown step '$name' (steps: env kernels tune tests attention model)"; exit 2 ;;
+  esac
+  pack
+done
+step "done"
