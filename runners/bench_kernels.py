@@ -262,18 +262,21 @@ def kernel_breakdown(n: int, pass_: str, iterations: int = 5) -> list[dict[str, 
         torch.cuda.empty_cache()
 
 
-# Alternatives to the default KernelConfig that `--tune` times, most promising first.
+# Alternatives to the default KernelConfig that `--tune` times: one knob at a time (the per-kernel
+# table then says which kernels each knob moves), then combinations.
 TUNE_CONFIGS: tuple[dict[str, Any], ...] = (
     {},
+    {"num_warps_pass": 4},
+    {"num_warps_fwd": 4},
     {"num_warps_tiles": 4},
-    {"block_m": 128},
-    {"block_m": 32},
+    {"block_n": 128},
+    {"num_stages": 3},
     {"group": 32},
     {"block_k": 32},
-    {"num_stages": 3},
-    {"split_programs": 4096},
-    {"block_n": 128},
+    {"block_m": 128},
     {"block_n_bwd": 64},
+    {"block_n": 128, "num_stages": 3, "group": 32},
+    {"block_n": 128, "num_stages": 3, "group": 32, "num_warps_fwd": 4, "num_warps_pass": 4, "num_warps_tiles": 4},
 )
 
 
@@ -327,6 +330,12 @@ def tune(lengths: tuple[int, ...], budget_s: float, progress: bool = True) -> li
                 row.setdefault("first_call_s", time.perf_counter() - tic)  # compile included
                 row[f"forward_ms N={n}"] = triton.testing.do_bench(forward, return_mode="median")
                 row[f"forward_backward_ms N={n}"] = triton.testing.do_bench(forward_backward, return_mode="median")
+            # Which kernels the change moved: device time per kernel, forward+backward, longest N.
+            breakdown = kernel_breakdown(max(lengths), "forward_backward", iterations=3)
+            row["kernels"] = {r["kernel"]: r["ms_per_call"] for r in breakdown if r["kernel"].startswith("_")}
+            row["kernels"]["other (torch ops)"] = sum(
+                r["ms_per_call"] for r in breakdown if not r["kernel"].startswith("_")
+            )
         except Exception as err:  # a config the compiler rejects is a result, not a crash
             row["status"] = _one_line(err)
         finally:
@@ -350,6 +359,16 @@ def tune_markdown(rows: list[dict[str, Any]]) -> str:
         change = ", ".join(f"{k}={v}" for k, v in row["config"].items()) or "default"
         lines.append(f"| {change} | " + " | ".join(cells) + f" | {_fmt(row.get('first_call_s'), '.1f')} | "
                      f"{row['status']} |")  # fmt: skip
+    kernels = sorted({name for row in rows for name in row.get("kernels", {})},
+                     key=lambda name: -max(row.get("kernels", {}).get(name, 0.0) for row in rows))  # fmt: skip
+    if kernels:
+        lines += ["", "Device ms per kernel, forward+backward at the longest length:", "",
+                  "| config change | " + " | ".join(f"`{k}`" for k in kernels) + " |",
+                  "|---" * (len(kernels) + 1) + "|"]  # fmt: skip
+        for row in rows:
+            change = ", ".join(f"{k}={v}" for k, v in row["config"].items()) or "default"
+            lines.append(f"| {change} | " + " | ".join(_fmt(row.get("kernels", {}).get(k), ".3g") for k in kernels)
+                         + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

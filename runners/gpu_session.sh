@@ -50,8 +50,8 @@ for name in $STEPS; do
       ;;
     tune)
       step "MiTA kernels: KernelConfig alternatives"
-      timeout "${TUNE_TIMEOUT:-110}" $PY -m runners.bench_kernels --tune "${TUNE_LENGTHS:-65536,262144}" \
-        --budget-s "${TUNE_BUDGET:-80}" --out "$WORK/tune.json" > "$WORK/tune.log" 2>&1
+      timeout "${TUNE_TIMEOUT:-140}" $PY -m runners.bench_kernels --tune "${TUNE_LENGTHS:-4096,65536,262144}" \
+        --budget-s "${TUNE_BUDGET:-100}" --out "$WORK/tune.json" > "$WORK/tune.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/tune.log"
       ;;
     tests)

@@ -476,7 +476,7 @@ def attention_forward(
         SHARED=shared, HAS_MASK=sel.mask is not None, STORE_LSE=store_lse, BLOCK_M=blocks.m,
         BLOCK_K=blocks.k, BLOCK_LM=blocks.lm, NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad,
         HEAD_DIM=blocks.head, PRECISION=common.dot_precision(q.dtype),
-        num_warps=cfg.num_warps_tiles, num_stages=cfg.num_stages,
+        num_warps=common.warps(cfg.num_warps_fwd, d), num_stages=cfg.num_stages,
     )  # fmt: skip
     return out, lse
 

@@ -41,7 +41,9 @@ class KernelConfig:
     deterministic: bool = field(default_factory=lambda: _env_flag("MITA_DETERMINISTIC"))
     poison: bool = False  # fill kernel outputs with NaN / -1 before launches (tests)
     num_warps: int = 4  # streaming and bookkeeping kernels
-    num_warps_tiles: int = 8  # kernels holding several [block, head_dim] fp32 tiles (no register spills)
+    num_warps_tiles: int = 8  # backward kernels holding several [block, head_dim] fp32 tiles (no spills)
+    num_warps_pass: int = 8  # the landmark pass (at head dims <= 64; doubled per doubling past 64, <= 8)
+    num_warps_fwd: int = 8  # the fused forward attention (likewise)
     num_stages: int = 2
     fp32_block: int = 32  # fp32 inputs cap every block: exact ("ieee") fp32 dots run on CUDA cores
 
@@ -54,10 +56,10 @@ class KernelConfig:
             raise ValueError(
                 f"KernelConfig.group must be a power of two <= block_n ({self.block_n}); got {self.group}"
             )
-        if self.split_programs < 1 or self.num_warps < 1 or self.num_warps_tiles < 1 or self.num_stages < 1:
-            raise ValueError(
-                "KernelConfig.split_programs, num_warps, num_warps_tiles and num_stages must be >= 1"
-            )
+        counts = ("split_programs", "num_warps", "num_warps_tiles", "num_warps_pass", "num_warps_fwd", "num_stages")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(f"KernelConfig.{name} must be >= 1; got {getattr(self, name)}")
 
 
 CONFIG = KernelConfig()
@@ -77,6 +79,12 @@ def new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
     if CONFIG.poison:
         out.fill_(float("nan") if dtype.is_floating_point else -1)
     return out
+
+
+def warps(base: int, head_dim: int) -> int:
+    """Warps of a tile kernel: `base` up to head dim 64, doubled per doubling past it, at most 8
+    (wider rows need more registers per tile: fewer warps spill at d = 128)."""
+    return max(base, min(8, base * head_block(head_dim) // 64))
 
 
 def pow2_block(n: int, cap: int, floor: int = 16) -> int:

@@ -170,33 +170,38 @@ def _landmark_pass_kernel(
 def _landmark_merge_kernel(
     acc_ptr, max_ptr, sum_ptr, lv_ptr, lse_ptr,
     M, head_dim, num_chunks,
-    BLOCK_LM: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_C: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):  # fmt: skip
-    bh = tl.program_id(0).to(tl.int64)
-    lm = tl.program_id(1) * BLOCK_LM + tl.arange(0, BLOCK_LM)
-    lm_ok = lm < M
+    # One program per (bh, landmark), reading BLOCK_C chunk partials per step: a serial walk over the
+    # chunks would be one dependent load per chunk (latency-bound, about 0.1 ms at 128 chunks).
+    pid = tl.program_id(0).to(tl.int64)
+    bh = pid // M
+    lm = pid % M
     cols = tl.arange(0, HEAD_DIM)
     d_ok = cols < head_dim
-    m_i = tl.full([BLOCK_LM], _NEG, tl.float32)
-    l_i = tl.zeros([BLOCK_LM], tl.float32)
-    acc = tl.zeros([BLOCK_LM, HEAD_DIM], tl.float32)
-    for c in range(num_chunks):
-        part = (bh * num_chunks + c) * M + lm
-        m_c = tl.load(max_ptr + part, mask=lm_ok, other=_NEG)
-        l_c = tl.load(sum_ptr + part, mask=lm_ok, other=0.0)
-        a_c = tl.load(acc_ptr + part[:, None] * head_dim + cols[None, :],
-                      mask=lm_ok[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-        m_new = tl.maximum(m_i, m_c)
-        alpha = tl.exp2(m_i - m_new)
-        beta = tl.exp2(m_c - m_new)
-        l_i = l_i * alpha + l_c * beta
-        acc = acc * alpha[:, None] + a_c * beta[:, None]
-        m_i = m_new
-    l_safe = tl.where(lm_ok, l_i, 1.0)
-    out = acc / l_safe[:, None]
-    tl.store(lv_ptr + (bh * M + lm)[:, None] * head_dim + cols[None, :], out.to(lv_ptr.dtype.element_ty),
-             mask=lm_ok[:, None] & d_ok[None, :])  # fmt: skip
-    tl.store(lse_ptr + bh * M + lm, m_i + tl.log2(l_safe), mask=lm_ok)
+    m_run = tl.full([BLOCK_C], _NEG, tl.float32)
+    for c0 in range(0, num_chunks, BLOCK_C):
+        cc = c0 + tl.arange(0, BLOCK_C)
+        m_run = tl.maximum(m_run, tl.load(max_ptr + (bh * num_chunks + cc) * M + lm, mask=cc < num_chunks,
+                                          other=_NEG))  # fmt: skip
+    m_all = tl.max(m_run, axis=0)
+    l_run = tl.zeros([BLOCK_C], tl.float32)
+    acc = tl.zeros([HEAD_DIM], tl.float32)
+    for c0 in range(0, num_chunks, BLOCK_C):
+        cc = c0 + tl.arange(0, BLOCK_C)
+        c_ok = cc < num_chunks
+        part = (bh * num_chunks + cc) * M + lm
+        # Chunks whose keys were all padding carry max _NEG: weight exp2(_NEG - m_all) = 0.
+        weight = tl.exp2(tl.load(max_ptr + part, mask=c_ok, other=_NEG) - m_all)
+        weight = tl.where(c_ok, weight, 0.0)
+        l_run += tl.load(sum_ptr + part, mask=c_ok, other=0.0) * weight
+        a_c = tl.load(acc_ptr + part[:, None] * head_dim + cols[None, :], mask=c_ok[:, None] & d_ok[None, :],
+                      other=0.0)  # fmt: skip
+        acc += tl.sum(a_c * weight[:, None], axis=0)
+    l_all = tl.sum(l_run, axis=0)
+    l_safe = tl.where(l_all > 0, l_all, 1.0)
+    tl.store(lv_ptr + pid * head_dim + cols, (acc / l_safe).to(lv_ptr.dtype.element_ty), mask=d_ok)
+    tl.store(lse_ptr + pid, m_all + tl.log2(l_safe))
 
 
 @triton.jit
@@ -448,16 +453,17 @@ def select(
         n, heads, m, num_groups, num_landmarks, d, chunk, num_chunks, common.LOG2E / d**0.5,
         HAS_MASK=mask is not None, WANT_VALUES=want_values, BLOCK_N=block_n, BLOCK_LM=block_lm,
         NUM_LM_CHUNKS=num_lm_chunks, GROUP=group, M_PAD=triton.next_power_of_2(m), HEAD_DIM=head_dim,
-        PRECISION=common.dot_precision(q.dtype), num_warps=cfg.num_warps_tiles, num_stages=cfg.num_stages,
+        PRECISION=common.dot_precision(q.dtype), num_warps=common.warps(cfg.num_warps_pass, d),
+        num_stages=cfg.num_stages,
     )  # fmt: skip
 
     landmark_values = landmark_lse = None
     if want_values:
         landmark_values = common.new_buffer((bh, m, d), q.dtype, device)
         landmark_lse = common.new_buffer((bh, m), f32, device)
-        _landmark_merge_kernel[(bh, num_lm_chunks)](
+        _landmark_merge_kernel[(bh * m,)](
             part_acc, part_max, part_sum, landmark_values, landmark_lse, m, d, num_chunks,
-            BLOCK_LM=block_lm, HEAD_DIM=head_dim, num_warps=cfg.num_warps_tiles,
+            BLOCK_C=common.pow2_block(num_chunks, 64), HEAD_DIM=head_dim, num_warps=cfg.num_warps,
         )  # fmt: skip
         del part_acc, part_max, part_sum
 
