@@ -44,7 +44,7 @@ for name in $STEPS; do
     kernels)
       step "MiTA kernels: verification, timings against SDPA, per-kernel profile"
       timeout "${KERNELS_TIMEOUT:-230}" $PY -m runners.bench_kernels --quiet --time-anyway \
-        --budget-s "${KERNELS_BUDGET:-160}" --profile "${KERNELS_PROFILE:-65536,262144}" \
+        --budget-s "${KERNELS_BUDGET:-160}" --profile "${KERNELS_PROFILE:-4096,65536,262144}" \
         --out "$WORK/bench_kernels.json" --records "$RUNS" > "$WORK/bench_kernels.log" 2>&1
       echo "exit $?"; tail -c 3500 "$WORK/bench_kernels.log"
       ;;

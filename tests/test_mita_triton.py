@@ -142,7 +142,7 @@ def test_env_flag_sets_the_deterministic_default(monkeypatch, value, expected):
     assert common.KernelConfig().deterministic is expected
 
 
-@pytest.mark.parametrize("change", [{"block_m": 24}, {"block_k": 8}, {"group": 3}, {"group": 128}])
+@pytest.mark.parametrize("change", [{"block_m": 24}, {"block_k": 8}, {"group": 3}, {"group": 256}, {"num_warps_fwd": 0}])
 def test_bad_kernel_config_is_a_clear_error(change):
     with pytest.raises(ValueError, match="KernelConfig"):
         common.set_config(**change)

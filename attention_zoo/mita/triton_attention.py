@@ -476,7 +476,7 @@ def attention_forward(
         SHARED=shared, HAS_MASK=sel.mask is not None, STORE_LSE=store_lse, BLOCK_M=blocks.m,
         BLOCK_K=blocks.k, BLOCK_LM=blocks.lm, NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad,
         HEAD_DIM=blocks.head, PRECISION=common.dot_precision(q.dtype),
-        num_warps=common.warps(cfg.num_warps_fwd, d), num_stages=cfg.num_stages,
+        num_warps=common.warps(cfg.num_warps_fwd, d, q.dtype), num_stages=cfg.num_stages,
     )  # fmt: skip
     return out, lse
 
@@ -504,9 +504,9 @@ def attention_backward(
     has_mask = sel.mask is not None
     mask_arg = sel.mask if has_mask else sel.lengths
     inv_sqrt_d = d**-0.5
-    wide = {"num_warps": cfg.num_warps_tiles, "num_stages": cfg.num_stages}
+    wide = {"num_warps": common.warps(cfg.num_warps_tiles, d, q.dtype), "num_stages": cfg.num_stages}
     heavy = blocks.head >= 128 or q.dtype == torch.float32  # more fp32 registers per tile
-    narrow = {"num_warps": cfg.num_warps_tiles if heavy else cfg.num_warps, "num_stages": cfg.num_stages}
+    narrow = {"num_warps": wide["num_warps"] if heavy else cfg.num_warps, "num_stages": cfg.num_stages}
     key_chunk = common.split_chunk(n, bh, blocks.n)
     key_progs = triton.cdiv(n, key_chunk)
 

@@ -31,20 +31,20 @@ class KernelConfig:
     """Tuning knobs of the MiTA kernels (block sizes are clamped to the problem inside launchers)."""
 
     block_m: int = 64  # sorted queries per tile of the fused attention kernels (>= 16)
-    block_n: int = 64  # keys per block of the landmark pass (>= 16)
+    block_n: int = 128  # keys per block of the landmark pass (>= 16)
     block_n_bwd: int = 32  # keys per block of the key-major backward (>= 16)
     block_k: int = 64  # routed keys per inner step (>= 16)
     block_lm: int = 64  # landmarks per inner step (>= 16)
-    group: int = 16  # keys per group of the exact two-stage top-k (power of two, <= block_n)
+    group: int = 32  # keys per group of the exact two-stage top-k (power of two, <= block_n)
     split_programs: int = 1024  # split-N passes aim for this many programs over all (b, h)
     # Fixed-order reductions in the backward; default from the environment (MITA_DETERMINISTIC=1).
     deterministic: bool = field(default_factory=lambda: _env_flag("MITA_DETERMINISTIC"))
     poison: bool = False  # fill kernel outputs with NaN / -1 before launches (tests)
     num_warps: int = 4  # streaming and bookkeeping kernels
-    num_warps_tiles: int = 8  # backward kernels holding several [block, head_dim] fp32 tiles (no spills)
-    num_warps_pass: int = 8  # the landmark pass (at head dims <= 64; doubled per doubling past 64, <= 8)
-    num_warps_fwd: int = 8  # the fused forward attention (likewise)
-    num_stages: int = 2
+    num_warps_tiles: int = 4  # backward kernels holding several [block, head_dim] fp32 tiles (no spills)
+    num_warps_pass: int = 4  # the landmark pass (at head dims <= 64; doubled per doubling past 64, <= 8)
+    num_warps_fwd: int = 4  # the fused forward attention (likewise)
+    num_stages: int = 3
     fp32_block: int = 32  # fp32 inputs cap every block: exact ("ieee") fp32 dots run on CUDA cores
 
     def __post_init__(self) -> None:
@@ -81,10 +81,11 @@ def new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device)
     return out
 
 
-def warps(base: int, head_dim: int) -> int:
-    """Warps of a tile kernel: `base` up to head dim 64, doubled per doubling past it, at most 8
-    (wider rows need more registers per tile: fewer warps spill at d = 128)."""
-    return max(base, min(8, base * head_block(head_dim) // 64))
+def warps(base: int, head_dim: int, dtype: torch.dtype) -> int:
+    """Warps of a tile kernel: `base` for 16-bit inputs up to head dim 64, doubled per doubling past
+    it and for fp32 inputs, at most 8 (wider tiles need more registers: fewer warps spill)."""
+    scale = head_block(head_dim) // 64 * (2 if dtype == torch.float32 else 1)
+    return max(base, min(8, base * max(1, scale)))
 
 
 def pow2_block(n: int, cap: int, floor: int = 16) -> int:

@@ -453,7 +453,7 @@ def select(
         n, heads, m, num_groups, num_landmarks, d, chunk, num_chunks, common.LOG2E / d**0.5,
         HAS_MASK=mask is not None, WANT_VALUES=want_values, BLOCK_N=block_n, BLOCK_LM=block_lm,
         NUM_LM_CHUNKS=num_lm_chunks, GROUP=group, M_PAD=triton.next_power_of_2(m), HEAD_DIM=head_dim,
-        PRECISION=common.dot_precision(q.dtype), num_warps=common.warps(cfg.num_warps_pass, d),
+        PRECISION=common.dot_precision(q.dtype), num_warps=common.warps(cfg.num_warps_pass, d, q.dtype),
         num_stages=cfg.num_stages,
     )  # fmt: skip
 
