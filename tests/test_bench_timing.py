@@ -92,6 +92,19 @@ def test_time_calls_counts_calls_and_respects_the_budget():
         time_calls(fn, CPU, warmup=0, repeats=0)
 
 
+def test_a_slow_first_call_neither_ends_the_warm_up_nor_sets_the_repeats():
+    """The first call compiles or initialises; the budget and the speed estimate use warm calls."""
+    calls = []
+
+    def fn():
+        time.sleep(0.3 if not calls else 0.01)
+        calls.append(1)
+
+    times, made = time_calls(fn, CPU, warmup=3, repeats=8, time_budget_s=0.2)
+    assert made == 3 and len(times) == 8  # 0.2 s of budget fits 8 warm calls of 0.01 s
+    assert max(times) < 200.0
+
+
 @pytest.mark.parametrize(
     "exc, status",
     [
