@@ -427,3 +427,38 @@ def test_kernels_compile_for_hopper():
 
     results = check(arch=90, quick=True)
     assert results and not [r for r in results if "error" in r]
+
+
+def test_bench_markdown_lists_device_time_per_kernel():
+    report = synthetic_report()
+    report["kernel_breakdown"] = {
+        "forward N=65536": [
+            {"kernel": "_fwd_kernel", "ms_per_call": 0.3, "launches_per_call": 1.0},
+            {"kernel": "gatherTopK", "ms_per_call": 0.1, "launches_per_call": 2.0},
+        ]
+    }
+    from runners.bench_kernels import markdown
+
+    text = markdown(report)
+    assert "### mita-triton forward N=65536: device time per kernel (torch.profiler), 0.4 ms in all" in text
+    assert "| `_fwd_kernel` | 0.3 | 1 | 75% |" in text
+    assert "| `gatherTopK` | 0.1 | 2 | 25% |" in text
+
+
+def test_tune_table_orders_lengths_and_kernels():
+    from runners.bench_kernels import tune_markdown
+
+    rows = [
+        {"config": {}, "status": "ok", "first_call_s": 2.0, "forward_ms N=65536": 0.5,
+         "forward_ms N=4096": 0.2, "forward_backward_ms N=4096": 0.9,
+         "kernels": {"_fwd_kernel": 0.2, "_bwd_query_kernel": 0.7}},
+        {"config": {"num_warps_fwd": 4, "block_n": 128}, "status": "ValueError: bad"},
+    ]  # fmt: skip
+    lines = tune_markdown(rows).splitlines()
+    assert lines[0] == ("| config change | forward_ms N=4096 | forward_ms N=65536 | forward_backward_ms N=4096 "
+                        "| first call s | status |")  # fmt: skip
+    assert lines[2] == "| default | 0.2 | 0.5 | 0.9 | 2.0 | ok |"
+    assert lines[3] == "| num_warps_fwd=4, block_n=128 | – | – | – | – | ValueError: bad |"
+    # kernels: the slowest first; a config without a breakdown shows dashes
+    assert "| config change | `_bwd_query_kernel` | `_fwd_kernel` |" in lines
+    assert "| num_warps_fwd=4, block_n=128 | – | – |" in lines
