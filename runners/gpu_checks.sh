@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Everything a short GPU session should check and time, in order of importance, each step under its
-# own time limit so that one slow step cannot starve the rest. Run from the repository root:
+# Everything to check and time on a GPU machine, in order of importance, each step under its own
+# time limit so that one slow step cannot starve the rest (about 6 minutes on an H200). Run from the
+# repository root:
 #
-#     bash runners/gpu_session.sh                 # outputs under ./gpu_out
-#     OUT=/some/dir STEPS="kernels tests" bash runners/gpu_session.sh
+#     bash runners/gpu_checks.sh                 # outputs under ./gpu_out
+#     OUT=/some/dir STEPS="kernels tests" bash runners/gpu_checks.sh
 #
 # Steps (STEPS picks and orders them; default all):
 #   env      GPU, driver, torch / triton versions, clocks
@@ -13,9 +14,9 @@
 #   tests    the kernel tests (tests/test_mita_triton.py) with compiled kernels on the GPU
 #   attention  lra bench attention on a reduced CUDA grid (1K..64K)
 #   model    lra bench model (LRA Table 2 protocol) at 1K, 2K, 4K
-# Logs, summaries and the efficiency records of the bench steps are packed into $OUT/session.tgz after
-# every step (so a killed session keeps what finished); the two markdown summaries are also copied to
-# $OUT. Nothing is installed: the package runs from the source tree with the machine's torch and triton.
+# Logs, summaries and the efficiency records of the bench steps are packed into $OUT/gpu_checks.tgz
+# after every step (so a killed run keeps what finished); the two markdown summaries are also copied
+# to $OUT. Nothing is installed: the package runs from the source tree with the machine's torch and triton.
 set -uo pipefail
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -27,7 +28,7 @@ RUNS=$WORK/lra_runs
 
 step() { echo; echo "== $(date -u +%T) $*"; }
 pack() {
-  tar czf "$OUT/session.tgz.part" -C "$WORK" . && mv "$OUT/session.tgz.part" "$OUT/session.tgz"
+  tar czf "$OUT/gpu_checks.tgz.part" -C "$WORK" . && mv "$OUT/gpu_checks.tgz.part" "$OUT/gpu_checks.tgz"
   for f in bench_kernels.md tune.md; do [ -f "$WORK/$f" ] && cp "$WORK/$f" "$OUT/$f"; done
   return 0
 }
