@@ -29,6 +29,10 @@ def tiny_attention(tmp_path, **overrides) -> BenchConfig:
     return BenchConfig(**values)
 
 
+def tiny_model(tmp_path, **fields) -> BenchConfig:
+    return BenchConfig(warmup=0, repeats=1, device="cpu", quiet=True, out=str(tmp_path), **fields)
+
+
 def table_row(markdown: str, series: str) -> list[str]:
     """The cells of the first markdown table row of `series`."""
     for line in markdown.splitlines():
@@ -363,16 +367,7 @@ def test_model_bench_records_a_mechanism_that_cannot_train(tmp_path, monkeypatch
         real(model, optimizer, device)
 
     monkeypatch.setattr(bench, "_prime", prime)
-    cfg = BenchConfig(
-        attentions=("agent",),
-        lengths=(8, 16),
-        batch=1,
-        warmup=0,
-        repeats=1,
-        device="cpu",
-        quiet=True,
-        out=str(tmp_path),
-    )
+    cfg = tiny_model(tmp_path, attentions=("agent",), lengths=(8, 16), batch=1)
     rows, markdown = bench_model(cfg)
     status = {(r["attention"], r["seq_len"]): (r["status"], r["error"]) for r in records_under(tmp_path)}
     message = "skipped: the first training step failed: RuntimeError: kernel launch failed"
@@ -382,16 +377,7 @@ def test_model_bench_records_a_mechanism_that_cannot_train(tmp_path, monkeypatch
 
 
 def test_model_bench_real_step_on_cpu(tmp_path):
-    cfg = BenchConfig(
-        attentions=("mita",),
-        lengths=(16,),
-        batch=2,
-        warmup=0,
-        repeats=1,
-        device="cpu",
-        quiet=True,
-        out=str(tmp_path),
-    )
+    cfg = tiny_model(tmp_path, attentions=("mita",), lengths=(16,), batch=2)
     rows, markdown = bench_model(cfg)
     records = records_under(tmp_path)
     assert {(r["attention"], r["backend"], r["status"]) for r in records} == {

@@ -20,18 +20,11 @@ def suite(tmp_path: Path, *args: str):
     return result, out
 
 
+TINY_SUITE = ("--preset", "tiny", "--attentions", "full,mita", "--max-steps", "20", "--set", "train.eval_every=10")
+
+
 def test_tiny_suite_with_the_real_runner(tmp_path):
-    result, out = suite(
-        tmp_path,
-        "--preset",
-        "tiny",
-        "--attentions",
-        "full,mita",
-        "--max-steps",
-        "20",
-        "--set",
-        "train.eval_every=10",
-    )
+    result, out = suite(tmp_path, *TINY_SUITE)
     assert result.exit_code == 0, result.output
     runs = store.load(out).runs
     assert len(runs) == 4 and set(runs["status"]) == {"ok"}
@@ -41,17 +34,7 @@ def test_tiny_suite_with_the_real_runner(tmp_path):
     assert set(wide["attention_label"]) == {"full", "mita(num_landmarks=8,topk=8)"}
     for name in ("leaderboard.md", "results_long.csv", "plots/accuracy_tiny.png"):
         assert (out / name).is_file()
-    again, _ = suite(
-        tmp_path,
-        "--preset",
-        "tiny",
-        "--attentions",
-        "full,mita",
-        "--max-steps",
-        "20",
-        "--set",
-        "train.eval_every=10",
-    )
+    again, _ = suite(tmp_path, *TINY_SUITE)
     assert again.exit_code == 0 and "4 skipped" in again.output
 
 

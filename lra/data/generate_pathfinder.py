@@ -109,44 +109,31 @@ class PathfinderParams:
         return f"pathfinder{self.resolution}/{named.get(self.contour_length, f'curv_contour_length_{self.contour_length}')}"
 
 
+_EASY = PathfinderParams(  # 16x16 (256 tokens), three-paddle snakes, one distractor.
+    resolution=16,
+    contour_length=3,
+    distractor_length=2,
+    num_distractors=1,
+    paddle_length=2.0,
+    paddle_thickness=0.75,
+    paddle_margin=(1.0,),
+    seed_distance=4.0,
+    marker_radius=1.5,
+    continuity=1.0,
+    snake_contrast=1.0,
+    paddle_contrast=(1.0,),
+    n_train=8_000,
+    n_val=1_000,
+    n_test=1_000,
+)
+
 PATHFINDER_VARIANTS: dict[str, PathfinderParams] = {
     "lra": PathfinderParams(),
-    # 16x16 (256 tokens), three-paddle snakes, one distractor.
-    "easy": PathfinderParams(
-        resolution=16,
-        contour_length=3,
-        distractor_length=2,
-        num_distractors=1,
-        paddle_length=2.0,
-        paddle_thickness=0.75,
-        paddle_margin=(1.0,),
-        seed_distance=4.0,
-        marker_radius=1.5,
-        continuity=1.0,
-        snake_contrast=1.0,
-        paddle_contrast=(1.0,),
-        n_train=8_000,
-        n_val=1_000,
-        n_test=1_000,
-    ),
-    # 16x16, one-paddle contours, no distractors, strokes dimmer than the markers: the same task
-    # (are the two markers on one contour?) at a size a CPU learns in a few hundred steps.
-    "quick": PathfinderParams(
-        resolution=16,
-        contour_length=1,
-        distractor_length=1,
-        num_distractors=0,
-        paddle_length=2.0,
-        paddle_thickness=0.75,
-        paddle_margin=(1.0,),
-        seed_distance=4.0,
-        marker_radius=1.5,
-        continuity=1.0,
-        snake_contrast=0.5,
-        paddle_contrast=(1.0,),
-        n_train=8_000,
-        n_val=1_000,
-        n_test=1_000,
+    "easy": _EASY,
+    # One-paddle contours, no distractors, strokes dimmer than the markers: the same task (are the
+    # two markers on one contour?) at a size a CPU learns in a few hundred steps.
+    "quick": dataclasses.replace(
+        _EASY, contour_length=1, distractor_length=1, num_distractors=0, snake_contrast=0.5
     ),
 }
 
