@@ -604,6 +604,12 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--out", default="lra_runs", show_default=True,
                      help="Results directory: records under OUT/efficiency/ (lra plot --runs OUT draws them)."),
         click.option("--quiet", is_flag=True, help="No progress bar or per-measurement lines."),
+        click.option("--resume", is_flag=True,
+                     help="Reuse the records of cells already in --out that were measured with the same device, "
+                     "settings, code and versions; continues a killed or time-limited run."),
+        click.option("--max-minutes", default=None, type=float, metavar="M",
+                     help="Start no new measurement after M minutes; the cells left are listed as not run "
+                     "(the same command with --resume measures them)."),
     ]
     return apply_options(fn, options)
 

@@ -22,6 +22,12 @@ are recorded as ``oom`` ("skipped: ...") without being tried; once its median ca
 markdown table and a CSV with ratios against full attention (speed-up = full time / time, per
 example; memory ratio = memory / full memory) beside the records, and return the markdown.
 
+Long grids survive being stopped. Every record is written (atomically) as soon as its cell is
+measured, so a killed run keeps what it finished; with `resume`, a cell whose record is already in
+the store and was measured with the same device, shape, settings, code and versions is read back
+instead of measured again. `max_minutes` starts no new measurement after that many minutes: the
+remaining cells appear in the tables as "not run", and the same command with `resume` measures them.
+
 On CPU the reduced grid is the default (`quick`): a few short lengths, a small batch, few repeats.
 """
 
@@ -29,9 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import re
 import sys
+import time
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,10 +55,19 @@ import attention_zoo
 from lra import models
 from lra.configs import get_preset
 from lra.io import atomic_write, atomic_write_text
-from results.records import SCHEMA_VERSION, write_record
+from results.records import SCHEMA_VERSION, read_record, write_record
 
 from .suite import parse_attention
-from .timing import Measurement, device_name, is_oom, measure, one_line, release_memory, resolve_device
+from .timing import (
+    CPU_LIMIT_MESSAGE,
+    Measurement,
+    device_name,
+    is_oom,
+    measure,
+    one_line,
+    release_memory,
+    resolve_device,
+)
 from .train import DEFAULT_RUNS_DIR, git_commit, installed_version, make_optimizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -124,6 +141,10 @@ class BenchConfig:
             half the memory available at start; 0 = no limit). Ignored on CUDA.
         out: results directory (records under <out>/efficiency/).
         quiet: no progress bar or per-measurement lines.
+        resume: reuse the records of cells already measured under `out` with the same device,
+            shape, settings, code and versions instead of measuring them again.
+        max_minutes: start no new measurement after this many minutes (None = no limit); the
+            cells left are reported as "not run" and not recorded.
     """
 
     attentions: tuple[str, ...] = ()
@@ -142,6 +163,8 @@ class BenchConfig:
     memory_limit_gb: float | None = None
     out: str = DEFAULT_RUNS_DIR
     quiet: bool = False
+    resume: bool = False
+    max_minutes: float | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,14 +303,33 @@ class Context:
     head_dim: int
     warmup: int
     repeats: int
+    time_budget_s: float
     memory_limit_bytes: int | None
     out: Path
     config_slug: str
     provenance: dict[str, Any]
+    resume: bool = False
+    deadline: float | None = None  # time.monotonic() after which no new measurement starts
 
     @property
     def directory(self) -> Path:
         return self.out / "efficiency" / self.bench / _slug(self.device_name) / self.config_slug
+
+    def settings(self) -> dict[str, Any]:
+        """The record fields that must match for `resume` to reuse a record (beyond its path,
+        which already names the bench, device, shape, attention parameters, backend, pass and N;
+        the CPU memory limit is compared by what it changes, in `reusable_record`)."""
+        return {
+            "device": self.device_name,
+            "dtype": self.dtype,
+            "warmup_requested": self.warmup,
+            "repeats_requested": self.repeats,
+            "time_budget_s": self.time_budget_s,
+            **self.provenance,
+        }
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
 
 def make_record(
@@ -332,7 +374,7 @@ def make_record(
         "memory_limit_bytes": ctx.memory_limit_bytes if ctx.device.type == "cpu" else None,
         "cpu_threads": torch.get_num_threads() if ctx.device.type == "cpu" else None,
         "measured_at": _now(),
-        **ctx.provenance,
+        **ctx.settings(),
     }
     record.update(extra)
     return record
@@ -340,6 +382,41 @@ def make_record(
 
 def record_path(ctx: Context, series: Series, pass_: str, seq_len: int) -> Path:
     return ctx.directory / series.slug / f"{pass_}-N{seq_len}.json"
+
+
+def reusable_record(ctx: Context, series: Series, pass_: str, seq_len: int) -> dict[str, Any] | None:
+    """With `resume`: the cell's record if it holds a measurement (ok or oom, not an error and not
+    a skipped cell) taken with this invocation's settings; else None (the cell is measured)."""
+    path = record_path(ctx, series, pass_, seq_len)
+    if not ctx.resume or not path.is_file():
+        return None
+    try:
+        record = read_record(path)
+    except ValueError:  # torn or of another schema: measure again
+        return None
+    if record["status"] not in ("ok", "oom") or (record["error"] or "").startswith("skipped"):
+        return None
+    expected = {**ctx.settings(), "attention_params": json.loads(json.dumps(series.params.to_dict()))}
+    if any(record.get(name) != value for name, value in expected.items()):
+        return None
+    # The CPU memory limit (by default half the free memory, so it moves between runs) only
+    # matters where it would change the outcome: a measurement that now exceeds it, or an OOM
+    # under a tighter limit than now.
+    limit = ctx.memory_limit_bytes if ctx.device.type == "cpu" else None
+    was_limit = record.get("memory_limit_bytes")
+    if record["status"] == "ok" and limit is not None and (record["peak_memory_bytes"] or 0) > limit:
+        return None
+    hit_limit = record["status"] == "oom" and CPU_LIMIT_MESSAGE in (record["error"] or "")
+    if hit_limit and was_limit is not None and (limit is None or limit > was_limit):
+        return None
+    return record
+
+
+def _as_measurement(record: dict[str, Any]) -> Measurement:
+    """The part of a reused record that decides whether longer lengths run."""
+    median = record["time_ms_median"]
+    times = (median,) if record["status"] == "ok" and median is not None else ()
+    return Measurement(record["status"], times_ms=times, error=record["error"])
 
 
 def _provenance() -> dict[str, Any]:
@@ -400,6 +477,8 @@ def _resolve(cfg: BenchConfig, bench: str) -> tuple[torch.device, Grid, int | No
         raise ValueError(
             "--dtype float16 is not supported on CPU by every attention; use float32 or bfloat16"
         )
+    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0; got {cfg.max_minutes:g}")
     if cfg.memory_limit_gb is not None and cfg.memory_limit_gb < 0:
         raise ValueError(f"--memory-limit must be >= 0 GiB; got {cfg.memory_limit_gb}")
     if cfg.memory_limit_gb is None:
@@ -442,7 +521,7 @@ def _describe(record: dict[str, Any]) -> str:
 
 
 def _skipped_row(
-    ctx: Context, series: Series, pass_: str, seq_len: int, batch: int, why: str
+    ctx: Context, series: Series, pass_: str, seq_len: int, batch: int, why: str, status: str | None = None
 ) -> dict[str, Any]:
     """A table row for a cell that was not measured (and is not recorded)."""
     return {
@@ -453,9 +532,60 @@ def _skipped_row(
         "pass": pass_,
         "seq_len": seq_len,
         "batch": batch,
-        "status": "skipped" if series.applicable else "n/a",
+        "status": status or ("skipped" if series.applicable else "n/a"),
         "error": why,
     }
+
+
+NOT_RUN = "not run"  # the status of cells left when --max-minutes ran out
+
+
+def _not_run_row(ctx: Context, series: Series, pass_: str, seq_len: int, batch: int) -> dict[str, Any]:
+    return _skipped_row(ctx, series, pass_, seq_len, batch, "the --max-minutes limit was reached", NOT_RUN)
+
+
+def _context(
+    cfg: BenchConfig, bench: str, device: torch.device, grid: Grid, limit: int | None, **fields: Any
+) -> Context:
+    """The Context of one invocation; `fields` are the bench-specific ones (dtype, shape, slug)."""
+    deadline = None if cfg.max_minutes is None else time.monotonic() + 60.0 * cfg.max_minutes
+    return Context(
+        bench=bench,
+        device=device,
+        device_name=device_name(device),
+        warmup=grid.warmup,
+        repeats=grid.repeats,
+        time_budget_s=grid.time_budget_s,
+        memory_limit_bytes=limit,
+        out=Path(cfg.out),
+        provenance=_provenance(),
+        resume=cfg.resume,
+        deadline=deadline,
+        **fields,
+    )
+
+
+class _Tally:
+    """Counts of reused and not-run cells, for the lines under the tables."""
+
+    def __init__(self) -> None:
+        self.reused = self.not_run = self.total = 0
+
+    def add(self, row: dict[str, Any], reused: bool = False) -> None:
+        self.total += 1
+        self.reused += reused
+        self.not_run += row["status"] == NOT_RUN
+
+    def notes(self, max_minutes: float | None) -> list[str]:
+        lines = []
+        if self.reused:
+            lines.append(f"{self.reused} of {self.total} cells reused from earlier records (--resume).")
+        if self.not_run:
+            lines.append(
+                f"{self.not_run} of {self.total} cells not run: --max-minutes {max_minutes:g} was reached; "
+                "the same command with --resume measures them."
+            )
+        return lines
 
 
 # ----------------------------------------------------------------------------------------------
@@ -500,49 +630,61 @@ def bench_attention(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
     device, grid, limit = _resolve(cfg, "attention")
     series = build_series(cfg.attentions, cfg.attn_params, device)
     dtype = DTYPES[grid.dtype]
-    ctx = Context(
-        bench="attention",
-        device=device,
-        device_name=device_name(device),
+    ctx = _context(
+        cfg,
+        "attention",
+        device,
+        grid,
+        limit,
         dtype=grid.dtype,
         heads=grid.heads,
         head_dim=grid.head_dim,
-        warmup=grid.warmup,
-        repeats=grid.repeats,
-        memory_limit_bytes=limit,
-        out=Path(cfg.out),
         config_slug=f"{grid.dtype}-B{grid.batch}-H{grid.heads}-d{grid.head_dim}",
-        provenance=_provenance(),
     )
     rows: list[dict[str, Any]] = []
+    tally = _Tally()
     stopped: dict[tuple[str, str], tuple[str, str]] = {}  # (series, pass) -> (status, reason)
     progress = _Progress(len(series) * len(PASSES) * len(grid.lengths), "lra bench attention", cfg.quiet)
     try:
         for length in grid.lengths:
-            needed = any(s.applicable and (s.name, p) not in stopped for s in series for p in PASSES)
-            inputs, failure = _make_inputs(ctx, grid, length, dtype) if needed else (None, None)
+            inputs = _LazyInputs(ctx, grid, length, dtype)  # made for the first cell that is measured
             for s in series:
                 for pass_ in PASSES:
-                    row = _attention_cell(ctx, grid, s, pass_, length, stopped, inputs, failure)
+                    row, reused = _attention_cell(ctx, grid, s, pass_, length, stopped, inputs)
                     rows.append(row)
-                    progress.done(_describe(row))
+                    tally.add(row, reused)
+                    progress.done(_describe(row) + (" (reused)" if reused else ""))
             del inputs
             release_memory(device)
     finally:
         progress.close()
-    return rows, write_tables(rows, ctx, grid)
+    return rows, write_tables(rows, ctx, grid, tally.notes(cfg.max_minutes))
 
 
-def _make_inputs(
-    ctx: Context, grid: Grid, length: int, dtype: torch.dtype
-) -> tuple[list[torch.Tensor] | None, Measurement | None]:
-    """The inputs of one length, or the failure every call at this length then records."""
-    try:
-        return batch_inputs(grid.batch, grid.heads, length, grid.head_dim, dtype, ctx.device), None
-    except Exception as err:  # the inputs alone do not fit
-        failure = Measurement("oom" if is_oom(err) else "error", error=f"inputs: {one_line(err)}")
-    release_memory(ctx.device)
-    return None, failure
+class _LazyInputs:
+    """The inputs of one length, created on first use: lengths whose cells are all reused,
+    skipped or out of time allocate nothing."""
+
+    def __init__(self, ctx: Context, grid: Grid, length: int, dtype: torch.dtype) -> None:
+        self.ctx, self.grid, self.length, self.dtype = ctx, grid, length, dtype
+        self.made: tuple[list[torch.Tensor] | None, Measurement | None] | None = None
+
+    def get(self) -> tuple[list[torch.Tensor] | None, Measurement | None]:
+        """(q, k, v, grad_out), or the failure every call at this length then records."""
+        if self.made is None:
+            ctx, grid = self.ctx, self.grid
+            try:
+                tensors = batch_inputs(
+                    grid.batch, grid.heads, self.length, grid.head_dim, self.dtype, ctx.device
+                )
+                self.made = (tensors, None)
+            except Exception as err:  # the inputs alone do not fit
+                release_memory(ctx.device)
+                self.made = (
+                    None,
+                    Measurement("oom" if is_oom(err) else "error", error=f"inputs: {one_line(err)}"),
+                )
+        return self.made
 
 
 def _attention_cell(
@@ -552,32 +694,41 @@ def _attention_cell(
     pass_: str,
     length: int,
     stopped: dict[tuple[str, str], tuple[str, str]],
-    inputs: list[torch.Tensor] | None,
-    failure: Measurement | None,
-) -> dict[str, Any]:
-    """Measure and record one cell, or return the row of a skipped one."""
+    inputs: _LazyInputs,
+) -> tuple[dict[str, Any], bool]:
+    """Measure and record one cell, reuse its record, or return the row of a skipped one.
+
+    Returns (row, whether the row is a reused record)."""
     if not s.applicable:
-        return _skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA")
+        return _skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA"), False
     key = (s.name, pass_)
     if key in stopped and stopped[key][0] == "skipped":
-        return _skipped_row(ctx, s, pass_, length, grid.batch, stopped[key][1])
+        return _skipped_row(ctx, s, pass_, length, grid.batch, stopped[key][1]), False
+    reused = None if key in stopped else reusable_record(ctx, s, pass_, length)
+    if reused is not None:
+        _stop_longer(stopped, s, pass_, length, _as_measurement(reused), grid.max_call_s)
+        return reused, True
     if key in stopped:
         m = Measurement("oom", error=f"skipped: {stopped[key][1]}")
-    elif failure is not None or inputs is None:
-        m = failure or Measurement("error", error="inputs were not created")
+    elif ctx.out_of_time():
+        return _not_run_row(ctx, s, pass_, length, grid.batch), False
     else:
-        m = measure(
-            _attention_call(s, pass_, *inputs),
-            ctx.device,
-            warmup=grid.warmup,
-            repeats=grid.repeats,
-            time_budget_s=grid.time_budget_s,
-            memory_limit_bytes=ctx.memory_limit_bytes,
-        )
+        tensors, failure = inputs.get()
+        if failure is not None or tensors is None:
+            m = failure or Measurement("error", error="inputs were not created")
+        else:
+            m = measure(
+                _attention_call(s, pass_, *tensors),
+                ctx.device,
+                warmup=grid.warmup,
+                repeats=grid.repeats,
+                time_budget_s=grid.time_budget_s,
+                memory_limit_bytes=ctx.memory_limit_bytes,
+            )
     record = make_record(ctx, s, pass_, length, grid.batch, m)
     write_record(record_path(ctx, s, pass_, length), record)
     _stop_longer(stopped, s, pass_, length, m, grid.max_call_s)
-    return record
+    return record, False
 
 
 def _stop_longer(
@@ -628,19 +779,16 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
     amp = device.type == "cuda" and train_cfg.amp != "none"
     amp_dtype = torch.float16 if train_cfg.amp == "fp16" else torch.bfloat16
     series = build_series(cfg.attentions, cfg.attn_params, device)
-    ctx = Context(
-        bench="model",
-        device=device,
-        device_name=device_name(device),
+    ctx = _context(
+        cfg,
+        "model",
+        device,
+        grid,
+        limit,
         dtype=str(amp_dtype).removeprefix("torch.") if amp else "float32",
         heads=model_cfg.heads,
         head_dim=model_cfg.dim,
-        warmup=grid.warmup,
-        repeats=grid.repeats,
-        memory_limit_bytes=limit,
-        out=Path(cfg.out),
         config_slug=f"text-lra-B{grid.batch}" + (f"-{train_cfg.amp}" if amp else ""),
-        provenance=_provenance(),
     )
     extra = {
         "task": "text",
@@ -651,14 +799,15 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
         "fp32_attention": model_cfg.fp32_attention,
     }
     rows: list[dict[str, Any]] = []
+    tally = _Tally()
     progress = _Progress(len(series) * len(grid.lengths), "lra bench model", cfg.quiet)
     try:
         for s in series:
-            rows += _model_series(ctx, grid, s, extra, amp, amp_dtype, progress)
+            rows += _model_series(ctx, grid, s, extra, amp, amp_dtype, progress, tally)
             release_memory(device)
     finally:
         progress.close()
-    return rows, write_tables(rows, ctx, grid)
+    return rows, write_tables(rows, ctx, grid, tally.notes(cfg.max_minutes))
 
 
 def _model_series(
@@ -669,16 +818,80 @@ def _model_series(
     amp: bool,
     amp_dtype: torch.dtype,
     progress: _Progress,
+    tally: _Tally,
 ) -> list[dict[str, Any]]:
-    """Every length of one series: batch halved on out-of-memory, longer lengths start from there."""
+    """Every length of one series: batch halved on out-of-memory, longer lengths start from there.
+
+    The model is built for the first cell that is measured (not at all when every cell is reused).
+    """
     pass_, rows = "train_step", []
+
+    def add(row: dict[str, Any], reused: bool = False) -> None:
+        rows.append(row)
+        tally.add(row, reused)
+        progress.done(_describe(row) + (" (reused)" if reused else ""))
+
     if not s.applicable:
         for length in grid.lengths:
-            rows.append(
-                _skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA")
-            )
-            progress.done(_describe(rows[-1]))
+            add(_skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA"))
         return rows
+    trainer: tuple[torch.nn.Module, torch.optim.Optimizer] | None = None
+    batch, stop = grid.batch, None
+    for length in grid.lengths:
+        if stop is not None and stop[0] == "skipped":
+            add(_skipped_row(ctx, s, pass_, length, batch, stop[1]))
+            continue
+        reused = None if stop is not None else reusable_record(ctx, s, pass_, length)
+        if reused is not None:
+            record = reused
+            batch = record["batch"]  # a halved batch carries on to longer lengths, as when measured
+            add(record, reused=True)
+        elif stop is None and ctx.out_of_time():
+            add(_not_run_row(ctx, s, pass_, length, batch))
+            continue
+        else:
+            total = None
+            if stop is None and trainer is None:
+                trainer, primed = _trainer(ctx, grid, s)
+                if primed.status != "ok":  # the attention cannot train at all: every length records why
+                    stop = (primed.status, f"the first training step failed: {primed.error}")
+            if stop is not None:
+                m = Measurement(stop[0], error=f"skipped: {stop[1]}")
+            else:
+                assert trainer is not None
+                while True:
+                    m, total = _measure_step(ctx, grid, *trainer, batch, length, amp, amp_dtype)
+                    if m.status != "oom" or batch == 1:
+                        break
+                    batch //= 2
+            examples_per_s = 1000.0 * batch / m.median_ms if m.median_ms else None
+            record = make_record(
+                ctx,
+                s,
+                pass_,
+                length,
+                batch,
+                m,
+                peak_memory_bytes=total,
+                examples_per_s=examples_per_s,
+                **extra,
+            )
+            write_record(record_path(ctx, s, pass_, length), record)
+            add(record)
+        median = record["time_ms_median"]
+        if stop is not None:
+            continue
+        if record["status"] == "oom":
+            stop = ("oom", f"out of memory at N={length} with batch 1")
+        elif record["status"] == "ok" and grid.max_call_s and median > 1e3 * grid.max_call_s:
+            stop = ("skipped", f"slower than --max-call-s {grid.max_call_s:g} s at N={length}")
+    return rows
+
+
+def _trainer(
+    ctx: Context, grid: Grid, s: Series
+) -> tuple[tuple[torch.nn.Module, torch.optim.Optimizer], Measurement]:
+    """The Text model with this attention and its optimizer, after one priming step."""
     preset = get_preset("text", "lra")
     torch.manual_seed(INPUT_SEED)
     model = models.build(
@@ -691,40 +904,11 @@ def _model_series(
         attn_params=s.params.to_dict(),
     ).to(ctx.device)
     model.train()
-    train_cfg = preset.train
-    optimizer = make_optimizer(model, train_cfg)
-    batch, stop = grid.batch, None
+    optimizer = make_optimizer(model, preset.train)
     primed = measure(
         lambda: _prime(model, optimizer, ctx.device), ctx.device, warmup=0, repeats=1, memory=False
     )
-    if primed.status != "ok":  # the attention cannot train at all: every length records why
-        stop = (primed.status, f"the first training step failed: {primed.error}")
-    for length in grid.lengths:
-        if stop is not None:
-            status, reason = stop
-            if status == "skipped":
-                rows.append(_skipped_row(ctx, s, pass_, length, batch, reason))
-                progress.done(_describe(rows[-1]))
-                continue
-            m, total = Measurement(status, error=f"skipped: {reason}"), None
-        else:
-            while True:
-                m, total = _measure_step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype)
-                if m.status != "oom" or batch == 1:
-                    break
-                batch //= 2
-        examples_per_s = 1000.0 * batch / m.median_ms if m.median_ms else None
-        record = make_record(
-            ctx, s, pass_, length, batch, m, peak_memory_bytes=total, examples_per_s=examples_per_s, **extra
-        )
-        write_record(record_path(ctx, s, pass_, length), record)
-        rows.append(record)
-        progress.done(_describe(record))
-        if m.status == "oom" and stop is None:
-            stop = ("oom", f"out of memory at N={length} with batch 1")
-        elif m.status == "ok" and grid.max_call_s and m.median_ms > 1e3 * grid.max_call_s:
-            stop = ("skipped", f"slower than --max-call-s {grid.max_call_s:g} s at N={length}")
-    return rows
+    return (model, optimizer), primed
 
 
 def _prime(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -844,7 +1028,7 @@ def _cell(row: pd.Series, value: float, ratio: float, requested_batch: int | Non
         if requested_batch is not None and row["batch"] != requested_batch:
             text += f" [b{int(row['batch'])}]"
         return text
-    return {"oom": "OOM", "error": "error", "skipped": "–", "n/a": "n/a"}.get(
+    return {"oom": "OOM", "error": "error", "skipped": "–", "n/a": "n/a", NOT_RUN: "not run"}.get(
         str(row["status"]), str(row["status"])
     )
 
@@ -869,10 +1053,18 @@ def bench_title(ctx: Context, grid: Grid) -> str:
     return f"{ctx.bench} bench on {ctx.device_name}: {shape}"
 
 
-def markdown_tables(frame: pd.DataFrame, bench: str, title: str, lengths: Sequence[int], batch: int) -> str:
+def markdown_tables(
+    frame: pd.DataFrame,
+    bench: str,
+    title: str,
+    lengths: Sequence[int],
+    batch: int,
+    notes: Sequence[str] = (),
+) -> str:
     """The markdown a person reads (and pastes): Table-2 layout, ratios to full attention in brackets.
 
-    `frame` is a `ratio_table`; `batch` the requested batch (model cells that ran smaller say so).
+    `frame` is a `ratio_table`; `batch` the requested batch (model cells that ran smaller say so);
+    `notes` are lines for the list under the tables (reused and not-run cells).
     """
     lines = [f"## {title}", ""]
     if bench == "model":
@@ -918,13 +1110,16 @@ def markdown_tables(frame: pd.DataFrame, bench: str, title: str, lengths: Sequen
         if key not in seen:
             seen.add(key)
             lines.append(f"- {row['series']}{where}: {row['status']} ({row['error']})")
+    lines += [f"- {line}" for line in notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_tables(rows: Sequence[dict[str, Any]], ctx: Context, grid: Grid) -> str:
-    """Write `<out>/efficiency/<bench>-<device>-<config>.{md,csv}` atomically; return the markdown."""
+def write_tables(rows: Sequence[dict[str, Any]], ctx: Context, grid: Grid, notes: Sequence[str] = ()) -> str:
+    """Write `<out>/efficiency/<bench>-<device>-<config>.{md,csv}` atomically; return the markdown.
+
+    `notes` are lines added under the tables (reused and not-run cells)."""
     frame = ratio_table(rows)
-    markdown = markdown_tables(frame, ctx.bench, bench_title(ctx, grid), grid.lengths, grid.batch)
+    markdown = markdown_tables(frame, ctx.bench, bench_title(ctx, grid), grid.lengths, grid.batch, notes)
     stem = ctx.out / "efficiency" / f"{ctx.bench}-{_slug(ctx.device_name)}-{ctx.config_slug}"
     atomic_write_text(stem.with_suffix(".md"), markdown)
     atomic_write(stem.with_suffix(".csv"), lambda fh: frame.to_csv(fh, index=False))

@@ -14,9 +14,16 @@
 #   tests    the kernel tests (tests/test_mita_triton.py) with compiled kernels on the GPU
 #   attention  lra bench attention on a reduced CUDA grid (1K..64K)
 #   model    lra bench model (LRA Table 2 protocol) at 1K, 2K, 4K
+#   attention-full, model-full
+#            the full default grids (attention 1K..1M, model 1K..16K) with --resume and --max-minutes:
+#            each call measures what the earlier ones left, so repeat
+#                STEPS="attention-full model-full" bash runners/gpu_checks.sh
+#            until the tables list no "not run" cells (bench_attention_full.log / bench_model_full.log)
 # Logs, summaries and the efficiency records of the bench steps are packed into $OUT/gpu_checks.tgz
 # after every step (so a killed run keeps what finished); the two markdown summaries are also copied
-# to $OUT. Nothing is installed: the package runs from the source tree with the machine's torch and triton.
+# to $OUT. The records accumulate in $RUNS (default lra_runs/, kept between calls on the same machine;
+# to continue on a fresh machine, unpack the archive's lra_runs/ there first). Nothing is installed:
+# the package runs from the source tree with the machine's torch and triton.
 set -uo pipefail
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -24,11 +31,13 @@ export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-env kernels tune tests attention model}
 WORK=$(mktemp -d)
-RUNS=$WORK/lra_runs
+RUNS=${RUNS:-lra_runs}
+mkdir -p "$RUNS"
 
 step() { echo; echo "== $(date -u +%T) $*"; }
 pack() {
-  tar czf "$OUT/gpu_checks.tgz.part" -C "$WORK" . && mv "$OUT/gpu_checks.tgz.part" "$OUT/gpu_checks.tgz"
+  tar czf "$OUT/gpu_checks.tgz.part" -C "$WORK" . -C "$(dirname "$RUNS")" "$(basename "$RUNS")" &&
+    mv "$OUT/gpu_checks.tgz.part" "$OUT/gpu_checks.tgz"
   for f in bench_kernels.md tune.md; do [ -f "$WORK/$f" ] && cp "$WORK/$f" "$OUT/$f"; done
   return 0
 }
@@ -74,7 +83,17 @@ for name in $STEPS; do
         --warmup 2 --repeats 5 --max-call-s 2 --out "$RUNS" > "$WORK/bench_model.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_model.log"
       ;;
-    *) echo "unknown step '$name' (steps: env kernels tune tests attention model)"; exit 2 ;;
+    attention-full|model-full)
+      bench=${name%-full}
+      minutes_var=$(echo "${bench}_FULL_MINUTES" | tr a-z A-Z)
+      minutes=${!minutes_var:-$([ "$bench" = attention ] && echo 6 || echo 5)}
+      step "lra bench $bench, full grid (--resume, at most $minutes minutes of new measurements)"
+      # --max-minutes only stops new cells from starting; the timeout leaves room for the last one.
+      timeout "$(awk "BEGIN { print int($minutes * 60 + 150) }")" $PY -m cli bench "$bench" --quiet --resume \
+        --max-minutes "$minutes" --out "$RUNS" > "$WORK/bench_${bench}_full.log" 2>&1
+      echo "exit $?"; tail -c 2500 "$WORK/bench_${bench}_full.log"
+      ;;
+    *) echo "unknown step '$name' (steps: env kernels tune tests attention model attention-full model-full)"; exit 2 ;;
   esac
   pack
 done

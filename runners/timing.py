@@ -54,6 +54,8 @@ L2_FLUSH_BYTES = 256 * 2**20
 
 # torch < 2.5 only has the CUDA name; later versions alias it to torch.OutOfMemoryError.
 OutOfMemoryError: type[RuntimeError] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+# In the error of a call that the CPU memory limit stopped (bench --resume tells it from a real OOM).
+CPU_LIMIT_MESSAGE = "CPU memory limit"
 _OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
@@ -189,7 +191,7 @@ class TensorMemoryTracker(TorchDispatchMode):
             self.peak_bytes = max(self.peak_bytes, self.live_bytes)
         if self.limit_bytes is not None and self.live_bytes > self.limit_bytes:
             raise OutOfMemoryError(
-                f"tensor allocations reached {self.live_bytes / 2**30:.2f} GiB, over the CPU memory limit of "
+                f"tensor allocations reached {self.live_bytes / 2**30:.2f} GiB, over the {CPU_LIMIT_MESSAGE} of "
                 f"{self.limit_bytes / 2**30:.2f} GiB"
             )
         return out

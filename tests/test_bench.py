@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 import cli
 from results import store
 from results.records import EFFICIENCY_FIELDS, iter_record_files, read_record
-from runners import bench
+from runners import bench, timing
 from runners.bench import BenchConfig, Measurement, bench_attention, bench_model, ratio_table
 
 CPU = torch.device("cpu")
@@ -329,6 +330,158 @@ def test_slow_series_skip_longer_lengths_without_records(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------
+# Surviving a stop: --resume and --max-minutes
+# ----------------------------------------------------------------------------------------------
+
+
+def counting_measure(monkeypatch, fail_after: int | None = None, exc: type[BaseException] = KeyboardInterrupt):
+    """Wrap bench.measure: count the measurements, optionally interrupt the one after `fail_after`."""
+    calls = []
+    real = timing.measure
+
+    def wrapped(fn, device, **kwargs):
+        if fail_after is not None and len(calls) == fail_after:
+            raise exc("stopped from outside")
+        calls.append(1)
+        return real(fn, device, **kwargs)
+
+    monkeypatch.setattr(bench, "measure", wrapped)
+    return calls
+
+
+def record_texts(root) -> dict[str, str]:
+    return {str(path.relative_to(root)): path.read_text() for path in iter_record_files(root / "efficiency")}
+
+
+def test_resume_reuses_every_record_and_measures_nothing(tmp_path, monkeypatch):
+    rows, markdown = bench_attention(tiny_attention(tmp_path))
+    before = record_texts(tmp_path)
+    assert len(before) == 12
+    calls = counting_measure(monkeypatch)
+    again, resumed = bench_attention(tiny_attention(tmp_path, resume=True))
+    assert calls == []
+    assert record_texts(tmp_path) == before  # read back, not rewritten
+    assert again == rows
+    assert resumed == markdown + "\n- 12 of 12 cells reused from earlier records (--resume).\n"
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+    calls = counting_measure(monkeypatch, fail_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        bench_attention(tiny_attention(tmp_path))
+    finished = record_texts(tmp_path)
+    assert len(finished) == 5 and calls == [1] * 5  # every finished cell was already on disk
+
+    calls = counting_measure(monkeypatch)
+    rows, markdown = bench_attention(tiny_attention(tmp_path, resume=True))
+    assert len(calls) == 12 - 5
+    after = record_texts(tmp_path)
+    assert len(after) == 12 and all(after[name] == text for name, text in finished.items())
+    assert {r["status"] for r in rows} == {"ok"}
+    assert "- 5 of 12 cells reused from earlier records (--resume)." in markdown
+
+
+def test_resume_measures_again_what_differs_or_is_damaged(tmp_path, monkeypatch):
+    bench_attention(tiny_attention(tmp_path))
+    config = tmp_path / "efficiency" / "attention" / "cpu" / "float32-B1-H1-d8"
+    (config / "agent-torch" / "forward-N16.json").write_text('{"kind": "effic')  # torn
+    failed = read_record(config / "full-sdpa" / "forward-N32.json")
+    failed.update(status="error", error="RuntimeError: boom", time_ms_median=None)
+    (config / "full-sdpa" / "forward-N32.json").write_text(json.dumps(failed))
+    calls = counting_measure(monkeypatch)
+    bench_attention(tiny_attention(tmp_path, resume=True))
+    assert len(calls) == 2  # the torn record and the error
+    assert read_record(config / "full-sdpa" / "forward-N32.json")["status"] == "ok"
+
+    calls = counting_measure(monkeypatch)  # other settings: nothing is reused
+    _, markdown = bench_attention(tiny_attention(tmp_path, resume=True, repeats=2))
+    assert len(calls) == 12 and "reused" not in markdown
+    assert {r["repeats_requested"] for r in records_under(tmp_path)} == {2}
+
+
+class FakeClock:
+    """Stands in for the `time` module in runners.bench: each measurement takes a minute."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_max_minutes_leaves_cells_not_run_and_resume_measures_them(tmp_path, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(bench, "time", clock)
+    real = timing.measure
+
+    def one_minute(fn, device, **kwargs):
+        clock.now += 60.0
+        return real(fn, device, **kwargs)
+
+    monkeypatch.setattr(bench, "measure", one_minute)
+    rows, markdown = bench_attention(tiny_attention(tmp_path, max_minutes=2.5))
+    # started before 2.5 minutes: the first three cells; the nine after are not run nor recorded
+    statuses = [r["status"] for r in rows]
+    assert statuses == ["ok"] * 3 + ["not run"] * 9
+    assert len(record_texts(tmp_path)) == 3
+    # cells run length by length: at N=16 full (forward, forward + backward) and agent's forward
+    assert table_row(markdown, "agent [torch]")[1:] == ["not run"] * 2  # the forward table
+    assert table_row(markdown.split("forward + backward: median")[1], "agent [torch]") == ["not run"] * 3
+    assert "- 9 of 12 cells not run: --max-minutes 2.5 was reached; the same command with --resume" in markdown
+
+    rows, markdown = bench_attention(tiny_attention(tmp_path, resume=True, max_minutes=60))
+    assert [r["status"] for r in rows] == ["ok"] * 12 and clock.now == 12 * 60.0
+    assert "not run" not in markdown and "- 3 of 12 cells reused" in markdown
+
+
+def test_resume_keeps_what_stopped_a_series(tmp_path, monkeypatch):
+    real = bench._attention_call
+
+    def fake(series, pass_, q, k, v, grad_out):
+        fn = real(series, pass_, q, k, v, grad_out)
+        if series.mechanism.name == "agent" and q.shape[2] >= 32:
+            return lambda: (_ for _ in ()).throw(torch.OutOfMemoryError("out of memory"))
+        return fn
+
+    monkeypatch.setattr(bench, "_attention_call", fake)
+    _, markdown = bench_attention(tiny_attention(tmp_path))
+    calls = counting_measure(monkeypatch)
+    _, resumed = bench_attention(tiny_attention(tmp_path, resume=True))
+    # the reused OOM at N=32 stops agent again: its longer cells are derived, not measured
+    assert calls == []
+    assert table_row(resumed, "agent [torch]")[1:] == ["OOM", "OOM"]
+    # 9 reused; agent's 3 cells after its OOM are written again as skipped, as in the first run
+    assert resumed == markdown + "\n- 9 of 12 cells reused from earlier records (--resume).\n"
+
+
+def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype):
+        seen.append((batch, length))
+        if batch * length > 32 * 32:
+            return Measurement("oom", error="OutOfMemoryError: out of memory"), None
+        return Measurement("ok", times_ms=(10.0 * batch,), peak_memory_bytes=1), batch * length
+
+    monkeypatch.setattr(bench, "_measure_step", fake_step)
+    cfg = {"attentions": ("full",), "batch": 32, "device": "cpu", "quiet": True, "out": str(tmp_path)}
+    bench_model(BenchConfig(lengths=(32, 64), **cfg))
+    assert seen == [(32, 32), (32, 64), (16, 64)]
+
+    seen.clear()
+    built = []
+    real_build = bench.models.build
+    monkeypatch.setattr(bench.models, "build", lambda **kw: built.append(1) or real_build(**kw))
+    bench_model(BenchConfig(lengths=(32, 64), resume=True, **cfg))
+    assert seen == [] and built == []  # every cell reused: no model, no step
+
+    rows, markdown = bench_model(BenchConfig(lengths=(32, 64, 128), resume=True, **cfg))
+    assert seen == [(16, 128), (8, 128)]  # 128 starts from the batch the reused 64 ran with
+    assert [r["batch"] for r in rows] == [32, 16, 8] and built == [1]
+    assert "- 2 of 3 cells reused" in markdown
+
+
+# ----------------------------------------------------------------------------------------------
 # The model benchmark
 # ----------------------------------------------------------------------------------------------
 
@@ -427,6 +580,19 @@ def test_cli_attention_tiny_grid(tmp_path):
     ]
 
 
+def test_cli_resume_continues_a_time_limited_run(tmp_path):
+    args = ("attention", "--attentions", "full", "--lengths", "16,32", "--heads", "1", "--head-dim", "8",
+            "--repeats", "1", "--warmup", "0", "--device", "cpu", "--out", str(tmp_path), "--quiet")  # fmt: skip
+    first = invoke(*args, "--max-minutes", "1e-9")
+    assert first.exit_code == 0, first.output
+    assert "- 4 of 4 cells not run: --max-minutes 1e-09 was reached" in first.output
+    assert records_under(tmp_path) == []
+    second = invoke(*args, "--resume")
+    assert second.exit_code == 0 and "not run" not in second.output and "reused" not in second.output
+    third = invoke(*args, "--resume")
+    assert third.output == second.output[:-1] + "\n- 4 of 4 cells reused from earlier records (--resume).\n\n"
+
+
 def test_cli_model_quick_grid_override(tmp_path):
     result = invoke(
         "model", "--attentions", "agent", "--lengths", "16", "--batch", "1", "--repeats", "1", "--warmup", "0",
@@ -461,6 +627,7 @@ def test_cli_model_quick_grid_override(tmp_path):
         (["attention", "--repeats", "0"], "Error: --repeats must be >= 1; got 0"),
         (["model", "--time-budget", "0"], "Error: --time-budget must be > 0 seconds; got 0"),
         (["model", "--batch", "0"], "Error: --batch must be >= 1; got 0"),
+        (["attention", "--max-minutes", "0"], "Error: --max-minutes must be > 0; got 0"),
         (
             ["attention", "--device", "cpu", "--dtype", "float16"],
             "Error: --dtype float16 is not supported on CPU",
