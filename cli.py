@@ -57,6 +57,11 @@ def apply_options(fn: Callable[..., Any], options: list[Callable[..., Any]]) -> 
     return fn
 
 
+def with_options(options: list[Callable[..., Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`apply_options` as a decorator: @with_options(SHARED_OPTIONS)."""
+    return lambda fn: apply_options(fn, options)
+
+
 device_option = click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
     help="auto = CUDA when available.",
@@ -578,6 +583,35 @@ def plot_command(runs_dir: str, out: str | None) -> None:
 # [section: bench]
 
 
+# How each cell is measured; shared by `lra bench attention|model` and `lra sweep scaling`.
+MEASUREMENT_OPTIONS = [
+    device_option,
+    click.option("--warmup", default=None, type=int, help="Untimed calls per measurement."),
+    click.option("--repeats", default=None, type=int, help="Timed calls per measurement (median, p20, p80)."),
+    click.option("--time-budget", "time_budget_s", default=None, type=float, metavar="S",
+                 help="Seconds of timed calls per measurement; fewer repeats when calls are slow."),
+    click.option("--max-call-s", default=None, type=float, metavar="S",
+                 help="Skip a series' longer lengths once one call takes longer (0 = never)."),
+    click.option("--memory-limit", "memory_limit_gb", default=None, type=float, metavar="GIB",
+                 help="CPU only: calls allocating more are recorded as OOM [default: half the free RAM; 0 = none]."),
+    click.option("--resume", is_flag=True,
+                 help="Reuse the records of cells already in --out that were measured with the same device, "
+                 "settings, code and versions; continues a killed or time-limited run."),
+    click.option("--max-minutes", default=None, type=float, metavar="M",
+                 help="Start no new measurement after M minutes; the cells left are listed as not run "
+                 "(the same command with --resume measures them)."),
+    click.option("--quiet", is_flag=True, help="No progress bar or per-measurement lines."),
+]
+# The shape of one attention call; `lra bench attention` and `lra sweep scaling`.
+ATTENTION_SHAPE_OPTIONS = [
+    click.option("--heads", default=None, type=int, help="Heads H [default: 8; 4 in the CPU reduced grid]."),
+    click.option("--head-dim", default=None, type=int,
+                 help="Head dimension d [default: 64; 32 in the CPU reduced grid]."),
+    click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
+                 help="[default: bfloat16 on CUDA, float32 on CPU]"),
+]
+
+
 def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options `lra bench attention` and `lra bench model` share."""
     options = [
@@ -589,27 +623,12 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lengths", default=None, metavar="N,N,...",
                      help="Sequence lengths, e.g. 1024,2048 or 1K,2K [default: the grid's]."),
         click.option("--batch", default=None, type=int, help="Batch size [default: the grid's]."),
-        device_option,
-        click.option("--warmup", default=None, type=int, help="Untimed calls per measurement."),
-        click.option("--repeats", default=None, type=int, help="Timed calls per measurement (median, p20, p80)."),
-        click.option("--time-budget", "time_budget_s", default=None, type=float, metavar="S",
-                     help="Seconds of timed calls per measurement; fewer repeats when calls are slow."),
-        click.option("--max-call-s", default=None, type=float, metavar="S",
-                     help="Skip a series' longer lengths once one call takes longer (0 = never)."),
-        click.option("--memory-limit", "memory_limit_gb", default=None, type=float, metavar="GIB",
-                     help="CPU only: calls allocating more are recorded as OOM [default: half the free RAM; 0 = none]."),
         click.option("--quick/--full-grid", "quick", default=None,
                      help="Reduced grid (few short lengths, small batch, few repeats) or the full one "
                      "[default: reduced on CPU, full on CUDA]."),
+        *MEASUREMENT_OPTIONS,
         click.option("--out", default="lra_runs", show_default=True,
                      help="Results directory: records under OUT/efficiency/ (lra plot --runs OUT draws them)."),
-        click.option("--quiet", is_flag=True, help="No progress bar or per-measurement lines."),
-        click.option("--resume", is_flag=True,
-                     help="Reuse the records of cells already in --out that were measured with the same device, "
-                     "settings, code and versions; continues a killed or time-limited run."),
-        click.option("--max-minutes", default=None, type=float, metavar="M",
-                     help="Start no new measurement after M minutes; the cells left are listed as not run "
-                     "(the same command with --resume measures them)."),
     ]
     return apply_options(fn, options)
 
@@ -639,10 +658,7 @@ def bench_group() -> None:
 
 @bench_group.command("attention")
 @bench_options
-@click.option("--heads", default=None, type=int, help="Heads H [default: 8; 4 in the CPU reduced grid].")
-@click.option("--head-dim", default=None, type=int, help="Head dimension d [default: 64; 32 in the CPU reduced grid].")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
-              help="[default: bfloat16 on CUDA, float32 on CPU]")
+@with_options(ATTENTION_SHAPE_OPTIONS)
 @user_errors
 def bench_attention_command(**kwargs: Any) -> None:
     """Forward and forward + backward time and peak memory of every attention (and MiTA backend).
@@ -769,23 +785,10 @@ def sweep_mk_command(run_dir: str, grid: tuple[str, ...], grid_rest: tuple[str, 
               help="Attention parameter, repeatable: --attn-param mita.topk=64.")
 @click.option("--lengths", default=None, metavar="2^A..2^B",
               help="Sequence lengths: 2^10..2^20, 2^10,2^14 or 1K,4K [default: 2^10..2^20 on CUDA, 2^10..2^12 on CPU].")
-@device_option
 @click.option("--batch", default=None, type=int, help="Batch size B [default: 1].")
-@click.option("--heads", default=None, type=int, help="Heads H [default: 8 on CUDA, 4 on CPU].")
-@click.option("--head-dim", default=None, type=int, help="Head dimension d [default: 64 on CUDA, 32 on CPU].")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
-              help="[default: bfloat16 on CUDA, float32 on CPU]")
-@click.option("--warmup", default=None, type=int, help="Untimed calls per measurement.")
-@click.option("--repeats", default=None, type=int, help="Timed calls per measurement (median, p20, p80).")
-@click.option("--time-budget", "time_budget_s", default=None, type=float, metavar="S",
-              help="Seconds of timed calls per measurement; fewer repeats when calls are slow.")
-@click.option("--max-call-s", default=None, type=float, metavar="S",
-              help="Skip an attention's longer lengths once one call takes longer (0 = never).")
-@click.option("--memory-limit", "memory_limit_gb", default=None, type=float, metavar="GIB",
-              help="CPU only: calls allocating more are recorded as OOM [default: half the free RAM; 0 = none].")
+@with_options([*ATTENTION_SHAPE_OPTIONS, *MEASUREMENT_OPTIONS])
 @click.option("--out", default=EXPERIMENTS_OUT, show_default=True, type=click.Path(file_okay=False),
               help="Experiments root: efficiency records under OUT/scaling/efficiency/, table and figure in OUT/scaling/.")
-@click.option("--quiet", is_flag=True, help="No progress bar or per-measurement lines.")
 @user_errors
 def sweep_scaling_command(attentions: str | None, attn_params: tuple[str, ...], lengths: str | None,
                           out: str, **options: Any) -> None:

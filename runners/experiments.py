@@ -1181,6 +1181,8 @@ def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> Experi
         cfg = dataclasses.replace(cfg, lengths=SCALING_LENGTHS[device.type])
     rows, bench_markdown = bench.bench_attention(cfg)
     records = [r for r in rows if r.get("kind") == "efficiency"]
+    if not records and any(r["status"] == bench.NOT_RUN for r in rows):
+        raise ValueError("nothing was measured before --max-minutes ran out; give it more minutes")
     if not records:
         raise ValueError(
             "nothing was measured: every attention needs CUDA on this machine; add --attentions full,mita"

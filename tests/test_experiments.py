@@ -394,6 +394,19 @@ def test_sweep_scaling_writes_efficiency_records_the_crossover_table_and_the_fig
     assert is_png(out / "scaling" / "scaling-cpu-float32-B1-H1-d8.png")
 
 
+def test_sweep_scaling_resumes_a_time_limited_run(tmp_path):
+    out = tmp_path / "exp"
+    args = ["sweep", "scaling", "--device", "cpu", "--lengths", "2^6", "--attentions", "full",
+            "--heads", "1", "--head-dim", "8", "--warmup", "0", "--repeats", "1", "--out", out, "--quiet"]  # fmt: skip
+    result = invoke([*args, "--max-minutes", "1e-9"])
+    assert result.exit_code == 2 and "nothing was measured before --max-minutes ran out" in result.output
+    assert invoke(args).exit_code == 0
+    result = invoke([*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    markdown = (out / "scaling" / "scaling-cpu-float32-B1-H1-d8.md").read_text()
+    assert "2 of 2 cells reused from earlier records (--resume)" in markdown
+
+
 def test_crossover_is_the_length_from_which_an_attention_stays_faster():
     times = {"full": (1.0, 4.0, 16.0), "a": (2.0, 3.0, 4.0), "b": (0.5, 5.0, 10.0), "c": (2.0, 8.0, 32.0)}
     rows = [
