@@ -334,14 +334,14 @@ def test_slow_series_skip_longer_lengths_without_records(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------------------
 
 
-def counting_measure(monkeypatch, fail_after: int | None = None, exc: type[BaseException] = KeyboardInterrupt):
-    """Wrap bench.measure: count the measurements, optionally interrupt the one after `fail_after`."""
+def counting_measure(monkeypatch, fail_after: int | None = None):
+    """Wrap bench.measure: count the measurements; Ctrl-C in place of the one after `fail_after`."""
     calls = []
     real = timing.measure
 
     def wrapped(fn, device, **kwargs):
         if fail_after is not None and len(calls) == fail_after:
-            raise exc("stopped from outside")
+            raise KeyboardInterrupt
         calls.append(1)
         return real(fn, device, **kwargs)
 
@@ -397,6 +397,29 @@ def test_resume_measures_again_what_differs_or_is_damaged(tmp_path, monkeypatch)
     _, markdown = bench_attention(tiny_attention(tmp_path, resume=True, repeats=2))
     assert len(calls) == 12 and "reused" not in markdown
     assert {r["repeats_requested"] for r in records_under(tmp_path)} == {2}
+
+
+def test_resume_measures_again_where_the_cpu_memory_limit_changes_the_outcome(tmp_path, monkeypatch):
+    # topk's N x N scores at N=256 (over 256 KiB) exceed a 128 KiB limit; full attention's do not
+    tight, loose = 2**-13, 2**-6  # GiB: 128 KiB, 16 MiB
+    cfg = {"attentions": ("topk",), "lengths": (256,), "memory_limit_gb": tight}
+    bench_attention(tiny_attention(tmp_path, **cfg))
+    calls = counting_measure(monkeypatch)
+    bench_attention(tiny_attention(tmp_path, resume=True, **cfg))
+    assert calls == []  # same limit: the limit's OOMs and the measurements under it still hold
+
+    bench_attention(tiny_attention(tmp_path, resume=True, **{**cfg, "memory_limit_gb": loose}))
+    assert len(calls) == 2  # topk's two OOMs may fit now; full's cells fit under either
+    topk = {r["pass"]: r["status"] for r in records_under(tmp_path) if r["attention"] == "topk"}
+    assert topk == {"forward": "ok", "forward_backward": "ok"}
+
+    calls.clear()
+    bench_attention(tiny_attention(tmp_path, resume=True, **cfg))
+    # topk's forward needs more than the tight limit: measured again, it ends as OOM, and its
+    # backward is recorded as skipped without a call
+    assert len(calls) == 1
+    topk = {r["pass"]: r["error"] for r in records_under(tmp_path) if r["attention"] == "topk"}
+    assert "CPU memory limit" in topk["forward"] and topk["forward_backward"].startswith("skipped: out of memory")
 
 
 class FakeClock:
