@@ -15,8 +15,10 @@
 #   attention  lra bench attention on a reduced CUDA grid (1K..64K)
 #   model    lra bench model (LRA Table 2 protocol) at 1K, 2K, 4K
 #   attention-full, model-full
-#            the full default grids (attention 1K..1M, model 1K..16K) with --resume and --max-minutes:
-#            each call measures what the earlier ones left, so repeat
+#            the full default grids (attention 1K..1M, model 1K..16K) with --resume: each call
+#            measures what the earlier ones left. Together they start no new measurement after
+#            FULL_MINUTES (default 7) from the start of the script, so one call stays near
+#            FULL_MINUTES plus the last cell (about a minute). Repeat
 #                STEPS="attention-full model-full" bash runners/gpu_checks.sh
 #            until the tables list no "not run" cells (bench_attention_full.log / bench_model_full.log)
 # Logs, summaries and the efficiency records of the bench steps are packed into $OUT/gpu_checks.tgz
@@ -85,9 +87,9 @@ for name in $STEPS; do
       ;;
     attention-full|model-full)
       bench=${name%-full}
-      minutes_var=$(echo "${bench}_FULL_MINUTES" | tr a-z A-Z)
-      minutes=${!minutes_var:-$([ "$bench" = attention ] && echo 6 || echo 5)}
-      step "lra bench $bench, full grid (--resume, at most $minutes minutes of new measurements)"
+      # what is left of FULL_MINUTES since the script started (bash counts SECONDS from its start)
+      minutes=$(awk "BEGIN { m = ${FULL_MINUTES:-7} - $SECONDS / 60; print (m > 0.05 ? m : 0.05) }")
+      step "lra bench $bench, full grid (--resume; new measurements start for $minutes more minutes)"
       # --max-minutes only stops new cells from starting; the timeout leaves room for the last one.
       timeout "$(awk "BEGIN { print int($minutes * 60 + 150) }")" $PY -m cli bench "$bench" --quiet --resume \
         --max-minutes "$minutes" --out "$RUNS" > "$WORK/bench_${bench}_full.log" 2>&1
