@@ -33,6 +33,7 @@ export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-env kernels tune tests attention model}
 WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT  # everything worth keeping is packed into $OUT
 RUNS=${RUNS:-lra_runs}
 mkdir -p "$RUNS"
 

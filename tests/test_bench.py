@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -502,6 +507,29 @@ def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path,
     assert seen == [(16, 128), (8, 128)]  # 128 starts from the batch the reused 64 ran with
     assert [r["batch"] for r in rows] == [32, 16, 8] and built == [1]
     assert "- 2 of 3 cells reused" in markdown
+
+
+def test_gpu_checks_script_full_grid_step_runs_and_packs_its_records(tmp_path):
+    # The script is meant for scarce GPU time: check on CPU that its full-grid step runs, stops at
+    # its time budget, and packs the records with the log.
+    env = {
+        **os.environ,
+        "STEPS": "attention-full",
+        "FULL_MINUTES": "0.01",
+        "OUT": str(tmp_path / "out"),
+        "RUNS": str(tmp_path / "runs" / "lra_runs"),
+        "PYTHON": sys.executable,
+    }
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        ["bash", "runners/gpu_checks.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "exit 0" in done.stdout and "cells not run: --max-minutes" in done.stdout
+    with tarfile.open(tmp_path / "out" / "gpu_checks.tgz") as archive:
+        names = archive.getnames()
+    assert "./bench_attention_full.log" in names
+    assert any(n.startswith("lra_runs/efficiency/attention/cpu/") and n.endswith(".json") for n in names)
 
 
 # ----------------------------------------------------------------------------------------------
