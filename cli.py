@@ -927,12 +927,13 @@ def swap_command(run_dir: str | None, runs_dir: str | None, task: str | None, at
     if task is not None and run_dir is not None:
         raise UserError("--task selects runs under --runs; with --run the task is the run's own")
     specs = [spec for text in attentions for spec in split_list(text)]
-    resolved = resolve_attentions(specs, _swap_attn_params(attn_params, specs)) if specs else []
+    params = _swap_attn_params(attn_params, specs)
+    resolve_attentions(specs, params)  # bad names and parameters fail here, before any run is loaded
     opts, echo = _eval_config(**options), _echo_unless(options["quiet"])
     if run_dir is not None:
-        result = swap_run(run_dir, resolved, opts, echo=echo)
+        result = swap_run(run_dir, specs, opts, attn_params=params, echo=echo)
     else:
-        result = swap_matrix(runs_dir, resolved or None, opts, task=task, echo=echo)
+        result = swap_matrix(runs_dir, specs or None, opts, attn_params=params, task=task, echo=echo)
     _report(result)
 
 

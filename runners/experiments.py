@@ -148,13 +148,21 @@ def parse_scaling_lengths(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(lengths)))
 
 
+# An evaluation attention: a mechanism and its resolved parameters.
+Attention = tuple[attention_zoo.Mechanism, attention_zoo.AttentionParams]
+
+
 def resolve_attentions(
-    specs: Sequence[str], attn_params: Mapping[str, Mapping[str, Any]] | None = None
-) -> list[tuple[attention_zoo.Mechanism, attention_zoo.AttentionParams]]:
+    specs: Sequence[str],
+    attn_params: Mapping[str, Mapping[str, Any]] | None = None,
+    preset_attention: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Attention]:
     """Attention specs (`full`, `mita(topk=64)`) plus per-name parameters -> validated (mechanism,
-    params), duplicates removed. A spec's parameters are exact: the registry's defaults plus the
-    given values (never inherited from the checkpoint)."""
+    params), duplicates removed. Parameters: the registry's defaults, then the preset's
+    per-mechanism defaults (`Preset.attention`: the budget `lra suite` trains that mechanism with),
+    then `attn_params`, then the spec's own -- never inherited from a checkpoint's attention."""
     attn_params = dict(attn_params or {})
+    preset_attention = preset_attention or {}
     parsed = [suite.parse_attention(spec) for spec in specs]
     names = {name for name, _ in parsed}
     for name in [name for name, _ in parsed] + list(attn_params):
@@ -164,10 +172,10 @@ def resolve_attentions(
         raise ValueError(
             f"--attn-param names attention {unknown[0]!r}, which is not among --attention ({', '.join(sorted(names))})"
         )
-    out: dict[str, tuple[attention_zoo.Mechanism, attention_zoo.AttentionParams]] = {}
+    out: dict[str, Attention] = {}
     for name, inline in parsed:
         mechanism = attention_zoo.get(name)
-        params = mechanism.params(**{**attn_params.get(name, {}), **inline})
+        params = mechanism.params(**{**preset_attention.get(name, {}), **attn_params.get(name, {}), **inline})
         out.setdefault(mechanism.label(params), (mechanism, params))
     return list(out.values())
 
@@ -878,8 +886,6 @@ def _outline(ax: Any, x: int, y: int, label: str | None = None) -> None:
 # lra swap: checkpoints evaluated with other attentions
 # ----------------------------------------------------------------------------------------------
 
-Attention = tuple[attention_zoo.Mechanism, attention_zoo.AttentionParams]
-
 
 def _swap_path(opts: EvalOptions, run: TrainedRun, mechanism: attention_zoo.Mechanism, params: Any) -> Path:
     return (
@@ -894,13 +900,15 @@ def _swap_path(opts: EvalOptions, run: TrainedRun, mechanism: attention_zoo.Mech
 
 def swap_run(
     run_dir: str | Path,
-    attentions: Sequence[Attention],
+    attentions: Sequence[str],
     opts: EvalOptions | None = None,
     *,
+    attn_params: Mapping[str, Mapping[str, Any]] | None = None,
     echo: Echo = _quiet_echo,
 ) -> ExperimentResult:
-    """Evaluate one checkpoint with each of `attentions` (see `resolve_attentions`) and, first, with
-    the attention it was trained with (the reference of the differences).
+    """Evaluate one checkpoint with each of `attentions` (specs such as `mita(topk=64)`, with
+    `attn_params` per name, resolved against the run's preset: see `resolve_attentions`) and,
+    first, with the attention it was trained with (the reference of the differences).
 
     Writes one eval record per attention and `swap-<checkpoint>-<split>.{md,csv,png}` in the run's
     folder under `<out>/swap/<task>/`: accuracy, the difference to the trained attention, keys
@@ -911,7 +919,8 @@ def swap_run(
         raise ValueError("lra swap needs at least one --attention to evaluate with, e.g. --attention full")
     evaluator = Evaluator(opts)
     run = load_run(run_dir, checkpoint=opts.checkpoint, data_dir=opts.data_dir)
-    todo = [(run.mechanism, run.params)] + [(m, p) for m, p in attentions if m.label(p) != run.label]
+    resolved = resolve_attentions(attentions, attn_params, run.preset.attention)
+    todo = [(run.mechanism, run.params)] + [(m, p) for m, p in resolved if m.label(p) != run.label]
     records = []
     with _progress(len(todo), f"swap {run.label}", opts.quiet) as bar:
         for mechanism, params in todo:
@@ -1055,18 +1064,20 @@ def plot_swap(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions, path: Pat
 
 def swap_matrix(
     runs_root: str | Path,
-    attentions: Sequence[Attention] | None = None,
+    attentions: Sequence[str] | None = None,
     opts: EvalOptions | None = None,
     *,
+    attn_params: Mapping[str, Mapping[str, Any]] | None = None,
     task: str | None = None,
     echo: Echo = _quiet_echo,
 ) -> ExperimentResult:
     """Every finished run of one task under `runs_root`, evaluated with every attention: the matrix
     train attention x evaluation attention.
 
-    The evaluation attentions default to the attentions the runs were trained with (a square
-    matrix whose diagonal is each run's own accuracy). A cell is the mean over the seeds of that
-    training attention. Writes one eval record per (run, attention) and
+    The evaluation attentions (specs, resolved against each run's preset as in `swap_run`) default
+    to the attentions the runs were trained with (a square matrix whose diagonal is each run's own
+    accuracy). A cell is the mean over the seeds of that training attention; runs of presets with
+    different budgets give different columns. Writes one eval record per (run, attention) and
     `<out>/swap/<task>/matrix-<checkpoint>-<split>.{md,csv,png}`.
     """
     opts = opts or EvalOptions()
@@ -1075,12 +1086,17 @@ def swap_matrix(
         load_run(d, checkpoint=opts.checkpoint, data_dir=opts.data_dir) for d in find_runs(runs_root, task)
     ]
     runs.sort(key=lambda r: (r.preset.name, r.label, r.seed))
-    if not attentions:
-        attentions = list({r.label: (r.mechanism, r.params) for r in runs}.values())
+    trained = list({r.label: (r.mechanism, r.params) for r in runs}.values())
+    per_run = {
+        run.run_dir: resolve_attentions(attentions, attn_params, run.preset.attention)
+        if attentions
+        else trained
+        for run in runs
+    }
     records = []
-    with _progress(len(runs) * len(attentions), "swap matrix", opts.quiet) as bar:
+    with _progress(sum(len(a) for a in per_run.values()), "swap matrix", opts.quiet) as bar:
         for run in runs:
-            for mechanism, params in attentions:
+            for mechanism, params in per_run[run.run_dir]:
                 path = _swap_path(opts, run, mechanism, params)
                 record = evaluator.run_eval("swap", run, mechanism, params, path)
                 records.append(record)
@@ -1092,7 +1108,7 @@ def swap_matrix(
         f"{label} [{preset}]" if several_presets else label
         for label, preset in zip(frame["train_attention_label"], frame["preset"], strict=True)
     ]
-    columns = [m.label(p) for m, p in attentions]
+    columns = list(dict.fromkeys(m.label(p) for resolved in per_run.values() for m, p in resolved))
     matrix = matrix_table(frame, columns)
     markdown = matrix_markdown(matrix, frame, records, runs[0].task, opts)
     stem = Path(opts.out) / "swap" / runs[0].task / f"matrix-{opts.checkpoint}-{opts.split}"

@@ -215,7 +215,7 @@ def test_parse_grid():
 
 
 def test_swap_to_route_only_mita_holding_every_key_is_full_attention(trained, tmp_path):
-    attentions = experiments.resolve_attentions(["mita_route(num_landmarks=4,topk=100000)", "agent"])
+    attentions = ["mita_route(num_landmarks=4,topk=100000)", "agent"]
     opts = EvalOptions(out=str(tmp_path), diag_batches=1, quiet=True)
     result = experiments.swap_run(trained["full"], attentions, opts)
     own, route, agent = result.records
@@ -247,19 +247,39 @@ def test_swap_names_initialised_and_dropped_parameters(trained, tmp_path):
     swapped = next(r for r in records if r["attention"] == "mita")
     assert swapped["missing_parameters"] == [key] and swapped["unused_parameters"] == []
     # The other way round: the learned queries of a checkpoint are dropped by full attention.
-    back = experiments.swap_run(
-        trained["learned"], experiments.resolve_attentions(["full"]), EvalOptions(out=str(out), quiet=True)
-    )
+    back = experiments.swap_run(trained["learned"], ["full"], EvalOptions(out=str(out), quiet=True))
     assert back.records[1]["unused_parameters"] == [key] and back.records[1]["missing_parameters"] == []
     assert "dropped (in the checkpoint, not used by this attention)" in back.markdown
     # Learned landmarks of another m: the checkpoint's are dropped, new ones initialised.
     other_m = experiments.swap_run(
         trained["learned"],
-        experiments.resolve_attentions(["mita(landmarks=learned,num_landmarks=8)"]),
+        ["mita(landmarks=learned,num_landmarks=8)"],
         EvalOptions(out=str(out), quiet=True),
     )
     assert other_m.records[1]["unused_parameters"] == [key]
     assert other_m.records[1]["missing_parameters"] == [key.replace("[2, 4, 16]", "[2, 8, 16]")]
+
+
+def test_swap_attentions_start_from_the_runs_preset_budget(trained, tmp_path):
+    # The tiny preset trains MiTA with 8 landmarks and top-8 (lra.configs.CPU_BUDGET), not the
+    # registry's 32 / 32: a swapped-in attention gets the budget the suite would give it.
+    opts = EvalOptions(out=str(tmp_path), quiet=True)
+    result = experiments.swap_run(
+        trained["full"], ["mita", "agent(num_agents=4)"], opts, attn_params={"mita": {"topk": 4}}
+    )
+    _, mita, agent = result.records
+    assert (mita["attention_params"]["num_landmarks"], mita["attention_params"]["topk"]) == (8, 4)
+    assert agent["attention_params"]["num_agents"] == 4  # the spec's own value wins over the preset's 16
+    assert mita["attention_label"] == "mita(num_landmarks=8,topk=4)"
+    preset = experiments.load_run(trained["full"]).preset.attention
+    assert preset["mita"] == {"num_landmarks": 8, "topk": 8} and preset["agent"] == {"num_agents": 16}
+
+    matrix = experiments.swap_matrix(trained["root"], ["mita"], opts)
+    assert {r["attention_label"] for r in matrix.records} == {"mita(num_landmarks=8,topk=8)"}
+    header = next(line for line in matrix.markdown.splitlines() if line.startswith("| trained with"))
+    assert header.split("|")[2].strip() == "mita(num_landmarks=8,topk=8)"
+    # so the MiTA run evaluated with "mita" is its own attention: the bold diagonal
+    assert matrix.markdown.count("| **") == 1
 
 
 def test_swap_matrix_over_the_runs_of_a_task(trained, tmp_path):
