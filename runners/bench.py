@@ -24,8 +24,8 @@ example; memory ratio = memory / full memory) beside the records, and return the
 
 Long grids survive being stopped. Every record is written (atomically) as soon as its cell is
 measured, so a killed run keeps what it finished; with `resume`, a cell whose record is already in
-the store and was measured with the same device, shape, settings, code and versions is read back
-instead of measured again. `max_minutes` starts no new measurement after that many minutes: the
+the store and was measured with the same device, shape, settings, code (`code_hash`) and versions
+is read back instead of measured again (`reusable_record`). `max_minutes` starts no new measurement after that many minutes: the
 remaining cells appear in the tables as "not run", and the same command with `resume` measures them.
 
 On CPU the reduced grid is the default (`quick`): a few short lengths, a small batch, few repeats.
@@ -35,8 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import hashlib
 import json
 import math
+import platform
 import re
 import sys
 import time
@@ -318,14 +321,18 @@ class Context:
     def settings(self) -> dict[str, Any]:
         """The record fields that must match for `resume` to reuse a record (beyond its path,
         which already names the bench, device, shape, attention parameters, backend, pass and N;
-        the CPU memory limit is compared by what it changes, in `reusable_record`)."""
+        the CPU memory limit is compared by what it changes, in `reusable_record`). "Same code" is
+        the hash of the package's sources, not the commit, which cannot tell two dirty trees apart."""
+        cpu = self.device.type == "cpu"
         return {
             "device": self.device_name,
+            "cpu_model": _cpu_model() if cpu else None,
+            "cpu_threads": torch.get_num_threads() if cpu else None,
             "dtype": self.dtype,
             "warmup_requested": self.warmup,
             "repeats_requested": self.repeats,
             "time_budget_s": self.time_budget_s,
-            **self.provenance,
+            **{k: v for k, v in self.provenance.items() if k != "git_commit"},
         }
 
     def out_of_time(self) -> bool:
@@ -372,8 +379,8 @@ def make_record(
         "time_method": m.time_method,
         "memory_method": m.memory_method,
         "memory_limit_bytes": ctx.memory_limit_bytes if ctx.device.type == "cpu" else None,
-        "cpu_threads": torch.get_num_threads() if ctx.device.type == "cpu" else None,
         "measured_at": _now(),
+        "git_commit": ctx.provenance["git_commit"],
         **ctx.settings(),
     }
     record.update(extra)
@@ -404,11 +411,16 @@ def reusable_record(ctx: Context, series: Series, pass_: str, seq_len: int) -> d
     # under a tighter limit than now.
     limit = ctx.memory_limit_bytes if ctx.device.type == "cpu" else None
     was_limit = record.get("memory_limit_bytes")
-    if record["status"] == "ok" and limit is not None and (record["peak_memory_bytes"] or 0) > limit:
+    # what the limit was checked against: the call's own allocations (the model bench's
+    # peak_memory_bytes adds the weights, optimizer state and inputs held before the step)
+    tracked = record.get("step_peak_memory_bytes", record["peak_memory_bytes"]) or 0
+    if record["status"] == "ok" and limit is not None and tracked > limit:
         return None
-    hit_limit = record["status"] == "oom" and CPU_LIMIT_MESSAGE in (record["error"] or "")
-    if hit_limit and was_limit is not None and (limit is None or limit > was_limit):
+    looser = was_limit is not None and (limit is None or limit > was_limit)
+    if looser and record["status"] == "oom" and CPU_LIMIT_MESSAGE in (record["error"] or ""):
         return None
+    if looser and record.get("batch_requested") is not None and record["batch"] < record["batch_requested"]:
+        return None  # the batch was halved under a tighter limit: a larger one may fit now
     return record
 
 
@@ -424,7 +436,36 @@ def _provenance() -> dict[str, Any]:
         "torch_version": torch.__version__,
         "triton_version": installed_version("triton"),
         "git_commit": git_commit(),
+        "code_hash": code_hash(),
     }
+
+
+# The packages whose code decides what is measured (cli.py only parses options).
+CODE_PACKAGES = ("attention_zoo", "lra", "runners", "results")
+
+
+def code_hash(root: Path | None = None) -> str:
+    """sha256 prefix of every .py file of the packages under `root` (default: this checkout or
+    installation), paths and bytes: equal iff the code is."""
+    root = root or Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _cpu_model() -> str:
+    """The processor's name ("model name" in /proc/cpuinfo), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _default_memory_limit() -> int | None:
@@ -572,7 +613,7 @@ class _Tally:
         self.reused = self.not_run = self.total = 0
 
     def add(self, row: dict[str, Any], reused: bool = False) -> None:
-        self.total += 1
+        self.total += row["status"] != "n/a"  # cells that could run here
         self.reused += reused
         self.not_run += row["status"] == NOT_RUN
 
@@ -874,6 +915,7 @@ def _model_series(
                 m,
                 peak_memory_bytes=total,
                 examples_per_s=examples_per_s,
+                step_peak_memory_bytes=m.peak_memory_bytes,
                 **extra,
             )
             write_record(record_path(ctx, s, pass_, length), record)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Everything to check and time on a GPU machine, in order of importance, each step under its own
-# time limit so that one slow step cannot starve the rest (about 6 minutes on an H200). Run from the
-# repository root:
+# time limit so that one slow step cannot starve the rest (about 6 minutes on an H200). Usually
+# run from the repository root (OUT and RUNS are relative to where it is started):
 #
-#     bash runners/gpu_checks.sh                 # outputs under ./gpu_out
+#     bash runners/gpu_checks.sh                 # outputs under ./gpu_out, records under ./lra_runs
 #     OUT=/some/dir STEPS="kernels tests" bash runners/gpu_checks.sh
 #
 # Steps (STEPS picks and orders them; default all):
@@ -17,8 +17,9 @@
 #   attention-full, model-full
 #            the full default grids (attention 1K..1M, model 1K..16K) with --resume: each call
 #            measures what the earlier ones left. Together they start no new measurement after
-#            FULL_MINUTES (default 7) from the start of the script, so one call stays near
-#            FULL_MINUTES plus the last cell (about a minute). Repeat
+#            FULL_MINUTES (default 7) from the start of the script; a step that would get less than
+#            MIN_STEP_MINUTES (default 0.5) is left for the next call. One call takes FULL_MINUTES
+#            plus the cell in progress (at most 3 x --max-call-s: 1 min attention, 3 min model). Repeat
 #                STEPS="attention-full model-full" bash runners/gpu_checks.sh
 #            until the tables list no "not run" cells (bench_attention_full.log / bench_model_full.log)
 # Logs, summaries and the efficiency records of the bench steps are packed into $OUT/gpu_checks.tgz
@@ -27,20 +28,26 @@
 # to continue on a fresh machine, unpack the archive's lra_runs/ there first). Nothing is installed:
 # the package runs from the source tree with the machine's torch and triton.
 set -uo pipefail
+# OUT and RUNS are relative to where the script is started; the steps run from the repository root.
 OUT=${OUT:-gpu_out}
-mkdir -p "$OUT"
+RUNS=${RUNS:-lra_runs}
+mkdir -p "$OUT" "$RUNS"
+OUT=$(cd "$OUT" && pwd)
+RUNS=$(cd "$RUNS" && pwd)  # absolute: pack() changes directory twice
+cd "$(dirname "$0")/.." || exit 2
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-env kernels tune tests attention model}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT  # everything worth keeping is packed into $OUT
-RUNS=${RUNS:-lra_runs}
-mkdir -p "$RUNS"
 
 step() { echo; echo "== $(date -u +%T) $*"; }
 pack() {
-  tar czf "$OUT/gpu_checks.tgz.part" -C "$WORK" . -C "$(dirname "$RUNS")" "$(basename "$RUNS")" &&
+  if tar czf "$OUT/gpu_checks.tgz.part" -C "$WORK" . -C "$(dirname "$RUNS")" "$(basename "$RUNS")"; then
     mv "$OUT/gpu_checks.tgz.part" "$OUT/gpu_checks.tgz"
+  else
+    echo "WARNING: packing $OUT/gpu_checks.tgz failed; the logs are in $WORK until the script ends"
+  fi
   for f in bench_kernels.md tune.md; do [ -f "$WORK/$f" ] && cp "$WORK/$f" "$OUT/$f"; done
   return 0
 }
@@ -89,10 +96,17 @@ for name in $STEPS; do
     attention-full|model-full)
       bench=${name%-full}
       # what is left of FULL_MINUTES since the script started (bash counts SECONDS from its start)
-      minutes=$(awk "BEGIN { m = ${FULL_MINUTES:-7} - $SECONDS / 60; print (m > 0.05 ? m : 0.05) }")
+      minutes=$(awk "BEGIN { print ${FULL_MINUTES:-7} - $SECONDS / 60 }")
+      if awk "BEGIN { exit !($minutes < ${MIN_STEP_MINUTES:-0.5}) }"; then
+        step "lra bench $bench, full grid: skipped, FULL_MINUTES is used up (the next call continues)"
+        continue
+      fi
+      minutes=$(awk "BEGIN { print ($minutes > 0.01 ? $minutes : 0.01) }")  # --max-minutes must be > 0
       step "lra bench $bench, full grid (--resume; new measurements start for $minutes more minutes)"
-      # --max-minutes only stops new cells from starting; the timeout leaves room for the last one.
-      timeout "$(awk "BEGIN { print int($minutes * 60 + 150) }")" $PY -m cli bench "$bench" --quiet --resume \
+      # --max-minutes only stops new cells from starting; the timeout leaves room for the cell in
+      # progress: a cold call, a warm-up call and a timed one of up to --max-call-s (20 s / 60 s).
+      margin=$([ "$bench" = attention ] && echo 120 || echo 240)
+      timeout "$(awk "BEGIN { print int($minutes * 60 + $margin) }")" $PY -m cli bench "$bench" --quiet --resume \
         --max-minutes "$minutes" --out "$RUNS" > "$WORK/bench_${bench}_full.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/bench_${bench}_full.log"
       ;;

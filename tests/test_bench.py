@@ -427,6 +427,64 @@ def test_resume_measures_again_where_the_cpu_memory_limit_changes_the_outcome(tm
     assert "CPU memory limit" in topk["forward"] and topk["forward_backward"].startswith("skipped: out of memory")
 
 
+@pytest.mark.parametrize("change", ["code", "threads"])
+def test_resume_measures_again_after_a_code_or_machine_change(tmp_path, monkeypatch, change):
+    bench_attention(tiny_attention(tmp_path, attentions=("full",)))
+    if change == "code":  # e.g. another uncommitted edit on the same dirty commit
+        monkeypatch.setattr(bench, "code_hash", lambda: "0123456789abcdef")
+    else:
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 97)
+    calls = counting_measure(monkeypatch)
+    bench_attention(tiny_attention(tmp_path, attentions=("full",), resume=True))
+    assert len(calls) == 6
+
+
+def test_code_hash_follows_the_sources(tmp_path):
+    (tmp_path / "runners").mkdir()
+    (tmp_path / "runners" / "bench.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("not code")
+    first = bench.code_hash(tmp_path)
+    (tmp_path / "README.md").write_text("edited, still not code")
+    assert bench.code_hash(tmp_path) == first and len(first) == 16
+    (tmp_path / "runners" / "bench.py").write_text("x = 2\n")
+    assert bench.code_hash(tmp_path) != first
+    (tmp_path / "runners" / "bench.py").write_text("x = 1\n")
+    assert bench.code_hash(tmp_path) == first
+    (tmp_path / "lra").mkdir()
+    (tmp_path / "lra" / "new.py").write_text("")
+    assert bench.code_hash(tmp_path) != first  # a new (untracked) module counts too
+
+
+def fake_model_step(limit_tokens: int, seen: list):
+    """A model step that 'runs out of memory' above limit_tokens tokens per batch; its own
+    allocations are 1 byte per token, the whole step (with weights etc.) 1000 bytes more."""
+
+    def step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype):
+        seen.append((batch, length))
+        if batch * length > limit_tokens:
+            return Measurement("oom", error="OutOfMemoryError: CPU memory limit (fake)"), None
+        return Measurement("ok", times_ms=(1.0,), peak_memory_bytes=batch * length), 1000 + batch * length
+
+    return step
+
+
+def test_model_resume_measures_again_a_batch_halved_under_a_tighter_limit(tmp_path, monkeypatch):
+    seen: list = []
+    monkeypatch.setattr(bench, "_measure_step", fake_model_step(2 * 64, seen))
+    cfg = {"attentions": ("full",), "lengths": (64,), "batch": 4, "device": "cpu", "quiet": True}
+    cfg["out"] = str(tmp_path)
+    bench_model(BenchConfig(memory_limit_gb=2**-20, **cfg))  # 1 KiB
+    assert seen == [(4, 64), (2, 64)] and records_under(tmp_path)[0]["batch"] == 2
+
+    seen.clear()  # the same limit: reused (the whole step's 1128 bytes exceed 1 KiB, its own 128 do not)
+    bench_model(BenchConfig(memory_limit_gb=2**-20, resume=True, **cfg))
+    assert seen == []
+
+    monkeypatch.setattr(bench, "_measure_step", fake_model_step(4 * 64, seen))
+    bench_model(BenchConfig(memory_limit_gb=0, resume=True, **cfg))  # no limit: batch 4 may fit now
+    assert seen == [(4, 64)] and records_under(tmp_path)[0]["batch"] == 4
+
+
 class FakeClock:
     """Stands in for the `time` module in runners.bench: each measurement takes a minute."""
 
@@ -512,24 +570,27 @@ def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path,
 def test_gpu_checks_script_full_grid_step_runs_and_packs_its_records(tmp_path):
     # The script is meant for scarce GPU time: check on CPU that its full-grid step runs, stops at
     # its time budget, and packs the records with the log.
-    env = {
-        **os.environ,
-        "STEPS": "attention-full",
-        "FULL_MINUTES": "0.01",
-        "OUT": str(tmp_path / "out"),
-        "RUNS": str(tmp_path / "runs" / "lra_runs"),
-        "PYTHON": sys.executable,
-    }
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(
-        ["bash", "runners/gpu_checks.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "exit 0" in done.stdout and "cells not run: --max-minutes" in done.stdout
+    script = Path(__file__).resolve().parents[1] / "runners" / "gpu_checks.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": "out", "RUNS": "runs/lra_runs"}
+    env |= {"FULL_MINUTES": "0.05", "MIN_STEP_MINUTES": "0"}
+    for step in ("attention-full", "model-full"):  # each call: a first cell, then out of time
+        done = subprocess.run(  # started elsewhere, with relative OUT and RUNS (as the default RUNS is)
+            ["bash", str(script)], cwd=tmp_path, env={**env, "STEPS": step}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "exit 0" in done.stdout and "cells not run: --max-minutes" in done.stdout
+        assert "WARNING" not in done.stdout and not (tmp_path / "out" / "gpu_checks.tgz.part").exists()
     with tarfile.open(tmp_path / "out" / "gpu_checks.tgz") as archive:
         names = archive.getnames()
-    assert "./bench_attention_full.log" in names
-    assert any(n.startswith("lra_runs/efficiency/attention/cpu/") and n.endswith(".json") for n in names)
+    assert "./bench_model_full.log" in names  # the archive of the latest call, with every record
+    for bench_name in ("attention", "model"):
+        prefix = f"lra_runs/efficiency/{bench_name}/cpu/"
+        assert any(n.startswith(prefix) and n.endswith(".json") for n in names)
+    assert list((tmp_path / "runs" / "lra_runs" / "efficiency").glob("*.md"))  # the records stay in RUNS
+
+    env |= {"MIN_STEP_MINUTES": "0.5", "STEPS": "model-full"}
+    done = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "skipped, FULL_MINUTES is used up (the next call continues)" in done.stdout
 
 
 # ----------------------------------------------------------------------------------------------
