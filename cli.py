@@ -912,6 +912,9 @@ def swap_command(run_dir: str | None, runs_dir: str | None, task: str | None, at
                  attn_params: tuple[str, ...], **options: Any) -> None:
     """Evaluate checkpoints trained with one attention using another (weights transfer: MiTA adds no parameters).
 
+    An evaluation attention's parameters start from the budget of the run's preset (as `lra suite`
+    trains that attention), then --attn-param and the spec's own values.
+
     \b
     Parameters an evaluation attention needs and the checkpoint lacks (learned landmark queries) are
     initialised with the run's seed, and listed; checkpoint parameters it does not use are listed as dropped.
@@ -927,6 +930,8 @@ def swap_command(run_dir: str | None, runs_dir: str | None, task: str | None, at
     if task is not None and run_dir is not None:
         raise UserError("--task selects runs under --runs; with --run the task is the run's own")
     specs = [spec for text in attentions for spec in split_list(text)]
+    if attn_params and not specs:
+        raise UserError("--attn-param sets parameters of an --attention; give the attention too, e.g. --attention mita")
     params = _swap_attn_params(attn_params, specs)
     resolve_attentions(specs, params)  # bad names and parameters fail here, before any run is loaded
     opts, echo = _eval_config(**options), _echo_unless(options["quiet"])

@@ -185,6 +185,29 @@ def resolve_attentions(
 # ----------------------------------------------------------------------------------------------
 
 
+def resolve_one(
+    spec: str,
+    attn_params: Mapping[str, Mapping[str, Any]] | None,
+    preset_attention: Mapping[str, Mapping[str, Any]] | None,
+) -> Attention:
+    """`resolve_attentions` for one spec (the `attn_params` of other names are ignored)."""
+    name = suite.parse_attention(spec)[0]
+    params = {name: (attn_params or {}).get(name, {})}
+    return resolve_attentions([spec], params, preset_attention)[0]
+
+
+def spec_under_preset(
+    mechanism: attention_zoo.Mechanism,
+    params: attention_zoo.AttentionParams,
+    preset_attention: Mapping[str, Mapping[str, Any]],
+) -> str:
+    """The shortest spec that resolves to `params` under a preset: the name plus the parameters
+    that differ from the preset's budget, e.g. tiny's mita(num_landmarks=8,topk=8) -> "mita"."""
+    base = mechanism.params(**preset_attention.get(mechanism.name, {})).to_dict()
+    changed = [f"{k}={v}" for k, v in params.to_dict().items() if v != base[k]]
+    return f"{mechanism.name}({','.join(changed)})" if changed else mechanism.name
+
+
 def is_mita(mechanism: attention_zoo.Mechanism) -> bool:
     """Mechanisms with MiTA's landmark / top-k parameters (`mita`, `mita_route`)."""
     fields = {f.name for f in dataclasses.fields(mechanism.params_cls)}
@@ -877,9 +900,11 @@ def _heatmap(ax: Any, fig: Any, values: Any, xlabels: list[str], ylabels: list[s
 
 
 def _outline(ax: Any, x: int, y: int, label: str | None = None) -> None:
+    """A red box inside cell (x, y); inset, so that boxes of neighbouring cells stay apart."""
     from matplotlib.patches import Rectangle
 
-    ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.0, label=label))
+    box = Rectangle((x - 0.44, y - 0.44), 0.88, 0.88, fill=False, edgecolor="red", linewidth=2.0, label=label)
+    ax.add_patch(box)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -919,8 +944,15 @@ def swap_run(
         raise ValueError("lra swap needs at least one --attention to evaluate with, e.g. --attention full")
     evaluator = Evaluator(opts)
     run = load_run(run_dir, checkpoint=opts.checkpoint, data_dir=opts.data_dir)
-    resolved = resolve_attentions(attentions, attn_params, run.preset.attention)
-    todo = [(run.mechanism, run.params)] + [(m, p) for m, p in resolved if m.label(p) != run.label]
+    todo, notes = [(run.mechanism, run.params)], []
+    for spec in attentions:
+        mechanism, params = resolve_one(spec, attn_params, run.preset.attention)
+        if mechanism.label(params) == run.label:
+            notes.append(f"- {spec} in preset {run.preset.name} is {run.label}, the trained attention.")
+        elif all(mechanism.label(params) != m.label(p) for m, p in todo):
+            todo.append((mechanism, params))
+    for note in notes:
+        echo(note[2:])
     records = []
     with _progress(len(todo), f"swap {run.label}", opts.quiet) as bar:
         for mechanism, params in todo:
@@ -931,7 +963,7 @@ def swap_run(
             bar.update()
             echo(_describe_swap(record))
     frame = swap_frame(records)
-    markdown = swap_markdown(frame, records, run, opts)
+    markdown = swap_markdown(frame, records, run, opts, notes)
     stem = Path(opts.out) / "swap" / run.task / run.tag / f"swap-{opts.checkpoint}-{opts.split}"
     paths = _write_table(frame, markdown, stem)
     paths.append(plot_swap(frame, run, opts, stem.with_suffix(".png")))
@@ -998,7 +1030,11 @@ def _parameter_notes(records: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def swap_markdown(
-    frame: pd.DataFrame, records: Sequence[dict[str, Any]], run: TrainedRun, opts: EvalOptions
+    frame: pd.DataFrame,
+    records: Sequence[dict[str, Any]],
+    run: TrainedRun,
+    opts: EvalOptions,
+    notes: Sequence[str] = (),
 ) -> str:
     table = pd.DataFrame(
         {
@@ -1029,7 +1065,7 @@ def swap_markdown(
         "",
         table.to_markdown(index=False, disable_numparse=True),
     ]
-    notes = _parameter_notes(records)
+    notes = [*notes, *_parameter_notes(records)]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines).rstrip() + "\n"
@@ -1074,10 +1110,12 @@ def swap_matrix(
     """Every finished run of one task under `runs_root`, evaluated with every attention: the matrix
     train attention x evaluation attention.
 
-    The evaluation attentions (specs, resolved against each run's preset as in `swap_run`) default
-    to the attentions the runs were trained with (a square matrix whose diagonal is each run's own
-    accuracy). A cell is the mean over the seeds of that training attention; runs of presets with
-    different budgets give different columns. Writes one eval record per (run, attention) and
+    Rows and columns are attention specs relative to each run's preset (`spec_under_preset`):
+    column `mita` is MiTA with the budget of each run's own preset, so every run is evaluated with
+    every column and a run trained with a column's attention is on the diagonal. The columns
+    default to the attentions the runs were trained with (a square matrix). A cell is the mean
+    over the seeds of that training attention; a list under the table says what each spec is in
+    each preset where that is not the spec itself. Writes one eval record per (run, attention) and
     `<out>/swap/<task>/matrix-<checkpoint>-<split>.{md,csv,png}`.
     """
     opts = opts or EvalOptions()
@@ -1086,31 +1124,28 @@ def swap_matrix(
         load_run(d, checkpoint=opts.checkpoint, data_dir=opts.data_dir) for d in find_runs(runs_root, task)
     ]
     runs.sort(key=lambda r: (r.preset.name, r.label, r.seed))
-    trained = list({r.label: (r.mechanism, r.params) for r in runs}.values())
-    per_run = {
-        run.run_dir: resolve_attentions(attentions, attn_params, run.preset.attention)
-        if attentions
-        else trained
-        for run in runs
-    }
-    records = []
-    with _progress(sum(len(a) for a in per_run.values()), "swap matrix", opts.quiet) as bar:
+    own = {run.run_dir: spec_under_preset(run.mechanism, run.params, run.preset.attention) for run in runs}
+    columns = list(attentions) if attentions else list(dict.fromkeys(own.values()))
+    several_presets = len({run.preset.name for run in runs}) > 1
+    records, cells, legend = [], [], {}
+    with _progress(len(runs) * len(columns), "swap matrix", opts.quiet) as bar:
         for run in runs:
-            for mechanism, params in per_run[run.run_dir]:
+            row = f"{own[run.run_dir]} [{run.preset.name}]" if several_presets else own[run.run_dir]
+            for column in columns:
+                mechanism, params = resolve_one(column, attn_params, run.preset.attention)
+                if mechanism.label(params) != column:
+                    legend[(run.preset.name, column)] = mechanism.label(params)
                 path = _swap_path(opts, run, mechanism, params)
                 record = evaluator.run_eval("swap", run, mechanism, params, path)
                 records.append(record)
+                cells.append((row, column))
                 bar.update()
                 echo(_describe_swap(record) + f" [{run.run_dir}]")
     frame = swap_frame(records)
-    several_presets = frame["preset"].nunique() > 1
-    frame["row"] = [
-        f"{label} [{preset}]" if several_presets else label
-        for label, preset in zip(frame["train_attention_label"], frame["preset"], strict=True)
-    ]
-    columns = list(dict.fromkeys(m.label(p) for resolved in per_run.values() for m, p in resolved))
+    frame["row"], frame["column"] = [row for row, _ in cells], [column for _, column in cells]
     matrix = matrix_table(frame, columns)
-    markdown = matrix_markdown(matrix, frame, records, runs[0].task, opts)
+    notes = [f"- {column} in preset {preset}: {label}" for (preset, column), label in legend.items()]
+    markdown = matrix_markdown(matrix, frame, records, runs[0].task, opts, notes)
     stem = Path(opts.out) / "swap" / runs[0].task / f"matrix-{opts.checkpoint}-{opts.split}"
     paths = _write_table(frame, markdown, stem)
     paths.append(plot_matrix(matrix, frame, runs[0].task, opts, stem.with_suffix(".png")))
@@ -1118,21 +1153,28 @@ def swap_matrix(
 
 
 def matrix_table(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Mean, std and count of accuracy per (training row, evaluation attention)."""
-    stats = frame.groupby(["row", "attention_label"], sort=False)["accuracy"].agg(["mean", "std", "count"])
+    """Mean, std and count of accuracy per (training row, evaluation column)."""
+    stats = frame.groupby(["row", "column"], sort=False)["accuracy"].agg(["mean", "std", "count"])
     rows = list(dict.fromkeys(frame["row"]))
-    return stats.reindex(pd.MultiIndex.from_product([rows, list(columns)], names=["row", "attention_label"]))
+    return stats.reindex(pd.MultiIndex.from_product([rows, list(columns)], names=["row", "column"]))
 
 
-def _row_label(row: str) -> str:
-    return row.split(" [", 1)[0]
+def _diagonal(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """(row, column) cells where runs were evaluated with their own attention."""
+    own = frame[frame["trained"]]
+    return set(zip(own["row"], own["column"], strict=True))
 
 
 def matrix_markdown(
-    matrix: pd.DataFrame, frame: pd.DataFrame, records: Sequence[dict[str, Any]], task: str, opts: EvalOptions
+    matrix: pd.DataFrame,
+    frame: pd.DataFrame,
+    records: Sequence[dict[str, Any]],
+    task: str,
+    opts: EvalOptions,
+    legend: Sequence[str] = (),
 ) -> str:
     rows = list(dict.fromkeys(matrix.index.get_level_values("row")))
-    columns = list(dict.fromkeys(matrix.index.get_level_values("attention_label")))
+    columns = list(dict.fromkeys(matrix.index.get_level_values("column")))
     table = pd.DataFrame("", index=rows, columns=columns, dtype=object)
     for (row, column), stat in matrix.iterrows():
         if pd.isna(stat["mean"]):
@@ -1141,7 +1183,7 @@ def matrix_markdown(
             text = _pct(stat["mean"])
             if stat["count"] > 1:
                 text += f" ± {100 * stat['std']:.1f}"
-        table.loc[row, column] = f"**{text}**" if _row_label(row) == column else text
+        table.loc[row, column] = f"**{text}**" if (row, column) in _diagonal(frame) else text
     table.index.name = "trained with \\ evaluated with"
     seeds = frame.groupby("row")["seed"].nunique()
     lines = [
@@ -1149,11 +1191,12 @@ def matrix_markdown(
         "",
         f"{opts.split} split ({int(frame['n_examples'].iloc[0])} examples), {opts.checkpoint} checkpoints; rows: training "
         "attention, columns: evaluation attention, **bold**: the training attention itself; mean ± std over seeds "
-        f"({', '.join(f'{row}: {n}' for row, n in seeds.items())}).",
+        f"({', '.join(f'{row}: {n}' for row, n in seeds.items())}). Attentions are written relative to the "
+        "budget of each run's preset (e.g. `mita` is MiTA as that preset trains it); the exact parameters follow.",
         "",
         table.to_markdown(disable_numparse=True),
     ]
-    notes = _parameter_notes(records)
+    notes = [*legend, *_parameter_notes(records)]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines).rstrip() + "\n"
@@ -1162,18 +1205,17 @@ def matrix_markdown(
 def plot_matrix(matrix: pd.DataFrame, frame: pd.DataFrame, task: str, opts: EvalOptions, path: Path) -> Path:
     """Heat map train attention x evaluation attention, the diagonal (own attention) outlined."""
     rows = list(dict.fromkeys(matrix.index.get_level_values("row")))
-    columns = list(dict.fromkeys(matrix.index.get_level_values("attention_label")))
+    columns = list(dict.fromkeys(matrix.index.get_level_values("column")))
     values = matrix["mean"].to_numpy(dtype=float).reshape(len(rows), len(columns)) * 100
     fig, (ax,) = _figure(max(5.0, 1.4 * len(columns) + 3.5), max(3.0, 0.6 * len(rows) + 2.2))
     _heatmap(ax, fig, values, columns, rows, f"{opts.split} accuracy (%), mean over seeds")
     ax.invert_yaxis()
-    for i, row in enumerate(rows):
-        if _row_label(row) in columns:
-            _outline(ax, columns.index(_row_label(row)), i)
+    for row, column in _diagonal(frame):
+        _outline(ax, columns.index(column), rows.index(row))
     ax.set_xlabel("evaluated with")
     ax.set_ylabel("trained with")
     fig.suptitle(
-        f"{task}: checkpoints evaluated with other attentions ({opts.checkpoint} checkpoints; red box: own)"
+        f"{task}: checkpoints evaluated with other attentions\n({opts.checkpoint} checkpoints; red box: own attention)"
     )
     return _save_figure(fig, path)
 

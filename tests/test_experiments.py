@@ -274,12 +274,15 @@ def test_swap_attentions_start_from_the_runs_preset_budget(trained, tmp_path):
     preset = experiments.load_run(trained["full"]).preset.attention
     assert preset["mita"] == {"num_landmarks": 8, "topk": 8} and preset["agent"] == {"num_agents": 16}
 
+    # "mita" on the run trained with the tiny preset's MiTA is that run's own attention: said, not repeated
+    same = experiments.swap_run(trained["mita"], ["mita", "full"], opts)
+    assert [r["attention_label"] for r in same.records] == ["mita(num_landmarks=8,topk=8)", "full"]
+    assert "- mita in preset tiny is mita(num_landmarks=8,topk=8), the trained attention." in same.markdown
+
     matrix = experiments.swap_matrix(trained["root"], ["mita"], opts)
     assert {r["attention_label"] for r in matrix.records} == {"mita(num_landmarks=8,topk=8)"}
-    header = next(line for line in matrix.markdown.splitlines() if line.startswith("| trained with"))
-    assert header.split("|")[2].strip() == "mita(num_landmarks=8,topk=8)"
-    # so the MiTA run evaluated with "mita" is its own attention: the bold diagonal
-    assert matrix.markdown.count("| **") == 1
+    # the MiTA run evaluated with "mita" is its own attention: the one bold cell
+    assert matrix.markdown.count("| **") == 1 and "| mita " in matrix.markdown
 
 
 def test_swap_matrix_over_the_runs_of_a_task(trained, tmp_path):
@@ -292,10 +295,17 @@ def test_swap_matrix_over_the_runs_of_a_task(trained, tmp_path):
         if record["attention_label"] == record["train_attention_label"]:
             assert record["accuracy"] == read_record(Path(record["run_dir"]) / "result.json")["test_acc"]
     markdown = (out / "swap" / "listops" / "matrix-best-test.md").read_text()
-    # The tiny preset's budget gives MiTA topk=8 unless a run says otherwise.
-    for label in ("full", "mita(num_landmarks=8,topk=8)", "mita(num_landmarks=4,topk=8,landmarks=learned)"):
-        assert f"| {label} " in markdown
-    assert markdown.count("| **") == 3  # the diagonal
+    # Rows and columns are written relative to the tiny preset's budget (MiTA m = k = 8), and a
+    # list under the table gives the exact parameters.
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    specs = ["full", "mita(num_landmarks=4,landmarks=learned)", "mita"]
+    assert [cell.strip() for cell in table[0].split("|")[2:-1]] == specs
+    assert [line.split("|")[1].strip() for line in table[2:]] == specs
+    for i, line in enumerate(table[2:]):  # the diagonal, bold
+        cells = [cell.strip() for cell in line.split("|")[2:-1]]
+        assert [c.startswith("**") for c in cells] == [j == i for j in range(3)]
+    assert "- mita in preset tiny: mita(num_landmarks=8,topk=8)" in markdown
+    assert "- mita(num_landmarks=4,landmarks=learned) in preset tiny: mita(num_landmarks=4,topk=8,landmarks=learned)" in markdown
     assert is_png(out / "swap" / "listops" / "matrix-best-test.png")
 
 
@@ -352,6 +362,7 @@ def two_tasks(trained, tmp_path) -> Path:
         (["swap", "--run", "{mita}", "--runs", "{root}"], "exactly one of --run"),
         (["swap", "--run", "{mita}", "--attention", "nope"], "unknown attention 'nope'"),
         (["swap", "--run", "{mita}", "--attention", "full,agent", "--attn-param", "x=1"], "ambiguous"),
+        (["swap", "--runs", "{root}", "--attn-param", "topk=4"], "give the attention too, e.g. --attention mita"),
         (
             ["swap", "--run", "{mita}", "--attention", "agent", "--attn-param", "topk=1"],
             "has no parameter 'topk'",
