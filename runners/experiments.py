@@ -43,6 +43,7 @@ import json
 import math
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -672,6 +673,12 @@ def _pct(value: float | None, digits: int = 1) -> str:
     )
 
 
+def _suptitle(fig: Any, text: str) -> None:
+    """A figure title wrapped to the figure's width (long run labels would be cut off)."""
+    width = max(40, int(fig.get_figwidth() * 9))
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
+
+
 def _save_figure(fig: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
@@ -857,9 +864,10 @@ def plot_mk(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions, path: Path)
         ax.set_ylabel("m (num_landmarks)")
         for row in frame[frame["trained"]].itertuples():
             _outline(ax, ks.index(row.topk), ms.index(row.num_landmarks), "trained")
-    fig.suptitle(
+    _suptitle(
+        fig,
         f"{run.task}: {run.label}, seed {run.seed}, evaluated at other (m, k) ({opts.checkpoint} checkpoint, "
-        f"n={int(frame['n_examples'].iloc[0])}; red box: trained)"
+        f"n={int(frame['n_examples'].iloc[0])}; red box: trained)",
     )
     return _save_figure(fig, path)
 
@@ -1094,7 +1102,7 @@ def plot_swap(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions, path: Pat
     ax.set_xlim(0, 105)
     ax.set_xlabel(f"{opts.split} accuracy (%)")
     ax.legend(fontsize="small", loc="lower right")
-    fig.suptitle(f"{run.task}: trained with {run.label} (seed {run.seed}), evaluated with other attentions")
+    _suptitle(fig, f"{run.task}: trained with {run.label} (seed {run.seed}), evaluated with other attentions")
     return _save_figure(fig, path)
 
 
@@ -1214,8 +1222,9 @@ def plot_matrix(matrix: pd.DataFrame, frame: pd.DataFrame, task: str, opts: Eval
         _outline(ax, columns.index(column), rows.index(row))
     ax.set_xlabel("evaluated with")
     ax.set_ylabel("trained with")
-    fig.suptitle(
-        f"{task}: checkpoints evaluated with other attentions\n({opts.checkpoint} checkpoints; red box: own attention)"
+    _suptitle(
+        fig,
+        f"{task}: checkpoints evaluated with other attentions ({opts.checkpoint} checkpoints; red box: own attention)",
     )
     return _save_figure(fig, path)
 
@@ -1386,7 +1395,7 @@ def plot_scaling(frame: pd.DataFrame, title: str, path: Path) -> Path:
         ax.set_title(pass_.replace("_", " + "))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="x-small")
-    fig.suptitle(title)
+    _suptitle(fig, title)
     return _save_figure(fig, path)
 
 
@@ -1670,5 +1679,5 @@ def plot_variants(
         ax.set_ylim(0, 105)
         ax.set_title(f"routing diagnostics ({cfg.diag_batches} validation batches)")
         ax.legend(fontsize="x-small")
-    fig.suptitle(f"{cfg.task}: MiTA {cfg.parameter} sweep, preset {cfg.preset}")
+    _suptitle(fig, f"{cfg.task}: MiTA {cfg.parameter} sweep, preset {cfg.preset}")
     return _save_figure(fig, path)
