@@ -17,6 +17,7 @@ import pandas as pd
 from lra.io import atomic_write, atomic_write_text
 
 from .leaderboard import ATTENTION_ORDER
+from .store import with_reported_accuracy
 
 NUMERIC_COLUMNS = [
     "test_acc",
@@ -35,7 +36,9 @@ NUMERIC_COLUMNS = [
 def compare(runs: pd.DataFrame, task: str, attentions: Sequence[str]) -> pd.DataFrame:
     """One row per (preset, attention label) of `task` for the requested attentions, in the order
     given. An entry matches an attention label exactly (`mita(topk=64)`) or, failing that, every
-    label of that registry name (`mita`). ValueError when the task or an attention has no runs."""
+    label of that registry name (`mita`). ValueError when the task or an attention has no runs.
+    Test accuracy is the leaderboard's (`results.store.with_reported_accuracy`)."""
+    runs = with_reported_accuracy(runs)
     of_task = runs[runs["task"] == task]
     if of_task.empty:
         known = ", ".join(sorted(runs["task"].dropna().unique())) or "none"
@@ -78,8 +81,9 @@ def _row(label: str, preset: object, group: pd.DataFrame) -> dict[str, object]:
         "device": ", ".join(sorted({str(d) for d in basis["device"].dropna()})),
     }
     for column in NUMERIC_COLUMNS:
-        source = "test_acc" if column == "test_acc_std" else column
-        values = pd.to_numeric(ok[source] if source in ("test_acc", "best_val_acc") else basis[source])
+        # accuracy as the leaderboard reports it (results.records.reported_accuracy_field)
+        source = "reported_acc" if column in ("test_acc", "test_acc_std") else column
+        values = pd.to_numeric(ok[source] if source in ("reported_acc", "best_val_acc") else basis[source])
         values = values.dropna()
         if column == "test_acc_std":
             row[column] = float(values.std(ddof=1)) if len(values) > 1 else math.nan

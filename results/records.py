@@ -140,6 +140,17 @@ EVAL_FIELDS: dict[str, str] = {
     "measured_at": "ISO time",
 }
 
+# Tasks whose validation set is their test set (IMDB has no validation split; LRA evaluates Text on
+# test, lra/tasks/text.py): picking the best-validation checkpoint there would pick on the test set,
+# so tables report the last checkpoint's test accuracy for them.
+VAL_IS_TEST_TASKS = frozenset({"text"})
+
+
+def reported_accuracy_field(task: str) -> str:
+    """The run-record field the tables report for `task`: `test_acc` or `test_acc_last`."""
+    return "test_acc_last" if task in VAL_IS_TEST_TASKS else "test_acc"
+
+
 FIELDS_BY_KIND = {"run": RUN_FIELDS, "efficiency": EFFICIENCY_FIELDS, "eval": EVAL_FIELDS}
 
 

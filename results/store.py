@@ -19,7 +19,7 @@ import pandas as pd
 
 from lra.io import atomic_write
 
-from .records import EFFICIENCY_FIELDS, RUN_FIELDS, load_records
+from .records import EFFICIENCY_FIELDS, RUN_FIELDS, load_records, reported_accuracy_field
 
 # Columns holding lists / dicts; the long CSV stores them as JSON text.
 NESTED_RUN_FIELDS = ("attention_params", "config", "history")
@@ -52,10 +52,21 @@ def load(root: str | os.PathLike[str]) -> Store:
     records, problems = load_records(root)
     for record in records:
         record["path"] = record.pop("_path")
-    runs = _frame([r for r in records if r["kind"] == "run"], RUN_FIELDS)
+    runs = with_reported_accuracy(_frame([r for r in records if r["kind"] == "run"], RUN_FIELDS))
     runs, duplicates = _newest_per_run(runs)
     efficiency = _frame([r for r in records if r["kind"] == "efficiency"], EFFICIENCY_FIELDS)
     return Store(root=root, runs=runs, efficiency=efficiency, problems=problems + duplicates)
+
+
+def with_reported_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with the column `reported_acc`: the accuracy the tables show for each run's task
+    (`records.reported_accuracy_field`: test_acc, or test_acc_last where validation is test)."""
+    if "reported_acc" in runs:
+        return runs
+    runs = runs.copy()
+    values = [row.get(reported_accuracy_field(row.get("task")), None) for row in runs.to_dict("records")]
+    runs["reported_acc"] = pd.to_numeric(pd.Series(values, index=runs.index, dtype=object))
+    return runs
 
 
 def _frame(records: list[dict[str, Any]], fields: dict[str, str]) -> pd.DataFrame:

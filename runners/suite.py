@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -230,6 +231,10 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
                 f"({', '.join(sorted(selected))})"
             )
     out = Path(cfg.out)
+    # SLURM jobs with GPUs run on CUDA whatever this (login) machine has: settle "auto" here, so
+    # that the configuration hash planned here is the one the job computes and records.
+    slurm_gpus = cfg.launcher == "submitit" and cfg.slurm.gpus_per_run > 0
+    device = "cuda" if slurm_gpus and cfg.device == "auto" else cfg.device
     cells: dict[str, Cell] = {}
     for task in task_names:
         for name, inline in specs:
@@ -245,13 +250,13 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
                     max_steps=cfg.max_steps,
                     checkpoint_every=cfg.checkpoint_every,
                     resume=True,
-                    device=cfg.device,
+                    device=device,
                     amp=cfg.amp,
                     data_dir=cfg.data_dir,
                     source=cfg.source,
                     quiet=True,
                 )
-                r = resolve(run_cfg)
+                r = resolve(run_cfg, elsewhere=slurm_gpus)
                 run_dir = out / "runs" / task / r.mechanism.slug(r.params) / str(seed)
                 run_cfg = dataclasses.replace(run_cfg, run_dir=str(run_dir))
                 run_id = f"{task}/{r.label}/{seed}"
@@ -304,7 +309,13 @@ def cell_state(cell: Cell) -> str:
     status = record.get("status") if record else None
     if status in ("ok", "diverged"):
         return "done" if status == "ok" else "diverged"
-    return "resume" if (cell.run_dir / "checkpoints" / "last.pt").exists() else "retry"
+    checkpoint = cell.run_dir / "checkpoints" / "last.pt"
+    if not checkpoint.exists():
+        return "retry"
+    # A torn checkpoint cannot be resumed (the runner would fail on it at every try): the
+    # directory is set aside and the run starts again. torch.save writes a zip archive, whose
+    # directory sits at the end of the file, so a cut-off file is not a zip (cheap to check).
+    return "resume" if zipfile.is_zipfile(checkpoint) else "stale"
 
 
 def _read_record_or_none(path: Path) -> dict[str, Any] | None:

@@ -130,6 +130,11 @@ class Resolved:
         preset = self.preset.to_dict()
         for path_field in ("data_dir", "cache_dir"):  # where data lives does not change results
             preset["data"].pop(path_field, None)
+        preset["train"].pop("checkpoint_every", None)  # how often to save does not either
+        # "auto" picks the official files when present, else generated data: hash what it picked
+        preset["data"]["source"] = tasks.get(self.cfg.task).resolve_source(
+            self.preset.data.source, self.preset.data
+        )
         return {
             "task": self.cfg.task,
             "attention": self.mechanism.name,
@@ -149,8 +154,11 @@ def default_run_dir(task: str, slug: str, seed: int, root: str = DEFAULT_RUNS_DI
     return Path(root) / "runs" / task / slug / str(seed)
 
 
-def resolve(cfg: RunConfig) -> Resolved:
-    """Validate the run configuration; ValueError with a one-line message on bad input."""
+def resolve(cfg: RunConfig, *, elsewhere: bool = False) -> Resolved:
+    """Validate the run configuration; ValueError with a one-line message on bad input.
+
+    `elsewhere`: the run will execute on another machine (a SLURM job), so device "cuda" is not
+    checked against this one."""
     mechanism = attention_zoo.get(cfg.attention)
     mechanism.params(**cfg.attn_params)  # a clear error for bad parameters before anything else
     tasks.get(cfg.task)  # likewise for unknown tasks, before presets are looked up
@@ -173,7 +181,7 @@ def resolve(cfg: RunConfig) -> Resolved:
     tasks.get(cfg.task).resolve_source(preset.data.source)
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda; got {cfg.device!r}")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
+    if cfg.device == "cuda" and not elsewhere and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
@@ -490,30 +498,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     dist = _init_distributed(r.device)
     ckpt_dir = r.run_dir / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-
-    existing = _existing_record(r.run_dir)
-    if existing is not None and existing.get("status") == "ok":
-        if existing.get("config_hash") != r.config_hash:
-            raise ValueError(
-                f"{r.run_dir} holds a finished run of a different configuration; choose another --run-dir"
-            )
-        if not cfg.resume:
-            raise ValueError(
-                f"{r.run_dir} already holds a finished run; pass --resume to reuse it or choose another --run-dir"
-            )
-        return existing
-    state = None
-    if last_path.exists():
-        if not cfg.resume:
-            raise ValueError(
-                f"{r.run_dir} already holds a started run; pass --resume to continue it or choose another --run-dir"
-            )
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if state.get("config_hash") != r.config_hash:
-            raise ValueError(
-                f"{r.run_dir} holds a checkpoint of a different configuration (hash {state.get('config_hash')} vs "
-                f"{r.config_hash}); choose another --run-dir"
-            )
+    finished, state = _check_run_dir(r, last_path)
+    if finished is not None:
+        return finished
 
     started = time.perf_counter()
     record = _record(r)
@@ -534,6 +521,43 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         if dist.main:
             write_record(r.run_dir / RECORD_NAME, record)
         raise
+
+
+def _check_run_dir(r: Resolved, last_path: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """What the run directory holds: (its final record, None) for a finished run to return,
+    (None, checkpoint) for one to resume, (None, None) for a new one; ValueError (one line) when
+    it holds another configuration, or a run without --resume, or a checkpoint that cannot be read."""
+    existing = _existing_record(r.run_dir)
+    if existing is not None and existing.get("status") in ("ok", "diverged"):  # final results
+        if existing.get("config_hash") != r.config_hash:
+            raise ValueError(
+                f"{r.run_dir} holds a finished run of a different configuration; choose another --run-dir"
+            )
+        if not r.cfg.resume:
+            raise ValueError(
+                f"{r.run_dir} already holds a finished run; pass --resume to reuse it or choose another --run-dir"
+            )
+        return existing, None
+    if not last_path.exists():
+        return None, None
+    if not r.cfg.resume:
+        raise ValueError(
+            f"{r.run_dir} already holds a started run; pass --resume to continue it or choose another --run-dir"
+        )
+    try:
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or not a checkpoint
+        first_line = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise ValueError(
+            f"{last_path} cannot be read ({first_line}); delete it to train the run from the start, "
+            "or choose another --run-dir"
+        ) from None
+    if state.get("config_hash") != r.config_hash:
+        raise ValueError(
+            f"{r.run_dir} holds a checkpoint of a different configuration (hash {state.get('config_hash')} vs "
+            f"{r.config_hash}); choose another --run-dir"
+        )
+    return None, state
 
 
 def _train(
@@ -799,6 +823,9 @@ def _train(
 def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
     """Run `cfg` with DDP over `nproc` local processes (torchrun) and return the record."""
     r = resolve(cfg)
+    finished, _ = _check_run_dir(r, r.run_dir / "checkpoints" / "last.pt")  # fail here, not in every rank
+    if finished is not None:
+        return finished
     r.run_dir.mkdir(parents=True, exist_ok=True)
     config_path = r.run_dir / "run_config.json"
     atomic_write_text(config_path, cfg.to_json())
@@ -809,9 +836,10 @@ def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
 
     completed = subprocess.run(runner_command(config_path, nproc), env=env, check=False)
     record = _existing_record(r.run_dir)
-    if record is None:
+    if record is None or record.get("config_hash") != r.config_hash:
         raise ValueError(
-            f"the DDP run exited with code {completed.returncode} without a result record in {r.run_dir}"
+            f"the DDP run exited with code {completed.returncode} without a result record of this "
+            f"configuration in {r.run_dir}; its processes' messages are above"
         )
     return record
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lra.data.cache import build_once, cached_split, digest
+from lra.io import atomic_write_text
 from lra.tasks import DataConfig
 
 
@@ -61,3 +64,13 @@ def test_cached_split_keys_and_memory_map(tmp_path: Path):
         str(tmp_path / "elsewhere")
     )
     assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
+
+
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path: Path):
+    # mkstemp creates 0600; results on a shared filesystem must be readable like any other file
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "table.md", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "table.md").stat().st_mode) == 0o644

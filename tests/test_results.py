@@ -160,6 +160,24 @@ def test_mean_and_std_over_seeds():
     assert table.loc[0, "ListOps"] == expected
 
 
+def test_text_reports_the_last_checkpoint_because_its_validation_set_is_the_test_set():
+    from lra.tasks import text
+
+    assert text.SOURCE_SPLIT["val"] == text.SOURCE_SPLIT["test"]  # why "text" is in VAL_IS_TEST_TASKS
+    runs = pd.DataFrame(
+        [
+            run_record(task="text", test_acc=0.70, test_acc_last=0.62, chance_acc=0.5, num_classes=2),
+            run_record(task="listops", test_acc=0.40, test_acc_last=0.35),
+        ]
+    )
+    lb = leaderboard.build(runs)
+    assert cell(lb, "full", "text")["mean"] == pytest.approx(62.0)  # not the test-selected 70
+    assert cell(lb, "full", "listops")["mean"] == pytest.approx(40.0)  # best-validation checkpoint
+    assert "Text: of the last checkpoint" in leaderboard.render(lb)
+    compared = compare.compare(runs, "text", ["full"])
+    assert compared.loc[0, "test_acc"] == pytest.approx(0.62)
+
+
 def test_one_seed_shows_no_std():
     lb = leaderboard.build(pd.DataFrame([run_record(test_acc=0.4567)]))
     assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == "45.67"

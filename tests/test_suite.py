@@ -22,13 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 import cli
 from results import store
-from results.records import read_record
+from results.records import read_record, write_record
 from runners import suite
 from runners.suite import SuiteConfig, parse_attention, split_list
+from runners.train import resolve
 
 # Labels and directories of MiTA under the tiny / quick presets' matched keys-per-query budget.
 MITA = "mita(num_landmarks=8,topk=8)"
@@ -38,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 FAKE_RUNNER = textwrap.dedent(
     """
-    import datetime, json, os, signal, sys, time
+    import datetime, json, os, signal, sys, time, zipfile
     from pathlib import Path
     from results.records import RUN_FIELDS, SCHEMA_VERSION, write_record
 
@@ -70,7 +72,8 @@ FAKE_RUNNER = textwrap.dedent(
         sys.exit(2)
     record("running")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.write_bytes(b"fake checkpoint")
+    with zipfile.ZipFile(checkpoint, "w") as archive:  # torch.save's container, without importing torch
+        archive.writestr("fake/data.pkl", b"fake checkpoint")
     print("step 1", flush=True)
     if behaviour == "crash":
         print("Traceback (most recent call last):", file=sys.stderr)
@@ -410,6 +413,28 @@ def test_plan_defaults_and_labels(tmp_path):
     assert [c.label for c in cells] == ["mita(num_landmarks=4,topk=16)", "mita(num_landmarks=4,topk=8)"]
     assert cells[0].run_dir == tmp_path / "out" / "runs" / "listops" / "mita-num_landmarks=4-topk=16" / "0"
     assert cells[0].config.attn_params == {"num_landmarks": "4", "topk": "16"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks planning on a machine without CUDA")
+def test_slurm_gpu_runs_are_planned_for_cuda_on_a_login_node_without_it(tmp_path):
+    # The job computes its configuration hash on the GPU node; the plan must agree, or every
+    # re-run of the suite would find its finished runs "stale" and train them again.
+    gpu = suite.plan(grid(tmp_path, launcher="submitit", slurm=suite.SlurmOptions(gpus_per_run=1)))
+    assert {c.config.device for c in gpu} == {"cuda"}
+    assert {c.resolved_config["device_type"] for c in gpu} == {"cuda"}
+    on_cuda = resolve(dataclasses.replace(gpu[0].config), elsewhere=True)
+    assert on_cuda.config_hash == gpu[0].config_hash
+    cpu = suite.plan(grid(tmp_path, launcher="submitit", slurm=suite.SlurmOptions(gpus_per_run=0)))
+    assert {c.config.device for c in cpu} == {"auto"} and cpu[0].config_hash != gpu[0].config_hash
+
+
+def test_an_interrupted_run_with_a_torn_checkpoint_is_set_aside(tmp_path, fake):
+    cfg = grid(tmp_path, attentions=("full",))
+    cell = suite.plan(cfg)[0]
+    (cell.run_dir / "checkpoints").mkdir(parents=True)
+    (cell.run_dir / "checkpoints" / "last.pt").write_bytes(b"torn")
+    write_record(cell.run_dir / "result.json", suite.failed_record(cell, "KeyboardInterrupt"))
+    assert suite.cell_state(cell) == "stale"  # not "resume", which would fail on every re-run
 
 
 def test_parse_attention_and_split_list():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -157,6 +158,43 @@ def test_non_finite_loss_is_skipped_then_run_stops_as_diverged(data_dir, tmp_pat
     assert record["status"] == "diverged"
     assert "4 non-finite" in record["error"] and record["steps"] == 4
     assert read_record(tmp_path / "run" / "result.json")["status"] == "diverged"
+
+
+def test_resume_of_a_diverged_run_returns_it_without_training(data_dir, tmp_path, monkeypatch):
+    test_non_finite_loss_is_skipped_then_run_stops_as_diverged(data_dir, tmp_path, monkeypatch)
+    monkeypatch.setattr(train, "_train", lambda *a, **k: pytest.fail("a diverged run was trained again"))
+    cfg = config(data_dir, tmp_path / "run", max_steps=30, overrides={**FAST, "train.max_bad_steps": "3"})
+    assert run(dataclasses.replace(cfg, resume=True))["status"] == "diverged"
+
+
+def test_unreadable_checkpoint_is_a_one_line_error(data_dir, tmp_path):
+    cfg = config(data_dir, tmp_path / "run", max_steps=10, resume=True)
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(ValueError, match=r"last.pt cannot be read \(.*\); delete it to train the run from the start"):
+        run(cfg)
+
+
+def test_configuration_hash_ignores_bookkeeping_and_resolves_the_data_source(data_dir, tmp_path):
+    base = config(data_dir, tmp_path / "run", source="auto")
+    resolved = train.resolve(base)
+    assert resolved.config_dict()["preset"]["data"]["source"] == "generated"  # no official files here
+    assert train.resolve(dataclasses.replace(base, checkpoint_every=7)).config_hash == resolved.config_hash
+    assert train.resolve(dataclasses.replace(base, source="generated")).config_hash == resolved.config_hash
+    # the official files appear in the data dir: "auto" now means other data, so another configuration
+    official = tmp_path / "data"
+    (official / "listops-1000").mkdir(parents=True)
+    (official / "listops-1000" / "basic_train.tsv").write_text("Source\tTarget\n")
+    moved = train.resolve(dataclasses.replace(base, data_dir=str(official)))
+    assert moved.config_dict()["preset"]["data"]["source"] == "lra_release"
+    assert moved.config_hash != resolved.config_hash
+
+
+def test_ddp_launch_checks_the_run_directory_before_starting_processes(data_dir, tmp_path, monkeypatch):
+    run(config(data_dir, tmp_path / "run", max_steps=10))
+    monkeypatch.setattr(train.subprocess, "run", lambda *a, **k: pytest.fail("processes were started"))
+    with pytest.raises(ValueError, match="holds a finished run of a different configuration"):
+        train.launch(config(data_dir, tmp_path / "run", max_steps=11, resume=True), 2)
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "rsqrt", "constant"])
