@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import attend_selected, check_inputs, query_chunk_size
+from ._common import attend_selected, check_inputs, query_chunk_size, selection_dtype
 from .registry import AttentionParams, register
 
 
@@ -54,7 +54,9 @@ def topk_attention(
     indices, oks = [], []
     with torch.no_grad():  # selection only; the attention below recomputes the kept scores
         for start in range(0, length, chunk):
-            scores = torch.matmul(q[:, :, start : start + chunk], k.transpose(-1, -2))  # [B, H, C, N]
+            # selection scores in at least fp32 (ties and near-ties multiply in bf16)
+            work = selection_dtype(q.dtype)
+            scores = torch.matmul(q[:, :, start : start + chunk].to(work), k.to(work).transpose(-1, -2))
             if key_padding_mask is not None:
                 scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
             values, index = scores.topk(kept, dim=-1, sorted=False)

@@ -89,6 +89,23 @@ def test_random_landmarks_are_distinct_valid_queries_and_the_rest_is_mita():
             torch.testing.assert_close(out[b, h, keep], expected, rtol=0, atol=1e-10)
 
 
+def test_random_landmarks_in_evaluation_do_not_depend_on_the_batch():
+    q, k, v, mask = random_inputs(3, 2, 40, 8, masked=True, seed=4)
+    kwargs = {"num_landmarks": 5, "topk": 4, "landmarks": "random", "backend": "torch"}
+    together = F.mita_attention(q, k, v, key_padding_mask=mask, **kwargs)
+    for row in range(3):  # each sequence alone, and moved to another row, gets the same output
+        alone = F.mita_attention(
+            q[row : row + 1],
+            k[row : row + 1],
+            v[row : row + 1],
+            key_padding_mask=mask[row : row + 1],
+            **kwargs,
+        )
+        torch.testing.assert_close(alone[0], together[row], rtol=1e-6, atol=1e-6)
+    flipped = F.mita_attention(q.flip(0), k.flip(0), v.flip(0), key_padding_mask=mask.flip(0), **kwargs)
+    torch.testing.assert_close(flipped.flip(0), together, rtol=1e-6, atol=1e-6)
+
+
 def test_random_landmarks_redraw_in_training_and_are_fixed_in_evaluation():
     q, k, v, mask = random_inputs(2, 1, 50, 8, masked=True, seed=9)
     kwargs = {

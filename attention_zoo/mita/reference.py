@@ -104,12 +104,10 @@ def _random_landmarks(
     if training:
         draws = torch.rand(batch, length, device=q.device)
     else:
-        rows = []
-        generator = torch.Generator()
-        for b in range(batch):  # one stream per row, indexed by rank: padding-invariant
-            generator.manual_seed(RANDOM_EVAL_SEED + b)
-            rows.append(torch.rand(length, generator=generator))
-        draws = torch.stack(rows).to(q.device)
+        # One fixed stream, indexed by a token's rank among the valid ones: a sequence gets the
+        # same landmarks whatever its padding, its row in the batch or the batch size.
+        generator = torch.Generator().manual_seed(RANDOM_EVAL_SEED)
+        draws = torch.rand(length, generator=generator).expand(batch, length).to(q.device)
     keys = draws.gather(1, rank.clamp(min=0))
     if key_padding_mask is not None:
         keys = keys.masked_fill(~key_padding_mask, -1.0)
@@ -190,7 +188,8 @@ def mita_reference(
             expert = routing.argmax(dim=-1, keepdim=True)
             route_scores = routing.gather(-1, expert)
         else:
-            route_scores, expert = routing.topk(routed_experts, dim=-1, sorted=False)  # [B, H, N, s]
+            # sorted: the first expert is the best one (diagnostics read it as the query's first choice)
+            route_scores, expert = routing.topk(routed_experts, dim=-1, sorted=True)  # [B, H, N, s]
         del routing
         # Keys of each query's experts, concatenated; a slot is usable if its expert is a valid
         # landmark and its key is a real token (padded keys are only picked when k exceeds L).
