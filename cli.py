@@ -26,13 +26,14 @@ class UserError(click.UsageError):
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's ValueError / FileNotFoundError into a one-line usage error (exit code 2)."""
+    """Turn the library's ValueError / OSError (a missing file, a file where a folder should be, no
+    permission, a full disk) / KeyError into a one-line usage error (exit code 2)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, KeyError) as err:
+        except (ValueError, OSError, KeyError) as err:
             message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
             raise UserError(message.splitlines()[0] if message else type(err).__name__) from None
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from lra.data.cache import build_once, cached_split, digest
+from lra.data.cache import build_once, cached_split, digest, to_dataset
 from lra.io import atomic_write_text
 from lra.tasks import DataConfig
 
@@ -74,3 +75,29 @@ def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path: Path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "table.md").stat().st_mode) == 0o644
+
+
+def test_capped_splits_are_a_fixed_random_subset_not_a_prefix():
+    # a source sorted by label (as the Hugging Face IMDB splits are): a prefix would be one class
+    labels = np.repeat(np.array([0, 1]), 500)
+    arrays = {"inputs": np.arange(1000, dtype=np.int64)[:, None], "labels": labels}
+    small = to_dataset(arrays, 40, {})
+    assert 10 < int(small.labels.sum()) < 30  # both classes, roughly balanced
+    assert torch.equal(small.labels, to_dataset(arrays, 40, {}).labels)  # deterministic
+    kept = small.inputs[:, 0].tolist()
+    assert kept == sorted(kept)  # source order
+    larger = set(to_dataset(arrays, 400, {}).inputs[:, 0].tolist())
+    assert set(kept) <= larger  # nested: a larger cap keeps the smaller one's examples
+    assert len(to_dataset(arrays, 0, {})) == len(to_dataset(arrays, 5000, {})) == 1000
+
+
+def test_a_damaged_cache_entry_is_a_one_line_error_naming_the_folder(tmp_path: Path):
+    data = DataConfig(data_dir=str(tmp_path))
+
+    def build() -> dict[str, np.ndarray]:
+        return {"inputs": np.zeros((2, 3), dtype=np.int16), "labels": np.array([0, 1])}
+
+    _, meta = cached_split(data, "t", "src", "train", 3, {}, build)
+    (Path(meta["cache"]) / "inputs.npy").write_bytes(b"")  # e.g. a disk that filled up later
+    with pytest.raises(ValueError, match=r"cannot be read \(.*\); delete that folder and it is rebuilt"):
+        cached_split(data, "t", "src", "train", 3, {}, build)

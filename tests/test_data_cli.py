@@ -90,3 +90,13 @@ def test_bad_input_is_one_line_with_exit_code_2(tmp_path: Path):
         error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
         assert len(error_lines) == 1 and message in error_lines[0], result.output
         assert "Traceback" not in result.output
+
+
+def test_a_file_where_the_data_folder_should_be_is_a_one_line_error(tmp_path):
+    not_a_folder = tmp_path / "afile"
+    not_a_folder.write_text("")
+    result = CliRunner().invoke(
+        main, ["data", "prepare", "--task", "listops", "--source", "generated", "--data-dir", str(not_a_folder)]
+    )
+    assert result.exit_code == 2 and "Error:" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

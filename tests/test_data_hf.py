@@ -124,3 +124,10 @@ def test_missing_extra_message(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(builtins, "__import__", no_datasets)
     with pytest.raises(ValueError, match=r"pip install -e '\.\[hf\]'"):
         hf.require_datasets()
+
+
+def test_a_single_saved_split_is_refused_not_used_for_every_split(tmp_path: Path):
+    path = tmp_path / "imdb_train_only"
+    datasets.Dataset.from_dict({"text": ["good", "bad"], "label": [1, 0]}).save_to_disk(str(path))
+    with pytest.raises(ValueError, match="holds a single split without its name"):
+        hf.load_split(str(path), "test", tmp_path)

@@ -109,14 +109,23 @@ def _writable(root: Path) -> bool:
 
 def _write_arrays(directory: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
     for name, array in arrays.items():
-        np.save(directory / f"{name}.npy", np.ascontiguousarray(array))
+        with open(directory / f"{name}.npy", "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array))
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the folder is renamed into place
     (directory / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _read_arrays(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    meta = json.loads((directory / META_NAME).read_text())
-    # Copy-on-write maps: pages load lazily and torch gets a writable array (no warning).
-    arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="c") for name in meta["arrays"]}
+    try:
+        meta = json.loads((directory / META_NAME).read_text())
+        # Copy-on-write maps: pages load lazily and torch gets a writable array (no warning).
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="c") for name in meta["arrays"]}
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as err:  # damaged after it was written
+        first = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise ValueError(
+            f"the cached data in {directory} cannot be read ({first}); delete that folder and it is rebuilt"
+        ) from None
     return arrays, meta
 
 
@@ -166,14 +175,28 @@ def cached_split(
     return arrays, meta
 
 
+# Seed of the subset kept when a split is capped (n_train / n_val / n_test).
+SUBSET_SEED = 0
+
+
+def subset_indices(n: int, limit: int) -> slice | np.ndarray:
+    """The examples kept of n when capped at `limit` (0 = all): a fixed random subset, in source
+    order. Not the first `limit`: sources can be sorted by label (the Hugging Face IMDB splits
+    are 12,500 negative then 12,500 positive reviews), and a prefix would then hold one class.
+    Subsets are nested: a larger cap keeps every example of a smaller one."""
+    if limit <= 0 or limit >= n:
+        return slice(0, n)
+    return np.sort(np.random.default_rng(SUBSET_SEED).permutation(n)[:limit])
+
+
 def to_dataset(arrays: Mapping[str, np.ndarray], limit: int, info: Mapping[str, Any]) -> LRADataset:
-    """Wrap cached arrays as an `LRADataset`, keeping the first `limit` examples when limit > 0."""
+    """Wrap cached arrays as an `LRADataset`, keeping `subset_indices(n, limit)` of the examples."""
     import torch
 
     from lra.tasks.base import LRADataset
 
     n = arrays["labels"].shape[0]
-    keep = slice(0, min(limit, n) if limit > 0 else n)
+    keep = subset_indices(n, limit)
     inputs = torch.from_numpy(arrays["inputs"][keep])
     labels = torch.from_numpy(np.asarray(arrays["labels"][keep], dtype=np.int64))
     inputs2 = torch.from_numpy(arrays["inputs2"][keep]) if "inputs2" in arrays else None

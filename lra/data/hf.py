@@ -67,11 +67,14 @@ def load_split(spec: str, split: str, data_dir: str | os.PathLike[str]) -> Any:
             loaded = datasets.load_from_disk(str(path))
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{path} is not a datasets save_to_disk folder: {err}") from None
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise ValueError(f"{path} has no split {split!r}; it has {', '.join(loaded)}")
-            return loaded[split]
-        return loaded
+        if not isinstance(loaded, datasets.DatasetDict):  # one split saved alone: which one is unknown
+            raise ValueError(
+                f"{path} holds a single split without its name; save every split: "
+                "datasets.load_dataset(REPO).save_to_disk(PATH) (a DatasetDict)"
+            )
+        if split not in loaded:
+            raise ValueError(f"{path} has no split {split!r}; it has {', '.join(loaded)}")
+        return loaded[split]
     ref = HubRef.parse(spec)
     try:
         return datasets.load_dataset(

@@ -40,7 +40,8 @@ class DataConfig:
         generator: named generator settings for the `generated` source ("lra" = the LRA
             distribution; tasks may offer smaller variants such as "short" for CPU runs).
         n_train / n_val / n_test: examples to generate (0 = the generator's default); for real
-            sources, a positive value keeps only the first n examples of that split.
+            sources, a positive value keeps n examples of that split (a fixed random subset, in
+            source order: `lra.data.cache.subset_indices`).
         gen_seed: seed of the offline generators.
         hf_repo: Hugging Face dataset repo for sources that need one (e.g. AAN TSVs), as
             `owner/name[/folder][@revision]`, or a local folder (a `save_to_disk` copy or TSVs).
