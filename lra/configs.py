@@ -328,7 +328,8 @@ TASK_NAMES = tuple(_LRA)
 def _build(task: str, name: str) -> Preset:
     if name == "lra":
         model, train, data = _LRA[task]
-        return Preset(name, task, model, train, data, "released LRA JAX config")
+        # the JAX TransformerBlock's SelfAttention has no bias on the q/k/v projections
+        return Preset(name, task, replace(model, qkv_bias=False), train, data, "released LRA JAX config")
     if name == "pytorch":
         train, data = _PYTORCH[task]
         return Preset(name, task, _PYTORCH_MODEL, train, data, "Nystromformer/Skyformer PyTorch lineage")

@@ -94,3 +94,15 @@ def test_sinusoidal_positions_match_the_formula():
     pos, i = 7, 3
     assert table[pos, 2 * i] == pytest.approx(torch.sin(torch.tensor(pos / 10000 ** (2 * i / 8))).item())
     assert table[pos, 2 * i + 1] == pytest.approx(torch.cos(torch.tensor(pos / 10000 ** (2 * i / 8))).item())
+
+
+@pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
+def test_lra_preset_projections_have_no_bias_as_in_the_jax_models(task):
+    from lra.configs import get_preset
+
+    preset = get_preset(task, "lra")
+    model = models.build(
+        vocab_size=10, max_len=16, num_classes=2, dual_input=False, model=preset.model, attention="full"
+    )
+    projections = [m for name, m in model.named_modules() if name.endswith("attn.qkv")]
+    assert projections and all(m.bias is None for m in projections)
