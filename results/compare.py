@@ -16,7 +16,7 @@ import pandas as pd
 
 from lra.io import atomic_write, atomic_write_text
 
-from .leaderboard import ATTENTION_ORDER
+from .leaderboard import ATTENTION_ORDER, one_configuration
 from .store import with_reported_accuracy
 
 NUMERIC_COLUMNS = [
@@ -70,6 +70,8 @@ def compare(runs: pd.DataFrame, task: str, attentions: Sequence[str]) -> pd.Data
 
 def _row(label: str, preset: object, group: pd.DataFrame) -> dict[str, object]:
     ok = group[group["status"] == "ok"]
+    if "config" in ok:  # as the leaderboard: seeds of different configurations never average
+        ok, _ = one_configuration(ok)
     basis = ok if not ok.empty else group
     counts = group["status"].value_counts()
     row: dict[str, object] = {

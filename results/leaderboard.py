@@ -20,6 +20,7 @@ Published numbers (results/published.csv) come in a separate block and never ent
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ ATTENTION_ORDER = ("full", "agent", "topk", "moba", "mita", "mita_route")
 FAIL = "FAIL"
 MISSING = "–"
 PARTIAL = "†"
+MIXED = "‡"
 
 FOOTNOTES = (
     "Cells: test accuracy (%) of the best-validation checkpoint, mean ± sample std over seeds with status ok; "
@@ -55,6 +57,8 @@ FOOTNOTES = (
     f"{MISSING}: no finished run. {PARTIAL}: some seeds diverged or failed; the value is over the others.",
     "Avg: mean over this table's columns, only for rows with a measured accuracy in every column "
     f"(FAIL cells count at their measured accuracy); other rows show {MISSING}.",
+    f"{MIXED}: the cell's runs were trained with different configurations (beyond the seed); only those of "
+    "the newest run's configuration are counted, the others are listed under the table.",
 )
 
 
@@ -75,7 +79,8 @@ class Leaderboard:
         cells: one row per (preset, attention_label, task) with at least one record: attention,
             status ('ok' or 'FAIL'), mean and std (in %), seeds (ok runs averaged), runs (records),
             diverged, failed (failed or unfinished records), chance (fraction), n_test, threshold
-            (fraction), data_source.
+            (fraction), data_source, excluded (run ids left out because they were trained with
+            another configuration than the cell's newest run, each with the settings that differ).
         unfinished: the run records with status failed or running (run_id, preset, status, error, path).
     """
 
@@ -123,6 +128,7 @@ CELL_COLUMNS = [
     "n_test",
     "threshold",
     "data_source",
+    "excluded",
 ]
 
 
@@ -143,8 +149,45 @@ def build(runs: pd.DataFrame) -> Leaderboard:
     )
 
 
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested configuration as {"preset.train.lr": 0.05, ...}."""
+    if not isinstance(config, dict):
+        return {prefix.rstrip("."): config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def _setup(config: Any) -> str | None:
+    """What a run's configuration fixes besides its seed (None when the record has none)."""
+    if not isinstance(config, dict):
+        return None
+    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
+
+
+def one_configuration(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The runs of the newest run's configuration, and "run_id: differs in a, b" for the others.
+    Seeds of different configurations (another learning rate, step budget, data) never average."""
+    setups = ok["config"].map(_setup)
+    if setups.nunique(dropna=True) <= 1:
+        return ok, []
+    newest = ok["finished_at"].astype(str).idxmax()
+    keep = setups == setups[newest]
+    reference = _flat(ok.at[newest, "config"])
+    excluded = []
+    for index in ok.index[~keep]:
+        other = _flat(ok.at[index, "config"])
+        differ = sorted(
+            k for k in reference.keys() | other.keys() if k != "seed" and reference.get(k) != other.get(k)
+        )
+        excluded.append(f"{ok.at[index, 'run_id']}: differs in {', '.join(differ) or 'its configuration'}")
+    return ok[keep], excluded
+
+
 def _cell(preset: Any, label: str, task: str, group: pd.DataFrame) -> dict[str, Any]:
     ok = group[(group["status"] == "ok") & group["reported_acc"].notna()]
+    ok, excluded = one_configuration(ok) if "config" in ok else (ok, [])
     diverged = int((group["status"] == "diverged").sum())
     seeds = len(ok)
     mean = float(ok["reported_acc"].mean()) * 100 if seeds else math.nan
@@ -176,13 +219,14 @@ def _cell(preset: Any, label: str, task: str, group: pd.DataFrame) -> dict[str, 
         "mean": mean,
         "std": std,
         "seeds": seeds,
-        "runs": len(group),
+        "runs": len(group) - len(excluded),
         "diverged": diverged,
-        "failed": len(group) - seeds - diverged,
+        "failed": len(group) - len(excluded) - seeds - diverged,
         "chance": chance,
         "n_test": n_test,
         "threshold": threshold,
         "data_source": "; ".join(sources),
+        "excluded": excluded,
     }
 
 
@@ -234,6 +278,7 @@ def _format_cell(cell: pd.Series | None, *, bold: bool) -> str:
     if cell is None or cell["status"] == "missing":
         return MISSING
     mark = PARTIAL if cell["seeds"] and cell["runs"] > cell["seeds"] else ""
+    mark += MIXED if cell["excluded"] else ""
     if cell["status"] == FAIL:
         return FAIL + mark
     text = f"{cell['mean']:.2f}" + (f" ± {cell['std']:.2f}" if cell["seeds"] > 1 else "") + mark
@@ -319,6 +364,12 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
             for r in lb.unfinished.itertuples()
         ]
         parts.append("Runs without a result (not counted):\n" + "\n".join(lines))
+    mixed = [f"- {line} (preset {c.preset})" for c in lb.cells.itertuples() for line in c.excluded]
+    if mixed:
+        parts.append(
+            f"Runs of another configuration than their cell's newest run ({MIXED}, not counted):\n"
+            + "\n".join(mixed)
+        )
     if published is not None and not published.empty:
         parts.append(f"{heading}Published results (not measured here)")
         parts.append(

@@ -178,6 +178,35 @@ def test_text_reports_the_last_checkpoint_because_its_validation_set_is_the_test
     assert compared.loc[0, "test_acc"] == pytest.approx(0.62)
 
 
+def test_seeds_of_different_configurations_are_never_averaged():
+    def config(lr):
+        return {"task": "listops", "seed": 0, "preset": {"train": {"lr": lr, "steps": 100}}}
+
+    runs = pd.DataFrame(
+        [
+            run_record(seed=0, test_acc=0.30, config={**config(1e-3), "seed": 0}),
+            run_record(seed=1, test_acc=0.34, config={**config(1e-3), "seed": 1}),
+            # a later run with another learning rate in the same results directory
+            run_record(
+                seed=2, test_acc=0.60, config={**config(1e-2), "seed": 2}, finished_at="2026-02-01T00:00:00"
+            ),
+        ]
+    )
+    lb = leaderboard.build(runs)
+    got = cell(lb, "full", "listops")
+    assert got["mean"] == pytest.approx(60.0) and got["seeds"] == 1  # the newest run's configuration only
+    assert got["excluded"] == [
+        "listops/full/0: differs in preset.train.lr",
+        "listops/full/1: differs in preset.train.lr",
+    ]
+    text = leaderboard.render(lb)
+    assert "60.00‡" in text and "- listops/full/1: differs in preset.train.lr (preset quick)" in text
+    # one configuration, several seeds: averaged as usual
+    same = leaderboard.build(runs.iloc[:2])
+    assert cell(same, "full", "listops")["mean"] == pytest.approx(32.0)
+    assert cell(same, "full", "listops")["excluded"] == []
+
+
 def test_one_seed_shows_no_std():
     lb = leaderboard.build(pd.DataFrame([run_record(test_acc=0.4567)]))
     assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == "45.67"
