@@ -29,7 +29,7 @@ def test_list_tasks():
     assert "16384" in lines[-1] and "lra_release, generated" in lines[-1]
 
 
-def test_generate_listops_then_read_it_as_the_official_source(tmp_path: Path):
+def test_generate_listops_then_read_it_through_the_official_layout(tmp_path: Path):
     result = invoke(
         "data", "generate", "--task", "listops", "--generator", "short", "--n-train", "40", "--n-val", "10",
         "--n-test", "10", "--max-depth", "3", "--workers", "1", "--out", str(tmp_path),
@@ -43,8 +43,25 @@ def test_generate_listops_then_read_it_as_the_official_source(tmp_path: Path):
     info = invoke("data", "info", "--task", "listops", "--source", "lra_release", "--data-dir", str(tmp_path),
                   "--split", "val", "--seq-len", "100")  # fmt: skip
     assert info.exit_code == 0, info.output
-    assert f"source: lra_release:{tmp_path}" in info.output and "n=10" in info.output
+    # read through the official layout, but recorded as generated (the marker generate writes)
+    assert f"source: generated-files:{tmp_path / 'listops-1000'}" in info.output and "n=10" in info.output
     assert "example (label" in info.output and "[M" in info.output
+    again = invoke("data", "generate", "--task", "listops", "--generator", "short", "--out", str(tmp_path))
+    assert again.exit_code == 2 and "already holds ListOps data" in again.output  # never overwritten
+
+
+def test_generated_pathfinder_files_keep_their_split_sizes_and_an_interrupted_set_is_refused(tmp_path: Path):
+    args = ("data", "generate", "--task", "pathfinder", "--n-train", "10", "--n-val", "3", "--n-test", "3",
+            "--workers", "1", "--out", str(tmp_path))  # fmt: skip
+    assert invoke(*args).exit_code == 0
+    info = ("data", "info", "--task", "pathfinder", "--source", "lra_release", "--data-dir", str(tmp_path))
+    result = invoke(*info, "--split", "test")
+    assert result.exit_code == 0, result.output
+    assert "source: generated-files:" in result.output and "n=3" in result.output  # not 80/10/10 of 16
+    marker = tmp_path / "pathfinder32" / "curv_contour_length_14" / lra_release.GENERATED_MARKER
+    marker.write_text(marker.read_text().replace('"complete": true', '"complete": false'))
+    result = CliRunner().invoke(main, [*info, "--split", "test", "--cache-dir", str(tmp_path / "fresh")])
+    assert result.exit_code == 2 and "left incomplete by an interrupted `lra data generate`" in result.output
 
 
 def test_generate_pathfinder_with_parameters(tmp_path: Path):

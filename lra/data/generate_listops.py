@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from lra.io import atomic_path
+from lra.io import atomic_path, atomic_write_json
 
-from .lra_release import LISTOPS_DIR, LISTOPS_FILES, write_listops_tsv
+from .lra_release import GENERATED_MARKER, LISTOPS_DIR, LISTOPS_FILES, write_listops_tsv
 from .progress import progress, worker_context
 
 OPERATORS = ("MIN", "MAX", "MED", "SM")
@@ -228,10 +228,19 @@ def generate_listops(
 def write_listops(
     out_dir: str | os.PathLike[str], params: ListOpsParams, seed: int = 0, workers: int = 0
 ) -> Path:
-    """Generate and write `<out_dir>/listops-1000/basic_{train,val,test}.tsv` (each file atomic)."""
-    data = generate_listops(params, seed, workers)
+    """Generate and write `<out_dir>/listops-1000/basic_{train,val,test}.tsv` (each file atomic),
+    then the `generated.json` marker (the generator's settings) that tells these files from the
+    official ones. ValueError if the folder already holds ListOps files."""
     folder = Path(out_dir) / LISTOPS_DIR
+    existing = [name for name in LISTOPS_FILES.values() if (folder / name).exists()]
+    if existing:
+        raise ValueError(
+            f"{folder} already holds ListOps data ({existing[0]}); delete it or choose another output folder"
+        )
+    data = generate_listops(params, seed, workers)
     for split, (expressions, labels) in data.items():
         with atomic_path(folder / LISTOPS_FILES[split]) as tmp:
             write_listops_tsv(tmp, expressions, labels)
+    marker = {"task": "listops", "seed": seed, "params": dataclasses.asdict(params), "complete": True}
+    atomic_write_json(folder / GENERATED_MARKER, marker)
     return folder

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from lra.io import atomic_write_text
+from lra.io import atomic_write_json, atomic_write_text
 
+from .lra_release import GENERATED_MARKER
 from .progress import progress, worker_context
 
 SPLITS = ("train", "val", "test")
@@ -485,6 +486,13 @@ def write_pathfinder(
     if (folder / "metadata").exists():
         # Batches of an earlier, larger set would silently mix with the new one.
         raise ValueError(f"{folder} already holds Pathfinder data; delete it or choose another output folder")
+    marker = {
+        "task": p.folder().split("/")[0],
+        "seed": seed,
+        "params": dataclasses.asdict(p),
+        "complete": False,
+    }
+    atomic_write_json(folder / GENERATED_MARKER, marker)  # until the end: an interrupted set is refused
     labels = split_labels(p, seed).tolist()
     per = p.images_per_batch
     # Work units of at most CHUNK images, so that small sets also keep every worker busy.
@@ -514,4 +522,5 @@ def write_pathfinder(
                 futures = [pool.submit(_write_chunk, str(folder), p, seed, *unit) for unit in units]
                 for unit, future in zip(units, futures, strict=True):
                     finished(unit, future.result())
+    atomic_write_json(folder / GENERATED_MARKER, {**marker, "complete": True})
     return folder

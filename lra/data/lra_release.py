@@ -17,6 +17,7 @@ get them) or ValueError (malformed content, naming the file and line).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import warnings
@@ -47,6 +48,29 @@ PATHFINDER_DIFFICULTIES = {
     "hard": "curv_contour_length_14",
 }
 PATHFINDER_FRACTIONS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
+
+
+# Written by `lra data generate` into each folder it fills (ListOps' listops-1000/, a Pathfinder
+# difficulty folder): what made the files, and whether the generation finished. The official
+# archive has no such file; loaders use it to record the data as generated, not official.
+GENERATED_MARKER = "generated.json"
+
+
+def generated_marker(folder: str | os.PathLike[str]) -> dict | None:
+    """The marker of a folder filled by `lra data generate`, or None for the official files.
+    ValueError for a generation that was interrupted (a partial set must not pass as complete)."""
+    path = Path(folder) / GENERATED_MARKER
+    if not path.is_file():
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is unreadable ({err}); delete {folder} and generate it again") from None
+    if not marker.get("complete"):
+        raise ValueError(
+            f"{folder} was left incomplete by an interrupted `lra data generate`; delete it and generate it again"
+        )
+    return marker
 
 
 def find_in_release(data_dir: str | os.PathLike[str], relative: str, generate_hint: str = "") -> Path:

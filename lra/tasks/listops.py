@@ -34,7 +34,8 @@ def load(split: str, data: DataConfig) -> LRADataset:
         hint = f"lra data generate --task listops --out {data.data_dir}"
         path = lra_release.find_in_release(data.data_dir, relative, hint)
         seq_len = data.seq_len or SPEC.seq_len
-        origin = f"lra_release:{path.parents[1]}"
+        marker = lra_release.generated_marker(path.parent)  # written by `lra data generate --out`
+        origin = f"lra_release:{path.parents[1]}" if marker is None else f"generated-files:{path.parent}"
         key = {"files": file_signature(path)}
         limit = data.limit(split)
 

@@ -51,7 +51,12 @@ def _loader(task: str) -> tuple[Callable[[str, DataConfig], LRADataset], Callabl
             side = RESOLUTION[task]
             counts = None
             origin = f"lra_release:{folder.parents[1]}"
-            key = {"files": file_signature(*sorted((folder / "metadata").glob("*.npy")))}
+            marker = lra_release.generated_marker(folder)  # written by `lra data generate --out`
+            if marker is not None:  # its own split sizes, not the archive's 80/10/10 slicing
+                params = marker["params"]
+                counts = (params["n_train"], params["n_val"], params["n_test"])
+                origin = f"generated-files:{folder}"
+            key = {"files": file_signature(*sorted((folder / "metadata").glob("*.npy"))), "counts": counts}
             limit = data.limit(split)
         seq_len = data.seq_len or side * side
         tokenizer = pixel_tokenizer(data.pixel_zero_is_padding)
