@@ -766,6 +766,12 @@ def run_suite(
             outcomes.append(Outcome(cell, "skipped", record=_read_record_or_none(cell.run_dir / RECORD_NAME)))
             continue
         if state == "stale":
+            held = _lock(cell.run_dir)  # a run of that configuration may still be going
+            if held is None:
+                error = f"{cell.run_dir} holds another configuration, still running in another process"
+                outcomes.append(Outcome(cell, "busy", error=error))
+                continue
+            os.close(held)
             moved = _archive(cell, out, stamp)
             echo(f"{cell.run_id}: the directory held another configuration; moved to {moved}")
         todo.append(cell)

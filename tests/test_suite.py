@@ -302,6 +302,20 @@ def test_a_run_locked_by_another_process_is_reported_busy(tmp_path, fake):
     assert fake.calls() == []
 
 
+def test_a_running_run_of_another_configuration_is_not_moved_away(tmp_path, fake):
+    cfg = grid(tmp_path, attentions=("full",), max_steps=5)
+    fake.prepare(cfg)
+    run(cfg, fake)
+    changed = dataclasses.replace(cfg, max_steps=6)  # while the old configuration still runs there
+    fake.prepare(changed)
+    run_dir = suite.plan(changed)[0].run_dir
+    with open(run_dir / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run(changed, fake)
+    assert result.outcomes[0].status == "busy" and "still running in another process" in result.outcomes[0].error
+    assert run_dir.is_dir() and not (Path(cfg.out) / ".replaced").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Interrupting the suite itself
 # ---------------------------------------------------------------------------------------------
