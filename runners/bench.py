@@ -419,7 +419,7 @@ def reusable_record(ctx: Context, series: Series, pass_: str, seq_len: int) -> d
     looser = was_limit is not None and (limit is None or limit > was_limit)
     if looser and record["status"] == "oom" and CPU_LIMIT_MESSAGE in (record["error"] or ""):
         return None
-    if looser and record.get("batch_requested") is not None and record["batch"] < record["batch_requested"]:
+    if looser and record.get("batch_halved_by_cpu_limit"):
         return None  # the batch was halved under a tighter limit: a larger one may fit now
     return record
 
@@ -878,6 +878,7 @@ def _model_series(
         return rows
     trainer: tuple[torch.nn.Module, torch.optim.Optimizer] | None = None
     batch, stop = grid.batch, None
+    halved_by_limit = False  # the CPU memory limit (not the machine) made the batch smaller
     for length in grid.lengths:
         if stop is not None and stop[0] == "skipped":
             add(_skipped_row(ctx, s, pass_, length, batch, stop[1]))
@@ -886,6 +887,7 @@ def _model_series(
         if reused is not None:
             record = reused
             batch = record["batch"]  # a halved batch carries on to longer lengths, as when measured
+            halved_by_limit = bool(record.get("batch_halved_by_cpu_limit"))
             add(record, reused=True)
         elif stop is None and ctx.out_of_time():
             add(_not_run_row(ctx, s, pass_, length, batch))
@@ -904,6 +906,7 @@ def _model_series(
                     m, total = _measure_step(ctx, grid, *trainer, batch, length, amp, amp_dtype)
                     if m.status != "oom" or batch == 1:
                         break
+                    halved_by_limit |= CPU_LIMIT_MESSAGE in (m.error or "")
                     batch //= 2
             examples_per_s = 1000.0 * batch / m.median_ms if m.median_ms else None
             record = make_record(
@@ -916,6 +919,7 @@ def _model_series(
                 peak_memory_bytes=total,
                 examples_per_s=examples_per_s,
                 step_peak_memory_bytes=m.peak_memory_bytes,
+                batch_halved_by_cpu_limit=halved_by_limit,
                 **extra,
             )
             write_record(record_path(ctx, s, pass_, length), record)
