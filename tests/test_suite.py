@@ -74,6 +74,7 @@ FAKE_RUNNER = textwrap.dedent(
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(checkpoint, "w") as archive:  # torch.save's container, without importing torch
         archive.writestr("fake/data.pkl", b"fake checkpoint")
+    log(event="checkpointed")
     print("step 1", flush=True)
     if behaviour == "crash":
         print("Traceback (most recent call last):", file=sys.stderr)
@@ -370,7 +371,8 @@ def test_killing_the_suite_stops_its_runs_and_the_same_command_resumes(tmp_path,
     fake.prepare(cfg, listops__full__1="hang")
     driver = _start_driver(cfg, fake)
     try:
-        _wait_for(lambda: any(c["key"] == "listops/full/1" for c in fake.calls()))
+        # killed once the run has a checkpoint, which the same command then resumes from
+        _wait_for(lambda: any(c["key"] == "listops/full/1" for c in fake.calls("checkpointed")))
         child = next(c for c in fake.calls() if c["key"] == "listops/full/1")["pid"]
         driver.send_signal(sig)
         code = driver.wait(timeout=30)
