@@ -707,7 +707,7 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Split to evaluate on."),
         click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True,
                      help="best: the best-validation checkpoint (LRA convention); last: the end of training."),
-        click.option("--limit", default=0, type=int, help="Evaluate the first N examples of the split only (0 = all)."),
+        click.option("--limit", default=0, type=int, help="Evaluate N examples of the split only (a fixed random subset; 0 = all)."),
         click.option("--batch-size", default=0, type=int, help="Examples per forward [default: the run's evaluation batch]."),
         click.option("--diag-batches", default=0, type=int, metavar="N",
                      help="Also record MiTA's routing diagnostics (expert load, pruned fraction, overlap with "

@@ -74,7 +74,7 @@ class TrainConfig:
         weight_decay, beta1, beta2, eps: AdamW.
         grad_clip: clip the global gradient norm to this value (0 = off).
         eval_every: evaluate on the validation split every this many steps (and at the end).
-        eval_examples: cap on validation examples per evaluation (0 = the whole split).
+        eval_examples: cap on validation examples per evaluation (a fixed random subset; 0 = the whole split).
         checkpoint_every: write the resumable checkpoint every this many steps (0 = at every evaluation).
         amp: autocast dtype on CUDA ("none", "bf16", "fp16"); ignored on CPU.
         max_bad_steps: non-finite losses / gradients skipped before the run stops as `diverged`.

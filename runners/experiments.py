@@ -391,7 +391,7 @@ class EvalOptions:
         checkpoint: "best" (best validation, the LRA convention) or "last".
         device: "auto", "cpu" or "cuda".
         batch_size: examples per forward (0 = the run's evaluation batch).
-        limit: evaluate the first `limit` examples of the split only (0 = all).
+        limit: evaluate `limit` examples of the split only (a fixed random subset; 0 = all).
         data_dir: data root, if the data are no longer where the run found them.
         diag_batches: > 0 records MiTA's routing diagnostics on that many batches of the split
             (an extra O(N^2) pass per layer; torch backend for that pass).
@@ -504,7 +504,7 @@ class Evaluator:
         return max(1, min(train.micro_batch_size or train.batch_size, train.batch_size))
 
     def evaluate(self, run: TrainedRun, model: nn.Module, limit: int | None = None) -> Evaluation:
-        """Accuracy and loss on the split (its first `limit` examples; default: the options'),
+        """Accuracy and loss on the split (`limit` of its examples, a fixed subset; default: the options'),
         and the routing diagnostics when the options ask for them."""
         ds = self.dataset(run)
         batch = self.batch_size(run)

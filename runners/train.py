@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 import attention_zoo
 from lra import models, tasks
 from lra.configs import Preset, TrainConfig, apply_overrides, get_preset
+from lra.data.cache import subset_indices
 from lra.io import atomic_write, atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, read_record, write_record
@@ -359,11 +360,11 @@ def evaluate(
     autocast: Any,
     limit: int = 0,
 ) -> tuple[float, float]:
-    """(accuracy, mean loss) over the split (or its first `limit` examples), shared across ranks."""
+    """(accuracy, mean loss) over the split (or `limit` of its examples: the fixed random subset
+    of `lra.data.cache.subset_indices`, as capped splits are), shared across ranks."""
     was_training = model.training
     model.eval()
-    total = len(ds) if not limit else min(limit, len(ds))
-    index = torch.arange(total)[dist.rank :: dist.world]
+    index = torch.as_tensor(np.arange(len(ds))[subset_indices(len(ds), limit)])[dist.rank :: dist.world]
     correct = loss_sum = 0.0
     for start in range(0, len(index), batch_size):
         idx = index[start : start + batch_size]

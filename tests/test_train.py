@@ -171,7 +171,9 @@ def test_unreadable_checkpoint_is_a_one_line_error(data_dir, tmp_path):
     cfg = config(data_dir, tmp_path / "run", max_steps=10, resume=True)
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 torn")
-    with pytest.raises(ValueError, match=r"last.pt cannot be read \(.*\); delete it to train the run from the start"):
+    with pytest.raises(
+        ValueError, match=r"last.pt cannot be read \(.*\); delete it to train the run from the start"
+    ):
         run(cfg)
 
 
@@ -195,6 +197,23 @@ def test_ddp_launch_checks_the_run_directory_before_starting_processes(data_dir,
     monkeypatch.setattr(train.subprocess, "run", lambda *a, **k: pytest.fail("processes were started"))
     with pytest.raises(ValueError, match="holds a finished run of a different configuration"):
         train.launch(config(data_dir, tmp_path / "run", max_steps=11, resume=True), 2)
+
+
+def test_capped_evaluation_is_a_subset_with_both_classes_of_a_label_sorted_split():
+    from lra.tasks.base import LRADataset
+
+    labels = torch.arange(1000) // 500  # 500 zeros, then 500 ones
+    ds = LRADataset(torch.ones(1000, 4, dtype=torch.long), labels)
+
+    class AlwaysZero(torch.nn.Module):
+        def forward(self, tokens):
+            return torch.stack([torch.ones(len(tokens)), torch.zeros(len(tokens))], dim=1)
+
+    accuracy, _ = train.evaluate(
+        AlwaysZero(), ds, 16, torch.device("cpu"), train.Dist(), torch.no_grad, limit=64
+    )
+    assert 0.3 < accuracy < 0.7  # a prefix of 64 would be all zeros: accuracy 1.0
+    assert train.evaluate(AlwaysZero(), ds, 16, torch.device("cpu"), train.Dist(), torch.no_grad)[0] == 0.5
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "rsqrt", "constant"])
