@@ -29,6 +29,11 @@ class MultiHeadAttention(nn.Module):
         fp32_attention: run the mechanism in fp32 even under autocast (as the PyTorch LRA ports do).
         qkv_dim: total width of q, k and v (split over the heads); 0 = `dim`. The LRA configs use a
             narrower attention than the model for some tasks (Image: dim 128, qkv 64).
+        max_length: the longest sequence the layer will see; mechanisms whose learned inputs are sized
+            by it (Linformer's projections, Synthesizer's logits) need it, others ignore it.
+
+    Mechanisms with `shared_qk` (Reformer) use the query projection for the keys too; the key slice
+    of the fused projection then goes unused, so state dicts stay interchangeable across mechanisms.
     """
 
     def __init__(
@@ -42,6 +47,7 @@ class MultiHeadAttention(nn.Module):
         qkv_bias: bool = True,
         fp32_attention: bool = False,
         qkv_dim: int = 0,
+        max_length: int = 0,
     ) -> None:
         super().__init__()
         qkv_dim = qkv_dim or dim
@@ -63,11 +69,20 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * qkv_dim, bias=qkv_bias)
         self.proj = nn.Linear(qkv_dim, dim)
         self.dropout = nn.Dropout(dropout)
+        self.max_length = max_length
         # Learnable inputs some mechanisms declare (e.g. MiTA's learned landmark queries).
         extra = {}
         if self.mechanism.module_parameters is not None:
-            extra = self.mechanism.module_parameters(self.params, num_heads, self.head_dim)
+            extra = self.mechanism.module_parameters(self.params, num_heads, self.head_dim, max_length)
         self.mechanism_parameters = nn.ParameterDict({k: nn.Parameter(v) for k, v in extra.items()})
+        # Fixed (saved, not learned) inputs, e.g. random features.
+        self.mechanism_buffers: list[str] = []
+        if self.mechanism.module_buffers is not None:
+            for name, tensor in self.mechanism.module_buffers(
+                self.params, num_heads, self.head_dim, max_length
+            ).items():
+                self.register_buffer(f"buffer_{name}", tensor)
+                self.mechanism_buffers.append(name)
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, N, dim]; key_padding_mask: [B, N] bool, True = real token. Returns [B, N, dim]."""
@@ -75,7 +90,10 @@ class MultiHeadAttention(nn.Module):
         q, k, v = (
             self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         )
+        if self.mechanism.shared_qk:
+            k = q
         runtime = dict(self.mechanism_parameters.items())
+        runtime.update({name: getattr(self, f"buffer_{name}") for name in self.mechanism_buffers})
         if "training" in self.mechanism.runtime_inputs:
             runtime["training"] = self.training
         if self.fp32_attention and x.device.type in ("cuda", "cpu"):

@@ -116,9 +116,14 @@ class Mechanism:
         keys_per_query: budget accounting, `keys_per_query(params, n)` -> keys each query attends.
         runtime_inputs: keyword-only inputs of `fn` that are not parameters but are supplied by the
             layer at call time: `training` (the module's mode) and the names of `module_parameters`.
-        module_parameters: `module_parameters(params, num_heads, head_dim) -> {name: initial tensor}`;
-            the layer owns these as learnable parameters and passes them to `fn` by name (e.g. MiTA's
-            learned landmark queries). Most mechanisms have none.
+        module_parameters: `module_parameters(params, num_heads, head_dim, max_length) -> {name: initial
+            tensor}`; the layer owns these as learnable parameters and passes them to `fn` by name (e.g.
+            MiTA's learned landmark queries, Linformer's projections). `max_length` is the longest
+            sequence the layer will see (0 when the layer was built without one). Most mechanisms have none.
+        module_buffers: the same for tensors the layer keeps as (saved, not learned) buffers and passes
+            to `fn` by name, e.g. Performer's random features.
+        shared_qk: the mechanism uses one projection for queries and keys (Reformer): the layer passes
+            its query projection as the keys too.
         variants: parameter sets worth testing and listing besides the defaults (e.g. MiTA's landmark
             constructions); the zoo tests loop over them.
         padding_invariant: padding is removed, not zeroed: valid outputs equal the mechanism on the
@@ -132,9 +137,11 @@ class Mechanism:
     summary: str
     keys_per_query: Callable[[Any, int], int] | None = None
     runtime_inputs: tuple[str, ...] = ()
-    module_parameters: Callable[[Any, int, int], dict[str, torch.Tensor]] | None = None
+    module_parameters: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None
     variants: tuple[Mapping[str, Any], ...] = ()
     padding_invariant: bool = True
+    module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None
+    shared_qk: bool = False
 
     def params(self, **overrides: Any) -> AttentionParams:
         """Build and validate this mechanism's parameters from keyword overrides (strings allowed)."""
@@ -218,9 +225,11 @@ def register(
     summary: str,
     keys_per_query: Callable[[Any, int], int] | None = None,
     runtime_inputs: tuple[str, ...] = (),
-    module_parameters: Callable[[Any, int, int], dict[str, torch.Tensor]] | None = None,
+    module_parameters: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None,
     variants: tuple[Mapping[str, Any], ...] = (),
     padding_invariant: bool = True,
+    module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None,
+    shared_qk: bool = False,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register a functional attention under `name` with its parameter dataclass.
 
@@ -254,6 +263,8 @@ def register(
             module_parameters,
             tuple(variants),
             padding_invariant,
+            module_buffers,
+            shared_qk,
         )
         for variant in variants:  # fail at import time, not in a user's run
             mechanism.params(**variant)

@@ -53,7 +53,9 @@ def drop_padding(x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, to
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(LN(x)); x + MLP(LN(x))."""
 
-    def __init__(self, cfg: ModelConfig, attention: str, attn_params: Mapping[str, Any]) -> None:
+    def __init__(
+        self, cfg: ModelConfig, attention: str, attn_params: Mapping[str, Any], max_length: int = 0
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.dim)
         self.attn = attention_zoo.make(
@@ -65,6 +67,7 @@ class Block(nn.Module):
             qkv_bias=cfg.qkv_bias,
             fp32_attention=cfg.fp32_attention,
             qkv_dim=cfg.qkv_dim,
+            max_length=max_length,
         )
         self.norm2 = nn.LayerNorm(cfg.dim)
         self.mlp = nn.Sequential(
@@ -97,7 +100,7 @@ class Encoder(nn.Module):
             self.register_buffer("pos", sinusoidal_positions(positions, cfg.dim), persistent=False)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.pooling == "cls" else None
         self.dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, attention, attn_params) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(Block(cfg, attention, attn_params, positions) for _ in range(cfg.layers))
         # Padded tokens can be dropped after the positions are added when the attention removes
         # padding anyway (every mechanism but MoBA); the rest of the model is per token.
         self.drop_padding = attention_zoo.get(attention).padding_invariant

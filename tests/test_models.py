@@ -106,3 +106,40 @@ def test_lra_preset_projections_have_no_bias_as_in_the_jax_models(task):
     )
     projections = [m for name, m in model.named_modules() if name.endswith("attn.qkv")]
     assert projections and all(m.bias is None for m in projections)
+
+
+def test_layer_passes_learned_and_fixed_inputs_sized_by_max_length_and_shares_qk():
+    """The layer owns what a mechanism declares (sized by `max_length`) and ties keys to queries on request."""
+    from dataclasses import dataclass
+
+    from attention_zoo import registry
+
+    seen = {}
+
+    @dataclass(frozen=True)
+    class Params(registry.AttentionParams):
+        rank: int = 3
+
+    def fn(q, k, v, *, key_padding_mask=None, rank, weights, features):
+        seen.update(q=q, k=k, weights=weights, features=features)
+        return v
+
+    registry.register(
+        "_layer_inputs_probe",
+        Params,
+        summary="probe",
+        runtime_inputs=("weights", "features"),
+        module_parameters=lambda p, h, d, n: {"weights": torch.zeros(h, n, p.rank)},
+        module_buffers=lambda p, h, d, n: {"features": torch.ones(p.rank, d)},
+        shared_qk=True,
+    )(fn)
+    try:
+        layer = attention_zoo.make("_layer_inputs_probe", dim=8, num_heads=2, max_length=11)
+        layer(torch.randn(2, 5, 8))
+    finally:
+        del registry._REGISTRY["_layer_inputs_probe"]
+    assert seen["weights"].shape == (2, 11, 3) and seen["features"].shape == (3, 4)
+    assert seen["k"] is seen["q"]
+    state = layer.state_dict()
+    assert "buffer_features" in state and "mechanism_parameters.weights" in state
+    assert [name for name, _ in layer.named_parameters()].count("mechanism_parameters.weights") == 1

@@ -127,7 +127,9 @@ def _run(name, q, k, v, key_padding_mask, params: dict, landmark_queries, traini
     )
 
 
-def _learned_landmarks(params: MitaParams, num_heads: int, head_dim: int) -> dict[str, torch.Tensor]:
+def _learned_landmarks(
+    params: MitaParams, num_heads: int, head_dim: int, max_length: int
+) -> dict[str, torch.Tensor]:
     if params.landmarks not in ("learned", "avgpool+learned"):
         return {}
     # Added to pooled queries, start at zero; on their own, at the scale of a query.
