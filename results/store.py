@@ -23,6 +23,9 @@ from .records import EFFICIENCY_FIELDS, RUN_FIELDS, load_records, reported_accur
 
 # Columns holding lists / dicts; the long CSV stores them as JSON text.
 NESTED_RUN_FIELDS = ("attention_params", "config", "history")
+# Fields some efficiency records carry beyond the schema (runners/bench.py): kept as columns (NaN
+# where absent) because they tell measurement settings and machines apart.
+EFFICIENCY_EXTRA_FIELDS = ("batch_requested", "cpu_model", "cpu_threads", "amp")
 
 
 @dataclass
@@ -32,7 +35,8 @@ class Store:
     Attributes:
         root: the directory that was read.
         runs: one row per run record (columns: `RUN_FIELDS` + `path`), newest record per run.
-        efficiency: one row per efficiency record (columns: `EFFICIENCY_FIELDS` + `path`).
+        efficiency: one row per efficiency record (columns: `EFFICIENCY_FIELDS`,
+            `EFFICIENCY_EXTRA_FIELDS` and `path`).
         problems: one line per skipped file, naming the file and why.
     """
 
@@ -54,7 +58,9 @@ def load(root: str | os.PathLike[str]) -> Store:
         record["path"] = record.pop("_path")
     runs = with_reported_accuracy(_frame([r for r in records if r["kind"] == "run"], RUN_FIELDS))
     runs, duplicates = _newest_per_run(runs)
-    efficiency = _frame([r for r in records if r["kind"] == "efficiency"], EFFICIENCY_FIELDS)
+    efficiency = _frame(
+        [r for r in records if r["kind"] == "efficiency"], EFFICIENCY_FIELDS, EFFICIENCY_EXTRA_FIELDS
+    )
     return Store(root=root, runs=runs, efficiency=efficiency, problems=problems + duplicates)
 
 
@@ -69,8 +75,10 @@ def with_reported_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def _frame(records: list[dict[str, Any]], fields: dict[str, str]) -> pd.DataFrame:
-    columns = [*fields, "path"]
+def _frame(
+    records: list[dict[str, Any]], fields: dict[str, str], extra: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    columns = [*fields, *extra, "path"]
     frame = pd.DataFrame.from_records(records, columns=columns)
     if frame.empty:
         return pd.DataFrame(columns=columns)

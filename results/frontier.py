@@ -1,0 +1,619 @@
+"""The accuracy–cost frontier: which attention, at what accuracy and what cost (the LRA paper's Figure 3).
+
+For every preset table of the leaderboard and every attention label in it, one point per panel
+(``avg`` and each task):
+
+* ``accuracy`` -- the leaderboard's number in %: the task's cell, or the row's Avg over the table's
+  tasks (`results.leaderboard.averages`: only for rows with an accuracy in every column);
+* ``speed_vs_full`` -- examples per second relative to full attention on the same machine (> 1 is
+  faster);
+* ``memory_vs_full`` -- peak memory relative to full attention (< 1 is less);
+* ``on_frontier`` -- Pareto-optimal in (accuracy, speed): no other attention of the panel is at
+  least as accurate and at least as fast while better on one of the two.
+
+Where the cost of a task comes from (stated in every caption, with the machine and the length):
+
+1. ``bench`` -- `lra bench model` records (one training step of the LRA Text model) at the task's
+   sequence length, measured on the device the task's full-attention runs trained on. Among several
+   measurement settings there (dtype, requested batch), the one that has full attention and most of
+   the table's attentions, then the newest; per attention the fastest backend measured. Speed is per
+   example (the bench may halve the batch of an attention that does not fit).
+2. ``runs`` -- otherwise the runs' own median training throughput (``train_tokens_per_s``) and peak
+   memory (`run_peak_memory`), mean over the seeds the leaderboard counts, from runs on the device of
+   the task's full-attention runs. Only comparable within one machine and one ``--jobs``.
+
+Costs are relative to full attention; a task without a full-attention cost has no costs. The Avg
+panel's costs are geometric means of the per-task ratios over the table's tasks (the ratio itself
+when the table has one task or one length), for attentions with a cost on every task.
+
+The frontier, exactly:
+
+* only points with both an accuracy and a cost take part; the others are listed, never dropped;
+* points at chance (a task's FAIL cell; in Avg, a row whose every cell is FAIL) are drawn but
+  neither join the frontier nor push others off it: the frontier is among attentions that learned;
+* accuracies are compared at the precision the tables show (0.01 percentage points), speeds at
+  three significant digits; points equal on both are all on the frontier or all off it.
+
+No torch import: this reads records only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lra.io import atomic_write, atomic_write_text
+
+from .leaderboard import FAIL, Leaderboard, averages, one_configuration, task_title
+from .leaderboard import build as build_leaderboard
+from .records import RUN_FIELDS
+from .store import Store, with_reported_accuracy
+
+AVG = "avg"
+REFERENCE = "full"
+BENCH, RUNS = "bench", "runs"
+
+POINT_COLUMNS = [
+    "preset",
+    "panel",
+    "attention",
+    "attention_label",
+    "accuracy",
+    "status",
+    "speed_vs_full",
+    "memory_vs_full",
+    "on_frontier",
+    "cost_source",
+    "device",
+    "seq_len",
+    "backend",
+    "batch",
+]
+
+FOOTNOTES = (
+    "Speed: examples per second relative to full attention on the same machine (> 1 is faster); memory: peak "
+    "memory relative to full attention (< 1 is less). Avg: accuracy as in the leaderboard; speed and memory "
+    "as geometric means of the per-task ratios.",
+    "Frontier (✓): no other attention is at least as accurate and at least as fast while better on one of the "
+    "two (accuracy compared at 0.01 points, speed at three significant digits; exact ties are all on it). "
+    "FAIL points (at chance; in Avg: every task FAIL) and points without a cost take no part.",
+)
+
+
+def run_peak_memory(runs: pd.DataFrame) -> pd.Series:
+    """The peak memory the frontier reads from run records, in bytes (NaN where unrecorded).
+
+    The record field's meaning (`records.RUN_FIELDS["peak_memory_bytes"]`) is quoted in every
+    caption that uses it; this is the one place that reads it."""
+    return pd.to_numeric(runs["peak_memory_bytes"], errors="coerce")
+
+
+def run_memory_meaning() -> str:
+    return RUN_FIELDS["peak_memory_bytes"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The Pareto frontier
+# ---------------------------------------------------------------------------------------------
+
+
+def _speed_key(speed: float) -> float:
+    return float(f"{speed:.3g}")
+
+
+def pareto_front(
+    accuracy: Sequence[float], speed: Sequence[float], eligible: Sequence[bool] | None = None
+) -> list[bool]:
+    """Which points are on the accuracy–speed Pareto frontier (see the module docstring).
+
+    `accuracy` in %, `speed` relative to a reference; NaN in either (or `eligible` False) keeps a
+    point off the frontier and out of the comparison."""
+    if len(accuracy) != len(speed) or (eligible is not None and len(eligible) != len(accuracy)):
+        raise ValueError("accuracy, speed and eligible must have one value per point")
+    keys = []
+    for i, (acc, spd) in enumerate(zip(accuracy, speed, strict=True)):
+        ok = eligible is None or bool(eligible[i])
+        usable = ok and not (_nan(acc) or _nan(spd))
+        keys.append((round(float(acc), 2), _speed_key(float(spd))) if usable else None)
+    front = []
+    for key in keys:
+        if key is None:
+            front.append(False)
+            continue
+        dominated = any(
+            other is not None and other[0] >= key[0] and other[1] >= key[1] and other != key for other in keys
+        )
+        front.append(not dominated)
+    return front
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# Costs of one task
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CostSource:
+    """Where the costs of one (preset, task) come from, for captions and the missing-cost hint.
+
+    Attributes:
+        kind: "bench", "runs", or "" (no cost).
+        device: the device the costs were measured on (that of the task's full-attention runs).
+        machine: the device with the CPU model where the records name it.
+        seq_len: the task's sequence length.
+        setting: bench only: "batch 32, bfloat16" and the model's shape.
+        reason: kind "": why there is no cost.
+    """
+
+    preset: str
+    task: str
+    kind: str
+    device: str
+    machine: str
+    seq_len: int | None
+    setting: str = ""
+    reason: str = ""
+
+    def method(self) -> str:
+        """How the costs were obtained, without the task and length."""
+        if self.kind == BENCH:
+            return (
+                f"`lra bench model` ({self.setting}): one training step, speed per example, peak memory of "
+                f"the whole step, on {self.machine}"
+            )
+        if self.kind == RUNS:
+            return (
+                f"the runs' own training throughput (median tokens/s) and peak memory ({run_memory_meaning()}), "
+                f"on {self.machine}; comparable only between runs made on one machine with one --jobs"
+            )
+        return f"no cost ({self.reason})"
+
+    def where(self) -> str:
+        return f"{task_title(self.task)} at N={self.seq_len if self.seq_len is not None else '?'}"
+
+
+@dataclass
+class _TaskCosts:
+    source: CostSource
+    # attention label -> speed_vs_full, memory_vs_full, backend, batch
+    costs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _counted_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of one cell the leaderboard counts: status ok, one configuration."""
+    ok = runs[(runs["status"] == "ok") & runs["reported_acc"].notna()]
+    if "config" in ok and len(ok):
+        ok, _ = one_configuration(ok)
+    return ok
+
+
+def _mode(values: pd.Series) -> Any:
+    values = values.dropna()
+    return values.mode().iloc[0] if len(values) else None
+
+
+def _reference_label(labels: Sequence[str], attention_of: dict[str, str]) -> str | None:
+    fulls = [label for label in labels if attention_of.get(label) == REFERENCE]
+    return REFERENCE if REFERENCE in fulls else (fulls[0] if fulls else None)
+
+
+def _task_costs(
+    preset: str, task: str, runs: pd.DataFrame, efficiency: pd.DataFrame, labels: Sequence[str]
+) -> _TaskCosts:
+    counted = {label: _counted_runs(runs[runs["attention_label"] == label]) for label in labels}
+    attention_of = {
+        label: str(runs[runs["attention_label"] == label]["attention"].iloc[0]) for label in labels
+    }
+    seq_len = _mode(pd.concat([c["seq_len"] for c in counted.values()])) if counted else None
+    seq_len = int(seq_len) if seq_len is not None else None
+    reference = _reference_label(labels, attention_of)
+    if reference is None or counted[reference].empty:
+        return _TaskCosts(
+            CostSource(
+                preset, task, "", "", "", seq_len, reason="no finished full-attention run to relate costs to"
+            )
+        )
+    device = str(_mode(counted[reference]["device"].astype(str)))
+    bench = _bench_costs(preset, task, efficiency, device, seq_len, labels, attention_of)
+    if bench is not None:
+        return bench
+    return _run_costs(preset, task, counted, device, seq_len, reference)
+
+
+def _run_costs(
+    preset: str, task: str, counted: dict[str, pd.DataFrame], device: str, seq_len: int | None, reference: str
+) -> _TaskCosts:
+    source = CostSource(preset, task, RUNS, device, device, seq_len)
+    means = {}
+    for label, group in counted.items():
+        group = group[group["device"].astype(str) == device]
+        tokens = pd.to_numeric(group["train_tokens_per_s"], errors="coerce").dropna()
+        memory = run_peak_memory(group).dropna()
+        means[label] = (
+            float(tokens.mean()) if len(tokens) else math.nan,
+            float(memory.mean()) if len(memory) else math.nan,
+        )
+    full_tokens, full_memory = means[reference]
+    if math.isnan(full_tokens):
+        source.kind = ""
+        source.reason = (
+            "no `lra bench model` record at this length on this device, and the full-attention runs "
+            "recorded no training throughput"
+        )
+        return _TaskCosts(source)
+    costs = {}
+    for label, (tokens, memory) in means.items():
+        if math.isnan(tokens):
+            continue
+        costs[label] = {
+            "speed_vs_full": tokens / full_tokens,
+            "memory_vs_full": memory / full_memory
+            if full_memory and not math.isnan(full_memory)
+            else math.nan,
+            "backend": "",
+            "batch": math.nan,
+        }
+    return _TaskCosts(source, costs)
+
+
+def _bench_costs(
+    preset: str,
+    task: str,
+    efficiency: pd.DataFrame,
+    device: str,
+    seq_len: int | None,
+    labels: Sequence[str],
+    attention_of: dict[str, str],
+) -> _TaskCosts | None:
+    if efficiency.empty or seq_len is None:
+        return None
+    eff = efficiency.reindex(
+        columns=list(dict.fromkeys([*efficiency.columns, "batch_requested", "cpu_model"]))
+    )
+    rows = eff[
+        (eff["bench"] == "model")
+        & (eff["status"] == "ok")
+        & (pd.to_numeric(eff["seq_len"], errors="coerce") == seq_len)
+        & (eff["device"].astype(str) == device)
+        & eff["time_ms_median"].notna()
+        & eff["batch"].notna()
+    ]
+    if rows.empty:
+        return None
+    rows = rows.assign(
+        _per_example=pd.to_numeric(rows["time_ms_median"]) / pd.to_numeric(rows["batch"]),
+        _setting=rows["dtype"].astype(str) + "|" + rows["batch_requested"].astype(str),
+    )
+    best: tuple[int, str] | None = None
+    chosen = None
+    for _, group in rows.groupby("_setting", sort=True):
+        if not (group["attention"] == REFERENCE).any():
+            continue
+        score = (int(group["attention_label"].isin(labels).sum()), str(group["measured_at"].max()))
+        if best is None or score > best:
+            best, chosen = score, group
+    if chosen is None:
+        return None
+    fastest = chosen.sort_values("_per_example", kind="stable").drop_duplicates("attention_label")
+    full_rows = fastest[fastest["attention"] == REFERENCE]
+    full = full_rows[full_rows["attention_label"] == REFERENCE]
+    full = (full if len(full) else full_rows).iloc[0]
+    costs = {}
+    for row in fastest[fastest["attention_label"].isin(labels)].itertuples():
+        memory = float(row.peak_memory_bytes) if not _nan(row.peak_memory_bytes) else math.nan
+        costs[row.attention_label] = {
+            "speed_vs_full": float(full["_per_example"]) / float(row._per_example),
+            "memory_vs_full": memory / float(full["peak_memory_bytes"])
+            if full["peak_memory_bytes"]
+            else math.nan,
+            "backend": str(row.backend),
+            "batch": float(row.batch),
+        }
+    requested = full["batch_requested"] if not _nan(full["batch_requested"]) else full["batch"]
+    cpu_model = _mode(chosen["cpu_model"].astype(object).where(chosen["cpu_model"].notna()))
+    machine = device + (f" ({cpu_model})" if cpu_model and device == "cpu" else "")
+    setting = (
+        f"LRA Text model, width {_int_text(full['head_dim'])}, {_int_text(full['heads'])} heads, "
+        f"batch {_int_text(requested)}, {full['dtype']}"
+    )
+    return _TaskCosts(CostSource(preset, task, BENCH, device, machine, seq_len, setting=setting), costs)
+
+
+def _int_text(value: Any) -> str:
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+# ---------------------------------------------------------------------------------------------
+# The frontier of every preset table
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Frontier:
+    """Frontier points of every preset table and where their costs come from.
+
+    Attributes:
+        points: one row per (preset, panel, attention label), columns `POINT_COLUMNS`; panel is
+            "avg" or a task name; rows in leaderboard order.
+        sources: one `CostSource` per (preset, task).
+        root: the results directory read (for the command that would produce a cost).
+    """
+
+    points: pd.DataFrame
+    sources: list[CostSource]
+    root: Path | None = None
+
+    @property
+    def presets(self) -> list[str]:
+        return list(dict.fromkeys(self.points["preset"])) if not self.points.empty else []
+
+    def tasks(self, preset: str) -> list[str]:
+        return [s.task for s in self.sources if s.preset == preset]
+
+    def panel(self, preset: str, panel: str) -> pd.DataFrame:
+        points = self.points
+        return points[(points["preset"] == preset) & (points["panel"] == panel)]
+
+    def has_cost(self, preset: str | None = None) -> bool:
+        points = self.points if preset is None else self.points[self.points["preset"] == preset]
+        return bool((points["speed_vs_full"].notna() & points["accuracy"].notna()).any())
+
+    def caption(self, preset: str) -> str:
+        """Where the costs of the table come from: method, machine and length of every task."""
+        sources = [s for s in self.sources if s.preset == preset]
+        methods: dict[str, list[str]] = {}
+        for source in sources:
+            methods.setdefault(source.method(), []).append(source.where())
+        text = "; ".join(f"{', '.join(where)}: {method}" for method, where in methods.items())
+        note = " Avg: geometric mean of the per-task ratios." if len(sources) > 1 else ""
+        return f"Cost of {text}.{note}"
+
+    def without_cost(self, preset: str, panel: str = AVG) -> list[str]:
+        """Attention labels of a panel that have an accuracy but no cost (listed under figures)."""
+        points = self.panel(preset, panel)
+        return list(points[points["accuracy"].notna() & points["speed_vs_full"].isna()]["attention_label"])
+
+    def without_accuracy(self, preset: str, panel: str = AVG) -> list[str]:
+        points = self.panel(preset, panel)
+        return list(points[points["accuracy"].isna()]["attention_label"])
+
+
+def build(store: Store, lb: Leaderboard | None = None) -> Frontier:
+    """The frontier of every preset table of the records in `store` (see the module docstring)."""
+    runs = with_reported_accuracy(store.runs)
+    lb = lb if lb is not None else build_leaderboard(runs)
+    rows: list[dict[str, Any]] = []
+    sources: list[CostSource] = []
+    for preset in lb.presets:
+        labels = lb.labels(preset)
+        tasks = lb.tasks(preset)
+        cells = lb.cells[lb.cells["preset"] == preset]
+        of_preset = runs[runs["preset"] == preset]
+        per_task: dict[str, _TaskCosts] = {}
+        for task in tasks:
+            of_task = of_preset[of_preset["task"] == task]
+            present = [label for label in labels if label in set(of_task["attention_label"])]
+            per_task[task] = _task_costs(preset, task, of_task, store.efficiency, present)
+            sources.append(per_task[task].source)
+        attention_of = dict(zip(cells["attention_label"], cells["attention"], strict=True))
+        avg = averages(lb, preset)
+        panel_rows: list[dict[str, Any]] = []
+        for label in labels:
+            statuses = []
+            for task in tasks:
+                cell = cells[(cells["attention_label"] == label) & (cells["task"] == task)]
+                status = str(cell["status"].iloc[0]) if len(cell) else "missing"
+                mean = float(cell["mean"].iloc[0]) if len(cell) and status != "missing" else math.nan
+                statuses.append(status)
+                cost = per_task[task].costs.get(label, {})
+                source = per_task[task].source
+                panel_rows.append(
+                    _point(preset, task, attention_of[label], label, mean, status, cost, source)
+                )
+            task_costs = [per_task[t].costs.get(label) for t in tasks]
+            complete = all(c is not None for c in task_costs)
+            avg_status = (
+                "missing" if math.isnan(avg[label]) else FAIL if all(s == FAIL for s in statuses) else "ok"
+            )
+            used = [per_task[t].source for t in tasks]
+            panel_rows.append(
+                {
+                    "preset": preset,
+                    "panel": AVG,
+                    "attention": attention_of[label],
+                    "attention_label": label,
+                    "accuracy": avg[label],
+                    "status": avg_status,
+                    "speed_vs_full": _geomean([c["speed_vs_full"] for c in task_costs])
+                    if complete
+                    else math.nan,
+                    "memory_vs_full": _geomean([c["memory_vs_full"] for c in task_costs])
+                    if complete
+                    else math.nan,
+                    "cost_source": _joined(s.kind for s in used) if complete else "",
+                    "device": _joined(s.device for s in used) if complete else "",
+                    "seq_len": _single([s.seq_len for s in used]),
+                    "backend": _joined(c["backend"] for c in task_costs) if complete else "",
+                    "batch": math.nan,
+                }
+            )
+        for panel in [AVG, *tasks]:
+            mine = [r for r in panel_rows if r["panel"] == panel]
+            front = pareto_front(
+                [r["accuracy"] for r in mine],
+                [r["speed_vs_full"] for r in mine],
+                [r["status"] == "ok" for r in mine],
+            )
+            for row, on in zip(mine, front, strict=True):
+                rows.append({**row, "on_frontier": on})
+    points = pd.DataFrame(rows, columns=POINT_COLUMNS)
+    return Frontier(points=points, sources=sources, root=store.root)
+
+
+def _point(
+    preset: str,
+    task: str,
+    attention: str,
+    label: str,
+    mean: float,
+    status: str,
+    cost: dict[str, Any],
+    source: CostSource,
+) -> dict[str, Any]:
+    return {
+        "preset": preset,
+        "panel": task,
+        "attention": attention,
+        "attention_label": label,
+        "accuracy": mean,
+        "status": status,
+        "speed_vs_full": cost.get("speed_vs_full", math.nan),
+        "memory_vs_full": cost.get("memory_vs_full", math.nan),
+        "cost_source": source.kind if cost else "",
+        "device": source.device if cost else "",
+        "seq_len": source.seq_len,
+        "backend": cost.get("backend", ""),
+        "batch": cost.get("batch", math.nan),
+    }
+
+
+def _geomean(values: list[float]) -> float:
+    if any(_nan(v) or v <= 0 for v in values) or not values:
+        return math.nan
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _joined(values: Any) -> str:
+    return ", ".join(dict.fromkeys(str(v) for v in values if v))
+
+
+def _single(values: list[Any]) -> Any:
+    distinct = {v for v in values if v is not None}
+    return distinct.pop() if len(distinct) == 1 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and the missing-cost hint
+# ---------------------------------------------------------------------------------------------
+
+
+def ratio_text(value: float) -> str:
+    """A relative speed or memory as the tables show it: three significant digits."""
+    if _nan(value):
+        return "–"
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:#.3g}"
+
+
+def _accuracy_text(value: float, status: str) -> str:
+    if _nan(value):
+        return "–"
+    return f"{value:.2f}" + (f" ({FAIL})" if status == FAIL else "")
+
+
+def table(fr: Frontier, preset: str, panel: str = AVG) -> pd.DataFrame:
+    """The display table of one panel: Attention, accuracy, speed and memory vs full, frontier."""
+    points = fr.panel(preset, panel)
+    title = "Avg" if panel == AVG else task_title(panel)
+    out = pd.DataFrame(
+        {
+            "Attention": points["attention_label"],
+            f"{title} accuracy (%)": [
+                _accuracy_text(a, s) for a, s in zip(points["accuracy"], points["status"], strict=True)
+            ],
+            "Speed vs full (×)": [ratio_text(v) for v in points["speed_vs_full"]],
+            "Memory vs full (×)": [ratio_text(v) for v in points["memory_vs_full"]],
+            "Frontier": ["✓" if on else "" for on in points["on_frontier"]],
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def render(fr: Frontier, *, markdown: bool = True, panels: Sequence[str] | None = None) -> str:
+    """The frontier tables of every preset (Avg, then each task), with captions and footnotes.
+    `panels` restricts the tables to those panels ("avg" and / or task names)."""
+    fmt = "github" if markdown else "simple"
+    heading = "## " if markdown else ""
+    sub = "### " if markdown else ""
+    parts: list[str] = []
+    if fr.points.empty:
+        parts.append("No finished runs.")
+    for preset in fr.presets:
+        parts.append(f"{heading}Accuracy–cost frontier, preset {preset}")
+        parts.append(fr.caption(preset))
+        shown = [p for p in [AVG, *fr.tasks(preset)] if panels is None or p in panels]
+        tasks = fr.tasks(preset)
+        for panel in shown:
+            if panel != AVG or len(tasks) > 1 or panels is not None:
+                name = (
+                    "Avg over " + ", ".join(task_title(t) for t in tasks)
+                    if panel == AVG
+                    else task_title(panel)
+                )
+                parts.append(f"{sub}{name}")
+            parts.append(
+                table(fr, preset, panel).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
+            )
+            if panel == AVG and len(tasks) == 1:
+                break  # the single task's table would repeat the Avg one
+        missing = fr.without_cost(preset)
+        if missing:
+            parts.append("Without a cost (not on the frontier): " + ", ".join(missing))
+        hint = missing_cost_line(fr, preset)
+        if hint:
+            parts.append(hint)
+    if not fr.points.empty:
+        parts.append("\n".join(f"- {note}" for note in FOOTNOTES))
+    return "\n\n".join(parts) + "\n"
+
+
+def missing_cost_line(fr: Frontier, preset: str | None = None) -> str | None:
+    """One line naming the command that would produce a cost, when no attention of the table(s)
+    has both an accuracy and a cost; None otherwise."""
+    presets = [preset] if preset is not None else fr.presets
+    if not presets or any(fr.has_cost(p) for p in presets):
+        return None
+    sources = [s for s in fr.sources if s.preset in presets]
+    points = fr.points[fr.points["preset"].isin(presets)]
+    labels = list(dict.fromkeys(["full", *points["attention_label"]]))
+    lengths = sorted({s.seq_len for s in sources if s.seq_len is not None})
+    reasons = "; ".join(dict.fromkeys(f"{task_title(s.task)}: {s.reason}" for s in sources if s.reason))
+    command = ["lra", "bench", "model", "--attentions", ",".join(labels)]
+    if lengths:
+        command += ["--lengths", ",".join(str(n) for n in lengths)]
+    command += ["--out", str(fr.root) if fr.root is not None else "RESULTS_DIR"]
+    return f"no cost for the accuracy–cost frontier ({reasons}); `{shlex.join(command)}` measures one"
+
+
+def long_table(fr: Frontier) -> pd.DataFrame:
+    """`frontier.csv`: one row per (preset, panel, attention label), `POINT_COLUMNS`."""
+    return fr.points.reset_index(drop=True)
+
+
+def write_all(
+    fr: Frontier,
+    *,
+    csv: str | os.PathLike[str] | None = None,
+    markdown: str | os.PathLike[str] | None = None,
+) -> None:
+    """Atomically write `frontier.csv` and / or `frontier.md`."""
+    if csv is not None:
+        frame = long_table(fr)
+        atomic_write(csv, lambda fh: frame.to_csv(fh, index=False, float_format="%.6g"))
+    if markdown is not None:
+        atomic_write_text(markdown, "# Accuracy and cost\n\n" + render(fr, markdown=True))
