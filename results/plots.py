@@ -6,7 +6,11 @@
   mean over seeds with a ±std band;
 * ``efficiency_<bench>_<pass>_<device>_<dtype>_H<heads>_d<head dim>.png`` -- when efficiency
   records exist (`lra bench`): time per example and peak memory against sequence length, log-log,
-  one line per attention (and backend).
+  one line per attention (and backend);
+* ``frontier_<preset>.png`` -- when the table has accuracies and costs (results/frontier.py): Avg
+  accuracy against speed relative to full attention, circle area = peak memory relative to full
+  attention, the Pareto frontier connected and labelled (the LRA paper's Figure 3), optionally one
+  panel per task; the caption names where the costs come from, the machine and the lengths.
 
 Figures are built with `matplotlib.figure.Figure` directly (no pyplot state), so plotting works
 in threads, without a display, and never changes the caller's matplotlib backend.
@@ -17,12 +21,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 
 from lra.io import atomic_path
 
+from . import frontier as frontier_
 from .leaderboard import Leaderboard, build, task_title
 from .store import Store
 
@@ -219,11 +225,200 @@ def _number(value: object) -> str:
     return "na" if math.isnan(number) else f"{number:g}"
 
 
-def plot_all(store: Store, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Every figure the store supports; returns the written paths."""
+# Circle area (points²) of an attention with full attention's peak memory; areas scale linearly.
+FRONTIER_AREA = 400.0
+MIN_AREA = 8.0
+
+
+def _ratio_tick(value: float, _position: object = None) -> str:
+    return f"{value:g}×"
+
+
+def _memory_legend_values(ratios: list[float]) -> list[float]:
+    """Up to four powers of two spanning the memory ratios drawn (for the circle-size legend)."""
+    finite = [r for r in ratios if r > 0 and not math.isnan(r)] or [1.0]
+    low, high = math.floor(math.log2(min(finite))), math.ceil(math.log2(max(finite)))
+    exponents = list(range(low, max(high, low + 1) + 1))
+    step = max(1, math.ceil((len(exponents) - 1) / 3))
+    picked = exponents[::step]
+    if picked[-1] != exponents[-1]:
+        picked.append(exponents[-1])
+    return [2.0**e for e in picked]
+
+
+def _frontier_panel(
+    ax, fr: frontier_.Frontier, preset: str, panel: str, colours, chance: float
+) -> list[float]:
+    points = fr.panel(preset, panel)
+    drawn = points[points["accuracy"].notna() & points["speed_vs_full"].notna()]
+    memory = [float(m) for m in drawn["memory_vs_full"]]
+    front = drawn[drawn["on_frontier"]].sort_values("speed_vs_full")
+    if len(front) > 1:
+        ax.plot(
+            front["speed_vs_full"], front["accuracy"], color="0.35", linewidth=1.2, linestyle="--", zorder=1
+        )
+    ax.axvline(1.0, color="0.6", linewidth=0.8, linestyle=":", zorder=0)
+    if not math.isnan(chance):
+        ax.axhline(chance, color="black", linewidth=0.8, linestyle="dashed", zorder=0)
+    for point in drawn.itertuples():
+        colour = colours[point.attention_label]
+        known = not math.isnan(point.memory_vs_full)
+        area = max(MIN_AREA, FRONTIER_AREA * point.memory_vs_full) if known else MIN_AREA
+        hollow = point.status == frontier_.FAIL
+        ax.scatter(
+            point.speed_vs_full,
+            point.accuracy,
+            s=area,
+            facecolors="none" if hollow else [colour],
+            edgecolors=[colour],
+            alpha=0.55 if not hollow else 1.0,
+            linewidths=1.5 if point.on_frontier else 1.0,
+            marker="o" if known else "x",
+            zorder=2,
+        )
+        ax.scatter(point.speed_vs_full, point.accuracy, s=6, color="black", zorder=3)
+        text = point.attention_label + (" (FAIL)" if hollow else "")
+        ax.annotate(
+            text,
+            (point.speed_vs_full, point.accuracy),
+            xytext=(math.sqrt(area) / 2 + 3, 0),  # right of the circle's edge
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            fontweight="bold" if point.on_frontier else "normal",
+            zorder=4,
+        )
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(_ratio_tick))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+    speeds = [float(v) for v in drawn["speed_vs_full"]] + [1.0]
+    ax.set_xlim(min(speeds) / 1.6, max(speeds) * 1.9)  # room for the labels on the right
+    accuracies = [float(v) for v in drawn["accuracy"]] + ([] if math.isnan(chance) else [chance])
+    pad = max(2.0, 0.12 * (max(accuracies) - min(accuracies)))
+    ax.set_ylim(min(accuracies) - pad, max(accuracies) + pad)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_xlabel("speed relative to full attention (log scale)")
+    if panel == frontier_.AVG:
+        tasks = fr.tasks(preset)
+        ax.set_ylabel(
+            "Avg test accuracy (%)" if len(tasks) > 1 else f"{task_title(tasks[0])} test accuracy (%)"
+        )
+        ax.set_title(
+            "Avg over " + ", ".join(task_title(t) for t in tasks) if len(tasks) > 1 else task_title(tasks[0])
+        )
+    else:
+        ax.set_ylabel(f"{task_title(panel)} test accuracy (%)")
+        ax.set_title(
+            f"{task_title(panel)} (N={drawn['seq_len'].dropna().iloc[0]:.0f})"
+            if drawn["seq_len"].notna().any()
+            else task_title(panel)
+        )
+    return memory
+
+
+def plot_frontier(
+    fr: frontier_.Frontier, lb: Leaderboard, out_dir: str | os.PathLike[str], *, per_task: bool = False
+) -> list[Path]:
+    """The accuracy–cost figure of every preset table that has accuracies and costs (the LRA
+    paper's Figure 3): y = Avg test accuracy (with `per_task`, one more panel per task; the tasks
+    alone when no attention has an Avg), x = speed relative to full attention (log scale), circle
+    area = peak memory relative to full attention, the Pareto frontier dashed and its attentions
+    in bold. Hollow circles: FAIL (at chance). The caption under the figure names where the costs
+    come from, the machine and the lengths, and lists the attentions without a cost."""
+    from matplotlib.lines import Line2D
+
+    paths = []
+    for preset in fr.presets:
+        if not fr.has_cost(preset):
+            continue
+        tasks = fr.tasks(preset)
+        drawable = [
+            p
+            for p in [frontier_.AVG, *tasks]
+            if not fr.panel(preset, p)[["accuracy", "speed_vs_full"]].dropna().empty
+        ]
+        panels = [p for p in drawable if p == frontier_.AVG or per_task or frontier_.AVG not in drawable]
+        if len(tasks) == 1:
+            panels = panels[:1]  # the task's panel would repeat the Avg one
+        colours = _colours(lb.labels(preset))
+        cells = lb.cells[lb.cells["preset"] == preset]
+        chances = {t: float(cells[cells["task"] == t]["chance"].dropna().mean()) * 100 for t in tasks}
+        notes = [fr.caption(preset)]
+        notes.append(
+            "Circle area: peak memory relative to full attention; hollow: FAIL (at chance); dashed line: the "
+            "Pareto frontier (bold labels: no other attention is at least as accurate and at least as fast); "
+            "dotted: full attention; black dashes: chance"
+            + (" (mean over tasks)." if len(tasks) > 1 else ".")
+        )
+        without = {}
+        for panel in panels:
+            missing = fr.without_cost(preset, panel)
+            if missing:
+                without.setdefault(", ".join(missing), []).append(
+                    "Avg" if panel == frontier_.AVG else task_title(panel)
+                )
+        for missing, where in without.items():
+            scope = f" ({', '.join(where)})" if len(panels) > 1 else ""
+            notes.append(f"Without a cost{scope}, not drawn: {missing}.")
+        if frontier_.AVG in panels:
+            partial = fr.without_accuracy(preset)
+            if partial:
+                notes.append(
+                    "Without an accuracy on every task (no Avg, not drawn): " + ", ".join(partial) + "."
+                )
+        width = 6.0 * len(panels) + 2.2
+        wrapped = [textwrap.fill(note, width=int(width * 15)) for note in notes]
+        lines = sum(text.count("\n") + 1 for text in wrapped)
+        caption_height = 0.16 * lines + 0.15
+        height = 4.8 + caption_height
+        fig, axes = _figure(width, height, ncols=len(panels))
+        fig.get_layout_engine().set(rect=(0, caption_height / height, 1, 1 - caption_height / height))
+        memory: list[float] = []
+        for ax, panel in zip(axes, panels, strict=True):
+            chance = (
+                sum(chances.values()) / len(chances)
+                if panel == frontier_.AVG
+                else chances.get(panel, math.nan)
+            )
+            memory += _frontier_panel(ax, fr, preset, panel, colours, chance)
+        handles = [
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                markersize=math.sqrt(max(MIN_AREA, FRONTIER_AREA * v)),
+                markerfacecolor="0.7",
+                markeredgecolor="0.4",
+                label=f"{v:g}× memory",
+            )
+            for v in _memory_legend_values(memory)
+        ]
+        handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto frontier"))
+        fig.legend(
+            handles=handles,
+            loc="outside right upper",
+            fontsize="small",
+            title="peak memory\nvs full",
+            title_fontsize="small",
+            labelspacing=1.6,
+            borderpad=1.0,
+        )
+        fig.suptitle(f"Accuracy and cost, preset {preset}")
+        fig.text(0.01, caption_height / height - 0.01, "\n".join(wrapped), va="top", ha="left", fontsize=8)
+        paths.append(_save(fig, Path(out_dir) / f"frontier_{_slug(preset)}.png"))
+    return paths
+
+
+def plot_all(store: Store, out_dir: str | os.PathLike[str], *, frontier_per_task: bool = False) -> list[Path]:
+    """Every figure the store supports; returns the written paths. `frontier_per_task` adds one
+    panel per task to the accuracy–cost figure."""
     lb = build(store.runs)
     return (
         plot_accuracy(lb, out_dir)
         + plot_curves(store.runs, lb, out_dir)
         + plot_efficiency(store.efficiency, out_dir)
+        + plot_frontier(frontier_.build(store, lb), lb, out_dir, per_task=frontier_per_task)
     )
