@@ -541,19 +541,29 @@ def leaderboard_command(
 
 
 @main.command("compare")
-@click.option("--task", required=True, help="Task to compare on.")
+@click.option("--task", default=None, help="Task to compare on (required without --frontier).")
 @click.option("--attentions", default="", help="Comma-separated attention labels or names, the first is the "
               "reference of the ratios [default: every attention with runs of the task].")
 @runs_dir_option
 @click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False), help="Write the numbers as CSV.")
 @click.option("--markdown", "markdown_path", default=None, type=click.Path(dir_okay=False), help="Write a markdown table.")
+@click.option("--frontier", is_flag=True, help="The accuracy-cost frontier instead: Avg (or --task) accuracy, speed "
+              "and memory relative to full attention, Pareto frontier, per preset.")
 @user_errors
-def compare_command(task: str, attentions: str, runs_dir: str, csv_path: str | None, markdown_path: str | None) -> None:
+def compare_command(task: str | None, attentions: str, runs_dir: str, csv_path: str | None,
+                    markdown_path: str | None, frontier: bool) -> None:
     """Accuracy, throughput, peak memory, parameters and keys per query of attentions on one task."""
     from results import compare
     from runners.suite import split_list
 
     st = load_results(runs_dir)
+    if frontier:
+        from results.frontier import frontier_view
+
+        click.echo(frontier_view(st, task, split_list(attentions), csv=csv_path, markdown=markdown_path), nl=False)
+        return
+    if task is None:
+        raise UserError("--task is required (or --frontier for every task and attention)")
     names = split_list(attentions) or compare.default_attentions(st.runs, task)
     table = compare.compare(st.runs, task, names)
     click.echo(compare.render_comparison(table, task), nl=False)
@@ -566,15 +576,19 @@ def compare_command(task: str, attentions: str, runs_dir: str, csv_path: str | N
 @main.command("plot")
 @runs_dir_option
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Output directory [default: RUNS/plots].")
+@click.option("--frontier-per-task", is_flag=True, help="Also one panel per task in the accuracy-cost figure.")
 @user_errors
-def plot_command(runs_dir: str, out: str | None) -> None:
-    """PNG figures: accuracy per task and attention, validation curves, and speed / memory against
-    sequence length when efficiency records (lra bench) are present."""
-    from results import plots
+def plot_command(runs_dir: str, out: str | None, frontier_per_task: bool) -> None:
+    """PNG figures: accuracy per task and attention, validation curves, speed / memory against
+    sequence length when efficiency records (lra bench) are present, and accuracy against cost."""
+    from results import frontier, plots
 
     st = load_results(runs_dir)
-    for path in plots.plot_all(st, out or f"{runs_dir}/plots"):
+    for path in plots.plot_all(st, out or f"{runs_dir}/plots", frontier_per_task=frontier_per_task):
         click.echo(f"wrote {path}")
+    missing = frontier.missing_cost_line(frontier.build(st))
+    if missing:
+        click.echo(missing, err=True)
 
 
 # ---------------------------------------------------------------------------------------------

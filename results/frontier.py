@@ -364,6 +364,11 @@ class Frontier:
     def tasks(self, preset: str) -> list[str]:
         return [s.task for s in self.sources if s.preset == preset]
 
+    def panels(self, preset: str) -> list[str]:
+        """ "avg" and the tasks of a preset that have points, in table order."""
+        present = set(self.points[self.points["preset"] == preset]["panel"])
+        return [p for p in [AVG, *self.tasks(preset)] if p in present]
+
     def panel(self, preset: str, panel: str) -> pd.DataFrame:
         points = self.points
         return points[(points["preset"] == preset) & (points["panel"] == panel)]
@@ -392,14 +397,37 @@ class Frontier:
         return list(points[points["accuracy"].isna()]["attention_label"])
 
 
-def build(store: Store, lb: Leaderboard | None = None) -> Frontier:
-    """The frontier of every preset table of the records in `store` (see the module docstring)."""
+def select_labels(labels: Sequence[str], attention_of: dict[str, str], wanted: Sequence[str]) -> list[str]:
+    """The labels `wanted` names, in table order: an entry matches a label exactly
+    (`mita(topk=64)`) or, failing that, every label of that registry name (`mita`). ValueError
+    naming an entry that matches nothing."""
+    chosen: set[str] = set()
+    for entry in wanted:
+        match = [label for label in labels if label == entry] or [
+            label for label in labels if attention_of.get(label) == entry
+        ]
+        if not match:
+            raise ValueError(f"no runs of attention {entry!r}; attentions with runs: {', '.join(labels)}")
+        chosen.update(match)
+    return [label for label in labels if label in chosen]
+
+
+def build(store: Store, lb: Leaderboard | None = None, attentions: Sequence[str] = ()) -> Frontier:
+    """The frontier of every preset table of the records in `store` (see the module docstring).
+    `attentions` (labels or names, as `select_labels`) restricts the points and the frontier to
+    those attentions; costs stay relative to full attention whether it is shown or not."""
     runs = with_reported_accuracy(store.runs)
     lb = lb if lb is not None else build_leaderboard(runs)
     rows: list[dict[str, Any]] = []
     sources: list[CostSource] = []
     for preset in lb.presets:
         labels = lb.labels(preset)
+        if attentions:
+            of_table = lb.cells[lb.cells["preset"] == preset]
+            kinds = dict(zip(of_table["attention_label"], of_table["attention"], strict=True))
+            shown = select_labels(labels, kinds, attentions)
+        else:
+            shown = labels
         tasks = lb.tasks(preset)
         cells = lb.cells[lb.cells["preset"] == preset]
         of_preset = runs[runs["preset"] == preset]
@@ -412,7 +440,7 @@ def build(store: Store, lb: Leaderboard | None = None) -> Frontier:
         attention_of = dict(zip(cells["attention_label"], cells["attention"], strict=True))
         avg = averages(lb, preset)
         panel_rows: list[dict[str, Any]] = []
-        for label in labels:
+        for label in shown:
             statuses = []
             for task in tasks:
                 cell = cells[(cells["attention_label"] == label) & (cells["task"] == task)]
@@ -526,10 +554,17 @@ def _accuracy_text(value: float, status: str) -> str:
     return f"{value:.2f}" + (f" ({FAIL})" if status == FAIL else "")
 
 
+def _panel_title(tasks: Sequence[str], panel: str) -> str:
+    if panel != AVG:
+        return task_title(panel)
+    return "Avg over " + ", ".join(task_title(t) for t in tasks) if len(tasks) > 1 else task_title(tasks[0])
+
+
 def table(fr: Frontier, preset: str, panel: str = AVG) -> pd.DataFrame:
     """The display table of one panel: Attention, accuracy, speed and memory vs full, frontier."""
     points = fr.panel(preset, panel)
-    title = "Avg" if panel == AVG else task_title(panel)
+    tasks = fr.tasks(preset)
+    title = "Avg" if panel == AVG and len(tasks) > 1 else task_title(tasks[0] if panel == AVG else panel)
     out = pd.DataFrame(
         {
             "Attention": points["attention_label"],
@@ -556,24 +591,27 @@ def render(fr: Frontier, *, markdown: bool = True, panels: Sequence[str] | None 
     for preset in fr.presets:
         parts.append(f"{heading}Accuracy–cost frontier, preset {preset}")
         parts.append(fr.caption(preset))
-        shown = [p for p in [AVG, *fr.tasks(preset)] if panels is None or p in panels]
         tasks = fr.tasks(preset)
+        shown = [
+            p
+            for p in fr.panels(preset)
+            if (panels is None or p in panels)
+            and not (p != AVG and AVG in fr.panels(preset) and len(tasks) == 1)
+        ]  # a single task's table would repeat the Avg one
+        without: dict[str, list[str]] = {}
         for panel in shown:
-            if panel != AVG or len(tasks) > 1 or panels is not None:
-                name = (
-                    "Avg over " + ", ".join(task_title(t) for t in tasks)
-                    if panel == AVG
-                    else task_title(panel)
-                )
+            name = _panel_title(tasks, panel)
+            if len(shown) > 1 or len(tasks) > 1:
                 parts.append(f"{sub}{name}")
             parts.append(
                 table(fr, preset, panel).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
             )
-            if panel == AVG and len(tasks) == 1:
-                break  # the single task's table would repeat the Avg one
-        missing = fr.without_cost(preset)
-        if missing:
-            parts.append("Without a cost (not on the frontier): " + ", ".join(missing))
+            missing = fr.without_cost(preset, panel)
+            if missing:
+                without.setdefault(", ".join(missing), []).append(name)
+        for missing, where in without.items():
+            scope = f" ({'; '.join(where)})" if len(shown) > 1 else ""
+            parts.append(f"Without a cost{scope}, not on the frontier: {missing}")
         hint = missing_cost_line(fr, preset)
         if hint:
             parts.append(hint)
@@ -598,6 +636,36 @@ def missing_cost_line(fr: Frontier, preset: str | None = None) -> str | None:
         command += ["--lengths", ",".join(str(n) for n in lengths)]
     command += ["--out", str(fr.root) if fr.root is not None else "RESULTS_DIR"]
     return f"no cost for the accuracy–cost frontier ({reasons}); `{shlex.join(command)}` measures one"
+
+
+def frontier_view(
+    store: Store,
+    task: str | None = None,
+    attentions: Sequence[str] = (),
+    *,
+    csv: str | os.PathLike[str] | None = None,
+    markdown: str | os.PathLike[str] | None = None,
+) -> str:
+    """`lra compare --frontier`: the frontier tables as text (Avg and every task, or only `task`),
+    optionally written as CSV / markdown. ValueError when the task or an attention has no runs, or
+    when no attention has a cost (naming the command that would measure one)."""
+    fr = build(store, attentions=attentions)
+    if fr.points.empty:
+        raise ValueError(f"no finished runs under {store.root}; run `lra suite --out {store.root}` first")
+    if task is not None:
+        tasks = list(dict.fromkeys(s.task for s in fr.sources))
+        if task not in tasks:
+            raise ValueError(f"no runs of task {task!r} in the results; tasks with runs: {', '.join(tasks)}")
+        fr = Frontier(
+            points=fr.points[fr.points["panel"] == task],
+            sources=[s for s in fr.sources if s.task == task],
+            root=fr.root,
+        )
+    missing = missing_cost_line(fr)
+    if missing:
+        raise ValueError(missing)
+    write_all(fr, csv=csv, markdown=markdown)
+    return render(fr, markdown=False) + "".join(f"wrote {path}\n" for path in (csv, markdown) if path)
 
 
 def long_table(fr: Frontier) -> pd.DataFrame:

@@ -17,8 +17,9 @@
 Local runs go through a pool of `jobs` processes, the CPU cores split between them
 (`OMP_NUM_THREADS`); `launcher="submitit"` sends each run to SLURM (optional dependency
 ``submitit``, extra ``slurm``). At the end the suite writes ``leaderboard.csv``, ``results_long.csv``,
-``leaderboard.md`` and ``plots/`` under `out`, from every record there. Interrupting the suite
-(Ctrl-C, SIGKILL) leaves checkpoints behind; the same command resumes.
+``leaderboard.md``, ``frontier.md``, ``frontier.csv`` (accuracy against cost) and ``plots/`` under
+`out`, from every record there. Interrupting the suite (Ctrl-C, SIGKILL) leaves checkpoints behind;
+the same command resumes.
 """
 
 from __future__ import annotations
@@ -808,9 +809,9 @@ def _write_plan(cfg: SuiteConfig, cells: list[Cell], out: Path) -> None:
 
 
 def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = print) -> list[Path]:
-    """Print the leaderboard of every record under `out` and write leaderboard.csv,
-    results_long.csv, leaderboard.md and plots/ there."""
-    from results import leaderboard, plots, store
+    """Print the leaderboard and the accuracy–cost frontier of every record under `out` and write
+    leaderboard.csv, results_long.csv, leaderboard.md, frontier.md, frontier.csv and plots/ there."""
+    from results import frontier, leaderboard, plots, store
     from results.published import load_published
 
     out = Path(out)
@@ -826,6 +827,10 @@ def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = 
     written = [out / "leaderboard.csv", out / "leaderboard.md", out / "results_long.csv"]
     leaderboard.write_all(lb, csv=written[0], markdown=written[1], published=published)
     store.write_long_csv(st.runs, written[2])
+    fr = frontier.build(st, lb)
+    echo(frontier.render(fr, markdown=False, panels=[frontier.AVG]))
+    written += [out / "frontier.md", out / "frontier.csv"]
+    frontier.write_all(fr, markdown=written[-2], csv=written[-1])
     written += plots.plot_all(st, out / "plots")
     echo("wrote " + ", ".join(str(p) for p in written))
     return written
