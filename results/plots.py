@@ -350,7 +350,7 @@ def plot_frontier(
             "Circle area: peak memory relative to full attention; hollow: FAIL (at chance); dashed line: the "
             "Pareto frontier (bold labels: no other attention is at least as accurate and at least as fast); "
             "dotted: full attention; black dashes: chance"
-            + (" (mean over tasks)." if len(tasks) > 1 else ".")
+            + (" (Avg: mean over tasks)." if len(tasks) > 1 else ".")
         )
         without = {}
         for panel in panels:
