@@ -292,12 +292,12 @@ def _bench_costs(
     if rows.empty:
         return None
     rows = rows.assign(
-        _per_example=pd.to_numeric(rows["time_ms_median"]) / pd.to_numeric(rows["batch"]),
-        _setting=rows["dtype"].astype(str) + "|" + rows["batch_requested"].astype(str),
+        per_example_ms=pd.to_numeric(rows["time_ms_median"]) / pd.to_numeric(rows["batch"]),
+        setting_key=rows["dtype"].astype(str) + "|" + rows["batch_requested"].astype(str),
     )
     best: tuple[int, str] | None = None
     chosen = None
-    for _, group in rows.groupby("_setting", sort=True):
+    for _, group in rows.groupby("setting_key", sort=True):
         if not (group["attention"] == REFERENCE).any():
             continue
         score = (int(group["attention_label"].isin(labels).sum()), str(group["measured_at"].max()))
@@ -305,7 +305,7 @@ def _bench_costs(
             best, chosen = score, group
     if chosen is None:
         return None
-    fastest = chosen.sort_values("_per_example", kind="stable").drop_duplicates("attention_label")
+    fastest = chosen.sort_values("per_example_ms", kind="stable").drop_duplicates("attention_label")
     full_rows = fastest[fastest["attention"] == REFERENCE]
     full = full_rows[full_rows["attention_label"] == REFERENCE]
     full = (full if len(full) else full_rows).iloc[0]
@@ -313,7 +313,7 @@ def _bench_costs(
     for row in fastest[fastest["attention_label"].isin(labels)].itertuples():
         memory = float(row.peak_memory_bytes) if not _nan(row.peak_memory_bytes) else math.nan
         costs[row.attention_label] = {
-            "speed_vs_full": float(full["_per_example"]) / float(row._per_example),
+            "speed_vs_full": float(full["per_example_ms"]) / float(row.per_example_ms),
             "memory_vs_full": memory / float(full["peak_memory_bytes"])
             if full["peak_memory_bytes"]
             else math.nan,

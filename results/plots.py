@@ -318,6 +318,34 @@ def _frontier_panel(
     return memory
 
 
+def frontier_notes(fr: frontier_.Frontier, preset: str, panels: list[str]) -> list[str]:
+    """The caption under the accuracy–cost figure: where the costs come from (machine, lengths),
+    how to read it, and the attentions that could not be drawn."""
+    tasks = fr.tasks(preset)
+    notes = [fr.caption(preset)]
+    notes.append(
+        "Circle area: peak memory relative to full attention; hollow: FAIL (at chance); dashed line: the "
+        "Pareto frontier (bold labels: no other attention is at least as accurate and at least as fast); "
+        "dotted: full attention; black dashes: chance"
+        + (" (Avg: mean over tasks)." if len(tasks) > 1 else ".")
+    )
+    without = {}
+    for panel in panels:
+        missing = fr.without_cost(preset, panel)
+        if missing:
+            without.setdefault(", ".join(missing), []).append(
+                "Avg" if panel == frontier_.AVG else task_title(panel)
+            )
+    for missing, where in without.items():
+        scope = f" ({', '.join(where)})" if len(panels) > 1 else ""
+        notes.append(f"Without a cost{scope}, not drawn: {missing}.")
+    if frontier_.AVG in panels:
+        partial = fr.without_accuracy(preset)
+        if partial:
+            notes.append("Without an accuracy on every task (no Avg, not drawn): " + ", ".join(partial) + ".")
+    return notes
+
+
 def plot_frontier(
     fr: frontier_.Frontier, lb: Leaderboard, out_dir: str | os.PathLike[str], *, per_task: bool = False
 ) -> list[Path]:
@@ -345,29 +373,7 @@ def plot_frontier(
         colours = _colours(lb.labels(preset))
         cells = lb.cells[lb.cells["preset"] == preset]
         chances = {t: float(cells[cells["task"] == t]["chance"].dropna().mean()) * 100 for t in tasks}
-        notes = [fr.caption(preset)]
-        notes.append(
-            "Circle area: peak memory relative to full attention; hollow: FAIL (at chance); dashed line: the "
-            "Pareto frontier (bold labels: no other attention is at least as accurate and at least as fast); "
-            "dotted: full attention; black dashes: chance"
-            + (" (Avg: mean over tasks)." if len(tasks) > 1 else ".")
-        )
-        without = {}
-        for panel in panels:
-            missing = fr.without_cost(preset, panel)
-            if missing:
-                without.setdefault(", ".join(missing), []).append(
-                    "Avg" if panel == frontier_.AVG else task_title(panel)
-                )
-        for missing, where in without.items():
-            scope = f" ({', '.join(where)})" if len(panels) > 1 else ""
-            notes.append(f"Without a cost{scope}, not drawn: {missing}.")
-        if frontier_.AVG in panels:
-            partial = fr.without_accuracy(preset)
-            if partial:
-                notes.append(
-                    "Without an accuracy on every task (no Avg, not drawn): " + ", ".join(partial) + "."
-                )
+        notes = frontier_notes(fr, preset, panels)
         width = 6.0 * len(panels) + 2.2
         wrapped = [textwrap.fill(note, width=int(width * 15)) for note in notes]
         lines = sum(text.count("\n") + 1 for text in wrapped)
