@@ -298,7 +298,7 @@ def test_compare_frontier_and_plot_commands(tmp_path):
     result = invoke("compare", "--frontier", "--task", "pathfinder", "--runs", tmp_path)
     assert result.exit_code == 0, result.output
     assert "Pathfinder accuracy (%)" in result.output and "Avg accuracy" not in result.output
-    result = invoke("plot", "--runs", tmp_path, "--out", tmp_path / "figs", "--frontier-per-task")
+    result = invoke("plot", "--runs", tmp_path, "--out", tmp_path / "figs")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "figs" / "frontier_quick.png").is_file()
 

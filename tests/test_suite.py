@@ -93,7 +93,9 @@ FAKE_RUNNER = textwrap.dedent(
         record("diverged", error="diverged after 5 non-finite losses", finished_at="2026-01-01T00:01:00+00:00")
         sys.exit(1)
     acc = 0.3 + 0.01 * cfg["seed"] + (0.05 if cfg["attention"] == "mita" else 0.0)
-    record("ok", test_acc=acc, best_val_acc=acc, steps=2, max_steps=2,
+    fast = cfg["attention"] == "mita"
+    record("ok", test_acc=acc, best_val_acc=acc, steps=2, max_steps=2, device="cpu", seq_len=64,
+           train_tokens_per_s=3000.0 if fast else 1000.0, peak_memory_bytes=2**20 if fast else 2**22,
            history=[{"step": 1, "val_acc": acc / 2}, {"step": 2, "val_acc": acc}],
            finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat())
     log(event="end")
@@ -184,6 +186,13 @@ def test_runs_every_combination_writes_reports_and_skips_finished_runs(tmp_path,
     assert len(calls) == 4 and all(c["resume"] and c["quiet"] and not c["resumed"] for c in calls)
     for name in ("leaderboard.csv", "leaderboard.md", "results_long.csv", "plots/accuracy_tiny.png"):
         assert (out / name).is_file(), name
+    # the accuracy-cost frontier from the runs' own throughput and memory (the fake's: MiTA 3x, 1/4)
+    for name in ("frontier.md", "frontier.csv", "plots/frontier_tiny.png"):
+        assert (out / name).is_file(), name
+    points = pd.read_csv(out / "frontier.csv").query("panel == 'avg'").set_index("attention_label")
+    assert points.loc[MITA, "speed_vs_full"] == pytest.approx(3.0)
+    assert points.loc[MITA, "memory_vs_full"] == pytest.approx(0.25)
+    assert points.loc[MITA, "on_frontier"] and not points.loc["full", "on_frontier"]
     wide = pd.read_csv(out / "leaderboard.csv").set_index("attention_label")
     assert wide.loc[MITA, "listops"] == pytest.approx(100 * (0.35 + 0.36) / 2)
     assert len(pd.read_csv(out / "results_long.csv")) == 4

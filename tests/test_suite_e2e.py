@@ -34,6 +34,9 @@ def test_tiny_suite_with_the_real_runner(tmp_path):
     assert set(wide["attention_label"]) == {"full", "mita(num_landmarks=8,topk=8)"}
     for name in ("leaderboard.md", "results_long.csv", "plots/accuracy_tiny.png"):
         assert (out / name).is_file()
+    for name in ("frontier.md", "frontier.csv", "plots/frontier_tiny.png"):  # costs from the runs
+        assert (out / name).is_file(), name
+    assert "Accuracy–cost frontier, preset tiny" in result.output
     again, _ = suite(tmp_path, *TINY_SUITE)
     assert again.exit_code == 0 and "4 skipped" in again.output
 
