@@ -219,6 +219,17 @@ def test_no_cost_anywhere_names_the_command_that_measures_one(tmp_path):
     assert plots.plot_frontier(fr, leaderboard.build(store.load(tmp_path).runs), tmp_path) == []
 
 
+def test_run_costs_come_from_the_device_of_the_full_attention_runs(tmp_path):
+    runs = [
+        costly("listops", "full", 0.40, 1000.0, 4e8),
+        costly("listops", "topk", 0.38, 2000.0, 2e8),
+        {**costly("listops", "mita", 0.45, 9000.0, 1e8, label=MITA), "device": "NVIDIA H200"},
+    ]
+    fr = frontier.build(make_store(tmp_path, runs))
+    assert point(fr, "topk", "listops")["speed_vs_full"] == pytest.approx(2.0)
+    assert fr.without_cost("quick", "listops") == [MITA]  # trained elsewhere: not comparable
+
+
 def test_without_a_full_attention_run_there_is_no_reference_for_costs(tmp_path):
     runs = [
         costly("listops", "mita", 0.45, 1000.0, 1e6, label=MITA),
