@@ -606,6 +606,8 @@ def render(fr: Frontier, *, markdown: bool = True, panels: Sequence[str] | None 
             parts.append(
                 table(fr, preset, panel).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
             )
+            if fr.has_cost(preset) and not fr.panel(preset, panel)["on_frontier"].any():
+                parts.append("No attention with a cost is above chance here, so there is no frontier.")
             missing = fr.without_cost(preset, panel)
             if missing:
                 without.setdefault(", ".join(missing), []).append(name)

@@ -237,8 +237,8 @@ def _ratio_tick(value: float, _position: object = None) -> str:
 def _memory_legend_values(ratios: list[float]) -> list[float]:
     """Up to four powers of two spanning the memory ratios drawn (for the circle-size legend)."""
     finite = [r for r in ratios if r > 0 and not math.isnan(r)] or [1.0]
-    low, high = math.floor(math.log2(min(finite))), math.ceil(math.log2(max(finite)))
-    exponents = list(range(low, max(high, low + 1) + 1))
+    low, high = round(math.log2(min(finite))), round(math.log2(max(finite)))
+    exponents = list(range(min(low, high - 1), high + 1))
     step = max(1, math.ceil((len(exponents) - 1) / 3))
     picked = exponents[::step]
     if picked[-1] != exponents[-1]:
@@ -339,6 +339,15 @@ def frontier_notes(fr: frontier_.Frontier, preset: str, panels: list[str]) -> li
     for missing, where in without.items():
         scope = f" ({', '.join(where)})" if len(panels) > 1 else ""
         notes.append(f"Without a cost{scope}, not drawn: {missing}.")
+    empty = [
+        "Avg" if panel == frontier_.AVG else task_title(panel)
+        for panel in panels
+        if not fr.panel(preset, panel)["on_frontier"].any()
+    ]
+    if empty:
+        notes.append(
+            f"{', '.join(empty)}: no attention with a cost is above chance, so there is no frontier."
+        )
     if frontier_.AVG in panels:
         partial = fr.without_accuracy(preset)
         if partial:
@@ -402,7 +411,11 @@ def plot_frontier(
             )
             for v in _memory_legend_values(memory)
         ]
-        handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto frontier"))
+        if (
+            fr.points[(fr.points["preset"] == preset) & fr.points["panel"].isin(panels)]["on_frontier"].sum()
+            > 1
+        ):
+            handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto frontier"))
         fig.legend(
             handles=handles,
             loc="outside right upper",
@@ -411,6 +424,8 @@ def plot_frontier(
             title_fontsize="small",
             labelspacing=1.6,
             borderpad=1.0,
+            handlelength=2.5,
+            handletextpad=1.2,
         )
         fig.suptitle(f"Accuracy and cost, preset {preset}")
         fig.text(0.01, caption_height / height - 0.01, "\n".join(wrapped), va="top", ha="left", fontsize=8)
