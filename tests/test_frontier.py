@@ -253,6 +253,11 @@ def test_fail_points_are_kept_but_never_on_the_frontier(tmp_path):
     assert not moba["on_frontier"]
     assert point(fr, "topk", "listops")["on_frontier"] and point(fr, "full", "listops")["on_frontier"]
 
+    at_chance = [costly("listops", "full", 0.11, 1000.0, 4e8), costly("listops", "moba", 0.12, 5000.0, 1e8)]
+    fr = frontier.build(make_store(tmp_path / "chance", at_chance))
+    assert not fr.points["on_frontier"].any()
+    assert "no frontier" in frontier.render(fr)
+
 
 def test_attentions_select_the_points_and_costs_stay_relative_to_full(tmp_path):
     fr = frontier.build(make_store(tmp_path, two_task_runs()), attentions=["mita", "topk"])
