@@ -384,7 +384,7 @@ def plot_frontier(
         chances = {t: float(cells[cells["task"] == t]["chance"].dropna().mean()) * 100 for t in tasks}
         notes = frontier_notes(fr, preset, panels)
         width = 6.0 * len(panels) + 2.2
-        wrapped = [textwrap.fill(note, width=int(width * 15)) for note in notes]
+        wrapped = [textwrap.fill(note.replace("`", ""), width=int(width * 15)) for note in notes]
         lines = sum(text.count("\n") + 1 for text in wrapped)
         caption_height = 0.16 * lines + 0.15
         height = 4.8 + caption_height
