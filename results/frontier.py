@@ -203,6 +203,11 @@ def _mode(values: pd.Series) -> Any:
     return values.mode().iloc[0] if len(values) else None
 
 
+def _devices(records: pd.DataFrame) -> pd.Series:
+    """The `device` field as text; records without one read "unknown device"."""
+    return records["device"].map(lambda v: v if isinstance(v, str) and v else "unknown device")
+
+
 def _reference_label(labels: Sequence[str], attention_of: dict[str, str]) -> str | None:
     fulls = [label for label in labels if attention_of.get(label) == REFERENCE]
     return REFERENCE if REFERENCE in fulls else (fulls[0] if fulls else None)
@@ -224,7 +229,7 @@ def _task_costs(
                 preset, task, "", "", "", seq_len, reason="no finished full-attention run to relate costs to"
             )
         )
-    device = str(_mode(counted[reference]["device"].astype(str)))
+    device = str(_mode(_devices(counted[reference])))
     bench = _bench_costs(preset, task, efficiency, device, seq_len, labels, attention_of)
     if bench is not None:
         return bench
@@ -237,7 +242,7 @@ def _run_costs(
     source = CostSource(preset, task, RUNS, device, device, seq_len)
     means = {}
     for label, group in counted.items():
-        group = group[group["device"].astype(str) == device]
+        group = group[_devices(group) == device]
         tokens = pd.to_numeric(group["train_tokens_per_s"], errors="coerce").dropna()
         memory = run_peak_memory(group).dropna()
         means[label] = (
@@ -285,7 +290,7 @@ def _bench_costs(
         (eff["bench"] == "model")
         & (eff["status"] == "ok")
         & (pd.to_numeric(eff["seq_len"], errors="coerce") == seq_len)
-        & (eff["device"].astype(str) == device)
+        & (_devices(eff) == device)
         & eff["time_ms_median"].notna()
         & eff["batch"].notna()
     ]
@@ -293,7 +298,7 @@ def _bench_costs(
         return None
     rows = rows.assign(
         per_example_ms=pd.to_numeric(rows["time_ms_median"]) / pd.to_numeric(rows["batch"]),
-        setting_key=rows["dtype"].astype(str) + "|" + rows["batch_requested"].astype(str),
+        setting_key=rows["dtype"].map(str) + "|" + rows["batch_requested"].map(str),
     )
     best: tuple[int, str] | None = None
     chosen = None

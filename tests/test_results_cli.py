@@ -107,7 +107,11 @@ def test_plot_writes_pngs(runs_dir, tmp_path):
     result = invoke("plot", "--runs", str(runs_dir), "--out", str(tmp_path / "figs"))
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert written == ["accuracy_quick.png", "efficiency_attention_forward_cpu_float32_H4_d32.png"]
+    assert written == [
+        "accuracy_quick.png",
+        "efficiency_attention_forward_cpu_float32_H4_d32.png",
+        "frontier_quick.png",  # the runs record throughput and memory
+    ]
 
 
 @pytest.mark.parametrize(
