@@ -402,16 +402,18 @@ class Frontier:
         return list(points[points["accuracy"].isna()]["attention_label"])
 
 
-def select_labels(labels: Sequence[str], attention_of: dict[str, str], wanted: Sequence[str]) -> list[str]:
+def select_labels(
+    labels: Sequence[str], attention_of: dict[str, str], wanted: Sequence[str], *, strict: bool = True
+) -> list[str]:
     """The labels `wanted` names, in table order: an entry matches a label exactly
-    (`mita(topk=64)`) or, failing that, every label of that registry name (`mita`). ValueError
-    naming an entry that matches nothing."""
+    (`mita(topk=64)`) or, failing that, every label of that registry name (`mita`). With `strict`,
+    ValueError naming an entry that matches nothing."""
     chosen: set[str] = set()
     for entry in wanted:
         match = [label for label in labels if label == entry] or [
             label for label in labels if attention_of.get(label) == entry
         ]
-        if not match:
+        if not match and strict:
             raise ValueError(f"no runs of attention {entry!r}; attentions with runs: {', '.join(labels)}")
         chosen.update(match)
     return [label for label in labels if label in chosen]
@@ -423,6 +425,10 @@ def build(store: Store, lb: Leaderboard | None = None, attentions: Sequence[str]
     those attentions; costs stay relative to full attention whether it is shown or not."""
     runs = with_reported_accuracy(store.runs)
     lb = lb if lb is not None else build_leaderboard(runs)
+    if attentions:  # every entry must name an attention of some table
+        kinds = dict(zip(lb.cells["attention_label"], lb.cells["attention"], strict=True))
+        everywhere = list(dict.fromkeys(label for preset in lb.presets for label in lb.labels(preset)))
+        select_labels(everywhere, kinds, attentions)
     rows: list[dict[str, Any]] = []
     sources: list[CostSource] = []
     for preset in lb.presets:
@@ -430,7 +436,7 @@ def build(store: Store, lb: Leaderboard | None = None, attentions: Sequence[str]
         if attentions:
             of_table = lb.cells[lb.cells["preset"] == preset]
             kinds = dict(zip(of_table["attention_label"], of_table["attention"], strict=True))
-            shown = select_labels(labels, kinds, attentions)
+            shown = select_labels(labels, kinds, attentions, strict=False)
         else:
             shown = labels
         tasks = lb.tasks(preset)
