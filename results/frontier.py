@@ -60,6 +60,9 @@ AVG = "avg"
 REFERENCE = "full"
 BENCH, RUNS = "bench", "runs"
 
+# `frontier.csv`: accuracy in %; ratios to full attention; cost_source "bench" / "runs" ("" = no
+# cost); device, seq_len, backend and batch of the cost (bench: the record's batch, halved where
+# the requested one did not fit).
 POINT_COLUMNS = [
     "preset",
     "panel",
@@ -96,6 +99,7 @@ def run_peak_memory(runs: pd.DataFrame) -> pd.Series:
 
 
 def run_memory_meaning() -> str:
+    """What a run record's `peak_memory_bytes` holds, as the record schema describes it."""
     return RUN_FIELDS["peak_memory_bytes"]
 
 
