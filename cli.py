@@ -552,7 +552,8 @@ def leaderboard_command(
 @user_errors
 def compare_command(task: str | None, attentions: str, runs_dir: str, csv_path: str | None,
                     markdown_path: str | None, frontier: bool) -> None:
-    """Accuracy, throughput, peak memory, parameters and keys per query of attentions on one task."""
+    """Accuracy, throughput, peak memory, parameters and keys per query of attentions on one task;
+    with --frontier, accuracy against speed and memory relative to full attention (Pareto frontier)."""
     from results import compare
     from runners.suite import split_list
 
