@@ -156,7 +156,11 @@ def require_plugins(recorded: Iterable[str | Mapping[str, Any]]) -> list[PluginI
             if not _is_missing(err.__cause__, module):
                 raise
             dist = wanted.get("distribution")
-            install = f"install {dist}{'==' + wanted['version'] if wanted.get('version') else ''} or " if dist else ""
+            install = (
+                f"install {dist}{'==' + wanted['version'] if wanted.get('version') else ''} or "
+                if dist
+                else ""
+            )
             raise PluginError(
                 f"this run uses the attention plugin {module!r}, which cannot be imported: {install}put the "
                 f"directory holding {module.split('.')[0]!r} on PYTHONPATH (or run from that directory)"
