@@ -25,6 +25,7 @@ each of its mechanisms a `Mechanism.plugin` naming the module.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import os
@@ -124,6 +125,7 @@ def load_plugins(
     requested.extend((name, "explicit", None) for name in modules)
     if any(entry_point is None for _, _, entry_point in requested):
         _make_working_directory_importable()
+    _top_level_distributions.cache_clear()  # scanned at most once per call, afresh each call
     infos: list[PluginInfo] = []
     for module, source, entry_point in requested:
         info = _LOADED.get(module) or _load(module, source, entry_point)
@@ -282,11 +284,18 @@ def _is_missing(err: BaseException | None, module: str) -> bool:
     return module == err.name or module.startswith(err.name + ".")
 
 
+@functools.lru_cache(maxsize=1)
+def _top_level_distributions() -> Mapping[str, list[str]]:
+    from importlib import metadata
+
+    return metadata.packages_distributions()
+
+
 def _distribution(module: str, dist_name: str | None) -> tuple[str | None, str | None]:
     from importlib import metadata
 
     if dist_name is None:
-        candidates = metadata.packages_distributions().get(module.split(".")[0], [])
+        candidates = _top_level_distributions().get(module.split(".")[0], [])
         dist_name = candidates[0] if candidates else None
     if dist_name is None:
         return None, None
