@@ -86,6 +86,9 @@ def write_distribution(directory: Path, dist: str, version: str, entry_points: d
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     lines = [f"{name} = {value}" for name, value in entry_points.items()]
     (info / "entry_points.txt").write_text("[lra.attentions]\n" + "\n".join(lines) + "\n")
+    (info / "top_level.txt").write_text(
+        "\n".join(value.split(".")[0] for value in entry_points.values()) + "\n"
+    )
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
     importlib.invalidate_caches()
@@ -171,8 +174,17 @@ def test_autoload_of_entry_points_can_be_disabled(tmp_path, monkeypatch):
     write_distribution(tmp_path, "toy-ep", "0.1", {"ep": "ep_attn"})
     monkeypatch.setenv("LRA_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert "ep" not in first_use_of_the_registry()
+    # Loaded by name, an installed module still records its distribution.
+    (info,) = load_plugins(["ep_attn"], entry_points=False, env=False)
+    assert (info.module, info.distribution, info.version, info.source) == (
+        "ep_attn",
+        "toy-ep",
+        "0.1",
+        "explicit",
+    )
+    # Autoload again: the entry point names a plugin already loaded, a no-op.
     monkeypatch.setenv("LRA_DISABLE_PLUGIN_AUTOLOAD", "0")
-    assert "ep" in first_use_of_the_registry()
+    assert first_use_of_the_registry().count("ep") == 1
 
 
 def test_child_process_started_elsewhere_loads_the_same_plugins_at_first_use(tmp_path, monkeypatch):
@@ -264,7 +276,8 @@ def test_two_plugins_with_one_name_name_both_modules(tmp_path, monkeypatch):
 
 def test_registering_a_builtin_name_directly_is_refused_naming_the_caller():
     with pytest.raises(
-        registry.NameClashError, match=r"'topk' from plugin tests.test_plugins clashes with the built-in 'topk'"
+        registry.NameClashError,
+        match=r"'topk' from plugin tests.test_plugins clashes with the built-in 'topk'",
     ):
         attention_zoo.register("topk", registry.AttentionParams, summary="again")(
             lambda q, k, v, *, key_padding_mask=None: q
@@ -437,3 +450,8 @@ def test_example_plugin_passes_its_own_checks(monkeypatch):
     )
     with pytest.raises(AssertionError, match="differs from the reference"):
         check_mechanism("windowed_landmarks", reference=too_wide, params={"window": 2}, gradcheck=False)
+
+
+def test_readme_shows_the_example_plugin_as_shipped():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    assert "```python\n" + (EXAMPLES / "windowed_landmarks.py").read_text() + "```" in readme
