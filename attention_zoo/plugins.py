@@ -61,7 +61,7 @@ class PluginInfo:
         distribution: the installed distribution providing it (None for a module on sys.path only).
         version: that distribution's version.
         source_sha256: sha256 of the module's source file (None when it has no file).
-        source: `"entry point"`, `"LRA_PLUGINS"` or `"explicit"` (load_plugins / --plugin).
+        loaded_via: `"entry point"`, `"LRA_PLUGINS"` or `"explicit"` (load_plugins / --plugin).
         search_path: the sys.path entry the module was found under (for child processes; not recorded).
     """
 
@@ -70,7 +70,7 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     source_sha256: str | None = None
-    source: str = "explicit"
+    loaded_via: str = "explicit"
     search_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +117,7 @@ def load_plugins(
     Returns the `PluginInfo` of each requested plugin (a plugin already loaded is returned as it was:
     loading twice is a no-op). Raises `PluginError` on the first plugin that fails.
     """
-    requested: list[tuple[str, str, Any]] = []  # (module, source, entry point)
+    requested: list[tuple[str, str, Any]] = []  # (module, loaded_via, entry point)
     if entry_points:
         requested.extend((ep.module, "entry point", ep) for ep in _entry_points())
     if env:
@@ -127,8 +127,8 @@ def load_plugins(
         _make_working_directory_importable()
     _top_level_distributions.cache_clear()  # scanned at most once per call, afresh each call
     infos: list[PluginInfo] = []
-    for module, source, entry_point in requested:
-        info = _LOADED.get(module) or _load(module, source, entry_point)
+    for module, loaded_via, entry_point in requested:
+        info = _LOADED.get(module) or _load(module, loaded_via, entry_point)
         if info not in infos:
             infos.append(info)
     return infos
@@ -193,7 +193,7 @@ def child_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     importable from a child started elsewhere: torchrun workers, SLURM jobs).
     """
     env = dict(os.environ if environ is None else environ)
-    carried = [info for info in _LOADED.values() if info.source != "entry point"]
+    carried = [info for info in _LOADED.values() if info.loaded_via != "entry point"]
     modules = list(dict.fromkeys(env_modules(env) + [info.module for info in carried]))
     if modules:
         env[ENV_VAR] = ",".join(modules)
@@ -219,7 +219,7 @@ def _make_working_directory_importable() -> None:
         sys.path.insert(0, cwd)
 
 
-def _load(module: str, source: str, entry_point: Any) -> PluginInfo:
+def _load(module: str, loaded_via: str, entry_point: Any) -> PluginInfo:
     label = f"attention plugin {module!r}"
     dist_name = getattr(getattr(entry_point, "dist", None), "name", None)
     if entry_point is not None:
@@ -263,7 +263,7 @@ def _load(module: str, source: str, entry_point: Any) -> PluginInfo:
         distribution=distribution,
         version=version,
         source_sha256=_source_sha256(imported),
-        source=source,
+        loaded_via=loaded_via,
         search_path=_search_path(imported, module),
     )
     _LOADED[module] = info

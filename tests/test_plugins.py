@@ -109,7 +109,7 @@ def test_plugin_loads_by_module_name_from_the_working_directory(tmp_path, monkey
     (info,) = load_plugins(["tempered_attn"], entry_points=False, env=False)
     assert str(tmp_path) in sys.path
     assert info.module == "tempered_attn" and info.mechanisms == ("tempered",)
-    assert info.source == "explicit" and info.distribution is None and info.version is None
+    assert info.loaded_via == "explicit" and info.distribution is None and info.version is None
     assert info.source_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert info.search_path == str(tmp_path.resolve())
     assert "tempered" in attention_zoo.names()
@@ -131,7 +131,7 @@ def test_plugin_loads_by_module_name_from_the_working_directory(tmp_path, monkey
         "distribution": None,
         "version": None,
         "source_sha256": info.source_sha256,
-        "source": "explicit",
+        "loaded_via": "explicit",
     }
     assert info.describe() == f"tempered_attn (sha256 {info.source_sha256[:12]}): tempered"
     assert plugins.plugin_records() == [info.to_dict()]
@@ -145,7 +145,7 @@ def test_lra_plugins_variable_loads_at_first_registry_use(tmp_path, monkeypatch)
     registry._plugins_autoloaded = False
     assert "env_attn_a" not in sys.modules
     assert attention_zoo.names()[-2:] == ["env_a", "env_b"]
-    assert [(p.module, p.source) for p in plugins.loaded_plugins()][-2:] == [
+    assert [(p.module, p.loaded_via) for p in plugins.loaded_plugins()][-2:] == [
         ("env_attn_a", "LRA_PLUGINS"),
         ("env_attn_b", "LRA_PLUGINS"),
     ]
@@ -160,7 +160,7 @@ def test_entry_point_of_an_installed_distribution_loads_lazily(tmp_path):
     assert "windowed_landmarks" in first_use_of_the_registry()
     assert "windowed_landmarks" in sys.modules
     (info,) = [p for p in plugins.loaded_plugins() if p.module == "windowed_landmarks"]
-    assert (info.distribution, info.version, info.source) == ("toy-attn", "1.2.3", "entry point")
+    assert (info.distribution, info.version, info.loaded_via) == ("toy-attn", "1.2.3", "entry point")
     assert info.source_sha256 == hashlib.sha256(module_path.read_bytes()).hexdigest()
     assert info.describe().startswith("windowed_landmarks (toy-attn 1.2.3, sha256 ")
     assert attention_zoo.get("windowed_landmarks").plugin == "windowed_landmarks"
@@ -176,7 +176,7 @@ def test_autoload_of_entry_points_can_be_disabled(tmp_path, monkeypatch):
     assert "ep" not in first_use_of_the_registry()
     # Loaded by name, an installed module still records its distribution.
     (info,) = load_plugins(["ep_attn"], entry_points=False, env=False)
-    assert (info.module, info.distribution, info.version, info.source) == (
+    assert (info.module, info.distribution, info.version, info.loaded_via) == (
         "ep_attn",
         "toy-ep",
         "0.1",
@@ -200,7 +200,7 @@ def test_child_process_started_elsewhere_loads_the_same_plugins_at_first_use(tmp
     script = (
         "import sys, attention_zoo\n"
         "assert 'child_attn' not in sys.modules\n"
-        "print(attention_zoo.get('child').plugin, attention_zoo.plugins.plugin_records()[0]['source'])\n"
+        "print(attention_zoo.get('child').plugin, attention_zoo.plugins.plugin_records()[0]['loaded_via'])\n"
     )
     repo = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] += os.pathsep + repo
