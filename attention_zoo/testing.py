@@ -8,11 +8,15 @@
 `check_mechanism` runs, in fp64 (the memory probe in fp32):
 
 * shapes and odd lengths: the output has the input's shape and dtype and is finite everywhere,
-  padded positions included, for lengths 1, 7, 33, 100 with and without padding;
+  padded positions included, for lengths 1, 7, 33, 100 with and without padding; two identical calls
+  agree;
 * padding: the valid outputs and their gradients with padding equal the mechanism on the valid
   tokens alone, and padded tokens get zero gradient. Padding sits at random positions for
   `Mechanism.padding_invariant` mechanisms, at the end for positional ones;
-* gradcheck: analytic gradients of q, k, v match finite differences (N = 11, d = 4);
+* the layer: in `MultiHeadAttention` every parameter gets a gradient and trailing padding leaves the
+  valid outputs unchanged;
+* gradcheck: analytic gradients of q, k, v match finite differences (N = 11, d = 4; gradcheck's
+  fast mode, a random projection of the Jacobian);
 * memory: no op builds a tensor of N^2/16 elements or more at N = `probe_length`, forward or backward
   (`allow_n_by_n=True` skips this for dense mechanisms such as full attention);
 * reference (optional): the valid outputs match `reference(q, k, v, key_padding_mask, **params)`, a
@@ -120,6 +124,7 @@ def check_mechanism(
     gen = torch.Generator().manual_seed(seed)
     _check_shapes(run, label, lengths, head_dim, gen)
     _check_padding(run, label, head_dim, gen, atol, rtol)
+    _check_layer(run, label, gen)
     if gradcheck:
         _check_gradients(run, label, gen)
     if not allow_n_by_n:
@@ -162,6 +167,33 @@ def _check_shapes(run: _Runner, label: str, lengths: Sequence[int], d: int, gen)
     q, k, v = _inputs(run, 1, 2, 7, d, gen, dtype=torch.float32)
     out = run(q, k, v, None, 7)
     assert out.dtype == torch.float32, f"{label}: float32 inputs gave {out.dtype} outputs"
+    assert torch.equal(out, run(q, k, v, None, 7)), (
+        f"{label}: two identical calls gave different outputs; outside training a mechanism must be "
+        "deterministic (draw random features once, as module_buffers)"
+    )
+
+
+def _check_layer(run: _Runner, label: str, gen) -> None:
+    """In the multi-head layer the task models use: every parameter gets a gradient, trailing padding
+    leaves the valid outputs unchanged."""
+    from .module import MultiHeadAttention
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        layer = MultiHeadAttention(16, 2, attention=run.mechanism.name, params=run.params, max_length=21)
+    layer = layer.double().to(run.device).eval()
+    x = torch.randn(3, 21, 16, generator=gen, dtype=torch.float64).to(run.device)
+    mask = torch.ones(3, 21, dtype=torch.bool, device=run.device)
+    mask[1, 15:] = False
+    out = layer(x, key_padding_mask=mask)
+    out.sum().backward()
+    missing = [name for name, p in layer.named_parameters() if p.grad is None]
+    assert not missing, f"{label}: in MultiHeadAttention, parameters {missing} get no gradient"
+    short = layer(x[1:2, :15])
+    error = (out[1:2, :15] - short).abs().max().item()
+    assert torch.allclose(out[1:2, :15], short, rtol=1e-7, atol=1e-9), (
+        f"{label}: in MultiHeadAttention, trailing padding changes the valid outputs (max error {error:.3g})"
+    )
 
 
 def _check_padding(run: _Runner, label: str, d: int, gen, atol: float, rtol: float) -> None:

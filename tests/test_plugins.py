@@ -402,12 +402,25 @@ def test_check_mechanism_catches_an_n_by_n_tensor():
         check_mechanism("dense")
 
 
+def test_check_mechanism_catches_a_mechanism_that_is_random_outside_training():
+    def noisy(q, k, v, *, key_padding_mask=None):
+        mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask) + 1e-6 * torch.rand_like(q)
+
+    _register_fault("noisy", noisy)
+    with pytest.raises(AssertionError, match=r"'noisy'\): two identical calls gave different outputs"):
+        check_mechanism("noisy", allow_n_by_n=True)
+
+
 class _WrongBackward(torch.autograd.Function):
-    """Softmax attention whose backward forgets the softmax Jacobian's second term for q."""
+    """Softmax attention over the valid keys whose backward drops a term of the softmax Jacobian."""
 
     @staticmethod
-    def forward(ctx, q, k, v):
-        probs = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1)
+    def forward(ctx, q, k, v, key_padding_mask):
+        scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+        probs = torch.softmax(scores, -1)
         ctx.save_for_backward(q, k, v, probs)
         return probs @ v
 
@@ -416,18 +429,14 @@ class _WrongBackward(torch.autograd.Function):
         q, k, v, probs = ctx.saved_tensors
         grad_probs = grad @ v.transpose(-1, -2)
         grad_scores = probs * grad_probs / q.shape[-1] ** 0.5  # missing: - probs * sum(probs * grad_probs)
-        return grad_scores @ k, grad_scores.transpose(-1, -2) @ q, probs.transpose(-1, -2) @ grad
+        return grad_scores @ k, grad_scores.transpose(-1, -2) @ q, probs.transpose(-1, -2) @ grad, None
 
 
 def test_check_mechanism_catches_wrong_gradients():
     def wrong_gradients(q, k, v, *, key_padding_mask=None):
-        if key_padding_mask is not None:  # a positional toy: trailing padding only, handled by truncation
-            length = int(key_padding_mask.sum(1).max())
-            out = _WrongBackward.apply(q[:, :, :length], k[:, :, :length], v[:, :, :length])
-            return torch.cat([out, torch.zeros_like(q[:, :, length:])], dim=2)
-        return _WrongBackward.apply(q, k, v)
+        return _WrongBackward.apply(q, k, v, key_padding_mask)
 
-    _register_fault("wrong_grads", wrong_gradients, padding_invariant=False)
+    _register_fault("wrong_grads", wrong_gradients)
     with pytest.raises(AssertionError, match=r"'wrong_grads'\): gradients do not match finite differences"):
         check_mechanism("wrong_grads", allow_n_by_n=True, lengths=(7,))
 
