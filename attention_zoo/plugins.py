@@ -112,13 +112,14 @@ def env_modules(environ: Mapping[str, str] | None = None) -> list[str]:
 def load_plugins(
     modules: Iterable[str] = (), *, entry_points: bool = True, env: bool = True
 ) -> list[PluginInfo]:
-    """Import plugins: the `lra.attentions` entry points, the LRA_PLUGINS modules, then `modules`.
+    """Import plugins: the `lra.attentions` entry points (unless LRA_DISABLE_PLUGIN_AUTOLOAD is set),
+    the LRA_PLUGINS modules, then `modules`.
 
     Returns the `PluginInfo` of each requested plugin (a plugin already loaded is returned as it was:
     loading twice is a no-op). Raises `PluginError` on the first plugin that fails.
     """
     requested: list[tuple[str, str, Any]] = []  # (module, loaded_via, entry point)
-    if entry_points:
+    if entry_points and not _autoload_disabled():
         requested.extend((ep.module, "entry point", ep) for ep in _entry_points())
     if env:
         requested.extend((name, ENV_VAR, None) for name in env_modules())
@@ -137,8 +138,11 @@ def load_plugins(
 def autoload() -> list[PluginInfo]:
     """What the registry runs at its first use: entry points (unless LRA_DISABLE_PLUGIN_AUTOLOAD is
     set) and LRA_PLUGINS."""
-    disabled = os.environ.get(DISABLE_AUTOLOAD_ENV_VAR, "").lower() not in ("", "0", "false", "no")
-    return load_plugins(entry_points=not disabled, env=True)
+    return load_plugins()
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(DISABLE_AUTOLOAD_ENV_VAR, "").lower() not in ("", "0", "false", "no")
 
 
 def require_plugins(recorded: Iterable[str | Mapping[str, Any]]) -> list[PluginInfo]:

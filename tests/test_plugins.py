@@ -174,6 +174,7 @@ def test_autoload_of_entry_points_can_be_disabled(tmp_path, monkeypatch):
     write_distribution(tmp_path, "toy-ep", "0.1", {"ep": "ep_attn"})
     monkeypatch.setenv("LRA_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert "ep" not in first_use_of_the_registry()
+    assert load_plugins() == []
     # Loaded by name, an installed module still records its distribution.
     (info,) = load_plugins(["ep_attn"], entry_points=False, env=False)
     assert (info.module, info.distribution, info.version, info.loaded_via) == (
