@@ -247,6 +247,11 @@ def _load(module: str, loaded_via: str, entry_point: Any) -> PluginInfo:
         raise PluginError(f"{label}: {err}") from err
     except Exception as err:  # anything a third-party import raises becomes one line naming it
         _forget_new_registrations(before)
+        if _is_missing(err, module):
+            raise PluginError(
+                f"{label} not found: no module {err.name!r} on sys.path (the working directory included); "
+                "install it or put its directory on PYTHONPATH"
+            ) from err
         message = " ".join(str(err).split()) or "(no message)"
         raise PluginError(f"{label} failed to import: {type(err).__name__}: {message}") from err
     finally:
