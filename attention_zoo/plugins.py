@@ -228,6 +228,8 @@ def _load(module: str, loaded_via: str, entry_point: Any) -> PluginInfo:
     dist_name = getattr(getattr(entry_point, "dist", None), "name", None)
     if entry_point is not None:
         label += f" (entry point {entry_point.name!r} of distribution {dist_name or 'unknown'})"
+    elif loaded_via == ENV_VAR:
+        label += f" (from {ENV_VAR})"
     if not module or module.endswith(".py") or "/" in module or os.sep in module:
         stem = Path(module).stem or module
         raise PluginError(

@@ -145,6 +145,11 @@ def test_lra_plugins_variable_loads_at_first_registry_use(tmp_path, monkeypatch)
     registry._plugins_autoloaded = False
     assert "env_attn_a" not in sys.modules
     assert attention_zoo.names()[-2:] == ["env_a", "env_b"]
+    monkeypatch.setenv("LRA_PLUGINS", "env_attn_a,env_attn_missing")
+    with pytest.raises(
+        PluginError, match=r"^attention plugin 'env_attn_missing' \(from LRA_PLUGINS\) not found"
+    ):
+        first_use_of_the_registry()
     assert [(p.module, p.loaded_via) for p in plugins.loaded_plugins()][-2:] == [
         ("env_attn_a", "LRA_PLUGINS"),
         ("env_attn_b", "LRA_PLUGINS"),
