@@ -5,7 +5,9 @@
     ['full', 'agent', 'topk', 'moba', 'mita', 'mita_route']
     >>> layer = attention_zoo.make("mita", dim=64, num_heads=2, params={"num_landmarks": 16, "topk": 16})
 
-The package imports only torch (and triton lazily, for the MiTA kernels).
+Mechanisms of other packages load as plugins (`attention_zoo.plugins`): entry points of the group
+`lra.attentions` and the modules in LRA_PLUGINS at the first use of the registry, others through
+`load_plugins`. The package imports only torch (and triton lazily, for the MiTA kernels).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from . import full, agent, topk, moba, mita  # noqa: F401
 # isort: on
 from . import functional
 from .module import MultiHeadAttention
+from .plugins import PluginError, load_plugins
 from .registry import AttentionParams, Mechanism, get, names, register
 
 
@@ -33,8 +36,10 @@ __all__ = [
     "AttentionParams",
     "Mechanism",
     "MultiHeadAttention",
+    "PluginError",
     "functional",
     "get",
+    "load_plugins",
     "make",
     "names",
     "register",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -129,6 +130,8 @@ class Mechanism:
         padding_invariant: padding is removed, not zeroed: valid outputs equal the mechanism on the
             valid subsequence alone, so callers may drop padded tokens before calling (MoBA's blocks
             are positional, so for it only trailing padding may be dropped).
+        plugin: the module that registered the mechanism when it is not part of this package (an
+            attention plugin, see `attention_zoo.plugins`); None for the built-ins.
     """
 
     name: str
@@ -142,6 +145,7 @@ class Mechanism:
     padding_invariant: bool = True
     module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None
     shared_qk: bool = False
+    plugin: str | None = None
 
     def params(self, **overrides: Any) -> AttentionParams:
         """Build and validate this mechanism's parameters from keyword overrides (strings allowed)."""
@@ -217,6 +221,31 @@ class Mechanism:
 
 _REGISTRY: dict[str, Mechanism] = {}
 
+# The plugin module `plugins.load_plugins` is importing; its registrations are marked with it.
+_loading_plugin: str | None = None
+# Entry-point and LRA_PLUGINS plugins are imported at the first use of the registry, not at import.
+_plugins_autoloaded = False
+
+
+class NameClashError(ValueError):
+    """A mechanism name registered twice (a plugin may neither reuse a built-in's name nor another plugin's)."""
+
+
+def _registering_module(depth: int) -> str | None:
+    """The plugin behind a `register` call: the module being loaded as a plugin, else the calling module
+    when it lies outside this package (None for the built-ins)."""
+    if _loading_plugin is not None:
+        return _loading_plugin
+    caller = sys._getframe(depth).f_globals.get("__name__", "")
+    package = __name__.rpartition(".")[0]
+    return None if caller == package or caller.startswith(package + ".") else caller
+
+
+def _origin(mechanism: Mechanism) -> str:
+    if mechanism.plugin is None:
+        return f"the built-in {mechanism.name!r} ({mechanism.fn.__module__})"
+    return f"{mechanism.name!r} of plugin {mechanism.plugin}"
+
 
 def register(
     name: str,
@@ -239,10 +268,15 @@ def register(
 
     if not (dataclasses.is_dataclass(params_cls) and issubclass(params_cls, AttentionParams)):
         raise TypeError(f"{params_cls!r} must be a dataclass deriving from AttentionParams")
+    plugin = _registering_module(2)
 
     def decorator(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        if name in _REGISTRY:
-            raise ValueError(f"attention {name!r} is already registered")
+        if name in _REGISTRY:  # never replaced: a plugin cannot change what a built-in name means
+            new = f"plugin {plugin}" if plugin is not None else fn.__module__
+            raise NameClashError(
+                f"attention {name!r} from {new} clashes with {_origin(_REGISTRY[name])}; "
+                "register it under another name"
+            )
         sig = inspect.signature(fn)
         kwonly = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
         fields = [f.name for f in dataclasses.fields(params_cls)]
@@ -265,6 +299,7 @@ def register(
             padding_invariant,
             module_buffers,
             shared_qk,
+            plugin,
         )
         for variant in variants:  # fail at import time, not in a user's run
             mechanism.params(**variant)
@@ -274,21 +309,42 @@ def register(
     return decorator
 
 
+def _autoload_plugins() -> None:
+    """Import the entry-point and LRA_PLUGINS plugins once, at the first use of the registry."""
+    global _plugins_autoloaded
+    if _plugins_autoloaded:
+        return
+    _plugins_autoloaded = True  # set first: a plugin may itself use the registry while it loads
+    from . import plugins
+
+    try:
+        plugins.autoload()
+    except BaseException:
+        _plugins_autoloaded = False  # a broken plugin fails every use until it is fixed, never silently
+        raise
+
+
 def names() -> list[str]:
-    """Registered mechanism names, in registration order."""
+    """Registered mechanism names, in registration order (built-ins first, then plugins)."""
+    _autoload_plugins()
     return list(_REGISTRY)
 
 
 def get(name: str) -> Mechanism:
     """The registered mechanism `name`; ValueError listing the valid names otherwise."""
+    _autoload_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown attention {name!r}; valid attentions: {', '.join(_REGISTRY)}") from None
+        raise ValueError(
+            f"unknown attention {name!r}; valid attentions: {', '.join(_REGISTRY)} "
+            "(a plugin's attention needs its module: --plugin MODULE or LRA_PLUGINS=MODULE)"
+        ) from None
 
 
 def variants() -> list[tuple[str, dict[str, Any]]]:
     """(name, params) of every mechanism's defaults and its declared variants, for tests and listings."""
+    _autoload_plugins()
     out: list[tuple[str, dict[str, Any]]] = []
     for name, mechanism in _REGISTRY.items():
         out.append((name, {}))

@@ -10,3 +10,7 @@ if os.environ.get("LRA_TEST_DEVICE", "cpu") == "cpu":
     os.environ.setdefault("TRITON_INTERPRET", "1")
 # Keep each test process to its share of a small CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Attention plugins of the environment (installed entry points, LRA_PLUGINS) stay out of the tests,
+# which list and parametrize over the registry; the plugin tests load their own.
+os.environ.setdefault("LRA_DISABLE_PLUGIN_AUTOLOAD", "1")
+os.environ.pop("LRA_PLUGINS", None)
