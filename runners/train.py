@@ -34,6 +34,7 @@ import math
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -58,6 +59,10 @@ from lra.tasks.base import LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, read_record, write_record
 
 DEFAULT_RUNS_DIR = "lra_runs"
+# Fault injection for resume tests: with this variable set to N, the process kills itself with SIGKILL
+# right after step N (after that step's checkpoint, if it writes one), exactly where an outside kill
+# would land, without depending on how fast the run goes.
+KILL_AFTER_STEP_ENV = "LRA_KILL_AFTER_STEP"
 CHECKPOINT_FORMAT = 1
 
 
@@ -698,6 +703,7 @@ def _train(
     interval_time = interval_tokens = 0.0
     interval_start = step
     diverged = None
+    kill_after_step = int(os.environ[KILL_AFTER_STEP_ENV]) if os.environ.get(KILL_AFTER_STEP_ENV) else None
     while step < train_cfg.steps:
         tick = time.perf_counter()
         set_lr(step + 1)
@@ -784,6 +790,8 @@ def _train(
                 dist.barrier()
         if step % checkpoint_every == 0 or step == train_cfg.steps:
             checkpoint()
+        if kill_after_step == step:
+            os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
 
     record.update(
