@@ -13,6 +13,15 @@ from typing import Any
 
 import click
 
+from runners.specs import (
+    check_attn_params,
+    parse_attn_params,
+    parse_key_values,
+    parse_seeds,
+    parse_spec,
+    split_specs,
+)
+
 # ---------------------------------------------------------------------------------------------
 # Shared plumbing
 # ---------------------------------------------------------------------------------------------
@@ -40,15 +49,18 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def parse_key_values(values: tuple[str, ...], option: str) -> dict[str, str]:
-    """`key=value` pairs from a repeated option; a malformed one is a usage error."""
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{option} expects key=value, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
+def attn_param_option(example: str) -> Callable[..., Any]:
+    """`--attn-param [NAME.]KEY=VALUE`, repeatable (grammar: README, "Attention specs")."""
+    return click.option(
+        "--attn-param", "attn_params", multiple=True, metavar="[NAME.]KEY=VALUE",
+        help=f"Attention parameter for every spec of that name, repeatable; NAME. may be left out when one "
+        f"attention is named; a spec's own values win. Example: {example}. Grammar: README, \"Attention specs\".",
+    )
+
+
+def attn_params_of(values: tuple[str, ...], specs: list[str]) -> dict[str, dict[str, str]]:
+    """The --attn-param values for the attention `specs` a command runs, as {name: {key: value}}."""
+    return parse_attn_params(values, [parse_spec(spec)[0] for spec in specs])
 
 
 def apply_options(fn: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable[..., Any]:
@@ -326,9 +338,9 @@ def list_tasks() -> None:
 
 @main.command("run")
 @click.option("--task", default="listops", show_default=True, help="Task name (lra list tasks).")
-@click.option("--attention", default="mita", show_default=True, help="Attention name (lra list attentions).")
-@click.option("--attn-param", "attn_params", multiple=True, metavar="KEY=VALUE",
-              help="Attention parameter, repeatable: --attn-param num_landmarks=64 --attn-param topk=64.")
+@click.option("--attention", default="mita", show_default=True, metavar="SPEC",
+              help="Attention, a name or name(key=value,...): mita, 'mita(topk=4)' (lra list attentions).")
+@attn_param_option("--attn-param num_landmarks=64 --attn-param topk=64")
 @preset_option("tiny")
 @training_options
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -345,10 +357,12 @@ def run_command(task, attention, attn_params, preset, overrides, data_dir, sourc
 
     Without options: MiTA on generated ListOps with the tiny preset (a minute or two on a CPU).
     """
+    from runners.specs import parse_specs
     from runners.train import RunConfig, launch, resolve, run
 
+    ((name, params),) = parse_specs([attention], parse_attn_params(attn_params, [parse_spec(attention)[0]]))
     cfg = RunConfig(
-        task=task, attention=attention, attn_params=parse_key_values(attn_params, "--attn-param"),
+        task=task, attention=name, attn_params=params,
         preset=preset, overrides=parse_key_values(overrides, "--set"), seed=seed, run_dir=run_dir,
         max_steps=max_steps, checkpoint_every=checkpoint_every, resume=resume, device=device, amp=amp,
         data_dir=data_dir, source=source, quiet=quiet,
@@ -397,31 +411,6 @@ runs_dir_option = click.option(
 )
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """`0,1,2` or `0-2` (or a mix, `0-2,7`) -> (0, 1, 2, ...); a malformed list is a usage error."""
-    seeds: list[int] = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        first, dash, last = item.partition("-")
-        try:
-            seeds += list(range(int(first), int(last) + 1)) if dash else [int(item)]
-        except ValueError:
-            raise UserError(f"--seeds expects integers or ranges like 0,1,2 or 0-4; got {item!r}") from None
-    if not seeds:
-        raise UserError("--seeds is empty; pass e.g. --seeds 0 or --seeds 0-2")
-    return tuple(dict.fromkeys(seeds))
-
-
-def parse_attn_params(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """Repeated `NAME.KEY=VALUE` -> {name: {key: value}}."""
-    out: dict[str, dict[str, str]] = {}
-    for item, value in parse_key_values(values, "--attn-param").items():
-        name, dot, key = item.partition(".")
-        if not dot or not name or not key:
-            raise UserError(f"--attn-param expects NAME.KEY=VALUE (e.g. mita.topk=64); got {item}={value}")
-        out.setdefault(name, {})[key] = value
-    return out
-
-
 def load_results(runs_dir: str) -> Any:
     """The results store of `runs_dir`; skipped files are reported as warnings on stderr."""
     from results import store
@@ -447,8 +436,7 @@ def load_results(runs_dir: str) -> Any:
               help="Local runs in parallel, one process each; the CPU cores are split between them.")
 @click.option("--launcher", type=click.Choice(["local", "submitit"]), default="local", show_default=True,
               help="local processes, or one SLURM job per run through submitit (pip install 'lra-arena[slurm]').")
-@click.option("--attn-param", "attn_params", multiple=True, metavar="NAME.KEY=VALUE",
-              help="Parameter of one attention for every run of it, repeatable: --attn-param mita.topk=64.")
+@attn_param_option("--attn-param mita.topk=64")
 @training_options
 @click.option("--checkpoint-every", default=None, type=int, help="Steps between resumable checkpoints.")
 @click.option("--dry-run", is_flag=True, help="Print the planned runs and what would happen to each; run nothing.")
@@ -480,10 +468,11 @@ def suite_command(
     """
     from runners import suite
 
+    specs = split_specs(attentions)
     cfg = suite.SuiteConfig(
-        tasks=tuple(suite.split_list(tasks)), attentions=tuple(suite.split_list(attentions)),
+        tasks=tuple(split_specs(tasks)), attentions=tuple(specs),
         seeds=parse_seeds(seeds), preset=preset, out=out, jobs=jobs, launcher=launcher,
-        attn_params=parse_attn_params(attn_params), overrides=parse_key_values(overrides, "--set"),
+        attn_params=attn_params_of(attn_params, specs), overrides=parse_key_values(overrides, "--set"),
         max_steps=max_steps, checkpoint_every=checkpoint_every, device=device, data_dir=data_dir, source=source,
         slurm=suite.SlurmOptions(partition=slurm_partition, time_min=slurm_time, gpus_per_run=slurm_gpus,
                                  mem_gb=slurm_mem, cpus_per_run=slurm_cpus),
@@ -551,10 +540,8 @@ def leaderboard_command(
 def compare_command(task: str, attentions: str, runs_dir: str, csv_path: str | None, markdown_path: str | None) -> None:
     """Accuracy, throughput, peak memory, parameters and keys per query of attentions on one task."""
     from results import compare
-    from runners.suite import split_list
-
     st = load_results(runs_dir)
-    names = split_list(attentions) or compare.default_attentions(st.runs, task)
+    names = split_specs(attentions) or compare.default_attentions(st.runs, task)
     table = compare.compare(st.runs, task, names)
     click.echo(compare.render_comparison(table, task), nl=False)
     compare.write_comparison(table, task, csv=csv_path, markdown=markdown_path)
@@ -619,8 +606,7 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--attentions", default=None, metavar="A,B,...",
                      help="Attentions to measure, names or name(key=value,...), e.g. 'full,mita(topk=64)' "
                      "[default: all]; full attention, the reference, is always included."),
-        click.option("--attn-param", "attn_params", multiple=True, metavar="NAME.KEY=VALUE",
-                     help="Attention parameter, repeatable: --attn-param mita.topk=64 --attn-param mita.backend=torch."),
+        attn_param_option("--attn-param mita.topk=64 --attn-param mita.backend=torch"),
         click.option("--lengths", default=None, metavar="N,N,...",
                      help="Sequence lengths, e.g. 1024,2048 or 1K,2K [default: the grid's]."),
         click.option("--batch", default=None, type=int, help="Batch size [default: the grid's]."),
@@ -637,11 +623,10 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _bench_config(attentions: str | None, attn_params: tuple[str, ...], lengths: str | None, **kwargs: Any) -> Any:
     """The `runners.bench.BenchConfig` of the parsed options (ValueError on bad lists)."""
     from runners.bench import BenchConfig, parse_lengths
-    from runners.suite import split_list
-
+    specs = split_specs(attentions or "")
     return BenchConfig(
-        attentions=tuple(split_list(attentions or "")),
-        attn_params=parse_attn_params(attn_params),
+        attentions=tuple(specs),
+        attn_params=attn_params_of(attn_params, specs),
         lengths=parse_lengths(lengths) if lengths is not None else None,
         **kwargs,
     )
@@ -782,8 +767,7 @@ def sweep_mk_command(run_dir: str, grid: tuple[str, ...], grid_rest: tuple[str, 
 @click.option("--attentions", default=None, metavar="A,B,...",
               help="Attentions, names or name(key=value,...) [default: every registered one; MiTA once per "
               "backend]; full attention, the reference, is always included.")
-@click.option("--attn-param", "attn_params", multiple=True, metavar="NAME.KEY=VALUE",
-              help="Attention parameter, repeatable: --attn-param mita.topk=64.")
+@attn_param_option("--attn-param mita.topk=64")
 @click.option("--lengths", default=None, metavar="2^A..2^B",
               help="Sequence lengths: 2^10..2^20, 2^10,2^14 or 1K,4K [default: 2^10..2^20 on CUDA, 2^10..2^12 on CPU].")
 @click.option("--batch", default=None, type=int, help="Batch size B [default: 1].")
@@ -802,10 +786,9 @@ def sweep_scaling_command(attentions: str | None, attn_params: tuple[str, ...], 
     """
     from runners.bench import BenchConfig
     from runners.experiments import parse_scaling_lengths, sweep_scaling
-    from runners.suite import split_list
-
+    specs = split_specs(attentions or "")
     cfg = BenchConfig(
-        attentions=tuple(split_list(attentions or "")), attn_params=parse_attn_params(attn_params),
+        attentions=tuple(specs), attn_params=attn_params_of(attn_params, specs),
         lengths=parse_scaling_lengths(lengths) if lengths is not None else None, out=f"{out}/scaling", **options,
     )
     _report(sweep_scaling(cfg, echo=_echo_unless(options["quiet"])))
@@ -817,8 +800,7 @@ def variant_sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--task", required=True, help="Task to train on (lra list tasks)."),
         click.option("--values", default=None, help="Comma-separated values of the swept parameter."),
         click.option("--attention", default="mita", show_default=True, help="mita or mita_route."),
-        click.option("--attn-param", "attn_params", multiple=True, metavar="KEY=VALUE",
-                     help="Other attention parameters, fixed for every run: --attn-param num_landmarks=64."),
+        attn_param_option("--attn-param num_landmarks=64 (the other parameters, fixed for every run)"),
         preset_option("quick"),
         click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-2."),
         training_options,
@@ -834,10 +816,11 @@ def variant_sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _variant_sweep(sweep: str, values: str | None, attn_params: tuple[str, ...], seeds: str,
                    overrides: tuple[str, ...], **options: Any) -> None:
     from runners.experiments import VariantSweepConfig, sweep_variants
-    from runners.suite import split_list
-
+    attention = options["attention"]
+    fixed = attn_params_of(attn_params, [attention])
+    check_attn_params(fixed, [attention])
     cfg = VariantSweepConfig(
-        sweep=sweep, values=tuple(split_list(values or "")), attn_params=parse_key_values(attn_params, "--attn-param"),
+        sweep=sweep, values=tuple(split_specs(values or "")), attn_params=fixed.get(attention, {}),
         seeds=parse_seeds(seeds), overrides=parse_key_values(overrides, "--set"), **options,
     )
     try:
@@ -880,22 +863,6 @@ def sweep_landmarks_command(**options: Any) -> None:
     _variant_sweep("landmarks", equal_budget=False, **options)
 
 
-def _swap_attn_params(values: tuple[str, ...], specs: list[str]) -> dict[str, dict[str, str]]:
-    """`NAME.KEY=VALUE`, or `KEY=VALUE` when a single attention is named, -> {name: {key: value}}."""
-    from runners.suite import parse_attention
-
-    names = list(dict.fromkeys(parse_attention(spec)[0] for spec in specs))
-    out: dict[str, dict[str, str]] = {}
-    for item, value in parse_key_values(values, "--attn-param").items():
-        name, dot, key = item.rpartition(".")
-        if not dot:
-            if len(names) != 1:
-                raise UserError(f"--attn-param {item}={value} is ambiguous with several attentions; write NAME.{item}={value}")
-            name = names[0]
-        out.setdefault(name, {})[key] = value
-    return out
-
-
 @main.command("swap")
 @click.option("--run", "run_dir", default=None, type=click.Path(file_okay=False),
               help="One run directory: its checkpoint evaluated with each --attention.")
@@ -905,8 +872,7 @@ def _swap_attn_params(values: tuple[str, ...], specs: list[str]) -> dict[str, di
 @click.option("--attention", "attentions", multiple=True, metavar="A[,B,...]",
               help="Attention(s) to evaluate with, names or name(key=value,...), repeatable or comma-separated "
               "[with --runs, default: the attentions the runs were trained with].")
-@click.option("--attn-param", "attn_params", multiple=True, metavar="[NAME.]KEY=VALUE",
-              help="Parameter of an evaluation attention, repeatable; KEY=VALUE when one attention is given.")
+@attn_param_option("--attn-param mita.num_landmarks=64")
 @eval_options
 @user_errors
 def swap_command(run_dir: str | None, runs_dir: str | None, task: str | None, attentions: tuple[str, ...],
@@ -924,16 +890,14 @@ def swap_command(run_dir: str | None, runs_dir: str | None, task: str | None, at
     lra swap --runs lra_runs --task listops                      # matrix over every finished run
     """
     from runners.experiments import resolve_attentions, swap_matrix, swap_run
-    from runners.suite import split_list
-
     if (run_dir is None) == (runs_dir is None):
         raise UserError("give exactly one of --run DIR (one checkpoint) or --runs DIR (the matrix over its runs)")
     if task is not None and run_dir is not None:
         raise UserError("--task selects runs under --runs; with --run the task is the run's own")
-    specs = [spec for text in attentions for spec in split_list(text)]
+    specs = [spec for text in attentions for spec in split_specs(text)]
     if attn_params and not specs:
         raise UserError("--attn-param sets parameters of an --attention; give the attention too, e.g. --attention mita")
-    params = _swap_attn_params(attn_params, specs)
+    params = attn_params_of(attn_params, specs)
     resolve_attentions(specs, params)  # bad names and parameters fail here, before any run is loaded
     opts, echo = _eval_config(**options), _echo_unless(options["quiet"])
     if run_dir is not None:

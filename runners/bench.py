@@ -60,7 +60,7 @@ from lra.configs import get_preset
 from lra.io import atomic_write, atomic_write_text
 from results.records import SCHEMA_VERSION, read_record, write_record
 
-from .suite import parse_attention
+from .specs import parse_specs
 from .timing import (
     CPU_LIMIT_MESSAGE,
     Measurement,
@@ -250,20 +250,12 @@ def build_series(
     that name; a spec's own parameters win. A mechanism with a `backend` parameter runs once per
     backend unless the parameters name one. ValueError on unknown names or parameters.
     """
-    specs = [parse_attention(spec) for spec in attentions] or [(n, {}) for n in attention_zoo.names()]
+    specs = parse_specs(attentions or attention_zoo.names(), attn_params)
     if REFERENCE not in [name for name, _ in specs]:
         specs.insert(0, (REFERENCE, {}))
-    for name in [name for name, _ in specs] + list(attn_params):
-        attention_zoo.get(name)  # ValueError listing the registered attentions
-    unknown = sorted(set(attn_params) - {name for name, _ in specs})
-    if unknown:
-        raise ValueError(
-            f"--attn-param names attention {unknown[0]!r}, which is not benchmarked; add it to --attentions"
-        )
     series: dict[str, Series] = {}
-    for name, inline in specs:
+    for name, given in specs:
         mechanism = attention_zoo.get(name)
-        given = {**attn_params.get(name, {}), **inline}
         mechanism.params(**given)  # validate before anything runs
         backends = _backend_choices(mechanism)
         if not backends:

@@ -64,6 +64,7 @@ from lra.tasks.base import DataConfig, LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, load_records, read_record, write_record
 
 from . import bench, suite
+from .specs import parse_spec, parse_specs
 from .timing import device_name, resolve_device
 from .train import Dist, batch_inputs, evaluate, git_commit
 
@@ -162,21 +163,11 @@ def resolve_attentions(
     params), duplicates removed. Parameters: the registry's defaults, then the preset's
     per-mechanism defaults (`Preset.attention`: the budget `lra suite` trains that mechanism with),
     then `attn_params`, then the spec's own -- never inherited from a checkpoint's attention."""
-    attn_params = dict(attn_params or {})
     preset_attention = preset_attention or {}
-    parsed = [suite.parse_attention(spec) for spec in specs]
-    names = {name for name, _ in parsed}
-    for name in [name for name, _ in parsed] + list(attn_params):
-        attention_zoo.get(name)
-    unknown = sorted(set(attn_params) - names)
-    if unknown:
-        raise ValueError(
-            f"--attn-param names attention {unknown[0]!r}, which is not among --attention ({', '.join(sorted(names))})"
-        )
     out: dict[str, Attention] = {}
-    for name, inline in parsed:
+    for name, given in parse_specs(specs, attn_params):
         mechanism = attention_zoo.get(name)
-        params = mechanism.params(**{**preset_attention.get(name, {}), **attn_params.get(name, {}), **inline})
+        params = mechanism.params(**{**preset_attention.get(name, {}), **given})
         out.setdefault(mechanism.label(params), (mechanism, params))
     return list(out.values())
 
@@ -192,7 +183,7 @@ def resolve_one(
     preset_attention: Mapping[str, Mapping[str, Any]] | None,
 ) -> Attention:
     """`resolve_attentions` for one spec (the `attn_params` of other names are ignored)."""
-    name = suite.parse_attention(spec)[0]
+    name = parse_spec(spec)[0]
     params = {name: (attn_params or {}).get(name, {})}
     return resolve_attentions([spec], params, preset_attention)[0]
 

@@ -46,6 +46,8 @@ from tqdm.auto import tqdm
 from lra.io import atomic_write_json
 from results.records import RECORD_NAME, RUN_FIELDS, SCHEMA_VERSION, read_record, write_record
 
+from .specs import parse_specs
+
 DEFAULT_OUT = "lra_runs"
 # Presets that run on generated data only default to the two offline tasks.
 OFFLINE_PRESET_TASKS = {"tiny": ("listops", "pathfinder"), "quick": ("listops", "pathfinder")}
@@ -167,40 +169,6 @@ class SuiteResult:
 # Planning
 # ----------------------------------------------------------------------------------------------
 
-_SPEC = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
-
-
-def parse_attention(spec: str) -> tuple[str, dict[str, str]]:
-    """`mita(num_landmarks=64,topk=64)` -> ("mita", {"num_landmarks": "64", "topk": "64"})."""
-    match = _SPEC.match(spec)
-    if not match:
-        raise ValueError(
-            f"malformed attention {spec!r}; write a name or name(key=value,...), e.g. mita(topk=64)"
-        )
-    name, inner = match.group(1), match.group(2)
-    params: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in (inner or "").split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"malformed attention parameter {item!r} in {spec!r}; write key=value")
-        params[key.strip()] = value.strip()
-    return name, params
-
-
-def split_list(text: str) -> list[str]:
-    """Split a comma-separated list, keeping commas inside parentheses: 'full,mita(a=1,b=2)'."""
-    items, depth, current = [], 0, []
-    for char in text:
-        if char == "," and depth == 0:
-            items.append("".join(current))
-            current = []
-            continue
-        depth += (char == "(") - (char == ")")
-        current.append(char)
-    items.append("".join(current))
-    return [item.strip() for item in items if item.strip()]
-
-
 def default_tasks(preset: str) -> list[str]:
     from lra import tasks
 
@@ -220,16 +188,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
     if not cfg.seeds:
         raise ValueError("no seeds given; pass --seeds 0 (or 0,1,2)")
     task_names = list(dict.fromkeys(cfg.tasks)) or default_tasks(cfg.preset)
-    specs = [parse_attention(s) for s in cfg.attentions] or [(n, {}) for n in attention_zoo.names()]
-    for name in [n for n, _ in specs] + list(cfg.attn_params):
-        attention_zoo.get(name)  # ValueError listing the registered attentions
-    selected = {n for n, _ in specs}
-    for name in cfg.attn_params:
-        if name not in selected:
-            raise ValueError(
-                f"--attn-param names attention {name!r}, which is not among the attentions run "
-                f"({', '.join(sorted(selected))})"
-            )
+    specs = parse_specs(cfg.attentions or attention_zoo.names(), cfg.attn_params)
     out = Path(cfg.out)
     # SLURM jobs with GPUs run on CUDA whatever this (login) machine has: settle "auto" here, so
     # that the configuration hash planned here is the one the job computes and records.
@@ -237,8 +196,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
     device = "cuda" if slurm_gpus and cfg.device == "auto" else cfg.device
     cells: dict[str, Cell] = {}
     for task in task_names:
-        for name, inline in specs:
-            params = {**cfg.attn_params.get(name, {}), **inline}
+        for name, params in specs:
             for seed in cfg.seeds:
                 run_cfg = RunConfig(
                     task=task,

@@ -29,7 +29,7 @@ import cli
 from results import store
 from results.records import read_record, write_record
 from runners import suite
-from runners.suite import SuiteConfig, parse_attention, split_list
+from runners.suite import SuiteConfig
 from runners.train import resolve
 
 # Labels and directories of MiTA under the tiny / quick presets' matched keys-per-query budget.
@@ -457,24 +457,6 @@ def test_an_interrupted_run_with_a_torn_checkpoint_is_set_aside(tmp_path, fake):
     (cell.run_dir / "checkpoints" / "last.pt").write_bytes(b"torn")
     write_record(cell.run_dir / "result.json", suite.failed_record(cell, "KeyboardInterrupt"))
     assert suite.cell_state(cell) == "stale"  # not "resume", which would fail on every re-run
-
-
-def test_parse_attention_and_split_list():
-    assert parse_attention("mita(num_landmarks=64, topk=64)") == (
-        "mita",
-        {"num_landmarks": "64", "topk": "64"},
-    )
-    assert parse_attention("full") == ("full", {})
-    with pytest.raises(ValueError, match="malformed attention"):
-        parse_attention("mita(topk")
-    with pytest.raises(ValueError, match="key=value"):
-        parse_attention("mita(64)")
-    assert split_list("full, mita(num_landmarks=64,topk=64),agent") == [
-        "full",
-        "mita(num_landmarks=64,topk=64)",
-        "agent",
-    ]
-    assert split_list("") == []
 
 
 # ---------------------------------------------------------------------------------------------

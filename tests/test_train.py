@@ -247,7 +247,9 @@ def test_overrides_are_validated():
         (["--attention", "flash"], "valid attentions: full"),
         (["--preset", "huge"], "valid presets: tiny"),
         (["--attn-param", "depth=3"], "valid parameters: num_landmarks"),
-        (["--attn-param", "topk"], "--attn-param expects key=value"),
+        (["--attn-param", "topk"], "--attn-param expects [NAME.]KEY=VALUE"),
+        (["--attention", "mita(topk"], "malformed attention"),
+        (["--attention", "mita", "--attn-param", "full.x=1"], "not among the attentions run (mita)"),
         (["--set", "model.heads=3"], "must divide"),
         (["--set", "optimizer.lr=1"], "unknown setting"),
     ],
@@ -257,6 +259,19 @@ def test_cli_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_run_takes_an_attention_spec_and_attn_params(data_dir, tmp_path):
+    sets = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
+    result = CliRunner().invoke(
+        cli.main,
+        ["run", "--attention", "mita(topk=3)", "--attn-param", "num_landmarks=5", "--attn-param", "mita.topk=7",
+         "--max-steps", "3", "--data-dir", data_dir, "--run-dir", str(tmp_path / "r"), "--quiet", *sets],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = read_record(tmp_path / "r" / "result.json")
+    assert record["attention"] == "mita"  # the spec's own topk wins over --attn-param
+    assert (record["attention_params"]["topk"], record["attention_params"]["num_landmarks"]) == (3, 5)
 
 
 def test_ddp_two_processes_gloo(data_dir, tmp_path):
