@@ -34,9 +34,7 @@ On CPU the reduced grid is the default (`quick`): a few short lengths, a small b
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
-import hashlib
 import json
 import math
 import platform
@@ -57,9 +55,10 @@ from tqdm.auto import tqdm
 import attention_zoo
 from lra import models
 from lra.configs import get_preset
-from lra.io import atomic_write, atomic_write_text
+from lra.io import atomic_write, atomic_write_text, slug
 from results.records import SCHEMA_VERSION, read_record, write_record
 
+from .provenance import code_hash, git_commit, installed_version, utc_now
 from .specs import parse_specs
 from .timing import (
     CPU_LIMIT_MESSAGE,
@@ -71,7 +70,7 @@ from .timing import (
     release_memory,
     resolve_device,
 )
-from .train import DEFAULT_RUNS_DIR, git_commit, installed_version, make_optimizer
+from .train import DEFAULT_RUNS_DIR, make_optimizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PASSES = ("forward", "forward_backward")
@@ -278,14 +277,6 @@ def build_series(
 # ----------------------------------------------------------------------------------------------
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "none"
-
-
 @dataclass(frozen=True)
 class Context:
     """What every record of one invocation shares."""
@@ -308,7 +299,7 @@ class Context:
 
     @property
     def directory(self) -> Path:
-        return self.out / "efficiency" / self.bench / _slug(self.device_name) / self.config_slug
+        return self.out / "efficiency" / self.bench / slug(self.device_name) / self.config_slug
 
     def settings(self) -> dict[str, Any]:
         """The record fields that must match for `resume` to reuse a record (beyond its path,
@@ -371,7 +362,7 @@ def make_record(
         "time_method": m.time_method,
         "memory_method": m.memory_method,
         "memory_limit_bytes": ctx.memory_limit_bytes if ctx.device.type == "cpu" else None,
-        "measured_at": _now(),
+        "measured_at": utc_now(),
         "git_commit": ctx.provenance["git_commit"],
         **ctx.settings(),
     }
@@ -430,21 +421,6 @@ def _provenance() -> dict[str, Any]:
         "git_commit": git_commit(),
         "code_hash": code_hash(),
     }
-
-
-# The packages whose code decides what is measured (cli.py only parses options).
-CODE_PACKAGES = ("attention_zoo", "lra", "runners", "results")
-
-
-def code_hash(root: Path | None = None) -> str:
-    """sha256 prefix of every .py file of the packages under `root` (default: this checkout or
-    installation), paths and bytes: equal iff the code is."""
-    root = root or Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for package in CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 @functools.cache
@@ -1158,7 +1134,7 @@ def write_tables(rows: Sequence[dict[str, Any]], ctx: Context, grid: Grid, notes
     `notes` are lines added under the tables (reused and not-run cells)."""
     frame = ratio_table(rows)
     markdown = markdown_tables(frame, ctx.bench, bench_title(ctx, grid), grid.lengths, grid.batch, notes)
-    stem = ctx.out / "efficiency" / f"{ctx.bench}-{_slug(ctx.device_name)}-{ctx.config_slug}"
+    stem = ctx.out / "efficiency" / f"{ctx.bench}-{slug(ctx.device_name)}-{ctx.config_slug}"
     atomic_write_text(stem.with_suffix(".md"), markdown)
     atomic_write(stem.with_suffix(".csv"), lambda fh: frame.to_csv(fh, index=False))
     return markdown

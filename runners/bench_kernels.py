@@ -29,7 +29,6 @@ it (same name, .md) and, with ``--records DIR``, one efficiency record per measu
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import sys
 import time
@@ -45,7 +44,7 @@ import torch.nn.functional as F
 from lra.io import atomic_write_json, atomic_write_text
 from results.records import SCHEMA_VERSION, write_record
 
-from .train import git_commit, installed_version
+from .provenance import git_commit, installed_version, utc_now
 
 LENGTHS = (1024, 4096, 16384, 65536, 262144)
 FORWARD_ONLY_LENGTHS = (1048576,)
@@ -86,9 +85,7 @@ class Cell:
     repeats: int | None = None
     method: str | None = None  # "do_bench" | "single-shot"
     peak_memory_bytes: int | None = None
-    measured_at: str = field(
-        default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    )
+    measured_at: str = field(default_factory=utc_now)
 
 
 def _time_ms(

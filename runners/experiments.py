@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
-import hashlib
 import json
 import math
 import re
@@ -59,14 +57,15 @@ from attention_zoo.mita import diagnostics
 from attention_zoo.module import MultiHeadAttention
 from lra import models, tasks
 from lra.configs import ModelConfig, Preset, TrainConfig
-from lra.io import atomic_path, atomic_write, atomic_write_text
+from lra.io import atomic_path, atomic_write, atomic_write_text, slug
 from lra.tasks.base import DataConfig, LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, load_records, read_record, write_record
 
 from . import bench, suite
+from .provenance import config_hash, git_commit, utc_now
 from .specs import parse_spec, parse_specs
 from .timing import device_name, resolve_device
-from .train import Dist, batch_inputs, evaluate, git_commit
+from .train import Dist, batch_inputs, evaluate
 
 EXPERIMENTS_OUT = "lra_experiments"
 CHECKPOINTS = ("best", "last")
@@ -248,15 +247,12 @@ class TrainedRun:
     @property
     def tag(self) -> str:
         """Directory name of this run's experiment outputs."""
-        return _slug(f"{self.mechanism.slug(self.params)}-seed{self.seed}-{self.config_hash[:8]}")
+        return slug(f"{self.mechanism.slug(self.params)}-seed{self.seed}-{self.config_hash[:8]}")
 
 
 def _config_hash(config: Mapping[str, Any]) -> str:
     """The hash `runners.train` gives the configuration stored in a run's config.json."""
-    canonical = json.dumps(
-        {k: v for k, v in config.items() if k != "run_config"}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return config_hash({k: v for k, v in config.items() if k != "run_config"})
 
 
 def _preset_from_config(preset: Mapping[str, Any], data_dir: str | None) -> Preset:
@@ -555,7 +551,7 @@ class Evaluator:
             "diagnostics": result.diagnostics,
             "seq_len": seq_len,
             "device": self.device_name,
-            "measured_at": _now(),
+            "measured_at": utc_now(),
             **self.provenance,
         }
 
@@ -640,14 +636,6 @@ def routing_diagnostics(
 def _mean(values: Sequence[float]) -> float:
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(finite) / len(finite) if finite else float("nan")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=,+-]+", "-", text).strip("-") or "none"
 
 
 def _progress(total: int, desc: str, quiet: bool) -> tqdm:
@@ -918,7 +906,7 @@ def _swap_path(opts: EvalOptions, run: TrainedRun, mechanism: attention_zoo.Mech
         / run.task
         / run.tag
         / f"{opts.checkpoint}-{opts.split}"
-        / f"{_slug(mechanism.slug(params))}.json"
+        / f"{slug(mechanism.slug(params))}.json"
     )
 
 
@@ -1267,7 +1255,7 @@ def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> Experi
             re.sub(r"^(#+) ", r"#\1 ", bench_markdown, flags=re.MULTILINE).strip(),
         ]
     )
-    stem = Path(cfg.out) / f"scaling-{_slug(first['device'])}-{setting}"
+    stem = Path(cfg.out) / f"scaling-{slug(first['device'])}-{setting}"
     paths = _write_table(crossovers, markdown.rstrip() + "\n", stem)
     paths.append(plot_scaling(frame, title, stem.with_suffix(".png")))
     echo(f"wrote {len(records)} efficiency records under {Path(cfg.out) / 'efficiency'}")

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from lra.io import atomic_write_json
 from results.records import RECORD_NAME, RUN_FIELDS, SCHEMA_VERSION, read_record, write_record
 
+from .provenance import utc_now
 from .specs import parse_specs
 
 DEFAULT_OUT = "lra_runs"
@@ -379,7 +380,7 @@ def _start(cell: Cell, threads: int, command: Sequence[str] | None, nproc: int =
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     log = open(cell.run_dir / LOG_NAME, "ab")  # noqa: SIM115 -- closed when the attempt ends
-    log.write(f"\n==== {_now()} lra suite: {' '.join(argv)} (threads {threads})\n".encode())
+    log.write(f"\n==== {utc_now()} lra suite: {' '.join(argv)} (threads {threads})\n".encode())
     log.flush()
     offset = log.tell()
     try:
@@ -517,14 +518,10 @@ def failed_record(cell: Cell, error: str, base: dict[str, Any] | None = None) ->
         num_classes=cell.num_classes,
         config_hash=cell.config_hash,
         config=cell.resolved_config,
-        finished_at=_now(),
+        finished_at=utc_now(),
     )
     record["history"] = record.get("history") or []
     return record
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -757,7 +754,7 @@ def _write_plan(cfg: SuiteConfig, cells: list[Cell], out: Path) -> None:
         out / "suite.json",
         {
             "suite": dataclasses.asdict(cfg),
-            "written_at": _now(),
+            "written_at": utc_now(),
             "runs": [
                 {"run_id": c.run_id, "run_dir": str(c.run_dir), "config_hash": c.config_hash} for c in cells
             ],

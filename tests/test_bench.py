@@ -439,22 +439,6 @@ def test_resume_measures_again_after_a_code_or_machine_change(tmp_path, monkeypa
     assert len(calls) == 6
 
 
-def test_code_hash_follows_the_sources(tmp_path):
-    (tmp_path / "runners").mkdir()
-    (tmp_path / "runners" / "bench.py").write_text("x = 1\n")
-    (tmp_path / "README.md").write_text("not code")
-    first = bench.code_hash(tmp_path)
-    (tmp_path / "README.md").write_text("edited, still not code")
-    assert bench.code_hash(tmp_path) == first and len(first) == 16
-    (tmp_path / "runners" / "bench.py").write_text("x = 2\n")
-    assert bench.code_hash(tmp_path) != first
-    (tmp_path / "runners" / "bench.py").write_text("x = 1\n")
-    assert bench.code_hash(tmp_path) == first
-    (tmp_path / "lra").mkdir()
-    (tmp_path / "lra" / "new.py").write_text("")
-    assert bench.code_hash(tmp_path) != first  # a new (untracked) module counts too
-
-
 def fake_model_step(limit_tokens: int, seen: list):
     """A model step that 'runs out of memory' above limit_tokens tokens per batch; its own
     allocations are 1 byte per token, the whole step (with weights etc.) 1000 bytes more."""
