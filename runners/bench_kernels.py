@@ -56,7 +56,7 @@ SERIES = ("mita-triton", "sdpa-default", "sdpa-flash", "mita-torch")  # measurem
 SLOW_CALL_S = 1.0  # calls predicted above this are timed with 1 warm-up + 2 calls, not do_bench
 # Exponent of the cost in N used to predict a cell from the previous length.
 COST_EXPONENT = {"mita-triton": 1.0, "mita-torch": 1.0, "sdpa-default": 2.0, "sdpa-flash": 2.0}
-TARGETS = (  # (pass, N, minimum speed-up of mita-triton over sdpa-default), from issue 6
+TARGETS = (  # (pass, N, minimum speed-up of mita-triton over sdpa-default): the kernels' design targets
     ("forward", 4096, 1.5),
     ("forward", 65536, 40.0),
     ("forward", 262144, 100.0),
@@ -530,7 +530,7 @@ def floor_ms(pass_: str, n: int, bandwidth_gbps: float) -> float:
 
 
 def summarise(cells: list[Cell], bandwidth_gbps: float | None) -> dict[str, Any]:
-    """Ratios per (pass, N) and the issue's targets, from the measured cells."""
+    """Ratios per (pass, N) and the design targets (`TARGETS`), from the measured cells."""
     by_key = {(c.series, c.pass_, c.seq_len): c for c in cells}
 
     def ok(series: str, pass_: str, n: int) -> Cell | None:
@@ -624,7 +624,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("graph_forward_ms"):
         lines += ["", "mita-triton forward replayed from a CUDA graph (launch overhead removed), ms: "
                   + ", ".join(f"N={n}: {_fmt(ms)}" for n, ms in report["graph_forward_ms"].items())]  # fmt: skip
-    lines += ["", "## Targets (issue 6)", "", "| target | value | met |", "|---|---|---|"]
+    lines += ["", "## Design targets", "", "| target | value | met |", "|---|---|---|"]
     for t in report["targets"]:
         met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['target']} | {_fmt(t['value'])} | {met} |")

@@ -70,7 +70,7 @@ from .train import Dist, batch_inputs, evaluate
 EXPERIMENTS_OUT = "lra_experiments"
 CHECKPOINTS = ("best", "last")
 SPLITS = ("val", "test")
-# The issue's grid; the trained values are added to each axis (see `sweep_mk`).
+# The default (m, k) grid: powers of two from 8 to 64; the trained values are added to each axis (see `sweep_mk`).
 DEFAULT_GRID = {"num_landmarks": (8, 16, 32, 64), "topk": (8, 16, 32, 64)}
 GRID_AXES = {"m": "num_landmarks", "k": "topk", "num_landmarks": "num_landmarks", "topk": "topk"}
 # Parameters whose values are learned weights of a given shape: m cannot change at evaluation.
@@ -723,7 +723,7 @@ def sweep_mk(
     """Evaluate a trained MiTA checkpoint at every (m, k) of the grid, without retraining.
 
     `grid` is {"num_landmarks": values, "topk": values} (`parse_grid`); a missing axis takes the
-    issue's values 8, 16, 32, 64 (m stays at the trained value when the landmarks are learned).
+    default values 8, 16, 32, 64 (m stays at the trained value when the landmarks are learned).
     With `include_trained` the trained m and k are added to the axes, so the grid holds the run's
     own configuration as the reference. Every other parameter (routing, landmark construction,
     backend) stays as trained. Writes one eval record per cell, `mk-<checkpoint>-<split>.{md,csv}`

@@ -297,22 +297,6 @@ def _archive(cell: Cell, out: Path, stamp: str) -> Path:
 # ----------------------------------------------------------------------------------------------
 
 
-def runner_command(config_path: Path, nproc: int = 1) -> list[str]:
-    """The command that runs one RunConfig file (under torchrun when nproc > 1)."""
-    if nproc > 1:
-        return [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            "-m",
-            "runners.train",
-            str(config_path),
-        ]
-    return [sys.executable, "-m", "runners.train", str(config_path)]
-
-
 def _lock(run_dir: Path) -> int | None:
     """An exclusive lock on the run directory, held for as long as the run's process lives (the fd
     is inherited), so that a second suite never runs the same cell twice. None if it is taken."""
@@ -369,6 +353,8 @@ def _record_stamp(path: Path) -> tuple[int, int] | None:
 
 
 def _start(cell: Cell, threads: int, command: Sequence[str] | None, nproc: int = 1) -> _Attempt | None:
+    from .train import runner_command
+
     cell.run_dir.mkdir(parents=True, exist_ok=True)
     lock_fd = _lock(cell.run_dir)
     if lock_fd is None:

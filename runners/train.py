@@ -795,6 +795,22 @@ def _train(
     return record
 
 
+def runner_command(config_path: Path, nproc: int = 1) -> list[str]:
+    """The command that runs one RunConfig file (under torchrun when nproc > 1)."""
+    if nproc > 1:
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "runners.train",
+            str(config_path),
+        ]
+    return [sys.executable, "-m", "runners.train", str(config_path)]
+
+
 def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
     """Run `cfg` with DDP over `nproc` local processes (torchrun) and return the record."""
     r = resolve(cfg)
@@ -807,8 +823,6 @@ def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
     env = dict(os.environ)
     if r.device.type == "cpu":  # split the cores between the processes
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    from .suite import runner_command
-
     completed = subprocess.run(runner_command(config_path, nproc), env=env, check=False)
     record = _existing_record(r.run_dir)
     if record is None or record.get("config_hash") != r.config_hash:
