@@ -677,7 +677,7 @@ def bench_model_command(**kwargs: Any) -> None:
     click.echo(markdown)
 
 # ---------------------------------------------------------------------------------------------
-# lra sweep / swap: MiTA experiments   (library: runners/experiments.py)
+# lra sweep / swap: MiTA experiments   (library: runners/experiments/)
 # ---------------------------------------------------------------------------------------------
 
 # [section: experiments]
