@@ -45,6 +45,7 @@ from lra.io import atomic_write_json, atomic_write_text
 from results.records import SCHEMA_VERSION, write_record
 
 from .provenance import git_commit, installed_version, utc_now
+from .timing import one_line, peak_memory
 
 LENGTHS = (1024, 4096, 16384, 65536, 262144)
 FORWARD_ONLY_LENGTHS = (1048576,)
@@ -112,18 +113,6 @@ def _time_ms(
     return [sum(times) / 2, times[0], times[1]], 2, "single-shot"
 
 
-def _peak_bytes(fn: Callable[[], Any], grads: list[torch.Tensor] | None) -> int:
-    for t in grads or ():
-        t.grad = None
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    result = fn()
-    torch.cuda.synchronize()
-    del result
-    return int(torch.cuda.max_memory_allocated() - before)
-
-
 def _attention(series: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -169,12 +158,14 @@ def measure_cell(series: str, pass_: str, n: int, slow: bool) -> Cell:
                 attention(q, k, v).backward(upstream)
 
         (median, p20, p80), repeats, method = _time_ms(call, grads, slow)
-        peak = _peak_bytes(call, grads)
+        for t in grads or ():  # the timed calls' gradients are not part of one call's peak
+            t.grad = None
+        peak, _ = peak_memory(call, torch.device("cuda"))
         return Cell(series, pass_, n, "ok", None, median, p20, p80, repeats or None, method, peak)
     except torch.cuda.OutOfMemoryError as err:
-        return Cell(series, pass_, n, "oom", _one_line(err))
+        return Cell(series, pass_, n, "oom", one_line(err))
     except Exception as err:  # recorded, never fatal: the remaining cells still run
-        return Cell(series, pass_, n, "error", _one_line(err))
+        return Cell(series, pass_, n, "error", one_line(err))
     finally:
         torch.cuda.empty_cache()
 
@@ -253,7 +244,7 @@ def kernel_breakdown(n: int, pass_: str, iterations: int = 5) -> list[dict[str, 
                 for name, (ms, count) in totals.items()]  # fmt: skip
         return sorted(rows, key=lambda r: -r["ms_per_call"])
     except Exception as err:
-        click.echo(f"kernel breakdown at N={n} ({pass_}) failed: {_one_line(err)}", err=True)
+        click.echo(f"kernel breakdown at N={n} ({pass_}) failed: {one_line(err)}", err=True)
         return []
     finally:
         torch.cuda.empty_cache()
@@ -335,7 +326,7 @@ def tune(lengths: tuple[int, ...], budget_s: float, progress: bool = True) -> li
                 r["ms_per_call"] for r in breakdown if not r["kernel"].startswith("_")
             )
         except Exception as err:  # a config the compiler rejects is a result, not a crash
-            row["status"] = _one_line(err)
+            row["status"] = one_line(err)
         finally:
             common.CONFIG = old
             torch.cuda.empty_cache()
@@ -854,11 +845,6 @@ def main(
     if not passed:
         click.echo("Error: a correctness check failed (see the table above).", err=True)
         sys.exit(1)
-
-
-def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover
