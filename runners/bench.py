@@ -58,6 +58,7 @@ from lra.configs import get_preset
 from lra.io import atomic_write, atomic_write_text, slug
 from results.records import SCHEMA_VERSION, read_record, write_record
 
+from .defaults import DEFAULT_RUNS_DIR
 from .provenance import code_hash, git_commit, installed_version, utc_now
 from .specs import parse_specs
 from .timing import (
@@ -70,7 +71,7 @@ from .timing import (
     release_memory,
     resolve_device,
 )
-from .train import DEFAULT_RUNS_DIR, make_optimizer
+from .train import make_optimizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PASSES = ("forward", "forward_backward")

@@ -1,9 +1,9 @@
 """GPU benchmark of the MiTA Triton kernels against SDPA and the torch reference, after checking on
 the same GPU that the kernels match the reference.
 
-    python -m runners.bench_kernels                      # full grid (about 4-8 minutes on an H200)
-    python -m runners.bench_kernels --quick              # 1K-16K only (about 1-2 minutes)
-    python -m runners.bench_kernels --out bench_kernels.json --records lra_runs
+    lra bench kernels                      # full grid (about 4-8 minutes on an H200)
+    lra bench kernels --quick              # 1K-16K only (about 1-2 minutes)
+    lra bench kernels --out bench_kernels.json --records lra_runs
 
 Protocol: B=1, H=8, d=64, bf16, MiTA with m = k = 64, N in {1K, 4K, 16K, 64K, 256K} and 1M
 (forward only). Series: `mita-triton` (the kernels), `mita-torch` (the reference), `sdpa-default`
@@ -734,7 +734,7 @@ def run(
             "triton_version": installed_version("triton"),
             "cuda_version": torch.version.cuda,
             "git_commit": git_commit(),
-            "command": " ".join(["python -m runners.bench_kernels", *sys.argv[1:]]),
+            "command": " ".join(["lra", *sys.argv[1:]]),
             "protocol": {
                 "batch": BATCH,
                 "heads": HEADS,
@@ -788,64 +788,3 @@ def run(
     report.update(summarise(cells, report["copy_bandwidth_gbps"]))
     report["total_s"] = time.perf_counter() - started
     return report, passed
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--quick", is_flag=True, help="Only N = 1K, 4K, 16K (a smoke run of a minute or two).")
-@click.option("--out", default="bench_kernels.json", show_default=True, type=click.Path(dir_okay=False),
-              help="JSON summary; the markdown summary goes beside it with the suffix .md.")  # fmt: skip
-@click.option("--records", "records_dir", default=None, metavar="DIR", type=click.Path(file_okay=False),
-              help="Also write one efficiency record per measurement under DIR/efficiency/kernels/.")  # fmt: skip
-@click.option("--budget-s", default=420.0, show_default=True, type=float,
-              help="Skip cells whose predicted cost would take the run past this many seconds.")  # fmt: skip
-@click.option("--time-anyway", is_flag=True, help="Time even if a correctness check fails.")
-@click.option("--profile", "profile_lengths", default="65536", show_default=True, metavar="N,N,...",
-              help="Lengths at which to list device time per kernel (torch.profiler); '' for none.")  # fmt: skip
-@click.option("--tune", "tune_lengths", default="", metavar="N,N,...",
-              help="Instead of the benchmark: time each KernelConfig change of TUNE_CONFIGS at these lengths.")  # fmt: skip
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def main(
-    quick: bool,
-    out: str,
-    records_dir: str | None,
-    budget_s: float,
-    time_anyway: bool,
-    profile_lengths: str,
-    tune_lengths: str,
-    quiet: bool,
-) -> None:
-    """Benchmark the MiTA Triton kernels against SDPA and the torch reference (needs a CUDA GPU)."""
-    parsed = {}
-    for option, text in (("--profile", profile_lengths), ("--tune", tune_lengths)):
-        try:
-            parsed[option] = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
-        except ValueError:
-            click.echo(f"Error: {option} takes comma-separated integers, e.g. 65536,262144; got {text!r}", err=True)
-            sys.exit(2)
-    lengths = parsed["--profile"]
-    if parsed["--tune"]:
-        if not torch.cuda.is_available():
-            click.echo("Error: --tune needs a CUDA GPU and none is visible; run it on a GPU machine", err=True)
-            sys.exit(2)
-        rows = tune(parsed["--tune"], budget_s, progress=not quiet)
-        atomic_write_json(Path(out), {"tune": rows, "device": torch.cuda.get_device_name(),
-                                      "git_commit": git_commit(), "command": " ".join(sys.argv)})  # fmt: skip
-        table = tune_markdown(rows)
-        atomic_write_text(Path(out).with_suffix(".md"), table)
-        click.echo(table)
-        return
-    try:
-        report, passed = run(quick, budget_s, time_anyway, progress=not quiet, profile_lengths=lengths)
-    except ValueError as err:
-        click.echo(f"Error: {str(err).splitlines()[0]}", err=True)
-        sys.exit(2)
-    write_outputs(report, Path(out), Path(records_dir) if records_dir else None)
-    click.echo(markdown(report))
-    click.echo(f"Wrote {out} and {Path(out).with_suffix('.md')} in {report['total_s']:.0f} s.")
-    if not passed:
-        click.echo("Error: a correctness check failed (see the table above).", err=True)
-        sys.exit(1)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

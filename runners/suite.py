@@ -46,10 +46,11 @@ from tqdm.auto import tqdm
 from lra.io import atomic_write_json
 from results.records import RECORD_NAME, RUN_FIELDS, SCHEMA_VERSION, read_record, write_record
 
+from .defaults import DEFAULT_RUNS_DIR
 from .provenance import utc_now
 from .specs import parse_specs
 
-DEFAULT_OUT = "lra_runs"
+DEFAULT_OUT = DEFAULT_RUNS_DIR
 # Presets that run on generated data only default to the two offline tasks.
 OFFLINE_PRESET_TASKS = {"tiny": ("listops", "pathfinder"), "quick": ("listops", "pathfinder")}
 LAUNCHERS = ("local", "submitit")

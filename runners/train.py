@@ -55,9 +55,9 @@ from lra.io import atomic_write, atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, read_record, write_record
 
+from .defaults import DEFAULT_RUNS_DIR
 from .provenance import config_hash, git_commit, installed_version, utc_now
 
-DEFAULT_RUNS_DIR = "lra_runs"
 # Fault injection for resume tests: with this variable set to N, the process kills itself with SIGKILL
 # right after step N (after that step's checkpoint, if it writes one), exactly where an outside kill
 # would land, without depending on how fast the run goes.

@@ -14,10 +14,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import cli
 from results import store
 from results.records import EFFICIENCY_FIELDS, iter_record_files, read_record
-from runners import bench, timing
+from runners import bench, cli, timing
 from runners.bench import BenchConfig, Measurement, bench_attention, bench_model, ratio_table
 
 CPU = torch.device("cpu")

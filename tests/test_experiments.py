@@ -18,13 +18,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 import attention_zoo
-import cli
 from attention_zoo.mita import diagnostics
 from lra import models, tasks
 from lra.tasks.base import DataConfig
 from results import store
 from results.records import EVAL_FIELDS, check_record, load_records, read_record
-from runners import bench, experiments
+from runners import bench, cli, experiments
 from runners.experiments import EvalOptions
 from runners.specs import parse_spec
 from runners.train import RunConfig, run

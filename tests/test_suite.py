@@ -25,10 +25,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import cli
 from results import store
 from results.records import read_record, write_record
-from runners import suite
+from runners import cli, suite
 from runners.suite import SuiteConfig
 from runners.train import resolve
 

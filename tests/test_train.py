@@ -15,10 +15,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import cli
 from lra.configs import TrainConfig, apply_overrides, get_preset
 from results.records import RUN_FIELDS, read_record
-from runners import train
+from runners import cli, train
 from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run
 
 REPO = Path(__file__).resolve().parents[1]

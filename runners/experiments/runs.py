@@ -24,7 +24,6 @@ from results.records import RECORD_NAME, load_records, read_record
 from ..provenance import config_hash
 from ..specs import parse_spec, parse_specs
 
-EXPERIMENTS_OUT = "lra_experiments"
 CHECKPOINTS = ("best", "last")
 SPLITS = ("val", "test")
 Echo = Callable[[str], None]
