@@ -39,6 +39,7 @@ per experiment: `mk`, `swap`, `scaling`, `variants`. Every public name is import
 
 from __future__ import annotations
 
+from ..defaults import EXPERIMENTS_OUT
 from .evaluation import (
     DIAGNOSTIC_KEYS,
     EvalOptions,
@@ -63,7 +64,6 @@ from .mk import (
 )
 from .runs import (
     CHECKPOINTS,
-    EXPERIMENTS_OUT,
     SPLITS,
     Attention,
     Echo,

@@ -24,10 +24,11 @@ from lra import models, tasks
 from lra.tasks.base import DataConfig, LRADataset
 from results.records import SCHEMA_VERSION, write_record
 
+from ..defaults import EXPERIMENTS_OUT
 from ..provenance import git_commit, utc_now
 from ..timing import device_name, resolve_device
 from ..train import Dist, batch_inputs, evaluate
-from .runs import CHECKPOINTS, EXPERIMENTS_OUT, SPLITS, TrainedRun
+from .runs import CHECKPOINTS, SPLITS, TrainedRun
 
 DIAGNOSTIC_KEYS = ("load_entropy", "load_max", "pruned_fraction", "overlap")
 

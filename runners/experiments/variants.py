@@ -18,9 +18,10 @@ from lra import tasks
 from results.records import write_record
 
 from .. import suite
+from ..defaults import EXPERIMENTS_OUT
 from .evaluation import DIAGNOSTIC_KEYS, EvalOptions, Evaluator, _mean
 from .figures import ExperimentResult, _count, _figure, _pct, _save_figure, _suptitle, _write_table
-from .runs import EXPERIMENTS_OUT, Echo, is_mita, load_run
+from .runs import Echo, is_mita, load_run
 
 # `lra sweep <name>`: the swept MiTA parameter and its default values.
 VARIANT_SWEEPS: dict[str, tuple[str, tuple[str, ...]]] = {
