@@ -86,7 +86,7 @@ def sweep_mk_command(run_dir: str, grid: tuple[str, ...], grid_rest: tuple[str, 
     \b
     One eval record per (m, k) and a table and heat map of accuracy over the grid, trained cell marked,
     under OUT/mk/<task>/<run>/. Every other MiTA parameter stays as trained.
-    Example: lra sweep mk --run lra_runs/runs/listops/mita/0 --grid m=8,16,32,64 k=8,16,32,64
+    Example: lra sweep mk --run lra_runs/runs/listops/mita-num_landmarks=8-topk=8/0 --grid m=8,16,32,64 k=8,16,32,64
     """
     from runners.experiments import parse_grid, sweep_mk
 
