@@ -36,6 +36,7 @@ for command in (
     suite.leaderboard_command,
     suite.compare_command,
     suite.plot_command,
+    suite.readme_command,
     bench.bench_group,
     experiments.sweep_group,
     experiments.swap_command,

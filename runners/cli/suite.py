@@ -174,3 +174,23 @@ def plot_command(runs_dir: str, out: str | None) -> None:
     st = load_results(runs_dir)
     for path in plots.plot_all(st, out or f"{runs_dir}/plots"):
         click.echo(f"wrote {path}")
+
+
+@click.command("readme")
+@click.option("--check", is_flag=True, help="Only check: exit 1 when a table differs from its records.")
+@user_errors
+def readme_command(check: bool) -> None:
+    """Render the README's tables of measured numbers from the records they name (run it in the repository).
+
+    Each table sits between `<!-- table NAME: rendered by `lra readme` from FOLDER -->` and
+    `<!-- end table NAME -->`; a folder without records leaves its table as written.
+    """
+    from results.readme import update
+
+    current, notes = update(".", check=check)
+    for note in notes:
+        click.echo(note, err=True)
+    if check and not current:
+        click.echo("README.md differs from its records; run `lra readme`", err=True)
+        sys.exit(1)
+    click.echo("README.md is up to date" if current else "README.md updated")
