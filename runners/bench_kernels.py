@@ -722,7 +722,7 @@ def run(
     from tqdm import tqdm
 
     if not torch.cuda.is_available():
-        raise ValueError("bench_kernels needs a CUDA GPU and none is visible; run it on a GPU machine")
+        raise ValueError("lra bench kernels needs a CUDA GPU and none is visible; run it on a GPU machine")
     started = time.perf_counter()
     device = torch.device("cuda")
     checks = verify(device)

@@ -167,3 +167,23 @@ def test_tune_table_orders_lengths_and_kernels():
     # kernels: the slowest first; a config without a breakdown shows dashes
     assert "| config change | `_bwd_query_kernel` | `_fwd_kernel` |" in lines
     assert "| num_warps_fwd=4, block_n=128 | – | – |" in lines
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--profile", "64K"], "Error: --profile takes comma-separated integers"),
+        (["--quick"], "Error: lra bench kernels needs a CUDA GPU and none is visible"),
+        (["--tune", "4096"], "Error: --tune needs a CUDA GPU and none is visible"),
+    ],
+)
+def test_lra_bench_kernels_without_a_gpu_is_a_one_line_error(tmp_path, args, message):
+    if torch.cuda.is_available():
+        pytest.skip("checks the errors of a machine without CUDA")
+    from click.testing import CliRunner
+
+    from runners import cli
+
+    result = CliRunner().invoke(cli.main, ["bench", "kernels", *args, "--out", str(tmp_path / "k.json")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "k.json").exists()
