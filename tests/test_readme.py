@@ -8,8 +8,8 @@ small by these mechanical rules, and nothing else changes:
 * `pip install ... &&` prefixes are dropped, `pytest` commands are skipped (this is one);
 * `--preset X` becomes `--preset tiny`, and commands that train (`run`, `suite`, `sweep s`,
   `sweep landmarks`) get `--preset tiny --max-steps 2`;
-* tasks that need downloads (text, retrieval, image, pathx) become `listops`; `--data-dir` is
-  dropped (LRA_DATA_DIR points at this test's generated data);
+* tasks that need downloads (text, retrieval, image, pathx) become `pathfinder` (generated offline,
+  like the README's ListOps); `--data-dir` is dropped (LRA_DATA_DIR points at this test's data);
 * `lra suite` without `--tasks` / `--attentions` runs `--tasks listops --attentions full,mita`;
   `--seeds A-B` becomes `--seeds A`; `--values` keeps its first two values; `--nproc N` becomes 2;
 * `--device cuda` becomes `cpu`, `--dtype bfloat16|float16` becomes `float32`; benchmarks get tiny
@@ -78,7 +78,7 @@ def small(argv: list[str]) -> list[str]:
         argv = _set(argv, "--max-steps", None) + ["--max-steps", "2"]
     for option in ("--task", "--tasks"):
         if _value(argv, option):
-            tasks = [t for t in _value(argv, option).split(",") if t not in DOWNLOADED_TASKS] or ["listops"]
+            tasks = list(dict.fromkeys("pathfinder" if t in DOWNLOADED_TASKS else t for t in _value(argv, option).split(",")))
             argv = _set(argv, option, ",".join(tasks))
     if command == ("suite",):
         argv += [] if "--tasks" in argv else ["--tasks", "listops"]
@@ -105,7 +105,7 @@ def test_the_rules_are_mechanical():
     assert argv == ["suite", "--seeds", "0", "--jobs", "2", "--preset", "tiny", "--max-steps", "2",
                     "--tasks", "listops", "--attentions", "full,mita"]  # fmt: skip
     argv = small(shlex.split("run --task text --attention full --preset lra --data-dir /data/x --nproc 4"))
-    assert argv == ["run", "--task", "listops", "--attention", "full", "--nproc", "2", "--preset", "tiny",
+    assert argv == ["run", "--task", "pathfinder", "--attention", "full", "--nproc", "2", "--preset", "tiny",
                     "--max-steps", "2"]  # fmt: skip
     argv = small(shlex.split("bench attention --lengths 1K,64K --dtype bfloat16 --device cuda"))
     assert _value(argv, "--lengths") == "16,32" and _value(argv, "--dtype") == "float32"
