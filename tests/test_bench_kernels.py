@@ -13,7 +13,7 @@ from attention_zoo import functional as F
 from attention_zoo.mita import triton_common as common
 
 from . import zoo_reference as ref
-from .helpers import make_inputs
+from .builders import make_inputs
 
 pytest.importorskip("triton")
 

@@ -24,7 +24,7 @@ from attention_zoo.mita import triton_common as common
 from attention_zoo.mita.triton_ops import mita_triton, mita_triton_selection
 
 from . import zoo_reference as ref
-from .helpers import make_inputs
+from .builders import make_inputs
 
 pytest.importorskip("triton")
 

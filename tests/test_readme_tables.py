@@ -8,7 +8,7 @@ import pytest
 
 from results import readme
 
-from .helpers import run_record, write_runs
+from .builders import run_record, write_runs
 
 REPO = Path(__file__).resolve().parents[1]
 OPEN = "<!-- table quick-suite: rendered by `lra readme` from records/quick -->\n"

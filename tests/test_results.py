@@ -21,7 +21,7 @@ from results import compare, leaderboard, plots, store
 from results.published import TASK_COLUMNS, load_published
 from results.records import RUN_FIELDS, write_record
 
-from .helpers import efficiency_record, run_record, write_runs
+from .builders import efficiency_record, run_record, write_runs
 
 
 def cell(lb, label, task, preset="quick"):

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from runners import cli
 
-from .helpers import efficiency_record, run_record, write_runs
+from .builders import efficiency_record, run_record, write_runs
 
 
 @pytest.fixture

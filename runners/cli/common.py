@@ -1,5 +1,5 @@
 """What every command shares: one-line usage errors, the shared options (--data-dir, --device,
---preset, --attn-param, the training options) and the output helpers.
+--preset, --attn-param, the training options) and how results are printed.
 """
 
 from __future__ import annotations

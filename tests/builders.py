@@ -1,4 +1,4 @@
-"""Helpers shared by several test modules (imported, never collected: no tests here)."""
+"""Inputs and records that several test modules build (imported by them, never collected: no tests here)."""
 
 from __future__ import annotations
 
