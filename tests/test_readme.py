@@ -10,7 +10,7 @@ small by these mechanical rules, and nothing else changes:
   `sweep landmarks`) get `--preset tiny --max-steps 2`;
 * tasks that need downloads (text, retrieval, image, pathx) become `pathfinder` (generated offline,
   like the README's ListOps); `--data-dir` is dropped (LRA_DATA_DIR points at this test's data);
-* `lra suite` without `--tasks` / `--attentions` runs `--tasks listops --attentions full,mita`;
+* `lra suite` without `--tasks` / `--attentions` runs `--tasks listops --attentions full,agent,mita`;
   `--seeds A-B` becomes `--seeds A`; `--values` keeps its first two values; `--nproc N` becomes 2;
 * `--device cuda` becomes `cpu`, `--dtype bfloat16|float16` becomes `float32`; benchmarks get tiny
   shapes (`--lengths`, `--batch 1`, one repeat, no warm-up) and evaluations `--limit 8`.
@@ -82,7 +82,7 @@ def small(argv: list[str]) -> list[str]:
             argv = _set(argv, option, ",".join(tasks))
     if command == ("suite",):
         argv += [] if "--tasks" in argv else ["--tasks", "listops"]
-        argv += [] if "--attentions" in argv else ["--attentions", "full,mita"]
+        argv += [] if "--attentions" in argv else ["--attentions", "full,agent,mita"]
     if _value(argv, "--seeds"):
         argv = _set(argv, "--seeds", _value(argv, "--seeds").split("-")[0].split(",")[0])
     if _value(argv, "--values"):
@@ -103,7 +103,7 @@ def small(argv: list[str]) -> list[str]:
 def test_the_rules_are_mechanical():
     argv = small(shlex.split("suite --preset quick --seeds 0-2 --jobs 2"))
     assert argv == ["suite", "--seeds", "0", "--jobs", "2", "--preset", "tiny", "--max-steps", "2",
-                    "--tasks", "listops", "--attentions", "full,mita"]  # fmt: skip
+                    "--tasks", "listops", "--attentions", "full,agent,mita"]  # fmt: skip
     argv = small(shlex.split("run --task text --attention full --preset lra --data-dir /data/x --nproc 4"))
     assert argv == ["run", "--task", "pathfinder", "--attention", "full", "--nproc", "2", "--preset", "tiny",
                     "--max-steps", "2"]  # fmt: skip
