@@ -212,12 +212,6 @@ class Mechanism:
             raise ValueError(f"attention {self.name!r} takes no runtime input {unexpected}")
         return self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict(), **runtime)
 
-    def module(self, dim: int, num_heads: int, **kwargs: Any) -> torch.nn.Module:
-        """The multi-head `nn.Module` (projections, heads, dropout) running this mechanism."""
-        from .module import MultiHeadAttention
-
-        return MultiHeadAttention(dim, num_heads, attention=self.name, **kwargs)
-
 
 _REGISTRY: dict[str, Mechanism] = {}
 

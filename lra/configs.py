@@ -322,7 +322,6 @@ def _cpu_preset(task: str, name: str) -> Preset:
 
 
 PRESET_NAMES = ("tiny", "quick", "pytorch", "lra")
-TASK_NAMES = tuple(_LRA)
 
 
 def _build(task: str, name: str) -> Preset:

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+"""Atomic file writes (a reader sees the old file or the new one, never half of one) and safe file names.
 
 Pure Python (no torch import) so that every layer can use it: data caches, checkpoints, result
 records and tables.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,3 +69,13 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# Characters a file or directory name keeps; every other run of characters becomes one "-".
+# "=", "," and "+" stay so that attention slugs (`mita-num_landmarks=8-topk=8`) read as written.
+_NOT_IN_SLUG = re.compile(r"[^A-Za-z0-9_.=,+-]+")
+
+
+def slug(text: object) -> str:
+    """`text` as a file or directory name: `NVIDIA H200` -> `NVIDIA-H200`; "none" when nothing is left."""
+    return _NOT_IN_SLUG.sub("-", str(text)).strip("-") or "none"

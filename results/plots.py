@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import textwrap
 from pathlib import Path
 
 import pandas as pd
 
-from lra.io import atomic_path
+from lra.io import atomic_path, slug
 
 from . import frontier as frontier_
 from .leaderboard import Leaderboard, build, task_title
@@ -47,10 +46,6 @@ def _save(fig, path: Path) -> Path:  # fig: matplotlib Figure
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return path
-
-
-def _slug(text: object) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "none"
 
 
 def _colours(labels: list[str]) -> dict[str, tuple[float, ...]]:
@@ -96,7 +91,7 @@ def plot_accuracy(lb: Leaderboard, out_dir: str | os.PathLike[str]) -> list[Path
         ax.set_ylim(0, 100)
         ax.set_title(f"Test accuracy, preset {preset}")
         fig.legend(loc="outside right upper", fontsize="small")
-        paths.append(_save(fig, Path(out_dir) / f"accuracy_{_slug(preset)}.png"))
+        paths.append(_save(fig, Path(out_dir) / f"accuracy_{slug(preset)}.png"))
     return paths
 
 
@@ -144,7 +139,7 @@ def plot_curves(runs: pd.DataFrame, lb: Leaderboard, out_dir: str | os.PathLike[
         ax.set_ylabel("validation accuracy (%)")
         ax.set_title(f"{task_title(task)}, preset {preset}: validation accuracy (mean over seeds ± std)")
         ax.legend(fontsize="small")
-        paths.append(_save(fig, Path(out_dir) / f"curves_{_slug(preset)}_{_slug(task)}.png"))
+        paths.append(_save(fig, Path(out_dir) / f"curves_{slug(preset)}_{slug(task)}.png"))
     return paths
 
 
@@ -210,7 +205,7 @@ def plot_efficiency(efficiency: pd.DataFrame, out_dir: str | os.PathLike[str]) -
             + (" (hollow: smaller batch that fits)" if (group["per_example"] < full_batch).any() else "")
         )
         name = "_".join(
-            ["efficiency", *(_slug(setting[k]) for k in ("bench", "pass", "device", "dtype"))]
+            ["efficiency", *(slug(setting[k]) for k in ("bench", "pass", "device", "dtype"))]
             + [f"H{_number(setting['heads'])}", f"d{_number(setting['head_dim'])}"]
         )
         paths.append(_save(fig, Path(out_dir) / f"{name}.png"))
@@ -429,7 +424,7 @@ def plot_frontier(
         )
         fig.suptitle(f"Accuracy and cost, preset {preset}")
         fig.text(0.01, caption_height / height - 0.01, "\n".join(wrapped), va="top", ha="left", fontsize=8)
-        paths.append(_save(fig, Path(out_dir) / f"frontier_{_slug(preset)}.png"))
+        paths.append(_save(fig, Path(out_dir) / f"frontier_{slug(preset)}.png"))
     return paths
 
 

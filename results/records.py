@@ -108,7 +108,7 @@ EFFICIENCY_FIELDS: dict[str, str] = {
 EVAL_FIELDS: dict[str, str] = {
     "schema_version": "record schema version",
     "kind": "'eval'",
-    "experiment": "'mk' | 'swap' | 's' | 'landmarks' -- the command that wrote it (runners/experiments.py)",
+    "experiment": "'mk' | 'swap' | 's' | 'landmarks' -- the command that wrote it (runners/experiments/)",
     "run_id": "run_id of the evaluated run ('<task>/<attention label>/<seed>')",
     "run_dir": "directory of the evaluated run",
     "run_config_hash": "configuration hash of the evaluated run (its checkpoint carries the same)",

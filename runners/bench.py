@@ -34,9 +34,7 @@ On CPU the reduced grid is the default (`quick`): a few short lengths, a small b
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
-import hashlib
 import json
 import math
 import platform
@@ -57,10 +55,12 @@ from tqdm.auto import tqdm
 import attention_zoo
 from lra import models
 from lra.configs import get_preset
-from lra.io import atomic_write, atomic_write_text
+from lra.io import atomic_write, atomic_write_text, slug
 from results.records import SCHEMA_VERSION, read_record, write_record
 
-from .suite import parse_attention
+from .defaults import DEFAULT_RUNS_DIR
+from .provenance import code_hash, git_commit, installed_version, utc_now
+from .specs import parse_specs
 from .timing import (
     CPU_LIMIT_MESSAGE,
     Measurement,
@@ -71,7 +71,7 @@ from .timing import (
     release_memory,
     resolve_device,
 )
-from .train import DEFAULT_RUNS_DIR, git_commit, installed_version, make_optimizer
+from .train import make_optimizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PASSES = ("forward", "forward_backward")
@@ -250,20 +250,12 @@ def build_series(
     that name; a spec's own parameters win. A mechanism with a `backend` parameter runs once per
     backend unless the parameters name one. ValueError on unknown names or parameters.
     """
-    specs = [parse_attention(spec) for spec in attentions] or [(n, {}) for n in attention_zoo.names()]
+    specs = parse_specs(attentions or attention_zoo.names(), attn_params)
     if REFERENCE not in [name for name, _ in specs]:
         specs.insert(0, (REFERENCE, {}))
-    for name in [name for name, _ in specs] + list(attn_params):
-        attention_zoo.get(name)  # ValueError listing the registered attentions
-    unknown = sorted(set(attn_params) - {name for name, _ in specs})
-    if unknown:
-        raise ValueError(
-            f"--attn-param names attention {unknown[0]!r}, which is not benchmarked; add it to --attentions"
-        )
     series: dict[str, Series] = {}
-    for name, inline in specs:
+    for name, given in specs:
         mechanism = attention_zoo.get(name)
-        given = {**attn_params.get(name, {}), **inline}
         mechanism.params(**given)  # validate before anything runs
         backends = _backend_choices(mechanism)
         if not backends:
@@ -284,14 +276,6 @@ def build_series(
 # ----------------------------------------------------------------------------------------------
 # Records
 # ----------------------------------------------------------------------------------------------
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "none"
 
 
 @dataclass(frozen=True)
@@ -316,7 +300,7 @@ class Context:
 
     @property
     def directory(self) -> Path:
-        return self.out / "efficiency" / self.bench / _slug(self.device_name) / self.config_slug
+        return self.out / "efficiency" / self.bench / slug(self.device_name) / self.config_slug
 
     def settings(self) -> dict[str, Any]:
         """The record fields that must match for `resume` to reuse a record (beyond its path,
@@ -379,7 +363,7 @@ def make_record(
         "time_method": m.time_method,
         "memory_method": m.memory_method,
         "memory_limit_bytes": ctx.memory_limit_bytes if ctx.device.type == "cpu" else None,
-        "measured_at": _now(),
+        "measured_at": utc_now(),
         "git_commit": ctx.provenance["git_commit"],
         **ctx.settings(),
     }
@@ -438,21 +422,6 @@ def _provenance() -> dict[str, Any]:
         "git_commit": git_commit(),
         "code_hash": code_hash(),
     }
-
-
-# The packages whose code decides what is measured (cli.py only parses options).
-CODE_PACKAGES = ("attention_zoo", "lra", "runners", "results")
-
-
-def code_hash(root: Path | None = None) -> str:
-    """sha256 prefix of every .py file of the packages under `root` (default: this checkout or
-    installation), paths and bytes: equal iff the code is."""
-    root = root or Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for package in CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 @functools.cache
@@ -1166,7 +1135,7 @@ def write_tables(rows: Sequence[dict[str, Any]], ctx: Context, grid: Grid, notes
     `notes` are lines added under the tables (reused and not-run cells)."""
     frame = ratio_table(rows)
     markdown = markdown_tables(frame, ctx.bench, bench_title(ctx, grid), grid.lengths, grid.batch, notes)
-    stem = ctx.out / "efficiency" / f"{ctx.bench}-{_slug(ctx.device_name)}-{ctx.config_slug}"
+    stem = ctx.out / "efficiency" / f"{ctx.bench}-{slug(ctx.device_name)}-{ctx.config_slug}"
     atomic_write_text(stem.with_suffix(".md"), markdown)
     atomic_write(stem.with_suffix(".csv"), lambda fh: frame.to_csv(fh, index=False))
     return markdown

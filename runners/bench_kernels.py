@@ -1,9 +1,9 @@
 """GPU benchmark of the MiTA Triton kernels against SDPA and the torch reference, after checking on
 the same GPU that the kernels match the reference.
 
-    python -m runners.bench_kernels                      # full grid (about 4-8 minutes on an H200)
-    python -m runners.bench_kernels --quick              # 1K-16K only (about 1-2 minutes)
-    python -m runners.bench_kernels --out bench_kernels.json --records lra_runs
+    lra bench kernels                      # full grid (about 4-8 minutes on an H200)
+    lra bench kernels --quick              # 1K-16K only (about 1-2 minutes)
+    lra bench kernels --out bench_kernels.json --records lra_runs
 
 Protocol: B=1, H=8, d=64, bf16, MiTA with m = k = 64, N in {1K, 4K, 16K, 64K, 256K} and 1M
 (forward only). Series: `mita-triton` (the kernels), `mita-torch` (the reference), `sdpa-default`
@@ -29,7 +29,6 @@ it (same name, .md) and, with ``--records DIR``, one efficiency record per measu
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import sys
 import time
@@ -45,7 +44,8 @@ import torch.nn.functional as F
 from lra.io import atomic_write_json, atomic_write_text
 from results.records import SCHEMA_VERSION, write_record
 
-from .train import git_commit, installed_version
+from .provenance import git_commit, installed_version, utc_now
+from .timing import one_line, peak_memory
 
 LENGTHS = (1024, 4096, 16384, 65536, 262144)
 FORWARD_ONLY_LENGTHS = (1048576,)
@@ -57,7 +57,7 @@ SERIES = ("mita-triton", "sdpa-default", "sdpa-flash", "mita-torch")  # measurem
 SLOW_CALL_S = 1.0  # calls predicted above this are timed with 1 warm-up + 2 calls, not do_bench
 # Exponent of the cost in N used to predict a cell from the previous length.
 COST_EXPONENT = {"mita-triton": 1.0, "mita-torch": 1.0, "sdpa-default": 2.0, "sdpa-flash": 2.0}
-TARGETS = (  # (pass, N, minimum speed-up of mita-triton over sdpa-default), from issue 6
+TARGETS = (  # (pass, N, minimum speed-up of mita-triton over sdpa-default): the kernels' design targets
     ("forward", 4096, 1.5),
     ("forward", 65536, 40.0),
     ("forward", 262144, 100.0),
@@ -86,9 +86,7 @@ class Cell:
     repeats: int | None = None
     method: str | None = None  # "do_bench" | "single-shot"
     peak_memory_bytes: int | None = None
-    measured_at: str = field(
-        default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    )
+    measured_at: str = field(default_factory=utc_now)
 
 
 def _time_ms(
@@ -113,18 +111,6 @@ def _time_ms(
         times.append(start.elapsed_time(end))
     times.sort()
     return [sum(times) / 2, times[0], times[1]], 2, "single-shot"
-
-
-def _peak_bytes(fn: Callable[[], Any], grads: list[torch.Tensor] | None) -> int:
-    for t in grads or ():
-        t.grad = None
-    torch.cuda.synchronize()
-    before = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    result = fn()
-    torch.cuda.synchronize()
-    del result
-    return int(torch.cuda.max_memory_allocated() - before)
 
 
 def _attention(series: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -172,12 +158,14 @@ def measure_cell(series: str, pass_: str, n: int, slow: bool) -> Cell:
                 attention(q, k, v).backward(upstream)
 
         (median, p20, p80), repeats, method = _time_ms(call, grads, slow)
-        peak = _peak_bytes(call, grads)
+        for t in grads or ():  # the timed calls' gradients are not part of one call's peak
+            t.grad = None
+        peak, _ = peak_memory(call, torch.device("cuda"))
         return Cell(series, pass_, n, "ok", None, median, p20, p80, repeats or None, method, peak)
     except torch.cuda.OutOfMemoryError as err:
-        return Cell(series, pass_, n, "oom", _one_line(err))
+        return Cell(series, pass_, n, "oom", one_line(err))
     except Exception as err:  # recorded, never fatal: the remaining cells still run
-        return Cell(series, pass_, n, "error", _one_line(err))
+        return Cell(series, pass_, n, "error", one_line(err))
     finally:
         torch.cuda.empty_cache()
 
@@ -256,7 +244,7 @@ def kernel_breakdown(n: int, pass_: str, iterations: int = 5) -> list[dict[str, 
                 for name, (ms, count) in totals.items()]  # fmt: skip
         return sorted(rows, key=lambda r: -r["ms_per_call"])
     except Exception as err:
-        click.echo(f"kernel breakdown at N={n} ({pass_}) failed: {_one_line(err)}", err=True)
+        click.echo(f"kernel breakdown at N={n} ({pass_}) failed: {one_line(err)}", err=True)
         return []
     finally:
         torch.cuda.empty_cache()
@@ -338,7 +326,7 @@ def tune(lengths: tuple[int, ...], budget_s: float, progress: bool = True) -> li
                 r["ms_per_call"] for r in breakdown if not r["kernel"].startswith("_")
             )
         except Exception as err:  # a config the compiler rejects is a result, not a crash
-            row["status"] = _one_line(err)
+            row["status"] = one_line(err)
         finally:
             common.CONFIG = old
             torch.cuda.empty_cache()
@@ -533,7 +521,7 @@ def floor_ms(pass_: str, n: int, bandwidth_gbps: float) -> float:
 
 
 def summarise(cells: list[Cell], bandwidth_gbps: float | None) -> dict[str, Any]:
-    """Ratios per (pass, N) and the issue's targets, from the measured cells."""
+    """Ratios per (pass, N) and the design targets (`TARGETS`), from the measured cells."""
     by_key = {(c.series, c.pass_, c.seq_len): c for c in cells}
 
     def ok(series: str, pass_: str, n: int) -> Cell | None:
@@ -627,7 +615,7 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("graph_forward_ms"):
         lines += ["", "mita-triton forward replayed from a CUDA graph (launch overhead removed), ms: "
                   + ", ".join(f"N={n}: {_fmt(ms)}" for n, ms in report["graph_forward_ms"].items())]  # fmt: skip
-    lines += ["", "## Targets (issue 6)", "", "| target | value | met |", "|---|---|---|"]
+    lines += ["", "## Design targets", "", "| target | value | met |", "|---|---|---|"]
     for t in report["targets"]:
         met = "–" if t["met"] is None else ("yes" if t["met"] else "**no**")
         lines.append(f"| {t['target']} | {_fmt(t['value'])} | {met} |")
@@ -734,7 +722,7 @@ def run(
     from tqdm import tqdm
 
     if not torch.cuda.is_available():
-        raise ValueError("bench_kernels needs a CUDA GPU and none is visible; run it on a GPU machine")
+        raise ValueError("lra bench kernels needs a CUDA GPU and none is visible; run it on a GPU machine")
     started = time.perf_counter()
     device = torch.device("cuda")
     checks = verify(device)
@@ -746,7 +734,7 @@ def run(
             "triton_version": installed_version("triton"),
             "cuda_version": torch.version.cuda,
             "git_commit": git_commit(),
-            "command": " ".join(["python -m runners.bench_kernels", *sys.argv[1:]]),
+            "command": " ".join(["lra", *sys.argv[1:]]),
             "protocol": {
                 "batch": BATCH,
                 "heads": HEADS,
@@ -800,69 +788,3 @@ def run(
     report.update(summarise(cells, report["copy_bandwidth_gbps"]))
     report["total_s"] = time.perf_counter() - started
     return report, passed
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("--quick", is_flag=True, help="Only N = 1K, 4K, 16K (a smoke run of a minute or two).")
-@click.option("--out", default="bench_kernels.json", show_default=True, type=click.Path(dir_okay=False),
-              help="JSON summary; the markdown summary goes beside it with the suffix .md.")  # fmt: skip
-@click.option("--records", "records_dir", default=None, metavar="DIR", type=click.Path(file_okay=False),
-              help="Also write one efficiency record per measurement under DIR/efficiency/kernels/.")  # fmt: skip
-@click.option("--budget-s", default=420.0, show_default=True, type=float,
-              help="Skip cells whose predicted cost would take the run past this many seconds.")  # fmt: skip
-@click.option("--time-anyway", is_flag=True, help="Time even if a correctness check fails.")
-@click.option("--profile", "profile_lengths", default="65536", show_default=True, metavar="N,N,...",
-              help="Lengths at which to list device time per kernel (torch.profiler); '' for none.")  # fmt: skip
-@click.option("--tune", "tune_lengths", default="", metavar="N,N,...",
-              help="Instead of the benchmark: time each KernelConfig change of TUNE_CONFIGS at these lengths.")  # fmt: skip
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def main(
-    quick: bool,
-    out: str,
-    records_dir: str | None,
-    budget_s: float,
-    time_anyway: bool,
-    profile_lengths: str,
-    tune_lengths: str,
-    quiet: bool,
-) -> None:
-    """Benchmark the MiTA Triton kernels against SDPA and the torch reference (needs a CUDA GPU)."""
-    parsed = {}
-    for option, text in (("--profile", profile_lengths), ("--tune", tune_lengths)):
-        try:
-            parsed[option] = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
-        except ValueError:
-            click.echo(f"Error: {option} takes comma-separated integers, e.g. 65536,262144; got {text!r}", err=True)
-            sys.exit(2)
-    lengths = parsed["--profile"]
-    if parsed["--tune"]:
-        if not torch.cuda.is_available():
-            click.echo("Error: --tune needs a CUDA GPU and none is visible; run it on a GPU machine", err=True)
-            sys.exit(2)
-        rows = tune(parsed["--tune"], budget_s, progress=not quiet)
-        atomic_write_json(Path(out), {"tune": rows, "device": torch.cuda.get_device_name(),
-                                      "git_commit": git_commit(), "command": " ".join(sys.argv)})  # fmt: skip
-        table = tune_markdown(rows)
-        atomic_write_text(Path(out).with_suffix(".md"), table)
-        click.echo(table)
-        return
-    try:
-        report, passed = run(quick, budget_s, time_anyway, progress=not quiet, profile_lengths=lengths)
-    except ValueError as err:
-        click.echo(f"Error: {str(err).splitlines()[0]}", err=True)
-        sys.exit(2)
-    write_outputs(report, Path(out), Path(records_dir) if records_dir else None)
-    click.echo(markdown(report))
-    click.echo(f"Wrote {out} and {Path(out).with_suffix('.md')} in {report['total_s']:.0f} s.")
-    if not passed:
-        click.echo("Error: a correctness check failed (see the table above).", err=True)
-        sys.exit(1)
-
-
-def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -8,9 +8,9 @@
 #
 # Steps (STEPS picks and orders them; default all):
 #   env      GPU, driver, torch / triton versions, clocks
-#   kernels  python -m runners.bench_kernels: correctness on the GPU, then timings against SDPA and a
+#   kernels  lra bench kernels: correctness on the GPU, then timings against SDPA and a
 #            per-kernel profile (bench_kernels.json / .md)
-#   tune     python -m runners.bench_kernels --tune: forward and forward+backward per KernelConfig change
+#   tune     lra bench kernels --tune: forward and forward+backward per KernelConfig change
 #   tests    the kernel tests (tests/test_mita_triton.py) with compiled kernels on the GPU
 #   attention  lra bench attention on a reduced CUDA grid (1K..64K)
 #   model    lra bench model (LRA Table 2 protocol) at 1K, 2K, 4K
@@ -63,14 +63,14 @@ for name in $STEPS; do
       ;;
     kernels)
       step "MiTA kernels: verification, timings against SDPA, per-kernel profile"
-      timeout "${KERNELS_TIMEOUT:-230}" $PY -m runners.bench_kernels --quiet --time-anyway \
+      timeout "${KERNELS_TIMEOUT:-230}" $PY -m runners.cli bench kernels --quiet --time-anyway \
         --budget-s "${KERNELS_BUDGET:-160}" --profile "${KERNELS_PROFILE:-4096,65536,262144}" \
         --out "$WORK/bench_kernels.json" --records "$RUNS" > "$WORK/bench_kernels.log" 2>&1
       echo "exit $?"; tail -c 3500 "$WORK/bench_kernels.log"
       ;;
     tune)
       step "MiTA kernels: KernelConfig alternatives"
-      timeout "${TUNE_TIMEOUT:-140}" $PY -m runners.bench_kernels --tune "${TUNE_LENGTHS:-4096,65536,262144}" \
+      timeout "${TUNE_TIMEOUT:-140}" $PY -m runners.cli bench kernels --tune "${TUNE_LENGTHS:-4096,65536,262144}" \
         --budget-s "${TUNE_BUDGET:-100}" --out "$WORK/tune.json" > "$WORK/tune.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/tune.log"
       ;;

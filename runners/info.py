@@ -12,7 +12,7 @@ import attention_zoo
 from attention_zoo.mita import triton_usable
 from lra.tasks import default_data_dir
 
-from .train import git_commit, installed_version
+from .provenance import git_commit, installed_version
 
 ENV_VARIABLES = (
     "LRA_DATA_DIR",

@@ -47,7 +47,11 @@ from tqdm.auto import tqdm
 from lra.io import atomic_write_json
 from results.records import RECORD_NAME, RUN_FIELDS, SCHEMA_VERSION, read_record, write_record
 
-DEFAULT_OUT = "lra_runs"
+from .defaults import DEFAULT_RUNS_DIR
+from .provenance import utc_now
+from .specs import parse_specs
+
+DEFAULT_OUT = DEFAULT_RUNS_DIR
 # Presets that run on generated data only default to the two offline tasks.
 OFFLINE_PRESET_TASKS = {"tiny": ("listops", "pathfinder"), "quick": ("listops", "pathfinder")}
 LAUNCHERS = ("local", "submitit")
@@ -168,40 +172,6 @@ class SuiteResult:
 # Planning
 # ----------------------------------------------------------------------------------------------
 
-_SPEC = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
-
-
-def parse_attention(spec: str) -> tuple[str, dict[str, str]]:
-    """`mita(num_landmarks=64,topk=64)` -> ("mita", {"num_landmarks": "64", "topk": "64"})."""
-    match = _SPEC.match(spec)
-    if not match:
-        raise ValueError(
-            f"malformed attention {spec!r}; write a name or name(key=value,...), e.g. mita(topk=64)"
-        )
-    name, inner = match.group(1), match.group(2)
-    params: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in (inner or "").split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"malformed attention parameter {item!r} in {spec!r}; write key=value")
-        params[key.strip()] = value.strip()
-    return name, params
-
-
-def split_list(text: str) -> list[str]:
-    """Split a comma-separated list, keeping commas inside parentheses: 'full,mita(a=1,b=2)'."""
-    items, depth, current = [], 0, []
-    for char in text:
-        if char == "," and depth == 0:
-            items.append("".join(current))
-            current = []
-            continue
-        depth += (char == "(") - (char == ")")
-        current.append(char)
-    items.append("".join(current))
-    return [item.strip() for item in items if item.strip()]
-
-
 def default_tasks(preset: str) -> list[str]:
     from lra import tasks
 
@@ -221,16 +191,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
     if not cfg.seeds:
         raise ValueError("no seeds given; pass --seeds 0 (or 0,1,2)")
     task_names = list(dict.fromkeys(cfg.tasks)) or default_tasks(cfg.preset)
-    specs = [parse_attention(s) for s in cfg.attentions] or [(n, {}) for n in attention_zoo.names()]
-    for name in [n for n, _ in specs] + list(cfg.attn_params):
-        attention_zoo.get(name)  # ValueError listing the registered attentions
-    selected = {n for n, _ in specs}
-    for name in cfg.attn_params:
-        if name not in selected:
-            raise ValueError(
-                f"--attn-param names attention {name!r}, which is not among the attentions run "
-                f"({', '.join(sorted(selected))})"
-            )
+    specs = parse_specs(cfg.attentions or attention_zoo.names(), cfg.attn_params)
     out = Path(cfg.out)
     # SLURM jobs with GPUs run on CUDA whatever this (login) machine has: settle "auto" here, so
     # that the configuration hash planned here is the one the job computes and records.
@@ -238,8 +199,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
     device = "cuda" if slurm_gpus and cfg.device == "auto" else cfg.device
     cells: dict[str, Cell] = {}
     for task in task_names:
-        for name, inline in specs:
-            params = {**cfg.attn_params.get(name, {}), **inline}
+        for name, params in specs:
             for seed in cfg.seeds:
                 run_cfg = RunConfig(
                     task=task,
@@ -339,22 +299,6 @@ def _archive(cell: Cell, out: Path, stamp: str) -> Path:
 # ----------------------------------------------------------------------------------------------
 
 
-def runner_command(config_path: Path, nproc: int = 1) -> list[str]:
-    """The command that runs one RunConfig file (under torchrun when nproc > 1)."""
-    if nproc > 1:
-        return [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            "-m",
-            "runners.train",
-            str(config_path),
-        ]
-    return [sys.executable, "-m", "runners.train", str(config_path)]
-
-
 def _lock(run_dir: Path) -> int | None:
     """An exclusive lock on the run directory, held for as long as the run's process lives (the fd
     is inherited), so that a second suite never runs the same cell twice. None if it is taken."""
@@ -411,6 +355,8 @@ def _record_stamp(path: Path) -> tuple[int, int] | None:
 
 
 def _start(cell: Cell, threads: int, command: Sequence[str] | None, nproc: int = 1) -> _Attempt | None:
+    from .train import runner_command
+
     cell.run_dir.mkdir(parents=True, exist_ok=True)
     lock_fd = _lock(cell.run_dir)
     if lock_fd is None:
@@ -422,7 +368,7 @@ def _start(cell: Cell, threads: int, command: Sequence[str] | None, nproc: int =
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     log = open(cell.run_dir / LOG_NAME, "ab")  # noqa: SIM115 -- closed when the attempt ends
-    log.write(f"\n==== {_now()} lra suite: {' '.join(argv)} (threads {threads})\n".encode())
+    log.write(f"\n==== {utc_now()} lra suite: {' '.join(argv)} (threads {threads})\n".encode())
     log.flush()
     offset = log.tell()
     try:
@@ -560,14 +506,10 @@ def failed_record(cell: Cell, error: str, base: dict[str, Any] | None = None) ->
         num_classes=cell.num_classes,
         config_hash=cell.config_hash,
         config=cell.resolved_config,
-        finished_at=_now(),
+        finished_at=utc_now(),
     )
     record["history"] = record.get("history") or []
     return record
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -800,7 +742,7 @@ def _write_plan(cfg: SuiteConfig, cells: list[Cell], out: Path) -> None:
         out / "suite.json",
         {
             "suite": dataclasses.asdict(cfg),
-            "written_at": _now(),
+            "written_at": utc_now(),
             "runs": [
                 {"run_id": c.run_id, "run_dir": str(c.run_dir), "config_hash": c.config_hash} for c in cells
             ],

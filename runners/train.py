@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
-import hashlib
 import json
 import math
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +55,13 @@ from lra.io import atomic_write, atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, read_record, write_record
 
-DEFAULT_RUNS_DIR = "lra_runs"
+from .defaults import DEFAULT_RUNS_DIR
+from .provenance import config_hash, git_commit, installed_version, utc_now
+
+# Fault injection for resume tests: with this variable set to N, the process kills itself with SIGKILL
+# right after step N (after that step's checkpoint, if it writes one), exactly where an outside kill
+# would land, without depending on how fast the run goes.
+KILL_AFTER_STEP_ENV = "LRA_KILL_AFTER_STEP"
 CHECKPOINT_FORMAT = 1
 
 
@@ -147,8 +151,7 @@ class Resolved:
 
     @property
     def config_hash(self) -> str:
-        canonical = json.dumps(self.config_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return config_hash(self.config_dict())
 
 
 def default_run_dir(task: str, slug: str, seed: int, root: str = DEFAULT_RUNS_DIR) -> Path:
@@ -383,34 +386,6 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------
 
 
-def git_commit() -> str | None:
-    """The commit of this checkout (`-dirty` when tracked files changed), or None outside git."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("-dirty" if dirty else "")
-
-
-def installed_version(package: str) -> str | None:
-    """The installed version of a distribution, or None."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -419,10 +394,6 @@ def _peak_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -475,7 +446,7 @@ def _record(r: Resolved, **values: Any) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "triton_version": installed_version("triton"),
         "package_version": installed_version("lra-arena"),
-        "started_at": _now(),
+        "started_at": utc_now(),
         "finished_at": None,
         "history": [],
     }
@@ -517,7 +488,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         return _train(r, dist, state, record, last_path, best_path, started)
     except Exception as err:
         record.update(
-            status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0], finished_at=_now()
+            status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0], finished_at=utc_now()
         )
         if dist.main:
             write_record(r.run_dir / RECORD_NAME, record)
@@ -698,6 +669,7 @@ def _train(
     interval_time = interval_tokens = 0.0
     interval_start = step
     diverged = None
+    kill_after_step = int(os.environ[KILL_AFTER_STEP_ENV]) if os.environ.get(KILL_AFTER_STEP_ENV) else None
     while step < train_cfg.steps:
         tick = time.perf_counter()
         set_lr(step + 1)
@@ -784,6 +756,8 @@ def _train(
                 dist.barrier()
         if step % checkpoint_every == 0 or step == train_cfg.steps:
             checkpoint()
+        if kill_after_step == step:
+            os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
 
     record.update(
@@ -813,12 +787,28 @@ def _train(
         train_steps_per_s=step_rates[len(step_rates) // 2] if step_rates else None,
         peak_memory_bytes=_peak_memory(device),
         wall_time_s=wall_before + time.perf_counter() - started,
-        finished_at=_now(),
+        finished_at=utc_now(),
     )
     if dist.main:
         write_record(r.run_dir / RECORD_NAME, record)
     dist.barrier()
     return record
+
+
+def runner_command(config_path: Path, nproc: int = 1) -> list[str]:
+    """The command that runs one RunConfig file (under torchrun when nproc > 1)."""
+    if nproc > 1:
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "runners.train",
+            str(config_path),
+        ]
+    return [sys.executable, "-m", "runners.train", str(config_path)]
 
 
 def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
@@ -833,8 +823,6 @@ def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
     env = dict(os.environ)
     if r.device.type == "cpu":  # split the cores between the processes
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    from .suite import runner_command
-
     completed = subprocess.run(runner_command(config_path, nproc), env=env, check=False)
     record = _existing_record(r.run_dir)
     if record is None or record.get("config_hash") != r.config_hash:

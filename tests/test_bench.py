@@ -14,10 +14,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import cli
 from results import store
 from results.records import EFFICIENCY_FIELDS, iter_record_files, read_record
-from runners import bench, timing
+from runners import bench, cli, timing
 from runners.bench import BenchConfig, Measurement, bench_attention, bench_model, ratio_table
 
 CPU = torch.device("cpu")
@@ -437,22 +436,6 @@ def test_resume_measures_again_after_a_code_or_machine_change(tmp_path, monkeypa
     calls = counting_measure(monkeypatch)
     bench_attention(tiny_attention(tmp_path, attentions=("full",), resume=True))
     assert len(calls) == 6
-
-
-def test_code_hash_follows_the_sources(tmp_path):
-    (tmp_path / "runners").mkdir()
-    (tmp_path / "runners" / "bench.py").write_text("x = 1\n")
-    (tmp_path / "README.md").write_text("not code")
-    first = bench.code_hash(tmp_path)
-    (tmp_path / "README.md").write_text("edited, still not code")
-    assert bench.code_hash(tmp_path) == first and len(first) == 16
-    (tmp_path / "runners" / "bench.py").write_text("x = 2\n")
-    assert bench.code_hash(tmp_path) != first
-    (tmp_path / "runners" / "bench.py").write_text("x = 1\n")
-    assert bench.code_hash(tmp_path) == first
-    (tmp_path / "lra").mkdir()
-    (tmp_path / "lra" / "new.py").write_text("")
-    assert bench.code_hash(tmp_path) != first  # a new (untracked) module counts too
 
 
 def fake_model_step(limit_tokens: int, seen: list):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -73,36 +71,56 @@ def test_peak_memory_of_a_quadratic_call():
     assert peak == 2 * n * n * F32 and baseline is None  # scores and their softmax, both n x n
 
 
-def test_time_calls_counts_calls_and_respects_the_budget():
+class FakeClock:
+    """Stands in for the `time` module in runners.timing: time moves only when a timed call says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    clock = FakeClock()
+    monkeypatch.setattr(timing, "time", clock)
+    return clock
+
+
+def test_time_calls_counts_calls_and_respects_the_budget(clock):
     calls = []
 
     def fn():
         calls.append(1)
-        time.sleep(0.02)
+        clock.advance(0.02)
 
     times, made = time_calls(fn, CPU, warmup=2, repeats=4)
     assert (len(times), made, len(calls)) == (4, 2, 6)
-    assert min(times) >= 20.0
+    assert times == pytest.approx([20.0] * 4)
 
     calls.clear()
     times, made = time_calls(fn, CPU, warmup=1, repeats=50, time_budget_s=0.07)
-    assert made == 1 and 1 <= len(times) <= 3  # about 0.07 s / 0.02 s per call, lowered from 50
+    assert made == 1 and len(times) == 3  # floor(0.07 s / 0.02 s per call), lowered from 50
 
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         time_calls(fn, CPU, warmup=0, repeats=0)
 
 
-def test_a_slow_first_call_neither_ends_the_warm_up_nor_sets_the_repeats():
+def test_a_slow_first_call_neither_ends_the_warm_up_nor_sets_the_repeats(clock):
     """The first call compiles or initialises; the budget and the speed estimate use warm calls."""
     calls = []
 
     def fn():
-        time.sleep(0.3 if not calls else 0.01)
+        clock.advance(0.3 if not calls else 0.01)
         calls.append(1)
 
     times, made = time_calls(fn, CPU, warmup=3, repeats=8, time_budget_s=0.2)
     assert made == 3 and len(times) == 8  # 0.2 s of budget fits 8 warm calls of 0.01 s
-    assert max(times) < 200.0
+    assert times == pytest.approx([10.0] * 8)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from click.testing import CliRunner
 
-import cli
+from runners import cli
 
 
 def test_help_lists_every_command():

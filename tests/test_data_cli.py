@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cli import main
 from click.testing import CliRunner
 
-from cli import main
 from lra.data import lra_release
 
 

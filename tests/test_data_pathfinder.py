@@ -183,7 +183,7 @@ def test_reader_splits_skips_empty_and_reports_bad_files(written: Path, tmp_path
 
 @pytest.mark.slow
 def test_generation_speed_2000_images_32px(tmp_path: Path):
-    """The issue's budget: 2,000 Pathfinder-32 images in under a minute on two cores."""
+    """The generator's speed target: 2,000 Pathfinder-32 images in under a minute on two cores."""
     import time
 
     params = dataclasses.replace(gp.PATHFINDER_VARIANTS["lra"], n_train=200, n_val=0, n_test=0)

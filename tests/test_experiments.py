@@ -18,15 +18,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 import attention_zoo
-import cli
 from attention_zoo.mita import diagnostics
 from lra import models, tasks
 from lra.tasks.base import DataConfig
 from results import store
 from results.records import EVAL_FIELDS, check_record, load_records, read_record
-from runners import bench, experiments
+from runners import bench, cli, experiments
 from runners.experiments import EvalOptions
-from runners.suite import parse_attention
+from runners.specs import parse_spec
 from runners.train import RunConfig, run
 
 SMALL = {
@@ -486,7 +485,7 @@ def test_variant_specs_hold_everything_but_the_swept_parameter():
         experiments.VariantSweepConfig(sweep="s", task="listops", values=("1", "2", "4"), equal_budget=True)
     )
     mita = attention_zoo.get("mita")
-    params = [mita.params(**parse_attention(spec)[1]) for _, spec, _ in equal]
+    params = [mita.params(**parse_spec(spec)[1]) for _, spec, _ in equal]
     assert [(p.num_routed, p.topk) for p in params] == [(1, 32), (2, 16), (4, 8)]
     assert {mita.keys_per_query(p, 2000) for p in params} == {32 + 32}  # m + s * (k // s)
     assert [label for *_, label in equal] == [

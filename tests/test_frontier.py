@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import cli
 from results import frontier, leaderboard, plots, store
 from results.records import write_record
+from runners import cli
 
 from .test_results import efficiency_record, run_record, write_runs
 

@@ -11,7 +11,7 @@ from attention_zoo import functional as F
 from attention_zoo.mita import diagnostics, make_landmarks
 
 from . import zoo_reference as ref
-from .test_zoo import random_inputs
+from .builders import random_inputs
 
 DETERMINISTIC_VARIANTS = [
     {"num_routed": 2},

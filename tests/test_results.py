@@ -19,67 +19,9 @@ from PIL import Image
 
 from results import compare, leaderboard, plots, store
 from results.published import TASK_COLUMNS, load_published
-from results.records import EFFICIENCY_FIELDS, RUN_FIELDS, SCHEMA_VERSION, write_record
+from results.records import RUN_FIELDS, write_record
 
-
-def run_record(task="listops", attention="full", label=None, seed=0, test_acc=0.5, status="ok", **fields):
-    """A complete run record with plausible values; `fields` override any of them."""
-    label = label or attention
-    record = dict.fromkeys(RUN_FIELDS)
-    record.update(
-        schema_version=SCHEMA_VERSION,
-        kind="run",
-        run_id=f"{task}/{label}/{seed}",
-        task=task,
-        attention=attention,
-        attention_params={},
-        attention_label=label,
-        preset="quick",
-        seed=seed,
-        status=status,
-        test_acc=test_acc,
-        best_val_acc=test_acc,
-        chance_acc=0.5 if task == "pathfinder" else 0.1,
-        num_classes=2 if task == "pathfinder" else 10,
-        n_test=400,
-        seq_len=512,
-        data_source=f"generated:{task}",
-        finished_at=f"2026-01-01T00:00:{seed:02d}+00:00",
-        history=[],
-    )
-    record.update(fields)
-    return record
-
-
-def write_runs(root: Path, records) -> None:
-    for record in records:
-        write_record(root / "runs" / record["run_id"] / "result.json", record)
-
-
-def efficiency_record(attention, seq_len, time_ms, memory, status="ok", bench="attention", batch=2):
-    record = dict.fromkeys(EFFICIENCY_FIELDS)
-    record.update(
-        schema_version=SCHEMA_VERSION,
-        kind="efficiency",
-        bench=bench,
-        batch=batch,
-        heads=4,
-        head_dim=32,
-        attention=attention,
-        attention_params={},
-        attention_label=attention,
-        backend="torch",
-        seq_len=seq_len,
-        device="cpu",
-        dtype="float32",
-        status=status,
-        time_ms_median=time_ms,
-        time_ms_p20=None if time_ms is None else time_ms * 0.9,
-        time_ms_p80=None if time_ms is None else time_ms * 1.1,
-        peak_memory_bytes=memory,
-        **{"pass": "forward"},
-    )
-    return record
+from .builders import efficiency_record, run_record, write_runs
 
 
 def cell(lb, label, task, preset="quick"):

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import cli
+from runners import cli
 
-from .test_results import efficiency_record, run_record, write_runs
+from .builders import efficiency_record, run_record, write_runs
 
 
 @pytest.fixture

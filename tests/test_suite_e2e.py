@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import attention_zoo
-import cli
 from results import leaderboard, store
+from runners import cli
 
 
 def suite(tmp_path: Path, *args: str):

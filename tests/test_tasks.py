@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -155,10 +154,8 @@ def test_second_load_is_served_from_the_cache(tmp_path: Path):
     cache = Path(first.info["cache"])
     assert (cache / "inputs.npy").is_file() and (cache / "meta.json").is_file()
     tsv = Path(first.info["path"])
-    tsv.write_text("garbage")  # a cached split never reads its source again
-    start = time.perf_counter()
+    tsv.write_text("garbage")  # a cached split never reads its source again: the same tensors come back
     second = tasks.get("listops").load("train", data)
-    assert time.perf_counter() - start < 1.0
     assert torch.equal(first.inputs, second.inputs) and torch.equal(first.labels, second.labels)
 
 

@@ -9,18 +9,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-import cli
 from lra.configs import TrainConfig, apply_overrides, get_preset
 from results.records import RUN_FIELDS, read_record
-from runners import train
-from runners.train import RunConfig, lr_multiplier, run
+from runners import cli, train
+from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,9 +77,12 @@ def test_loss_goes_down_and_record_is_complete(data_dir, tmp_path):
     assert best["step"] == record["best_step"]
 
 
-def _run_subprocess(cfg: RunConfig, path: Path) -> subprocess.Popen:
+def _run_subprocess(cfg: RunConfig, path: Path, kill_after_step: int | None = None) -> subprocess.Popen:
     path.write_text(cfg.to_json())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop(KILL_AFTER_STEP_ENV, None)
+    if kill_after_step is not None:
+        env[KILL_AFTER_STEP_ENV] = str(kill_after_step)
     return subprocess.Popen(
         [sys.executable, "-m", "runners.train", str(path)],
         cwd=REPO,
@@ -114,16 +115,11 @@ def test_sigkill_and_resume_is_bit_identical(data_dir, tmp_path):
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
 
     killed = config(data_dir, tmp_path / "killed", max_steps=40, checkpoint_every=7, resume=True)
-    proc = _run_subprocess(killed, tmp_path / "b.json")
+    # SIGKILLed after step 17, between the checkpoints of steps 14 and 21
+    proc = _run_subprocess(killed, tmp_path / "b.json", kill_after_step=17)
+    assert proc.wait(timeout=300) == -signal.SIGKILL, proc.stderr.read().decode()
     checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # land somewhere between checkpoints
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    step_at_kill = torch.load(checkpoint, weights_only=True)["step"]
-    assert step_at_kill < 40, "the run finished before it could be killed; make it longer"
+    assert torch.load(checkpoint, weights_only=True)["step"] == 14
     assert read_record(tmp_path / "killed" / "result.json")["status"] == "running"
     proc = _run_subprocess(killed, tmp_path / "b.json")
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
@@ -250,7 +246,9 @@ def test_overrides_are_validated():
         (["--attention", "flash"], "valid attentions: full"),
         (["--preset", "huge"], "valid presets: tiny"),
         (["--attn-param", "depth=3"], "valid parameters: num_landmarks"),
-        (["--attn-param", "topk"], "--attn-param expects key=value"),
+        (["--attn-param", "topk"], "--attn-param expects [NAME.]KEY=VALUE"),
+        (["--attention", "mita(topk"], "malformed attention"),
+        (["--attention", "mita", "--attn-param", "full.x=1"], "not among the attentions run (mita)"),
         (["--set", "model.heads=3"], "must divide"),
         (["--set", "optimizer.lr=1"], "unknown setting"),
     ],
@@ -260,6 +258,19 @@ def test_cli_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_run_takes_an_attention_spec_and_attn_params(data_dir, tmp_path):
+    sets = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
+    result = CliRunner().invoke(
+        cli.main,
+        ["run", "--attention", "mita(topk=3)", "--attn-param", "num_landmarks=5", "--attn-param", "mita.topk=7",
+         "--max-steps", "3", "--data-dir", data_dir, "--run-dir", str(tmp_path / "r"), "--quiet", *sets],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = read_record(tmp_path / "r" / "result.json")
+    assert record["attention"] == "mita"  # the spec's own topk wins over --attn-param
+    assert (record["attention_params"]["topk"], record["attention_params"]["num_landmarks"]) == (3, 5)
 
 
 def test_ddp_two_processes_gloo(data_dir, tmp_path):

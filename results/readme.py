@@ -1,0 +1,115 @@
+"""README tables of measured numbers, rendered from committed records.
+
+Every such table in README.md sits between two markers naming its source::
+
+    <!-- table quick-suite: rendered by `lra readme` from results/measured/cpu-quick -->
+    | attention | ListOps | Pathfinder |
+    ...
+    <!-- end table quick-suite -->
+
+`render(text, root)` replaces each marked table with the rendering of the records under its folder
+(relative to `root`, the repository); a folder without records leaves the table as written and is
+reported. `lra readme` (or `python -m results.readme`) rewrites README.md; `--check` only says
+whether it is up to date (exit 1 when not), which the tests run.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lra.io import atomic_write_text
+
+from . import leaderboard, store
+
+README_NAME = "README.md"
+_TABLE = re.compile(
+    r"(?P<open><!-- table (?P<name>[\w-]+): rendered by `lra readme` from (?P<source>\S+) -->\n)"
+    r"(?P<body>.*?)"
+    r"(?P<close><!-- end table (?P=name) -->)",
+    re.S,
+)
+
+
+def accuracy_table(runs: pd.DataFrame, first_column: str = "attention") -> str:
+    """Attentions x tasks: mean reported accuracy (%) over the seeds that finished ok, one decimal."""
+    ok = store.with_reported_accuracy(runs[runs["status"] == "ok"])
+    presets = sorted(ok["preset"].unique())
+    if len(presets) != 1:
+        raise ValueError(f"a README accuracy table shows one preset; the records hold {', '.join(presets)}")
+    board = leaderboard.build(ok)  # the leaderboard's order of tasks and attentions
+    tasks, labels = board.tasks(presets[0]), board.labels(presets[0])
+    means = ok.groupby(["attention_label", "task"])["reported_acc"].mean()
+    lines = [
+        f"| {first_column} | " + " | ".join(leaderboard.task_title(t) for t in tasks) + " |",
+        "|---" * (len(tasks) + 1) + "|",
+    ]
+    for label in labels:
+        cells = [f"{100 * means[(label, t)]:.1f}" if (label, t) in means else "–" for t in tasks]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Table:
+    """How a named README table is made from the store of its records folder."""
+
+    render: Callable[[store.Store], str]
+
+
+TABLES: dict[str, Table] = {
+    "quick-suite": Table(lambda st: accuracy_table(st.runs, "attention (quick budget: ~16 keys per query)")),
+}
+
+
+def render(text: str, root: str | Path) -> tuple[str, list[str]]:
+    """(`text` with every marked table rendered from its records, notes on tables kept as written)."""
+    notes: list[str] = []
+
+    def one(match: re.Match[str]) -> str:
+        name, source = match["name"], match["source"]
+        if name not in TABLES:
+            raise ValueError(f"README table {name!r} has no renderer; known tables: {', '.join(TABLES)}")
+        folder = Path(root) / source
+        st = store.load(folder) if folder.is_dir() else None
+        if st is None or st.runs.empty:
+            notes.append(f"table {name}: no records under {source}; kept as written")
+            return match.group(0)
+        return match["open"] + TABLES[name].render(st) + match["close"]
+
+    return _TABLE.sub(one, text), notes
+
+
+def update(root: str | Path, *, check: bool = False) -> tuple[bool, list[str]]:
+    """Render the README under `root`; (whether it was already up to date, notes). Writes it unless `check`."""
+    path = Path(root) / README_NAME
+    text = path.read_text(encoding="utf-8")
+    rendered, notes = render(text, root)
+    if rendered != text and not check:
+        atomic_write_text(path, rendered)
+    return rendered == text, notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m results.readme [--check]` from the repository root."""
+    argv = sys.argv[1:] if argv is None else argv
+    check = argv == ["--check"]
+    if argv and not check:
+        print("usage: python -m results.readme [--check]", file=sys.stderr)
+        return 2
+    current, notes = update(Path.cwd(), check=check)
+    for note in notes:
+        print(note, file=sys.stderr)
+    if check and not current:
+        print("README.md differs from its records; run `lra readme`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

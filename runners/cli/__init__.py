@@ -1,0 +1,47 @@
+"""`lra`: the command line of the LRA arena -- a thin click layer over library functions.
+
+Every command parses and validates its options, then calls one library function. Bad input ends
+with a one-line `Error: ...` naming the problem and the fix, and exit code 2 (no traceback).
+The commands live in one module per README section (`data`, `run`, `suite`, `bench`,
+`experiments`, plus `info`); `common` holds what they share. The console script `lra` is `main`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import bench, data, experiments, info, run, suite
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="lra-arena", prog_name="lra")
+def main() -> None:
+    """LRA arena: which attention for long sequences, at what accuracy and what cost.
+
+    \b
+    lra suite --preset quick   every attention on generated ListOps + Pathfinder, then the leaderboard
+    lra run                    train one task with one attention
+    lra leaderboard / compare / plot   tables and figures from result records
+    lra bench attention|model|kernels   speed and memory against sequence length
+    lra sweep mk|s|landmarks|scaling, lra swap   MiTA experiments
+    lra data generate|prepare|info               task data
+    lra list attentions|tasks                    what is registered
+    lra info                                     versions, devices, backends, data locations
+    """
+
+
+for command in (
+    suite.suite_command,
+    run.run_command,
+    suite.leaderboard_command,
+    suite.compare_command,
+    suite.plot_command,
+    suite.readme_command,
+    bench.bench_group,
+    experiments.sweep_group,
+    experiments.swap_command,
+    data.data_group,
+    info.list_group,
+    info.info_command,
+):
+    main.add_command(command)

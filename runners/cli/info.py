@@ -1,0 +1,47 @@
+"""`lra list attentions|tasks` and `lra info`: what is registered and installed.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("list")
+def list_group() -> None:
+    """List what is registered."""
+
+
+@list_group.command("attentions")
+def list_attentions() -> None:
+    """Registered attention mechanisms with their parameters."""
+    import attention_zoo
+
+    for name in attention_zoo.names():
+        mech = attention_zoo.get(name)
+        click.echo(f"{name:<12} {mech.summary}")
+        click.echo(f"{'':<12} params: {mech.parameter_help()}")
+
+
+@click.command("info")
+def info_command() -> None:
+    """Versions, devices, attention backends and data locations (paste it into bug reports)."""
+    from runners.info import environment_info
+
+    for key, value in environment_info().items():
+        click.echo(f"{key:<34} {value}")
+
+
+
+
+@list_group.command("tasks")
+def list_tasks() -> None:
+    """Registered tasks: length, vocabulary, classes, splits and sources."""
+    from lra import tasks
+
+    click.echo(f"{'name':<11} {'title':<11} {'seq_len':>7} {'vocab':>5} {'classes':>7}  {'dual':<5} "
+               f"{'train/val/test':<22} sources")
+    for name in tasks.names():
+        s = tasks.get(name)
+        splits = "/".join(str(n) for n in s.splits.values())
+        click.echo(f"{name:<11} {s.title:<11} {s.seq_len:>7} {s.vocab_size:>5} {s.num_classes:>7}  "
+                   f"{'yes' if s.dual_input else 'no':<5} {splits:<22} {', '.join(s.sources)}")

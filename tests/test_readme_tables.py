@@ -1,0 +1,80 @@
+"""README tables of measured numbers are rendered from committed records (results/readme.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from results import readme
+
+from .builders import run_record, write_runs
+
+REPO = Path(__file__).resolve().parents[1]
+OPEN = "<!-- table quick-suite: rendered by `lra readme` from records/quick -->\n"
+CLOSE = "<!-- end table quick-suite -->"
+
+
+def test_the_readme_matches_the_rendering_of_its_records():
+    current, notes = readme.update(REPO, check=True)
+    assert current, "README.md differs from its records; run `lra readme`"
+    assert all("kept as written" in note for note in notes)
+
+
+def test_a_marked_table_is_rendered_from_its_records(tmp_path):
+    write_runs(
+        tmp_path / "records" / "quick",
+        [
+            run_record("pathfinder", "mita", "mita(topk=8)", seed=0, test_acc=0.7712),
+            run_record("pathfinder", "mita", "mita(topk=8)", seed=1, test_acc=0.7688),  # mean 77.0
+            run_record("listops", "mita", "mita(topk=8)", test_acc=0.3125),
+            run_record("listops", "full", test_acc=0.318),
+            run_record("listops", "full", seed=1, test_acc=0.9, status="failed"),  # not counted
+        ],
+    )
+    text = "# Title\n\n" + OPEN + "| stale | table |\n" + CLOSE + "\n\nAfter.\n"
+    rendered, notes = readme.render(text, tmp_path)
+    assert notes == []
+    assert rendered == (
+        "# Title\n\n" + OPEN
+        + "| attention (quick budget: ~16 keys per query) | ListOps | Pathfinder |\n"
+        + "|---|---|---|\n"
+        + "| full | 31.8 | – |\n"
+        + "| mita(topk=8) | 31.2 | 77.0 |\n"
+        + CLOSE + "\n\nAfter.\n"
+    )  # fmt: skip
+    assert readme.render(rendered, tmp_path) == (rendered, [])  # rendering again changes nothing
+
+
+def test_a_table_without_records_is_kept_and_reported(tmp_path):
+    text = OPEN + "| kept |\n" + CLOSE + "\n"
+    assert readme.render(text, tmp_path) == (text, ["table quick-suite: no records under records/quick; kept as written"])
+    with pytest.raises(ValueError, match="README table 'nope' has no renderer"):
+        readme.render(text.replace("quick-suite", "nope"), tmp_path)
+
+
+def test_update_writes_the_readme_and_check_does_not(tmp_path):
+    write_runs(tmp_path / "records" / "quick", [run_record("listops", "full", test_acc=0.5)])
+    (tmp_path / "README.md").write_text(OPEN + "| old |\n" + CLOSE + "\n")
+    assert readme.update(tmp_path, check=True) == (False, [])
+    assert "| old |" in (tmp_path / "README.md").read_text()
+    assert readme.update(tmp_path) == (False, [])
+    assert "| full | 50.0 |" in (tmp_path / "README.md").read_text()
+    assert readme.update(tmp_path, check=True) == (True, [])
+
+
+@pytest.mark.slow
+def test_records_of_a_tiny_suite_render(tmp_path):
+    from runners import suite
+
+    out = tmp_path / "records" / "quick"
+    cfg = suite.SuiteConfig(
+        tasks=("listops",), attentions=("full",), preset="tiny", max_steps=2, out=str(out),
+        data_dir=str(tmp_path / "data"),
+    )  # fmt: skip
+    assert suite.run_suite(cfg, reports=False).exit_code == 0
+    rendered, notes = readme.render(OPEN + CLOSE + "\n", tmp_path)
+    rows = rendered.splitlines()[1:-1]
+    assert notes == [] and rows[0].endswith("| ListOps |") and rows[2].startswith("| full | ")
+    accuracy = float(rows[2].split("|")[2])
+    assert 0.0 <= accuracy <= 100.0
