@@ -256,7 +256,8 @@ def lr_multiplier(train: TrainConfig, step: int) -> float:
         return step / warmup
     if train.schedule == "constant":
         return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
+    # Decay towards 0 at step total + 1, so that the last of the `total` steps still learns.
+    progress = (step - warmup) / (total - warmup + 1)
     progress = min(max(progress, 0.0), 1.0)
     if train.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
