@@ -7,9 +7,13 @@ target snakes start `seed_distance` apart; each next paddle turns by an angle dr
 cos(min(|turn| * continuity, pi/2))^2 among candidates that stay inside the image and keep
 clear of everything drawn so far (so larger `continuity` gives straighter snakes). One marker
 goes on the starting tip of a random target snake; the other on the far tip of the same snake
-(label 1) or of the other target snake (label 0), so the marker distance does not give the label
-away. Distractor snakes of `distractor_length` paddles fill the rest. Strokes are drawn
-antialiased at `antialias_scale` times the resolution and downsampled with Lanczos.
+(label 1) or of the other target snake (label 0). Layouts are drawn the same way for both labels
+and kept only when the two far tips lie equally far from the first marker (within
+`marker_distance_tolerance`), so the marker distance does not give the label away, nor does any
+other statistic of where the bright pixels are: a one-threshold rule on such a feature scores
+near chance on every variant (tests/test_data_pathfinder.py). Distractor snakes of
+`distractor_length` paddles fill the rest. Strokes are drawn antialiased at `antialias_scale`
+times the resolution and downsampled with Lanczos.
 
 Lengths are in output pixels. `PATHFINDER_VARIANTS` / `PATHX_VARIANTS` hold the named settings
 ("lra" = LRA's hard split: `curv_contour_length_14` at 32x32 and 128x128); every field can be
@@ -442,12 +446,17 @@ def make_layout(p: PathfinderParams, label: int, rng: np.random.Generator) -> La
 def make_image(p: PathfinderParams, label: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """One [res, res] uint8 image with the given label, and the paddle margin used."""
     layout = make_layout(p, label, rng)
+    return render_layout(p, layout, rng), layout.margin
+
+
+def render_layout(p: PathfinderParams, layout: Layout, rng: np.random.Generator) -> np.ndarray:
+    """The [res, res] uint8 image of `layout` (paddle intensities drawn from `rng`)."""
     strokes = []
     for snake in layout.snakes:
         for seg in snake:
             contrast = float(rng.choice(p.paddle_contrast))
             strokes.append((seg, min(1.0, p.snake_contrast * contrast)))
-    return _render(p, strokes, layout.markers), layout.margin
+    return _render(p, strokes, layout.markers)
 
 
 # ---------------------------------------------------------------------------------------------
