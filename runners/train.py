@@ -53,6 +53,7 @@ import attention_zoo
 from lra import models, tasks
 from lra.configs import Preset, TrainConfig, apply_overrides, get_preset
 from lra.data.cache import subset_indices
+from lra.data.identity import data_identity
 from lra.io import atomic_write, atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, read_record, write_record
@@ -143,6 +144,8 @@ class Resolved:
             "preset": preset,
             "seed": self.cfg.seed,
             "device_type": self.device.type,
+            # Which data, not where they lie: different data under one path never share a hash.
+            "data_identity": data_identity(self.cfg.task, self.preset.data),
         }
 
     @property

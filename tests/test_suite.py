@@ -273,6 +273,23 @@ def test_a_changed_configuration_moves_the_old_run_aside_and_reruns(tmp_path, fa
     assert len(st.runs) == 1 and st.runs.loc[0, "config_hash"] == suite.plan(changed)[0].config_hash
 
 
+def test_other_data_under_the_same_source_and_folder_is_not_taken_as_finished(tmp_path, fake):
+    data = tmp_path / "data" / "listops-1000"
+    data.mkdir(parents=True)
+
+    def write_data(label: int) -> None:
+        for name in ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv"):
+            (data / name).write_text(f"Source\tTarget\n( [MAX 2 {label} ] )\t{label}\n")
+
+    write_data(3)
+    cfg = grid(tmp_path, attentions=("full",), source="lra_release", data_dir=str(tmp_path / "data"))
+    fake.prepare(cfg)
+    run(cfg, fake)
+    assert [suite.cell_state(c) for c in suite.plan(cfg)] == ["done"]
+    write_data(7)  # another data set in the same place
+    assert [suite.cell_state(c) for c in suite.plan(cfg)] == ["stale"]
+
+
 def test_jobs_run_in_parallel_with_the_cores_split(tmp_path, fake, monkeypatch):
     monkeypatch.setattr(suite, "available_cores", lambda: 4)
     cfg = grid(tmp_path, seeds=(0, 1), jobs=2)

@@ -295,3 +295,36 @@ def test_ddp_two_processes_gloo(data_dir, tmp_path):
     assert record["n_test"] == 128 and 0.0 <= record["test_acc"] <= 1.0
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["status"] == "ok"
+
+
+def _official_listops(root: Path, first_label: int) -> Path:
+    """A minimal official-layout ListOps folder whose data depend on `first_label`."""
+    folder = root / "listops-1000"
+    folder.mkdir(parents=True)
+    for name in ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv"):
+        (folder / name).write_text(f"Source\tTarget\n( ( [MAX 2 {first_label} ) ]\t{first_label}\n")
+    return root
+
+
+def test_configuration_hash_holds_the_identity_of_the_data_not_their_place(data_dir, tmp_path):
+    base = config(data_dir, tmp_path / "run", source="lra_release")
+    one = train.resolve(dataclasses.replace(base, data_dir=str(_official_listops(tmp_path / "a", 3))))
+    other = train.resolve(dataclasses.replace(base, data_dir=str(_official_listops(tmp_path / "b", 5))))
+    assert other.config_hash != one.config_hash  # different files under the same source
+    copied = tmp_path / "elsewhere" / "copy"
+    copied.parent.mkdir()
+    subprocess.run(["cp", "-r", str(tmp_path / "a"), str(copied)], check=True)  # new times, new path
+    moved = train.resolve(dataclasses.replace(base, data_dir=str(copied)))
+    assert moved.config_hash == one.config_hash
+    assert moved.config_dict()["data_identity"] == one.config_dict()["data_identity"]
+    # the same path, its content replaced: another configuration
+    (copied / "listops-1000" / "basic_test.tsv").write_text("Source\tTarget\n( [MIN 1 4 ] )\t1\n")
+    assert train.resolve(dataclasses.replace(base, data_dir=str(copied))).config_hash != one.config_hash
+    # generated data: a function of the generator's settings, wherever the data dir is
+    generated = dataclasses.replace(base, source="generated")
+    assert (
+        train.resolve(dataclasses.replace(generated, data_dir=str(tmp_path / "x"))).config_hash
+        == train.resolve(dataclasses.replace(generated, data_dir=str(tmp_path / "y"))).config_hash
+    )
+    reseeded = dataclasses.replace(generated, overrides={**FAST, "data.gen_seed": "1"})
+    assert train.resolve(reseeded).config_hash != train.resolve(generated).config_hash
