@@ -65,7 +65,7 @@ from results.records import RECORD_NAME, SCHEMA_VERSION, load_records, read_reco
 
 from . import bench, suite
 from .timing import device_name, resolve_device
-from .train import Dist, batch_inputs, evaluate, git_commit
+from .train import Dist, batch_inputs, evaluate, evaluated_indices, git_commit
 
 EXPERIMENTS_OUT = "lra_experiments"
 CHECKPOINTS = ("best", "last")
@@ -510,8 +510,9 @@ class Evaluator:
         batch = self.batch_size(run)
         limit = self.opts.limit if limit is None else limit
         accuracy, loss = evaluate(model, ds, batch, self.device, Dist(), self._autocast(run), limit)
-        n = len(ds) if not limit else min(limit, len(ds))
-        chance = float(torch.bincount(ds.labels[:n]).max()) / max(1, n)
+        labels = ds.labels[evaluated_indices(len(ds), limit)]  # exactly the examples scored
+        n = len(labels)
+        chance = float(torch.bincount(labels).max()) / max(1, n)
         diag = None
         if self.opts.diag_batches:
             diag = routing_diagnostics(model, ds, batch, self.device, self.opts.diag_batches, self.opts.split)

@@ -354,6 +354,11 @@ def batch_inputs(ds: LRADataset, index: torch.Tensor, device: torch.device) -> t
     return tuple(t.to(device, non_blocking=True) for t in out)
 
 
+def evaluated_indices(n: int, limit: int = 0) -> torch.Tensor:
+    """The examples of a split of `n` that `evaluate` scores with `limit` (all ranks together)."""
+    return torch.as_tensor(np.arange(n)[subset_indices(n, limit)])
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -368,7 +373,7 @@ def evaluate(
     of `lra.data.cache.subset_indices`, as capped splits are), shared across ranks."""
     was_training = model.training
     model.eval()
-    index = torch.as_tensor(np.arange(len(ds))[subset_indices(len(ds), limit)])[dist.rank :: dist.world]
+    index = evaluated_indices(len(ds), limit)[dist.rank :: dist.world]
     correct = loss_sum = 0.0
     for start in range(0, len(index), batch_size):
         idx = index[start : start + batch_size]
