@@ -60,7 +60,8 @@ RUN_FIELDS: dict[str, str] = {
     "params": "trainable parameter count",
     "train_tokens_per_s": "training throughput, input tokens per second (median over intervals)",
     "train_steps_per_s": "optimizer steps per second",
-    "peak_memory_bytes": "peak accelerator memory (CUDA) or peak process RSS growth (CPU)",
+    "peak_memory_bytes": "peak CUDA memory allocated, or on CPU the growth of the process's peak resident memory "
+    "over its resident memory before the model was built (None where that peak cannot be reset)",
     "wall_time_s": "wall time of the run, summed over resumptions",
     "device": "e.g. 'cpu' or 'NVIDIA H200'",
     "world_size": "number of DDP processes",

@@ -547,6 +547,19 @@ def test_compare_side_by_side():
     assert list(shown["Peak mem (MiB)"]) == ["200.0", "50.0"]
 
 
+def test_compare_gives_memory_ratios_only_between_runs_on_one_kind_of_device():
+    runs = pd.DataFrame(
+        [
+            _costly("full", 0, 0.40, 1000.0, 200 * 2**20),
+            _costly("mita", 0, 0.38, 3000.0, 50 * 2**20),
+            {**_costly("topk", 0, 0.30, 500.0, 2**30), "device": "NVIDIA H200"},
+        ]
+    )
+    table = compare.compare(runs, "listops", ["full", "mita", "topk"]).set_index("attention_label")
+    assert table.loc["mita", "memory_ratio"] == pytest.approx(0.25)
+    assert math.isnan(table.loc["topk", "memory_ratio"])  # CUDA allocations vs CPU resident growth
+
+
 def test_compare_names_missing_task_or_attention():
     runs = pd.DataFrame([run_record(attention="full")])
     with pytest.raises(ValueError, match="no runs of task 'image'.*listops"):

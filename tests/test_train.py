@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -77,6 +78,35 @@ def test_loss_goes_down_and_record_is_complete(data_dir, tmp_path):
     # The best-validation checkpoint is a plain weights-only file.
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
     assert best["step"] == record["best_step"]
+    # CPU memory is the growth over the process before the model was built (a 1-layer model with
+    # 32-d embeddings needs a few MiB), not the process's absolute peak (torch alone is hundreds).
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert 0 <= record["peak_memory_bytes"] < min(64 * 2**20, process_peak / 4)
+
+
+def test_cpu_peak_memory_is_the_growth_over_the_baseline():
+    device = torch.device("cpu")
+    baseline = train._memory_baseline(device)
+    block = torch.ones(32 * 2**20 // 4)  # 32 MiB, touched
+    del block
+    grown = train._peak_memory(device, baseline)
+    assert 31 * 2**20 <= grown < 48 * 2**20
+
+
+def test_a_best_checkpoint_of_another_step_or_configuration_is_refused(data_dir, tmp_path, monkeypatch):
+    save = train._save
+
+    def stale_best(obj, path):  # as if best.pt were left by an earlier attempt at another step
+        if path.name == "best.pt":
+            obj = {**obj, "step": obj["step"] + 1}
+        save(obj, path)
+
+    monkeypatch.setattr(train, "_save", stale_best)
+    with pytest.raises(
+        ValueError, match=r"best.pt holds step 11 of configuration .*best validation step is 10"
+    ):
+        run(config(data_dir, tmp_path / "run", max_steps=10))
+    assert read_record(tmp_path / "run" / "result.json")["status"] == "failed"
 
 
 def _run_subprocess(cfg: RunConfig, path: Path) -> subprocess.Popen:
