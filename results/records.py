@@ -152,6 +152,19 @@ def reported_accuracy_field(task: str) -> str:
     return "test_acc_last" if task in VAL_IS_TEST_TASKS else "test_acc"
 
 
+def reported_accuracy_text(record: dict[str, Any]) -> str | None:
+    """The accuracy a table reports for a run record, labelled: 'test 71.20%', or for a task whose
+    validation set is its test set 'test 71.20% (last checkpoint; ...)'; None when it has none."""
+    task = record.get("task")
+    value = record.get(reported_accuracy_field(task))
+    if value is None:
+        return None
+    text = f"test {100 * value:.2f}%"
+    if task in VAL_IS_TEST_TASKS:
+        text += " (last checkpoint: its validation set is its test set, so a best-validation checkpoint is chosen on test)"
+    return text
+
+
 FIELDS_BY_KIND = {"run": RUN_FIELDS, "efficiency": EFFICIENCY_FIELDS, "eval": EVAL_FIELDS}
 
 
