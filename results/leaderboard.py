@@ -10,9 +10,17 @@ printed as footnotes under every table:
   label (`chance_acc` in the record; 1 / classes when absent). A cell whose every seed diverged is
   FAIL as well.
 * `–` -- no finished run for this attention and task.
-* `†` -- some seeds of the cell diverged or failed; the value is over the remaining seeds.
-* Avg -- the mean of the row's cells over the table's columns, computed only for rows with a
-  measured accuracy in every column (FAIL cells count at their measured accuracy); otherwise `–`.
+* `‡` -- the cell's runs have several configurations (beyond the seed): only the newest run's
+  configuration counts, whatever that run's status; the others are listed under the table.
+* `†` -- some seeds of that configuration diverged or failed; the value is over the remaining
+  seeds. Diverged and failed runs are listed under the table.
+* `§` -- the cell's configuration, beyond the attention, differs from that of most cells of its
+  column (ties: the newest run's); the differing settings are listed under the table. Such cells
+  are never bold, and their row's Avg carries the mark and is never bold.
+* Avg -- the mean of the row's cells over the table's columns except Path-X (LRA's published
+  average leaves it out), computed only for rows with a measured accuracy in each of them (FAIL
+  cells count at their measured accuracy); otherwise `–`. A table with Path-X also shows
+  "Avg with Path-X" over every column.
 * Bold (markdown) -- the best value of each column among non-FAIL cells, ties included.
 
 Published numbers (results/published.csv) come in a separate block and never enter an average.
@@ -87,7 +95,11 @@ class Leaderboard:
             status ('ok' or 'FAIL'), mean and std (in %), seeds (ok runs averaged), runs (records),
             diverged, failed (failed or unfinished records), chance (fraction), n_test, threshold
             (fraction), data_source, excluded (run ids left out because they were trained with
-            another configuration than the cell's newest run, each with the settings that differ).
+            another configuration than the cell's newest run, each with the settings that differ),
+            diverged_runs ("run_id -- error" of the counted configuration's diverged runs), config
+            (that configuration), newest (time of its newest run), differs ("setting (this vs
+            majority)" where the configuration beyond the attention differs from its column's
+            majority; empty when it does not).
         unfinished: the run records with status failed or running (run_id, preset, status, error, path).
     """
 
@@ -321,9 +333,8 @@ def averages(lb: Leaderboard, preset: str, *, with_pathx: bool = False) -> dict[
 
 
 def has_pathx_average(lb: Leaderboard, preset: str) -> bool:
-    """Whether the table shows Avg both without and with Path-X (it has Path-X and another column)."""
-    tasks = lb.tasks(preset)
-    return any(t in AVG_EXCLUDES for t in tasks) and any(t not in AVG_EXCLUDES for t in tasks)
+    """Whether the table shows "Avg with Path-X" beside Avg (it has a Path-X column)."""
+    return any(t in AVG_EXCLUDES for t in lb.tasks(preset))
 
 
 def wide(lb: Leaderboard) -> pd.DataFrame:
