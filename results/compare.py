@@ -64,14 +64,21 @@ def compare(runs: pd.DataFrame, task: str, attentions: Sequence[str]) -> pd.Data
     table = pd.DataFrame(rows)
     first = table.iloc[0]
     table["tokens_per_s_ratio"] = table["train_tokens_per_s"] / first["train_tokens_per_s"]
-    table["memory_ratio"] = table["peak_memory_bytes"] / first["peak_memory_bytes"]
+    # Memory compares within one kind of device only (CUDA allocations vs CPU resident growth).
+    kinds = table["device"].map(_device_kind)
+    same_kind = (kinds == _device_kind(first["device"])) & (kinds != "mixed")
+    table["memory_ratio"] = (table["peak_memory_bytes"] / first["peak_memory_bytes"]).where(same_kind)
     return table
 
 
+def _device_kind(device: object) -> str:
+    names = {name.strip() for name in str(device).split(",")}
+    return "cpu" if names == {"cpu"} else "mixed" if "cpu" in names else "accelerator"
+
+
 def _row(label: str, preset: object, group: pd.DataFrame) -> dict[str, object]:
+    group, _ = one_configuration(group)  # as the leaderboard: the newest configuration's runs only
     ok = group[group["status"] == "ok"]
-    if "config" in ok:  # as the leaderboard: seeds of different configurations never average
-        ok, _ = one_configuration(ok)
     basis = ok if not ok.empty else group
     counts = group["status"].value_counts()
     row: dict[str, object] = {
@@ -128,7 +135,9 @@ def render_comparison(table: pd.DataFrame, task: str, *, markdown: bool = False)
     """The comparison as a text or markdown table with a one-line caption."""
     caption = (
         f"Task {task}: means over seeds with status ok (test accuracy of the best-validation checkpoint; "
-        "throughput and memory as recorded by each run, so compare runs made on the same device and --jobs)."
+        "throughput and memory as recorded by each run, so compare runs made on the same device and --jobs; "
+        "peak memory: CUDA allocations, or on CPU the growth of resident memory from just before the model "
+        "was built; memory ratios only between runs on the same kind of device)."
     )
     body = format_comparison(table).to_markdown(
         index=False, tablefmt="github" if markdown else "simple", disable_numparse=True

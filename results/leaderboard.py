@@ -10,9 +10,17 @@ printed as footnotes under every table:
   label (`chance_acc` in the record; 1 / classes when absent). A cell whose every seed diverged is
   FAIL as well.
 * `–` -- no finished run for this attention and task.
-* `†` -- some seeds of the cell diverged or failed; the value is over the remaining seeds.
-* Avg -- the mean of the row's cells over the table's columns, computed only for rows with a
-  measured accuracy in every column (FAIL cells count at their measured accuracy); otherwise `–`.
+* `‡` -- the cell's runs have several configurations (beyond the seed): only the newest run's
+  configuration counts, whatever that run's status; the others are listed under the table.
+* `†` -- some seeds of that configuration diverged or failed; the value is over the remaining
+  seeds. Diverged and failed runs are listed under the table.
+* `§` -- the cell's configuration, beyond the attention, differs from that of most cells of its
+  column (ties: the newest run's); the differing settings are listed under the table. Such cells
+  are never bold, and their row's Avg carries the mark and is never bold.
+* Avg -- the mean of the row's cells over the table's columns except Path-X (LRA's published
+  average leaves it out), computed only for rows with a measured accuracy in each of them (FAIL
+  cells count at their measured accuracy); otherwise `–`. A table with Path-X also shows
+  "Avg with Path-X" over every column.
 * Bold (markdown) -- the best value of each column among non-FAIL cells, ties included.
 
 Published numbers (results/published.csv) come in a separate block and never enter an average.
@@ -47,6 +55,8 @@ FAIL = "FAIL"
 MISSING = "–"
 PARTIAL = "†"
 MIXED = "‡"
+OTHER_SETUP = "§"
+AVG_WITH_PATHX = "Avg with Path-X"
 
 FOOTNOTES = (
     "Cells: test accuracy (%) of the best-validation checkpoint, mean ± sample std over seeds with status ok; "
@@ -54,11 +64,16 @@ FOOTNOTES = (
     "FAIL: mean test accuracy ≤ chance + 2·sqrt(chance·(1 − chance)/n_test), where chance is the frequency "
     "of the most common test label (within two binomial standard errors of chance); also cells whose every "
     "seed diverged.",
-    f"{MISSING}: no finished run. {PARTIAL}: some seeds diverged or failed; the value is over the others.",
-    "Avg: mean over this table's columns, only for rows with a measured accuracy in every column "
-    f"(FAIL cells count at their measured accuracy); other rows show {MISSING}.",
+    f"{MISSING}: no finished run. {PARTIAL}: some seeds of the cell's configuration diverged or failed; the "
+    "value is over the others (diverged and failed runs are listed under the table).",
+    "Avg: mean over this table's columns except Path-X (LRA's published average leaves Path-X out), only "
+    f"for rows with a measured accuracy in each of them (FAIL cells count at their measured accuracy); other "
+    f"rows show {MISSING}. {AVG_WITH_PATHX}: the same over every column, shown when the table has Path-X.",
     f"{MIXED}: the cell's runs were trained with different configurations (beyond the seed); only those of "
-    "the newest run's configuration are counted, the others are listed under the table.",
+    "the newest run's configuration (over every run, whatever its status) are counted, the others are listed "
+    "under the table.",
+    f"{OTHER_SETUP}: the cell's configuration, beyond the attention, differs from that of most cells of its "
+    "column (ties: the newest run's); the differing settings are listed under the table.",
 )
 
 
@@ -80,7 +95,11 @@ class Leaderboard:
             status ('ok' or 'FAIL'), mean and std (in %), seeds (ok runs averaged), runs (records),
             diverged, failed (failed or unfinished records), chance (fraction), n_test, threshold
             (fraction), data_source, excluded (run ids left out because they were trained with
-            another configuration than the cell's newest run, each with the settings that differ).
+            another configuration than the cell's newest run, each with the settings that differ),
+            diverged_runs ("run_id -- error" of the counted configuration's diverged runs), config
+            (that configuration), newest (time of its newest run), differs ("setting (this vs
+            majority)" where the configuration beyond the attention differs from its column's
+            majority; empty when it does not).
         unfinished: the run records with status failed or running (run_id, preset, status, error, path).
     """
 
@@ -129,6 +148,10 @@ CELL_COLUMNS = [
     "threshold",
     "data_source",
     "excluded",
+    "diverged_runs",
+    "config",
+    "newest",
+    "differs",
 ]
 
 
@@ -143,8 +166,10 @@ def build(runs: pd.DataFrame) -> Leaderboard:
     unfinished = runs[~runs["status"].isin(["ok", "diverged"])].reindex(
         columns=["run_id", "preset", "status", "error", "path"]
     )
+    frame = pd.DataFrame(cells, columns=CELL_COLUMNS)
+    _flag_minority_configurations(frame)
     return Leaderboard(
-        cells=pd.DataFrame(cells, columns=CELL_COLUMNS),
+        cells=frame,
         unfinished=unfinished.sort_values("run_id").reset_index(drop=True),
     )
 
@@ -166,29 +191,43 @@ def _setup(config: Any) -> str | None:
     return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=str)
 
 
-def one_configuration(ok: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+def _differing(reference: Any, other: Any, ignore: frozenset[str] = frozenset({"seed"})) -> list[str]:
+    """The flattened settings in which two configurations differ, `ignore`d keys (and below) aside."""
+    a, b = _flat(reference), _flat(other)
+    return sorted(k for k in a.keys() | b.keys() if k.split(".")[0] not in ignore and a.get(k) != b.get(k))
+
+
+def _when(runs: pd.DataFrame) -> pd.Series:
+    """When each run last changed: its end, else its start (a run still going or killed)."""
+    finished = runs["finished_at"] if "finished_at" in runs else pd.Series(None, index=runs.index)
+    started = runs["started_at"] if "started_at" in runs else pd.Series(None, index=runs.index)
+    return finished.where(finished.notna(), started).fillna("").astype(str)
+
+
+def one_configuration(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The runs of the newest run's configuration, and "run_id: differs in a, b" for the others.
+    The newest run is taken over every status (a newer configuration that diverged or failed
+    replaces an older one that finished). Runs without a configuration count as the chosen one.
     Seeds of different configurations (another learning rate, step budget, data) never average."""
-    setups = ok["config"].map(_setup)
+    if "config" not in runs:
+        return runs, []
+    setups = runs["config"].map(_setup)
     if setups.nunique(dropna=True) <= 1:
-        return ok, []
-    newest = ok["finished_at"].astype(str).idxmax()
-    keep = setups == setups[newest]
-    reference = _flat(ok.at[newest, "config"])
+        return runs, []
+    newest = _when(runs[setups.notna()]).idxmax()
+    keep = (setups == setups[newest]) | setups.isna()
     excluded = []
-    for index in ok.index[~keep]:
-        other = _flat(ok.at[index, "config"])
-        differ = sorted(
-            k for k in reference.keys() | other.keys() if k != "seed" and reference.get(k) != other.get(k)
-        )
-        excluded.append(f"{ok.at[index, 'run_id']}: differs in {', '.join(differ) or 'its configuration'}")
-    return ok[keep], excluded
+    for index in runs.index[~keep]:
+        differ = _differing(runs.at[newest, "config"], runs.at[index, "config"])
+        excluded.append(f"{runs.at[index, 'run_id']}: differs in {', '.join(differ) or 'its configuration'}")
+    return runs[keep], excluded
 
 
 def _cell(preset: Any, label: str, task: str, group: pd.DataFrame) -> dict[str, Any]:
+    group, excluded = one_configuration(group)  # † and the seed count: within that configuration
     ok = group[(group["status"] == "ok") & group["reported_acc"].notna()]
-    ok, excluded = one_configuration(ok) if "config" in ok else (ok, [])
-    diverged = int((group["status"] == "diverged").sum())
+    diverged_runs = group[group["status"] == "diverged"]
+    diverged = len(diverged_runs)
     seeds = len(ok)
     mean = float(ok["reported_acc"].mean()) * 100 if seeds else math.nan
     std = float(ok["reported_acc"].std(ddof=1)) * 100 if seeds > 1 else math.nan
@@ -219,15 +258,55 @@ def _cell(preset: Any, label: str, task: str, group: pd.DataFrame) -> dict[str, 
         "mean": mean,
         "std": std,
         "seeds": seeds,
-        "runs": len(group) - len(excluded),
+        "runs": len(group),
         "diverged": diverged,
-        "failed": len(group) - len(excluded) - seeds - diverged,
+        "failed": len(group) - seeds - diverged,
         "chance": chance,
         "n_test": n_test,
         "threshold": threshold,
         "data_source": "; ".join(sources),
         "excluded": excluded,
+        "diverged_runs": [
+            f"{r.run_id}" + (f" -- {r.error}" if isinstance(r.error, str) else "")
+            for r in diverged_runs.reindex(columns=["run_id", "error"]).itertuples()
+        ],
+        "config": next((c for c in group.get("config", []) if isinstance(c, dict)), None),
+        "newest": _when(group).max() if len(group) else "",
+        "differs": [],  # filled by `_flag_minority_configurations`
     }
+
+
+# What a cell's configuration fixes beyond its attention and seed: compared across a table's cells.
+BEYOND_ATTENTION_IGNORED = frozenset({"seed", "attention", "attention_params", "task"})
+
+
+def _beyond_attention(config: dict[str, Any]) -> str:
+    preset = {k: v for k, v in config.get("preset", {}).items() if k != "attention"}  # attention budgets
+    kept = {k: v for k, v in config.items() if k not in BEYOND_ATTENTION_IGNORED}
+    return json.dumps({**kept, "preset": preset}, sort_keys=True, default=str)
+
+
+def _flag_minority_configurations(cells: pd.DataFrame) -> None:
+    """Fill `differs` for every cell whose configuration, beyond the attention, is not the one most
+    cells of its table column (preset and task) share -- ties go to the configuration of the
+    newest run -- with "setting (this vs majority)" for each differing setting."""
+    for _, column in cells[cells["config"].notna()].groupby(["preset", "task"], sort=False):
+        setups = column["config"].map(_beyond_attention)
+        counts = setups.value_counts()
+        if len(counts) <= 1:
+            continue
+        top = counts[counts == counts.max()].index
+        majority = max(top, key=lambda setup: column.loc[setups == setup, "newest"].max())
+        reference = column.loc[setups[setups == majority].index[0], "config"]
+        for index in column.index[setups != majority]:
+            mine = column.at[index, "config"]
+            keys = _differing(reference, mine, ignore=BEYOND_ATTENTION_IGNORED)
+            a, b = _flat(mine), _flat(reference)
+            cells.at[index, "differs"] = [
+                f"{k} ({a.get(k, 'unset')} vs {b.get(k, 'unset')})"
+                for k in keys
+                if k != "preset.attention" and not k.startswith("preset.attention.")
+            ]
 
 
 def _first_number(values: pd.Series) -> float:
@@ -235,27 +314,41 @@ def _first_number(values: pd.Series) -> float:
     return float(values.iloc[0]) if len(values) else math.nan
 
 
-def averages(lb: Leaderboard, preset: str) -> dict[str, float]:
-    """Avg per attention label of one preset table: NaN unless every column has a measured mean."""
+# LRA's published average leaves Path-X out (every model of the paper failed it): "Avg" does too.
+AVG_EXCLUDES = ("pathx",)
+
+
+def averages(lb: Leaderboard, preset: str, *, with_pathx: bool = False) -> dict[str, float]:
+    """Avg per attention label of one preset table, over its columns except Path-X (as LRA
+    publishes; `with_pathx` includes it): NaN unless every such column has a measured mean."""
     cells = lb.cells[lb.cells["preset"] == preset]
-    tasks = lb.tasks(preset)
+    tasks = [t for t in lb.tasks(preset) if with_pathx or t not in AVG_EXCLUDES]
     out = {}
     for label in lb.labels(preset):
         means = cells[cells["attention_label"] == label].set_index("task")["mean"]
         values = [means.get(t, math.nan) for t in tasks]
-        out[label] = float(sum(values) / len(values)) if not any(math.isnan(v) for v in values) else math.nan
+        complete = values and not any(math.isnan(v) for v in values)
+        out[label] = float(sum(values) / len(values)) if complete else math.nan
     return out
+
+
+def has_pathx_average(lb: Leaderboard, preset: str) -> bool:
+    """Whether the table shows "Avg with Path-X" beside Avg (it has a Path-X column)."""
+    return any(t in AVG_EXCLUDES for t in lb.tasks(preset))
 
 
 def wide(lb: Leaderboard) -> pd.DataFrame:
     """The machine-readable leaderboard (`leaderboard.csv`): one row per (preset, attention label);
-    per task `<task>` (mean %), `<task>_std`, `<task>_seeds`, `<task>_status` (ok / FAIL / missing);
-    then `avg`."""
+    per task `<task>` (mean %), `<task>_std`, `<task>_seeds`, `<task>_status` (ok / FAIL / missing),
+    `<task>_differs` (settings in which the cell's configuration differs from its column's
+    majority, `; `-separated, empty when none); then `avg` (without Path-X, as LRA publishes) and
+    `avg_with_pathx`."""
     rows = []
     tasks = lb.tasks()
     for preset in lb.presets:
         cells = lb.cells[lb.cells["preset"] == preset]
         avg = averages(lb, preset)
+        avg_pathx = averages(lb, preset, with_pathx=True)
         for label in lb.labels(preset):
             mine = cells[cells["attention_label"] == label].set_index("task")
             row: dict[str, Any] = {
@@ -269,7 +362,9 @@ def wide(lb: Leaderboard) -> pd.DataFrame:
                 row[f"{task}_std"] = cell["std"] if cell is not None else math.nan
                 row[f"{task}_seeds"] = int(cell["seeds"]) if cell is not None else 0
                 row[f"{task}_status"] = cell["status"] if cell is not None else "missing"
+                row[f"{task}_differs"] = "; ".join(cell["differs"]) if cell is not None else ""
             row["avg"] = avg[label]
+            row["avg_with_pathx"] = avg_pathx[label]
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -279,6 +374,7 @@ def _format_cell(cell: pd.Series | None, *, bold: bool) -> str:
         return MISSING
     mark = PARTIAL if cell["seeds"] and cell["runs"] > cell["seeds"] else ""
     mark += MIXED if cell["excluded"] else ""
+    mark += OTHER_SETUP if cell["differs"] else ""
     if cell["status"] == FAIL:
         return FAIL + mark
     text = f"{cell['mean']:.2f}" + (f" ± {cell['std']:.2f}" if cell["seeds"] > 1 else "") + mark
@@ -295,12 +391,21 @@ def table(lb: Leaderboard, preset: str, *, markdown: bool = True) -> pd.DataFram
     cells = lb.cells[lb.cells["preset"] == preset]
     tasks = lb.tasks(preset)
     labels = lb.labels(preset)
-    avg = averages(lb, preset)
+    comparable = cells[cells["differs"].map(len) == 0]  # bold compares like with like
     best = {}
     for task in tasks:
-        col = cells[(cells["task"] == task) & (cells["status"] == "ok")]
+        col = comparable[(comparable["task"] == task) & (comparable["status"] == "ok")]
         best[task] = _best(list(col["mean"]))
-    best_avg = _best(list(avg.values()))
+    other_setup = {
+        label: bool(cells[cells["attention_label"] == label]["differs"].map(len).sum()) for label in labels
+    }
+    avg_columns = {"Avg": averages(lb, preset)}
+    if has_pathx_average(lb, preset):
+        avg_columns[AVG_WITH_PATHX] = averages(lb, preset, with_pathx=True)
+    best_avg = {
+        name: _best([v for label, v in avg.items() if not other_setup[label]])
+        for name, avg in avg_columns.items()
+    }
     rows = []
     for label in labels:
         mine = cells[cells["attention_label"] == label].set_index("task")
@@ -311,16 +416,19 @@ def table(lb: Leaderboard, preset: str, *, markdown: bool = True) -> pd.DataFram
                 markdown
                 and cell is not None
                 and cell["status"] == "ok"
+                and not cell["differs"]
                 and round(float(cell["mean"]), 2) == best[task]
             )
             row[task_title(task)] = _format_cell(cell, bold=is_best)
-        value = avg[label]
-        text = MISSING if math.isnan(value) else f"{value:.2f}"
-        row["Avg"] = (
-            f"**{text}**" if markdown and not math.isnan(value) and round(value, 2) == best_avg else text
-        )
+        for name, avg in avg_columns.items():
+            value = avg[label]
+            text = (
+                MISSING if math.isnan(value) else f"{value:.2f}" + (OTHER_SETUP if other_setup[label] else "")
+            )
+            is_best = markdown and not math.isnan(value) and not other_setup[label]
+            row[name] = f"**{text}**" if is_best and round(value, 2) == best_avg[name] else text
         rows.append(row)
-    return pd.DataFrame(rows, columns=["Attention", *[task_title(t) for t in tasks], "Avg"])
+    return pd.DataFrame(rows, columns=["Attention", *[task_title(t) for t in tasks], *avg_columns])
 
 
 def published_table(published: pd.DataFrame, tasks: list[str], *, protocol: bool = True) -> pd.DataFrame:
@@ -354,6 +462,17 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
         sources = _data_sources(lb, preset)
         if sources:
             parts.append("Data: " + "; ".join(sources))
+        cells = lb.cells[lb.cells["preset"] == preset]
+        other = [
+            f"- {c.attention_label} / {task_title(c.task)}: {', '.join(c.differs)}"
+            for c in cells.itertuples()
+            if c.differs
+        ]
+        if other:
+            parts.append(
+                f"Cells of another configuration than most of their column ({OTHER_SETUP}; this cell vs the "
+                "majority; not bold, their rows' Avg not bold):\n" + "\n".join(other)
+            )
     if not lb.cells.empty:
         notes = list(FOOTNOTES) + (["Bold: best value per column (FAIL excluded)."] if markdown else [])
         parts.append("\n".join(f"- {note}" for note in notes))
@@ -364,6 +483,9 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
             for r in lb.unfinished.itertuples()
         ]
         parts.append("Runs without a result (not counted):\n" + "\n".join(lines))
+    diverged = [f"- {line} (preset {c.preset})" for c in lb.cells.itertuples() for line in c.diverged_runs]
+    if diverged:
+        parts.append("Diverged runs (not counted):\n" + "\n".join(diverged))
     mixed = [f"- {line} (preset {c.preset})" for c in lb.cells.itertuples() for line in c.excluded]
     if mixed:
         parts.append(

@@ -60,7 +60,8 @@ RUN_FIELDS: dict[str, str] = {
     "params": "trainable parameter count",
     "train_tokens_per_s": "training throughput, input tokens per second (median over intervals)",
     "train_steps_per_s": "optimizer steps per second",
-    "peak_memory_bytes": "peak accelerator memory (CUDA) or peak process RSS growth (CPU)",
+    "peak_memory_bytes": "peak CUDA memory allocated, or on CPU the growth of the process's peak resident memory "
+    "over its resident memory before the model was built (None where that peak cannot be reset)",
     "wall_time_s": "wall time of the run, summed over resumptions",
     "device": "e.g. 'cpu' or 'NVIDIA H200'",
     "world_size": "number of DDP processes",
@@ -149,6 +150,19 @@ VAL_IS_TEST_TASKS = frozenset({"text"})
 def reported_accuracy_field(task: str) -> str:
     """The run-record field the tables report for `task`: `test_acc` or `test_acc_last`."""
     return "test_acc_last" if task in VAL_IS_TEST_TASKS else "test_acc"
+
+
+def reported_accuracy_text(record: dict[str, Any]) -> str | None:
+    """The accuracy a table reports for a run record, labelled: 'test 71.20%', or for a task whose
+    validation set is its test set 'test 71.20% (last checkpoint; ...)'; None when it has none."""
+    task = record.get("task")
+    value = record.get(reported_accuracy_field(task))
+    if value is None:
+        return None
+    text = f"test {100 * value:.2f}%"
+    if task in VAL_IS_TEST_TASKS:
+        text += " (last checkpoint: its validation set is its test set, so a best-validation checkpoint is chosen on test)"
+    return text
 
 
 FIELDS_BY_KIND = {"run": RUN_FIELDS, "efficiency": EFFICIENCY_FIELDS, "eval": EVAL_FIELDS}

@@ -45,7 +45,14 @@ from typing import IO, Any
 from tqdm.auto import tqdm
 
 from lra.io import atomic_write_json
-from results.records import RECORD_NAME, RUN_FIELDS, SCHEMA_VERSION, read_record, write_record
+from results.records import (
+    RECORD_NAME,
+    RUN_FIELDS,
+    SCHEMA_VERSION,
+    read_record,
+    reported_accuracy_text,
+    write_record,
+)
 
 from .defaults import DEFAULT_RUNS_DIR
 from .provenance import utc_now
@@ -526,8 +533,8 @@ def available_cores() -> int:
 
 def _report(bar: tqdm, outcome: Outcome) -> None:
     record = outcome.record or {}
-    acc = record.get("test_acc")
-    detail = f"test {100 * acc:.2f}%" if outcome.status == "ok" and acc is not None else (outcome.error or "")
+    acc = reported_accuracy_text(record)  # Text: the last checkpoint's, said so
+    detail = acc if outcome.status == "ok" and acc is not None else (outcome.error or "")
     bar.write(f"[{outcome.status}] {outcome.cell.run_id}  {detail}  ({outcome.seconds:.0f} s)")
 
 

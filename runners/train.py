@@ -31,7 +31,6 @@ import json
 import math
 import os
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -51,6 +50,7 @@ import attention_zoo
 from lra import models, tasks
 from lra.configs import Preset, TrainConfig, apply_overrides, get_preset
 from lra.data.cache import subset_indices
+from lra.data.identity import data_identity
 from lra.io import atomic_write, atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, read_record, write_record
@@ -147,6 +147,8 @@ class Resolved:
             "preset": preset,
             "seed": self.cfg.seed,
             "device_type": self.device.type,
+            # Which data, not where they lie: different data under one path never share a hash.
+            "data_identity": data_identity(self.cfg.task, self.preset.data),
         }
 
     @property
@@ -259,7 +261,8 @@ def lr_multiplier(train: TrainConfig, step: int) -> float:
         return step / warmup
     if train.schedule == "constant":
         return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
+    # Decay towards 0 at step total + 1, so that the last of the `total` steps still learns.
+    progress = (step - warmup) / (total - warmup + 1)
     progress = min(max(progress, 0.0), 1.0)
     if train.schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -353,6 +356,11 @@ def batch_inputs(ds: LRADataset, index: torch.Tensor, device: torch.device) -> t
     return tuple(t.to(device, non_blocking=True) for t in out)
 
 
+def evaluated_indices(n: int, limit: int = 0) -> torch.Tensor:
+    """The examples of a split of `n` that `evaluate` scores with `limit` (all ranks together)."""
+    return torch.as_tensor(np.arange(n)[subset_indices(n, limit)])
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -367,7 +375,7 @@ def evaluate(
     of `lra.data.cache.subset_indices`, as capped splits are), shared across ranks."""
     was_training = model.training
     model.eval()
-    index = torch.as_tensor(np.arange(len(ds))[subset_indices(len(ds), limit)])[dist.rank :: dist.world]
+    index = evaluated_indices(len(ds), limit)[dist.rank :: dist.world]
     correct = loss_sum = 0.0
     for start in range(0, len(index), batch_size):
         idx = index[start : start + batch_size]
@@ -390,10 +398,58 @@ def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def _peak_memory(device: torch.device) -> int:
+def _proc_status_bytes(field_name: str) -> int | None:
+    """A memory line of /proc/self/status (e.g. VmRSS, VmHWM) in bytes; None where there is none."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _warm_up_cpu_runtime() -> None:
+    """Run torch's one-time initialisation on first use (kernels, thread pools, the first optimizer
+    step and save: about 200 MB of resident memory) on a throwaway model, so that it is not counted
+    as the memory of the run's model."""
+    import io
+
+    model = nn.Sequential(nn.Embedding(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    optimizer = torch.optim.AdamW(model.parameters())
+    logits = model(torch.zeros(2, 3, dtype=torch.long)).softmax(-1).mean(1)
+    F.cross_entropy(logits, torch.zeros(2, dtype=torch.long)).backward()
+    optimizer.step()
+    torch.save(model.state_dict(), io.BytesIO())
+
+
+def _memory_baseline(device: torch.device) -> int | None:
+    """Taken before the model is built. CUDA: resets the allocator's peak (returns 0). CPU: resets
+    the process's peak resident memory (Linux: /proc/self/clear_refs) and returns the resident
+    memory now, so the record holds what the model and training added, not the interpreter, torch
+    (warmed up first) and the loaded data; None where the peak cannot be reset (the growth is then
+    unknown)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return 0
+    _warm_up_cpu_runtime()
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")  # resets VmHWM to the current resident size
+    except OSError:
+        return None
+    return _proc_status_bytes("VmRSS")
+
+
+def _peak_memory(device: torch.device, baseline: int | None) -> int | None:
+    """Peak CUDA memory allocated, or on CPU the growth of the peak resident memory over `baseline`."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+    peak = _proc_status_bytes("VmHWM")
+    if baseline is None or peak is None:
+        return None
+    return max(0, peak - baseline)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -563,6 +619,7 @@ def _train(
         keys_per_query=r.mechanism.keys_per_query(r.params, seq_len) if r.mechanism.keys_per_query else None,
     )
 
+    memory_baseline = _memory_baseline(device)
     seed_everything(r.cfg.seed + 7919 * dist.rank)
     vocab = int(max(int(train_ds.inputs.max()), spec.vocab_size - 1)) + 1
     model = models.build(
@@ -775,6 +832,12 @@ def _train(
         record["test_acc_last"], _ = evaluate(wrapped, test_ds, eval_batch, device, dist, autocast)
         if best_step is not None:
             best = torch.load(best_path, map_location="cpu", weights_only=True)
+            if best.get("step") != best_step or best.get("config_hash") != r.config_hash:
+                raise ValueError(
+                    f"{best_path} holds step {best.get('step')} of configuration {best.get('config_hash')}, but "
+                    f"this run's best validation step is {best_step} of configuration {r.config_hash}; delete "
+                    f"{r.run_dir} and train the run again"
+                )
             model.load_state_dict(best["model"])
             record["test_acc"], _ = evaluate(wrapped, test_ds, eval_batch, device, dist, autocast)
         record["status"] = "ok"
@@ -785,7 +848,7 @@ def _train(
     record.update(
         train_tokens_per_s=rates[len(rates) // 2] if rates else None,
         train_steps_per_s=step_rates[len(step_rates) // 2] if step_rates else None,
-        peak_memory_bytes=_peak_memory(device),
+        peak_memory_bytes=_peak_memory(device, memory_baseline),
         wall_time_s=wall_before + time.perf_counter() - started,
         finished_at=utc_now(),
     )

@@ -122,6 +122,68 @@ def test_markers_follow_the_label(task, variant):
             assert image[int(y), int(x)] > 100
 
 
+def _bright_pixel_features(image: np.ndarray, markers: list) -> dict[str, float]:
+    """Global statistics of an image that need no path tracing: the marker distance, the total
+    intensity, and for several brightness thresholds the count, spread (root of the summed
+    coordinate variances), bounding-box diagonal and farthest pair distance of the pixels above it."""
+    (x0, y0), (x1, y1) = markers
+    out = {"marker distance": math.hypot(x1 - x0, y1 - y0), "intensity": float(image.sum())}
+    for threshold in (32, 96, 160, 224):
+        ys, xs = np.nonzero(image > threshold)
+        if len(xs) == 0:
+            out.update({f"{name} >{threshold}": 0.0 for name in ("count", "spread", "bbox", "farthest")})
+            continue
+        points = np.stack([xs, ys], axis=1).astype(np.float64)
+        pairwise = np.linalg.norm(points[:, None] - points[None], axis=2)
+        out[f"count >{threshold}"] = float(len(xs))
+        out[f"spread >{threshold}"] = math.sqrt(xs.var() + ys.var())
+        out[f"bbox >{threshold}"] = math.hypot(np.ptp(xs), np.ptp(ys))
+        out[f"farthest >{threshold}"] = float(pairwise.max())
+    return out
+
+
+def _one_threshold_accuracy(fit_x, fit_y, test_x, test_y) -> float:
+    """Held-out accuracy of the best rule `label = (x > t)` or `label = (x <= t)` fitted on `fit`."""
+    values = np.unique(fit_x)
+    thresholds = np.concatenate([[values[0] - 1.0], (values[:-1] + values[1:]) / 2])
+    above = fit_x[None, :] > thresholds[:, None]
+    accuracy = (above == fit_y[None, :]).mean(axis=1)
+    best = int(np.argmax(np.maximum(accuracy, 1 - accuracy)))
+    flip = accuracy[best] < 0.5
+    predicted = (test_x > thresholds[best]) ^ flip
+    return float((predicted == test_y).mean())
+
+
+@pytest.mark.parametrize(
+    ("task", "variant", "n_images"),
+    [
+        ("pathfinder", "quick", 1000),
+        pytest.param("pathfinder", "easy", 1000, marks=pytest.mark.slow),
+        pytest.param("pathx", "easy", 1000, marks=pytest.mark.slow),
+        pytest.param("pathfinder", "lra", 1000, marks=pytest.mark.slow),
+    ],
+)
+def test_no_global_cue_gives_the_label_away(task, variant, n_images):
+    """No one-threshold rule on one global feature of the bright pixels, fitted on half of the
+    images, scores more than 60% on the other half (chance: 50%; two standard errors: 4.5%)."""
+    p = gp.pathfinder_params(task, variant)
+    rows, labels = [], []
+    for index in range(n_images):
+        label = index % 2
+        rng = np.random.default_rng([11, index])
+        layout = gp.make_layout(p, label, rng)
+        rows.append(_bright_pixel_features(gp.render_layout(p, layout, rng), layout.markers))
+        labels.append(label)
+    y = np.array(labels, dtype=bool)
+    half = n_images // 2
+    scores = {}
+    for name in rows[0]:
+        x = np.array([row[name] for row in rows])
+        scores[name] = _one_threshold_accuracy(x[:half], y[:half], x[half:], y[half:])
+    worst = max(scores, key=scores.get)
+    assert scores[worst] <= 0.60, f"{task}/{variant}: '{worst}' alone predicts the label ({scores[worst]:.0%})"
+
+
 def test_lra_variants_match_reference_parameters():
     pf, px = gp.PATHFINDER_VARIANTS["lra"], gp.PATHX_VARIANTS["lra"]
     assert (pf.resolution, pf.contour_length, pf.paddle_margin, pf.seed_distance) == (32, 14, (1.0,), 7.0)

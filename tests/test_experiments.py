@@ -191,6 +191,33 @@ def test_sweep_mk_default_grid_keeps_learned_landmarks_at_the_trained_m(trained,
         experiments.mk_grid(run, {"num_landmarks": (8,)})
 
 
+def test_chance_is_taken_over_exactly_the_evaluated_examples():
+    """On a label-sorted split (as IMDB's), a capped evaluation scores a random subset of both
+    classes; chance must be that subset's majority share, not the share in the first n labels."""
+    from types import SimpleNamespace
+
+    from lra.configs import get_preset
+    from lra.data.cache import subset_indices
+    from lra.tasks.base import LRADataset
+
+    n, limit = 203, 61
+    labels = torch.cat([torch.zeros(150, dtype=torch.long), torch.ones(53, dtype=torch.long)])
+    ds = LRADataset(torch.ones(n, 5, dtype=torch.long), labels)
+
+    class AlwaysOne(torch.nn.Module):
+        def forward(self, tokens):
+            return torch.tensor([[0.0, 1.0]]).expand(len(tokens), 2)
+
+    evaluator = experiments.Evaluator(EvalOptions(device="cpu", limit=limit, batch_size=7))
+    evaluator.dataset = lambda run: ds
+    result = evaluator.evaluate(SimpleNamespace(preset=get_preset("listops", "tiny")), AlwaysOne())
+    kept = labels[torch.as_tensor(subset_indices(n, limit))]
+    ones = int(kept.sum())
+    assert 0 < ones < limit and result.n_examples == limit
+    assert result.accuracy == pytest.approx(ones / limit)  # always predicting 1 scores the 1s kept
+    assert result.chance_acc == pytest.approx(max(ones, limit - ones) / limit)
+
+
 def test_parse_grid():
     assert experiments.parse_grid(["m=16,8", "k=4"]) == {"num_landmarks": (8, 16), "topk": (4,)}
     assert experiments.parse_grid(["m=8 k=2,2"]) == {"num_landmarks": (8,), "topk": (2,)}

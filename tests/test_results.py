@@ -149,6 +149,133 @@ def test_seeds_of_different_configurations_are_never_averaged():
     assert cell(same, "full", "listops")["excluded"] == []
 
 
+def _config(lr, steps=100, content="data-a", attention="full"):
+    return {
+        "task": "listops",
+        "attention": attention,
+        "attention_params": {},
+        "seed": 0,
+        "preset": {"train": {"lr": lr, "steps": steps}, "attention": {"mita": {"topk": 8}}},
+        "data_identity": {"source": "lra_release", "content": content},
+    }
+
+
+def test_the_newest_configuration_is_chosen_over_every_run_and_counts_its_own_seeds():
+    runs = pd.DataFrame(
+        [
+            run_record(seed=0, test_acc=0.30, config=_config(1e-3), finished_at="2026-01-01T00:00:00"),
+            run_record(
+                seed=1,
+                test_acc=None,
+                status="diverged",
+                error="diverged: 9 non-finite losses",
+                config=_config(1e-3),
+                finished_at="2026-01-01T00:00:01",
+            ),
+            # re-run later with another learning rate: seed 0 finished, seed 1 diverged
+            run_record(seed=0, test_acc=0.50, config=_config(1e-2), finished_at="2026-02-01T00:00:00"),
+            run_record(
+                seed=1,
+                test_acc=None,
+                status="diverged",
+                error="diverged: 7 non-finite losses",
+                config=_config(1e-2),
+                finished_at="2026-02-01T00:00:01",
+            ),
+        ]
+    )
+    runs["run_id"] = [f"listops/full/{i}" for i in range(4)]
+    got = cell(leaderboard.build(runs), "full", "listops")
+    assert (got["seeds"], got["runs"], got["diverged"], got["failed"]) == (1, 2, 1, 0)
+    assert got["mean"] == pytest.approx(50.0)
+    assert got["excluded"] == [
+        "listops/full/0: differs in preset.train.lr",
+        "listops/full/1: differs in preset.train.lr",
+    ]
+    text = leaderboard.render(leaderboard.build(runs), markdown=False)
+    assert "50.00†‡" in text
+    assert (
+        "Diverged runs (not counted):\n- listops/full/3 -- diverged: 7 non-finite losses (preset quick)"
+        in text
+    )
+    # the newest configuration only diverged: the cell is FAIL, not the older configuration's 30%
+    newest_diverged = runs.drop(index=2)
+    got = cell(leaderboard.build(newest_diverged), "full", "listops")
+    assert got["status"] == "FAIL" and got["seeds"] == 0 and got["diverged"] == 1
+    # a diverged run of an older configuration does not mark the newest configuration's cell
+    clean = pd.concat(
+        [
+            runs.iloc[[0, 1, 2]],
+            runs.iloc[[2]].assign(seed=1, run_id="listops/full/4", test_acc=0.52),
+        ],
+        ignore_index=True,
+    )
+    got = cell(leaderboard.build(clean), "full", "listops")
+    assert (got["seeds"], got["runs"], got["diverged"]) == (2, 2, 0)
+    assert (
+        leaderboard.table(leaderboard.build(clean), "quick", markdown=False).loc[0, "ListOps"]
+        == "51.00 ± 1.41‡"
+    )
+
+
+def test_cells_of_another_configuration_than_their_column_are_flagged():
+    runs = []
+    for task in ("listops", "pathfinder"):
+        for attention, acc in (("mita", 0.40), ("agent", 0.35)):
+            runs.append(
+                run_record(
+                    task,
+                    attention,
+                    test_acc=acc,
+                    config={**_config(2e-3, 20, attention=attention), "task": task},
+                )
+            )
+        # full attention re-run with another learning rate and step budget: the best number, not comparable
+        runs.append(run_record(task, "full", test_acc=0.90, config={**_config(1e-4, 10), "task": task}))
+    # agent on other data in one column only
+    runs[4]["config"] = {**runs[4]["config"], "data_identity": {"source": "lra_release", "content": "data-b"}}
+    lb = leaderboard.build(pd.DataFrame(runs))
+    assert cell(lb, "full", "listops")["differs"] == [
+        "preset.train.lr (0.0001 vs 0.002)",
+        "preset.train.steps (10 vs 20)",
+    ]
+    assert cell(lb, "mita", "listops")["differs"] == []
+    assert cell(lb, "agent", "pathfinder")["differs"] == ["data_identity.content (data-b vs data-a)"]
+    table = leaderboard.table(lb, "quick").set_index("Attention")
+    assert table.loc["full", "ListOps"] == "90.00§" and table.loc["full", "Avg"] == "90.00§"
+    assert table.loc["mita", "ListOps"] == "**40.00**"  # the best among comparable cells
+    assert table.loc["mita", "Avg"] == "**40.00**"
+    assert table.loc["agent", "Pathfinder"] == "FAIL§"  # below chance + 2 SE, and of other data
+    text = leaderboard.render(lb)
+    assert "- full / ListOps: preset.train.lr (0.0001 vs 0.002), preset.train.steps (10 vs 20)" in text
+    assert "- agent / Pathfinder: data_identity.content (data-b vs data-a)" in text
+    wide = leaderboard.wide(lb).set_index("attention_label")
+    assert (
+        wide.loc["full", "listops_differs"]
+        == "preset.train.lr (0.0001 vs 0.002); preset.train.steps (10 vs 20)"
+    )
+    assert wide.loc["mita", "listops_differs"] == ""
+
+
+def test_avg_leaves_path_x_out_as_lra_publishes_and_shows_both():
+    runs = pd.DataFrame(
+        [
+            run_record("listops", "full", test_acc=0.40),
+            run_record("pathfinder", "full", test_acc=0.80),
+            run_record("pathx", "full", test_acc=0.51, chance_acc=0.5, n_test=400),
+        ]
+    )
+    lb = leaderboard.build(runs)
+    table = leaderboard.table(lb, "quick", markdown=False)
+    assert list(table.columns) == ["Attention", "ListOps", "Pathfinder", "Path-X", "Avg", "Avg with Path-X"]
+    assert table.loc[0, "Avg"] == f"{(40 + 80) / 2:.2f}"
+    assert table.loc[0, "Avg with Path-X"] == f"{(40 + 80 + 51) / 3:.2f}"
+    wide = leaderboard.wide(lb)
+    assert wide.loc[0, "avg"] == pytest.approx(60.0) and wide.loc[0, "avg_with_pathx"] == pytest.approx(57.0)
+    no_pathx = leaderboard.table(leaderboard.build(runs.iloc[:2]), "quick", markdown=False)
+    assert list(no_pathx.columns) == ["Attention", "ListOps", "Pathfinder", "Avg"]
+
+
 def test_one_seed_shows_no_std():
     lb = leaderboard.build(pd.DataFrame([run_record(test_acc=0.4567)]))
     assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == "45.67"
@@ -225,8 +352,8 @@ def test_missing_cells_and_average_only_over_complete_rows():
     assert wide.loc["agent", "listops"] == pytest.approx(11.0)
     markdown = leaderboard.render(lb, markdown=True)
     assert (
-        "Avg: mean over this table's columns, only for rows with a measured accuracy in every column"
-        in markdown
+        "Avg: mean over this table's columns except Path-X (LRA's published average leaves Path-X out), "
+        "only for rows with a measured accuracy in each of them" in markdown
     )
 
 
@@ -360,6 +487,19 @@ def test_compare_side_by_side():
     shown = compare.format_comparison(compare.compare(runs, "listops", ["full", "mita"]))
     assert list(shown["Test acc (%)"]) == ["42.00 ± 2.83", "38.00"]
     assert list(shown["Peak mem (MiB)"]) == ["200.0", "50.0"]
+
+
+def test_compare_gives_memory_ratios_only_between_runs_on_one_kind_of_device():
+    runs = pd.DataFrame(
+        [
+            _costly("full", 0, 0.40, 1000.0, 200 * 2**20),
+            _costly("mita", 0, 0.38, 3000.0, 50 * 2**20),
+            {**_costly("topk", 0, 0.30, 500.0, 2**30), "device": "NVIDIA H200"},
+        ]
+    )
+    table = compare.compare(runs, "listops", ["full", "mita", "topk"]).set_index("attention_label")
+    assert table.loc["mita", "memory_ratio"] == pytest.approx(0.25)
+    assert math.isnan(table.loc["topk", "memory_ratio"])  # CUDA allocations vs CPU resident growth
 
 
 def test_compare_names_missing_task_or_attention():

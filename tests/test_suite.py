@@ -289,6 +289,23 @@ def test_a_changed_configuration_moves_the_old_run_aside_and_reruns(tmp_path, fa
     assert len(st.runs) == 1 and st.runs.loc[0, "config_hash"] == suite.plan(changed)[0].config_hash
 
 
+def test_other_data_under_the_same_source_and_folder_is_not_taken_as_finished(tmp_path, fake):
+    data = tmp_path / "data" / "listops-1000"
+    data.mkdir(parents=True)
+
+    def write_data(label: int) -> None:
+        for name in ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv"):
+            (data / name).write_text(f"Source\tTarget\n( [MAX 2 {label} ] )\t{label}\n")
+
+    write_data(3)
+    cfg = grid(tmp_path, attentions=("full",), source="lra_release", data_dir=str(tmp_path / "data"))
+    fake.prepare(cfg)
+    run(cfg, fake)
+    assert [suite.cell_state(c) for c in suite.plan(cfg)] == ["done"]
+    write_data(7)  # another data set in the same place
+    assert [suite.cell_state(c) for c in suite.plan(cfg)] == ["stale"]
+
+
 def test_jobs_run_in_parallel_with_the_cores_split(tmp_path, fake, monkeypatch):
     monkeypatch.setattr(suite, "available_cores", lambda: 4)
     cfg = grid(tmp_path, seeds=(0, 1), jobs=2)
@@ -327,7 +344,9 @@ def test_a_running_run_of_another_configuration_is_not_moved_away(tmp_path, fake
     with open(run_dir / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         result = run(changed, fake)
-    assert result.outcomes[0].status == "busy" and "still running in another process" in result.outcomes[0].error
+    assert (
+        result.outcomes[0].status == "busy" and "still running in another process" in result.outcomes[0].error
+    )
     assert run_dir.is_dir() and not (Path(cfg.out) / ".replaced").exists()
 
 
@@ -527,3 +546,48 @@ def test_suite_cli_dry_run_plans_without_running(tmp_path):
     assert result.exit_code == 0, result.output
     assert "new       listops/full/0" in result.output and "listops/agent(num_agents=16)/0" in result.output
     assert not out.exists()
+
+
+def test_progress_line_and_run_summary_say_where_texts_number_comes_from():
+    from types import SimpleNamespace
+
+    lines: list[str] = []
+    bar = SimpleNamespace(write=lines.append)
+    record = {"task": "text", "test_acc": 0.91, "test_acc_last": 0.83}
+    suite._report(bar, suite.Outcome(SimpleNamespace(run_id="text/full/0"), "ok", record=record, seconds=3))
+    assert "test 83.00% (last checkpoint: its validation set is its test set" in lines[0]
+    assert "91.00" not in lines[0]
+    suite._report(
+        bar,
+        suite.Outcome(
+            SimpleNamespace(run_id="listops/full/0"),
+            "ok",
+            record={"task": "listops", "test_acc": 0.41, "test_acc_last": 0.38},
+            seconds=3,
+        ),
+    )
+    assert "] listops/full/0  test 41.00%  (3 s)" in lines[1]
+    summary = cli.format_run_summary(
+        {
+            **dict.fromkeys(
+                [
+                    "error",
+                    "best_val_acc",
+                    "best_step",
+                    "val_acc_last",
+                    "chance_acc",
+                    "steps",
+                    "params",
+                    "train_tokens_per_s",
+                    "wall_time_s",
+                ]
+            ),
+            "attention_label": "full",
+            "seed": 0,
+            "status": "ok",
+            **record,
+        },
+        "run",
+    )
+    assert "chosen on the test set, which is this task's validation set" in summary
+    assert "test 83.00%, val – (the number the tables report)" in summary

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -75,6 +76,35 @@ def test_loss_goes_down_and_record_is_complete(data_dir, tmp_path):
     # The best-validation checkpoint is a plain weights-only file.
     best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
     assert best["step"] == record["best_step"]
+    # CPU memory is the growth over the process before the model was built (a 1-layer model with
+    # 32-d embeddings needs a few MiB), not the process's absolute peak (torch alone is hundreds).
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert 0 <= record["peak_memory_bytes"] < min(64 * 2**20, process_peak / 4)
+
+
+def test_cpu_peak_memory_is_the_growth_over_the_baseline():
+    device = torch.device("cpu")
+    baseline = train._memory_baseline(device)
+    block = torch.ones(32 * 2**20 // 4)  # 32 MiB, touched
+    del block
+    grown = train._peak_memory(device, baseline)
+    assert 31 * 2**20 <= grown < 48 * 2**20
+
+
+def test_a_best_checkpoint_of_another_step_or_configuration_is_refused(data_dir, tmp_path, monkeypatch):
+    save = train._save
+
+    def stale_best(obj, path):  # as if best.pt were left by an earlier attempt at another step
+        if path.name == "best.pt":
+            obj = {**obj, "step": obj["step"] + 1}
+        save(obj, path)
+
+    monkeypatch.setattr(train, "_save", stale_best)
+    with pytest.raises(
+        ValueError, match=r"best.pt holds step 11 of configuration .*best validation step is 10"
+    ):
+        run(config(data_dir, tmp_path / "run", max_steps=10))
+    assert read_record(tmp_path / "run" / "result.json")["status"] == "failed"
 
 
 def _run_subprocess(cfg: RunConfig, path: Path, kill_after_step: int | None = None) -> subprocess.Popen:
@@ -220,12 +250,17 @@ def test_schedules(schedule):
         assert f[4] == pytest.approx(0.5 / math.sqrt(10)) and f[99] == pytest.approx(1 / math.sqrt(100))
         return
     assert f[4] == pytest.approx(0.5) and f[9] == pytest.approx(1.0)  # linear warmup
+    # The decay reaches 0 one step after the last (step 111): every one of the 110 steps learns.
+    decayed = [(s - 10) / 101 for s in range(1, 111)]
     if schedule == "linear":
-        assert f[59] == pytest.approx(0.5) and f[109] == pytest.approx(0.0)
+        assert f[10:] == pytest.approx([1 - x for x in decayed[10:]])
+        assert f[109] == pytest.approx(1 / 101)
     elif schedule == "cosine":
-        assert f[59] == pytest.approx(0.5) and f[109] == pytest.approx(0.0, abs=1e-12)
+        assert f[10:] == pytest.approx([0.5 * (1 + math.cos(math.pi * x)) for x in decayed[10:]])
+        assert f[109] > 1e-4
     else:
         assert f[109] == 1.0
+    assert min(f) > 0
 
 
 def test_overrides_are_validated():
@@ -301,3 +336,36 @@ def test_ddp_two_processes_gloo(data_dir, tmp_path):
     assert record["n_test"] == 128 and 0.0 <= record["test_acc"] <= 1.0
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["status"] == "ok"
+
+
+def _official_listops(root: Path, first_label: int) -> Path:
+    """A minimal official-layout ListOps folder whose data depend on `first_label`."""
+    folder = root / "listops-1000"
+    folder.mkdir(parents=True)
+    for name in ("basic_train.tsv", "basic_val.tsv", "basic_test.tsv"):
+        (folder / name).write_text(f"Source\tTarget\n( ( [MAX 2 {first_label} ) ]\t{first_label}\n")
+    return root
+
+
+def test_configuration_hash_holds_the_identity_of_the_data_not_their_place(data_dir, tmp_path):
+    base = config(data_dir, tmp_path / "run", source="lra_release")
+    one = train.resolve(dataclasses.replace(base, data_dir=str(_official_listops(tmp_path / "a", 3))))
+    other = train.resolve(dataclasses.replace(base, data_dir=str(_official_listops(tmp_path / "b", 5))))
+    assert other.config_hash != one.config_hash  # different files under the same source
+    copied = tmp_path / "elsewhere" / "copy"
+    copied.parent.mkdir()
+    subprocess.run(["cp", "-r", str(tmp_path / "a"), str(copied)], check=True)  # new times, new path
+    moved = train.resolve(dataclasses.replace(base, data_dir=str(copied)))
+    assert moved.config_hash == one.config_hash
+    assert moved.config_dict()["data_identity"] == one.config_dict()["data_identity"]
+    # the same path, its content replaced: another configuration
+    (copied / "listops-1000" / "basic_test.tsv").write_text("Source\tTarget\n( [MIN 1 4 ] )\t1\n")
+    assert train.resolve(dataclasses.replace(base, data_dir=str(copied))).config_hash != one.config_hash
+    # generated data: a function of the generator's settings, wherever the data dir is
+    generated = dataclasses.replace(base, source="generated")
+    assert (
+        train.resolve(dataclasses.replace(generated, data_dir=str(tmp_path / "x"))).config_hash
+        == train.resolve(dataclasses.replace(generated, data_dir=str(tmp_path / "y"))).config_hash
+    )
+    reseeded = dataclasses.replace(generated, overrides={**FAST, "data.gen_seed": "1"})
+    assert train.resolve(reseeded).config_hash != train.resolve(generated).config_hash

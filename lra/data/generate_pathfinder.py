@@ -7,9 +7,13 @@ target snakes start `seed_distance` apart; each next paddle turns by an angle dr
 cos(min(|turn| * continuity, pi/2))^2 among candidates that stay inside the image and keep
 clear of everything drawn so far (so larger `continuity` gives straighter snakes). One marker
 goes on the starting tip of a random target snake; the other on the far tip of the same snake
-(label 1) or of the other target snake (label 0), so the marker distance does not give the label
-away. Distractor snakes of `distractor_length` paddles fill the rest. Strokes are drawn
-antialiased at `antialias_scale` times the resolution and downsampled with Lanczos.
+(label 1) or of the other target snake (label 0). Layouts are drawn the same way for both labels
+and kept only when the two far tips lie equally far from the first marker (within
+`marker_distance_tolerance`), so the marker distance does not give the label away, nor does any
+other statistic of where the bright pixels are: a one-threshold rule on such a feature scores
+near chance on every variant (tests/test_data_pathfinder.py). Distractor snakes of
+`distractor_length` paddles fill the rest. Strokes are drawn antialiased at `antialias_scale`
+times the resolution and downsampled with Lanczos.
 
 Lengths are in output pixels. `PATHFINDER_VARIANTS` / `PATHX_VARIANTS` hold the named settings
 ("lra" = LRA's hard split: `curv_contour_length_14` at 32x32 and 128x128); every field can be
@@ -37,7 +41,7 @@ from .progress import progress, worker_context
 
 SPLITS = ("train", "val", "test")
 CANDIDATE_TURNS = 16  # candidate directions tried for each next paddle
-MAX_IMAGE_ATTEMPTS = 200
+MAX_IMAGE_ATTEMPTS = 2_000
 CHUNK = 100  # images per work unit of the worker processes
 
 
@@ -58,6 +62,10 @@ class PathfinderParams:
         default=7.0, metadata={"help": "distance between the two target snakes' starts"}
     )
     marker_radius: float = field(default=1.5, metadata={"help": "radius of the two markers"})
+    marker_distance_tolerance: float = field(
+        default=1.0,
+        metadata={"help": "largest difference between the two far tips' distances to the first marker"},
+    )
     continuity: float = field(
         default=1.0, metadata={"help": "straightness: turn weight cos(min(turn*c, pi/2))^2"}
     )
@@ -80,7 +88,14 @@ class PathfinderParams:
             problems.append(f"resolution must be >= 8, got {self.resolution}")
         if self.contour_length < 1 or self.distractor_length < 1 or self.num_distractors < 0:
             problems.append("contour_length and distractor_length must be >= 1, num_distractors >= 0")
-        for name in ("paddle_length", "paddle_thickness", "seed_distance", "marker_radius", "continuity"):
+        for name in (
+            "paddle_length",
+            "paddle_thickness",
+            "seed_distance",
+            "marker_radius",
+            "continuity",
+            "marker_distance_tolerance",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.padding < 0 or self.antialias_scale < 1 or self.snake_contrast <= 0:
@@ -120,6 +135,7 @@ _EASY = PathfinderParams(  # 16x16 (256 tokens), three-paddle snakes, one distra
     paddle_margin=(1.0,),
     seed_distance=4.0,
     marker_radius=1.5,
+    marker_distance_tolerance=0.5,
     continuity=1.0,
     snake_contrast=1.0,
     paddle_contrast=(1.0,),
@@ -131,11 +147,9 @@ _EASY = PathfinderParams(  # 16x16 (256 tokens), three-paddle snakes, one distra
 PATHFINDER_VARIANTS: dict[str, PathfinderParams] = {
     "lra": PathfinderParams(),
     "easy": _EASY,
-    # One-paddle contours, no distractors, strokes dimmer than the markers: the same task (are the
-    # two markers on one contour?) at a size a CPU learns in a few hundred steps.
-    "quick": dataclasses.replace(
-        _EASY, contour_length=1, distractor_length=1, num_distractors=0, snake_contrast=0.5
-    ),
+    # `easy` with strokes dimmer than the markers: the same task (are the two markers on one
+    # contour?) at a size a CPU learns in a few hundred steps.
+    "quick": dataclasses.replace(_EASY, snake_contrast=0.5),
 }
 
 PATHX_VARIANTS: dict[str, PathfinderParams] = {
@@ -149,6 +163,7 @@ PATHX_VARIANTS: dict[str, PathfinderParams] = {
         paddle_margin=(2.0, 3.0),
         seed_distance=20.0,
         marker_radius=3.0,
+        marker_distance_tolerance=2.0,
         continuity=1.8,
         snake_contrast=0.9,
         paddle_contrast=(1.0,),
@@ -404,6 +419,13 @@ def make_layout(p: PathfinderParams, label: int, rng: np.random.Generator) -> La
         if pair is None:
             continue
         origin = int(rng.integers(2))
+        # Both far tips must lie (almost) equally far from the first marker, whatever the label:
+        # the layout is drawn the same way for both labels, so the marker distance (and with it
+        # every statistic of where the bright pixels are) does not tell them apart.
+        start = (pair[origin][0][0], pair[origin][0][1])
+        far_tips = [(snake[-1][2], snake[-1][3]) for snake in pair]
+        if abs(math.dist(start, far_tips[0]) - math.dist(start, far_tips[1])) > p.marker_distance_tolerance:
+            continue
         far = origin if label == 1 else 1 - origin
         markers = [(pair[origin][0][0], pair[origin][0][1]), (pair[far][-1][2], pair[far][-1][3])]
         for own in pair:  # keep distractors away from every target tip
@@ -424,12 +446,17 @@ def make_layout(p: PathfinderParams, label: int, rng: np.random.Generator) -> La
 def make_image(p: PathfinderParams, label: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """One [res, res] uint8 image with the given label, and the paddle margin used."""
     layout = make_layout(p, label, rng)
+    return render_layout(p, layout, rng), layout.margin
+
+
+def render_layout(p: PathfinderParams, layout: Layout, rng: np.random.Generator) -> np.ndarray:
+    """The [res, res] uint8 image of `layout` (paddle intensities drawn from `rng`)."""
     strokes = []
     for snake in layout.snakes:
         for seg in snake:
             contrast = float(rng.choice(p.paddle_contrast))
             strokes.append((seg, min(1.0, p.snake_contrast * contrast)))
-    return _render(p, strokes, layout.markers), layout.margin
+    return _render(p, strokes, layout.markers)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from lra.tasks.base import DataConfig
 
 GENERATED_DIR = "generated"
-GENERATOR_FORMAT = 1  # bump when a generator's output changes for the same parameters
+GENERATOR_FORMAT = 2  # bump when a generator's output changes for the same parameters
 PARAMS_NAME = "generator.json"
 
 
@@ -44,17 +44,22 @@ def data_source(task: str, data: DataConfig) -> str:
     return f"generated:{task}/{data.generator}/seed{data.gen_seed}"
 
 
-def ensure_generated(task: str, data: DataConfig, workers: int = 0) -> tuple[Path, Any]:
-    """The folder holding `task`'s generated data for `data` (generated now if missing) and the
-    generator parameters used."""
-    params = generator_params(task, data)
-    description = {
+def generator_description(task: str, data: DataConfig) -> dict[str, Any]:
+    """Everything the generated data of `task` for `data` are a function of."""
+    return {
         "task": task,
         "variant": data.generator,
         "seed": data.gen_seed,
         "format": GENERATOR_FORMAT,
-        "params": dataclasses.asdict(params),
+        "params": dataclasses.asdict(generator_params(task, data)),
     }
+
+
+def ensure_generated(task: str, data: DataConfig, workers: int = 0) -> tuple[Path, Any]:
+    """The folder holding `task`'s generated data for `data` (generated now if missing) and the
+    generator parameters used."""
+    params = generator_params(task, data)
+    description = generator_description(task, data)
     final = (
         Path(data.data_dir)
         / GENERATED_DIR

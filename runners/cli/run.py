@@ -55,15 +55,20 @@ def run_command(task, attention, attn_params, preset, overrides, data_dir, sourc
 
 def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:
     """A few lines a person reads after a run."""
+    from results.records import VAL_IS_TEST_TASKS
 
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.2f}%"
 
+    val_is_test = record["task"] in VAL_IS_TEST_TASKS
+
     lines = [
         f"{record['task']} / {record['attention_label']} / seed {record['seed']}: {record['status']}"
         + (f" ({record['error']})" if record.get("error") else ""),
-        f"  test acc {pct(record['test_acc'])} (best val {pct(record['best_val_acc'])} at step {record['best_step']}); "
-        f"last checkpoint: test {pct(record['test_acc_last'])}, val {pct(record['val_acc_last'])}",
+        f"  test acc {pct(record['test_acc'])} (best val {pct(record['best_val_acc'])} at step {record['best_step']}"
+        + ("; chosen on the test set, which is this task's validation set" if val_is_test else "")
+        + f"); last checkpoint: test {pct(record['test_acc_last'])}, val {pct(record['val_acc_last'])}"
+        + (" (the number the tables report)" if val_is_test else ""),
         f"  chance {pct(record['chance_acc'])} · {record['steps']} steps · {record['params']} params · "
         f"{(record['train_tokens_per_s'] or 0):,.0f} tokens/s · {record['wall_time_s'] or 0:.0f} s",
         f"  record: {run_dir}/result.json",

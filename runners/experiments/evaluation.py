@@ -27,7 +27,7 @@ from results.records import SCHEMA_VERSION, write_record
 from ..defaults import EXPERIMENTS_OUT
 from ..provenance import git_commit, utc_now
 from ..timing import device_name, resolve_device
-from ..train import Dist, batch_inputs, evaluate
+from ..train import Dist, batch_inputs, evaluate, evaluated_indices
 from .runs import CHECKPOINTS, SPLITS, TrainedRun
 
 DIAGNOSTIC_KEYS = ("load_entropy", "load_max", "pruned_fraction", "overlap")
@@ -161,8 +161,9 @@ class Evaluator:
         batch = self.batch_size(run)
         limit = self.opts.limit if limit is None else limit
         accuracy, loss = evaluate(model, ds, batch, self.device, Dist(), self._autocast(run), limit)
-        n = len(ds) if not limit else min(limit, len(ds))
-        chance = float(torch.bincount(ds.labels[:n]).max()) / max(1, n)
+        labels = ds.labels[evaluated_indices(len(ds), limit)]  # exactly the examples scored
+        n = len(labels)
+        chance = float(torch.bincount(labels).max()) / max(1, n)
         diag = None
         if self.opts.diag_batches:
             diag = routing_diagnostics(model, ds, batch, self.device, self.opts.diag_batches, self.opts.split)
