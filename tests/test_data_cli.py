@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli import main
 from click.testing import CliRunner
 
 from lra.data import lra_release
+from runners.cli import main
 
 
 def invoke(*args: str):
