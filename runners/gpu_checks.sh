@@ -83,13 +83,13 @@ for name in $STEPS; do
       ;;
     attention)
       step "lra bench attention, reduced CUDA grid"
-      timeout "${ATTENTION_TIMEOUT:-75}" $PY -m cli bench attention --quiet --lengths "${ATTENTION_LENGTHS:-1K,4K,16K,64K}" \
+      timeout "${ATTENTION_TIMEOUT:-75}" $PY -m runners.cli bench attention --quiet --lengths "${ATTENTION_LENGTHS:-1K,4K,16K,64K}" \
         --time-budget 0.5 --max-call-s 1 --out "$RUNS" > "$WORK/bench_attention.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_attention.log"
       ;;
     model)
       step "lra bench model (LRA Table 2 protocol)"
-      timeout "${MODEL_TIMEOUT:-90}" $PY -m cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
+      timeout "${MODEL_TIMEOUT:-90}" $PY -m runners.cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
         --warmup 2 --repeats 5 --max-call-s 2 --out "$RUNS" > "$WORK/bench_model.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_model.log"
       ;;
@@ -106,7 +106,7 @@ for name in $STEPS; do
       # --max-minutes only stops new cells from starting; the timeout leaves room for the cell in
       # progress: a cold call, a warm-up call and a timed one of up to --max-call-s (20 s / 60 s).
       margin=$([ "$bench" = attention ] && echo 120 || echo 240)
-      timeout "$(awk "BEGIN { print int($minutes * 60 + $margin) }")" $PY -m cli bench "$bench" --quiet --resume \
+      timeout "$(awk "BEGIN { print int($minutes * 60 + $margin) }")" $PY -m runners.cli bench "$bench" --quiet --resume \
         --max-minutes "$minutes" --out "$RUNS" > "$WORK/bench_${bench}_full.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/bench_${bench}_full.log"
       ;;
