@@ -124,6 +124,9 @@ class Mechanism:
             to `fn` by name, e.g. Performer's random features.
         shared_qk: the mechanism uses one projection for queries and keys (Reformer): the layer passes
             its query projection as the keys too.
+        buffer_redraw_interval: `buffer_redraw_interval(params) -> int`: the layer redraws its
+            `module_buffers` (a fresh call of that function) every this many training calls, 0 = never
+            (Performer's `redraw_interval`).
         variants: parameter sets worth testing and listing besides the defaults (e.g. MiTA's landmark
             constructions); the zoo tests loop over them.
         padding_invariant: padding is removed, not zeroed: valid outputs equal the mechanism on the
@@ -142,6 +145,7 @@ class Mechanism:
     padding_invariant: bool = True
     module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None
     shared_qk: bool = False
+    buffer_redraw_interval: Callable[[Any], int] | None = None
 
     def params(self, **overrides: Any) -> AttentionParams:
         """Build and validate this mechanism's parameters from keyword overrides (strings allowed)."""
@@ -230,6 +234,7 @@ def register(
     padding_invariant: bool = True,
     module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None,
     shared_qk: bool = False,
+    buffer_redraw_interval: Callable[[Any], int] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register a functional attention under `name` with its parameter dataclass.
 
@@ -265,6 +270,7 @@ def register(
             padding_invariant,
             module_buffers,
             shared_qk,
+            buffer_redraw_interval,
         )
         for variant in variants:  # fail at import time, not in a user's run
             mechanism.params(**variant)
