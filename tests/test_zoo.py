@@ -291,6 +291,12 @@ class _LargestTensor(TorchDispatchMode):
         ("agent", {"num_agents": 16}),
         ("mita", {"num_landmarks": 16, "topk": 16, "backend": "torch"}),
         ("mita_route", {"num_landmarks": 16, "topk": 16, "backend": "torch"}),
+        ("linear", {}),
+        ("performer", {"num_features": 16}),
+        ("cosformer", {}),
+        ("linformer", {"proj_dim": 16}),
+        ("nystrom", {"num_landmarks": 16, "pinv_iters": 6, "conv_kernel": 35}),
+        ("skyformer", {"num_samples": 16, "pinv_iters": 6}),
     ],
 )
 def test_linear_mechanisms_never_build_an_n_by_n_tensor(name, params):
