@@ -249,3 +249,13 @@ def test_bad_parameters_are_one_line_errors(name, bad):
     with pytest.raises(ValueError, match=next(iter(bad))) as err:
         attention_zoo.get(name).params(**bad)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["performer", "linformer", "nystrom", "skyformer"])
+def test_cpu_presets_give_the_matched_budget_of_16_per_query(name):
+    from lra.configs import get_preset
+
+    preset = get_preset("listops", "quick")
+    mechanism = attention_zoo.get(name)
+    params = mechanism.params(**preset.attention[name])
+    assert mechanism.keys_per_query(params, 512) == 16
