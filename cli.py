@@ -515,7 +515,7 @@ def suite_command(
 @click.option("--long-csv", "long_csv_path", default=None, type=click.Path(dir_okay=False),
               help="Write one row per run with every recorded field.")
 @click.option("--published/--no-published", default=True, show_default=True,
-              help="Show the published softmax rows (LRA paper, Nystromformer, Skyformer) in a separate block.")
+              help="Show the published rows (LRA paper, Nystromformer, Skyformer) of the attentions on the table in a separate block.")
 @user_errors
 def leaderboard_command(
     runs_dir: str, csv_path: str | None, markdown_path: str | None, long_csv_path: str | None, published: bool
@@ -547,17 +547,23 @@ def leaderboard_command(
 @runs_dir_option
 @click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False), help="Write the numbers as CSV.")
 @click.option("--markdown", "markdown_path", default=None, type=click.Path(dir_okay=False), help="Write a markdown table.")
+@click.option("--published/--no-published", default=True, show_default=True,
+              help="Show the published accuracies of the compared attentions on the task in a separate block.")
 @user_errors
-def compare_command(task: str, attentions: str, runs_dir: str, csv_path: str | None, markdown_path: str | None) -> None:
+def compare_command(
+    task: str, attentions: str, runs_dir: str, csv_path: str | None, markdown_path: str | None, published: bool
+) -> None:
     """Accuracy, throughput, peak memory, parameters and keys per query of attentions on one task."""
     from results import compare
+    from results.published import load_published
     from runners.suite import split_list
 
     st = load_results(runs_dir)
     names = split_list(attentions) or compare.default_attentions(st.runs, task)
     table = compare.compare(st.runs, task, names)
-    click.echo(compare.render_comparison(table, task), nl=False)
-    compare.write_comparison(table, task, csv=csv_path, markdown=markdown_path)
+    reference = load_published() if published else None
+    click.echo(compare.render_comparison(table, task, published=reference), nl=False)
+    compare.write_comparison(table, task, csv=csv_path, markdown=markdown_path, published=reference)
     for path in (csv_path, markdown_path):
         if path:
             click.echo(f"wrote {path}")

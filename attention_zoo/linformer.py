@@ -9,7 +9,7 @@ with E = `proj_k`, F = `proj_v` of shape [proj_dim, N_max] (or [H, proj_dim, N_m
 K_valid the L valid keys of the row in order: column t of E multiplies the valid key of rank t, so
 padding never enters K' or V'. An input longer than N_max is an error. In the attention layer E and
 F are learned, one pair per head, sized by the model's maximum length (init N(0, 0.02^2) as in the
-PyTorch LRA lineage, which shares one E between keys and values); without them the functional uses
+PyTorch LRA lineage, which shares one E between keys, values and layers); without them the functional uses
 fixed seeded Gaussian projections with N(0, 1/proj_dim) entries whose column t depends on t alone
 (`PROJECTION_BLOCK`).
 Cost O(N proj_dim d) time, O(N d + N proj_dim) memory; no N x N tensor.

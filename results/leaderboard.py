@@ -15,7 +15,8 @@ printed as footnotes under every table:
   measured accuracy in every column (FAIL cells count at their measured accuracy); otherwise `–`.
 * Bold (markdown) -- the best value of each column among non-FAIL cells, ties included.
 
-Published numbers (results/published.csv) come in a separate block and never enter an average.
+Published numbers (results/published.csv) of the attentions on the table come in a separate block
+and never enter an average.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pandas as pd
 
 from lra.io import atomic_write, atomic_write_text
 
+from .published import published_for
 from .store import with_reported_accuracy
 
 # Canonical LRA column order and titles (results/ does not import the task registry: no torch).
@@ -370,6 +372,8 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
             f"Runs of another configuration than their cell's newest run ({MIXED}, not counted):\n"
             + "\n".join(mixed)
         )
+    if published is not None and not lb.cells.empty:
+        published = published_for(published, lb.cells["attention"].unique())
     if published is not None and not published.empty:
         parts.append(f"{heading}Published results (not measured here)")
         parts.append(
@@ -379,7 +383,7 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
         block = published_table(published, lb.tasks(), protocol=markdown)
         parts.append(block.to_markdown(index=False, tablefmt=fmt, disable_numparse=True))
         if not markdown:
-            parts.append("\n".join(f"- {r.model}: {r.protocol}" for r in published.itertuples()))
+            parts.append("\n".join(f"- {r.model} ({r.source}): {r.protocol}" for r in published.itertuples()))
     return "\n\n".join(parts) + "\n"
 
 
