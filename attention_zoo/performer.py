@@ -9,8 +9,9 @@ r"""Performer (Choromanski et al., ICLR 2021): FAVOR+ positive random features f
 
 with omega = `features` [r, d] (r = `num_features`) and j over the valid keys only. E[phi(q)^T phi(k)]
 = exp(q . k / sqrt(d)) when the rows of omega are N(0, I_d), so the output approaches softmax
-attention as r grows. Two shifts keep exp in range and cancel in the ratio: per query, its largest
-exponent; per (row, head), the largest key exponent over the valid keys. No epsilon is added.
+attention as r grows. Factors common to a query's numerator and denominator are dropped (1/sqrt(r),
+the query's norm term) and two shifts keep exp in range: per query, its largest exponent; per (row,
+head), the largest key exponent over the valid keys. No epsilon is added.
 
 Without `features`, fixed seeded Gaussian orthogonal features are used (blocks of d orthogonal rows,
 each row rescaled to the norm of a Gaussian vector). The attention layer keeps its features as a
@@ -89,20 +90,22 @@ def _layer_features(params: PerformerParams, num_heads: int, head_dim: int, max_
 def softmax_features(
     x: torch.Tensor, features: torch.Tensor, key_padding_mask: torch.Tensor | None, *, is_query: bool
 ) -> torch.Tensor:
-    """phi(x) [B, H, N, r] up to a factor that cancels in the attention ratio (see the module docstring);
-    for keys, padded rows are zero and the shift is taken over the valid keys only."""
+    """phi(x) [B, H, N, r] up to factors that cancel in the attention ratio: 1/sqrt(r) and, per query,
+    exp(-|q^|^2/2 - its largest exponent); per (row, head), the largest key exponent over the valid keys.
+    Padded key rows are zero. Each pass over the [B, H, N, r] tensor counts on a CPU, hence the folding."""
     scaled = x * x.shape[-1] ** -0.25
-    exponent = scaled @ features.transpose(-1, -2) - 0.5 * (scaled * scaled).sum(dim=-1, keepdim=True)
-    with torch.no_grad():  # shifts cancel in the ratio: constants for autograd
-        if is_query:
-            shift = exponent.amax(dim=-1, keepdim=True)
-        else:
-            shift = exponent
-            if key_padding_mask is not None:
-                shift = shift.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
-            shift = shift.amax(dim=(-2, -1), keepdim=True)
-    phi = torch.exp(exponent - shift) / math.sqrt(features.shape[0])
-    return phi if is_query else zero_padded(phi, key_padding_mask)
+    projection = scaled @ features.transpose(-1, -2)
+    if is_query:
+        with torch.no_grad():  # shifts cancel in the ratio: constants for autograd
+            shift = projection.amax(dim=-1, keepdim=True)
+        return torch.exp(projection - shift)
+    half_norm = 0.5 * (scaled * scaled).sum(dim=-1, keepdim=True)  # [B, H, N, 1]
+    with torch.no_grad():
+        largest = projection.amax(dim=-1, keepdim=True) - half_norm
+        if key_padding_mask is not None:
+            largest = largest.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
+        shift = largest.amax(dim=-2, keepdim=True)  # [B, H, 1, 1]
+    return zero_padded(torch.exp(projection - (half_norm + shift)), key_padding_mask)
 
 
 @register(
