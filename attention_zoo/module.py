@@ -32,6 +32,9 @@ class MultiHeadAttention(nn.Module):
         max_length: the longest sequence the layer will see; mechanisms whose learned inputs are sized
             by it (Linformer's projections, Synthesizer's logits) need it, others ignore it.
 
+    Mechanisms with `buffer_redraw_interval` (Performer) have their buffers redrawn from the global RNG
+    every that many calls in training mode (`redraw_buffers()` does it by hand).
+
     Mechanisms with `shared_qk` (Reformer) use the query projection for the keys too; the key slice
     of the fused projection then goes unused, so state dicts stay interchangeable across mechanisms.
     """
