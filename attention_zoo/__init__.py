@@ -20,6 +20,9 @@ from torch import nn
 # Registration order is the display order of tables: the baseline, compression, routing, MiTA.
 from . import full, agent, topk, moba, mita  # noqa: F401
 
+# Kernelized and low-rank baselines.
+from . import linear, performer, cosformer, linformer, nystrom, skyformer  # noqa: F401
+
 # isort: on
 from . import functional
 from .module import MultiHeadAttention

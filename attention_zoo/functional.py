@@ -8,6 +8,15 @@ from .mita import mita_attention, mita_route_attention
 from .moba import moba_attention
 from .topk import topk_attention
 
+# isort: split
+# Kernelized and low-rank baselines.
+from .cosformer import cosformer_attention
+from .linear import linear_attention
+from .linformer import linformer_attention
+from .nystrom import nystrom_attention
+from .performer import performer_attention
+from .skyformer import skyformer_attention
+
 __all__ = [
     "agent_attention",
     "full_attention",
@@ -15,4 +24,11 @@ __all__ = [
     "mita_route_attention",
     "moba_attention",
     "topk_attention",
+    # Kernelized and low-rank baselines.
+    "cosformer_attention",
+    "linear_attention",
+    "linformer_attention",
+    "nystrom_attention",
+    "performer_attention",
+    "skyformer_attention",
 ]

@@ -32,6 +32,9 @@ class MultiHeadAttention(nn.Module):
         max_length: the longest sequence the layer will see; mechanisms whose learned inputs are sized
             by it (Linformer's projections, Synthesizer's logits) need it, others ignore it.
 
+    Mechanisms with `buffer_redraw_interval` (Performer) have their buffers redrawn from the global RNG
+    every that many calls in training mode (`redraw_buffers()` does it by hand).
+
     Mechanisms with `shared_qk` (Reformer) use the query projection for the keys too; the key slice
     of the fused projection then goes unused, so state dicts stay interchangeable across mechanisms.
     """
@@ -83,10 +86,32 @@ class MultiHeadAttention(nn.Module):
             ).items():
                 self.register_buffer(f"buffer_{name}", tensor)
                 self.mechanism_buffers.append(name)
+        # Buffers redrawn every `redraw_interval` training calls (Performer's features); the count is
+        # saved with the model so a resumed run keeps the schedule.
+        self.redraw_interval = 0
+        if self.mechanism.buffer_redraw_interval is not None and self.mechanism_buffers:
+            self.redraw_interval = self.mechanism.buffer_redraw_interval(self.params)
+        if self.redraw_interval:
+            self.register_buffer("training_calls", torch.zeros((), dtype=torch.long))
+
+    def redraw_buffers(self) -> None:
+        """Replace the mechanism's buffers by a fresh draw (from the global RNG)."""
+        fresh = self.mechanism.module_buffers(self.params, self.num_heads, self.head_dim, self.max_length)
+        with torch.no_grad():
+            for name in self.mechanism_buffers:
+                getattr(self, f"buffer_{name}").copy_(fresh[name])
+
+    def _count_training_call(self) -> None:
+        calls = int(self.training_calls)
+        if calls and calls % self.redraw_interval == 0:
+            self.redraw_buffers()
+        self.training_calls += 1
 
     def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, N, dim]; key_padding_mask: [B, N] bool, True = real token. Returns [B, N, dim]."""
         batch, length, dim = x.shape
+        if self.training and self.redraw_interval:
+            self._count_training_call()
         q, k, v = (
             self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         )

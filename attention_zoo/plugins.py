@@ -333,3 +333,7 @@ def _search_path(module: Any, name: str) -> str | None:
     for _ in range(depth):
         root = root.parent
     return str(root)
+
+
+# The registry runs `autoload` at its first use (it cannot import this module: that would be a cycle).
+registry._first_use_hook = autoload

@@ -125,6 +125,9 @@ class Mechanism:
             to `fn` by name, e.g. Performer's random features.
         shared_qk: the mechanism uses one projection for queries and keys (Reformer): the layer passes
             its query projection as the keys too.
+        buffer_redraw_interval: `buffer_redraw_interval(params) -> int`: the layer redraws its
+            `module_buffers` (a fresh call of that function) every this many training calls, 0 = never
+            (Performer's `redraw_interval`).
         variants: parameter sets worth testing and listing besides the defaults (e.g. MiTA's landmark
             constructions); the zoo tests loop over them.
         padding_invariant: padding is removed, not zeroed: valid outputs equal the mechanism on the
@@ -145,6 +148,7 @@ class Mechanism:
     padding_invariant: bool = True
     module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None
     shared_qk: bool = False
+    buffer_redraw_interval: Callable[[Any], int] | None = None
     plugin: str | None = None
 
     def params(self, **overrides: Any) -> AttentionParams:
@@ -253,6 +257,7 @@ def register(
     padding_invariant: bool = True,
     module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None,
     shared_qk: bool = False,
+    buffer_redraw_interval: Callable[[Any], int] | None = None,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register a functional attention under `name` with its parameter dataclass.
 
@@ -293,6 +298,7 @@ def register(
             padding_invariant,
             module_buffers,
             shared_qk,
+            buffer_redraw_interval,
             plugin,
         )
         for variant in variants:  # fail at import time, not in a user's run
@@ -303,16 +309,18 @@ def register(
     return decorator
 
 
+# Set by `attention_zoo.plugins` when the package is imported (the registry does not import it).
+_first_use_hook: Callable[[], None] | None = None
+
+
 def _autoload_plugins() -> None:
     """Import the entry-point and LRA_PLUGINS plugins once, at the first use of the registry."""
     global _plugins_autoloaded
-    if _plugins_autoloaded:
+    if _plugins_autoloaded or _first_use_hook is None:
         return
     _plugins_autoloaded = True  # set first: a plugin may itself use the registry while it loads
-    from . import plugins
-
     try:
-        plugins.autoload()
+        _first_use_hook()
     except BaseException:
         _plugins_autoloaded = False  # a broken plugin fails every use until it is fixed, never silently
         raise

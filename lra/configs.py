@@ -283,6 +283,16 @@ CPU_BUDGET = {
     "mita": {"num_landmarks": 8, "topk": 8},
     "mita_route": {"num_landmarks": 8, "topk": 16},
 }
+# Kernelized and low-rank baselines: 16 features, projected keys, landmarks or samples (linear
+# attention and cosFormer have no budget to set).
+CPU_BUDGET.update(
+    {
+        "performer": {"num_features": 16},
+        "linformer": {"proj_dim": 16},
+        "nystrom": {"num_landmarks": 16},
+        "skyformer": {"num_samples": 16},
+    }
+)
 _CPU_TRAIN = TrainConfig(batch_size=32, lr=2e-3, warmup_steps=30, steps=500, eval_every=100, amp="none")
 _CPU_MODEL = ModelConfig(
     dim=64, layers=2, heads=2, mlp_dim=128, dropout=0.0, pos_emb="learned", pooling="mean"

@@ -17,6 +17,7 @@ import pandas as pd
 from lra.io import atomic_write, atomic_write_text
 
 from .leaderboard import ATTENTION_ORDER, one_configuration
+from .published import published_for
 from .store import with_reported_accuracy
 
 NUMERIC_COLUMNS = [
@@ -131,18 +132,45 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def render_comparison(table: pd.DataFrame, task: str, *, markdown: bool = False) -> str:
-    """The comparison as a text or markdown table with a one-line caption."""
+def published_block(published: pd.DataFrame, task: str, attentions: Sequence[str]) -> pd.DataFrame:
+    """The published accuracies on `task` of the given registry names, one row per paper row."""
+    rows = published_for(published, attentions)
+    rows = rows[rows[task] != ""] if task in rows.columns else rows.iloc[0:0]
+    return pd.DataFrame(
+        {
+            "Model": rows["model"],
+            "Attention": rows["attention"],
+            f"{task} (%)": rows[task] if task in rows.columns else [],
+            "Source": rows["source"],
+            "Protocol": rows["protocol"],
+        }
+    )
+
+
+def render_comparison(
+    table: pd.DataFrame, task: str, *, markdown: bool = False, published: pd.DataFrame | None = None
+) -> str:
+    """The comparison as a text or markdown table with a one-line caption, followed by the published
+    accuracies of the compared attentions on the task (when `published` is given and has any)."""
     caption = (
         f"Task {task}: means over seeds with status ok (test accuracy of the best-validation checkpoint; "
         "throughput and memory as recorded by each run, so compare runs made on the same device and --jobs; "
         "peak memory: CUDA allocations, or on CPU the growth of resident memory from just before the model "
         "was built; memory ratios only between runs on the same kind of device)."
     )
-    body = format_comparison(table).to_markdown(
-        index=False, tablefmt="github" if markdown else "simple", disable_numparse=True
-    )
-    return f"{caption}\n\n{body}\n"
+    fmt = "github" if markdown else "simple"
+    body = format_comparison(table).to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
+    text = f"{caption}\n\n{body}\n"
+    block = None if published is None else published_block(published, task, list(table["attention"].unique()))
+    if block is not None and not block.empty:
+        heading = "## " if markdown else ""
+        text += (
+            f"\n{heading}Published results (not measured here)\n\nReported in the papers below with their own "
+            "code, the real LRA data and full training budgets; for orientation only.\n\n"
+            + block.to_markdown(index=False, tablefmt=fmt, disable_numparse=True)
+            + "\n"
+        )
+    return text
 
 
 def write_comparison(
@@ -151,12 +179,14 @@ def write_comparison(
     *,
     csv: str | os.PathLike[str] | None = None,
     markdown: str | os.PathLike[str] | None = None,
+    published: pd.DataFrame | None = None,
 ) -> None:
-    """Atomically write the numeric comparison as CSV and / or the display table as markdown."""
+    """Atomically write the numeric comparison as CSV and / or the display table as markdown (with the
+    published block; the CSV holds measured rows only)."""
     if csv is not None:
         atomic_write(csv, lambda fh: table.to_csv(fh, index=False, float_format="%.6g"))
     if markdown is not None:
-        atomic_write_text(markdown, render_comparison(table, task, markdown=True))
+        atomic_write_text(markdown, render_comparison(table, task, markdown=True, published=published))
 
 
 def default_attentions(runs: pd.DataFrame, task: str) -> list[str]:

@@ -23,7 +23,8 @@ printed as footnotes under every table:
   "Avg with Path-X" over every column.
 * Bold (markdown) -- the best value of each column among non-FAIL cells, ties included.
 
-Published numbers (results/published.csv) come in a separate block and never enter an average.
+Published numbers (results/published.csv) of the attentions on the table come in a separate block
+and never enter an average.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import pandas as pd
 
 from lra.io import atomic_write, atomic_write_text
 
+from .published import published_for
 from .store import with_reported_accuracy
 
 # Canonical LRA column order and titles (results/ does not import the task registry: no torch).
@@ -492,6 +494,8 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
             f"Runs of another configuration than their cell's newest run ({MIXED}, not counted):\n"
             + "\n".join(mixed)
         )
+    if published is not None and not lb.cells.empty:
+        published = published_for(published, lb.cells["attention"].unique())
     if published is not None and not published.empty:
         parts.append(f"{heading}Published results (not measured here)")
         parts.append(
@@ -501,7 +505,7 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
         block = published_table(published, lb.tasks(), protocol=markdown)
         parts.append(block.to_markdown(index=False, tablefmt=fmt, disable_numparse=True))
         if not markdown:
-            parts.append("\n".join(f"- {r.model}: {r.protocol}" for r in published.itertuples()))
+            parts.append("\n".join(f"- {r.model} ({r.source}): {r.protocol}" for r in published.itertuples()))
     return "\n\n".join(parts) + "\n"
 
 

@@ -23,7 +23,7 @@ def build(attention, **overrides):
         model=cfg,
         attention=attention,
         attn_params=CPU_BUDGET.get(attention, {}),
-    ).double()
+    ).double().eval()  # evaluation mode: sampling attentions (Skyformer) redraw at every training call
 
 
 def scattered_tokens(seed=0):

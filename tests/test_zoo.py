@@ -32,6 +32,25 @@ PARAM_SETS = {
     ],
     "mita_route": [{"num_landmarks": 4, "topk": 6}, {"num_landmarks": 300, "topk": 300}],
 }
+# Kernelized and low-rank baselines (Nystrom's convolution is tested with its weight below).
+PARAM_SETS.update(
+    {
+        "linear": [{}],
+        "performer": [{"num_features": 1}, {"num_features": 7}, {"num_features": 300}],
+        "cosformer": [{}],
+        "linformer": [{"proj_dim": 1}, {"proj_dim": 6}, {"proj_dim": 300}],
+        "nystrom": [
+            {"num_landmarks": 1, "pinv_iters": 6, "conv_kernel": 0},
+            {"num_landmarks": 5, "pinv_iters": 6, "conv_kernel": 0},
+            {"num_landmarks": 300, "pinv_iters": 3, "conv_kernel": 0},
+        ],
+        "skyformer": [
+            {"num_samples": 1, "pinv_iters": 6},
+            {"num_samples": 7, "pinv_iters": 6},
+            {"num_samples": 300, "pinv_iters": 2},
+        ],
+    }
+)
 FUNCTIONS = {
     "full": F.full_attention,
     "agent": F.agent_attention,
@@ -40,6 +59,14 @@ FUNCTIONS = {
     "mita": F.mita_attention,
     "mita_route": F.mita_route_attention,
 }
+FUNCTIONS.update(
+    linear=F.linear_attention,
+    performer=F.performer_attention,
+    cosformer=F.cosformer_attention,
+    linformer=F.linformer_attention,
+    nystrom=F.nystrom_attention,
+    skyformer=F.skyformer_attention,
+)
 TORCH_ONLY = {"mita": {"backend": "torch"}, "mita_route": {"backend": "torch"}}
 
 
@@ -209,7 +236,8 @@ def test_mita_backend_choice_is_validated():
 @pytest.mark.parametrize("name", list(PARAM_SETS))
 def test_module_wrapper(name):
     torch.manual_seed(0)
-    layer = attention_zoo.make(name, dim=32, num_heads=4, params=PARAM_SETS[name][0], dropout=0.0)
+    layer = attention_zoo.make(name, dim=32, num_heads=4, params=PARAM_SETS[name][0], dropout=0.0, max_length=21)
+    layer.eval()  # deterministic: sampling mechanisms (Skyformer) redraw at every training call
     x = torch.randn(3, 21, 32)
     mask = torch.ones(3, 21, dtype=torch.bool)
     mask[1, 15:] = False
@@ -263,6 +291,12 @@ class _LargestTensor(TorchDispatchMode):
         ("agent", {"num_agents": 16}),
         ("mita", {"num_landmarks": 16, "topk": 16, "backend": "torch"}),
         ("mita_route", {"num_landmarks": 16, "topk": 16, "backend": "torch"}),
+        ("linear", {}),
+        ("performer", {"num_features": 16}),
+        ("cosformer", {}),
+        ("linformer", {"proj_dim": 16}),
+        ("nystrom", {"num_landmarks": 16, "pinv_iters": 6, "conv_kernel": 35}),
+        ("skyformer", {"num_samples": 16, "pinv_iters": 6}),
     ],
 )
 def test_linear_mechanisms_never_build_an_n_by_n_tensor(name, params):

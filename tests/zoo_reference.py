@@ -125,6 +125,132 @@ def moba(q, k, v, valid, block_size, topk_blocks):
 DENSE = {"full": full, "agent": agent, "topk": topk, "mita": mita, "mita_route": mita_route}
 
 
+# Kernelized and low-rank baselines: each takes the L valid tokens of one (row, head) in order.
+
+
+def elu_plus_one(x):
+    return torch.where(x > 0, x + 1, torch.exp(x))
+
+
+def linear(q, k, v):
+    weights = elu_plus_one(q) @ elu_plus_one(k).T
+    return weights @ v / (weights.sum(-1, keepdim=True) + 1e-6)
+
+
+def seeded_orthogonal_features(num_features, d):
+    """The documented fixed features: blocks of QR(gaussian) rows (Haar signs), then row norms of gaussians."""
+    gen = torch.Generator().manual_seed(0)
+    blocks = []
+    for _ in range(math.ceil(num_features / d)):
+        g = torch.randn(d, d, generator=gen)
+        qmat, r = torch.linalg.qr(g)
+        blocks.append((qmat @ torch.diag(torch.sign(torch.diagonal(r)))).T)
+    norms = torch.randn(num_features, d, generator=gen).norm(dim=1)
+    return torch.diag(norms) @ torch.cat(blocks)[:num_features]
+
+
+def performer(q, k, v, num_features, redraw_interval=0, features=None):
+    d = q.shape[-1]
+    omega = (features if features is not None else seeded_orthogonal_features(num_features, d)).to(q.dtype)
+
+    def phi(x):
+        x = x / d**0.25
+        return torch.exp(x @ omega.T - (x * x).sum(-1, keepdim=True) / 2) / math.sqrt(num_features)
+
+    weights = phi(q) @ phi(k).T
+    return weights @ v / weights.sum(-1, keepdim=True)
+
+
+def cosformer(q, k, v):
+    length = q.shape[0]
+    theta = torch.tensor([math.pi / 2 * i / length for i in range(1, length + 1)], dtype=q.dtype)[:, None]
+
+    def features(x):
+        return torch.cat([torch.relu(x) * torch.sin(theta), torch.relu(x) * torch.cos(theta)], dim=-1)
+
+    weights = features(q) @ features(k).T
+    return weights @ v / weights.sum(-1, keepdim=True).clamp(min=1e-6)
+
+
+def seeded_projection(proj_dim, length, seed):
+    """The documented fixed projection: N(0, 1/proj_dim) entries, column t from its block of positions."""
+    columns = []
+    for t in range(length):
+        block, row = divmod(t, 64)  # blocks of 64 positions, block b from seed * 1_000_003 + b
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + block)
+        columns.append(torch.randn(64, proj_dim, generator=gen)[row])
+    return torch.stack(columns).T * proj_dim**-0.5
+
+
+def linformer(q, k, v, proj_dim, proj_k=None, proj_v=None):
+    length = q.shape[0]
+    e = proj_k[:, :length] if proj_k is not None else seeded_projection(proj_dim, length, 0)
+    f = proj_v[:, :length] if proj_v is not None else seeded_projection(proj_dim, length, 1)
+    return full(q, e.to(q.dtype) @ k, f.to(q.dtype) @ v)
+
+
+def newton_schulz(a, z, iters):
+    eye = torch.eye(a.shape[0], dtype=a.dtype)
+    for _ in range(iters):
+        z = z @ (13 * eye - a @ z @ (15 * eye - a @ z @ (7 * eye - a @ z))) / 4
+    return z
+
+
+def depthwise_conv(v, weight):
+    """out_t = sum_u w_u v_{t + u - (taps - 1) // 2}, zero outside the L valid tokens."""
+    taps, length = weight.shape[0], v.shape[0]
+    out = torch.zeros_like(v)
+    for t in range(length):
+        for u in range(taps):
+            source = t + u - (taps - 1) // 2
+            if 0 <= source < length:
+                out[t] += weight[u] * v[source]
+    return out
+
+
+def nystrom(q, k, v, num_landmarks, pinv_iters, conv_kernel, conv_weight=None):
+    s = q.shape[-1] ** -0.5
+    q_land, k_land = pool(q, num_landmarks), pool(k, num_landmarks)
+    a1 = torch.softmax(s * q @ k_land.T, -1)
+    a2 = torch.softmax(s * q_land @ k_land.T, -1)
+    a3 = torch.softmax(s * q_land @ k.T, -1)
+    z0 = a2.T / (a2.abs().sum(0).max() * a2.abs().sum(1).max())
+    out = a1 @ newton_schulz(a2, z0, pinv_iters) @ a3 @ v
+    if conv_kernel:
+        out = out + depthwise_conv(v, conv_weight)
+    return out
+
+
+def skyformer(q, k, v, num_samples, pinv_iters, uniforms=None):
+    """Samples: token of rank floor(u_t L); the first num_samples // 2 from the queries."""
+    length, d = q.shape
+    if uniforms is None:
+        uniforms = torch.rand(num_samples, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ranks = [math.floor(float(u) * length) for u in uniforms]
+    q, k = q / d**0.25, k / d**0.25
+    half = num_samples // 2
+    samples = torch.stack([q[r] for r in ranks[:half]] + [k[r] for r in ranks[half:]])
+
+    def kernel(a, b):
+        return torch.exp(-torch.cdist(a, b) ** 2 / 2)
+
+    gram = kernel(samples, samples) + 0.1 * torch.eye(num_samples, dtype=q.dtype)
+    scaling = torch.diag(gram.sum(1) ** -0.5)
+    normalised = scaling @ gram @ scaling
+    z = newton_schulz(normalised, normalised.T / normalised.abs().sum(0).max(), pinv_iters)
+    return kernel(q, samples) @ scaling @ z @ scaling @ kernel(samples, k) @ v
+
+
+DENSE.update(
+    linear=linear,
+    performer=performer,
+    cosformer=cosformer,
+    linformer=linformer,
+    nystrom=nystrom,
+    skyformer=skyformer,
+)
+
+
 def apply_removing_padding(name, q, k, v, mask, per_head=None, **params):
     """Reference output [B, H, N, d] where padding is removed: each (row, head) is computed on its
     valid subsequence; padded positions are left at zero (unspecified in the contract).

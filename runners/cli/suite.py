@@ -116,7 +116,7 @@ def suite_command(
 @click.option("--long-csv", "long_csv_path", default=None, type=click.Path(dir_okay=False),
               help="Write one row per run with every recorded field.")
 @click.option("--published/--no-published", default=True, show_default=True,
-              help="Show the published softmax rows (LRA paper, Nystromformer, Skyformer) in a separate block.")
+              help="Show the published rows (LRA paper, Nystromformer, Skyformer) of the attentions on the table in a separate block.")
 @user_errors
 def leaderboard_command(
     runs_dir: str, csv_path: str | None, markdown_path: str | None, long_csv_path: str | None, published: bool
@@ -150,9 +150,11 @@ def leaderboard_command(
 @click.option("--markdown", "markdown_path", default=None, type=click.Path(dir_okay=False), help="Write a markdown table.")
 @click.option("--frontier", is_flag=True, help="The accuracy-cost frontier instead: Avg (or --task) accuracy, speed "
               "and memory relative to full attention, Pareto frontier, per preset.")
+@click.option("--published/--no-published", default=True, show_default=True,
+              help="Show the published accuracies of the compared attentions on the task in a separate block.")
 @user_errors
 def compare_command(task: str | None, attentions: str, runs_dir: str, csv_path: str | None,
-                    markdown_path: str | None, frontier: bool) -> None:
+                    markdown_path: str | None, frontier: bool, published: bool) -> None:
     """Accuracy, throughput, peak memory, parameters and keys per query of attentions on one task;
     with --frontier, accuracy against speed and memory relative to full attention (Pareto frontier)."""
     from results import compare
@@ -165,10 +167,13 @@ def compare_command(task: str | None, attentions: str, runs_dir: str, csv_path: 
         return
     if task is None:
         raise UserError("--task is required (or --frontier for every task and attention)")
+    from results.published import load_published
+
     names = split_specs(attentions) or compare.default_attentions(st.runs, task)
     table = compare.compare(st.runs, task, names)
-    click.echo(compare.render_comparison(table, task), nl=False)
-    compare.write_comparison(table, task, csv=csv_path, markdown=markdown_path)
+    reference = load_published() if published else None
+    click.echo(compare.render_comparison(table, task, published=reference), nl=False)
+    compare.write_comparison(table, task, csv=csv_path, markdown=markdown_path, published=reference)
     for path in (csv_path, markdown_path):
         if path:
             click.echo(f"wrote {path}")
