@@ -114,6 +114,33 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.reshape(batch * heads * length, dim).index_select(0, flat).view(*index.shape, dim)
 
 
+def flex_available() -> bool:
+    """Whether this torch has `torch.nn.attention.flex_attention`."""
+    try:
+        import torch.nn.attention.flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(name: str, backend: str, q: torch.Tensor, *others: torch.Tensor) -> str:
+    """The path a mechanism with torch / flex / reference backends runs: "auto" is flex on CUDA, else
+    torch; "flex" needs FlexAttention (and, on CPU, no gradients: FlexAttention has no CPU backward)."""
+    if backend == "auto":
+        return "flex" if q.is_cuda and flex_available() else "torch"
+    if backend == "flex":
+        if not flex_available():
+            raise ValueError(
+                f"{name}: backend='flex' needs torch.nn.attention.flex_attention; use backend='torch'"
+            )
+        if not q.is_cuda and torch.is_grad_enabled() and any(t.requires_grad for t in (q, *others)):
+            raise ValueError(
+                f"{name}: backend='flex' has no backward on CPU (FlexAttention's limit); use backend='torch' "
+                "or run under torch.no_grad()"
+            )
+    return backend
+
+
 def selection_dtype(dtype: torch.dtype) -> torch.dtype:
     """Scores that only choose indices (top-k, argmax) are computed in at least fp32: ties multiply in bf16."""
     return torch.promote_types(dtype, torch.float32)
