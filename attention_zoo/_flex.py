@@ -77,7 +77,12 @@ def attend_blocks(
 ) -> torch.Tensor:
     """Softmax of each query over the valid keys of its blocks `blocks` [B, H, N, S] (block ids of
     `block_size` positions); valid_padded [B, nb * block_size] marks real keys."""
-    batch, heads, length, _ = q.shape
+    return _flex(q, k, v, blocks_mask(blocks, block_size, valid_padded))
+
+
+def blocks_mask(blocks: torch.Tensor, block_size: int, valid_padded: torch.Tensor):
+    """The `BlockMask` of `attend_blocks`."""
+    batch, heads, length, _ = blocks.shape
     blocks = blocks.to(torch.int32)
     valid = valid_padded[:, :length].contiguous()
     chosen = blocks.shape[-1]
@@ -91,14 +96,14 @@ def attend_blocks(
 
     # A block of up to block_size positions reaches the key tiles of its first, last and every
     # TILE-th position in between.
-    offsets = torch.tensor(sorted({*range(0, block_size, TILE), block_size - 1}), device=q.device)
+    offsets = torch.tensor(sorted({*range(0, block_size, TILE), block_size - 1}), device=blocks.device)
 
     def key_rows(g, n):
         starts = blocks.view(batch * heads, length, chosen)[g, n].long() * block_size
         return (starts[..., None] + offsets).flatten(-2).clamp(max=length - 1)
 
-    touched = _touched_tiles(key_rows, batch, heads, length, chosen * len(offsets), q.device)
-    return _flex(q, k, v, tile_block_mask(touched, mask_mod, length))
+    touched = _touched_tiles(key_rows, batch, heads, length, chosen * len(offsets), blocks.device)
+    return tile_block_mask(touched, mask_mod, length)
 
 
 def attend_indices(
@@ -109,13 +114,19 @@ def attend_indices(
     key_padding_mask: torch.Tensor | None,
 ) -> torch.Tensor:
     """Softmax of each query over its keys `index` [B, H, N, T] (distinct per query) that are valid."""
-    batch, heads, length, _ = q.shape
+    return _flex(q, k, v, indices_mask(index, key_padding_mask))
+
+
+def indices_mask(index: torch.Tensor, key_padding_mask: torch.Tensor | None):
+    """The `BlockMask` of `attend_indices`."""
+    batch, heads, length, _ = index.shape
+    device = index.device
     words = -(-length // 8)
-    bits = torch.zeros(batch * heads, length, words, dtype=torch.uint8, device=q.device)
+    bits = torch.zeros(batch * heads, length, words, dtype=torch.uint8, device=device)
     flat_index = index.view(batch * heads, length, -1)
     for g, n in chunks(batch * heads, length, flat_index.shape[-1]):
         rows = flat_index[g, n].long()
-        bit = torch.ones((), dtype=torch.uint8, device=q.device) << (rows % 8).to(torch.uint8)
+        bit = torch.ones((), dtype=torch.uint8, device=device) << (rows % 8).to(torch.uint8)
         bits[g, n].scatter_add_(-1, torch.div(rows, 8, rounding_mode="floor"), bit)  # distinct: no carry
     bits = bits.view(batch, heads, length, words)
     valid = key_padding_mask
@@ -125,6 +136,6 @@ def attend_indices(
         return keep if valid is None else keep & valid[b, kv_idx]
 
     touched = _touched_tiles(
-        lambda g, n: flat_index[g, n].long(), batch, heads, length, flat_index.shape[-1], q.device
+        lambda g, n: flat_index[g, n].long(), batch, heads, length, flat_index.shape[-1], device
     )
-    return _flex(q, k, v, tile_block_mask(touched, mask_mod, length))
+    return tile_block_mask(touched, mask_mod, length)

@@ -31,9 +31,11 @@ import torch
 CHUNK_ELEMENTS = 1 << 20
 
 
-def chunks(rows: int, length: int, per_query: int, budget: int = CHUNK_ELEMENTS):
+def chunks(rows: int, length: int, per_query: int, budget: int | None = None):
     """(row slice, query slice) pairs covering [rows, length] so a chunk holds ~budget elements
-    when each query needs `per_query` of them: whole rows grouped when a row fits, else query ranges."""
+    (default `CHUNK_ELEMENTS`) when each query needs `per_query` of them: whole rows grouped when a
+    row fits, else query ranges."""
+    budget = CHUNK_ELEMENTS if budget is None else budget
     per_query = max(1, per_query)
     queries = max(1, min(length, budget // per_query))
     group = max(1, min(rows, budget // (queries * per_query)))
