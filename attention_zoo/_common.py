@@ -123,17 +123,21 @@ def flex_available() -> bool:
     return True
 
 
-def resolve_backend(name: str, backend: str, q: torch.Tensor, *others: torch.Tensor) -> str:
-    """The path a mechanism with torch / flex / reference backends runs: "auto" is flex on CUDA, else
-    torch; "flex" needs FlexAttention (and, on CPU, no gradients: FlexAttention has no CPU backward)."""
+def resolve_backend(
+    name: str, backend: str, tensors: tuple[torch.Tensor, ...], *, auto_on_cuda: str = "torch"
+) -> str:
+    """The path a mechanism with torch / flex / reference backends runs: "auto" is `auto_on_cuda`
+    on CUDA (when FlexAttention exists), else torch; "flex" needs FlexAttention and, on CPU, no
+    gradients (FlexAttention has no CPU backward)."""
+    q = tensors[0]
     if backend == "auto":
-        return "flex" if q.is_cuda and flex_available() else "torch"
+        return auto_on_cuda if q.is_cuda and flex_available() else "torch"
     if backend == "flex":
         if not flex_available():
             raise ValueError(
                 f"{name}: backend='flex' needs torch.nn.attention.flex_attention; use backend='torch'"
             )
-        if not q.is_cuda and torch.is_grad_enabled() and any(t.requires_grad for t in (q, *others)):
+        if not q.is_cuda and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             raise ValueError(
                 f"{name}: backend='flex' has no backward on CPU (FlexAttention's limit); use backend='torch' "
                 "or run under torch.no_grad()"

@@ -59,7 +59,7 @@ def _touched_tiles(key_rows, batch: int, heads: int, length: int, width: int, de
     """[B, H, nq, nk] bool: which key tiles the keys `key_rows(g, n)` [G, C, T] of each query tile reach."""
     tiles = -(-length // TILE)
     touched = torch.zeros(batch * heads, tiles * tiles, dtype=torch.bool, device=device)
-    for g, n in chunks(batch * heads, length, width):
+    for g, n in chunks(batch * heads, length, width, device):
         rows = key_rows(g, n)  # [G, C, T] key positions
         query_tile = (torch.arange(n.start, n.stop, device=device) // TILE)[None, :, None]
         flat = (query_tile * tiles + torch.div(rows, TILE, rounding_mode="floor")).reshape(rows.shape[0], -1)
@@ -124,7 +124,7 @@ def indices_mask(index: torch.Tensor, key_padding_mask: torch.Tensor | None):
     words = -(-length // 8)
     bits = torch.zeros(batch * heads, length, words, dtype=torch.uint8, device=device)
     flat_index = index.view(batch * heads, length, -1)
-    for g, n in chunks(batch * heads, length, flat_index.shape[-1]):
+    for g, n in chunks(batch * heads, length, flat_index.shape[-1], device):
         rows = flat_index[g, n].long()
         bit = torch.ones((), dtype=torch.uint8, device=device) << (rows % 8).to(torch.uint8)
         bits[g, n].scatter_add_(-1, torch.div(rows, 8, rounding_mode="floor"), bit)  # distinct: no carry

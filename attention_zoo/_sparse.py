@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import torch
 
-# Gathered keys (and each other chunk temporary) of one chunk stay around this many elements.
+# Gathered keys (and each other chunk temporary) of one chunk stay around this many elements: small
+# on CPU (cache-sized temporaries, peak memory), large on CUDA, where each chunk costs launches.
 CHUNK_ELEMENTS = 1 << 20
+CHUNK_ELEMENTS_CUDA = 1 << 26
 
 
-def chunks(rows: int, length: int, per_query: int, budget: int | None = None):
-    """(row slice, query slice) pairs covering [rows, length] so a chunk holds ~budget elements
-    (default `CHUNK_ELEMENTS`) when each query needs `per_query` of them: whole rows grouped when a
-    row fits, else query ranges."""
-    budget = CHUNK_ELEMENTS if budget is None else budget
+def chunks(rows: int, length: int, per_query: int, device: torch.device):
+    """(row slice, query slice) pairs covering [rows, length] so a chunk holds about
+    `CHUNK_ELEMENTS` (on CUDA `CHUNK_ELEMENTS_CUDA`) elements when each query needs `per_query` of
+    them: whole rows grouped when a row fits, else query ranges."""
+    budget = CHUNK_ELEMENTS_CUDA if device.type == "cuda" else CHUNK_ELEMENTS
     per_query = max(1, per_query)
     queries = max(1, min(length, budget // per_query))
     group = max(1, min(rows, budget // (queries * per_query)))
@@ -121,7 +123,7 @@ class SelectedAttention(torch.autograd.Function):
             pok = None if prefix_ok is None else prefix_ok.repeat_interleave(heads, dim=0)
         out = torch.empty(rows, length, dim, dtype=q.dtype, device=q.device)
         lse = torch.empty(rows, length, dtype=work, device=q.device)
-        for g, n in chunks(rows, length, layout.width * dim):
+        for g, n in chunks(rows, length, layout.width * dim, q.device):
             keys, ok = layout.rows(g, n)
             queries = q3[g, n].to(work)
             logits = _dot_rows(queries, _gather(k2, keys).to(work)) * scale  # [G, C, T]
@@ -164,7 +166,7 @@ class SelectedAttention(torch.autograd.Function):
             pv = prefix_values.reshape(rows, shared, dim).to(work)
             pok = None if prefix_ok is None else prefix_ok.repeat_interleave(heads, dim=0)
             dpk, dpv = torch.zeros_like(pk), torch.zeros_like(pv)
-        for g, n in chunks(rows, length, layout.width * dim):
+        for g, n in chunks(rows, length, layout.width * dim, q.device):
             keys, ok = layout.rows(g, n)
             queries, grads = q3[g, n].to(work), do3[g, n].to(work)
             delta = (grads * out[g, n].to(work)).sum(-1)  # rowsum(dO * O)

@@ -77,7 +77,7 @@ def moba_attention(
 ) -> torch.Tensor:
     """Non-causal MoBA. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("moba_attention", q, k, v, key_padding_mask)
-    backend = resolve_backend("moba_attention", backend, q, k, v)
+    backend = resolve_backend("moba_attention", backend, (q, k, v), auto_on_cuda="flex")
     if backend == "reference":
         return moba_reference(q, k, v, key_padding_mask, block_size, topk_blocks)
     blocks, valid_padded = moba_blocks(q, k, key_padding_mask, block_size, topk_blocks)
@@ -123,7 +123,7 @@ def moba_blocks(
         means = means.view(batch * heads, num_blocks, dim)
         q3 = q.detach().reshape(batch * heads, length, dim).to(means.dtype)
         blocks = torch.empty(batch * heads, length, chosen, dtype=torch.int32, device=q.device)
-        for g, n in chunks(batch * heads, length, num_blocks):
+        for g, n in chunks(batch * heads, length, num_blocks, q.device):
             gate = torch.matmul(q3[g, n], means[g].transpose(-1, -2)).masked_fill(empty[g], float("-inf"))
             blocks[g, n] = gate.topk(chosen, dim=-1, sorted=False).indices.to(torch.int32)
     return blocks.view(batch, heads, length, chosen), valid_padded

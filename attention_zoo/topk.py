@@ -19,7 +19,8 @@ on each query's row, so ties resolve alike):
   inputs and outputs.
 * ``flex``: `torch.nn.attention.flex_attention` with a mask read from a per-query bitmap of the
   selected keys (N^2 / 8 bytes); CUDA (on CPU only without gradients, in eager mode).
-* ``auto``: flex on CUDA, else torch.
+* ``auto``: torch. (The flex mask keeps nearly every tile -- top-k keys are scattered -- so it does
+  the full N^2 attention work on top of the selection; the torch path's gathers do O(N k d).)
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def topk_attention(
 ) -> torch.Tensor:
     """Per-query top-`topk` softmax attention. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("topk_attention", q, k, v, key_padding_mask)
-    backend = resolve_backend("topk_attention", backend, q, k, v)
+    backend = resolve_backend("topk_attention", backend, (q, k, v))
     if backend == "reference":
         return topk_reference(q, k, v, key_padding_mask, topk)
     index = topk_indices(q, k, key_padding_mask, min(topk, q.shape[2]))
@@ -83,7 +84,7 @@ def topk_indices(
     q3, k3 = q.detach().reshape(batch * heads, length, dim), k.detach().reshape(batch * heads, length, dim)
     index = torch.empty(batch * heads, length, kept, dtype=torch.int32, device=q.device)
     invalid = None if key_padding_mask is None else ~key_padding_mask.repeat_interleave(heads, dim=0)
-    for g, n in chunks(batch * heads, length, length):
+    for g, n in chunks(batch * heads, length, length, q.device):
         scores = torch.matmul(q3[g, n].to(work), k3[g].to(work).transpose(-1, -2))
         if invalid is not None:
             scores = scores.masked_fill(invalid[g, None, :], float("-inf"))

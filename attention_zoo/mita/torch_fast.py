@@ -49,7 +49,7 @@ def expert_selection(
         q3 = q.detach().reshape(rows, length, dim)
         invalid_key = None if key_padding_mask is None else ~key_padding_mask.repeat_interleave(heads, dim=0)
         expert_index = torch.empty(rows, slots, kept, dtype=torch.int32, device=q.device)
-        for g, j in chunks(rows, slots, length):
+        for g, j in chunks(rows, slots, length, q.device):
             scores = torch.matmul(lm[g, j], k3[g].to(work).transpose(-1, -2))  # [G, c, N]
             if invalid_key is not None:
                 scores = scores.masked_fill(invalid_key[g, None, :], float("-inf"))
@@ -57,7 +57,7 @@ def expert_selection(
         invalid_landmark = ~landmark_valid.repeat_interleave(heads, dim=0)[:, None, :]  # [BH, 1, m]
         expert = torch.empty(rows, length, routed_experts, dtype=torch.int32, device=q.device)
         expert_ok = torch.empty(rows, length, routed_experts, dtype=torch.bool, device=q.device)
-        for g, n in chunks(rows, length, slots):
+        for g, n in chunks(rows, length, slots, q.device):
             routing = torch.matmul(q3[g, n].to(work), lm[g].transpose(-1, -2))  # [G, C, m]
             routing = routing.masked_fill(invalid_landmark[g], float("-inf"))
             if routed_experts == 1:  # the paper's argmax (first maximum on ties)
