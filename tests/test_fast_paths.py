@@ -100,6 +100,18 @@ def test_torch_path_is_exact_at_any_chunking(name, budget, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("path", ["gathered", "dense"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_both_forms_of_the_reference_match_the_torch_path(name, path, monkeypatch):
+    """The reference's `attend_selected` has a gathered and a dense-masked form; each equals the torch path."""
+    params = CASES[name][1]
+    q, k, v, mask = inputs(2, 2, 45, 8, masked=True, seed=17)
+    upstream = torch.randn_like(q)
+    fast = run(name, params, "torch", q, k, v, mask, upstream)
+    monkeypatch.setattr(attention_zoo._common, "SELECTED_PATH", path)
+    assert_same(fast, run(name, params, "reference", q, k, v, mask, upstream))
+
+
 def tied_inputs(n=48, d=8):
     """Keys repeated in pairs (equal scores, different values) and queries repeated in pairs
     (equal landmark and routing scores); the selections must break the ties alike."""
