@@ -191,10 +191,10 @@ def _peak_bytes(name, params, n, backend):
 def test_torch_path_memory_is_linear_and_below_the_reference(name, params, monkeypatch):
     """Peak memory of forward + backward: about doubles from N to 2N (chunks of fixed size), and is
     far below the reference, which keeps every query's gathered keys for the backward."""
-    monkeypatch.setattr(_sparse, "CHUNK_ELEMENTS", 1 << 14)
-    small, large = (_peak_bytes(name, params, n, "torch") for n in (1024, 2048))
+    monkeypatch.setattr(_sparse, "CHUNK_ELEMENTS", 1 << 15)
+    small, large = (_peak_bytes(name, params, n, "torch") for n in (512, 1024))
     assert large <= 2.2 * small, (small, large)
-    assert large * 3 < _peak_bytes(name, params, 2048, "reference")
+    assert large * 3 < _peak_bytes(name, params, 1024, "reference")
 
 
 # ----------------------------------------------------------------------------------------------
