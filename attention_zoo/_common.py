@@ -114,6 +114,37 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.reshape(batch * heads * length, dim).index_select(0, flat).view(*index.shape, dim)
 
 
+def flex_available() -> bool:
+    """Whether this torch has `torch.nn.attention.flex_attention`."""
+    try:
+        import torch.nn.attention.flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(
+    name: str, backend: str, tensors: tuple[torch.Tensor, ...], *, auto_on_cuda: str = "torch"
+) -> str:
+    """The path a mechanism with torch / flex / reference backends runs: "auto" is `auto_on_cuda`
+    on CUDA (when FlexAttention exists), else torch; "flex" needs FlexAttention and, on CPU, no
+    gradients (FlexAttention has no CPU backward)."""
+    q = tensors[0]
+    if backend == "auto":
+        return auto_on_cuda if q.is_cuda and flex_available() else "torch"
+    if backend == "flex":
+        if not flex_available():
+            raise ValueError(
+                f"{name}: backend='flex' needs torch.nn.attention.flex_attention; use backend='torch'"
+            )
+        if not q.is_cuda and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            raise ValueError(
+                f"{name}: backend='flex' has no backward on CPU (FlexAttention's limit); use backend='torch' "
+                "or run under torch.no_grad()"
+            )
+    return backend
+
+
 def selection_dtype(dtype: torch.dtype) -> torch.dtype:
     """Scores that only choose indices (top-k, argmax) are computed in at least fp32: ties multiply in bf16."""
     return torch.promote_types(dtype, torch.float32)

@@ -14,24 +14,42 @@ Blocks are positional: blocks without a valid key get gate -inf and padded keys 
 blocks are masked, so trailing padding leaves valid outputs unchanged. `topk_blocks` is clamped to
 the number of blocks (all blocks selected is full attention). Gate cost O(N^2 d / block_size),
 attention O(N k_b block_size d); the gate is parameter-free and not differentiated through.
+
+Backends (`backend`), all exact and selecting the same blocks (the same fp32 gate and `torch.topk`
+per query, so ties resolve alike):
+
+* ``reference``: the readable form; autograd keeps each query's gathered keys, O(N k_b block_size d).
+* ``torch``: the gate keeps only each query's int32 block ids; `_sparse.SelectedAttention` attends
+  over the blocks in chunks and gathers them again in the backward, O(N k_b) memory beyond the
+  inputs and outputs.
+* ``flex``: `torch.nn.attention.flex_attention` whose mask reads the per-query block ids, with a
+  block mask that skips the (128-query, 128-key) tiles no query of the tile selected; CUDA (on CPU
+  only without gradients, in eager mode).
+* ``auto``: flex on CUDA, else torch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ._common import attend_selected, check_inputs, selection_dtype
+from . import _flex
+from ._common import attend_selected, check_inputs, resolve_backend, selection_dtype
+from ._sparse import attend_slots, chunks
 from .registry import AttentionParams, register
+
+Backend = Literal["auto", "torch", "flex", "reference"]
 
 
 @dataclass(frozen=True)
 class MobaParams(AttentionParams):
     block_size: int = 16
     topk_blocks: int = 4
+    backend: Backend = "auto"
 
     def check(self) -> None:
         if self.block_size < 1:
@@ -55,26 +73,79 @@ def moba_attention(
     key_padding_mask: torch.Tensor | None = None,
     block_size: int,
     topk_blocks: int,
+    backend: Backend = "auto",
 ) -> torch.Tensor:
     """Non-causal MoBA. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("moba_attention", q, k, v, key_padding_mask)
+    backend = resolve_backend("moba_attention", backend, (q, k, v), auto_on_cuda="flex")
+    if backend == "reference":
+        return moba_reference(q, k, v, key_padding_mask, block_size, topk_blocks)
+    blocks, valid_padded = moba_blocks(q, k, key_padding_mask, block_size, topk_blocks)
+    if backend == "flex":
+        return _flex.attend_blocks(q, k, v, blocks, block_size, valid_padded)
+    return attend_slots(q, k, v, blocks, q.shape[-1] ** -0.5, slot_size=block_size, key_valid=valid_padded)
+
+
+def _block_means(
+    k: torch.Tensor, valid_padded: torch.Tensor, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the valid keys of each block [B, H, nb, d] (fp32 at least) and the count [B, 1, nb, 1]."""
+    batch, heads, length, dim = k.shape
+    num_blocks = valid_padded.shape[1] // block_size
+    padded = num_blocks * block_size
+    work = selection_dtype(k.dtype)
+    keys = F.pad(k.to(work), (0, 0, 0, padded - length)).view(batch, heads, num_blocks, block_size, dim)
+    block_valid = valid_padded.view(batch, 1, num_blocks, block_size, 1).to(work)
+    counts = block_valid.sum(dim=3)
+    return (keys * block_valid).sum(dim=3) / counts.clamp(min=1), counts
+
+
+def _valid_padded(key_padding_mask, batch, length, padded, device) -> torch.Tensor:
+    if key_padding_mask is None:
+        valid = torch.ones(batch, length, dtype=torch.bool, device=device)
+    else:
+        valid = key_padding_mask
+    return F.pad(valid, (0, padded - length), value=False)  # [B, N']
+
+
+def moba_blocks(
+    q: torch.Tensor, k: torch.Tensor, key_padding_mask: torch.Tensor | None, block_size: int, topk_blocks: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each query's selected block ids, int32 [B, H, N, chosen], and the key validity padded to whole
+    blocks [B, nb * block_size]. The gate is the reference's (fp32 at least), in query chunks."""
     batch, heads, length, dim = q.shape
     num_blocks = math.ceil(length / block_size)
     chosen = min(topk_blocks, num_blocks)
-    padded = num_blocks * block_size
-    if key_padding_mask is None:
-        valid = torch.ones(batch, length, dtype=torch.bool, device=q.device)
-    else:
-        valid = key_padding_mask
-    valid_padded = F.pad(valid, (0, padded - length), value=False)  # [B, N']
+    valid_padded = _valid_padded(key_padding_mask, batch, length, num_blocks * block_size, q.device)
+    with torch.no_grad():
+        means, counts = _block_means(k.detach(), valid_padded, block_size)
+        empty = (counts.view(batch, 1, num_blocks) == 0).repeat_interleave(heads, dim=0)  # [BH, 1, nb]
+        means = means.view(batch * heads, num_blocks, dim)
+        q3 = q.detach().reshape(batch * heads, length, dim).to(means.dtype)
+        blocks = torch.empty(batch * heads, length, chosen, dtype=torch.int32, device=q.device)
+        for g, n in chunks(batch * heads, length, num_blocks, q.device):
+            gate = torch.matmul(q3[g, n], means[g].transpose(-1, -2)).masked_fill(empty[g], float("-inf"))
+            blocks[g, n] = gate.topk(chosen, dim=-1, sorted=False).indices.to(torch.int32)
+    return blocks.view(batch, heads, length, chosen), valid_padded
+
+
+def moba_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    block_size: int,
+    topk_blocks: int,
+) -> torch.Tensor:
+    """The readable form: one gate over all queries, then `attend_selected` on the blocks' keys."""
+    batch, heads, length, dim = q.shape
+    num_blocks = math.ceil(length / block_size)
+    chosen = min(topk_blocks, num_blocks)
+    valid_padded = _valid_padded(key_padding_mask, batch, length, num_blocks * block_size, q.device)
 
     with torch.no_grad():  # the gate only selects blocks
-        work = selection_dtype(k.dtype)
-        keys = F.pad(k.to(work), (0, 0, 0, padded - length)).view(batch, heads, num_blocks, block_size, dim)
-        block_valid = valid_padded.view(batch, 1, num_blocks, block_size, 1).to(work)
-        counts = block_valid.sum(dim=3)  # [B, 1, nb, 1]
-        means = (keys * block_valid).sum(dim=3) / counts.clamp(min=1)  # [B, H, nb, d]
-        gate = torch.matmul(q.to(work), means.transpose(-1, -2))  # [B, H, N, nb]
+        means, counts = _block_means(k, valid_padded, block_size)  # [B, H, nb, d], [B, 1, nb, 1]
+        gate = torch.matmul(q.to(means.dtype), means.transpose(-1, -2))  # [B, H, N, nb]
         gate = gate.masked_fill(counts.squeeze(-1)[:, :, None, :] == 0, float("-inf"))
         blocks = gate.topk(chosen, dim=-1, sorted=False).indices  # [B, H, N, chosen]
         key_index = (blocks[..., None] * block_size + torch.arange(block_size, device=q.device)).flatten(-2)

@@ -6,25 +6,42 @@ r"""Per-query top-k attention (Gupta et al., 2021): each query keeps only its k 
     o_n = \sum_{t \in T_n} \frac{e^{a_{nt}}}{\sum_{u \in T_n} e^{a_{nu}}}\, v_t, \qquad s = d^{-1/2},
 
 over valid keys only, with k clamped to the number of valid keys (k >= N is full attention). All
-N^2 scores are still formed -- this saves memory, not FLOPs -- in query chunks, so only a
-[chunk, N] score block exists at a time; the attention over the kept keys then costs O(N k d)
-memory (`_common.attend_selected`). Gradients reach the selected scores only; the selection
-itself is not differentiable.
+N^2 scores are still formed for the selection -- this saves memory, not FLOPs -- in query chunks,
+so only a [chunk, N] score block exists at a time. Gradients reach the selected scores only; the
+selection itself is not differentiable.
+
+Backends (`backend`), all exact and selecting the same keys (the same fp32 scores and `torch.topk`
+on each query's row, so ties resolve alike):
+
+* ``reference``: the readable form; autograd keeps each query's gathered keys, O(N k d) memory.
+* ``torch``: the selection keeps only the int32 indices; `_sparse.SelectedAttention` attends over
+  them in chunks and recomputes the gathered keys in the backward, O(N k) memory beyond the
+  inputs and outputs.
+* ``flex``: `torch.nn.attention.flex_attention` with a mask read from a per-query bitmap of the
+  selected keys (N^2 / 8 bytes); CUDA (on CPU only without gradients, in eager mode).
+* ``auto``: torch. (The flex mask keeps nearly every tile -- top-k keys are scattered -- so it does
+  the full N^2 attention work on top of the selection; the torch path's gathers do O(N k d).)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from ._common import attend_selected, check_inputs, query_chunk_size, selection_dtype
+from . import _flex
+from ._common import attend_selected, check_inputs, query_chunk_size, resolve_backend, selection_dtype
+from ._sparse import attend_slots, chunks
 from .registry import AttentionParams, register
+
+Backend = Literal["auto", "torch", "flex", "reference"]
 
 
 @dataclass(frozen=True)
 class TopkParams(AttentionParams):
     topk: int = 64
+    backend: Backend = "auto"
 
     def check(self) -> None:
         if self.topk < 1:
@@ -44,9 +61,41 @@ def topk_attention(
     *,
     key_padding_mask: torch.Tensor | None = None,
     topk: int,
+    backend: Backend = "auto",
 ) -> torch.Tensor:
     """Per-query top-`topk` softmax attention. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("topk_attention", q, k, v, key_padding_mask)
+    backend = resolve_backend("topk_attention", backend, (q, k, v))
+    if backend == "reference":
+        return topk_reference(q, k, v, key_padding_mask, topk)
+    index = topk_indices(q, k, key_padding_mask, min(topk, q.shape[2]))
+    if backend == "flex":
+        return _flex.attend_indices(q, k, v, index, key_padding_mask)
+    return attend_slots(q, k, v, index, q.shape[-1] ** -0.5, key_valid=key_padding_mask)
+
+
+def topk_indices(
+    q: torch.Tensor, k: torch.Tensor, key_padding_mask: torch.Tensor | None, kept: int
+) -> torch.Tensor:
+    """Each query's `kept` highest-scoring valid keys, int32 [B, H, N, kept] (padded keys only when
+    kept exceeds the valid length). The scores are the reference's: fp32 (at least) q . k rows."""
+    batch, heads, length, dim = q.shape
+    work = selection_dtype(q.dtype)
+    q3, k3 = q.detach().reshape(batch * heads, length, dim), k.detach().reshape(batch * heads, length, dim)
+    index = torch.empty(batch * heads, length, kept, dtype=torch.int32, device=q.device)
+    invalid = None if key_padding_mask is None else ~key_padding_mask.repeat_interleave(heads, dim=0)
+    for g, n in chunks(batch * heads, length, length, q.device):
+        scores = torch.matmul(q3[g, n].to(work), k3[g].to(work).transpose(-1, -2))
+        if invalid is not None:
+            scores = scores.masked_fill(invalid[g, None, :], float("-inf"))
+        index[g, n] = scores.topk(kept, dim=-1, sorted=False).indices.to(torch.int32)
+    return index.view(batch, heads, length, kept)
+
+
+def topk_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None, topk: int
+) -> torch.Tensor:
+    """The readable form: chunked selection, then `attend_selected` (autograd saves gathered keys)."""
     batch, heads, length, dim = q.shape
     kept = min(topk, length)
     scale = dim**-0.5

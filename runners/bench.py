@@ -8,7 +8,8 @@ results store as the training runs, one JSON file per measurement::
 * `bench_attention` (``lra bench attention``) -- one attention call on random q, k, v of shape
   [B, H, N, d]: ``forward`` (under `torch.no_grad`) and ``forward_backward`` (forward plus the
   gradients of q, k and v for a random output gradient), time and peak memory, for every
-  selected attention and every backend of MiTA that applies (Triton on CUDA only), at lengths
+  selected attention and every backend of it that applies (torch everywhere; FlexAttention and
+  Triton on CUDA only; the readable `reference` forms only when named), at lengths
   from 1K up to the largest that fits. Peak memory is what the call allocates beyond its inputs.
 * `bench_model` (``lra bench model``) -- the LRA Table-2 protocol: one training step (forward,
   backward, AdamW) of the Text task model of the released LRA config (4 layers, 256-d, 4 heads,
@@ -76,8 +77,11 @@ from .train import make_optimizer
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 PASSES = ("forward", "forward_backward")
 REFERENCE = "full"
-# Backends that only run on CUDA (on CPU they need the Triton interpreter, far too slow to time).
-CUDA_ONLY_BACKENDS = frozenset({"triton"})
+# Backends that only run on CUDA (on CPU Triton needs its interpreter and FlexAttention runs an
+# unfused eager form without backward: neither is a cost worth timing).
+CUDA_ONLY_BACKENDS = frozenset({"triton", "flex"})
+# Readable forms that the fast paths are tested against: timed only when the parameters name them.
+REFERENCE_BACKENDS = frozenset({"reference"})
 # The implementation behind mechanisms without a `backend` parameter.
 IMPLEMENTATION = {"full": "sdpa"}
 # The LRA Text task: byte-level tokens (ids 1..256, 0 = padding) and two classes.
@@ -233,11 +237,12 @@ class Series:
 
 
 def _backend_choices(mechanism: attention_zoo.Mechanism) -> tuple[str, ...]:
-    """The values of a mechanism's `backend` parameter other than "auto" (empty if it has none)."""
+    """The values of a mechanism's `backend` parameter other than "auto" and the readable references
+    (empty if it has none)."""
     hints = typing.get_type_hints(mechanism.params_cls)
     if "backend" not in hints:
         return ()
-    return tuple(b for b in typing.get_args(hints["backend"]) if b != "auto")
+    return tuple(b for b in typing.get_args(hints["backend"]) if b != "auto" and b not in REFERENCE_BACKENDS)
 
 
 def build_series(
@@ -248,7 +253,7 @@ def build_series(
     `attentions` are names or specs with parameters, as `lra suite` takes them: "mita",
     "mita(topk=64)" (empty = every registered attention). `attn_params` apply to every spec of
     that name; a spec's own parameters win. A mechanism with a `backend` parameter runs once per
-    backend unless the parameters name one. ValueError on unknown names or parameters.
+    backend (its readable reference only when named) unless the parameters name one. ValueError on unknown names or parameters.
     """
     specs = parse_specs(attentions or attention_zoo.names(), attn_params)
     if REFERENCE not in [name for name, _ in specs]:

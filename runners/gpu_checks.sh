@@ -14,6 +14,10 @@
 #   tests    the kernel tests (tests/test_mita_triton.py) with compiled kernels on the GPU
 #   attention  lra bench attention on a reduced CUDA grid (1K..64K)
 #   model    lra bench model (LRA Table 2 protocol) at 1K, 2K, 4K
+#   sparse   top-k and MoBA on CUDA: their fast paths (torch, compiled FlexAttention) against the
+#            references, forward and gradients (tests/test_fast_paths.py), then lra bench model at 4K
+#            for full, topk and moba, every backend (bench_sparse.log). Targets: the fastest path of
+#            topk and of moba at >= 1.0x full attention's steps/s with <= 1.5x its memory
 #   attention-full, model-full
 #            the full default grids (attention 1K..1M, model 1K..16K) with --resume: each call
 #            measures what the earlier ones left. Together they start no new measurement after
@@ -93,6 +97,15 @@ for name in $STEPS; do
         --warmup 2 --repeats 5 --max-call-s 2 --out "$RUNS" > "$WORK/bench_model.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_model.log"
       ;;
+    sparse)
+      step "top-k and MoBA paths on CUDA: tests, then lra bench model at 4K"
+      LRA_TEST_DEVICE=cuda timeout "${SPARSE_TESTS_TIMEOUT:-120}" $PY -m pytest -q -p no:cacheprovider \
+        -k cuda tests/test_fast_paths.py > "$WORK/sparse_tests.log" 2>&1
+      echo "exit $?"; tail -n 15 "$WORK/sparse_tests.log"
+      timeout "${SPARSE_TIMEOUT:-240}" $PY -m runners.cli bench model --quiet --lengths "${SPARSE_LENGTHS:-4K}" \
+        --attentions full,topk,moba --warmup 2 --repeats 5 --max-call-s 5 --out "$RUNS" > "$WORK/bench_sparse.log" 2>&1
+      echo "exit $?"; tail -c 2000 "$WORK/bench_sparse.log"
+      ;;
     attention-full|model-full)
       bench=${name%-full}
       # what is left of FULL_MINUTES since the script started (bash counts SECONDS from its start)
@@ -110,7 +123,7 @@ for name in $STEPS; do
         --max-minutes "$minutes" --out "$RUNS" > "$WORK/bench_${bench}_full.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/bench_${bench}_full.log"
       ;;
-    *) echo "unknown step '$name' (steps: env kernels tune tests attention model attention-full model-full)"; exit 2 ;;
+    *) echo "unknown step '$name' (steps: env kernels tune tests attention model sparse attention-full model-full)"; exit 2 ;;
   esac
   pack
 done

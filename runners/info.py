@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 import attention_zoo
+from attention_zoo._common import flex_available
 from attention_zoo.mita import triton_usable
 from lra.tasks import default_data_dir
 
@@ -50,6 +51,7 @@ def environment_info() -> dict[str, Any]:
         else "none",
         "attentions": ", ".join(attention_zoo.names()),
         "mita backends": "torch" + (", triton" if triton_usable(device) else " (triton: needs CUDA)"),
+        "topk / moba backends": "torch" + (", flex" if cuda and flex_available() else " (flex: needs CUDA)"),
         "data dir": os.path.abspath(default_data_dir()),
     }
     for name in ENV_VARIABLES:

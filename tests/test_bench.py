@@ -94,6 +94,20 @@ def test_series_put_full_first_and_split_backends():
     assert [s.name for s in chosen] == ["full [sdpa]", "mita [torch]"]
 
 
+def test_series_name_each_path_and_time_references_only_when_named():
+    series = bench.build_series(["topk", "moba(block_size=8)"], {}, CPU)
+    assert [(s.name, s.applicable) for s in series] == [
+        ("full [sdpa]", True),
+        ("topk [torch]", True),
+        ("topk [flex]", False),  # FlexAttention's CPU form has no backward and is not fused
+        ("moba(block_size=8) [torch]", True),
+        ("moba(block_size=8) [flex]", False),
+    ]
+    named = bench.build_series(["topk(backend=reference)", "mita(backend=reference)"], {}, CPU)
+    assert [s.name for s in named] == ["full [sdpa]", "topk [reference]", "mita [reference]"]
+    assert named[1].params.to_dict()["backend"] == "reference"
+
+
 def test_series_from_specs_with_parameters():
     specs = [
         "mita(topk=8,backend=torch)",

@@ -11,8 +11,10 @@ r"""MiTA (Mixture of Top-k Activations): landmark-compressed shared expert plus 
           \cdot [\tilde V ; V_{S_{e(n)}}], \qquad s = d^{-1/2}.
 
 `mita` is the full mechanism; `mita_route` the route-only ablation (no shared expert). The
-readable reference is `reference.py`; `backend="triton"` runs the fused Triton kernels (CUDA, or
-the CPU interpreter under TRITON_INTERPRET=1) and `backend="auto"` picks Triton on CUDA.
+readable reference is `reference.py` (`backend="reference"`); `backend="torch"` runs the same
+selection with a chunked attention that recomputes instead of saving gathered keys
+(`torch_fast.py`); `backend="triton"` runs the fused Triton kernels (CUDA, or the CPU interpreter
+under TRITON_INTERPRET=1) and `backend="auto"` picks Triton on CUDA where it applies, else torch.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from .._common import check_inputs
 from ..registry import AttentionParams, register
 from . import diagnostics
 from .reference import LANDMARK_MODES, make_landmarks, mita_reference
+from .torch_fast import mita_torch
 
-Backend = Literal["auto", "torch", "triton"]
+Backend = Literal["auto", "torch", "triton", "reference"]
 Landmarks = Literal["avgpool", "learned", "avgpool+learned", "random", "kmeans"]
 
 
@@ -42,7 +45,8 @@ class MitaParams(AttentionParams):
         num_routed: experts each query is routed to; their key sets are concatenated.
         landmarks: how landmark queries are made (see `reference.make_landmarks`).
         kmeans_iters: Lloyd iterations for landmarks="kmeans".
-        backend: "torch" (reference), "triton" (fused kernels), "auto" (Triton on CUDA where it applies).
+        backend: "torch" (chunked, recomputing), "triton" (fused kernels), "reference" (the readable
+            form), "auto" (Triton on CUDA where it applies, else torch).
     """
 
     num_landmarks: int = 32
@@ -114,7 +118,8 @@ def _run(name, q, k, v, key_padding_mask, params: dict, landmark_queries, traini
         training=training,
         kmeans_iters=params["kmeans_iters"],
     )
-    return mita_reference(
+    attend = mita_reference if backend == "reference" else mita_torch
+    return attend(
         q,
         k,
         v,

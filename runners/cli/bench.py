@@ -93,7 +93,7 @@ def bench_group() -> None:
 @with_options(ATTENTION_SHAPE_OPTIONS)
 @user_errors
 def bench_attention_command(**kwargs: Any) -> None:
-    """Forward and forward + backward time and peak memory of every attention (and MiTA backend).
+    """Forward and forward + backward time and peak memory of every attention (and each of its backends).
 
     \b
     Inputs are random q, k, v of shape [B, H, N, d]. Full grid: N = 1K..1M on CUDA, 256..8K on CPU.
