@@ -1,4 +1,4 @@
-"""Independent dense definitions of every zoo mechanism, written from the equations in the issue
+"""Independent dense definitions of every zoo mechanism, written from the mechanisms' published equations
 (not from the implementation): one (batch row, head) at a time, on the valid subsequence, with
 plain Python index arithmetic. Used by the tests as ground truth in fp64."""
 
