@@ -87,7 +87,9 @@ def reference_and_triton(q, k, v, mask, m, topk, shared, deterministic=False):
 
 
 # (B, H, N, d, m, k, masked, shared, config); small blocks exercise the long-sequence paths.
-TILED = {"block_m": 16, "block_n": 16, "block_n_bwd": 16, "block_k": 16, "block_lm": 16, "group": 4}
+# select_row=32: rows of more than 32 scores go through group maxima (in-kernel or torch.topk first
+# stage, register-resident or streamed candidate rows) instead of the one-stage top-k.
+TILED = {"block_m": 16, "block_n": 16, "block_n_bwd": 16, "block_k": 16, "block_lm": 16, "group": 4, "select_row": 32}
 FP32_CASES = [
     (1, 1, 1, 16, 4, 4, False, True, {}),
     (2, 1, 7, 16, 3, 2, True, True, {}),
