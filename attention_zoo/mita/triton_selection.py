@@ -40,6 +40,32 @@ _FLT_MAX = tl.constexpr(common.FLT_MAX)
 
 
 @triton.jit
+def _padding_layout_kernel(kpm_ptr, len_ptr, order_ptr, mask_ptr, N, BLOCK: tl.constexpr):
+    # One program per batch row: the valid count, the uint8 mask the other kernels read, and the
+    # permutation `order` with the valid positions first (rank = number of valid positions before),
+    # then the padded ones in position order.
+    b = tl.program_id(0).to(tl.int64)
+    lane = tl.arange(0, BLOCK)
+    total = tl.zeros([], tl.int32)
+    for n0 in range(0, N, BLOCK):
+        pos = n0 + lane
+        ok = pos < N
+        valid = (tl.load(kpm_ptr + b * N + pos, mask=ok, other=0) != 0) & ok
+        tl.store(mask_ptr + b * N + pos, valid.to(tl.uint8), mask=ok)
+        total += tl.sum(valid.to(tl.int32), axis=0)
+    tl.store(len_ptr + b, total)
+    seen = tl.zeros([], tl.int32)  # valid positions before this block
+    for n0 in range(0, N, BLOCK):
+        pos = n0 + lane
+        ok = pos < N
+        valid = (tl.load(kpm_ptr + b * N + pos, mask=ok, other=0) != 0) & ok
+        before = seen + tl.cumsum(valid.to(tl.int32), axis=0) - valid.to(tl.int32)
+        dest = tl.where(valid, before, total + pos - before)
+        tl.store(order_ptr + b * N + dest, pos.to(tl.int32), mask=ok)
+        seen += tl.sum(valid.to(tl.int32), axis=0)
+
+
+@triton.jit
 def _pool_kernel(
     q_ptr, order_ptr, len_ptr, r_ptr,
     N, H, M, num_landmarks, head_dim,
@@ -445,21 +471,33 @@ class Selection:
     kept: int
 
 
+_LAYOUT_KERNEL_MAX = 65536  # longest rows whose padding layout is one Triton launch
+
+
 def padding_layout(
     key_padding_mask: torch.Tensor | None, batch: int, length: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(lengths [B] int32, order [B, N] int32 with the valid positions first in order, mask as uint8)."""
     if key_padding_mask is None:  # filled by the pooling kernel (no launch of its own)
         return common.new_buffer((batch,), torch.int32, device), None, None
-    valid = key_padding_mask.to(device=device, dtype=torch.bool)
-    count = valid.long().cumsum(1)  # inclusive count of valid tokens
-    lengths = count[:, -1:]
-    positions = torch.arange(length, device=device).expand(batch, length)
-    # Valid token -> its rank; padding -> after all valid tokens, in position order (a permutation).
-    dest = torch.where(valid, count - 1, lengths + positions - count)
-    order = torch.empty(batch, length, dtype=torch.int32, device=device)
-    order.scatter_(1, dest, positions.to(torch.int32))
-    return lengths.view(batch).to(torch.int32), order, valid.to(torch.uint8).contiguous()
+    valid = key_padding_mask.to(device=device, dtype=torch.bool).contiguous()
+    if length > _LAYOUT_KERNEL_MAX:  # one program per row walks it serially: parallel torch ops instead
+        count = valid.long().cumsum(1)  # inclusive count of valid tokens
+        lengths = count[:, -1:]
+        positions = torch.arange(length, device=device).expand(batch, length)
+        # Valid token -> its rank; padding -> after all valid tokens, in position order (a permutation).
+        dest = torch.where(valid, count - 1, lengths + positions - count)
+        order = torch.empty(batch, length, dtype=torch.int32, device=device)
+        order.scatter_(1, dest, positions.to(torch.int32))
+        return lengths.view(batch).to(torch.int32), order, valid.to(torch.uint8)
+    lengths = common.new_buffer((batch,), torch.int32, device)
+    order = common.new_buffer((batch, length), torch.int32, device)
+    mask = common.new_buffer((batch, length), torch.uint8, device)
+    _padding_layout_kernel[(batch,)](
+        valid, lengths, order, mask, length,
+        BLOCK=common.pow2_block(length, 1024), num_warps=common.CONFIG.num_warps,
+    )  # fmt: skip
+    return lengths, order, mask
 
 
 def landmark_pool(
