@@ -13,7 +13,12 @@
 #   tune     python -m runners.bench_kernels --tune: forward and forward+backward per KernelConfig change
 #   tests    the kernel tests (tests/test_mita_triton.py) with compiled kernels on the GPU
 #   attention  lra bench attention on a reduced CUDA grid (1K..64K)
-#   model    lra bench model (LRA Table 2 protocol) at 1K, 2K, 4K
+#   model    lra bench model (LRA Table 2 protocol) at 1K, 2K, 4K (MODEL_ATTENTIONS=a,b picks attentions)
+#   model-compile  the same under torch.compile(mode="reduce-overhead") (--compile; compiles once per
+#            length and attention: minutes)
+#   targets  shorthand for "env kernels tests model" with MODEL_ATTENTIONS=full,mita: every MiTA kernel
+#            target in one call of about 7 minutes (launch counts, eager and CUDA-graph ratios to SDPA, device time against the
+#            HBM floor, Text-model training speed-ups); see attention_zoo/mita/KERNELS.md
 #   attention-full, model-full
 #            the full default grids (attention 1K..1M, model 1K..16K) with --resume: each call
 #            measures what the earlier ones left. Together they start no new measurement after
@@ -38,6 +43,10 @@ cd "$(dirname "$0")/.." || exit 2
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-env kernels tune tests attention model}
+if [ "$STEPS" = targets ]; then
+  STEPS="env kernels tests model"
+  MODEL_ATTENTIONS=${MODEL_ATTENTIONS:-full,mita}
+fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT  # everything worth keeping is packed into $OUT
 
@@ -90,8 +99,16 @@ for name in $STEPS; do
     model)
       step "lra bench model (LRA Table 2 protocol)"
       timeout "${MODEL_TIMEOUT:-90}" $PY -m cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
+        ${MODEL_ATTENTIONS:+--attentions "$MODEL_ATTENTIONS"} \
         --warmup 2 --repeats 5 --max-call-s 2 --out "$RUNS" > "$WORK/bench_model.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_model.log"
+      ;;
+    model-compile)
+      step "lra bench model under torch.compile(mode=reduce-overhead)"
+      timeout "${MODEL_COMPILE_TIMEOUT:-300}" $PY -m cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
+        --attentions "${MODEL_COMPILE_ATTENTIONS:-full,mita}" --compile --warmup 3 --repeats 5 --max-call-s 2 \
+        --out "$RUNS" > "$WORK/bench_model_compile.log" 2>&1
+      echo "exit $?"; tail -c 2000 "$WORK/bench_model_compile.log"
       ;;
     attention-full|model-full)
       bench=${name%-full}
@@ -110,7 +127,8 @@ for name in $STEPS; do
         --max-minutes "$minutes" --out "$RUNS" > "$WORK/bench_${bench}_full.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/bench_${bench}_full.log"
       ;;
-    *) echo "unknown step '$name' (steps: env kernels tune tests attention model attention-full model-full)"; exit 2 ;;
+    *) echo "unknown step '$name' (steps: env kernels tune tests attention model model-compile attention-full" \
+         "model-full, or STEPS=targets)"; exit 2 ;;
   esac
   pack
 done
