@@ -20,7 +20,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 # Operators that only allocate or describe memory: no kernel runs.
-_NO_KERNEL = frozenset({"empty", "empty_strided", "empty_like", "lift_fresh", "resize_", "set_", "_reshape_alias"})
+_NO_KERNEL = frozenset(
+    {"empty", "empty_strided", "empty_like", "lift_fresh", "resize_", "set_", "_reshape_alias"}
+)
 # Operators whose result the host must wait for (data-dependent shapes or values read on the host).
 _SYNC = frozenset(
     {
