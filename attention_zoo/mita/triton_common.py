@@ -114,8 +114,12 @@ def head_block(head_dim: int) -> int:
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """fp32 inputs run exact fp32 dots (the GPU default, tf32, misses the 1e-4 fp32 tolerance)."""
-    return "ieee" if dtype == torch.float32 else "tf32"
+    """fp32 inputs run exact fp32 dots (Triton's GPU default, tf32, misses the 1e-4 fp32 tolerance),
+    unless torch's fp32 matmuls may use tf32 (`torch.backends.cuda.matmul.allow_tf32 = True`, or
+    `torch.set_float32_matmul_precision("high")`): then tf32 on tensor cores, as torch's own matmuls."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
 
 
 def split_chunk(length: int, heads: int, block: int) -> int:
