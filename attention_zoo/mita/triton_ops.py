@@ -1,12 +1,13 @@
 """MiTA on Triton: the entry point `mita_triton` and its `torch.autograd.Function`.
 
-Forward (kernels in triton_selection.py and triton_attention.py, ~10 launches, no host sync):
-pool the landmarks R; one split-N pass over K, V, Q for the landmark-value partials, the top-k group
-maxima and the routing argmax; merge Lv; exact two-stage top-k; counting sort of the queries by
-expert; one fused online-softmax kernel over [m landmark keys ++ the kept keys of each query's
-expert]. Backward: a query-major kernel (dQ, Delta, dR and dLv partials), an expert-space kernel
-(dK_e, dV_e), a key-major kernel (landmark-attention backward plus the scatter of dK_e, dV_e) and
-the pooling backward.
+Forward (kernels in triton_selection.py and triton_attention.py, 5 launches, no host sync): pool
+the landmarks R; one split-N pass over K, V, Q for the landmark-value partials, the top-k scores or
+group maxima and the routing argmax; one selection kernel merging Lv and taking the exact top-k;
+counting sort of the queries by expert; one fused online-softmax kernel over [m landmark keys ++ the
+kept keys of each query's expert]. Backward (5 launches): a query-major kernel (dQ, Delta, dR and
+dLv partials), an expert-space kernel (dK_e, dV_e; sums dLv), the key sort of the selected entries,
+a key-major kernel (landmark-attention backward plus the scatter of dK_e, dV_e) and the pooling
+backward. `MitaGraph` replays either from a CUDA graph for fixed shapes.
 
 Deterministic backward: `mita_triton(..., deterministic=True)`, or `MITA_DETERMINISTIC=1` in the
 environment (read at import), or `triton_common.set_config(deterministic=True)`. It replaces the

@@ -3,20 +3,25 @@
 Per (batch row b, head h) with L valid tokens, m = min(num_landmarks, L) landmarks and
 kept = min(topk, N) keys per expert (see reference.py for the equations):
 
+* `_padding_layout_kernel`    (masked inputs) valid counts, the uint8 mask, valid positions first.
 * `_pool_kernel`              R = adaptive average pool of the valid queries (fp32 sums).
 * `_landmark_pass_kernel`     one split-N pass over K, V and Q: per chunk of keys the landmark
                               attention partials (online softmax of s R K^T over V), per-row maxima
-                              of R K^T over groups of `group` consecutive keys, the routing argmax
-                              of each query over the m valid landmarks and per-chunk expert counts.
-* `_landmark_merge_kernel`    log-sum-exp merge of the partials: Lv and its per-landmark LSE.
-* `_rescore_kernel`           exact scores of the candidate keys (every key of the selected groups).
+                              of R K^T over groups of `group` consecutive keys (the scores
+                              themselves when group = 1), the routing argmax of each query over the
+                              m valid landmarks and per-chunk expert counts.
+* `_select_kernel`            per landmark: the log-sum-exp merge of the partials (Lv and its LSE)
+                              and the exact top-k keys (below).
 * `_route_sort_kernel`        stable counting sort of the queries by expert (no host sync).
 * `_pool_backward_kernel`     dQ += dR / |window| for each window holding the query.
 
-The top-k is exact without an m x N score matrix: the k largest group maxima are k distinct key
-scores, so every key at least as large as the k-th largest score lies in one of those k groups
-(ties aside, which are order-free); `torch.topk` runs on the N/group maxima, the candidates are
-rescored exactly and `torch.topk` picks the final k. Padded keys score -FLT_MAX (picked only when
+The top-k is exact without an m x N score matrix at long N: the k largest group maxima are k
+distinct key scores, so every key at least as large as the k-th largest score lies in one of those
+k groups (ties aside, which are order-free); the selection kernel keeps the k best groups, rescores
+their keys exactly and keeps the k best keys. Up to `CONFIG.select_row` keys the group is 1 and one
+stage suffices. Each stage finds the k-th largest value by bisection on the int32 images of the
+fp32 scores (no sort) and compacts the winners with a prefix sum; rows of maxima longer than
+`select_row` take their first stage from `torch.topk`. Padded keys score -FLT_MAX (picked only when
 k exceeds the valid length, as in the reference) and positions past N score -inf (never picked).
 """
 
