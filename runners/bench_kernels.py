@@ -20,6 +20,11 @@ error ||a - b|| / ||b||), bf16 with the kernels' own top-k and routing held fixe
 computation of the same selection (forward <= 1e-2, gradients <= 2e-2), and a bitwise-repeatable
 deterministic backward. A failed check stops the run before timing (``--time-anyway`` overrides).
 
+After the cells: mita-triton again as CUDA graph replays (`MitaGraph`, forward and forward+backward,
+1K-64K: the cost once shapes are fixed, without launch overhead, against the same run's eager SDPA),
+the device launches and host syncs of one eager call at 4K (`LaunchLog`), and the per-kernel device
+time of ``--profile`` lengths (the HBM-floor target uses the 64K forward's).
+
 Cells whose predicted cost would overrun ``--budget-s`` are skipped and recorded as skipped, as are
 SDPA-flash at 1M (quadratic: several seconds per call) and the torch reference at 1M (its gathers
 need more memory than the card has). Outputs: a JSON summary (``--out``), a markdown summary beside
