@@ -152,6 +152,9 @@ class BenchConfig:
             shape, settings, code and versions instead of measuring them again.
         max_minutes: start no new measurement after this many minutes (None = no limit); the
             cells left are reported as "not run" and not recorded.
+        compile: bench="model" only: run the model under `torch.compile(mode=compile)`, e.g.
+            "reduce-overhead" (CUDA graphs of the compiled steps), the same for every attention;
+            None = eager. Recorded in every record and in the configuration's directory name.
     """
 
     attentions: tuple[str, ...] = ()
@@ -172,6 +175,11 @@ class BenchConfig:
     quiet: bool = False
     resume: bool = False
     max_minutes: float | None = None
+    compile: str | None = None
+
+
+# torch.compile modes `lra bench model --compile` accepts.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -642,6 +650,8 @@ def batch_inputs(
 
 def bench_attention(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
     """Run the attention benchmark; returns (table rows: records and skipped cells, markdown)."""
+    if cfg.compile is not None:
+        raise ValueError("--compile applies to `lra bench model` (a compiled training step)")
     device, grid, limit = _resolve(cfg, "attention")
     series = build_series(cfg.attentions, cfg.attn_params, device)
     dtype = DTYPES[grid.dtype]
@@ -788,6 +798,8 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
         raise ValueError(
             "--heads, --head-dim and --dtype apply to `lra bench attention`; the model bench uses the Text model"
         )
+    if cfg.compile is not None and cfg.compile not in COMPILE_MODES:
+        raise ValueError(f"--compile must be one of {', '.join(COMPILE_MODES)}; got {cfg.compile!r}")
     device, grid, limit = _resolve(cfg, "model")
     preset = get_preset("text", "lra")
     model_cfg, train_cfg = preset.model, preset.train
@@ -803,9 +815,11 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
         dtype=str(amp_dtype).removeprefix("torch.") if amp else "float32",
         heads=model_cfg.heads,
         head_dim=model_cfg.dim,
-        config_slug=f"text-lra-B{grid.batch}" + (f"-{train_cfg.amp}" if amp else ""),
+        config_slug=f"text-lra-B{grid.batch}" + (f"-{train_cfg.amp}" if amp else "")
+        + (f"-compile-{cfg.compile}" if cfg.compile else ""),
     )
     extra = {
+        "compile": cfg.compile,  # torch.compile mode of the model, None = eager
         "task": "text",
         "layers": model_cfg.layers,
         "mlp_dim": model_cfg.mlp_dim,
@@ -818,7 +832,7 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
     progress = _Progress(len(series) * len(grid.lengths), "lra bench model", cfg.quiet)
     try:
         for s in series:
-            rows += _model_series(ctx, grid, s, extra, amp, amp_dtype, progress, tally)
+            rows += _model_series(ctx, grid, s, extra, amp, amp_dtype, progress, tally, cfg.compile)
             release_memory(device)
     finally:
         progress.close()
@@ -834,6 +848,7 @@ def _model_series(
     amp_dtype: torch.dtype,
     progress: _Progress,
     tally: _Tally,
+    compile_mode: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every length of one series: batch halved on out-of-memory, longer lengths start from there.
 
@@ -869,7 +884,7 @@ def _model_series(
         else:
             total = None
             if stop is None and trainer is None:
-                trainer, primed = _trainer(ctx, grid, s)
+                trainer, primed = _trainer(ctx, grid, s, compile_mode)
                 if primed.status != "ok":  # the attention cannot train at all: every length records why
                     stop = (primed.status, f"the first training step failed: {primed.error}")
             if stop is not None:
@@ -909,9 +924,11 @@ def _model_series(
 
 
 def _trainer(
-    ctx: Context, grid: Grid, s: Series
+    ctx: Context, grid: Grid, s: Series, compile_mode: str | None = None
 ) -> tuple[tuple[torch.nn.Module, torch.optim.Optimizer], Measurement]:
-    """The Text model with this attention and its optimizer, after one priming step."""
+    """The Text model with this attention and its optimizer, after one priming step; with
+    `compile_mode` the model returned is `torch.compile(model, mode=compile_mode)` (static shapes:
+    one compilation per length, done in the warm-up calls; the priming step stays eager)."""
     preset = get_preset("text", "lra")
     torch.manual_seed(INPUT_SEED)
     model = models.build(
@@ -928,6 +945,8 @@ def _trainer(
     primed = measure(
         lambda: _prime(model, optimizer, ctx.device), ctx.device, warmup=0, repeats=1, memory=False
     )
+    if compile_mode is not None:
+        model = torch.compile(model, mode=compile_mode, dynamic=False)  # type: ignore[assignment]
     return (model, optimizer), primed
 
 

@@ -18,6 +18,11 @@
 #            references, forward and gradients (tests/test_fast_paths.py), then lra bench model at 4K
 #            for full, topk and moba, every backend (bench_sparse.log). Targets: the fastest path of
 #            topk and of moba at >= 1.0x full attention's steps/s with <= 1.5x its memory
+#   model-compile  lra bench model under torch.compile(mode="reduce-overhead") (--compile; compiles once per
+#            length and attention: minutes)
+#   targets  shorthand for "env kernels tests model" with MODEL_ATTENTIONS=full,mita: every MiTA kernel
+#            target in one call of about 7 minutes (launch counts, eager and CUDA-graph ratios to SDPA, device time against the
+#            HBM floor, Text-model training speed-ups); see attention_zoo/mita/KERNELS.md
 #   attention-full, model-full
 #            the full default grids (attention 1K..1M, model 1K..16K) with --resume: each call
 #            measures what the earlier ones left. Together they start no new measurement after
@@ -42,6 +47,12 @@ cd "$(dirname "$0")/.." || exit 2
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-env kernels tune tests attention model}
+if [ "$STEPS" = targets ]; then  # about 7.5 minutes at most: env 5 s, kernels 260, tests 90, model 90
+  STEPS="env kernels tests model"
+  MODEL_ATTENTIONS=${MODEL_ATTENTIONS:-full,mita}
+  KERNELS_TIMEOUT=${KERNELS_TIMEOUT:-260}  # the CUDA graph replays and launch counts add ~20 s
+  KERNELS_PROFILE=${KERNELS_PROFILE:-4096,65536}
+fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT  # everything worth keeping is packed into $OUT
 
@@ -94,8 +105,16 @@ for name in $STEPS; do
     model)
       step "lra bench model (LRA Table 2 protocol)"
       timeout "${MODEL_TIMEOUT:-90}" $PY -m runners.cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
+        ${MODEL_ATTENTIONS:+--attentions "$MODEL_ATTENTIONS"} \
         --warmup 2 --repeats 5 --max-call-s 2 --out "$RUNS" > "$WORK/bench_model.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_model.log"
+      ;;
+    model-compile)
+      step "lra bench model under torch.compile(mode=reduce-overhead)"
+      timeout "${MODEL_COMPILE_TIMEOUT:-300}" $PY -m runners.cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
+        --attentions "${MODEL_COMPILE_ATTENTIONS:-full,mita}" --compile --warmup 3 --repeats 5 --max-call-s 2 \
+        --out "$RUNS" > "$WORK/bench_model_compile.log" 2>&1
+      echo "exit $?"; tail -c 2000 "$WORK/bench_model_compile.log"
       ;;
     sparse)
       step "top-k and MoBA paths on CUDA: tests, then lra bench model at 4K"
@@ -123,7 +142,8 @@ for name in $STEPS; do
         --max-minutes "$minutes" --out "$RUNS" > "$WORK/bench_${bench}_full.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/bench_${bench}_full.log"
       ;;
-    *) echo "unknown step '$name' (steps: env kernels tune tests attention model sparse attention-full model-full)"; exit 2 ;;
+    *) echo "unknown step '$name' (steps: env kernels tune tests attention model model-compile sparse attention-full" \
+         "model-full, or STEPS=targets)"; exit 2 ;;
   esac
   pack
 done

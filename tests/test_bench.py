@@ -659,6 +659,31 @@ def test_model_bench_real_step_on_cpu(tmp_path):
     assert set(table_row(markdown, "mita [triton]")) == {"n/a"}
 
 
+@pytest.mark.slow
+def test_model_bench_compiled_step_on_cpu(tmp_path):
+    """--compile reduce-overhead: on CPU inductor compiles the model without CUDA graphs; the step
+    trains and the records say it was compiled, in their own configuration directory."""
+    cfg = tiny_model(tmp_path, attentions=("full",), lengths=(16,), batch=2, compile="reduce-overhead")
+    bench_model(cfg)
+    (record,) = records_under(tmp_path)
+    assert (record["status"], record["compile"]) == ("ok", "reduce-overhead")
+    assert (tmp_path / "efficiency" / "model" / "cpu" / "text-lra-B2-compile-reduce-overhead").is_dir()
+
+
+def test_model_bench_compile_mode_is_recorded_and_checked(tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(kw) or model)
+    bench_model(tiny_model(tmp_path, attentions=("full",), lengths=(8,), batch=1, compile="default"))
+    assert compiled == [{"mode": "default", "dynamic": False}]
+    assert [r["compile"] for r in records_under(tmp_path)] == ["default"]
+    bench_model(tiny_model(tmp_path / "eager", attentions=("full",), lengths=(8,), batch=1))
+    assert [r["compile"] for r in records_under(tmp_path / "eager")] == [None]
+    with pytest.raises(ValueError, match="--compile must be one of"):
+        bench_model(tiny_model(tmp_path, compile="fast"))
+    with pytest.raises(ValueError, match="applies to `lra bench model`"):
+        bench_attention(tiny_model(tmp_path, compile="default"))
+
+
 # ----------------------------------------------------------------------------------------------
 # The CLI
 # ----------------------------------------------------------------------------------------------
@@ -703,6 +728,17 @@ def test_cli_resume_continues_a_time_limited_run(tmp_path):
     assert second.exit_code == 0 and "not run" not in second.output and "reused" not in second.output
     third = invoke(*args, "--resume")
     assert third.output == second.output[:-1] + "\n- 4 of 4 cells reused from earlier records (--resume).\n\n"
+
+
+def test_cli_model_compile_defaults_to_reduce_overhead(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: seen.append(kw["mode"]) or model)
+    result = invoke(
+        "model", "--attentions", "full", "--lengths", "8", "--batch", "1", "--repeats", "1", "--warmup", "0",
+        "--device", "cpu", "--quick", "--compile", "--out", str(tmp_path), "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen == ["reduce-overhead"]
 
 
 def test_cli_model_quick_grid_override(tmp_path):

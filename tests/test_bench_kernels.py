@@ -82,13 +82,14 @@ def synthetic_report():
     )
     report = {
         "environment": {"device": "NVIDIA H200", "torch_version": "2.11", "triton_version": "3.6",
-                        "git_commit": "abc", "command": "lra bench kernels"},
+                        "git_commit": "abc", "command": "python -m runners.bench_kernels"},
         "verification": [{"name": "mita fp32: forward", "value": 1e-7, "limit": 1e-4, "ok": True}],
         "cells": [vars(c) for c in cells],
         "copy_bandwidth_gbps": 4000.0,
-        "graph_forward_ms": {4096: 0.02},
+        "graph_ms": {"forward": {4096: 0.02, 65536: 0.5}},
+        "launches": {"forward": {"launches": 5, "kernels": ["triton:_fwd_kernel"], "host_syncs": []}},
     }  # fmt: skip
-    report.update(bk.summarise(cells, 4000.0))
+    report.update(bk.summarise(cells, 4000.0, report["graph_ms"], {"forward N=65536": 0.2}))
     return report
 
 
@@ -101,10 +102,15 @@ def test_bench_summary_ratios_and_targets():
     assert ratios[("forward", 4096)]["memory_vs_sdpa-default"] == pytest.approx(100 / 120)
     floor = 4 * 8 * 65536 * 64 * 2 / 4000e9 * 1e3  # read Q, K, V and write O at 4000 GB/s, in ms
     assert ratios[("forward", 65536)]["x_floor"] == pytest.approx(0.8 / floor)
+    assert ratios[("forward", 4096)]["graph_speedup_vs_sdpa-default"] == pytest.approx(0.1 / 0.02)
     met = {t["target"]: t["met"] for t in report["targets"]}
-    assert met["forward >= 1.5x SDPA at N=4096"] is True
-    assert met["forward >= 40x SDPA at N=65536"] is False  # 32x
+    assert met["forward >= 1x SDPA at N=4096"] is True
+    assert met["forward >= 50x SDPA at N=65536"] is False  # 32x
+    assert met["forward >= 50x SDPA at N=65536 (CUDA graph replay)"] is True  # 25.6 / 0.5 = 51x
     assert met["forward >= 100x SDPA at N=262144"] is None  # not measured
+    assert met["forward_backward >= 40x SDPA at N=65536"] is False
+    floor_target = next(t for t in report["targets"] if "HBM floor" in t["target"])
+    assert floor_target["value"] == pytest.approx(0.2 / floor) and floor_target["met"] is True
     assert met["peak memory <= SDPA's at every N"] is True
 
 

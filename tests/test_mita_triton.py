@@ -21,7 +21,9 @@ import torch
 
 from attention_zoo import functional as F
 from attention_zoo.mita import triton_common as common
-from attention_zoo.mita.triton_ops import mita_triton, mita_triton_selection
+from attention_zoo.mita.launches import LaunchLog
+from attention_zoo.mita.triton_ops import MitaGraph, mita_triton, mita_triton_selection
+from attention_zoo.mita.triton_selection import padding_layout
 
 from . import zoo_reference as ref
 from .builders import make_inputs
@@ -76,7 +78,9 @@ def reference_and_triton(q, k, v, mask, m, topk, shared, deterministic=False):
 
 
 # (B, H, N, d, m, k, masked, shared, config); small blocks exercise the long-sequence paths.
-TILED = {"block_m": 16, "block_n": 16, "block_n_bwd": 16, "block_k": 16, "block_lm": 16, "group": 4}
+# select_row=32: rows of more than 32 scores go through group maxima (in-kernel or torch.topk first
+# stage, register-resident or streamed candidate rows) instead of the one-stage top-k.
+TILED = {"block_m": 16, "block_n": 16, "block_n_bwd": 16, "block_k": 16, "block_lm": 16, "group": 4, "select_row": 32}
 FP32_CASES = [
     (1, 1, 1, 16, 4, 4, False, True, {}),
     (2, 1, 7, 16, 3, 2, True, True, {}),
@@ -266,6 +270,94 @@ def test_fp16_with_fixed_selection(n, d, m, topk, masked, shared):
     for name, g, g_ref in zip("qkv", grads, expected_grads, strict=True):
         assert g.dtype == torch.float16
         assert rel_err(g, g_ref) < 2e-2, f"d{name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Launch budget, host syncs, graph replay
+# ---------------------------------------------------------------------------------------------
+
+# Device launches (Triton kernels plus torch ops that run a kernel) per call; a padding mask adds
+# one (its layout kernel). Short sequences are bound by launches, and CUDA graphs need no host sync.
+FORWARD_LAUNCHES, TRAINING_LAUNCHES = 5, 10
+
+
+@contextlib.contextmanager
+def sync_errors():
+    """On a GPU, any synchronising CUDA call raises too (torch's own detector)."""
+    if DEVICE.type != "cuda":
+        yield
+        return
+    old = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(old)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["dense", "padded"])
+@pytest.mark.parametrize("shared", [True, False], ids=["mita", "route"])
+def test_launch_budget_and_no_host_sync(shared, masked):
+    q, k, v, mask = on_device(*make_inputs(2, 2, 77, 32, masked=masked, seed=11))
+    extra = 1 if masked else 0
+    upstream = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    with kernel_config(poison=False), sync_errors():  # poisoning fills buffers: launches of the tests' own
+        with torch.no_grad(), LaunchLog() as forward:
+            mita_triton(q, k, v, mask, 6, 9, shared)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        with LaunchLog() as training:
+            out = mita_triton(*leaves, mask, 6, 9, shared)
+            torch.autograd.grad(out, leaves, upstream)
+    assert forward.syncs == [] and training.syncs == []
+    assert len(forward.launches) <= FORWARD_LAUNCHES + extra, forward.launches
+    assert len(training.launches) <= TRAINING_LAUNCHES + extra, training.launches
+    assert sum(name.startswith("triton:") for name in forward.launches) >= 4  # the kernels ran
+
+
+def test_launch_log_counts_kernels_and_catches_host_syncs():
+    x = torch.arange(6.0)
+    with kernel_config(poison=False), LaunchLog() as log:
+        y = (x * 2).view(2, 3)  # one kernel; the view is free
+        torch.empty(4)
+        padding_layout(torch.tensor([[True, False, True]]), 1, 3, x.device)  # one Triton launch
+    assert log.launches == ["torch:mul", "triton:_padding_layout_kernel"] and log.syncs == []
+    with LaunchLog() as log:
+        y.sum().item()
+        bool(y[0, 0])
+        y.nonzero()
+        y.tolist()
+    assert log.syncs == ["_local_scalar_dense", "_local_scalar_dense", "nonzero", "tolist"]
+
+
+def test_graph_replay_needs_cuda_and_fixed_shapes():
+    q, k, v, _ = make_inputs(1, 1, 8, 16, masked=False, seed=0)
+    if DEVICE.type != "cuda":
+        with pytest.raises(ValueError, match="CUDA"):
+            MitaGraph(q, k, v, None, 2, 2)
+        return
+    q, k, v = on_device(q, k, v)
+    graph = MitaGraph(q, k, v, None, 2, 2)
+    with pytest.raises(ValueError, match="shape"):
+        graph(q[:, :, :4], k[:, :, :4], v[:, :, :4])
+
+
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "training"])
+def test_graph_replay_matches_eager(backward):
+    q, k, v, mask = on_device(*make_inputs(2, 2, 300, 64, masked=True, seed=4, dtype=torch.float16))
+    graph = MitaGraph(q, k, v, mask, 8, 16, backward=backward)
+    for seed in (1, 2):  # new inputs copied into the captured buffers, replayed twice
+        q2, k2, v2, _ = on_device(*make_inputs(2, 2, 300, 64, masked=False, seed=seed, dtype=torch.float16))
+        upstream = torch.randn_like(q2)
+        leaves = [t.clone().requires_grad_() for t in (q2, k2, v2)]
+        eager = mita_triton(*leaves, mask, 8, 16)
+        if backward:
+            replayed, grads = graph(q2, k2, v2, upstream)
+            for g, e in zip(grads, torch.autograd.grad(eager, leaves, upstream), strict=True):
+                torch.testing.assert_close(g, e)  # atomic expert-space sums: not bitwise
+        else:
+            replayed = graph(q2, k2, v2)
+        torch.testing.assert_close(replayed, eager)
 
 
 # ---------------------------------------------------------------------------------------------

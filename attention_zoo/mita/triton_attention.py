@@ -138,12 +138,12 @@ def _fwd_kernel(
 @triton.jit
 def _bwd_query_kernel(
     q_ptr, k_ptr, v_ptr, r_ptr, lv_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr, len_ptr,
-    o_ptr, do_ptr, lse_ptr, dq_ptr, delta_ptr, dr_ptr, dlv_ptr,
+    o_ptr, do_ptr, lse_ptr, dq_ptr, delta_ptr, dr_ptr, dlv_ptr, dke_ptr, dve_ptr,
     N, H, M, kept, num_landmarks, head_dim, sh_scale, rt_scale, inv_d, inv_sqrt_d,
-    tiles_per_prog, num_tiles, num_progs, num_dr_parts,
-    SHARED: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_LM: tl.constexpr, NUM_LM_CHUNKS: tl.constexpr, M_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
-    PRECISION: tl.constexpr,
+    tiles_per_prog, num_tiles, num_progs, num_dr_parts, num_entries, zero_rows,
+    SHARED: tl.constexpr, HAS_MASK: tl.constexpr, ZERO_EXPERT_GRADS: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_LM: tl.constexpr, NUM_LM_CHUNKS: tl.constexpr, M_PAD: tl.constexpr,
+    HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     prog = tl.program_id(0).to(tl.int64)
     bh = tl.program_id(1).to(tl.int64)
@@ -151,6 +151,15 @@ def _bwd_query_kernel(
     m_b = tl.minimum(tl.load(len_ptr + b), num_landmarks)
     cols = tl.arange(0, HEAD_DIM)
     d_ok = cols < head_dim
+    if ZERO_EXPERT_GRADS:  # the next launch adds into dK_e, dV_e atomically: zero them here (no launch)
+        z_lo = prog * zero_rows
+        z_hi = tl.minimum(z_lo + zero_rows, num_entries)
+        for z0 in range(z_lo, z_hi, BLOCK_M):
+            rows = z0 + tl.arange(0, BLOCK_M)
+            z_off = (bh * num_entries + rows)[:, None] * head_dim + cols[None, :]
+            z_mask = (rows < z_hi)[:, None] & d_ok[None, :]
+            tl.store(dke_ptr + z_off, tl.zeros([BLOCK_M, HEAD_DIM], tl.float32), mask=z_mask)
+            tl.store(dve_ptr + z_off, tl.zeros([BLOCK_M, HEAD_DIM], tl.float32), mask=z_mask)
     acc_dr = tl.zeros([BLOCK_LM, HEAD_DIM], tl.float32)
     acc_dlv = tl.zeros([BLOCK_LM, HEAD_DIM], tl.float32)
     t_lo = prog * tiles_per_prog
@@ -233,13 +242,44 @@ def _bwd_query_kernel(
 @triton.jit
 def _bwd_routed_kv_kernel(
     q_ptr, k_ptr, v_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr,
-    do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
-    N, H, M, kept, head_dim, rt_scale, inv_sqrt_d, piece_len, num_k_chunks, max_pieces,
+    do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, dlv_parts_ptr, dlv_ptr,
+    N, H, M, kept, head_dim, rt_scale, inv_sqrt_d, piece_len, num_k_chunks, max_pieces, num_routed,
+    num_dlv_parts,
+    HAS_MASK: tl.constexpr, DETERMINISTIC: tl.constexpr, SUM_DLV: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr, M_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    PRECISION: tl.constexpr,
+):  # fmt: skip
+    # Programs past num_routed sum the query-major kernel's dLv partials of one landmark (SUM_DLV), in
+    # a fixed order: the key-major kernel reads dLv next, and this launch runs in between anyway.
+    pid = tl.program_id(0).to(tl.int64)
+    bh = tl.program_id(1).to(tl.int64)
+    if pid < num_routed:
+        _routed_piece(
+            q_ptr, k_ptr, v_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
+            pid, bh, N, H, M, kept, head_dim, rt_scale, inv_sqrt_d, piece_len, num_k_chunks, max_pieces,
+            HAS_MASK, DETERMINISTIC, BLOCK_M, BLOCK_K, M_PAD, HEAD_DIM, PRECISION,
+        )  # fmt: skip
+    elif SUM_DLV:
+        lm = pid - num_routed
+        cols = tl.arange(0, HEAD_DIM)
+        d_ok = cols < head_dim
+        acc = tl.zeros([HEAD_DIM], tl.float32)
+        for p0 in range(0, num_dlv_parts, BLOCK_P):
+            parts = p0 + tl.arange(0, BLOCK_P)
+            off = ((bh * num_dlv_parts + parts) * M + lm)[:, None] * head_dim + cols[None, :]
+            acc += tl.sum(tl.load(dlv_parts_ptr + off, mask=(parts < num_dlv_parts)[:, None] & d_ok[None, :],
+                                  other=0.0), axis=0)  # fmt: skip
+        tl.store(dlv_ptr + (bh * M + lm) * head_dim + cols, acc, mask=d_ok)
+
+
+@triton.jit
+def _routed_piece(
+    q_ptr, k_ptr, v_ptr, idx_ptr, perm_ptr, offs_ptr, mask_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr,
+    pid, bh, N, H, M, kept, head_dim, rt_scale, inv_sqrt_d, piece_len, num_k_chunks, max_pieces,
     HAS_MASK: tl.constexpr, DETERMINISTIC: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
     M_PAD: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0).to(tl.int64)
-    bh = tl.program_id(1).to(tl.int64)
+    """dK_e, dV_e of one piece of at most piece_len sorted queries of one expert x one chunk of its keys."""
     b = bh // H
     piece = pid // num_k_chunks
     kc = pid % num_k_chunks
@@ -333,10 +373,11 @@ def _piece_reduce_kernel(
 @triton.jit
 def _bwd_key_kernel(
     k_ptr, v_ptr, r_ptr, lv_ptr, dlv_ptr, lse_lm_ptr, mask_ptr,
-    dke_ptr, dve_ptr, ent_key_ptr, ent_src_ptr, blk_ptr, dk_ptr, dv_ptr, dr_ptr,
-    N, H, M, num_entries, num_blocks, head_dim, lm_scale, inv_sqrt_d, chunk, num_dr_parts, dr_part_base,
+    dke_ptr, dve_ptr, ent_key_ptr, ent_src_ptr, dk_ptr, dv_ptr, dr_ptr,
+    N, H, M, num_entries, head_dim, lm_scale, inv_sqrt_d, chunk, num_dr_parts, dr_part_base,
     SHARED: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_LM: tl.constexpr,
-    NUM_LM_CHUNKS: tl.constexpr, BLOCK_E: tl.constexpr, HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
+    NUM_LM_CHUNKS: tl.constexpr, BLOCK_E: tl.constexpr, BLOCKS_PAD: tl.constexpr, BLOCK_S: tl.constexpr,
+    HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     prog = tl.program_id(0).to(tl.int64)
     bh = tl.program_id(1).to(tl.int64)
@@ -346,6 +387,14 @@ def _bwd_key_kernel(
     acc_dr = tl.zeros([BLOCK_LM, HEAD_DIM], tl.float32)
     n_lo = prog * chunk
     n_hi = tl.minimum(n_lo + chunk, N)
+    # Where each key block's entries start in the key-sorted entry list: the number of entries with
+    # a smaller key, counted for all of this program's block boundaries in one scan.
+    bounds_at = n_lo + tl.arange(0, BLOCKS_PAD) * BLOCK_N
+    bounds = tl.zeros([BLOCKS_PAD], tl.int32)
+    for s0 in range(0, num_entries, BLOCK_S):
+        ent = s0 + tl.arange(0, BLOCK_S)
+        ent_key = tl.load(ent_key_ptr + bh * num_entries + ent, mask=ent < num_entries, other=_INT_MAX)
+        bounds += tl.sum((ent_key[None, :] < bounds_at[:, None]).to(tl.int32), axis=1)
     if SHARED and NUM_LM_CHUNKS == 1:  # the landmark side stays in registers for all key blocks
         r_all = _load_rows(r_ptr, bh * M, 0, M, head_dim, BLOCK_LM, HEAD_DIM)
         dlv_all = _load_rows(dlv_ptr, bh * M, 0, M, head_dim, BLOCK_LM, HEAD_DIM)
@@ -399,9 +448,9 @@ def _bwd_key_kernel(
                     tl.store(dr_ptr + part_off, tl.load(dr_ptr + part_off, mask=lm_mask) + dr_c, mask=lm_mask)
 
         # Routed gradients of the keys in this block: entries (expert, slot) sorted by key.
-        blk = n0 // BLOCK_N
-        e_lo = tl.load(blk_ptr + bh * (num_blocks + 1) + blk)
-        e_hi = tl.load(blk_ptr + bh * (num_blocks + 1) + blk + 1)
+        blk = (n0 - n_lo) // BLOCK_N
+        e_lo = tl.sum(tl.where(tl.arange(0, BLOCKS_PAD) == blk, bounds, 0), axis=0)
+        e_hi = tl.sum(tl.where(tl.arange(0, BLOCKS_PAD) == blk + 1, bounds, 0), axis=0)
         for e0 in range(e_lo, e_hi, BLOCK_E):
             ent = e0 + tl.arange(0, BLOCK_E)
             ent_ok = ent < e_hi
@@ -518,7 +567,9 @@ def attention_backward(
             else torch.zeros(shape, dtype=f32, device=device)
         )
 
-    # 1. Query-major: dQ (direct), Delta, partial dR (landmarks as keys) and dLv per program.
+    # 1. Query-major: dQ (direct), Delta, partial dR (landmarks as keys) and dLv per program; zeroes
+    #    the expert-space sums the next launch adds into (atomic mode).
+    entries = m * kept
     dq = common.new_buffer((bh, n, d), q.dtype, device)
     delta = common.new_buffer((bh, n), f32, device)
     if shared:  # dR partials of this kernel and of the key-major kernel share one buffer: one sum
@@ -528,64 +579,65 @@ def attention_backward(
         dr_parts = dlv_parts = delta  # never touched
         lv = sel.landmarks
     num_dr_parts = blocks.query_progs + key_progs
+    dke = common.new_buffer((bh, entries, d), f32, device)
+    dve = common.new_buffer((bh, entries, d), f32, device)
     _bwd_query_kernel[(blocks.query_progs, bh)](
         q, k, v, sel.landmarks, lv, sel.expert_keys, sel.perm, sel.offsets, mask_arg, sel.lengths,
-        out, grad_out, lse, dq, delta, dr_parts, dlv_parts,
+        out, grad_out, lse, dq, delta, dr_parts, dlv_parts, dke, dve,
         n, heads, m, kept, sel.num_landmarks, d, common.LOG2E / d, common.LOG2E * inv_sqrt_d, 1.0 / d,
-        inv_sqrt_d, blocks.tiles_per_prog, blocks.num_tiles, blocks.query_progs, num_dr_parts,
-        SHARED=shared, HAS_MASK=has_mask, BLOCK_M=blocks.m, BLOCK_K=blocks.k, BLOCK_LM=blocks.lm,
-        NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad, HEAD_DIM=blocks.head, PRECISION=precision,
-        **wide,
+        inv_sqrt_d, blocks.tiles_per_prog, blocks.num_tiles, blocks.query_progs, num_dr_parts, entries,
+        triton.cdiv(entries, blocks.query_progs),
+        SHARED=shared, HAS_MASK=has_mask, ZERO_EXPERT_GRADS=not deterministic, BLOCK_M=blocks.m,
+        BLOCK_K=blocks.k, BLOCK_LM=blocks.lm, NUM_LM_CHUNKS=blocks.lm_chunks, M_PAD=blocks.m_pad,
+        HEAD_DIM=blocks.head, PRECISION=precision, **wide,
     )  # fmt: skip
 
-    # 2. Expert-space dK_e, dV_e [BH, M * kept, d] from pieces of each expert's queries.
-    entries = m * kept
-    routed_grid = (blocks.max_pieces * blocks.k_chunks, bh)
+    # 2. Expert-space dK_e, dV_e [BH, M * kept, d] from pieces of each expert's queries; m more
+    #    programs sum the dLv partials.
+    dlv = common.new_buffer((bh, m, d), f32, device) if shared else dke
+    num_routed = blocks.max_pieces * blocks.k_chunks
+    routed_grid = (num_routed + (m if shared else 0), bh)
     routed_in = (q, k, v, sel.expert_keys, sel.perm, sel.offsets, mask_arg, grad_out, lse, delta)
     routed_dims = (n, heads, m, kept, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d, blocks.piece_len, blocks.k_chunks,
-                   blocks.max_pieces)  # fmt: skip
+                   blocks.max_pieces, num_routed, blocks.query_progs)  # fmt: skip
     routed_meta = {
-        "HAS_MASK": has_mask, "BLOCK_M": blocks.m, "BLOCK_K": blocks.k, "M_PAD": blocks.m_pad1,
-        "HEAD_DIM": blocks.head, "PRECISION": precision, **narrow,
+        "HAS_MASK": has_mask, "SUM_DLV": shared, "BLOCK_M": blocks.m, "BLOCK_K": blocks.k,
+        "BLOCK_P": common.pow2_block(blocks.query_progs, 16), "M_PAD": blocks.m_pad1, "HEAD_DIM": blocks.head,
+        "PRECISION": precision, **narrow,
     }  # fmt: skip
     if deterministic:
         part_k = common.new_buffer((bh, blocks.max_pieces * kept, d), f32, device)
         part_v = common.new_buffer((bh, blocks.max_pieces * kept, d), f32, device)
         _bwd_routed_kv_kernel[routed_grid](
-            *routed_in, part_k, part_v, *routed_dims, DETERMINISTIC=True, **routed_meta
+            *routed_in, part_k, part_v, dlv_parts, dlv, *routed_dims, DETERMINISTIC=True, **routed_meta
         )
-        dke = common.new_buffer((bh, entries, d), f32, device)
-        dve = common.new_buffer((bh, entries, d), f32, device)
         _piece_reduce_kernel[(m * blocks.k_chunks, bh)](
             part_k, part_v, sel.offsets, dke, dve, m, kept, d, blocks.piece_len, blocks.k_chunks, blocks.max_pieces,
             BLOCK_K=blocks.k, M_PAD=blocks.m_pad1, HEAD_DIM=blocks.head, num_warps=cfg.num_warps_tiles,
         )  # fmt: skip
         del part_k, part_v
     else:
-        dke = torch.zeros(bh, entries, d, dtype=f32, device=device)
-        dve = torch.zeros(bh, entries, d, dtype=f32, device=device)
         _bwd_routed_kv_kernel[routed_grid](
-            *routed_in, dke, dve, *routed_dims, DETERMINISTIC=False, **routed_meta
+            *routed_in, dke, dve, dlv_parts, dlv, *routed_dims, DETERMINISTIC=False, **routed_meta
         )
 
     # 3. Key-major: landmark attention backward + scatter of the routed gradients, one writer per key.
     ent_key, ent_src = torch.sort(sel.expert_keys.view(bh, entries), dim=1, stable=True)
-    num_blocks = triton.cdiv(n, blocks.n)
-    bounds = torch.arange(0, (num_blocks + 1) * blocks.n, blocks.n, device=device, dtype=torch.int32)
-    blk_ptr = torch.searchsorted(ent_key, bounds.expand(bh, -1).contiguous(), out_int32=True)
     dk = common.new_buffer((bh, n, d), k.dtype, device)
     dv = common.new_buffer((bh, n, d), v.dtype, device)
-    dlv = dlv_parts.sum(1) if shared else dke
     _bwd_key_kernel[(key_progs, bh)](
         k, v, sel.landmarks, lv, dlv, sel.landmark_lse if shared else dke, mask_arg,
-        dke, dve, ent_key, ent_src.to(torch.int32), blk_ptr, dk, dv, dr_parts,
-        n, heads, m, entries, num_blocks, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d, key_chunk, num_dr_parts,
+        dke, dve, ent_key, ent_src, dk, dv, dr_parts,
+        n, heads, m, entries, d, common.LOG2E * inv_sqrt_d, inv_sqrt_d, key_chunk, num_dr_parts,
         blocks.query_progs,
         SHARED=shared, HAS_MASK=has_mask, BLOCK_N=blocks.n, BLOCK_LM=blocks.lm,
-        NUM_LM_CHUNKS=blocks.lm_chunks, BLOCK_E=16, HEAD_DIM=blocks.head, PRECISION=precision, **wide,
+        NUM_LM_CHUNKS=blocks.lm_chunks, BLOCK_E=16, BLOCKS_PAD=triton.next_power_of_2(key_chunk // blocks.n + 1),
+        BLOCK_S=max(16, 4096 // triton.next_power_of_2(key_chunk // blocks.n + 1)), HEAD_DIM=blocks.head,
+        PRECISION=precision, **wide,
     )  # fmt: skip
 
-    # 4. Pooling: R = pool(Q) passes dR (as keys of the queries and as queries of Lv) back to dQ.
+    # 4. Pooling: R = pool(Q) passes dR (as keys of the queries and as queries of Lv) back to dQ; the
+    #    kernel sums the dR partials itself.
     if shared:
-        pool_backward(dq, dr_parts.sum(1), sel.lengths, sel.order, sel.num_landmarks, heads)
+        pool_backward(dq, dr_parts, sel.lengths, sel.order, sel.num_landmarks, heads)
     return dq, dk, dv

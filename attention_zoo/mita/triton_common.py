@@ -35,7 +35,10 @@ class KernelConfig:
     block_n_bwd: int = 32  # keys per block of the key-major backward (>= 16)
     block_k: int = 64  # routed keys per inner step (>= 16)
     block_lm: int = 64  # landmarks per inner step (>= 16)
-    group: int = 32  # keys per group of the exact two-stage top-k (power of two, <= block_n)
+    group: int = 32  # keys per group of the exact two-stage top-k at long N (power of two, <= block_n)
+    # Longest row the selection kernel's top-k holds in registers (power of two): up to this many keys
+    # the top-k is one stage over the scores; longer rows use the smallest group whose maxima fit.
+    select_row: int = 4096
     split_programs: int = 1024  # split-N passes aim for this many programs over all (b, h)
     # Fixed-order reductions in the backward; default from the environment (MITA_DETERMINISTIC=1).
     deterministic: bool = field(default_factory=lambda: _env_flag("MITA_DETERMINISTIC"))
@@ -48,7 +51,7 @@ class KernelConfig:
     fp32_block: int = 32  # fp32 inputs cap every block: exact ("ieee") fp32 dots run on CUDA cores
 
     def __post_init__(self) -> None:
-        for name in ("block_m", "block_n", "block_n_bwd", "block_k", "block_lm", "fp32_block"):
+        for name in ("block_m", "block_n", "block_n_bwd", "block_k", "block_lm", "fp32_block", "select_row"):
             value = getattr(self, name)
             if value < 16 or value & (value - 1):
                 raise ValueError(f"KernelConfig.{name} must be a power of two >= 16; got {value}")
@@ -111,8 +114,12 @@ def head_block(head_dim: int) -> int:
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """fp32 inputs run exact fp32 dots (the GPU default, tf32, misses the 1e-4 fp32 tolerance)."""
-    return "ieee" if dtype == torch.float32 else "tf32"
+    """fp32 inputs run exact fp32 dots (Triton's GPU default, tf32, misses the 1e-4 fp32 tolerance),
+    unless torch's fp32 matmuls may use tf32 (`torch.backends.cuda.matmul.allow_tf32 = True`, or
+    `torch.set_float32_matmul_precision("high")`): then tf32 on tensor cores, as torch's own matmuls."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
 
 
 def split_chunk(length: int, heads: int, block: int) -> int:

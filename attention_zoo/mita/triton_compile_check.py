@@ -43,9 +43,17 @@ CASES = [
     (1, 1, 80, 64, 64, 64, True, True, "float32", False),
     (1, 1, 80, 32, 200, 64, False, True, "float16", False),
     (1, 1, 80, 16, 100, 128, True, True, "float32", False),
-    (1, 1, 300, 64, 8, 8, True, True, "float16", False),  # two-stage top-k: more groups than kept
+    (1, 1, 300, 64, 8, 8, True, True, "float16", False),  # one-stage top-k over 300 scores
 ]
-QUICK_CASES = [CASES[0], CASES[2], CASES[-1]]
+# The selection kernel's long-sequence paths, forced at small N by a short in-register row
+# (KernelConfig changes as an 11th field): a first stage over group maxima in the kernel with
+# streamed candidates, and a first stage from torch.topk.
+SELECTION_CASES = [
+    (1, 1, 300, 64, 8, 8, False, True, "float16", False, {"select_row": 16}),
+    (1, 1, 300, 64, 8, 8, True, True, "float16", False, {"select_row": 16, "group": 4}),
+]
+CASES += SELECTION_CASES
+QUICK_CASES = [CASES[0], CASES[2], *SELECTION_CASES]
 _DTYPE_NAMES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "int32": "i32", "int64": "i64",
                 "uint8": "u8", "bool": "i1"}  # fmt: skip
 
@@ -69,6 +77,7 @@ def record(cases: list[tuple[Any, ...]]) -> list[list[Any]]:
     import torch
     from triton.runtime import interpreter
 
+    from . import triton_common
     from .triton_ops import mita_triton
 
     launches: dict[str, list[Any]] = {}
@@ -98,7 +107,8 @@ def record(cases: list[tuple[Any, ...]]) -> list[list[Any]]:
     interpreter.InterpretedFunction.run = run
     try:
         with _full_blocks():
-            for batch, heads, n, d, m, k, masked, shared, dtype, deterministic in cases:
+            for batch, heads, n, d, m, k, masked, shared, dtype, deterministic, *changes in cases:
+                old_config = triton_common.set_config(**(changes[0] if changes else {}))
                 gen = torch.Generator().manual_seed(n + d)
                 q, kk, v = (
                     torch.randn(batch, heads, n, d, generator=gen).to(getattr(torch, dtype)).requires_grad_()
@@ -108,9 +118,12 @@ def record(cases: list[tuple[Any, ...]]) -> list[list[Any]]:
                 if masked:
                     mask = torch.rand(batch, n, generator=gen) > 0.3
                     mask[:, 0] = True
-                mita_triton(q, kk, v, mask, m, k, shared, deterministic=deterministic).sum().backward()
-                with torch.no_grad():
-                    mita_triton(q, kk, v, mask, m, k, shared)
+                try:
+                    mita_triton(q, kk, v, mask, m, k, shared, deterministic=deterministic).sum().backward()
+                    with torch.no_grad():
+                        mita_triton(q, kk, v, mask, m, k, shared)
+                finally:
+                    triton_common.CONFIG = old_config
     finally:
         interpreter.InterpretedFunction.run = original
     return list(launches.values())

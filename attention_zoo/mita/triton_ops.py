@@ -1,12 +1,13 @@
 """MiTA on Triton: the entry point `mita_triton` and its `torch.autograd.Function`.
 
-Forward (kernels in triton_selection.py and triton_attention.py, ~10 launches, no host sync):
-pool the landmarks R; one split-N pass over K, V, Q for the landmark-value partials, the top-k group
-maxima and the routing argmax; merge Lv; exact two-stage top-k; counting sort of the queries by
-expert; one fused online-softmax kernel over [m landmark keys ++ the kept keys of each query's
-expert]. Backward: a query-major kernel (dQ, Delta, dR and dLv partials), an expert-space kernel
-(dK_e, dV_e), a key-major kernel (landmark-attention backward plus the scatter of dK_e, dV_e) and
-the pooling backward.
+Forward (kernels in triton_selection.py and triton_attention.py, 5 launches, no host sync): pool
+the landmarks R; one split-N pass over K, V, Q for the landmark-value partials, the top-k scores or
+group maxima and the routing argmax; one selection kernel merging Lv and taking the exact top-k;
+counting sort of the queries by expert; one fused online-softmax kernel over [m landmark keys ++ the
+kept keys of each query's expert]. Backward (5 launches): a query-major kernel (dQ, Delta, dR and
+dLv partials), an expert-space kernel (dK_e, dV_e; sums dLv), the key sort of the selected entries,
+a key-major kernel (landmark-attention backward plus the scatter of dK_e, dV_e) and the pooling
+backward. `MitaGraph` replays either from a CUDA graph for fixed shapes.
 
 Deterministic backward: `mita_triton(..., deterministic=True)`, or `MITA_DETERMINISTIC=1` in the
 environment (read at import), or `triton_common.set_config(deterministic=True)`. It replaces the
@@ -17,6 +18,7 @@ other reduction is ordered in both modes, so the gradients are then bitwise repr
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -156,3 +158,71 @@ def mita_triton_selection(
         sel.expert_keys.long().view(batch, heads, m, sel.kept),
         routing.view(batch, heads, length),
     )
+
+
+class MitaGraph:
+    """`mita_triton` replayed from a CUDA graph, for fixed shapes (benchmarks, inference).
+
+    The kernels never synchronise with the host and take their grids from the shapes only, so one
+    captured call serves every input of the same shapes: `graph(q, k, v)` copies the inputs into the
+    captured buffers, replays the graph and returns the captured output (overwritten by the next
+    replay; clone it to keep it). With `backward=True` the graph holds forward + backward and
+    `graph(q, k, v, grad_out)` returns (output, (dq, dk, dv)). The padding mask, m, k and the
+    mechanism are fixed at capture.
+    """
+
+    def __init__(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        num_landmarks: int,
+        topk: int,
+        shared: bool = True,
+        *,
+        backward: bool = False,
+        deterministic: bool | None = None,
+        warmup: int = 2,
+    ) -> None:
+        _check(q, k, v)
+        if not (q.is_cuda and k.is_cuda and v.is_cuda):
+            raise ValueError("MitaGraph: CUDA graphs need CUDA tensors; call mita_triton directly elsewhere")
+        self.backward = backward
+        self.inputs = [t.detach().clone().requires_grad_(backward) for t in (q, k, v)]
+        self.grad_out = torch.zeros_like(q) if backward else None
+        mask = None if key_padding_mask is None else key_padding_mask.detach().clone()
+
+        def step() -> tuple[torch.Tensor, Sequence[torch.Tensor]]:
+            out = mita_triton(*self.inputs, mask, num_landmarks, topk, shared, deterministic=deterministic)
+            grads = torch.autograd.grad(out, self.inputs, self.grad_out) if backward else ()
+            return out, grads
+
+        side = torch.cuda.Stream(device=q.device)  # warm-up (compilation) off the capturing stream
+        side.wait_stream(torch.cuda.current_stream(q.device))
+        with torch.cuda.stream(side), torch.set_grad_enabled(backward):
+            for _ in range(warmup):
+                step()
+        torch.cuda.current_stream(q.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.set_grad_enabled(backward):
+            self.out, self.grads = step()
+
+    def __call__(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad_out: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, Sequence[torch.Tensor]]:
+        given = [q, k, v] + ([grad_out] if self.backward else [])
+        static = self.inputs + ([self.grad_out] if self.backward else [])
+        if self.backward and grad_out is None:
+            raise ValueError("MitaGraph: captured with backward=True, so call it as graph(q, k, v, grad_out)")
+        for new, old in zip(given, static, strict=True):
+            if new.shape != old.shape or new.dtype != old.dtype:
+                raise ValueError(
+                    f"MitaGraph: captured for shape {tuple(old.shape)} {old.dtype}, got {tuple(new.shape)} "
+                    f"{new.dtype}; capture another graph for other shapes"
+                )
+        with torch.no_grad():
+            for new, old in zip(given, static, strict=True):
+                old.copy_(new)
+        self.graph.replay()
+        return (self.out, self.grads) if self.backward else self.out

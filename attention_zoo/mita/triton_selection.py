@@ -3,20 +3,25 @@
 Per (batch row b, head h) with L valid tokens, m = min(num_landmarks, L) landmarks and
 kept = min(topk, N) keys per expert (see reference.py for the equations):
 
+* `_padding_layout_kernel`    (masked inputs) valid counts, the uint8 mask, valid positions first.
 * `_pool_kernel`              R = adaptive average pool of the valid queries (fp32 sums).
 * `_landmark_pass_kernel`     one split-N pass over K, V and Q: per chunk of keys the landmark
                               attention partials (online softmax of s R K^T over V), per-row maxima
-                              of R K^T over groups of `group` consecutive keys, the routing argmax
-                              of each query over the m valid landmarks and per-chunk expert counts.
-* `_landmark_merge_kernel`    log-sum-exp merge of the partials: Lv and its per-landmark LSE.
-* `_rescore_kernel`           exact scores of the candidate keys (every key of the selected groups).
+                              of R K^T over groups of `group` consecutive keys (the scores
+                              themselves when group = 1), the routing argmax of each query over the
+                              m valid landmarks and per-chunk expert counts.
+* `_select_kernel`            per landmark: the log-sum-exp merge of the partials (Lv and its LSE)
+                              and the exact top-k keys (below).
 * `_route_sort_kernel`        stable counting sort of the queries by expert (no host sync).
 * `_pool_backward_kernel`     dQ += dR / |window| for each window holding the query.
 
-The top-k is exact without an m x N score matrix: the k largest group maxima are k distinct key
-scores, so every key at least as large as the k-th largest score lies in one of those k groups
-(ties aside, which are order-free); `torch.topk` runs on the N/group maxima, the candidates are
-rescored exactly and `torch.topk` picks the final k. Padded keys score -FLT_MAX (picked only when
+The top-k is exact without an m x N score matrix at long N: the k largest group maxima are k
+distinct key scores, so every key at least as large as the k-th largest score lies in one of those
+k groups (ties aside, which are order-free); the selection kernel keeps the k best groups, rescores
+their keys exactly and keeps the k best keys. Up to `CONFIG.select_row` keys the group is 1 and one
+stage suffices. Each stage finds the k-th largest value by bisection on the int32 images of the
+fp32 scores (no sort) and compacts the winners with a prefix sum; rows of maxima longer than
+`select_row` take their first stage from `torch.topk`. Padded keys score -FLT_MAX (picked only when
 k exceeds the valid length, as in the reference) and positions past N score -inf (never picked).
 """
 
@@ -40,6 +45,32 @@ _FLT_MAX = tl.constexpr(common.FLT_MAX)
 
 
 @triton.jit
+def _padding_layout_kernel(kpm_ptr, len_ptr, order_ptr, mask_ptr, N, BLOCK: tl.constexpr):
+    # One program per batch row: the valid count, the uint8 mask the other kernels read, and the
+    # permutation `order` with the valid positions first (rank = number of valid positions before),
+    # then the padded ones in position order.
+    b = tl.program_id(0).to(tl.int64)
+    lane = tl.arange(0, BLOCK)
+    total = tl.zeros([], tl.int32)
+    for n0 in range(0, N, BLOCK):
+        pos = n0 + lane
+        ok = pos < N
+        valid = (tl.load(kpm_ptr + b * N + pos, mask=ok, other=0) != 0) & ok
+        tl.store(mask_ptr + b * N + pos, valid.to(tl.uint8), mask=ok)
+        total += tl.sum(valid.to(tl.int32), axis=0)
+    tl.store(len_ptr + b, total)
+    seen = tl.zeros([], tl.int32)  # valid positions before this block
+    for n0 in range(0, N, BLOCK):
+        pos = n0 + lane
+        ok = pos < N
+        valid = (tl.load(kpm_ptr + b * N + pos, mask=ok, other=0) != 0) & ok
+        before = seen + tl.cumsum(valid.to(tl.int32), axis=0) - valid.to(tl.int32)
+        dest = tl.where(valid, before, total + pos - before)
+        tl.store(order_ptr + b * N + dest, pos.to(tl.int32), mask=ok)
+        seen += tl.sum(valid.to(tl.int32), axis=0)
+
+
+@triton.jit
 def _pool_kernel(
     q_ptr, order_ptr, len_ptr, r_ptr,
     N, H, M, num_landmarks, head_dim,
@@ -49,7 +80,11 @@ def _pool_kernel(
     bh = pid // M
     j = pid % M
     b = bh // H
-    length = tl.load(len_ptr + b).to(tl.int64)
+    if HAS_MASK:
+        length = tl.load(len_ptr + b).to(tl.int64)
+    else:  # every token is valid: this kernel fills the lengths the later kernels read
+        length = N + tl.zeros([], tl.int64)
+        tl.store(len_ptr + b, length.to(tl.int32), mask=(j == 0) & (bh % H == 0))
     m_b = tl.minimum(length, num_landmarks)
     valid = j < m_b
     start = tl.where(valid, j * length // m_b, 0)
@@ -112,7 +147,10 @@ def _landmark_pass_kernel(
             s = tl.dot(r, tl.trans(kt), input_precision=PRECISION)  # [BLOCK_LM, BLOCK_N], unscaled
             ranked = tl.where(key_ok[None, :], s, -_FLT_MAX)
             ranked = tl.where(in_range[None, :], ranked, float("-inf"))
-            gmax = tl.max(tl.reshape(ranked, [BLOCK_LM, GROUPS_PER_BLOCK, GROUP]), axis=2)
+            if GROUP == 1:  # short rows: the scores themselves, for a one-stage top-k
+                gmax = ranked
+            else:
+                gmax = tl.max(tl.reshape(ranked, [BLOCK_LM, GROUPS_PER_BLOCK, GROUP]), axis=2)
             gcols = n0 // GROUP + tl.arange(0, GROUPS_PER_BLOCK)
             tl.store(gmax_ptr + (bh * M + lm)[:, None] * num_groups + gcols[None, :], gmax,
                      mask=lm_ok[:, None] & (gcols < num_groups)[None, :])  # fmt: skip
@@ -167,16 +205,12 @@ def _landmark_pass_kernel(
 
 
 @triton.jit
-def _landmark_merge_kernel(
-    acc_ptr, max_ptr, sum_ptr, lv_ptr, lse_ptr,
-    M, head_dim, num_chunks,
+def _merge_values(
+    acc_ptr, max_ptr, sum_ptr, lv_ptr, lse_ptr, pid, bh, lm, M, head_dim, num_chunks,
     BLOCK_C: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):  # fmt: skip
-    # One program per (bh, landmark), reading BLOCK_C chunk partials per step: a serial walk over the
-    # chunks would be one dependent load per chunk (latency-bound, about 0.1 ms at 128 chunks).
-    pid = tl.program_id(0).to(tl.int64)
-    bh = pid // M
-    lm = pid % M
+    """Lv row and LSE of landmark lm from the chunk partials, BLOCK_C partials per step (a serial
+    walk over the chunks would be one dependent load per chunk: latency-bound)."""
     cols = tl.arange(0, HEAD_DIM)
     d_ok = cols < head_dim
     m_run = tl.full([BLOCK_C], _NEG, tl.float32)
@@ -205,38 +239,129 @@ def _landmark_merge_kernel(
 
 
 @triton.jit
-def _rescore_kernel(
-    k_ptr, r_ptr, mask_ptr, groups_ptr, score_ptr, key_ptr,
-    N, H, M, head_dim, num_sel_groups,
-    HAS_MASK: tl.constexpr, ALL_GROUPS: tl.constexpr, GROUP: tl.constexpr, BLOCK_C: tl.constexpr,
-    HEAD_DIM: tl.constexpr,
+def _ordered(x):
+    """fp32 -> int32 with the same order (negative floats: flip the magnitude bits)."""
+    bits = x.to(tl.int32, bitcast=True)
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF)
+
+
+@triton.jit
+def _kth_largest(row_ptr, length, kept, ROW: tl.constexpr, ONE_BLOCK: tl.constexpr):
+    """(tau, count of entries > tau): tau the kept-th largest of row_ptr[0:length] (fp32, kept <=
+    length) as its `_ordered` image. Bisection over the 2^32 int32 images: 32 counting passes, over
+    one register-resident block when ONE_BLOCK (length <= ROW), else streamed in blocks of ROW."""
+    offs = tl.arange(0, ROW)
+    if ONE_BLOCK:
+        keys = _ordered(tl.load(row_ptr + offs, mask=offs < length, other=0.0))
+    lo = tl.zeros([], tl.int64) - 2147483648  # count(x >= lo) >= kept throughout
+    hi = tl.zeros([], tl.int64) + 2147483647
+    above_hi = tl.zeros([], tl.int32)  # count(x > hi)
+    for _ in range(32):
+        mid = (lo + hi + 1) >> 1
+        mid32 = mid.to(tl.int32)
+        if ONE_BLOCK:
+            count = tl.sum(((offs < length) & (keys >= mid32)).to(tl.int32), axis=0)
+        else:
+            count = tl.zeros([], tl.int32)
+            for r0 in range(0, length, ROW):
+                ok = r0 + offs < length
+                block = _ordered(tl.load(row_ptr + r0 + offs, mask=ok, other=0.0))
+                count += tl.sum((ok & (block >= mid32)).to(tl.int32), axis=0)
+        enough = count >= kept
+        lo = tl.where(enough, mid, lo)
+        above_hi = tl.where(enough, above_hi, count)
+        hi = tl.where(enough, hi, mid - 1)
+    return lo.to(tl.int32), above_hi
+
+
+@triton.jit
+def _compact_top(
+    row_ptr, length, kept, tau, above, out_ptr, groups_ptr,
+    ROW: tl.constexpr, GROUP: tl.constexpr, FROM_GROUPS: tl.constexpr,
 ):  # fmt: skip
+    """Write the ids of the kept largest entries of row_ptr[0:length] to out_ptr[0:kept] (in row
+    order): every entry > tau, then the first (kept - above) entries equal to tau. The id of entry c
+    is c, or, FROM_GROUPS, the key c % GROUP of the group groups_ptr[c // GROUP]."""
+    offs = tl.arange(0, ROW)
+    ties_left = kept - above
+    base = tl.zeros([], tl.int32)
+    for r0 in range(0, length, ROW):
+        c = r0 + offs
+        ok = c < length
+        keys = _ordered(tl.load(row_ptr + c, mask=ok, other=0.0))
+        tie = ok & (keys == tau)
+        tie_rank = tl.cumsum(tie.to(tl.int32), axis=0)  # 1-based among this block's ties
+        chosen = (ok & (keys > tau)) | (tie & (tie_rank <= ties_left))
+        slot = base + tl.cumsum(chosen.to(tl.int32), axis=0) - 1
+        if FROM_GROUPS:
+            ident = tl.load(groups_ptr + c // GROUP, mask=ok, other=0) * GROUP + c % GROUP
+        else:
+            ident = c
+        tl.store(out_ptr + slot, ident.to(tl.int32), mask=chosen)
+        base += tl.sum(chosen.to(tl.int32), axis=0)
+        ties_left -= tl.sum(tie.to(tl.int32), axis=0)
+
+
+@triton.jit
+def _select_kernel(
+    acc_ptr, max_ptr, sum_ptr, lv_ptr, lse_ptr,
+    k_ptr, r_ptr, mask_ptr, gmax_ptr, groups_ptr, score_ptr, keys_ptr,
+    N, H, M, head_dim, num_chunks, num_groups, kept,
+    WANT_VALUES: tl.constexpr, SELECT: tl.constexpr, STAGE1: tl.constexpr, FROM_GROUPS: tl.constexpr,
+    HAS_MASK: tl.constexpr, GROUP: tl.constexpr, BLOCK_C: tl.constexpr, STAGE1_ROW: tl.constexpr,
+    STAGE1_ONE_BLOCK: tl.constexpr, CAND_ROW: tl.constexpr, CAND_ONE_BLOCK: tl.constexpr,
+    BLOCK_CAND: tl.constexpr, HEAD_DIM: tl.constexpr,
+):  # fmt: skip
+    # One program per (bh, landmark), after the landmark pass: merge the Lv partials, then the exact
+    # top-`kept` keys in two stages. Stage 1 (STAGE1) keeps the kept groups of largest maximum (with
+    # GROUP == 1 these are the keys: done). Stage 2 rescores every key of the kept groups
+    # (FROM_GROUPS: chosen here or by torch.topk, in groups_ptr) or of all groups (<= kept of them)
+    # and keeps the kept best.
     pid = tl.program_id(0).to(tl.int64)
     bh = pid // M
     b = bh // H
-    cols = tl.arange(0, HEAD_DIM)
-    d_ok = cols < head_dim
-    r = tl.load(r_ptr + pid * head_dim + cols, mask=d_ok, other=0.0).to(tl.float32)
-    num_cand = num_sel_groups * GROUP
-    for c0 in range(0, num_cand, BLOCK_C):
-        cand = c0 + tl.arange(0, BLOCK_C)
-        cand_ok = cand < num_cand
-        if ALL_GROUPS:
-            group = cand // GROUP
-        else:
-            group = tl.load(groups_ptr + pid * num_sel_groups + cand // GROUP, mask=cand_ok, other=0)
-        key = group.to(tl.int64) * GROUP + cand % GROUP
-        in_range = cand_ok & (key < N)
-        kt = tl.load(k_ptr + (bh * N + key)[:, None] * head_dim + cols[None, :],
-                     mask=in_range[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
-        s = tl.sum(kt.to(tl.float32) * r[None, :], axis=1)
-        key_ok = in_range
-        if HAS_MASK:
-            key_ok = key_ok & (tl.load(mask_ptr + b * N + key, mask=in_range, other=0) != 0)
-        s = tl.where(key_ok, s, -_FLT_MAX)
-        s = tl.where(in_range, s, float("-inf"))
-        tl.store(score_ptr + pid * num_cand + cand, s, mask=cand_ok)
-        tl.store(key_ptr + pid * num_cand + cand, tl.where(in_range, key, 0).to(tl.int32), mask=cand_ok)
+    if WANT_VALUES:
+        _merge_values(acc_ptr, max_ptr, sum_ptr, lv_ptr, lse_ptr, pid, bh, pid % M, M, head_dim, num_chunks,
+                      BLOCK_C, HEAD_DIM)  # fmt: skip
+    if SELECT:
+        if STAGE1:
+            row = gmax_ptr + pid * num_groups
+            tau, above = _kth_largest(row, num_groups, kept, STAGE1_ROW, STAGE1_ONE_BLOCK)
+            out = keys_ptr if GROUP == 1 else groups_ptr
+            _compact_top(row, num_groups, kept, tau, above, out + pid * kept, row, STAGE1_ROW, 1, False)
+            if GROUP > 1:
+                tl.debug_barrier()  # every thread reads the kept groups back
+        if (not STAGE1) or (GROUP > 1):
+            if FROM_GROUPS:
+                num_cand = kept * GROUP
+            else:
+                num_cand = num_groups * GROUP
+            cols = tl.arange(0, HEAD_DIM)
+            d_ok = cols < head_dim
+            r = tl.load(r_ptr + pid * head_dim + cols, mask=d_ok, other=0.0).to(tl.float32)
+            cand_row = score_ptr + pid * num_cand
+            for c0 in range(0, num_cand, BLOCK_CAND):
+                cand = c0 + tl.arange(0, BLOCK_CAND)
+                cand_ok = cand < num_cand
+                if FROM_GROUPS:
+                    group = tl.load(groups_ptr + pid * kept + cand // GROUP, mask=cand_ok, other=0)
+                    key = group.to(tl.int64) * GROUP + cand % GROUP
+                else:
+                    key = cand.to(tl.int64)
+                in_range = cand_ok & (key < N)
+                kt = tl.load(k_ptr + (bh * N + key)[:, None] * head_dim + cols[None, :],
+                             mask=in_range[:, None] & d_ok[None, :], other=0.0)  # fmt: skip
+                score = tl.sum(kt.to(tl.float32) * r[None, :], axis=1)
+                key_ok = in_range
+                if HAS_MASK:
+                    key_ok = key_ok & (tl.load(mask_ptr + b * N + key, mask=in_range, other=0) != 0)
+                score = tl.where(key_ok, score, -_FLT_MAX)
+                score = tl.where(in_range, score, float("-inf"))  # never kept: >= kept keys are in range
+                tl.store(cand_row + cand, score, mask=cand_ok)
+            tl.debug_barrier()  # every thread reads all candidate scores
+            tau, above = _kth_largest(cand_row, num_cand, kept, CAND_ROW, CAND_ONE_BLOCK)
+            _compact_top(cand_row, num_cand, kept, tau, above, keys_ptr + pid * kept, groups_ptr + pid * kept,
+                         CAND_ROW, GROUP, FROM_GROUPS)  # fmt: skip
 
 
 @triton.jit
@@ -276,10 +401,23 @@ def _route_sort_kernel(
 
 
 @triton.jit
+def _sum_parts(parts_ptr, bh, j, M, num_parts, head_dim, BLOCK_P: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """Row j of the per-program partials [BH, num_parts, M, head_dim] summed over the parts (fixed order)."""
+    cols = tl.arange(0, HEAD_DIM)
+    acc = tl.zeros([HEAD_DIM], tl.float32)
+    for p0 in range(0, num_parts, BLOCK_P):
+        parts = p0 + tl.arange(0, BLOCK_P)
+        off = ((bh * num_parts + parts) * M + j)[:, None] * head_dim + cols[None, :]
+        acc += tl.sum(tl.load(parts_ptr + off, mask=(parts < num_parts)[:, None] & (cols < head_dim)[None, :],
+                              other=0.0), axis=0)  # fmt: skip
+    return acc
+
+
+@triton.jit
 def _pool_backward_kernel(
     dr_ptr, order_ptr, len_ptr, dq_ptr,
-    N, H, M, num_landmarks, head_dim,
-    HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, HEAD_DIM: tl.constexpr,
+    N, H, M, num_landmarks, head_dim, num_parts,
+    HAS_MASK: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr, HEAD_DIM: tl.constexpr,
 ):  # fmt: skip
     # Program j owns the ranks [start_j, start_{j+1}): all lie in window j, and only the first can
     # also lie in window j - 1 (adaptive windows overlap by at most one token). One writer per row.
@@ -298,11 +436,9 @@ def _pool_backward_kernel(
     shared_first = (j > 0) & (prev_end > start)
     cols = tl.arange(0, HEAD_DIM)
     d_ok = cols < head_dim
-    grad = tl.load(dr_ptr + (bh * M + j) * head_dim + cols, mask=d_ok, other=0.0) / (end - start).to(
-        tl.float32
-    )
+    grad = _sum_parts(dr_ptr, bh, j, M, num_parts, head_dim, BLOCK_P, HEAD_DIM) / (end - start).to(tl.float32)
     prev_j = tl.maximum(j - 1, 0)
-    grad_prev = tl.load(dr_ptr + (bh * M + prev_j) * head_dim + cols, mask=d_ok & shared_first, other=0.0)
+    grad_prev = _sum_parts(dr_ptr, bh, prev_j, M, tl.where(shared_first, num_parts, 0), head_dim, BLOCK_P, HEAD_DIM)
     grad_prev = grad_prev / tl.maximum(prev_end - prev_start, 1).to(tl.float32)
     for r0 in range(start, own_end, BLOCK_N):
         rank = r0 + tl.arange(0, BLOCK_N)
@@ -340,21 +476,33 @@ class Selection:
     kept: int
 
 
+_LAYOUT_KERNEL_MAX = 65536  # longest rows whose padding layout is one Triton launch
+
+
 def padding_layout(
     key_padding_mask: torch.Tensor | None, batch: int, length: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(lengths [B] int32, order [B, N] int32 with the valid positions first in order, mask as uint8)."""
-    if key_padding_mask is None:
-        return torch.full((batch,), length, dtype=torch.int32, device=device), None, None
-    valid = key_padding_mask.to(device=device, dtype=torch.bool)
-    count = valid.long().cumsum(1)  # inclusive count of valid tokens
-    lengths = count[:, -1:]
-    positions = torch.arange(length, device=device).expand(batch, length)
-    # Valid token -> its rank; padding -> after all valid tokens, in position order (a permutation).
-    dest = torch.where(valid, count - 1, lengths + positions - count)
-    order = torch.empty(batch, length, dtype=torch.int32, device=device)
-    order.scatter_(1, dest, positions.to(torch.int32))
-    return lengths.view(batch).to(torch.int32), order, valid.to(torch.uint8).contiguous()
+    if key_padding_mask is None:  # filled by the pooling kernel (no launch of its own)
+        return common.new_buffer((batch,), torch.int32, device), None, None
+    valid = key_padding_mask.to(device=device, dtype=torch.bool).contiguous()
+    if length > _LAYOUT_KERNEL_MAX:  # one program per row walks it serially: parallel torch ops instead
+        count = valid.long().cumsum(1)  # inclusive count of valid tokens
+        lengths = count[:, -1:]
+        positions = torch.arange(length, device=device).expand(batch, length)
+        # Valid token -> its rank; padding -> after all valid tokens, in position order (a permutation).
+        dest = torch.where(valid, count - 1, lengths + positions - count)
+        order = torch.empty(batch, length, dtype=torch.int32, device=device)
+        order.scatter_(1, dest, positions.to(torch.int32))
+        return lengths.view(batch).to(torch.int32), order, valid.to(torch.uint8)
+    lengths = common.new_buffer((batch,), torch.int32, device)
+    order = common.new_buffer((batch, length), torch.int32, device)
+    mask = common.new_buffer((batch, length), torch.uint8, device)
+    _padding_layout_kernel[(batch,)](
+        valid, lengths, order, mask, length,
+        BLOCK=common.pow2_block(length, 1024), num_warps=common.CONFIG.num_warps,
+    )  # fmt: skip
+    return lengths, order, mask
 
 
 def landmark_pool(
@@ -375,18 +523,21 @@ def landmark_pool(
 
 def pool_backward(
     dq: torch.Tensor,
-    dr: torch.Tensor,
+    dr_parts: torch.Tensor,
     lengths: torch.Tensor,
     order: torch.Tensor | None,
     num_landmarks: int,
     heads: int,
 ) -> None:
-    """dq [BH, N, d] += the pooling gradient of dR [BH, M, d] (fp32), in place."""
+    """dq [BH, N, d] += the pooling gradient of dR, given as its partials dr_parts [BH, parts, M, d] (fp32) that
+    the kernel sums, in place."""
     bh, n, d = dq.shape
-    _pool_backward_kernel[(bh * dr.shape[1],)](
-        dr, order if order is not None else lengths, lengths, dq,
-        n, heads, dr.shape[1], num_landmarks, d,
-        HAS_MASK=order is not None, BLOCK_N=common.rows_per_block(d), HEAD_DIM=common.head_block(d),
+    num_parts, m = dr_parts.shape[1], dr_parts.shape[2]
+    _pool_backward_kernel[(bh * m,)](
+        dr_parts, order if order is not None else lengths, lengths, dq,
+        n, heads, m, num_landmarks, d, num_parts,
+        HAS_MASK=order is not None, BLOCK_N=common.rows_per_block(d),
+        BLOCK_P=common.pow2_block(num_parts, max(16, 4096 // common.head_block(d))), HEAD_DIM=common.head_block(d),
         num_warps=common.CONFIG.num_warps,
     )  # fmt: skip
 
@@ -429,7 +580,7 @@ def select(
     kept = min(topk, n)
 
     block_n = common.tile(cfg.block_n, d, q.dtype)
-    group = min(cfg.group, block_n)
+    group = group_size(n, block_n)
     block_lm = common.pow2_block(m, common.tile(cfg.block_lm, d, q.dtype))
     num_lm_chunks = triton.cdiv(m, block_lm)
     chunk = common.split_chunk(n, bh, block_n)
@@ -461,19 +612,18 @@ def select(
     if want_values:
         landmark_values = common.new_buffer((bh, m, d), q.dtype, device)
         landmark_lse = common.new_buffer((bh, m), f32, device)
-        _landmark_merge_kernel[(bh * m,)](
-            part_acc, part_max, part_sum, landmark_values, landmark_lse, m, d, num_chunks,
-            BLOCK_C=common.pow2_block(num_chunks, 64), HEAD_DIM=head_dim, num_warps=cfg.num_warps,
-        )  # fmt: skip
-        del part_acc, part_max, part_sum
-
     if fixed is None:
-        expert_keys = _top_keys(k, landmarks, mask, gmax, kept, group, heads)
+        expert_keys = common.new_buffer((bh, m, kept), torch.int32, device)
     else:
         expert_keys = fixed[0].reshape(bh, m, kept).to(device=device, dtype=torch.int32).contiguous()
         expert = fixed[1].reshape(bh, n).to(device=device, dtype=torch.int32).contiguous()
         hist = histogram_of(expert, m, chunk, num_chunks)
-    del gmax
+    if want_values or fixed is None:
+        _merge_and_select(
+            k, landmarks, mask, lengths, gmax, (part_acc, part_max, part_sum), landmark_values, landmark_lse,
+            expert_keys, heads, group, want_values=want_values, select=fixed is None,
+        )  # fmt: skip
+    del part_acc, part_max, part_sum, gmax
 
     perm = common.new_buffer((bh, n), torch.int32, device)
     offsets = common.new_buffer((bh, m + 1), torch.int32, device)
@@ -497,33 +647,60 @@ def select(
     )
 
 
-def _top_keys(
+def group_size(n: int, block_n: int) -> int:
+    """Keys per top-k group: the smallest power of two whose N / group maxima fit one in-register row
+    of the selection kernel (1 up to `CONFIG.select_row` keys: a one-stage top-k of the scores
+    themselves), at most `CONFIG.group` and the landmark pass's key block."""
+    cfg = common.CONFIG
+    need = triton.next_power_of_2(triton.cdiv(n, cfg.select_row))
+    return max(1, min(cfg.group, block_n, need))
+
+
+def _merge_and_select(
     k: torch.Tensor,
     landmarks: torch.Tensor,
     mask: torch.Tensor | None,
+    lengths: torch.Tensor,
     gmax: torch.Tensor,
-    kept: int,
-    group: int,
+    partials: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    landmark_values: torch.Tensor | None,
+    landmark_lse: torch.Tensor | None,
+    expert_keys: torch.Tensor,
     heads: int,
-) -> torch.Tensor:
-    """Exact top-`kept` keys per landmark [BH, M, kept] int32 from the group maxima (two stages)."""
+    group: int,
+    *,
+    want_values: bool,
+    select: bool,
+) -> None:
+    """One launch: Lv and its LSE from the partials (want_values) and the exact top-`kept` keys per
+    landmark into expert_keys [BH, M, kept] (select). Rows of group maxima longer than
+    `CONFIG.select_row` (N > select_row * group) take their first stage from `torch.topk`."""
+    cfg = common.CONFIG
     bh, n, d = k.shape
     m, num_groups = gmax.shape[1], gmax.shape[2]
-    all_groups = num_groups <= kept
-    if all_groups:
-        num_sel, groups = num_groups, gmax  # every group is a candidate; `groups` is not read
-    else:
-        num_sel = kept
+    kept = expert_keys.shape[2]
+    num_chunks = partials[1].shape[1] if want_values else 1
+    stage1 = select and kept < num_groups <= cfg.select_row
+    from_groups = select and num_groups > kept
+    groups = expert_keys  # stage 1 writes the kept groups here (scratch), or torch.topk's are read
+    if from_groups and not stage1:
         groups = gmax.topk(kept, dim=-1, sorted=False).indices  # int64, read as is
-    num_cand = num_sel * group
-    scores = common.new_buffer((bh, m, num_cand), torch.float32, k.device)
-    keys = common.new_buffer((bh, m, num_cand), torch.int32, k.device)
-    _rescore_kernel[(bh * m,)](
-        k, landmarks, mask if mask is not None else groups, groups, scores, keys,
-        n, heads, m, d, num_sel,
-        HAS_MASK=mask is not None, ALL_GROUPS=all_groups, GROUP=group,
-        BLOCK_C=common.pow2_block(num_cand, common.rows_per_block(d)), HEAD_DIM=common.head_block(d),
-        num_warps=common.CONFIG.num_warps,
+    elif stage1 and group > 1:
+        groups = common.new_buffer((bh, m, kept), torch.int32, k.device)
+    num_cand = (kept if from_groups else num_groups) * group
+    scores = expert_keys
+    if select and not (stage1 and group == 1):
+        scores = common.new_buffer((bh, m, num_cand), torch.float32, k.device)
+    stage1_row = common.pow2_block(num_groups, cfg.select_row)
+    cand_row = common.pow2_block(num_cand, cfg.select_row)
+    values, lse = (landmark_values, landmark_lse) if want_values else (landmarks, gmax)  # unused then
+    _select_kernel[(bh * m,)](
+        *partials, values, lse,
+        k, landmarks, mask if mask is not None else lengths, gmax, groups, scores, expert_keys,
+        n, heads, m, d, num_chunks, num_groups, kept,
+        WANT_VALUES=want_values, SELECT=select, STAGE1=stage1, FROM_GROUPS=from_groups,
+        HAS_MASK=mask is not None, GROUP=group, BLOCK_C=common.pow2_block(num_chunks, 64),
+        STAGE1_ROW=stage1_row, STAGE1_ONE_BLOCK=num_groups <= stage1_row, CAND_ROW=cand_row,
+        CAND_ONE_BLOCK=num_cand <= cand_row, BLOCK_CAND=common.pow2_block(num_cand, common.rows_per_block(d)),
+        HEAD_DIM=common.head_block(d), num_warps=8 if max(stage1_row, cand_row) >= 2048 else cfg.num_warps,
     )  # fmt: skip
-    top = scores.topk(kept, dim=-1, sorted=False).indices
-    return keys.gather(-1, top).contiguous()

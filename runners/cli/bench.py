@@ -108,6 +108,10 @@ def bench_attention_command(**kwargs: Any) -> None:
 
 @bench_group.command("model")
 @bench_options
+@click.option("--compile", "compile", default=None, flag_value="reduce-overhead", is_flag=False,
+              metavar="[MODE]", help="Train the model under torch.compile (every attention alike); MODE "
+              "defaults to reduce-overhead (CUDA graphs; on CPU inductor without graphs). Recorded in the "
+              "records and their directory name.")
 @user_errors
 def bench_model_command(**kwargs: Any) -> None:
     """LRA Table 2: training steps/s and peak memory of the Text task model, relative to full attention.
