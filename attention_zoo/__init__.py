@@ -18,6 +18,9 @@ from torch import nn
 # Registration order is the display order of tables: the baseline, compression, routing, MiTA.
 from . import full, agent, topk, moba, mita  # noqa: F401
 
+# Classic LRA baselines with fixed and learned sparsity patterns.
+from . import local, longformer, bigbird, sparse_transformer  # noqa: F401
+
 # isort: on
 from . import functional
 from .module import MultiHeadAttention

@@ -8,6 +8,13 @@ from .mita import mita_attention, mita_route_attention
 from .moba import moba_attention
 from .topk import topk_attention
 
+# isort: split
+# Classic LRA baselines with fixed and learned sparsity patterns.
+from .bigbird import bigbird_attention
+from .local import local_attention
+from .longformer import longformer_attention
+from .sparse_transformer import sparse_attention
+
 __all__ = [
     "agent_attention",
     "full_attention",
@@ -16,3 +23,4 @@ __all__ = [
     "moba_attention",
     "topk_attention",
 ]
+__all__ += ["bigbird_attention", "local_attention", "longformer_attention", "sparse_attention"]

@@ -42,6 +42,37 @@ FUNCTIONS = {
 }
 TORCH_ONLY = {"mita": {"backend": "torch"}, "mita_route": {"backend": "torch"}}
 
+# Classic LRA baselines with fixed and learned sparsity patterns.
+PARAM_SETS.update(
+    {
+        "local": [{"window": 0}, {"window": 5}, {"window": 300}],
+        "longformer": [
+            {"window": 1, "num_global": 0},
+            {"window": 4, "num_global": 3},
+            {"window": 300, "num_global": 300},
+        ],
+        "bigbird": [
+            {"block_size": 4, "num_global_blocks": 1, "num_random_blocks": 1, "seed": 0},
+            {"block_size": 7, "num_global_blocks": 2, "num_random_blocks": 3, "seed": 5},
+            {"block_size": 16, "num_global_blocks": 0, "num_random_blocks": 0, "seed": 0},
+            {"block_size": 3, "num_global_blocks": 1, "num_random_blocks": 300, "seed": 1},
+        ],
+        "sparse": [
+            {"block_size": 4, "num_summary": 1},
+            {"block_size": 16, "num_summary": 3},
+            {"block_size": 300, "num_summary": 0},
+        ],
+    }
+)
+FUNCTIONS.update(
+    {
+        "local": F.local_attention,
+        "longformer": F.longformer_attention,
+        "bigbird": F.bigbird_attention,
+        "sparse": F.sparse_attention,
+    }
+)
+
 
 def typical(name):
     """A mid-sized parameter set of the mechanism (with the torch backend where there is a choice)."""
@@ -87,12 +118,12 @@ def test_matches_dense_definition(name, params, n, d, masked):
 @pytest.mark.parametrize("name", list(PARAM_SETS))
 def test_padding_is_removed_not_zeroed(name):
     """Valid outputs (and their gradients) with random padding equal the mechanism on the valid
-    subsequence alone. MoBA's blocks are positional, so for it only trailing padding is invisible."""
+    subsequence alone. For positional mechanisms (MoBA, local, ...) only trailing padding is invisible."""
     params = typical(name)
     n_valid, n_total, d = 37, 64, 16
     gen = torch.Generator().manual_seed(7)
     q, k, v = (torch.randn(1, 2, n_valid, d, generator=gen, dtype=torch.float64) for _ in range(3))
-    if name == "moba":
+    if not attention_zoo.get(name).padding_invariant:  # positional: trailing padding only
         positions = torch.arange(n_valid)
     else:
         positions = torch.randperm(n_total, generator=gen)[:n_valid].sort().values
@@ -263,6 +294,10 @@ class _LargestTensor(TorchDispatchMode):
         ("agent", {"num_agents": 16}),
         ("mita", {"num_landmarks": 16, "topk": 16, "backend": "torch"}),
         ("mita_route", {"num_landmarks": 16, "topk": 16, "backend": "torch"}),
+        ("local", {"window": 16}),
+        ("longformer", {"window": 16, "num_global": 2}),
+        ("bigbird", {"block_size": 16, "num_global_blocks": 2, "num_random_blocks": 3, "seed": 0}),
+        ("sparse", {"block_size": 64, "num_summary": 2}),
     ],
 )
 def test_linear_mechanisms_never_build_an_n_by_n_tensor(name, params):
@@ -285,3 +320,81 @@ def test_both_evaluation_paths_of_selected_keys_match_the_definition(name, param
     expected = ref.apply_removing_padding(name, q, k, v, mask, **params)
     sel = mask[:, None, :, None].expand_as(out)
     torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-10)
+
+
+# --- Classic LRA baselines with fixed and learned sparsity patterns ------------------------------
+
+
+@pytest.mark.parametrize("name", ["local", "longformer"])
+def test_window_at_least_n_is_full_attention(name):
+    q, k, v, mask = random_inputs(2, 3, 41, 16, masked=True)
+    params = {"window": 41} if name == "local" else {"window": 41, "num_global": 0}
+    out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params)
+    torch.testing.assert_close(out, F.full_attention(q, k, v, key_padding_mask=mask))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"block_size": 6, "num_global_blocks": 0, "num_random_blocks": 7, "seed": 3},
+        {"block_size": 6, "num_global_blocks": 7, "num_random_blocks": 0, "seed": 0},
+        {"block_size": 64, "num_global_blocks": 1, "num_random_blocks": 3, "seed": 0},
+    ],
+    ids=["random", "global", "one-block"],
+)
+def test_bigbird_with_every_block_selected_is_full_attention(params):
+    q, k, v, mask = random_inputs(2, 3, 41, 16, masked=True)
+    out = F.bigbird_attention(q, k, v, key_padding_mask=mask, **params)
+    torch.testing.assert_close(out, F.full_attention(q, k, v, key_padding_mask=mask))
+
+
+def test_bigbird_random_blocks_follow_the_seed_and_differ_per_head():
+    q, k, v, _ = random_inputs(1, 2, 64, 8, masked=False)
+    params = {"block_size": 4, "num_global_blocks": 1, "num_random_blocks": 2}
+    same = [F.bigbird_attention(q, k, v, **params, seed=s) for s in (0, 0, 1)]
+    torch.testing.assert_close(same[0], same[1], rtol=0, atol=0)
+    assert not torch.allclose(same[0], same[2])
+    one_head = F.bigbird_attention(q[:, :1].expand(1, 2, 64, 8), k[:, :1].expand(1, 2, 64, 8), v[:, :1].expand(1, 2, 64, 8), **params, seed=0)
+    assert not torch.allclose(one_head[:, 0], one_head[:, 1]), "heads draw their own random blocks"
+
+
+FLEX_CASES = [
+    ("local", {"window": 3}),
+    ("local", {"window": 50}),
+    ("longformer", {"window": 4, "num_global": 3}),
+    ("bigbird", {"block_size": 4, "num_global_blocks": 1, "num_random_blocks": 2, "seed": 7}),
+    ("sparse", {"block_size": 8, "num_summary": 2}),
+]
+
+
+@pytest.mark.parametrize("n", [37, 130])
+@pytest.mark.parametrize("name,params", FLEX_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(FLEX_CASES)])
+def test_flex_block_mask_path_agrees_with_the_chunked_path(name, params, n, monkeypatch):
+    """The CUDA path (FlexAttention with a block mask; eager here, where it has no backward) and the
+    CPU path compute the same function, with trailing padding."""
+    import attention_zoo._sparse as sparse_paths
+
+    q, k, v, _ = random_inputs(2, 2, n, 8, masked=False, seed=n)
+    mask = torch.ones(2, n, dtype=torch.bool)
+    mask[1, n - n // 3 :] = False
+    sel = mask[:, None, :, None].expand_as(q)
+    outputs = {}
+    for path in ("blocks", "flex"):
+        monkeypatch.setattr(sparse_paths, "PATH", path)
+        outputs[path] = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params)[sel]
+    torch.testing.assert_close(outputs["flex"], outputs["blocks"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("local", {"window": -1}),
+        ("longformer", {"num_global": -2}),
+        ("bigbird", {"block_size": 0}),
+        ("sparse", {"block_size": 8, "num_summary": 9}),
+    ],
+)
+def test_bad_sparse_pattern_parameters_are_one_line_errors(name, params):
+    with pytest.raises(ValueError) as err:
+        attention_zoo.get(name).params(**params)
+    assert "\n" not in str(err.value) and next(iter(params)) in str(err.value)

@@ -123,6 +123,10 @@ def moba(q, k, v, valid, block_size, topk_blocks):
 
 
 DENSE = {"full": full, "agent": agent, "topk": topk, "mita": mita, "mita_route": mita_route}
+# Positional mechanisms see all N positions with `valid` [N] marking the real keys.
+POSITIONAL = {"moba": moba}
+# Mechanisms whose definition depends on the head index (e.g. a per-head random pattern).
+NEEDS_HEAD: set[str] = set()
 
 
 def apply_removing_padding(name, q, k, v, mask, per_head=None, **params):
@@ -135,8 +139,90 @@ def apply_removing_padding(name, q, k, v, mask, per_head=None, **params):
         keep = torch.ones(n, dtype=torch.bool) if mask is None else mask[b]
         for h in range(heads):
             extra = per_head(b, h) if per_head else {}
-            if name == "moba":
-                out[b, h] = moba(q[b, h], k[b, h], v[b, h], keep, **params)
+            if name in NEEDS_HEAD:
+                extra = {"head": h, **extra}
+            if name in POSITIONAL:
+                out[b, h] = POSITIONAL[name](q[b, h], k[b, h], v[b, h], keep, **params, **extra)
             else:
                 out[b, h, keep] = DENSE[name](q[b, h, keep], k[b, h, keep], v[b, h, keep], **params, **extra)
     return out
+
+
+# --- Classic LRA baselines with fixed and learned sparsity patterns ------------------------------
+
+
+def attend_allowed(q, k, v, valid, allowed):
+    """Row i: softmax of s q_i . k_j over the valid j with allowed[i, j] (a set: each key once).
+    A query with nothing to attend (only padded ones) is left at zero (unspecified)."""
+    d = q.shape[-1]
+    keep = allowed & valid[None, :]
+    logits = (d**-0.5 * q @ k.T).masked_fill(~keep, float("-inf"))
+    out = torch.softmax(logits, dim=-1) @ v
+    return torch.where(keep.any(dim=1, keepdim=True), out, torch.zeros_like(out))
+
+
+def positions(n):
+    i = torch.arange(n)
+    return i[:, None], i[None, :]
+
+
+def local(q, k, v, valid, window):
+    i, j = positions(q.shape[0])
+    return attend_allowed(q, k, v, valid, (i - j).abs() <= window)
+
+
+def longformer(q, k, v, valid, window, num_global):
+    i, j = positions(q.shape[0])
+    return attend_allowed(q, k, v, valid, ((i - j).abs() <= window) | (j < num_global) | (i < num_global))
+
+
+def splitmix64_unit(x):
+    """splitmix64 of a non-negative integer counter, as a float in [0, 1)."""
+    mask = (1 << 64) - 1
+    x = (x * 0x9E3779B97F4A7C15) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    x ^= x >> 31
+    return (x >> 11) / float(1 << 53)
+
+
+def bigbird_blocks(n, valid, head, block_size, num_global_blocks, num_random_blocks, seed):
+    """Key blocks of every query block: window, globals, and the random draw among the valid
+    non-window non-global blocks (the `num_random_blocks` largest hash scores)."""
+    blocks = math.ceil(n / block_size)
+    glob = min(num_global_blocks, blocks)
+    last_valid = max(j for j in range(n) if valid[j])
+    drawable = last_valid // block_size + 1
+    out = []
+    for i in range(blocks):
+        chosen = {c for c in (i - 1, i, i + 1) if 0 <= c < blocks} | set(range(glob))
+        candidates = [c for c in range(drawable) if abs(c - i) > 1 and c >= glob]
+        score = {
+            c: splitmix64_unit(((seed * 1_000_003 + head) * 1_048_576 + i) * 1_048_576 + c)
+            for c in candidates
+        }
+        chosen |= set(sorted(candidates, key=lambda c: -score[c])[:num_random_blocks])
+        out.append(chosen)
+    return out, glob
+
+
+def bigbird(q, k, v, valid, block_size, num_global_blocks, num_random_blocks, seed, head=0):
+    n = q.shape[0]
+    blocks, glob = bigbird_blocks(n, valid, head, block_size, num_global_blocks, num_random_blocks, seed)
+    allowed = torch.tensor(
+        [
+            [i < glob * block_size or j // block_size in blocks[i // block_size] for j in range(n)]
+            for i in range(n)
+        ]
+    )
+    return attend_allowed(q, k, v, valid, allowed)
+
+
+def sparse(q, k, v, valid, block_size, num_summary):
+    i, j = positions(q.shape[0])
+    own_block = i // block_size == j // block_size
+    return attend_allowed(q, k, v, valid, own_block | (j % block_size >= block_size - num_summary))
+
+
+POSITIONAL.update({"local": local, "longformer": longformer, "bigbird": bigbird, "sparse": sparse})
+NEEDS_HEAD.add("bigbird")

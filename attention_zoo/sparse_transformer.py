@@ -1,0 +1,106 @@
+r"""Sparse Transformer attention (Child et al., 2019), "fixed" pattern, non-causal.
+
+With l = `block_size` and c = `num_summary`, query i attends to its own block and to every block's
+last c positions (the "summary" keys):
+
+.. math::
+
+    S_i = \{\,j : \lfloor j / l \rfloor = \lfloor i / l \rfloor\,\} \cup \{\,j : j \bmod l \ge l - c\,\},
+    \qquad o_i = \sum_{j \in S_i} \operatorname{softmax}_j\!\left(s\, q_i^\top k_j\right) v_j,
+
+over valid keys only, s = d^{-1/2}; a summary key of the own block counts once. The two sets are the
+paper's A(1) and A(2), merged into one head as LRA does. LRA's JAX masks differ in two ways: they are
+lower-triangular (causal) although the LRA models are encoders, and A(2) also holds each block's
+first position. Positions are token indices, so trailing padding leaves valid outputs unchanged.
+
+Cost O(N (l + N c / l) d) time, O(N d) memory: the summary keys are gathered once into a short
+sequence that every query block reads after its own block (`_sparse.block_attention`); on CUDA, a
+FlexAttention block mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import _sparse
+from ._common import check_inputs, gather_rows
+from .registry import AttentionParams, register
+
+
+@dataclass(frozen=True)
+class SparseParams(AttentionParams):
+    # LRA's Fixed1Pattern(block_size=128) + Fixed2Pattern(block_size=128, c=32)
+    # (lra_benchmarks/models/sparse_transformer/sparse_transformer.py).
+    block_size: int = 128
+    num_summary: int = 32
+
+    def check(self) -> None:
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1; got {self.block_size}")
+        if not 0 <= self.num_summary <= self.block_size:
+            raise ValueError(
+                f"num_summary must be in [0, block_size={self.block_size}]; got {self.num_summary}"
+            )
+
+
+def _keys_per_query(p: SparseParams, n: int) -> int:
+    summary = (n // p.block_size) * p.num_summary + max(0, n % p.block_size - (p.block_size - p.num_summary))
+    return min(n, p.block_size + summary - p.num_summary)
+
+
+@register(
+    "sparse",
+    SparseParams,
+    summary="Sparse Transformer fixed pattern: own block + the last num_summary positions of every block",
+    keys_per_query=_keys_per_query,
+    padding_invariant=False,
+)
+def sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    key_padding_mask: torch.Tensor | None = None,
+    block_size: int,
+    num_summary: int,
+) -> torch.Tensor:
+    """Sparse Transformer (fixed, non-causal). q, k, v: [B, H, N, d]; mask [B, N], True = real."""
+    check_inputs("sparse_attention", q, k, v, key_padding_mask)
+    batch, heads, length, _ = q.shape
+    valid = _sparse.key_validity(key_padding_mask, batch, length, q.device)
+    first_summary = block_size - num_summary
+    if _sparse.use_flex(q):
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            pattern = (q_idx // block_size == kv_idx // block_size) | (kv_idx % block_size >= first_summary)
+            return pattern & valid[b, kv_idx]
+
+        return _sparse.flex_attention(q, k, v, mask_mod)
+    num_blocks = -(-length // block_size)
+    padded = num_blocks * block_size
+    positions = torch.arange(length, device=q.device)
+    summary = positions[positions % block_size >= first_summary]  # [S]
+    index = summary.expand(batch, heads, -1)
+    # Keys: the blocked sequence (own blocks), then the summary keys as extra blocks.
+    keys = torch.cat([torch.nn.functional.pad(k, (0, 0, 0, padded - length)), gather_rows(k, index)], dim=2)
+    values = torch.cat([torch.nn.functional.pad(v, (0, 0, 0, padded - length)), gather_rows(v, index)], dim=2)
+    key_valid = torch.cat(
+        [torch.nn.functional.pad(valid, (0, padded - length), value=False), valid[:, summary]], dim=1
+    )
+    summary_blocks = -(-summary.numel() // block_size)
+    own = torch.arange(num_blocks, device=q.device)[:, None]
+    extra = (num_blocks + torch.arange(summary_blocks, device=q.device)).expand(num_blocks, summary_blocks)
+    key_blocks = torch.cat([own, extra], dim=1)[None, None]
+    return _sparse.block_attention(
+        q,
+        keys,
+        values,
+        key_valid,
+        block_size=block_size,
+        key_blocks=key_blocks,
+        block_ok=torch.ones_like(key_blocks, dtype=torch.bool),
+        # Own-block summary keys are read from the summary part only (each key counts once).
+        allowed=lambda qp, kp: (kp >= padded) | (kp % block_size < first_summary),
+    )
