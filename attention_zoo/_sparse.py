@@ -6,8 +6,8 @@ A pattern is a set of allowed (query, key) pairs. Each mechanism states it twice
   query block b gathers a fixed list of T key blocks `key_blocks[..., b, :]` (slots with
   `block_ok = False` are unused, e.g. duplicates) and an element test `allowed(query_pos, key_pos)`
   keeps the exact pattern inside them. Queries are processed a few blocks at a time under activation
-  checkpointing, so the temporaries are O(chunk * T * block_size) and nothing but the inputs and the
-  output is kept for the backward: memory O(N d), no N x N tensor. Query rows listed as `dense_rows`
+  checkpointing (fused SDPA on the gathered keys), so the temporaries are O(chunk * T * block_size)
+  and nothing but the inputs and the output is kept for the backward: memory O(N d), no N x N tensor. Query rows listed as `dense_rows`
   (global queries) attend to every valid key through fused SDPA.
 * **mask form**: `mask_mod(b, h, q_idx, kv_idx)` for `torch.nn.attention.flex_attention` with a block
   mask; compiled on CUDA (a fused block-sparse kernel), eager elsewhere (the eager form materialises
@@ -31,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 PATH = "auto"
 
 # A chunk's logits stay around this many elements.
-_CHUNK_ELEMENTS = 1 << 21
+_CHUNK_ELEMENTS = 1 << 20
 
 AllowedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -67,16 +67,23 @@ def _chunk_attention(
     v_blocks: torch.Tensor,
     index: torch.Tensor,
     mask: torch.Tensor,
-    scale: float,
 ) -> torch.Tensor:
-    """One chunk of query blocks: q_chunk [B, H, C, bs, d], mask [B|1, H|1, C, bs, T * bs]."""
+    """One chunk of query blocks: q_chunk [B, H, C, bs, d], mask [B, H, C, bs, T * bs] -> [B, H, C, bs, d].
+
+    Fused SDPA over the gathered keys, one (head, query block) per attention batch entry.
+    """
+    batch, heads, blocks, block, dim = q_chunk.shape
     keys = _gather_blocks(k_blocks, index)
     values = _gather_blocks(v_blocks, index)
-    logits = torch.matmul(q_chunk, keys.transpose(-1, -2)) * scale
     # Rows with no allowed key (padded queries only) fall back to all their slots: finite, unspecified.
     mask = mask | ~mask.any(dim=-1, keepdim=True)
-    logits = logits.masked_fill(~mask, float("-inf"))
-    return torch.matmul(torch.softmax(logits, dim=-1), values)
+    out = F.scaled_dot_product_attention(
+        q_chunk.reshape(batch, heads * blocks, block, dim),
+        keys.reshape(batch, heads * blocks, -1, dim),
+        values.reshape(batch, heads * blocks, -1, dim),
+        attn_mask=mask.reshape(batch, heads * blocks, block, -1),
+    )
+    return out.view(batch, heads, blocks, block, dim)
 
 
 def block_attention(
@@ -104,7 +111,6 @@ def block_attention(
         dense_rows: the first `dense_rows` queries attend to every valid key of k (global queries).
     """
     batch, heads, length, dim = q.shape
-    scale = dim**-0.5
     num_blocks = -(-length // block_size)
     padded = num_blocks * block_size
     q_blocks = F.pad(q, (0, 0, 0, padded - length)).view(batch, heads, num_blocks, block_size, dim)
@@ -137,11 +143,9 @@ def block_attention(
         mask = mask.expand(batch, heads, stop - start, block_size, slots * block_size)
         q_chunk = q_blocks[:, :, start:stop]
         if grad:  # recompute in the backward: only the inputs are kept
-            out = checkpoint(
-                _chunk_attention, q_chunk, k_blocks, v_blocks, index, mask, scale, use_reentrant=False
-            )
+            out = checkpoint(_chunk_attention, q_chunk, k_blocks, v_blocks, index, mask, use_reentrant=False)
         else:
-            out = _chunk_attention(q_chunk, k_blocks, v_blocks, index, mask, scale)
+            out = _chunk_attention(q_chunk, k_blocks, v_blocks, index, mask)
         outputs.append(out)
     out = torch.cat(outputs, dim=2).view(batch, heads, padded, dim)[:, :, :length]
     if dense_rows > 0:

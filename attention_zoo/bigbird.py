@@ -102,7 +102,7 @@ def _pattern(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     block_size = params["block_size"]
     num_global = min(params["num_global_blocks"], -(-length // block_size))
-    band, band_ok = band_blocks(length, block_size, valid.device)
+    band, band_ok = band_blocks(length, block_size, 1, valid.device)
     batch, num_blocks = valid.shape[0], band.shape[2]
     # Blocks up to the last valid key may be drawn (trailing padding adds none).
     last_valid = valid.long().cumsum(dim=1).argmax(dim=1)

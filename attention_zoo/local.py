@@ -12,8 +12,8 @@ LRA's "Local Attention" row used a different pattern: non-overlapping blocks of 
 attending only to itself (and its JAX code reshapes tokens into a strided rather than a contiguous
 layout); this mechanism is the overlapping band that the later literature calls local attention.
 
-Cost O(N w d) time and O(N d) memory: blocks of size w, each query block gathers its own and its two
-neighbouring key blocks (`_sparse.block_attention`); on CUDA, a FlexAttention block mask.
+Cost O(N w d) time and O(N d) memory: blocks of size min(w, 64), each query block gathering the key
+blocks its band touches (`_sparse.block_attention`); on CUDA, a FlexAttention block mask.
 """
 
 from __future__ import annotations
@@ -38,10 +38,19 @@ class LocalParams(AttentionParams):
             raise ValueError(f"window must be >= 0; got {self.window}")
 
 
-def band_blocks(length: int, block_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Key blocks b-1, b, b+1 of every query block b: ids [1, 1, nb, 3] and ok (inside the sequence)."""
+def band_block_size(window: int) -> int:
+    """Blocks of at most 64 positions: a window of w then gathers about 2 w + 64 keys, not 3 w."""
+    return max(1, min(window, 64))
+
+
+def band_blocks(
+    length: int, block_size: int, window: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The key blocks holding the band |i - j| <= window of every query block: ids [1, 1, nb, T] and
+    ok (inside the sequence), T = 2 ceil(window / block_size) + 1."""
     num_blocks = -(-length // block_size)
-    ids = torch.arange(num_blocks, device=device)[:, None] + torch.arange(-1, 2, device=device)
+    span = -(-window // block_size)
+    ids = torch.arange(num_blocks, device=device)[:, None] + torch.arange(-span, span + 1, device=device)
     ok = (ids >= 0) & (ids < num_blocks)
     return ids.clamp(0, num_blocks - 1)[None, None], ok[None, None]
 
@@ -72,8 +81,8 @@ def local_attention(
             return ((q_idx - kv_idx).abs() <= window) & valid[b, kv_idx]
 
         return _sparse.flex_attention(q, k, v, mask_mod)
-    block_size = max(window, 1)
-    key_blocks, block_ok = band_blocks(length, block_size, q.device)
+    block_size = band_block_size(window)
+    key_blocks, block_ok = band_blocks(length, block_size, window, q.device)
     return _sparse.block_attention(
         q,
         k,

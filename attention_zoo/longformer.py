@@ -13,8 +13,8 @@ attention). One set of projections serves both (Longformer trains separate globa
 JAX port, like this one, does not). Positions are token indices, so trailing padding leaves valid
 outputs unchanged.
 
-Cost O(N (w + g) d) time, O(N d) memory: blocks of size w gathering their two neighbours and the
-global blocks, plus g dense rows (`_sparse.block_attention`); on CUDA, a FlexAttention block mask.
+Cost O(N (w + g) d) time, O(N d) memory: blocks of size min(w, 64) gathering the key blocks of their
+band and the global blocks, plus g dense rows (`_sparse.block_attention`); on CUDA, a FlexAttention block mask.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from . import _sparse
 from ._common import check_inputs
-from .local import band_blocks
+from .local import band_block_size, band_blocks
 from .registry import AttentionParams, register
 
 
@@ -71,8 +71,8 @@ def longformer_attention(
             return pattern & valid[b, kv_idx]
 
         return _sparse.flex_attention(q, k, v, mask_mod)
-    block_size = max(window, 1)
-    band, band_ok = band_blocks(length, block_size, q.device)
+    block_size = band_block_size(window)
+    band, band_ok = band_blocks(length, block_size, window, q.device)
     num_blocks = band.shape[2]
     global_blocks = -(-num_global // block_size)
     ids = torch.arange(global_blocks, device=q.device).expand(1, 1, num_blocks, global_blocks)
