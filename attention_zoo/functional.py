@@ -13,7 +13,9 @@ from .topk import topk_attention
 from .bigbird import bigbird_attention
 from .local import local_attention
 from .longformer import longformer_attention
+from .reformer import reformer_attention
 from .sparse_transformer import sparse_attention
+from .synthesizer import synthesizer_attention
 
 __all__ = [
     "agent_attention",
@@ -23,4 +25,11 @@ __all__ = [
     "moba_attention",
     "topk_attention",
 ]
-__all__ += ["bigbird_attention", "local_attention", "longformer_attention", "sparse_attention"]
+__all__ += [
+    "bigbird_attention",
+    "local_attention",
+    "longformer_attention",
+    "reformer_attention",
+    "sparse_attention",
+    "synthesizer_attention",
+]

@@ -64,8 +64,32 @@ PARAM_SETS.update(
         ],
     }
 )
+
+
+def _synthesizer(q, k, v, *, key_padding_mask=None, **params):
+    """The functional with the fixed logits of tests/zoo_reference.py (the layer's learned R)."""
+    inputs = {name: t[: q.shape[1]].to(q.dtype) for name, t in ref.synthesizer_inputs(params).items()}
+    return F.synthesizer_attention(q, k, v, key_padding_mask=key_padding_mask, **params, **inputs)
+
+
+PARAM_SETS.update(
+    {
+        "reformer": [
+            {"bucket_size": 4, "num_hashes": 1, "seed": 0},
+            {"bucket_size": 8, "num_hashes": 3, "seed": 2},
+            {"bucket_size": 300, "num_hashes": 2, "seed": 0},
+        ],
+        "synthesizer": [
+            {"factorized": False, "rank": 32},
+            {"factorized": True, "rank": 3},
+            {"factorized": True, "rank": 300},
+        ],
+    }
+)
 FUNCTIONS.update(
     {
+        "reformer": F.reformer_attention,
+        "synthesizer": _synthesizer,
         "local": F.local_attention,
         "longformer": F.longformer_attention,
         "bigbird": F.bigbird_attention,
@@ -240,7 +264,9 @@ def test_mita_backend_choice_is_validated():
 @pytest.mark.parametrize("name", list(PARAM_SETS))
 def test_module_wrapper(name):
     torch.manual_seed(0)
-    layer = attention_zoo.make(name, dim=32, num_heads=4, params=PARAM_SETS[name][0], dropout=0.0)
+    layer = attention_zoo.make(
+        name, dim=32, num_heads=4, params=PARAM_SETS[name][0], dropout=0.0, max_length=21
+    )
     x = torch.randn(3, 21, 32)
     mask = torch.ones(3, 21, dtype=torch.bool)
     mask[1, 15:] = False
@@ -354,7 +380,13 @@ def test_bigbird_random_blocks_follow_the_seed_and_differ_per_head():
     same = [F.bigbird_attention(q, k, v, **params, seed=s) for s in (0, 0, 1)]
     torch.testing.assert_close(same[0], same[1], rtol=0, atol=0)
     assert not torch.allclose(same[0], same[2])
-    one_head = F.bigbird_attention(q[:, :1].expand(1, 2, 64, 8), k[:, :1].expand(1, 2, 64, 8), v[:, :1].expand(1, 2, 64, 8), **params, seed=0)
+    one_head = F.bigbird_attention(
+        q[:, :1].expand(1, 2, 64, 8),
+        k[:, :1].expand(1, 2, 64, 8),
+        v[:, :1].expand(1, 2, 64, 8),
+        **params,
+        seed=0,
+    )
     assert not torch.allclose(one_head[:, 0], one_head[:, 1]), "heads draw their own random blocks"
 
 
@@ -398,3 +430,61 @@ def test_bad_sparse_pattern_parameters_are_one_line_errors(name, params):
     with pytest.raises(ValueError) as err:
         attention_zoo.get(name).params(**params)
     assert "\n" not in str(err.value) and next(iter(params)) in str(err.value)
+
+
+def test_reformer_with_one_bucket_is_full_shared_qk_attention():
+    """One chunk: every token attends to every valid token but itself, keys = normalised queries."""
+    q, _, v, mask = random_inputs(2, 3, 41, 16, masked=True)
+    d = q.shape[-1]
+    keys = q / q.norm(dim=-1, keepdim=True)
+    allowed = mask[:, None, None, :] & ~torch.eye(41, dtype=torch.bool)
+    logits = (q @ keys.transpose(-1, -2) / d**0.5).masked_fill(~allowed, float("-inf"))
+    expected = torch.softmax(logits, dim=-1) @ v
+    out = F.reformer_attention(q, q, v, key_padding_mask=mask, bucket_size=41, num_hashes=3, seed=4)
+    sel = mask[:, None, :, None].expand_as(out)
+    torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-12)
+
+
+def test_reformer_ties_keys_to_queries_in_the_layer():
+    assert attention_zoo.get("reformer").shared_qk
+    layer = attention_zoo.make("reformer", dim=16, num_heads=2, params={"bucket_size": 4})
+    x = torch.randn(2, 13, 16)
+    with torch.no_grad():
+        before = layer(x)
+        layer.qkv.weight[16:32].normal_()  # the key slice of the fused projection is unused
+        layer.qkv.bias[16:32].normal_()
+        after = layer(x)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+def test_synthesizer_with_zero_logits_is_full_attention():
+    q, k, v, mask = random_inputs(2, 3, 41, 16, masked=True)
+    for params, inputs in (
+        ({"factorized": False, "rank": 4}, {"logits": torch.zeros(3, 50, 50, dtype=torch.float64)}),
+        (
+            {"factorized": True, "rank": 4},
+            {
+                "logits_left": torch.zeros(3, 50, 4, dtype=torch.float64),
+                "logits_right": torch.randn(3, 4, 50),
+            },
+        ),
+    ):
+        out = F.synthesizer_attention(q, k, v, key_padding_mask=mask, **params, **inputs)
+        torch.testing.assert_close(out, F.full_attention(q, k, v, key_padding_mask=mask))
+
+
+def test_synthesizer_needs_its_logits_and_max_length():
+    q, k, v, _ = random_inputs(1, 2, 9, 4, masked=False)
+    with pytest.raises(ValueError, match="needs `logits`"):
+        F.synthesizer_attention(q, k, v, factorized=False, rank=2)
+    with pytest.raises(ValueError, match="max_length >= 9"):
+        F.synthesizer_attention(q, k, v, factorized=False, rank=2, logits=torch.zeros(2, 5, 5))
+    with pytest.raises(ValueError, match="max_length"):
+        attention_zoo.make("synthesizer", dim=8, num_heads=2)
+    layer = attention_zoo.make(
+        "synthesizer", dim=8, num_heads=2, params={"factorized": True, "rank": 3}, max_length=9
+    )
+    assert {n for n, _ in layer.named_parameters() if n.startswith("mechanism")} == {
+        "mechanism_parameters.logits_left",
+        "mechanism_parameters.logits_right",
+    }

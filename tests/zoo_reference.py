@@ -226,3 +226,68 @@ def sparse(q, k, v, valid, block_size, num_summary):
 
 POSITIONAL.update({"local": local, "longformer": longformer, "bigbird": bigbird, "sparse": sparse})
 NEEDS_HEAD.add("bigbird")
+
+
+def reformer(q, k, v, bucket_size, num_hashes, seed):
+    """On the valid tokens: rounds of (hash, sort by bucket then position, chunks attending to
+    themselves and the previous chunk, cyclically), each key once, itself only when alone; rounds
+    weighted by the softmax of their log-sum-exps."""
+    n, d = q.shape
+    keys = k / k.norm(dim=-1, keepdim=True)
+    buckets = 1 if n <= bucket_size else 2 * math.ceil(n / (2 * bucket_size))
+    if buckets > 1:  # the seed's rotations: torch.randn(R, d, n_b / 2) from seed * 1_000_003 + n_b
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + buckets)
+        rot = torch.randn(num_hashes, d, buckets // 2, generator=gen, dtype=torch.float64).to(q.dtype)
+    outs, lses = [], []
+    for r in range(num_hashes):
+        if buckets == 1:
+            bucket = [0] * n
+        else:
+            projected = keys @ rot[r]
+            bucket = torch.cat([projected, -projected], dim=-1).argmax(dim=-1).tolist()
+        order = sorted(range(n), key=lambda j: (bucket[j], j))
+        chunks = [order[c : c + bucket_size] for c in range(0, n, bucket_size)]
+        out, lse = torch.zeros(n, d, dtype=q.dtype), torch.zeros(n, dtype=q.dtype)
+        for c, members in enumerate(chunks):
+            candidates = set(members) | set(chunks[c - 1])  # chunk 0 wraps to the last chunk
+            for i in members:
+                attended = sorted(candidates - {i}) or [i]
+                logits = d**-0.5 * keys[attended] @ q[i]
+                out[i] = softmax_attend(logits, v[attended])
+                lse[i] = torch.logsumexp(logits, dim=0)
+        outs.append(out)
+        lses.append(lse)
+    weights = torch.softmax(torch.stack(lses), dim=0)
+    return sum(weights[r][:, None] * outs[r] for r in range(num_hashes))
+
+
+def synthesizer_inputs(params, heads=8, max_length=300):
+    """Fixed learned logits for the tests: [H, N_max, N_max], or the two factors."""
+    gen = torch.Generator().manual_seed(11)
+    if params.get("factorized"):
+        rank = params["rank"]
+        return {
+            "logits_left": torch.randn(heads, max_length, rank, generator=gen, dtype=torch.float64),
+            "logits_right": torch.randn(heads, rank, max_length, generator=gen, dtype=torch.float64) / rank,
+        }
+    return {"logits": torch.randn(heads, max_length, max_length, generator=gen, dtype=torch.float64)}
+
+
+def synthesizer(q, k, v, valid, factorized, rank, head=0):
+    n, d = q.shape
+    inputs = synthesizer_inputs({"factorized": factorized, "rank": rank})
+    if factorized:
+        left, right = inputs["logits_left"][head], inputs["logits_right"][head]
+        bias = left[:n] @ right[:, :n]
+    else:
+        bias = inputs["logits"][head, :n, :n]
+    return attend_allowed_logits(d**-0.5 * q @ k.T + bias.to(q.dtype), v, valid)
+
+
+def attend_allowed_logits(logits, v, valid):
+    return torch.softmax(logits.masked_fill(~valid[None, :], float("-inf")), dim=-1) @ v
+
+
+DENSE["reformer"] = reformer
+POSITIONAL["synthesizer"] = synthesizer
+NEEDS_HEAD.add("synthesizer")
