@@ -19,7 +19,7 @@ from torch import nn
 from . import full, agent, topk, moba, mita  # noqa: F401
 
 # Classic LRA baselines with fixed and learned sparsity patterns.
-from . import local, longformer, bigbird, sparse_transformer, reformer, synthesizer  # noqa: F401
+from . import local, longformer, bigbird, sparse_transformer, reformer, sinkhorn, synthesizer  # noqa: F401
 
 # isort: on
 from . import functional

@@ -14,6 +14,7 @@ from .bigbird import bigbird_attention
 from .local import local_attention
 from .longformer import longformer_attention
 from .reformer import reformer_attention
+from .sinkhorn import sinkhorn_attention
 from .sparse_transformer import sparse_attention
 from .synthesizer import synthesizer_attention
 
@@ -30,6 +31,7 @@ __all__ += [
     "local_attention",
     "longformer_attention",
     "reformer_attention",
+    "sinkhorn_attention",
     "sparse_attention",
     "synthesizer_attention",
 ]

@@ -72,8 +72,19 @@ def _synthesizer(q, k, v, *, key_padding_mask=None, **params):
     return F.synthesizer_attention(q, k, v, key_padding_mask=key_padding_mask, **params, **inputs)
 
 
+def _sinkhorn(q, k, v, *, key_padding_mask=None, **params):
+    """The functional with the fixed sorting network of tests/zoo_reference.py."""
+    inputs = {name: t.to(q.dtype) for name, t in ref.sinkhorn_inputs(params, q.shape[-1]).items()}
+    return F.sinkhorn_attention(q, k, v, key_padding_mask=key_padding_mask, **params, **inputs)
+
+
 PARAM_SETS.update(
     {
+        "sinkhorn": [
+            {"block_size": 4, "sinkhorn_iters": 0},
+            {"block_size": 7, "sinkhorn_iters": 3},
+            {"block_size": 300, "sinkhorn_iters": 1},
+        ],
         "reformer": [
             {"bucket_size": 4, "num_hashes": 1, "seed": 0},
             {"bucket_size": 8, "num_hashes": 3, "seed": 2},
@@ -89,6 +100,7 @@ PARAM_SETS.update(
 FUNCTIONS.update(
     {
         "reformer": F.reformer_attention,
+        "sinkhorn": _sinkhorn,
         "synthesizer": _synthesizer,
         "local": F.local_attention,
         "longformer": F.longformer_attention,
@@ -488,3 +500,31 @@ def test_synthesizer_needs_its_logits_and_max_length():
         "mechanism_parameters.logits_left",
         "mechanism_parameters.logits_right",
     }
+
+
+def test_sinkhorn_iterations_make_the_sorting_matrix_doubly_stochastic():
+    from attention_zoo.sinkhorn import sorting_matrix
+
+    scores = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    block_valid = torch.ones(2, 6, dtype=torch.bool)
+    block_valid[1, 4:] = False
+    softmax_rows = sorting_matrix(scores, block_valid, 0)
+    torch.testing.assert_close(softmax_rows[0], torch.softmax(scores[0], dim=-1))
+    p = sorting_matrix(scores, block_valid, 200)
+    for row, n in ((0, 6), (1, 4)):
+        square = p[row, :, :n, :n]
+        torch.testing.assert_close(square.sum(-1), torch.ones(3, n, dtype=torch.float64), rtol=0, atol=1e-6)
+        torch.testing.assert_close(square.sum(-2), torch.ones(3, n, dtype=torch.float64), rtol=0, atol=1e-9)
+    assert p[1, :, 4:].abs().max() == 0 and p[1, :, :, 4:].abs().max() == 0
+
+
+def test_sinkhorn_needs_its_sorting_network_and_max_length():
+    q, k, v, _ = random_inputs(1, 2, 9, 4, masked=False)
+    with pytest.raises(ValueError, match="needs `sort_weight`"):
+        F.sinkhorn_attention(q, k, v, block_size=2, sinkhorn_iters=0)
+    with pytest.raises(ValueError, match="max_length >= 9"):
+        F.sinkhorn_attention(
+            q, k, v, block_size=2, sinkhorn_iters=0, sort_weight=torch.zeros(4, 3), sort_bias=torch.zeros(3)
+        )
+    with pytest.raises(ValueError, match="max_length"):
+        attention_zoo.make("sinkhorn", dim=8, num_heads=2)

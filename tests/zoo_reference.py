@@ -291,3 +291,54 @@ def attend_allowed_logits(logits, v, valid):
 DENSE["reformer"] = reformer
 POSITIONAL["synthesizer"] = synthesizer
 NEEDS_HEAD.add("synthesizer")
+
+
+def sinkhorn_inputs(params, dim, max_length=300):
+    """A fixed sorting network for the tests: weight [d, n_max], bias [n_max]."""
+    gen = torch.Generator().manual_seed(13)
+    blocks = math.ceil(max_length / params["block_size"])
+    return {
+        "sort_weight": torch.randn(dim, blocks, generator=gen, dtype=torch.float64),
+        "sort_bias": torch.randn(blocks, generator=gen, dtype=torch.float64),
+    }
+
+
+def sinkhorn(q, k, v, valid, block_size, sinkhorn_iters):
+    n, d = q.shape
+    net = sinkhorn_inputs({"block_size": block_size}, d)
+    blocks = [list(range(b, min(b + block_size, n))) for b in range(0, n, block_size)]
+    real = [i for i, blk in enumerate(blocks) if any(valid[t] for t in blk)]
+    zero = torch.zeros(d, dtype=q.dtype)
+
+    def slot(x, i, t):  # x at slot t of block i; padded or missing positions are zero
+        pos = i * block_size + t
+        return x[pos] if pos < n and valid[pos] else zero
+
+    summary = torch.stack([sum((slot(k, i, t) for t in range(block_size)), zero) for i in real])
+    scores = summary @ net["sort_weight"][:, real].to(q.dtype) + net["sort_bias"][real].to(q.dtype)
+    log_p = scores - scores.logsumexp(dim=1, keepdim=True)
+    for step in range(sinkhorn_iters):
+        if step:
+            log_p = log_p - log_p.logsumexp(dim=1, keepdim=True)
+        log_p = log_p - log_p.logsumexp(dim=0, keepdim=True)
+    p = log_p.exp()  # rows and columns: the valid blocks
+    slot_ok = [
+        any(i * block_size + t < n and valid[i * block_size + t] for i in real) for t in range(block_size)
+    ]
+    out = torch.zeros(n, d, dtype=q.dtype)
+    for row, i in enumerate(real):
+        partner_k = [
+            sum((p[row, c] * slot(k, j, t) for c, j in enumerate(real)), zero) for t in range(block_size)
+        ]
+        partner_v = [
+            sum((p[row, c] * slot(v, j, t) for c, j in enumerate(real)), zero) for t in range(block_size)
+        ]
+        own = [t for t in blocks[i] if valid[t]]
+        keys = torch.stack([k[t] for t in own] + [partner_k[t] for t in range(block_size) if slot_ok[t]])
+        values = torch.stack([v[t] for t in own] + [partner_v[t] for t in range(block_size) if slot_ok[t]])
+        for t in blocks[i]:
+            out[t] = softmax_attend(d**-0.5 * keys @ q[t], values)
+    return out
+
+
+POSITIONAL["sinkhorn"] = sinkhorn
