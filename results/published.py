@@ -1,10 +1,14 @@
 """Published LRA accuracies shipped with the package (`results/published.csv`).
 
-Three softmax-attention rows, each labelled with its paper and protocol:
+Rows labelled with their paper and protocol. Three softmax-attention rows:
 
 * the LRA paper's Table 1 Transformer (JAX, released LRA configs);
 * the Nyströmformer paper's Table 3 standard softmax row (PyTorch small-model protocol);
-* the Skyformer paper's Table 1 self-attention row (same lineage, mean of 3 seeds).
+* the Skyformer paper's Table 1 self-attention row (same lineage, mean of 3 seeds);
+
+and, for the sparsity-pattern baselines (local, Sparse Transformer, Longformer, Reformer, Sinkhorn,
+Synthesizer, BigBird), their LRA Table 1 rows and the Skyformer Table 1 rows of BigBird and Reformer;
+the `attention` column names the registry mechanism, the protocol column what the paper ran.
 
 They are reference points for orientation only: other code, other data (the real LRA release)
 and other training budgets. Tables show them in a separate block and never average them with

@@ -528,3 +528,10 @@ def test_sinkhorn_needs_its_sorting_network_and_max_length():
         )
     with pytest.raises(ValueError, match="max_length"):
         attention_zoo.make("sinkhorn", dim=8, num_heads=2)
+
+
+def test_published_rows_name_registered_mechanisms():
+    from results.published import load_published
+
+    named = {name for name in load_published()["attention"] if name}
+    assert named <= set(attention_zoo.names()), sorted(named - set(attention_zoo.names()))
