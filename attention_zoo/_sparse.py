@@ -2,12 +2,11 @@ r"""Shared machinery of the fixed sparsity patterns (local, Longformer, BigBird,
 
 A pattern is a set of allowed (query, key) pairs. Each mechanism states it twice, in two exact forms:
 
-* **block form** (CPU, and CUDA without FlexAttention): positions are cut into blocks of `block_size`;
-  query block b gathers a fixed list of T key blocks `key_blocks[..., b, :]` (slots with
-  `block_ok = False` are unused, e.g. duplicates) and an element test `allowed(query_pos, key_pos)`
-  keeps the exact pattern inside them. Queries are processed a few blocks at a time under activation
-  checkpointing (fused SDPA on the gathered keys), so the temporaries are O(chunk * T * block_size)
-  and nothing but the inputs and the output is kept for the backward: memory O(N d), no N x N tensor. Query rows listed as `dense_rows`
+* **block form** (CPU): positions are cut into blocks of `block_size`; query block b gathers a fixed
+  number of key slots (e.g. whole key blocks, `block_slots`) and a mask keeps the exact pattern among
+  them. Queries are processed a few blocks at a time (fused SDPA on the gathered keys); the backward
+  recomputes each chunk and accumulates into preallocated gradients, so memory is the inputs, the
+  output, their gradients and one chunk's temporaries: O(N d), no N x N tensor. Query rows listed as `dense_rows`
   (global queries) attend to every valid key through fused SDPA.
 * **mask form**: `mask_mod(b, h, q_idx, kv_idx)` for `torch.nn.attention.flex_attention` with a block
   mask; compiled on CUDA (a fused block-sparse kernel), eager elsewhere (the eager form materialises
@@ -25,13 +24,12 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 # "auto" | "blocks" | "flex"; tests force each form.
 PATH = "auto"
 
-# A chunk's logits stay around this many elements.
-_CHUNK_ELEMENTS = 1 << 20
+# A chunk's scores and its gathered keys stay within this many elements each.
+_CHUNK_ELEMENTS = 1 << 19
 
 AllowedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -52,38 +50,146 @@ def use_flex(q: torch.Tensor) -> bool:
     return q.is_cuda
 
 
-def _gather_blocks(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Blocks of x [B, H, nb, bs, d] at index [B, H, C, T] -> [B, H, C, T * bs, d]."""
-    batch, heads, num_blocks, block, dim = x.shape
-    offsets = (torch.arange(batch * heads, device=x.device) * num_blocks).view(batch, heads, 1, 1)
-    flat = (index + offsets).reshape(-1)
-    gathered = x.reshape(batch * heads * num_blocks, block * dim).index_select(0, flat)
-    return gathered.view(*index.shape[:3], index.shape[3] * block, dim)
+KeySlots = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _flat_index(index: torch.Tensor, batch: int, heads: int, length: int) -> torch.Tensor:
+    """Token ids [B, H, ...] in [0, length) -> row ids of the [B * H * length, d] view."""
+    offsets = (torch.arange(batch * heads, device=index.device) * length).view(
+        batch, heads, *([1] * (index.dim() - 2))
+    )
+    return (index + offsets).reshape(-1)
 
 
 def _chunk_attention(
-    q_chunk: torch.Tensor,
-    k_blocks: torch.Tensor,
-    v_blocks: torch.Tensor,
-    index: torch.Tensor,
-    mask: torch.Tensor,
+    q_rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
-    """One chunk of query blocks: q_chunk [B, H, C, bs, d], mask [B, H, C, bs, T * bs] -> [B, H, C, bs, d].
-
-    Fused SDPA over the gathered keys, one (head, query block) per attention batch entry.
-    """
-    batch, heads, blocks, block, dim = q_chunk.shape
-    keys = _gather_blocks(k_blocks, index)
-    values = _gather_blocks(v_blocks, index)
+    """Query rows [B, H, C * bs, d] against their block's gathered keys [B, H, C, K, d] under mask
+    [B, H, C, bs, K]: fused SDPA, one (head, query block) per attention batch entry."""
+    batch, heads, blocks, block, slots = mask.shape
+    dim = q_rows.shape[-1]
     # Rows with no allowed key (padded queries only) fall back to all their slots: finite, unspecified.
     mask = mask | ~mask.any(dim=-1, keepdim=True)
     out = F.scaled_dot_product_attention(
-        q_chunk.reshape(batch, heads * blocks, block, dim),
-        keys.reshape(batch, heads * blocks, -1, dim),
-        values.reshape(batch, heads * blocks, -1, dim),
-        attn_mask=mask.reshape(batch, heads * blocks, block, -1),
+        q_rows.reshape(batch, heads * blocks, block, dim),
+        keys.reshape(batch, heads * blocks, slots, dim),
+        values.reshape(batch, heads * blocks, slots, dim),
+        attn_mask=mask.reshape(batch, heads * blocks, block, slots),
     )
-    return out.view(batch, heads, blocks, block, dim)
+    return out.view(batch, heads, blocks * block, dim)
+
+
+class _Plan:
+    """The chunks of query blocks and, per chunk, the gathered key ids and the mask."""
+
+    def __init__(
+        self,
+        key_slots: KeySlots,
+        key_valid: torch.Tensor,
+        block_size: int,
+        length: int,
+        dim: int,
+        per_row: int,
+        dense_rows: int,
+    ) -> None:
+        self.key_slots, self.key_valid, self.block_size, self.length = (
+            key_slots,
+            key_valid,
+            block_size,
+            length,
+        )
+        self.dense_rows = min(dense_rows, length)
+        self.num_blocks = -(-length // block_size)
+        # per_row = B H K: a block's scores are block_size * per_row elements, its gathered keys dim * per_row
+        per_block = max(block_size, dim) * per_row
+        self.chunk = max(1, min(self.num_blocks, _CHUNK_ELEMENTS // max(1, per_block)))
+
+    def chunks(self):
+        for start in range(0, self.num_blocks, self.chunk):
+            yield start, min(start + self.chunk, self.num_blocks)
+
+    def inputs(self, start: int, stop: int, batch: int, heads: int, key_length: int):
+        index, ok = self.key_slots(start, stop)  # [B|1, H|1, C, K], [B|1, H|1, C, bs|1, K]
+        inside = index < key_length
+        index = index.clamp(max=key_length - 1).expand(batch, heads, -1, -1)
+        valid = self.key_valid.gather(1, index.reshape(batch, -1)).view(index.shape) & inside
+        mask = (ok & valid[:, :, :, None, :]).expand(batch, heads, stop - start, self.block_size, -1)
+        return index, mask
+
+    def rows(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Query rows of blocks [start, stop), zero-padded to whole blocks."""
+        first, last = start * self.block_size, min(stop * self.block_size, self.length)
+        return F.pad(x[:, :, first:last], (0, 0, 0, (stop - start) * self.block_size - (last - first)))
+
+
+def _forward_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    batch, heads, length, dim = q.shape
+    out = q.new_empty(batch, heads, length, dim)
+    key_length = k.shape[2]
+    for start, stop in plan.chunks():
+        index, mask = plan.inputs(start, stop, batch, heads, key_length)
+        flat = _flat_index(index, batch, heads, key_length)
+        keys = k.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim)
+        values = v.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim)
+        rows = _chunk_attention(plan.rows(q, start, stop), keys, values, mask)
+        first, last = start * plan.block_size, min(stop * plan.block_size, length)
+        out[:, :, first:last] = rows[:, :, : last - first]
+    if plan.dense_rows:  # global queries: every valid key, fused SDPA
+        out[:, :, : plan.dense_rows] = _dense_rows(q, k, v, plan)
+    return out
+
+
+def _dense_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    mask = plan.key_valid[:, None, None, :]
+    return F.scaled_dot_product_attention(q[:, :, : plan.dense_rows], k, v, attn_mask=mask)
+
+
+class _BlockSparseAttention(torch.autograd.Function):
+    """Chunked attention whose backward recomputes each chunk and accumulates into preallocated
+    gradients: memory is the inputs, the output, their gradients and one chunk's temporaries."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        ctx.save_for_backward(q, k, v)
+        ctx.plan = plan
+        return _forward_chunks(q, k, v, plan)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        q, k, v = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        batch, heads, length, dim = q.shape
+        key_length = k.shape[2]
+        grad_q, grad_k, grad_v = (torch.zeros(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+        for start, stop in plan.chunks():
+            index, mask = plan.inputs(start, stop, batch, heads, key_length)
+            flat = _flat_index(index, batch, heads, key_length)
+            with torch.enable_grad():
+                q_rows = plan.rows(q, start, stop).detach().requires_grad_()
+                keys = k.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim).requires_grad_()
+                values = v.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim).requires_grad_()
+                rows = _chunk_attention(q_rows, keys, values, mask)
+            upstream = plan.rows(grad_out, start, stop)
+            first = start * plan.block_size
+            if first < plan.dense_rows:  # rows the dense pass overwrote take no gradient here
+                upstream = upstream.clone()
+                upstream[:, :, : plan.dense_rows - first] = 0
+            grads = torch.autograd.grad(rows, (q_rows, keys, values), upstream)
+            first, last = start * plan.block_size, min(stop * plan.block_size, length)
+            grad_q[:, :, first:last] += grads[0][:, :, : last - first]
+            grad_k.view(-1, dim).index_add_(0, flat, grads[1].reshape(-1, dim))
+            grad_v.view(-1, dim).index_add_(0, flat, grads[2].reshape(-1, dim))
+        if plan.dense_rows:
+            rows = plan.dense_rows
+            with torch.enable_grad():
+                inputs = [t.detach().requires_grad_() for t in (q[:, :, :rows], k, v)]
+                dense = _dense_rows(*inputs, plan)
+            dense_q, dense_k, dense_v = torch.autograd.grad(dense, inputs, grad_out[:, :, :rows])
+            grad_q[:, :, :rows] += dense_q
+            grad_k += dense_k
+            grad_v += dense_v
+        return grad_q, grad_k, grad_v, None
 
 
 def block_attention(
@@ -93,66 +199,51 @@ def block_attention(
     key_valid: torch.Tensor,
     *,
     block_size: int,
-    key_blocks: torch.Tensor,
-    block_ok: torch.Tensor,
-    allowed: AllowedFn | None = None,
+    key_slots: KeySlots,
+    slots: int,
     dense_rows: int = 0,
 ) -> torch.Tensor:
     """Exact softmax attention over a block-structured pattern, without any N x N tensor.
 
     Args:
-        q: [B, H, N, d]; k, v: [B, H, M, d] (M = N, or a longer key sequence with extra keys appended).
+        q: [B, H, N, d]; k, v: [B, H, M, d] (usually M = N).
         key_valid: [B, M] bool, True = real key.
-        block_size: positions per block (queries and keys).
-        key_blocks: [B|1, H|1, nb, T] ids of the key blocks (of k) gathered by each query block.
-        block_ok: same shape, False for unused slots (a block listed twice must be listed ok once).
-        allowed: `allowed(query_pos [C, bs, 1], key_pos [B|1, H|1, C, 1, T * bs]) -> bool` keeps the
-            exact pattern inside the gathered blocks; None keeps every gathered key.
-        dense_rows: the first `dense_rows` queries attend to every valid key of k (global queries).
+        block_size: query positions per block.
+        key_slots: `key_slots(start, stop)` for query blocks [start, stop) returns the key ids each
+            block gathers, [B|1, H|1, C, K] (ids >= M are empty slots), and the allowed pairs,
+            bool [B|1, H|1, C, bs|1, K]; a key must not be allowed twice for one query.
+        slots: K, the number of key slots per query block.
+        dense_rows: the first `dense_rows` queries attend to every valid key (global queries).
     """
     batch, heads, length, dim = q.shape
-    num_blocks = -(-length // block_size)
-    padded = num_blocks * block_size
-    q_blocks = F.pad(q, (0, 0, 0, padded - length)).view(batch, heads, num_blocks, block_size, dim)
-    num_key_blocks = -(-k.shape[2] // block_size)
-    key_pad = (0, 0, 0, num_key_blocks * block_size - k.shape[2])
-    k_blocks = F.pad(k, key_pad).view(batch, heads, num_key_blocks, block_size, dim)
-    v_blocks = F.pad(v, key_pad).view(batch, heads, num_key_blocks, block_size, dim)
-    valid_padded = F.pad(key_valid, key_pad[2:], value=False)
-    slots = key_blocks.shape[-1]
-    key_blocks = key_blocks.expand(batch, heads, num_blocks, slots)
-    block_ok = block_ok.expand(batch, heads, num_blocks, slots)
-    offsets = torch.arange(block_size, device=q.device)
-    chunk = max(
-        1, min(num_blocks, _CHUNK_ELEMENTS // max(1, batch * heads * block_size * slots * block_size))
-    )
-    grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    outputs = []
-    for start in range(0, num_blocks, chunk):
-        stop = min(start + chunk, num_blocks)
-        index = key_blocks[:, :, start:stop]
-        key_pos = (index[..., None] * block_size + offsets).flatten(-2)  # [B, H, C, T * bs]
-        ok = block_ok[:, :, start:stop, :, None].expand(*index.shape, block_size).flatten(-2)
-        ok = ok & valid_padded.gather(1, key_pos.reshape(batch, -1)).view(key_pos.shape)
-        mask = ok[:, :, :, None, :]  # [B, H, C, 1, T * bs]
+    k, v = k.contiguous(), v.contiguous()  # gathered by rows of the flat [B H M, d] view
+    plan = _Plan(key_slots, key_valid, block_size, length, dim, batch * heads * slots, dense_rows)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        out = _BlockSparseAttention.apply(q, k, v, plan)
+    else:
+        out = _forward_chunks(q, k, v, plan)
+    return out
+
+
+def block_slots(
+    block_size: int, key_blocks: torch.Tensor, block_ok: torch.Tensor, allowed: AllowedFn | None = None
+) -> tuple[KeySlots, int]:
+    """`key_slots` for a pattern given as key blocks: key_blocks / block_ok [B|1, H|1, nb, T] (block ids
+    and the slots in use) and an element test `allowed(query_pos [C, bs, 1], key_pos [..., C, 1, T bs])`."""
+    offsets = torch.arange(block_size, device=key_blocks.device)
+
+    def key_slots(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = key_blocks[:, :, start:stop]
+        index = (ids[..., None] * block_size + offsets).flatten(-2)  # [B|1, H|1, C, T bs]
+        ok = block_ok[:, :, start:stop, :, None].expand(*ids.shape, block_size).flatten(-2)[:, :, :, None, :]
         if allowed is not None:
-            query_pos = (torch.arange(start, stop, device=q.device)[:, None] * block_size + offsets)[
+            query_pos = (torch.arange(start, stop, device=ids.device)[:, None] * block_size + offsets)[
                 ..., None
             ]
-            mask = mask & allowed(query_pos, key_pos[:, :, :, None, :])
-        mask = mask.expand(batch, heads, stop - start, block_size, slots * block_size)
-        q_chunk = q_blocks[:, :, start:stop]
-        if grad:  # recompute in the backward: only the inputs are kept
-            out = checkpoint(_chunk_attention, q_chunk, k_blocks, v_blocks, index, mask, use_reentrant=False)
-        else:
-            out = _chunk_attention(q_chunk, k_blocks, v_blocks, index, mask)
-        outputs.append(out)
-    out = torch.cat(outputs, dim=2).view(batch, heads, padded, dim)[:, :, :length]
-    if dense_rows > 0:
-        rows = min(dense_rows, length)
-        dense = F.scaled_dot_product_attention(q[:, :, :rows], k, v, attn_mask=key_valid[:, None, None, :])
-        out = torch.cat([dense, out[:, :, rows:]], dim=2)
-    return out
+            ok = ok & allowed(query_pos, index[:, :, :, None, :])
+        return index, ok
+
+    return key_slots, key_blocks.shape[-1] * block_size
 
 
 _COMPILED_FLEX = None

@@ -160,13 +160,7 @@ def bigbird_attention(
             return pattern & valid[b, kv_idx]
 
         return _sparse.flex_attention(q, k, v, mask_mod)
+    key_slots, slots = _sparse.block_slots(block_size, key_blocks, block_ok)
     return _sparse.block_attention(
-        q,
-        k,
-        v,
-        valid,
-        block_size=block_size,
-        key_blocks=key_blocks,
-        block_ok=block_ok,
-        dense_rows=global_rows,
+        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots, dense_rows=global_rows
     )

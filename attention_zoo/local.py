@@ -83,13 +83,7 @@ def local_attention(
         return _sparse.flex_attention(q, k, v, mask_mod)
     block_size = band_block_size(window)
     key_blocks, block_ok = band_blocks(length, block_size, window, q.device)
-    return _sparse.block_attention(
-        q,
-        k,
-        v,
-        valid,
-        block_size=block_size,
-        key_blocks=key_blocks,
-        block_ok=block_ok,
-        allowed=lambda qp, kp: (qp - kp).abs() <= window,
+    key_slots, slots = _sparse.block_slots(
+        block_size, key_blocks, block_ok, allowed=lambda qp, kp: (qp - kp).abs() <= window
     )
+    return _sparse.block_attention(q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots)

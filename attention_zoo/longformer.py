@@ -80,14 +80,12 @@ def longformer_attention(
     duplicate = (ids[..., :, None] == band[..., None, :]) & band_ok[..., None, :]
     key_blocks = torch.cat([band, ids], dim=-1)
     block_ok = torch.cat([band_ok, ~duplicate.any(dim=-1)], dim=-1)
-    return _sparse.block_attention(
-        q,
-        k,
-        v,
-        valid,
-        block_size=block_size,
-        key_blocks=key_blocks,
-        block_ok=block_ok,
+    key_slots, slots = _sparse.block_slots(
+        block_size,
+        key_blocks,
+        block_ok,
         allowed=lambda qp, kp: ((qp - kp).abs() <= window) | (kp < num_global),
-        dense_rows=num_global,
+    )
+    return _sparse.block_attention(
+        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots, dense_rows=num_global
     )

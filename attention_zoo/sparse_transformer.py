@@ -13,9 +13,8 @@ paper's A(1) and A(2), merged into one head as LRA does. LRA's JAX masks differ 
 lower-triangular (causal) although the LRA models are encoders, and A(2) also holds each block's
 first position. Positions are token indices, so trailing padding leaves valid outputs unchanged.
 
-Cost O(N (l + N c / l) d) time, O(N d) memory: the summary keys are gathered once into a short
-sequence that every query block reads after its own block (`_sparse.block_attention`); on CUDA, a
-FlexAttention block mask.
+Cost O(N (l + N c / l) d) time, O(N d) memory: each query block gathers its own block and the
+summary keys (`_sparse.block_attention`); on CUDA, a FlexAttention block mask.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _sparse
-from ._common import check_inputs, gather_rows
+from ._common import check_inputs
 from .registry import AttentionParams, register
 
 
@@ -78,29 +77,19 @@ def sparse_attention(
             return pattern & valid[b, kv_idx]
 
         return _sparse.flex_attention(q, k, v, mask_mod)
-    num_blocks = -(-length // block_size)
-    padded = num_blocks * block_size
     positions = torch.arange(length, device=q.device)
-    summary = positions[positions % block_size >= first_summary]  # [S]
-    index = summary.expand(batch, heads, -1)
-    # Keys: the blocked sequence (own blocks), then the summary keys as extra blocks.
-    keys = torch.cat([torch.nn.functional.pad(k, (0, 0, 0, padded - length)), gather_rows(k, index)], dim=2)
-    values = torch.cat([torch.nn.functional.pad(v, (0, 0, 0, padded - length)), gather_rows(v, index)], dim=2)
-    key_valid = torch.cat(
-        [torch.nn.functional.pad(valid, (0, padded - length), value=False), valid[:, summary]], dim=1
-    )
-    summary_blocks = -(-summary.numel() // block_size)
-    own = torch.arange(num_blocks, device=q.device)[:, None]
-    extra = (num_blocks + torch.arange(summary_blocks, device=q.device)).expand(num_blocks, summary_blocks)
-    key_blocks = torch.cat([own, extra], dim=1)[None, None]
+    summary = positions[positions % block_size >= first_summary]  # [S], the same for every query
+    offsets = torch.arange(block_size, device=q.device)
+
+    def key_slots(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        own = torch.arange(start, stop, device=q.device)[:, None] * block_size + offsets  # [C, bs]
+        index = torch.cat([own, summary.expand(stop - start, -1)], dim=1)
+        # An own-block summary key is read from the summary slots only (each key counts once).
+        ok = torch.cat(
+            [own % block_size < first_summary, torch.ones_like(index[:, block_size:], dtype=torch.bool)], 1
+        )
+        return index[None, None], ok[None, None, :, None, :]
+
     return _sparse.block_attention(
-        q,
-        keys,
-        values,
-        key_valid,
-        block_size=block_size,
-        key_blocks=key_blocks,
-        block_ok=torch.ones_like(key_blocks, dtype=torch.bool),
-        # Own-block summary keys are read from the summary part only (each key counts once).
-        allowed=lambda qp, kp: (kp >= padded) | (kp % block_size < first_summary),
+        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=block_size + summary.numel()
     )
