@@ -10,12 +10,20 @@ from .topk import topk_attention
 
 # isort: split
 # Kernelized and low-rank baselines.
+# Classic LRA baselines with fixed and learned sparsity patterns.
+from .bigbird import bigbird_attention
 from .cosformer import cosformer_attention
 from .linear import linear_attention
 from .linformer import linformer_attention
+from .local import local_attention
+from .longformer import longformer_attention
 from .nystrom import nystrom_attention
 from .performer import performer_attention
+from .reformer import reformer_attention
+from .sinkhorn import sinkhorn_attention
 from .skyformer import skyformer_attention
+from .sparse_transformer import sparse_attention
+from .synthesizer import synthesizer_attention
 
 __all__ = [
     "agent_attention",
@@ -31,4 +39,13 @@ __all__ = [
     "nystrom_attention",
     "performer_attention",
     "skyformer_attention",
+]
+__all__ += [
+    "bigbird_attention",
+    "local_attention",
+    "longformer_attention",
+    "reformer_attention",
+    "sinkhorn_attention",
+    "sparse_attention",
+    "synthesizer_attention",
 ]

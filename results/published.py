@@ -3,7 +3,7 @@
 Rows from three papers, each labelled with its paper, table and protocol, and with the registry
 name of the mechanism it corresponds to (`attention`):
 
-* the LRA paper's Table 1 (JAX, released LRA configs);
+* the LRA paper's Table 1 (JAX, released LRA configs): the Transformer and every baseline row;
 * the Nyströmformer paper's Table 3 (PyTorch small-model protocol);
 * the Skyformer paper's Table 1 (same lineage, mean of 3 seeds).
 

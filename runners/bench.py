@@ -619,18 +619,29 @@ class _Tally:
 def _attention_call(
     series: Series, pass_: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad_out: torch.Tensor
 ) -> Callable[[], Any]:
-    """The measured call: inference forward, or forward plus the input gradients."""
+    """The measured call: inference forward, or forward plus the input gradients.
+
+    Mechanisms with learned or fixed inputs (Synthesizer's logits, Sinkhorn's sorting network) get
+    them at their initial values, sized for this length, as a layer with max_length = N would hold."""
     mechanism, params = series.mechanism, series.params
+    _, heads, length, head_dim = q.shape
+    runtime: dict[str, Any] = {}
+    for make in (mechanism.module_parameters, mechanism.module_buffers):
+        if make is not None:
+            made = make(params, heads, head_dim, length).items()
+            runtime.update({name: t.to(device=q.device, dtype=q.dtype) for name, t in made})
+    if "training" in mechanism.runtime_inputs:
+        runtime["training"] = pass_ != "forward"
     if pass_ == "forward":
 
         def forward() -> torch.Tensor:
             with torch.no_grad():
-                return mechanism(q, k, v, params=params)
+                return mechanism(q, k, v, params=params, **runtime)
 
         return forward
 
     def forward_backward() -> tuple[torch.Tensor, ...]:
-        out = mechanism(q, k, v, params=params)
+        out = mechanism(q, k, v, params=params, **runtime)
         return torch.autograd.grad(out, (q, k, v), grad_out)
 
     return forward_backward

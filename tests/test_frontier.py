@@ -19,7 +19,7 @@ from results import frontier, leaderboard, plots, store
 from results.records import write_record
 from runners import cli
 
-from .test_results import efficiency_record, run_record, write_runs
+from .builders import efficiency_record, run_record, write_runs
 
 MITA = "mita(num_landmarks=8,topk=8)"
 

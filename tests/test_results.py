@@ -424,7 +424,9 @@ def test_published_rows_are_consistent_and_labelled():
         assert row.source and row.protocol
         values = [float(getattr(row, t)) for t in TASK_COLUMNS if getattr(row, t) not in ("", "FAIL")]
         assert len(values) == 5
-        assert float(row.avg) == pytest.approx(sum(values) / 5, abs=0.006)  # papers round to 2 decimals
+        # Papers round to 2 decimals; an average printed inconsistently is kept and says so.
+        tolerance = 0.1 if "as printed" in row.avg_over else 0.006
+        assert float(row.avg) == pytest.approx(sum(values) / 5, abs=tolerance)
     lra_row = published[published["source"].str.contains("LRA paper")].iloc[0]
     assert (lra_row["listops"], lra_row["pathfinder"], lra_row["pathx"]) == ("36.37", "71.40", "FAIL")
 

@@ -12,7 +12,7 @@ from results import compare, leaderboard
 from results.published import TASK_COLUMNS, load_published, published_for
 from runners import cli
 
-from .test_results import run_record, write_runs
+from .builders import run_record, write_runs
 
 BASELINES = ("linear", "performer", "cosformer", "linformer", "nystrom", "skyformer")
 
@@ -23,7 +23,9 @@ def test_every_published_row_names_a_registered_attention_and_its_protocol():
     for row in published.itertuples():
         assert row.source and row.protocol and row.avg_over
         values = [float(getattr(row, t)) for t in TASK_COLUMNS if getattr(row, t) not in ("", "FAIL")]
-        assert float(row.avg) == pytest.approx(sum(values) / len(values), abs=0.006)
+        # a paper's Avg as printed may differ from the mean of its own scores (LRA's Sinkhorn: 51.39 vs 51.48)
+        tolerance = 0.1 if "as printed" in row.avg_over else 0.006
+        assert float(row.avg) == pytest.approx(sum(values) / len(values), abs=tolerance)
 
 
 def test_baseline_rows_as_in_the_papers():

@@ -14,6 +14,7 @@ import attention_zoo
 from attention_zoo import functional as F
 
 from . import zoo_reference as ref
+from .builders import random_inputs
 
 # Parameter sets per mechanism; the last ones exceed every test length (m, k > N).
 PARAM_SETS = {
@@ -69,21 +70,78 @@ FUNCTIONS.update(
 )
 TORCH_ONLY = {"mita": {"backend": "torch"}, "mita_route": {"backend": "torch"}}
 
+# Classic LRA baselines with fixed and learned sparsity patterns.
+PARAM_SETS.update(
+    {
+        "local": [{"window": 0}, {"window": 5}, {"window": 300}],
+        "longformer": [
+            {"window": 1, "num_global": 0},
+            {"window": 4, "num_global": 3},
+            {"window": 300, "num_global": 300},
+        ],
+        "bigbird": [
+            {"block_size": 4, "num_global_blocks": 1, "num_random_blocks": 1, "seed": 0},
+            {"block_size": 7, "num_global_blocks": 2, "num_random_blocks": 3, "seed": 5},
+            {"block_size": 16, "num_global_blocks": 0, "num_random_blocks": 0, "seed": 0},
+            {"block_size": 3, "num_global_blocks": 1, "num_random_blocks": 300, "seed": 1},
+        ],
+        "sparse": [
+            {"block_size": 4, "num_summary": 1},
+            {"block_size": 16, "num_summary": 3},
+            {"block_size": 300, "num_summary": 0},
+        ],
+    }
+)
+
+
+def _synthesizer(q, k, v, *, key_padding_mask=None, **params):
+    """The functional with the fixed logits of tests/zoo_reference.py (the layer's learned R)."""
+    inputs = {name: t[: q.shape[1]].to(q.dtype) for name, t in ref.synthesizer_inputs(params).items()}
+    return F.synthesizer_attention(q, k, v, key_padding_mask=key_padding_mask, **params, **inputs)
+
+
+def _sinkhorn(q, k, v, *, key_padding_mask=None, **params):
+    """The functional with the fixed sorting network of tests/zoo_reference.py."""
+    inputs = {name: t.to(q.dtype) for name, t in ref.sinkhorn_inputs(params, q.shape[-1]).items()}
+    return F.sinkhorn_attention(q, k, v, key_padding_mask=key_padding_mask, **params, **inputs)
+
+
+PARAM_SETS.update(
+    {
+        "sinkhorn": [
+            {"block_size": 4, "sinkhorn_iters": 0},
+            {"block_size": 7, "sinkhorn_iters": 3},
+            {"block_size": 300, "sinkhorn_iters": 1},
+        ],
+        "reformer": [
+            {"bucket_size": 4, "num_hashes": 1, "seed": 0},
+            {"bucket_size": 8, "num_hashes": 3, "seed": 2},
+            {"bucket_size": 300, "num_hashes": 2, "seed": 0},
+        ],
+        "synthesizer": [
+            {"factorized": False, "rank": 32},
+            {"factorized": True, "rank": 3},
+            {"factorized": True, "rank": 300},
+        ],
+    }
+)
+FUNCTIONS.update(
+    {
+        "reformer": F.reformer_attention,
+        "sinkhorn": _sinkhorn,
+        "synthesizer": _synthesizer,
+        "local": F.local_attention,
+        "longformer": F.longformer_attention,
+        "bigbird": F.bigbird_attention,
+        "sparse": F.sparse_attention,
+    }
+)
+
 
 def typical(name):
     """A mid-sized parameter set of the mechanism (with the torch backend where there is a choice)."""
     sets = PARAM_SETS[name]
     return {**sets[min(1, len(sets) - 1)], **TORCH_ONLY.get(name, {})}
-
-
-def random_inputs(batch, heads, n, d, *, masked, seed=0, dtype=torch.float64):
-    gen = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(batch, heads, n, d, generator=gen, dtype=dtype) for _ in range(3))
-    mask = None
-    if masked:
-        mask = torch.rand(batch, n, generator=gen) > 0.4
-        mask[:, torch.randint(n, (1,), generator=gen)] = True  # at least one real token per row
-    return q, k, v, mask
 
 
 def all_cases():
@@ -114,12 +172,12 @@ def test_matches_dense_definition(name, params, n, d, masked):
 @pytest.mark.parametrize("name", list(PARAM_SETS))
 def test_padding_is_removed_not_zeroed(name):
     """Valid outputs (and their gradients) with random padding equal the mechanism on the valid
-    subsequence alone. MoBA's blocks are positional, so for it only trailing padding is invisible."""
+    subsequence alone. For positional mechanisms (MoBA, local, ...) only trailing padding is invisible."""
     params = typical(name)
     n_valid, n_total, d = 37, 64, 16
     gen = torch.Generator().manual_seed(7)
     q, k, v = (torch.randn(1, 2, n_valid, d, generator=gen, dtype=torch.float64) for _ in range(3))
-    if name == "moba":
+    if not attention_zoo.get(name).padding_invariant:  # positional: trailing padding only
         positions = torch.arange(n_valid)
     else:
         positions = torch.randperm(n_total, generator=gen)[:n_valid].sort().values
@@ -297,6 +355,10 @@ class _LargestTensor(TorchDispatchMode):
         ("linformer", {"proj_dim": 16}),
         ("nystrom", {"num_landmarks": 16, "pinv_iters": 6, "conv_kernel": 35}),
         ("skyformer", {"num_samples": 16, "pinv_iters": 6}),
+        ("local", {"window": 16}),
+        ("longformer", {"window": 16, "num_global": 2}),
+        ("bigbird", {"block_size": 16, "num_global_blocks": 2, "num_random_blocks": 3, "seed": 0}),
+        ("sparse", {"block_size": 64, "num_summary": 2}),
     ],
 )
 def test_linear_mechanisms_never_build_an_n_by_n_tensor(name, params):
@@ -319,3 +381,180 @@ def test_both_evaluation_paths_of_selected_keys_match_the_definition(name, param
     expected = ref.apply_removing_padding(name, q, k, v, mask, **params)
     sel = mask[:, None, :, None].expand_as(out)
     torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-10)
+
+
+# --- Classic LRA baselines with fixed and learned sparsity patterns ------------------------------
+
+
+@pytest.mark.parametrize("name", ["local", "longformer"])
+def test_window_at_least_n_is_full_attention(name):
+    q, k, v, mask = random_inputs(2, 3, 41, 16, masked=True)
+    params = {"window": 41} if name == "local" else {"window": 41, "num_global": 0}
+    out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params)
+    torch.testing.assert_close(out, F.full_attention(q, k, v, key_padding_mask=mask))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"block_size": 6, "num_global_blocks": 0, "num_random_blocks": 7, "seed": 3},
+        {"block_size": 6, "num_global_blocks": 7, "num_random_blocks": 0, "seed": 0},
+        {"block_size": 64, "num_global_blocks": 1, "num_random_blocks": 3, "seed": 0},
+    ],
+    ids=["random", "global", "one-block"],
+)
+def test_bigbird_with_every_block_selected_is_full_attention(params):
+    q, k, v, mask = random_inputs(2, 3, 41, 16, masked=True)
+    out = F.bigbird_attention(q, k, v, key_padding_mask=mask, **params)
+    torch.testing.assert_close(out, F.full_attention(q, k, v, key_padding_mask=mask))
+
+
+def test_bigbird_random_blocks_follow_the_seed_and_differ_per_head():
+    q, k, v, _ = random_inputs(1, 2, 64, 8, masked=False)
+    params = {"block_size": 4, "num_global_blocks": 1, "num_random_blocks": 2}
+    same = [F.bigbird_attention(q, k, v, **params, seed=s) for s in (0, 0, 1)]
+    torch.testing.assert_close(same[0], same[1], rtol=0, atol=0)
+    assert not torch.allclose(same[0], same[2])
+    one_head = F.bigbird_attention(
+        q[:, :1].expand(1, 2, 64, 8),
+        k[:, :1].expand(1, 2, 64, 8),
+        v[:, :1].expand(1, 2, 64, 8),
+        **params,
+        seed=0,
+    )
+    assert not torch.allclose(one_head[:, 0], one_head[:, 1]), "heads draw their own random blocks"
+
+
+FLEX_CASES = [
+    ("local", {"window": 3}),
+    ("local", {"window": 50}),
+    ("longformer", {"window": 4, "num_global": 3}),
+    ("bigbird", {"block_size": 4, "num_global_blocks": 1, "num_random_blocks": 2, "seed": 7}),
+    ("sparse", {"block_size": 8, "num_summary": 2}),
+]
+
+
+@pytest.mark.parametrize("n", [37, 130])
+@pytest.mark.parametrize("name,params", FLEX_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(FLEX_CASES)])
+def test_flex_block_mask_path_agrees_with_the_chunked_path(name, params, n, monkeypatch):
+    """The CUDA path (FlexAttention with a block mask; eager here, where it has no backward) and the
+    CPU path compute the same function, with trailing padding."""
+    import attention_zoo._blocksparse as sparse_paths
+
+    q, k, v, _ = random_inputs(2, 2, n, 8, masked=False, seed=n)
+    mask = torch.ones(2, n, dtype=torch.bool)
+    mask[1, n - n // 3 :] = False
+    sel = mask[:, None, :, None].expand_as(q)
+    outputs = {}
+    for path in ("blocks", "flex"):
+        monkeypatch.setattr(sparse_paths, "PATH", path)
+        outputs[path] = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params)[sel]
+    torch.testing.assert_close(outputs["flex"], outputs["blocks"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("local", {"window": -1}),
+        ("longformer", {"num_global": -2}),
+        ("bigbird", {"block_size": 0}),
+        ("sparse", {"block_size": 8, "num_summary": 9}),
+    ],
+)
+def test_bad_sparse_pattern_parameters_are_one_line_errors(name, params):
+    with pytest.raises(ValueError) as err:
+        attention_zoo.get(name).params(**params)
+    assert "\n" not in str(err.value) and next(iter(params)) in str(err.value)
+
+
+def test_reformer_with_one_bucket_is_full_shared_qk_attention():
+    """One chunk: every token attends to every valid token but itself, keys = normalised queries."""
+    q, _, v, mask = random_inputs(2, 3, 41, 16, masked=True)
+    d = q.shape[-1]
+    keys = q / q.norm(dim=-1, keepdim=True)
+    allowed = mask[:, None, None, :] & ~torch.eye(41, dtype=torch.bool)
+    logits = (q @ keys.transpose(-1, -2) / d**0.5).masked_fill(~allowed, float("-inf"))
+    expected = torch.softmax(logits, dim=-1) @ v
+    out = F.reformer_attention(q, q, v, key_padding_mask=mask, bucket_size=41, num_hashes=3, seed=4)
+    sel = mask[:, None, :, None].expand_as(out)
+    torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-12)
+
+
+def test_reformer_ties_keys_to_queries_in_the_layer():
+    assert attention_zoo.get("reformer").shared_qk
+    layer = attention_zoo.make("reformer", dim=16, num_heads=2, params={"bucket_size": 4})
+    x = torch.randn(2, 13, 16)
+    with torch.no_grad():
+        before = layer(x)
+        layer.qkv.weight[16:32].normal_()  # the key slice of the fused projection is unused
+        layer.qkv.bias[16:32].normal_()
+        after = layer(x)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+def test_synthesizer_with_zero_logits_is_full_attention():
+    q, k, v, mask = random_inputs(2, 3, 41, 16, masked=True)
+    for params, inputs in (
+        ({"factorized": False, "rank": 4}, {"logits": torch.zeros(3, 50, 50, dtype=torch.float64)}),
+        (
+            {"factorized": True, "rank": 4},
+            {
+                "logits_left": torch.zeros(3, 50, 4, dtype=torch.float64),
+                "logits_right": torch.randn(3, 4, 50),
+            },
+        ),
+    ):
+        out = F.synthesizer_attention(q, k, v, key_padding_mask=mask, **params, **inputs)
+        torch.testing.assert_close(out, F.full_attention(q, k, v, key_padding_mask=mask))
+
+
+def test_synthesizer_needs_its_logits_and_max_length():
+    q, k, v, _ = random_inputs(1, 2, 9, 4, masked=False)
+    with pytest.raises(ValueError, match="needs `logits`"):
+        F.synthesizer_attention(q, k, v, factorized=False, rank=2)
+    with pytest.raises(ValueError, match="max_length >= 9"):
+        F.synthesizer_attention(q, k, v, factorized=False, rank=2, logits=torch.zeros(2, 5, 5))
+    with pytest.raises(ValueError, match="max_length"):
+        attention_zoo.make("synthesizer", dim=8, num_heads=2)
+    layer = attention_zoo.make(
+        "synthesizer", dim=8, num_heads=2, params={"factorized": True, "rank": 3}, max_length=9
+    )
+    assert {n for n, _ in layer.named_parameters() if n.startswith("mechanism")} == {
+        "mechanism_parameters.logits_left",
+        "mechanism_parameters.logits_right",
+    }
+
+
+def test_sinkhorn_iterations_make_the_sorting_matrix_doubly_stochastic():
+    from attention_zoo.sinkhorn import sorting_matrix
+
+    scores = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    block_valid = torch.ones(2, 6, dtype=torch.bool)
+    block_valid[1, 4:] = False
+    softmax_rows = sorting_matrix(scores, block_valid, 0)
+    torch.testing.assert_close(softmax_rows[0], torch.softmax(scores[0], dim=-1))
+    p = sorting_matrix(scores, block_valid, 200)
+    for row, n in ((0, 6), (1, 4)):
+        square = p[row, :, :n, :n]
+        torch.testing.assert_close(square.sum(-1), torch.ones(3, n, dtype=torch.float64), rtol=0, atol=1e-6)
+        torch.testing.assert_close(square.sum(-2), torch.ones(3, n, dtype=torch.float64), rtol=0, atol=1e-9)
+    assert p[1, :, 4:].abs().max() == 0 and p[1, :, :, 4:].abs().max() == 0
+
+
+def test_sinkhorn_needs_its_sorting_network_and_max_length():
+    q, k, v, _ = random_inputs(1, 2, 9, 4, masked=False)
+    with pytest.raises(ValueError, match="needs `sort_weight`"):
+        F.sinkhorn_attention(q, k, v, block_size=2, sinkhorn_iters=0)
+    with pytest.raises(ValueError, match="max_length >= 9"):
+        F.sinkhorn_attention(
+            q, k, v, block_size=2, sinkhorn_iters=0, sort_weight=torch.zeros(4, 3), sort_bias=torch.zeros(3)
+        )
+    with pytest.raises(ValueError, match="max_length"):
+        attention_zoo.make("sinkhorn", dim=8, num_heads=2)
+
+
+def test_published_rows_name_registered_mechanisms():
+    from results.published import load_published
+
+    named = {name for name in load_published()["attention"] if name}
+    assert named <= set(attention_zoo.names()), sorted(named - set(attention_zoo.names()))

@@ -12,7 +12,7 @@ from attention_zoo import functional as F
 from attention_zoo.performer import orthogonal_features
 
 from . import zoo_reference as ref
-from .test_zoo import random_inputs
+from .builders import random_inputs
 
 
 def _max_error(a: torch.Tensor, b: torch.Tensor) -> float:

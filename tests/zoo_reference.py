@@ -123,6 +123,10 @@ def moba(q, k, v, valid, block_size, topk_blocks):
 
 
 DENSE = {"full": full, "agent": agent, "topk": topk, "mita": mita, "mita_route": mita_route}
+# Positional mechanisms see all N positions with `valid` [N] marking the real keys.
+POSITIONAL = {"moba": moba}
+# Mechanisms whose definition depends on the head index (e.g. a per-head random pattern).
+NEEDS_HEAD: set[str] = set()
 
 
 # Kernelized and low-rank baselines: each takes the L valid tokens of one (row, head) in order.
@@ -261,8 +265,206 @@ def apply_removing_padding(name, q, k, v, mask, per_head=None, **params):
         keep = torch.ones(n, dtype=torch.bool) if mask is None else mask[b]
         for h in range(heads):
             extra = per_head(b, h) if per_head else {}
-            if name == "moba":
-                out[b, h] = moba(q[b, h], k[b, h], v[b, h], keep, **params)
+            if name in NEEDS_HEAD:
+                extra = {"head": h, **extra}
+            if name in POSITIONAL:
+                out[b, h] = POSITIONAL[name](q[b, h], k[b, h], v[b, h], keep, **params, **extra)
             else:
                 out[b, h, keep] = DENSE[name](q[b, h, keep], k[b, h, keep], v[b, h, keep], **params, **extra)
     return out
+
+
+# --- Classic LRA baselines with fixed and learned sparsity patterns ------------------------------
+
+
+def attend_allowed(q, k, v, valid, allowed):
+    """Row i: softmax of s q_i . k_j over the valid j with allowed[i, j] (a set: each key once).
+    A query with nothing to attend (only padded ones) is left at zero (unspecified)."""
+    d = q.shape[-1]
+    keep = allowed & valid[None, :]
+    logits = (d**-0.5 * q @ k.T).masked_fill(~keep, float("-inf"))
+    out = torch.softmax(logits, dim=-1) @ v
+    return torch.where(keep.any(dim=1, keepdim=True), out, torch.zeros_like(out))
+
+
+def positions(n):
+    i = torch.arange(n)
+    return i[:, None], i[None, :]
+
+
+def local(q, k, v, valid, window):
+    i, j = positions(q.shape[0])
+    return attend_allowed(q, k, v, valid, (i - j).abs() <= window)
+
+
+def longformer(q, k, v, valid, window, num_global):
+    i, j = positions(q.shape[0])
+    return attend_allowed(q, k, v, valid, ((i - j).abs() <= window) | (j < num_global) | (i < num_global))
+
+
+def splitmix64_unit(x):
+    """splitmix64 of a non-negative integer counter, as a float in [0, 1)."""
+    mask = (1 << 64) - 1
+    x = (x * 0x9E3779B97F4A7C15) & mask
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & mask
+    x ^= x >> 31
+    return (x >> 11) / float(1 << 53)
+
+
+def bigbird_blocks(n, valid, head, block_size, num_global_blocks, num_random_blocks, seed):
+    """Key blocks of every query block: window, globals, and the random draw among the valid
+    non-window non-global blocks (the `num_random_blocks` largest hash scores)."""
+    blocks = math.ceil(n / block_size)
+    glob = min(num_global_blocks, blocks)
+    last_valid = max(j for j in range(n) if valid[j])
+    drawable = last_valid // block_size + 1
+    out = []
+    for i in range(blocks):
+        chosen = {c for c in (i - 1, i, i + 1) if 0 <= c < blocks} | set(range(glob))
+        candidates = [c for c in range(drawable) if abs(c - i) > 1 and c >= glob]
+        score = {
+            c: splitmix64_unit(((seed * 1_000_003 + head) * 1_048_576 + i) * 1_048_576 + c)
+            for c in candidates
+        }
+        chosen |= set(sorted(candidates, key=lambda c: -score[c])[:num_random_blocks])
+        out.append(chosen)
+    return out, glob
+
+
+def bigbird(q, k, v, valid, block_size, num_global_blocks, num_random_blocks, seed, head=0):
+    n = q.shape[0]
+    blocks, glob = bigbird_blocks(n, valid, head, block_size, num_global_blocks, num_random_blocks, seed)
+    allowed = torch.tensor(
+        [
+            [i < glob * block_size or j // block_size in blocks[i // block_size] for j in range(n)]
+            for i in range(n)
+        ]
+    )
+    return attend_allowed(q, k, v, valid, allowed)
+
+
+def sparse(q, k, v, valid, block_size, num_summary):
+    i, j = positions(q.shape[0])
+    own_block = i // block_size == j // block_size
+    return attend_allowed(q, k, v, valid, own_block | (j % block_size >= block_size - num_summary))
+
+
+POSITIONAL.update({"local": local, "longformer": longformer, "bigbird": bigbird, "sparse": sparse})
+NEEDS_HEAD.add("bigbird")
+
+
+def reformer(q, k, v, bucket_size, num_hashes, seed):
+    """On the valid tokens: rounds of (hash, sort by bucket then position, chunks attending to
+    themselves and the previous chunk, cyclically), each key once, itself only when alone; rounds
+    weighted by the softmax of their log-sum-exps."""
+    n, d = q.shape
+    keys = k / k.norm(dim=-1, keepdim=True)
+    buckets = 1 if n <= bucket_size else 2 * math.ceil(n / (2 * bucket_size))
+    if buckets > 1:  # the seed's rotations: torch.randn(R, d, n_b / 2) from seed * 1_000_003 + n_b
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + buckets)
+        rot = torch.randn(num_hashes, d, buckets // 2, generator=gen, dtype=torch.float64).to(q.dtype)
+    outs, lses = [], []
+    for r in range(num_hashes):
+        if buckets == 1:
+            bucket = [0] * n
+        else:
+            projected = keys @ rot[r]
+            bucket = torch.cat([projected, -projected], dim=-1).argmax(dim=-1).tolist()
+        order = sorted(range(n), key=lambda j: (bucket[j], j))
+        chunks = [order[c : c + bucket_size] for c in range(0, n, bucket_size)]
+        out, lse = torch.zeros(n, d, dtype=q.dtype), torch.zeros(n, dtype=q.dtype)
+        for c, members in enumerate(chunks):
+            candidates = set(members) | set(chunks[c - 1])  # chunk 0 wraps to the last chunk
+            for i in members:
+                attended = sorted(candidates - {i}) or [i]
+                logits = d**-0.5 * keys[attended] @ q[i]
+                out[i] = softmax_attend(logits, v[attended])
+                lse[i] = torch.logsumexp(logits, dim=0)
+        outs.append(out)
+        lses.append(lse)
+    weights = torch.softmax(torch.stack(lses), dim=0)
+    return sum(weights[r][:, None] * outs[r] for r in range(num_hashes))
+
+
+def synthesizer_inputs(params, heads=8, max_length=300):
+    """Fixed learned logits for the tests: [H, N_max, N_max], or the two factors."""
+    gen = torch.Generator().manual_seed(11)
+    if params.get("factorized"):
+        rank = params["rank"]
+        return {
+            "logits_left": torch.randn(heads, max_length, rank, generator=gen, dtype=torch.float64),
+            "logits_right": torch.randn(heads, rank, max_length, generator=gen, dtype=torch.float64) / rank,
+        }
+    return {"logits": torch.randn(heads, max_length, max_length, generator=gen, dtype=torch.float64)}
+
+
+def synthesizer(q, k, v, valid, factorized, rank, head=0):
+    n, d = q.shape
+    inputs = synthesizer_inputs({"factorized": factorized, "rank": rank})
+    if factorized:
+        left, right = inputs["logits_left"][head], inputs["logits_right"][head]
+        bias = left[:n] @ right[:, :n]
+    else:
+        bias = inputs["logits"][head, :n, :n]
+    return attend_allowed_logits(d**-0.5 * q @ k.T + bias.to(q.dtype), v, valid)
+
+
+def attend_allowed_logits(logits, v, valid):
+    return torch.softmax(logits.masked_fill(~valid[None, :], float("-inf")), dim=-1) @ v
+
+
+DENSE["reformer"] = reformer
+POSITIONAL["synthesizer"] = synthesizer
+NEEDS_HEAD.add("synthesizer")
+
+
+def sinkhorn_inputs(params, dim, max_length=300):
+    """A fixed sorting network for the tests: weight [d, n_max], bias [n_max]."""
+    gen = torch.Generator().manual_seed(13)
+    blocks = math.ceil(max_length / params["block_size"])
+    return {
+        "sort_weight": torch.randn(dim, blocks, generator=gen, dtype=torch.float64),
+        "sort_bias": torch.randn(blocks, generator=gen, dtype=torch.float64),
+    }
+
+
+def sinkhorn(q, k, v, valid, block_size, sinkhorn_iters):
+    n, d = q.shape
+    net = sinkhorn_inputs({"block_size": block_size}, d)
+    blocks = [list(range(b, min(b + block_size, n))) for b in range(0, n, block_size)]
+    real = [i for i, blk in enumerate(blocks) if any(valid[t] for t in blk)]
+    zero = torch.zeros(d, dtype=q.dtype)
+
+    def slot(x, i, t):  # x at slot t of block i; padded or missing positions are zero
+        pos = i * block_size + t
+        return x[pos] if pos < n and valid[pos] else zero
+
+    summary = torch.stack([sum((slot(k, i, t) for t in range(block_size)), zero) for i in real])
+    scores = summary @ net["sort_weight"][:, real].to(q.dtype) + net["sort_bias"][real].to(q.dtype)
+    log_p = scores - scores.logsumexp(dim=1, keepdim=True)
+    for step in range(sinkhorn_iters):
+        if step:
+            log_p = log_p - log_p.logsumexp(dim=1, keepdim=True)
+        log_p = log_p - log_p.logsumexp(dim=0, keepdim=True)
+    p = log_p.exp()  # rows and columns: the valid blocks
+    slot_ok = [
+        any(i * block_size + t < n and valid[i * block_size + t] for i in real) for t in range(block_size)
+    ]
+    out = torch.zeros(n, d, dtype=q.dtype)
+    for row, i in enumerate(real):
+        partner_k = [
+            sum((p[row, c] * slot(k, j, t) for c, j in enumerate(real)), zero) for t in range(block_size)
+        ]
+        partner_v = [
+            sum((p[row, c] * slot(v, j, t) for c, j in enumerate(real)), zero) for t in range(block_size)
+        ]
+        own = [t for t in blocks[i] if valid[t]]
+        keys = torch.stack([k[t] for t in own] + [partner_k[t] for t in range(block_size) if slot_ok[t]])
+        values = torch.stack([v[t] for t in own] + [partner_v[t] for t in range(block_size) if slot_ok[t]])
+        for t in blocks[i]:
+            out[t] = softmax_attend(d**-0.5 * keys @ q[t], values)
+    return out
+
+
+POSITIONAL["sinkhorn"] = sinkhorn

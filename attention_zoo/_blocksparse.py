@@ -1,0 +1,279 @@
+r"""Shared machinery of the fixed sparsity patterns (local, Longformer, BigBird, Sparse Transformer).
+
+A pattern is a set of allowed (query, key) pairs. Each mechanism states it twice, in two exact forms:
+
+* **block form** (CPU): positions are cut into blocks of `block_size`; query block b gathers a fixed
+  number of key slots (e.g. whole key blocks, `block_slots`) and a mask keeps the exact pattern among
+  them. Queries are processed a few blocks at a time (fused SDPA on the gathered keys); the backward
+  recomputes each chunk and accumulates into preallocated gradients, so memory is the inputs, the
+  output, their gradients and one chunk's temporaries: O(N d), no N x N tensor. Query rows listed as `dense_rows`
+  (global queries) attend to every valid key through fused SDPA.
+* **mask form**: `mask_mod(b, h, q_idx, kv_idx)` for `torch.nn.attention.flex_attention` with a block
+  mask; compiled on CUDA (a fused block-sparse kernel), eager elsewhere (the eager form materialises
+  the scores, so it serves the tests that check both forms agree).
+
+`PATH` chooses: "auto" (flex on CUDA, blocks otherwise), "blocks" or "flex".
+
+Padded keys are never attended. A query with no allowed key (only possible at padded positions)
+attends uniformly to its gathered slots instead of producing NaN; its output is unspecified but finite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+# "auto" | "blocks" | "flex"; tests force each form.
+PATH = "auto"
+
+# A chunk's scores and its gathered keys stay within this many elements each.
+_CHUNK_ELEMENTS = 1 << 19
+
+AllowedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def key_validity(key_padding_mask: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
+    """[B, N] bool, True = real key."""
+    if key_padding_mask is None:
+        return torch.ones(batch, length, dtype=torch.bool, device=device)
+    return key_padding_mask
+
+
+def use_flex(q: torch.Tensor) -> bool:
+    if PATH == "flex":
+        return True
+    if PATH == "blocks":
+        return False
+    return q.is_cuda
+
+
+KeySlots = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _flat_index(index: torch.Tensor, batch: int, heads: int, length: int) -> torch.Tensor:
+    """Token ids [B, H, ...] in [0, length) -> row ids of the [B * H * length, d] view."""
+    offsets = (torch.arange(batch * heads, device=index.device) * length).view(
+        batch, heads, *([1] * (index.dim() - 2))
+    )
+    return (index + offsets).reshape(-1)
+
+
+def _chunk_attention(
+    q_rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Query rows [B, H, C * bs, d] against their block's gathered keys [B, H, C, K, d] under mask
+    [B, H, C, bs, K]: fused SDPA, one (head, query block) per attention batch entry."""
+    batch, heads, blocks, block, slots = mask.shape
+    dim = q_rows.shape[-1]
+    # Rows with no allowed key (padded queries only) fall back to all their slots: finite, unspecified.
+    mask = mask | ~mask.any(dim=-1, keepdim=True)
+    out = F.scaled_dot_product_attention(
+        q_rows.reshape(batch, heads * blocks, block, dim),
+        keys.reshape(batch, heads * blocks, slots, dim),
+        values.reshape(batch, heads * blocks, slots, dim),
+        attn_mask=mask.reshape(batch, heads * blocks, block, slots),
+    )
+    return out.view(batch, heads, blocks * block, dim)
+
+
+class _Plan:
+    """The chunks of query blocks and, per chunk, the gathered key ids and the mask."""
+
+    def __init__(
+        self,
+        key_slots: KeySlots,
+        key_valid: torch.Tensor,
+        block_size: int,
+        length: int,
+        dim: int,
+        per_row: int,
+        dense_rows: int,
+    ) -> None:
+        self.key_slots, self.key_valid, self.block_size, self.length = (
+            key_slots,
+            key_valid,
+            block_size,
+            length,
+        )
+        self.dense_rows = min(dense_rows, length)
+        self.num_blocks = -(-length // block_size)
+        # per_row = B H K: a block's scores are block_size * per_row elements, its gathered keys dim * per_row
+        per_block = max(block_size, dim) * per_row
+        self.chunk = max(1, min(self.num_blocks, _CHUNK_ELEMENTS // max(1, per_block)))
+
+    def chunks(self):
+        for start in range(0, self.num_blocks, self.chunk):
+            yield start, min(start + self.chunk, self.num_blocks)
+
+    def inputs(self, start: int, stop: int, batch: int, heads: int, key_length: int):
+        index, ok = self.key_slots(start, stop)  # [B|1, H|1, C, K], [B|1, H|1, C, bs|1, K]
+        inside = index < key_length
+        index = index.clamp(max=key_length - 1).expand(batch, heads, -1, -1)
+        valid = self.key_valid.gather(1, index.reshape(batch, -1)).view(index.shape) & inside
+        mask = (ok & valid[:, :, :, None, :]).expand(batch, heads, stop - start, self.block_size, -1)
+        return index, mask
+
+    def rows(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Query rows of blocks [start, stop), zero-padded to whole blocks."""
+        first, last = start * self.block_size, min(stop * self.block_size, self.length)
+        return F.pad(x[:, :, first:last], (0, 0, 0, (stop - start) * self.block_size - (last - first)))
+
+
+def _forward_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    batch, heads, length, dim = q.shape
+    out = q.new_empty(batch, heads, length, dim)
+    key_length = k.shape[2]
+    for start, stop in plan.chunks():
+        index, mask = plan.inputs(start, stop, batch, heads, key_length)
+        flat = _flat_index(index, batch, heads, key_length)
+        keys = k.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim)
+        values = v.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim)
+        rows = _chunk_attention(plan.rows(q, start, stop), keys, values, mask)
+        first, last = start * plan.block_size, min(stop * plan.block_size, length)
+        out[:, :, first:last] = rows[:, :, : last - first]
+    if plan.dense_rows:  # global queries: every valid key, fused SDPA
+        out[:, :, : plan.dense_rows] = _dense_rows(q, k, v, plan)
+    return out
+
+
+def _dense_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
+    mask = plan.key_valid[:, None, None, :]
+    return F.scaled_dot_product_attention(q[:, :, : plan.dense_rows], k, v, attn_mask=mask)
+
+
+class _BlockSparseAttention(torch.autograd.Function):
+    """Chunked attention whose backward recomputes each chunk and accumulates into preallocated
+    gradients: memory is the inputs, the output, their gradients and one chunk's temporaries."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        ctx.save_for_backward(q, k, v)
+        ctx.plan = plan
+        return _forward_chunks(q, k, v, plan)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        q, k, v = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        batch, heads, length, dim = q.shape
+        key_length = k.shape[2]
+        grad_q, grad_k, grad_v = (torch.zeros(t.shape, dtype=t.dtype, device=t.device) for t in (q, k, v))
+        for start, stop in plan.chunks():
+            index, mask = plan.inputs(start, stop, batch, heads, key_length)
+            flat = _flat_index(index, batch, heads, key_length)
+            with torch.enable_grad():
+                q_rows = plan.rows(q, start, stop).detach().requires_grad_()
+                keys = k.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim).requires_grad_()
+                values = v.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim).requires_grad_()
+                rows = _chunk_attention(q_rows, keys, values, mask)
+            upstream = plan.rows(grad_out, start, stop)
+            first = start * plan.block_size
+            if first < plan.dense_rows:  # rows the dense pass overwrote take no gradient here
+                upstream = upstream.clone()
+                upstream[:, :, : plan.dense_rows - first] = 0
+            grads = torch.autograd.grad(rows, (q_rows, keys, values), upstream)
+            first, last = start * plan.block_size, min(stop * plan.block_size, length)
+            grad_q[:, :, first:last] += grads[0][:, :, : last - first]
+            grad_k.view(-1, dim).index_add_(0, flat, grads[1].reshape(-1, dim))
+            grad_v.view(-1, dim).index_add_(0, flat, grads[2].reshape(-1, dim))
+        if plan.dense_rows:
+            rows = plan.dense_rows
+            with torch.enable_grad():
+                inputs = [t.detach().requires_grad_() for t in (q[:, :, :rows], k, v)]
+                dense = _dense_rows(*inputs, plan)
+            dense_q, dense_k, dense_v = torch.autograd.grad(dense, inputs, grad_out[:, :, :rows])
+            grad_q[:, :, :rows] += dense_q
+            grad_k += dense_k
+            grad_v += dense_v
+        return grad_q, grad_k, grad_v, None
+
+
+def block_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_valid: torch.Tensor,
+    *,
+    block_size: int,
+    key_slots: KeySlots,
+    slots: int,
+    dense_rows: int = 0,
+) -> torch.Tensor:
+    """Exact softmax attention over a block-structured pattern, without any N x N tensor.
+
+    Args:
+        q: [B, H, N, d]; k, v: [B, H, M, d] (usually M = N).
+        key_valid: [B, M] bool, True = real key.
+        block_size: query positions per block.
+        key_slots: `key_slots(start, stop)` for query blocks [start, stop) returns the key ids each
+            block gathers, [B|1, H|1, C, K] (ids >= M are empty slots), and the allowed pairs,
+            bool [B|1, H|1, C, bs|1, K]; a key must not be allowed twice for one query.
+        slots: K, the number of key slots per query block.
+        dense_rows: the first `dense_rows` queries attend to every valid key (global queries).
+    """
+    batch, heads, length, dim = q.shape
+    k, v = k.contiguous(), v.contiguous()  # gathered by rows of the flat [B H M, d] view
+    plan = _Plan(key_slots, key_valid, block_size, length, dim, batch * heads * slots, dense_rows)
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        out = _BlockSparseAttention.apply(q, k, v, plan)
+    else:
+        out = _forward_chunks(q, k, v, plan)
+    return out
+
+
+def block_slots(
+    block_size: int, key_blocks: torch.Tensor, block_ok: torch.Tensor, allowed: AllowedFn | None = None
+) -> tuple[KeySlots, int]:
+    """`key_slots` for a pattern given as key blocks: key_blocks / block_ok [B|1, H|1, nb, T] (block ids
+    and the slots in use) and an element test `allowed(query_pos [C, bs, 1], key_pos [..., C, 1, T bs])`."""
+    offsets = torch.arange(block_size, device=key_blocks.device)
+
+    def key_slots(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = key_blocks[:, :, start:stop]
+        index = (ids[..., None] * block_size + offsets).flatten(-2)  # [B|1, H|1, C, T bs]
+        ok = block_ok[:, :, start:stop, :, None].expand(*ids.shape, block_size).flatten(-2)[:, :, :, None, :]
+        if allowed is not None:
+            query_pos = (torch.arange(start, stop, device=ids.device)[:, None] * block_size + offsets)[
+                ..., None
+            ]
+            ok = ok & allowed(query_pos, index[:, :, :, None, :])
+        return index, ok
+
+    return key_slots, key_blocks.shape[-1] * block_size
+
+
+_COMPILED_FLEX = None
+
+
+def flex_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask_mod: MaskMod, block_size: int = 128
+) -> torch.Tensor:
+    """softmax(s q K^T) V over the pairs `mask_mod` allows, through FlexAttention with a block mask.
+
+    Compiled on CUDA; eager (materialising the scores, for tests) elsewhere.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    global _COMPILED_FLEX
+    batch, heads, length, dim = q.shape
+    compiled = q.is_cuda
+    block_mask = create_block_mask(
+        mask_mod, batch, heads, length, length, device=q.device, BLOCK_SIZE=block_size, _compile=compiled
+    )
+    if compiled:
+        if _COMPILED_FLEX is None:
+            _COMPILED_FLEX = torch.compile(flex, dynamic=False)
+        fn = _COMPILED_FLEX
+    else:
+        import warnings
+
+        fn = flex
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+            return fn(q, k, v, block_mask=block_mask, scale=dim**-0.5)
+    return fn(q, k, v, block_mask=block_mask, scale=dim**-0.5)
