@@ -55,6 +55,45 @@ def accuracy_table(runs: pd.DataFrame, first_column: str = "attention") -> str:
     return "\n".join(lines) + "\n"
 
 
+def attention_cost_table(efficiency: pd.DataFrame, length: int = 4096, longer: int = 8192) -> str:
+    """`lra bench attention` records of one run as ratios to full attention at `length`: forward and
+    forward + backward speed (full's time / the attention's), peak memory, and each attention's own
+    peak-memory growth from `length` to `longer` (2.0 = linear in N). One row per attention and path."""
+    ok = efficiency[(efficiency["bench"] == "attention") & (efficiency["status"] == "ok")]
+    devices = sorted(ok["device"].unique())
+    if len(devices) != 1:
+        raise ValueError(f"a README cost table shows one device; the records hold {', '.join(devices) or 'none'}")
+
+    def value(label: str, backend: str, pass_: str, n: int, field: str) -> float | None:
+        rows = ok[(ok["attention_label"] == label) & (ok["backend"] == backend) & (ok["pass"] == pass_)
+                  & (ok["seq_len"] == n)]  # fmt: skip
+        return float(rows[field].iloc[0]) if len(rows) else None
+
+    full = ok[ok["attention"] == "full"]
+    if full.empty:
+        raise ValueError("a README cost table needs full attention's records (the reference of the ratios)")
+    full_label, full_backend = full["attention_label"].iloc[0], full["backend"].iloc[0]
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "–" if a is None or b is None or b == 0 else f"{a / b:.2f}×"
+
+    lines = [
+        f"| attention [path] | forward speed | fwd+bwd speed | fwd+bwd peak memory | fwd+bwd memory {longer // 1024}K / {length // 1024}K |",
+        "|---|---|---|---|---|",
+    ]
+    series = ok[["attention_label", "backend"]].drop_duplicates()
+    for label, backend in series.itertuples(index=False):
+        cells = []
+        for pass_ in ("forward", "forward_backward"):
+            mine = value(label, backend, pass_, length, "time_ms_median")
+            cells.append(ratio(value(full_label, full_backend, pass_, length, "time_ms_median"), mine))
+        memory = value(label, backend, "forward_backward", length, "peak_memory_bytes")
+        cells.append(ratio(memory, value(full_label, full_backend, "forward_backward", length, "peak_memory_bytes")))
+        cells.append(ratio(value(label, backend, "forward_backward", longer, "peak_memory_bytes"), memory))
+        lines.append(f"| {label} [{backend}] | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True)
 class Table:
     """How a named README table is made from the store of its records folder."""
@@ -64,6 +103,7 @@ class Table:
 
 TABLES: dict[str, Table] = {
     "quick-suite": Table(lambda st: accuracy_table(st.runs, "attention (quick budget: ~16 keys per query)")),
+    "cpu-attention-cost": Table(lambda st: attention_cost_table(st.efficiency)),
 }
 
 
@@ -77,7 +117,7 @@ def render(text: str, root: str | Path) -> tuple[str, list[str]]:
             raise ValueError(f"README table {name!r} has no renderer; known tables: {', '.join(TABLES)}")
         folder = Path(root) / source
         st = store.load(folder) if folder.is_dir() else None
-        if st is None or st.runs.empty:
+        if st is None or (st.runs.empty and st.efficiency.empty):
             notes.append(f"table {name}: no records under {source}; kept as written")
             return match.group(0)
         return match["open"] + TABLES[name].render(st) + match["close"]

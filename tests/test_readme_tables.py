@@ -78,3 +78,29 @@ def test_records_of_a_tiny_suite_render(tmp_path):
     assert notes == [] and rows[0].endswith("| ListOps |") and rows[2].startswith("| full | ")
     accuracy = float(rows[2].split("|")[2])
     assert 0.0 <= accuracy <= 100.0
+
+
+def test_the_attention_cost_table_is_ratios_to_full_attention_from_one_run(tmp_path):
+    from results.records import write_record
+
+    from .builders import efficiency_record
+
+    records = []
+    for name, ms, memory in (("full", 100.0, 1000), ("moba", 50.0, 1500), ("topk", 400.0, 800)):
+        for pass_, scale in (("forward", 1.0), ("forward_backward", 3.0)):
+            for n, growth in ((4096, 1), (8192, 2 if name != "full" else 4)):
+                record = efficiency_record(name, n, ms * scale * growth, memory * growth)
+                record["pass"] = pass_
+                records.append(record)
+    for i, record in enumerate(records):
+        write_record(tmp_path / "bench" / f"{i}.json", record)
+    text = "<!-- table cpu-attention-cost: rendered by `lra readme` from bench -->\n<!-- end table cpu-attention-cost -->"
+    rendered, notes = readme.render(text, tmp_path)
+    assert notes == []
+    rows = {line.split(" | ")[0]: line for line in rendered.splitlines() if line.startswith("| ")}
+    # speed = full's time / its time; memory = its peak / full's peak at 4K; growth = its 8K / 4K peak
+    assert rows["| full [torch]"] == "| full [torch] | 1.00× | 1.00× | 1.00× | 4.00× |"
+    assert rows["| moba [torch]"] == "| moba [torch] | 2.00× | 2.00× | 1.50× | 2.00× |"
+    assert rows["| topk [torch]"] == "| topk [torch] | 0.25× | 0.25× | 0.80× | 2.00× |"
+    with pytest.raises(ValueError, match="needs full attention"):
+        readme.attention_cost_table(readme.store.load(tmp_path / "bench").efficiency.query("attention != 'full'"))
