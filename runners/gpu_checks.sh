@@ -45,8 +45,10 @@
 #            machine, wall time of every call) and calls.md. Repeat, committing after each call,
 #            until the leaderboard has no missing runs:
 #                STEPS=lra-generated bash runners/gpu_checks.sh
-#                tar xzf gpu_out/gpu_checks.tgz -C /tmp/x && rm -rf results/measured/h200-lra-generated/runs \
+#                mkdir -p /tmp/x && tar xzf gpu_out/gpu_checks.tgz -C /tmp/x ./lra-generated \
+#                  && rm -rf results/measured/h200-lra-generated/runs \
 #                  && cp -R /tmp/x/lra-generated/. results/measured/h200-lra-generated/
+#            (results/measured/README.md: the expected output, and how to read the tables).
 #            lra-measure first: a short timed suite (LRA_PROBE_STEPS = 200 steps per run, into
 #            LRA_PROBE_OUT, not committed) gives each attention's steps/s at the task's length and
 #            the minutes its LRA_STEPS_<TASK> would take (lra_measure.md), and times the generators
