@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from results.records import RECORD_NAME, read_record
+from results.records import is_out_of_memory as out_of_memory_error
 
 COMMITTED_FILES = (RECORD_NAME, "config.json", "log.txt")  # per run; checkpoints stay behind
 FINISHED = ("ok", "diverged", "failed")  # 'running': cut off with the call, run again next time
@@ -47,9 +48,8 @@ def _records(root: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def is_out_of_memory(record: dict[str, Any]) -> bool:
-    """Whether a failed run record says the run ran out of (GPU) memory."""
-    error = (record.get("error") or "").lower()
-    return record.get("status") == "failed" and ("outofmemoryerror" in error or "out of memory" in error)
+    """Whether a run record says the run failed because it ran out of (GPU) memory."""
+    return record.get("status") == "failed" and out_of_memory_error(record.get("error"))
 
 
 def restore(records: Path, out: Path) -> int:

@@ -175,6 +175,8 @@ def test_gpu_checks_lra_generated_step_resumes_from_committed_records(tmp_path):
     assert read_record(kept / "runs/listops/agent-num_agents=16/0/result.json")["error"] == OOM_ERROR
     readme = (kept / "README.md").read_text()
     assert f"- listops/agent/0: {OOM_ERROR}" in readme
+    oom_row = next(line for line in readme.splitlines() if line.startswith("| agent(num_agents=16)"))
+    assert "| OOM " in oom_row  # the leaderboard says OOM where LRA wrote FAIL
     assert readme.count("## 20") == 2  # both calls, from the committed calls.md
     assert json.loads((tmp_path / "two/suite/suite.json").read_text())["suite"]["max_minutes"] > 0
 
