@@ -229,7 +229,7 @@ for name in $STEPS; do
         # shellcheck disable=SC2046  # lra_sets prints one option per word
         timeout "$(awk "BEGIN { print int($minutes * 60 + $LRA_RUN_MINUTES * 60 + 60) }")" $PY -m runners.cli suite \
           --tasks "$task" --preset "$LRA_PRESET" --attentions "$(lra_attentions "$task")" $(lra_sets "$task") \
-          --max-steps "$LRA_PROBE_STEPS" --set train.eval_every=$((LRA_PROBE_STEPS / 2 > 0 ? LRA_PROBE_STEPS / 2 : 1)) \
+          --max-steps "$LRA_PROBE_STEPS" --set train.eval_every=$((LRA_PROBE_STEPS / 4 > 0 ? LRA_PROBE_STEPS / 4 : 1)) \
           --max-minutes "$minutes" --out "$LRA_PROBE_OUT" >> "$WORK/lra_measure.log" 2>&1
         echo "$task: suite exit $?"
       done

@@ -14,7 +14,7 @@ one call to the next. This module holds the script's bookkeeping:
 * `collect` copies out exactly what gets committed: each finished run's ``result.json``,
   ``config.json`` and ``log.txt`` (no checkpoints, no run that was cut off);
 * `probe_table` turns the records of a short timed suite (``lra-measure``) into steps/s per
-  attention and the minutes a full run would take, to choose the step budget.
+  attention and the minutes a run of the full budget would take, to choose the step budget.
 
 `python -m runners.lra_generated restore|out-of-memory|collect|probe-table ...` (used by the script).
 """
@@ -22,7 +22,6 @@ one call to the next. This module holds the script's bookkeeping:
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 from collections.abc import Sequence
@@ -102,9 +101,10 @@ def oom_lines(out: Path) -> list[str]:
 
 
 def probe_table(probe: Path, steps: dict[str, int], run_minutes: float) -> str:
-    """Markdown: per task and attention, the probe's training steps/s and peak memory, the minutes
-    the task's step budget would take at that speed, and the largest budget with which every
-    attention's training fits in `run_minutes`."""
+    """Markdown: per task and attention, the probe's training steps/s, peak memory and wall time,
+    the minutes the task's step budget would take -- training alone, and at the probe's wall time
+    per step (start-up, data loading and evaluations included: an upper bound) -- and the largest
+    budget with which every attention fits in `run_minutes` by each measure."""
     lines = []
     for task in steps:
         rows = [r for _, r in _records(probe) if r.get("task") == task]
@@ -113,25 +113,28 @@ def probe_table(probe: Path, steps: dict[str, int], run_minutes: float) -> str:
         lines += [
             f"### {task}: {steps[task]} steps",
             "",
-            "| attention | status | steps/s | peak memory GiB | minutes for the budget |",
-            "|---|---|---|---|---|",
+            "| attention | status | steps/s | peak memory GiB | probe wall s (steps) | minutes: training "
+            "| minutes: at the probe's wall time per step |",
+            "|---|---|---|---|---|---|---|",
         ]
-        slowest = math.inf
+        per_step = {"training": 0.0, "wall": 0.0}  # the slowest attention's seconds per step
         for r in sorted(rows, key=lambda r: r["attention_label"]):
-            rate = r.get("train_steps_per_s")
-            memory = r.get("peak_memory_bytes")
+            rate, memory, wall, done = (r.get(k) for k in ("train_steps_per_s", "peak_memory_bytes", "wall_time_s", "steps"))
             status = "OOM" if is_out_of_memory(r) else r.get("status")
-            if rate:
-                slowest = min(slowest, rate)
-            minutes = f"{steps[task] / rate / 60:.1f}" if rate else "–"
+            train_s = 1 / rate if rate else None
+            wall_s = wall / done if wall and done else None
+            per_step["training"] = max(per_step["training"], train_s or 0.0)
+            per_step["wall"] = max(per_step["wall"], wall_s or 0.0)
             lines.append(
                 f"| {r['attention_label']} | {status} | {f'{rate:.1f}' if rate else '–'} | "
-                f"{f'{memory / 2**30:.2f}' if memory else '–'} | {minutes} |"
+                f"{f'{memory / 2**30:.2f}' if memory else '–'} | {f'{wall:.0f} ({done})' if wall_s else '–'} | "
+                f"{f'{steps[task] * train_s / 60:.1f}' if train_s else '–'} | "
+                f"{f'{steps[task] * wall_s / 60:.1f}' if wall_s else '–'} |"
             )
-        if math.isfinite(slowest):
-            fits = int(slowest * run_minutes * 60)
-            lines += ["", f"Largest budget with every attention's training within {run_minutes:g} min: {fits} steps "
-                      "(evaluations, data loading and start-up come on top)."]
+        if per_step["training"]:
+            fits = {k: int(run_minutes * 60 / v) for k, v in per_step.items() if v}
+            lines += ["", f"Largest budget with which every attention fits in {run_minutes:g} min: "
+                      + ", ".join(f"{n} steps ({k})" for k, n in fits.items()) + "."]
         lines.append("")
     return "\n".join(lines) if lines else "no probe records\n"
 

@@ -86,15 +86,17 @@ def test_out_of_memory_names_the_attentions_per_task(tmp_path):
 
 
 def test_probe_table_projects_the_budget_from_steps_per_s(tmp_path, capsys):
-    _run_dir(tmp_path, "listops", "full", "ok", train_steps_per_s=50.0, peak_memory_bytes=3 * 2**30)
-    _run_dir(tmp_path, "listops", "topk", "ok", train_steps_per_s=12.5, peak_memory_bytes=2**30)
+    timing = {"steps": 200, "peak_memory_bytes": 2**30}
+    _run_dir(tmp_path, "listops", "full", "ok", train_steps_per_s=50.0, wall_time_s=12.0, **timing)
+    _run_dir(tmp_path, "listops", "topk", "ok", train_steps_per_s=12.5, wall_time_s=24.0, **timing)
     _run_dir(tmp_path, "listops", "moba", "failed", error=OOM_ERROR)
     assert lra_generated.main(["probe-table", str(tmp_path), "--steps", "listops=5000", "--run-minutes", "3"]) == 0
     table = capsys.readouterr().out
-    assert "| full | ok | 50.0 | 3.00 | 1.7 |" in table  # 5000 / 50 / 60
-    assert "| topk | ok | 12.5 | 1.00 | 6.7 |" in table
-    assert "| moba | OOM | – | – | – |" in table
-    assert "within 3 min: 2250 steps" in table  # 12.5 steps/s x 180 s
+    assert "| full | ok | 50.0 | 1.00 | 12 (200) | 1.7 | 5.0 |" in table  # 5000 / 50 / 60; 5000 * 12 / 200 / 60
+    assert "| topk | ok | 12.5 | 1.00 | 24 (200) | 6.7 | 10.0 |" in table
+    assert "| moba | OOM | – | – | – | – | – |" in table
+    # the slowest: 0.08 s per training step, 0.12 s per step of wall time; 180 s
+    assert "fits in 3 min: 2250 steps (training), 1500 steps (wall)." in table
 
 
 def _tar_names(path: Path) -> list[str]:
