@@ -59,10 +59,12 @@
 #                          `lra` set (96K/2K/2K expressions, about 30 s on 16 cores per call)
 #              Pathfinder  LRA_STEPS_PATHFINDER=5000 (8% of the published), on a smaller
 #                          generated set, LRA_SET_PATHFINDER="data.n_train=10000 data.n_val=1000
-#                          data.n_test=2000": the generator takes 0.1-0.4 s per image on one core,
-#                          so the 200K images of the LRA size would take most of a call on 16 cores
+#                          data.n_test=2000": the generator took 0.35-0.43 s per 32x32 image on
+#                          one (shared) CPU core, so the 200K images of the LRA size would take
+#                          far longer than a call even on 16 cores; check lra_measure.md's
+#                          generator speed, since 13K images must leave time for the runs
 #              Path-X      LRA_STEPS_PATHX=2000 on LRA_SET_PATHX="data.n_train=2000 data.n_val=250
-#                          data.n_test=500" (about 1 s per 128x128 image on one core): every
+#                          data.n_test=500" (1.6 s per 128x128 image on that core): every
 #                          mechanism of the LRA paper failed it; this table says which fit at all
 #            The data are generated on the GPU machine in every call that has runs of the task
 #            left (deterministic: the same data on every call, whatever the number of cores).
