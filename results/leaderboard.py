@@ -9,6 +9,8 @@ printed as footnotes under every table:
   within two binomial standard errors of a classifier that always predicts the most frequent test
   label (`chance_acc` in the record; 1 / classes when absent). A cell whose every seed diverged is
   FAIL as well.
+* OOM -- every run of the cell's configuration failed by running out of memory (the LRA paper
+  reported such cells as FAIL); no accuracy, so the row has no Avg.
 * `–` -- no finished run for this attention and task.
 * `‡` -- the cell's runs have several configurations (beyond the seed): only the newest run's
   configuration counts, whatever that run's status; the others are listed under the table.
@@ -40,6 +42,7 @@ import pandas as pd
 from lra.io import atomic_write, atomic_write_text
 
 from .published import published_for
+from .records import is_out_of_memory
 from .store import with_reported_accuracy
 
 # Canonical LRA column order and titles (results/ does not import the task registry: no torch).
@@ -54,6 +57,7 @@ TASK_TITLES = {
 # Row order: the zoo's registration order (baseline, compression, routing, MiTA); others after.
 ATTENTION_ORDER = ("full", "agent", "topk", "moba", "mita", "mita_route")
 FAIL = "FAIL"
+OOM = "OOM"
 MISSING = "–"
 PARTIAL = "†"
 MIXED = "‡"
@@ -66,6 +70,7 @@ FOOTNOTES = (
     "FAIL: mean test accuracy ≤ chance + 2·sqrt(chance·(1 − chance)/n_test), where chance is the frequency "
     "of the most common test label (within two binomial standard errors of chance); also cells whose every "
     "seed diverged.",
+    f"{OOM}: every run of the cell's configuration ran out of memory (LRA reported such cells as FAIL). "
     f"{MISSING}: no finished run. {PARTIAL}: some seeds of the cell's configuration diverged or failed; the "
     "value is over the others (diverged and failed runs are listed under the table).",
     "Avg: mean over this table's columns except Path-X (LRA's published average leaves Path-X out), only "
@@ -247,7 +252,11 @@ def _cell(preset: Any, label: str, task: str, group: pd.DataFrame) -> dict[str, 
     else:
         fail = diverged > 0
     if not seeds and not fail:
-        status = "missing"
+        out_of_memory = len(group) > 0 and all(
+            status == "failed" and is_out_of_memory(error)
+            for status, error in zip(group["status"], group.get("error", [None] * len(group)), strict=True)
+        )
+        status = OOM if out_of_memory else "missing"
     else:
         status = FAIL if fail else "ok"
     sources = sorted({str(s) for s in basis["data_source"].dropna()})
@@ -341,7 +350,7 @@ def has_pathx_average(lb: Leaderboard, preset: str) -> bool:
 
 def wide(lb: Leaderboard) -> pd.DataFrame:
     """The machine-readable leaderboard (`leaderboard.csv`): one row per (preset, attention label);
-    per task `<task>` (mean %), `<task>_std`, `<task>_seeds`, `<task>_status` (ok / FAIL / missing),
+    per task `<task>` (mean %), `<task>_std`, `<task>_seeds`, `<task>_status` (ok / FAIL / OOM / missing),
     `<task>_differs` (settings in which the cell's configuration differs from its column's
     majority, `; `-separated, empty when none); then `avg` (without Path-X, as LRA publishes) and
     `avg_with_pathx`."""
@@ -377,8 +386,8 @@ def _format_cell(cell: pd.Series | None, *, bold: bool) -> str:
     mark = PARTIAL if cell["seeds"] and cell["runs"] > cell["seeds"] else ""
     mark += MIXED if cell["excluded"] else ""
     mark += OTHER_SETUP if cell["differs"] else ""
-    if cell["status"] == FAIL:
-        return FAIL + mark
+    if cell["status"] in (FAIL, OOM):
+        return cell["status"] + mark
     text = f"{cell['mean']:.2f}" + (f" ± {cell['std']:.2f}" if cell["seeds"] > 1 else "") + mark
     return f"**{text}**" if bold else text
 

@@ -168,6 +168,13 @@ def reported_accuracy_text(record: dict[str, Any]) -> str | None:
 FIELDS_BY_KIND = {"run": RUN_FIELDS, "efficiency": EFFICIENCY_FIELDS, "eval": EVAL_FIELDS}
 
 
+def is_out_of_memory(error: Any) -> bool:
+    """Whether a failed run's `error` says it ran out of (GPU) memory (torch's OutOfMemoryError,
+    or a CUDA / cuBLAS allocation failure)."""
+    text = error.lower() if isinstance(error, str) else ""
+    return "outofmemoryerror" in text or "out of memory" in text or "alloc_failed" in text
+
+
 def check_record(record: dict[str, Any]) -> None:
     """ValueError if the record lacks fields of its kind or has the wrong schema version."""
     kind = record.get("kind")

@@ -66,6 +66,7 @@ CONFIG_NAME = "run_config.json"
 LOG_NAME = "log.txt"
 LOCK_NAME = ".lock"
 FINAL_STATUSES = ("ok", "diverged", "failed")
+NOT_RUN = "not run"  # the status of runs not started because --max-minutes was reached
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ class SuiteConfig:
         overrides: dotted preset overrides for every run ({"train.steps": "200"}).
         max_steps, checkpoint_every, device, amp, data_dir, source: passed to every RunConfig.
         slurm: executor options of the submitit launcher.
+        max_minutes: start no new run after this many minutes from the start of the suite (data
+            preparation included; None = no limit). Runs in progress finish; the runs left are
+            reported as "not run" and the same command continues with them.
     """
 
     tasks: tuple[str, ...] = ()
@@ -126,6 +130,7 @@ class SuiteConfig:
     data_dir: str | None = None
     source: str | None = None
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    max_minutes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,7 @@ class Outcome:
     """What happened to one cell in this invocation."""
 
     cell: Cell
-    status: str  # ok | diverged | failed | busy | skipped
+    status: str  # ok | diverged | failed | busy | skipped | not run
     error: str | None = None
     record: dict[str, Any] | None = None
     seconds: float = 0.0
@@ -193,6 +198,10 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
 
     if cfg.jobs < 1:
         raise ValueError(f"--jobs must be at least 1; got {cfg.jobs}")
+    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0; got {cfg.max_minutes:g}")
+    if cfg.max_minutes is not None and cfg.launcher != "local":
+        raise ValueError("--max-minutes applies to local runs; with --launcher submitit use --slurm-time")
     if cfg.launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {cfg.launcher!r}; valid launchers: {', '.join(LAUNCHERS)}")
     if not cfg.seeds:
@@ -539,11 +548,16 @@ def _report(bar: tqdm, outcome: Outcome) -> None:
 
 
 def _run_local(
-    cells: list[Cell], jobs: int, command: Sequence[str] | None, gated_tasks: set[str]
+    cells: list[Cell],
+    jobs: int,
+    command: Sequence[str] | None,
+    gated_tasks: set[str],
+    deadline: float | None = None,
 ) -> list[Outcome]:
     """Run cells with at most `jobs` processes at once. For a task in `gated_tasks` (data not
     prepared beforehand) one run goes first and the others wait until it ends, so that the task's
-    data are generated once."""
+    data are generated once. No run starts after `deadline` (on `_clock()`); the cells left
+    come back as "not run"."""
     threads = max(1, available_cores() // jobs)
     pending = deque(cells)
     first_of_task = {}
@@ -556,6 +570,10 @@ def _run_local(
     with tqdm(total=len(cells), desc="suite", unit="run", dynamic_ncols=True) as bar:
         try:
             while pending or active:
+                if pending and _past(deadline):
+                    outcomes += [Outcome(cell, NOT_RUN, error="--max-minutes reached") for cell in pending]
+                    bar.update(len(pending))
+                    pending.clear()
                 started_any = True
                 while started_any and len(active) < jobs:
                     started_any = False
@@ -589,6 +607,15 @@ def _run_local(
                 _stop(attempt)
             raise
     return outcomes
+
+
+def _clock() -> float:
+    """Seconds on the clock of --max-minutes (monotonic)."""
+    return time.monotonic()
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and _clock() > deadline
 
 
 def _job_done(job: Any) -> bool:
@@ -705,6 +732,7 @@ def run_suite(
     the suite against another runner.
     """
     cells = plan(cfg)
+    deadline = None if cfg.max_minutes is None else _clock() + 60.0 * cfg.max_minutes
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -737,7 +765,7 @@ def run_suite(
         if cfg.launcher == "submitit":
             outcomes += _run_submitit(todo, cfg.slurm, out, command)
         else:
-            outcomes += _run_local(todo, cfg.jobs, command, gated)
+            outcomes += _run_local(todo, cfg.jobs, command, gated, deadline)
     result = SuiteResult(outcomes=outcomes, out=out)
     if reports:
         result.written = write_reports(out, echo=echo)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lra.data import generate_listops as gl
+from lra.data import progress
 from lra.data.lra_release import read_listops_tsv
 from lra.data.tokenizers import LISTOPS_SYMBOLS, listops_decode, listops_ids
 
@@ -113,6 +114,7 @@ def test_generator_is_deterministic_and_worker_independent():
     one = gl.generate_listops(params, seed=5, workers=1)
     two = gl.generate_listops(params, seed=5, workers=2)
     assert one == two
+    assert gl.generate_listops(params, seed=5, workers=9) == one  # more workers than the old cap of 8
     assert gl.generate_listops(params, seed=6, workers=1) != one
 
 
@@ -157,3 +159,11 @@ def test_malformed_tsv_names_file_and_line(tmp_path: Path, content: str, message
     path.write_text(content)
     with pytest.raises(ValueError, match=message):
         read_listops_tsv(path)
+
+
+def test_data_steps_use_every_core_they_may_by_default(monkeypatch):
+    # A 16-core GPU machine generates with 16 processes (no cap); the affinity mask is respected.
+    monkeypatch.setattr(progress.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert progress.default_workers() == 16
+    monkeypatch.setattr(progress.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert progress.default_workers() == 1

@@ -327,6 +327,26 @@ def test_every_seed_diverged_is_fail_and_partial_seeds_are_marked():
     assert "listops/mita/1" in text and "RuntimeError: boom" in text
 
 
+def test_a_cell_whose_runs_ran_out_of_memory_is_oom_not_missing():
+    oom = "OutOfMemoryError: CUDA out of memory. Tried to allocate 64.00 GiB"
+    runs = pd.DataFrame(
+        [
+            run_record("pathx", "full", test_acc=None, status="failed", error=oom),
+            run_record("pathx", "topk", test_acc=None, status="failed", error="RuntimeError: boom"),
+            run_record("pathx", "mita", seed=0, test_acc=None, status="failed", error=oom),
+            run_record("pathx", "mita", seed=1, test_acc=None, status="failed", error="RuntimeError: boom"),
+            run_record("pathx", "agent", test_acc=0.51),
+        ]
+    )
+    lb = leaderboard.build(runs)
+    table = leaderboard.table(lb, "quick", markdown=False).set_index("Attention")
+    assert table.loc["full", "Path-X"] == "OOM"
+    assert table.loc["topk", "Path-X"] == "–" and table.loc["mita", "Path-X"] == "–"  # not every run OOM
+    wide = leaderboard.wide(lb).set_index("attention_label")
+    assert wide.loc["full", "pathx_status"] == "OOM" and math.isnan(wide.loc["full", "pathx"])
+    assert "OOM: every run of the cell's configuration ran out of memory" in leaderboard.render(lb, markdown=True)
+
+
 def test_missing_cells_and_average_only_over_complete_rows():
     runs = pd.DataFrame(
         [

@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from results import store
 from results.records import read_record, write_record
 from runners import cli, suite
+from runners.cli.run import format_run_summary
 from runners.suite import SuiteConfig
 from runners.train import resolve
 
@@ -567,7 +568,7 @@ def test_progress_line_and_run_summary_say_where_texts_number_comes_from():
         ),
     )
     assert "] listops/full/0  test 41.00%  (3 s)" in lines[1]
-    summary = cli.format_run_summary(
+    summary = format_run_summary(
         {
             **dict.fromkeys(
                 [
@@ -591,3 +592,35 @@ def test_progress_line_and_run_summary_say_where_texts_number_comes_from():
     )
     assert "chosen on the test set, which is this task's validation set" in summary
     assert "test 83.00%, val – (the number the tables report)" in summary
+
+
+def test_max_minutes_starts_no_run_after_the_budget_and_the_same_command_continues(tmp_path, fake, monkeypatch):
+    # The clock of --max-minutes advances one minute per finished run (no real time involved).
+    monkeypatch.setattr(suite, "_clock", lambda: 60.0 * len(fake.calls("end")))
+    cfg = grid(tmp_path, attentions=("full", "agent", "mita"), max_minutes=1.5)
+    fake.prepare(cfg)
+    agent, mita = "listops/agent(num_agents=16)/0", f"listops/{MITA}/0"
+    first = run(cfg, fake)
+    assert statuses(first) == {"listops/full/0": "ok", agent: "ok", mita: suite.NOT_RUN}  # would start at 2 min
+    assert first.exit_code == 0
+    left = next(o.cell for o in first.outcomes if o.status == suite.NOT_RUN)
+    assert not (left.run_dir / "result.json").exists() and suite.cell_state(left) == "new"
+
+    again = run(cfg, fake)  # a new budget from now: the finished runs are skipped, the last one runs
+    assert statuses(again) == {"listops/full/0": "skipped", agent: "skipped", mita: "ok"}
+    assert [c["key"] for c in fake.calls()] == ["listops/full/0", "listops/agent/0", "listops/mita/0"]
+
+
+def test_suite_cli_max_minutes_says_what_is_left(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(suite, "_clock", lambda: 60.0 * len(fake.calls("end")))
+    cfg = grid(tmp_path, attentions=("full", "mita"), max_minutes=0.5)
+    fake.prepare(cfg)
+    real = suite.run_suite
+    monkeypatch.setattr(suite, "run_suite", lambda c, **kw: real(c, **{**kw, "command": fake.command}))
+    args = ["suite", "--preset", "tiny", "--tasks", "listops", "--attentions", "full,mita", "--max-minutes", "0.5"]
+    result = CliRunner().invoke(cli.main, [*args, "--out", cfg.out])
+    assert result.exit_code == 0, result.output
+    assert "runs: 1 not run, 1 ok" in result.output
+    assert "1 runs not started: --max-minutes 0.5 was reached; the same command continues" in result.output
+    bad = CliRunner().invoke(cli.main, [*args[:-1], "0", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--max-minutes must be > 0" in bad.output

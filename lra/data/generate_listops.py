@@ -28,7 +28,7 @@ import numpy as np
 from lra.io import atomic_path, atomic_write_json
 
 from .lra_release import GENERATED_MARKER, LISTOPS_DIR, LISTOPS_FILES, write_listops_tsv
-from .progress import progress, worker_context
+from .progress import default_workers, progress, worker_context
 
 OPERATORS = ("MIN", "MAX", "MED", "SM")
 SPLITS = ("train", "val", "test")
@@ -184,7 +184,7 @@ def generate_listops(
     """
     params.check()
     total = params.n_train + params.n_val + params.n_test
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or default_workers()
     found: dict[str, int] = {}
     index = 0
     pool = (

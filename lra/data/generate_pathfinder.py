@@ -37,7 +37,7 @@ import numpy as np
 from lra.io import atomic_write_json, atomic_write_text
 
 from .lra_release import GENERATED_MARKER
-from .progress import progress, worker_context
+from .progress import default_workers, progress, worker_context
 
 SPLITS = ("train", "val", "test")
 CANDIDATE_TURNS = 16  # candidate directions tried for each next paddle
@@ -530,7 +530,7 @@ def write_pathfinder(
     ]
     pending = {b: sum(1 for u in units if u[0] == b) for b, _, _ in units}
     texts: dict[int, list[str]] = {b: [] for b in pending}
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or default_workers()
     with progress(total=len(labels), desc=f"generating {p.folder()}", unit=" img") as bar:
 
         def finished(unit: tuple[int, int, list[int]], text: str) -> None:

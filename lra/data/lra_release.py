@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .progress import progress, worker_context
+from .progress import default_workers, progress, worker_context
 from .tokenizers import byte_ids, listops_ids
 
 ARCHIVE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
@@ -293,7 +293,7 @@ def read_pathfinder_images(
     processes (0 = auto) straight into one array, so Path-X needs no second full-size copy."""
     items = [(str(e.path), e.where) for e in entries]
     out = np.empty((len(items), side * side), dtype=dtype)
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or default_workers()
     chunk = 512
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     with contextlib.ExitStack() as stack:

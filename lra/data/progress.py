@@ -21,3 +21,12 @@ def worker_context() -> multiprocessing.context.BaseContext:
     Python, numpy and Pillow, and fork works from scripts read on stdin), else spawn."""
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def default_workers() -> int:
+    """Worker processes of a data step when none are asked for: every core this process may use.
+    The generators' output does not depend on the number of workers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1

@@ -80,7 +80,7 @@ def data_group() -> None:
 @click.option("--n-val", default=None, type=int, help="Validation examples [default: the variant's].")
 @click.option("--n-test", default=None, type=int, help="Test examples [default: the variant's].")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--workers", default=0, show_default=True, type=int, help="Processes (0 = all cores, up to 8).")
+@click.option("--workers", default=0, show_default=True, type=int, help="Processes (0 = every core).")
 @generator_options
 @user_errors
 def data_generate(task: str, out: str, generator: str, n_train: int | None, n_val: int | None,

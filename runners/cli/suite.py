@@ -52,6 +52,9 @@ def load_results(runs_dir: str) -> Any:
 @training_options
 @click.option("--checkpoint-every", default=None, type=int, help="Steps between resumable checkpoints.")
 @click.option("--dry-run", is_flag=True, help="Print the planned runs and what would happen to each; run nothing.")
+@click.option("--max-minutes", default=None, type=float, metavar="M",
+              help="Start no new run after M minutes (data preparation included); runs in progress finish, "
+              "the same command continues with the runs left.")
 @click.option("--slurm-partition", default=None, help="submitit: SLURM partition [default: the cluster's].")
 @click.option("--slurm-time", default=240, show_default=True, type=int, help="submitit: minutes per run.")
 @click.option("--slurm-gpus", default=1, show_default=True, type=int,
@@ -63,7 +66,7 @@ def suite_command(
     tasks: str, attentions: str, seeds: str, preset: str, out: str, jobs: int, launcher: str,
     attn_params: tuple[str, ...], overrides: tuple[str, ...], max_steps: int | None,
     checkpoint_every: int | None, device: str, data_dir: str | None, source: str | None, dry_run: bool,
-    slurm_partition: str | None, slurm_time: int, slurm_gpus: int, slurm_mem: int | None,
+    max_minutes: float | None, slurm_partition: str | None, slurm_time: int, slurm_gpus: int, slurm_mem: int | None,
     slurm_cpus: int | None,
 ) -> None:
     """Run every TASK x ATTENTION x SEED combination and build the leaderboard.
@@ -88,6 +91,7 @@ def suite_command(
         max_steps=max_steps, checkpoint_every=checkpoint_every, device=device, data_dir=data_dir, source=source,
         slurm=suite.SlurmOptions(partition=slurm_partition, time_min=slurm_time, gpus_per_run=slurm_gpus,
                                  mem_gb=slurm_mem, cpus_per_run=slurm_cpus),
+        max_minutes=max_minutes,
     )
     if dry_run:
         cells = suite.plan(cfg)
@@ -102,6 +106,9 @@ def suite_command(
         sys.exit(130)
     counts = result.counts()
     click.echo("runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    if counts.get(suite.NOT_RUN):
+        click.echo(f"{counts[suite.NOT_RUN]} runs not started: --max-minutes {max_minutes:g} was reached; "
+                   "the same command continues with them")
     if result.exit_code:
         click.echo("some runs failed (see the table above and each run's log.txt); re-run to retry them", err=True)
     sys.exit(result.exit_code)
