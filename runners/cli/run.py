@@ -10,7 +10,7 @@ import click
 
 from ..defaults import DEFAULT_RUNS_DIR
 from ..specs import parse_attn_params, parse_key_values, parse_spec, parse_specs
-from .common import UserError, attn_param_option, preset_option, training_options, user_errors
+from .common import UserError, attn_param_option, plugin_option, preset_option, training_options, user_errors
 
 
 @click.command("run")
@@ -18,6 +18,7 @@ from .common import UserError, attn_param_option, preset_option, training_option
 @click.option("--attention", default="mita", show_default=True, metavar="SPEC",
               help="Attention, a name or name(key=value,...): mita, 'mita(topk=4)' (lra list attentions).")
 @attn_param_option("--attn-param num_landmarks=64 --attn-param topk=64")
+@plugin_option
 @preset_option("tiny")
 @training_options
 @click.option("--seed", default=0, show_default=True, type=int)
