@@ -35,9 +35,13 @@ def run_command(task, attention, attn_params, preset, overrides, data_dir, sourc
 
     Without options: MiTA on generated ListOps with the tiny preset (a minute or two on a CPU).
     """
-    from runners.train import RunConfig, launch, resolve, run
+    from pathlib import Path
 
+    from attention_zoo.plugins import require_plugins
+    from runners.train import RunConfig, launch, recorded_plugins, resolve, run
 
+    if resume and run_dir:  # the plugin the run was trained with, without --plugin
+        require_plugins(recorded_plugins(Path(run_dir)))
     ((name, params),) = parse_specs([attention], parse_attn_params(attn_params, [parse_spec(attention)[0]]))
     cfg = RunConfig(
         task=task, attention=name, attn_params=params,
