@@ -47,7 +47,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import attention_zoo
-from attention_zoo.plugins import child_env, loaded_plugins, require_plugins
+from attention_zoo.plugins import child_env, provenance_of, require_plugins
 from lra import models, tasks
 from lra.configs import Preset, TrainConfig, apply_overrides, get_preset
 from lra.data.cache import subset_indices
@@ -231,9 +231,8 @@ def recorded_plugins(run_dir: Path) -> list[Any]:
 def attention_plugins(mechanism: attention_zoo.Mechanism) -> tuple[dict[str, Any], ...]:
     """The provenance (`PluginInfo.to_dict()`) of the plugin that registered `mechanism`; () for a
     built-in or a mechanism registered by a script rather than loaded as a plugin."""
-    return tuple(
-        info.to_dict() for info in loaded_plugins() if info.module == mechanism.plugin
-    )
+    provenance = provenance_of(mechanism)
+    return (provenance,) if provenance is not None else ()
 
 
 # ----------------------------------------------------------------------------------------------
