@@ -8,9 +8,11 @@ user's own file would be; `forget` drops it from this process, as a new process 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -171,3 +173,24 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
         f"Error: this run uses the attention plugin '{PLUGIN}', which cannot be imported: put the directory "
         f"holding '{PLUGIN}' on PYTHONPATH"
     )
+
+
+def test_torchrun_workers_get_the_plugin_in_their_config_and_environment(plugin_dir, tmp_path, monkeypatch):
+    from runners import train
+
+    invoke("list", "attentions", "--plugin", PLUGIN)  # loaded as `lra run --plugin` would
+    started = {}
+
+    def fake_run(argv, env, check):  # what the workers would be started with
+        started.update(argv=argv, env=env)
+        return SimpleNamespace(returncode=1)
+
+    monkeypatch.setattr(train.subprocess, "run", fake_run)
+    cfg = train.RunConfig(task="listops", attention=PLUGIN, run_dir=str(tmp_path / "run"), data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="the DDP run exited with code 1"):
+        train.launch(cfg, 2)
+    assert "--nproc-per-node=2" in started["argv"]
+    assert started["env"][plugins.ENV_VAR] == PLUGIN
+    assert started["env"]["PYTHONPATH"].split(os.pathsep)[0] == str(plugin_dir.resolve())
+    written = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert [p["module"] for p in written["plugins"]] == [PLUGIN]
