@@ -194,3 +194,21 @@ def test_torchrun_workers_get_the_plugin_in_their_config_and_environment(plugin_
     assert started["env"]["PYTHONPATH"].split(os.pathsep)[0] == str(plugin_dir.resolve())
     written = json.loads((tmp_path / "run" / "run_config.json").read_text())
     assert [p["module"] for p in written["plugins"]] == [PLUGIN]
+
+
+def test_a_slurm_job_starts_its_run_with_the_submitting_process_plugins(plugin_dir, tmp_path):
+    """`run_cell` is what a submitit job executes on its node, where no plugin is loaded."""
+    from runners import suite
+
+    invoke("list", "attentions", "--plugin", PLUGIN)
+    cfg = suite.SuiteConfig(tasks=("listops",), attentions=(PLUGIN,), preset="tiny", out=str(tmp_path / "out"))
+    (cell,) = suite.plan(cfg)
+    assert [p["module"] for p in cell.config.plugins] == [PLUGIN]
+    plugin_env = {k: v for k, v in plugins.child_env().items() if k in (plugins.ENV_VAR, "PYTHONPATH")}
+    forget(PLUGIN)  # the node's process
+    show = [sys.executable, "-c", "import os, sys; print('seen', os.environ['LRA_PLUGINS'], sys.path[1])"]
+    outcome = suite.run_cell(cell, 1, show, plugin_env=plugin_env)
+    assert outcome.status == "failed"  # the stand-in runner writes no record
+    assert f"seen {PLUGIN} {plugin_dir.resolve()}" in (cell.run_dir / suite.LOG_NAME).read_text()
+    written = json.loads((cell.run_dir / suite.CONFIG_NAME).read_text())
+    assert [p["module"] for p in written["plugins"]] == [PLUGIN]
