@@ -212,3 +212,16 @@ def test_a_slurm_job_starts_its_run_with_the_submitting_process_plugins(plugin_d
     assert f"seen {PLUGIN} {plugin_dir.resolve()}" in (cell.run_dir / suite.LOG_NAME).read_text()
     written = json.loads((cell.run_dir / suite.CONFIG_NAME).read_text())
     assert [p["module"] for p in written["plugins"]] == [PLUGIN]
+
+
+def test_bench_records_and_tables_mark_the_plugin(plugin_dir, tmp_path):
+    out = tmp_path / "bench"
+    result = invoke("bench", "attention", "--plugin", PLUGIN, "--attentions", PLUGIN, "--lengths", "17",
+                    "--heads", "1", "--head-dim", "8", "--repeats", "1", "--warmup", "0", "--quiet",
+                    "--device", "cpu", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"| {PLUGIN} (plugin: {PLUGIN}) [torch]" in result.output
+    efficiency = store.load(out).efficiency.set_index("attention")
+    assert set(efficiency.loc[PLUGIN, "plugin"]) == {PLUGIN}
+    assert set(efficiency.loc[PLUGIN, "plugin_sha256"]) == {plugins.loaded_plugins()[0].source_sha256}
+    assert efficiency.loc["full", "plugin"].isna().all()
