@@ -51,6 +51,24 @@ def _load_plugin_modules(ctx: click.Context, param: click.Parameter, modules: tu
         click.echo(f"warning: {warning.message}", err=True)
 
 
+def plugin_warnings_as_lines() -> None:
+    """Show attention-plugin warnings (registers nothing, changed since a run recorded it) as one
+    `warning: ...` line on stderr; other warnings as Python shows them."""
+    previous = warnings.showwarning
+    if getattr(previous, "plugin_lines", False):
+        return
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if category.__name__ == "PluginWarning":  # by name: importing the plugins module imports torch
+            click.echo(f"warning: {message}", err=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show.plugin_lines = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def plugin_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`--plugin MODULE`, repeatable: import an attention plugin (README, "Bring your own attention")."""
     return click.option(

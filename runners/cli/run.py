@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -41,7 +42,9 @@ def run_command(task, attention, attn_params, preset, overrides, data_dir, sourc
     from runners.train import RunConfig, launch, recorded_plugins, resolve, run
 
     if resume and run_dir:  # the plugin the run was trained with, without --plugin
-        require_plugins(recorded_plugins(Path(run_dir)))
+        with warnings.catch_warnings():  # a changed plugin: `resolve` below warns, once
+            warnings.simplefilter("ignore")
+            require_plugins(recorded_plugins(Path(run_dir)))
     ((name, params),) = parse_specs([attention], parse_attn_params(attn_params, [parse_spec(attention)[0]]))
     cfg = RunConfig(
         task=task, attention=name, attn_params=params,
