@@ -161,6 +161,14 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
     assert {r["train_attention"] for r in evals} == {PLUGIN}
     assert {(r["attention"], r["plugin"]) for r in evals} >= {(PLUGIN, PLUGIN), ("full", None)}
 
+    # An edited plugin: same configuration hash (module names only), so the run resumes, with a warning.
+    forget(PLUGIN)
+    with open(plugin_dir / f"{PLUGIN}.py", "a") as fh:
+        fh.write("# edited\n")
+    edited = invoke(*resume)
+    assert edited.exit_code == 0, edited.output
+    assert edited.output.startswith(f"warning: attention plugin '{PLUGIN}' changed since this run was recorded")
+
     # Missing at resume: stops, naming the module to install.
     forget(PLUGIN)
     elsewhere = tmp_path / "elsewhere"
