@@ -103,6 +103,13 @@ def plugin_records() -> list[dict[str, Any]]:
     return [info.to_dict() for info in _LOADED.values()]
 
 
+def provenance_of(mechanism: registry.Mechanism) -> dict[str, Any] | None:
+    """`PluginInfo.to_dict()` of the plugin that registered `mechanism`; None for a built-in, or for a
+    mechanism registered by a script rather than loaded as a plugin (nothing a child could import)."""
+    info = _LOADED.get(mechanism.plugin) if mechanism.plugin else None
+    return info.to_dict() if info is not None else None
+
+
 def env_modules(environ: Mapping[str, str] | None = None) -> list[str]:
     """The module names in LRA_PLUGINS (comma separated, blanks ignored)."""
     value = (os.environ if environ is None else environ).get(ENV_VAR, "")

@@ -18,6 +18,7 @@ from lra.io import atomic_write, atomic_write_text
 
 from .leaderboard import ATTENTION_ORDER, one_configuration
 from .published import published_for
+from .records import plugin_label
 from .store import with_reported_accuracy
 
 NUMERIC_COLUMNS = [
@@ -89,6 +90,7 @@ def _row(label: str, preset: object, group: pd.DataFrame) -> dict[str, object]:
         "seeds": len(ok),
         "runs": ", ".join(f"{n} {status}" for status, n in counts.items()),
         "device": ", ".join(sorted({str(d) for d in basis["device"].dropna()})),
+        "plugin": next((p for p in group.reindex(columns=["plugin"])["plugin"] if isinstance(p, str)), None),
     }
     for column in NUMERIC_COLUMNS:
         # accuracy as the leaderboard reports it (results.records.reported_accuracy_field)
@@ -111,7 +113,10 @@ def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
 def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """Display strings: accuracy in %, throughput in tokens/s, memory in MiB, ratios as ×."""
     first = table.iloc[0]["attention_label"]
-    out = pd.DataFrame({"Attention": table["attention_label"]})
+    plugins = table["plugin"] if "plugin" in table else [None] * len(table)
+    out = pd.DataFrame(
+        {"Attention": [plugin_label(label, p) for label, p in zip(table["attention_label"], plugins, strict=True)]}
+    )
     if table["preset"].nunique(dropna=False) > 1:
         out["Preset"] = table["preset"]
     out["Test acc (%)"] = [

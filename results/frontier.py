@@ -53,7 +53,7 @@ from lra.io import atomic_write, atomic_write_text
 
 from .leaderboard import FAIL, Leaderboard, averages, one_configuration, task_title
 from .leaderboard import build as build_leaderboard
-from .records import RUN_FIELDS
+from .records import RUN_FIELDS, plugin_label
 from .store import Store, with_reported_accuracy
 
 AVG = "avg"
@@ -78,6 +78,7 @@ POINT_COLUMNS = [
     "seq_len",
     "backend",
     "batch",
+    "plugin",
 ]
 
 FOOTNOTES = (
@@ -503,6 +504,9 @@ def build(store: Store, lb: Leaderboard | None = None, attentions: Sequence[str]
             )
             for row, on in zip(mine, front, strict=True):
                 rows.append({**row, "on_frontier": on})
+    plugin_of = {c.attention_label: c.plugin for c in lb.cells.itertuples() if isinstance(c.plugin, str)}
+    for row in rows:  # the attention plugin a point's attention comes from (None: built in)
+        row["plugin"] = plugin_of.get(row["attention_label"])
     points = pd.DataFrame(rows, columns=POINT_COLUMNS)
     return Frontier(points=points, sources=sources, root=store.root)
 
@@ -582,7 +586,10 @@ def table(fr: Frontier, preset: str, panel: str = AVG) -> pd.DataFrame:
     title = "Avg" if panel == AVG and len(tasks) > 1 else task_title(tasks[0] if panel == AVG else panel)
     out = pd.DataFrame(
         {
-            "Attention": points["attention_label"],
+            "Attention": [
+                plugin_label(label, plugin)
+                for label, plugin in zip(points["attention_label"], points["plugin"], strict=True)
+            ],
             f"{title} accuracy (%)": [
                 _accuracy_text(a, s) for a, s in zip(points["accuracy"], points["status"], strict=True)
             ],

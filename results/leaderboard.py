@@ -42,7 +42,7 @@ import pandas as pd
 from lra.io import atomic_write, atomic_write_text
 
 from .published import published_for
-from .records import is_out_of_memory
+from .records import PLUGIN_FIELDS, is_out_of_memory, plugin_label
 from .store import with_reported_accuracy
 
 # Canonical LRA column order and titles (results/ does not import the task registry: no torch).
@@ -159,6 +159,8 @@ CELL_COLUMNS = [
     "config",
     "newest",
     "differs",
+    "plugin",
+    "plugin_origin",
 ]
 
 
@@ -284,11 +286,28 @@ def _cell(preset: Any, label: str, task: str, group: pd.DataFrame) -> dict[str, 
         "config": next((c for c in group.get("config", []) if isinstance(c, dict)), None),
         "newest": _when(group).max() if len(group) else "",
         "differs": [],  # filled by `_flag_minority_configurations`
+        **_plugin_of(group),
     }
 
 
+def _plugin_of(group: pd.DataFrame) -> dict[str, Any]:
+    """The attention plugin of a cell's runs (None for a built-in) and where it came from, e.g.
+    'mypkg 1.2.0, sha256 3f2a9c1e0b7d'."""
+    rows = group.reindex(columns=list(PLUGIN_FIELDS)).to_dict("records")
+    row = next((r for r in reversed(rows) if isinstance(r["plugin"], str) and r["plugin"]), None)
+    if row is None:
+        return {"plugin": None, "plugin_origin": ""}
+    origin = []
+    if isinstance(row["plugin_distribution"], str):
+        version = row["plugin_version"] if isinstance(row["plugin_version"], str) else ""
+        origin.append(f"{row['plugin_distribution']} {version}".strip())
+    if isinstance(row["plugin_sha256"], str):
+        origin.append(f"sha256 {row['plugin_sha256'][:12]}")
+    return {"plugin": row["plugin"], "plugin_origin": ", ".join(origin)}
+
+
 # What a cell's configuration fixes beyond its attention and seed: compared across a table's cells.
-BEYOND_ATTENTION_IGNORED = frozenset({"seed", "attention", "attention_params", "task"})
+BEYOND_ATTENTION_IGNORED = frozenset({"seed", "attention", "attention_params", "plugins", "task"})
 
 
 def _beyond_attention(config: dict[str, Any]) -> str:
@@ -366,6 +385,7 @@ def wide(lb: Leaderboard) -> pd.DataFrame:
                 "preset": preset,
                 "attention": mine["attention"].iloc[0],
                 "attention_label": label,
+                "plugin": next((p for p in mine["plugin"] if isinstance(p, str)), None),
             }
             for task in tasks:
                 cell = mine.loc[task] if task in mine.index else None
@@ -420,7 +440,8 @@ def table(lb: Leaderboard, preset: str, *, markdown: bool = True) -> pd.DataFram
     rows = []
     for label in labels:
         mine = cells[cells["attention_label"] == label].set_index("task")
-        row = {"Attention": label}
+        plugin = next((p for p in mine["plugin"] if isinstance(p, str)), None)
+        row = {"Attention": plugin_label(label, plugin)}
         for task in tasks:
             cell = mine.loc[task] if task in mine.index else None
             is_best = (
@@ -479,6 +500,17 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
             for c in cells.itertuples()
             if c.differs
         ]
+        plugins = {
+            c.attention_label: f"- {plugin_label(c.attention_label, c.plugin)}"
+            + (f": {c.plugin_origin}" if c.plugin_origin else "")
+            for c in cells.itertuples()
+            if isinstance(c.plugin, str)
+        }
+        if plugins:
+            parts.append(
+                "Attentions from plugins (registered by a module outside this package, loaded with --plugin, "
+                "LRA_PLUGINS or an entry point):\n" + "\n".join(plugins.values())
+            )
         if other:
             parts.append(
                 f"Cells of another configuration than most of their column ({OTHER_SETUP}; this cell vs the "

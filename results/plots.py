@@ -29,6 +29,7 @@ from lra.io import atomic_path, slug
 
 from . import frontier as frontier_
 from .leaderboard import Leaderboard, build, task_title
+from .records import plugin_label
 from .store import Store
 
 DPI = 150
@@ -72,7 +73,8 @@ def plot_accuracy(lb: Leaderboard, out_dir: str | os.PathLike[str]) -> list[Path
             present = [t for t in tasks if t in mine.index]
             heights = [mine.loc[t, "mean"] for t in present]
             errors = [0.0 if math.isnan(mine.loc[t, "std"]) else mine.loc[t, "std"] for t in present]
-            ax.bar(xs, heights, width, yerr=errors, capsize=3, color=colours[label], label=label)
+            plugin = next((p for p in mine["plugin"] if isinstance(p, str)), None)
+            ax.bar(xs, heights, width, yerr=errors, capsize=3, color=colours[label], label=plugin_label(label, plugin))
         for i, task in enumerate(tasks):
             chance = lb.cells[(lb.cells["preset"] == preset) & (lb.cells["task"] == task)]["chance"].dropna()
             if len(chance):
@@ -157,8 +159,15 @@ def plot_efficiency(efficiency: pd.DataFrame, out_dir: str | os.PathLike[str]) -
     paths = []
     frame = efficiency.assign(
         series=[
-            f"{label} [{backend}]" if isinstance(backend, str) and backend else str(label)
-            for label, backend in zip(efficiency["attention_label"], efficiency["backend"], strict=True)
+            f"{plugin_label(str(label), plugin)} [{backend}]"
+            if isinstance(backend, str) and backend
+            else plugin_label(str(label), plugin)
+            for label, plugin, backend in zip(
+                efficiency["attention_label"],
+                efficiency.reindex(columns=["plugin"])["plugin"],
+                efficiency["backend"],
+                strict=True,
+            )
         ],
         per_example=pd.to_numeric(efficiency["batch"], errors="coerce").fillna(1.0),
     )
@@ -272,7 +281,7 @@ def _frontier_panel(
             zorder=2,
         )
         ax.scatter(point.speed_vs_full, point.accuracy, s=6, color="black", zorder=3)
-        text = point.attention_label + (" (FAIL)" if hollow else "")
+        text = plugin_label(point.attention_label, point.plugin) + (" (FAIL)" if hollow else "")
         ax.annotate(
             text,
             (point.speed_vs_full, point.accuracy),

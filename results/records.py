@@ -10,6 +10,8 @@ Three kinds share the store:
   other attention parameters than it was trained with, written by `runners.experiments`
   (``lra sweep``, ``lra swap``). Fields in `EVAL_FIELDS`. The leaderboard reads run records only.
 
+Each kind may also carry the optional `PLUGIN_FIELDS` (the attention plugin an attention came from).
+
 Records are flat where possible (the validation curve is the one nested field, `history`). Every
 record carries `schema_version`; readers skip, and report by file name, records that are
 truncated, not JSON, or of another schema.
@@ -140,6 +142,34 @@ EVAL_FIELDS: dict[str, str] = {
     "git_commit": "commit of the code that ran",
     "measured_at": "ISO time",
 }
+
+# Optional fields of run, efficiency and eval records (records written before them lack them; readers
+# treat a missing one as None): where an attention that is not built in came from.
+PLUGIN_FIELDS: dict[str, str] = {
+    "plugin": "module of the attention plugin that registered the attention (lra --plugin / LRA_PLUGINS / "
+    "entry point 'lra.attentions'), None for a built-in attention",
+    "plugin_distribution": "installed distribution providing the plugin, None for a module on sys.path only",
+    "plugin_version": "that distribution's version",
+    "plugin_sha256": "sha256 of the plugin module's source file",
+}
+
+
+def plugin_fields(provenance: dict[str, Any] | None) -> dict[str, Any]:
+    """The `PLUGIN_FIELDS` of a record from a plugin's provenance (`PluginInfo.to_dict()`), all None
+    for a built-in attention (`provenance` None)."""
+    provenance = provenance or {}
+    return {
+        "plugin": provenance.get("module"),
+        "plugin_distribution": provenance.get("distribution"),
+        "plugin_version": provenance.get("version"),
+        "plugin_sha256": provenance.get("source_sha256"),
+    }
+
+
+def plugin_label(label: str, plugin: Any) -> str:
+    """A table's attention label marked as a plugin's: 'myattn (plugin: mypkg.myattn)'."""
+    return f"{label} (plugin: {plugin})" if isinstance(plugin, str) and plugin else label
+
 
 # Tasks whose validation set is their test set (IMDB has no validation split; LRA evaluates Text on
 # test, lra/tasks/text.py): picking the best-validation checkpoint there would pick on the test set,

@@ -19,13 +19,13 @@ import pandas as pd
 
 from lra.io import atomic_write
 
-from .records import EFFICIENCY_FIELDS, RUN_FIELDS, load_records, reported_accuracy_field
+from .records import EFFICIENCY_FIELDS, PLUGIN_FIELDS, RUN_FIELDS, load_records, reported_accuracy_field
 
 # Columns holding lists / dicts; the long CSV stores them as JSON text.
 NESTED_RUN_FIELDS = ("attention_params", "config", "history")
 # Fields some efficiency records carry beyond the schema (runners/bench.py): kept as columns (NaN
 # where absent) because they tell measurement settings and machines apart.
-EFFICIENCY_EXTRA_FIELDS = ("batch_requested", "cpu_model", "cpu_threads", "amp")
+EFFICIENCY_EXTRA_FIELDS = ("batch_requested", "cpu_model", "cpu_threads", "amp", *PLUGIN_FIELDS)
 
 
 @dataclass
@@ -34,7 +34,8 @@ class Store:
 
     Attributes:
         root: the directory that was read.
-        runs: one row per run record (columns: `RUN_FIELDS` + `path`), newest record per run.
+        runs: one row per run record (columns: `RUN_FIELDS`, the optional `PLUGIN_FIELDS` (None where
+            absent) and `path`), newest record per run.
         efficiency: one row per efficiency record (columns: `EFFICIENCY_FIELDS`,
             `EFFICIENCY_EXTRA_FIELDS` and `path`).
         problems: one line per skipped file, naming the file and why.
@@ -56,7 +57,7 @@ def load(root: str | os.PathLike[str]) -> Store:
     records, problems = load_records(root)
     for record in records:
         record["path"] = record.pop("_path")
-    runs = with_reported_accuracy(_frame([r for r in records if r["kind"] == "run"], RUN_FIELDS))
+    runs = with_reported_accuracy(_frame([r for r in records if r["kind"] == "run"], RUN_FIELDS, tuple(PLUGIN_FIELDS)))
     runs, duplicates = _newest_per_run(runs)
     efficiency = _frame(
         [r for r in records if r["kind"] == "efficiency"], EFFICIENCY_FIELDS, EFFICIENCY_EXTRA_FIELDS

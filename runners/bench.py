@@ -54,10 +54,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import attention_zoo
+from attention_zoo.plugins import provenance_of
 from lra import models
 from lra.configs import get_preset
 from lra.io import atomic_write, atomic_write_text, slug
-from results.records import SCHEMA_VERSION, read_record, write_record
+from results.records import SCHEMA_VERSION, plugin_fields, plugin_label, read_record, write_record
 
 from .defaults import DEFAULT_RUNS_DIR
 from .provenance import code_hash, git_commit, installed_version, utc_now
@@ -356,6 +357,7 @@ def make_record(
         "attention": series.mechanism.name,
         "attention_params": series.params.to_dict(),
         "attention_label": series.label,
+        **plugin_fields(provenance_of(series.mechanism)),
         "backend": series.backend,
         "pass": pass_,
         "seq_len": seq_len,
@@ -551,6 +553,7 @@ def _skipped_row(
         "bench": ctx.bench,
         "attention": series.mechanism.name,
         "attention_label": series.label,
+        **plugin_fields(provenance_of(series.mechanism)),
         "backend": series.backend,
         "pass": pass_,
         "seq_len": seq_len,
@@ -1037,7 +1040,11 @@ def ratio_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     for column in TABLE_COLUMNS:
         if column not in frame:
             frame[column] = None
-    frame["series"] = frame["attention_label"].astype(str) + " [" + frame["backend"].astype(str) + "]"
+    plugins = frame["plugin"] if "plugin" in frame else pd.Series([None] * len(frame), index=frame.index)
+    frame["series"] = [
+        f"{plugin_label(str(label), plugin)} [{backend}]"
+        for label, plugin, backend in zip(frame["attention_label"], plugins, frame["backend"], strict=True)
+    ]
     for column in (
         "time_ms_median",
         "time_ms_p20",

@@ -49,6 +49,7 @@ from results.records import (
     RECORD_NAME,
     RUN_FIELDS,
     SCHEMA_VERSION,
+    plugin_fields,
     read_record,
     reported_accuracy_text,
     write_record,
@@ -56,7 +57,7 @@ from results.records import (
 
 from .defaults import DEFAULT_RUNS_DIR
 from .provenance import utc_now
-from .specs import parse_specs
+from .specs import parse_spec, parse_specs
 
 DEFAULT_OUT = DEFAULT_RUNS_DIR
 # Presets that run on generated data only default to the two offline tasks.
@@ -207,6 +208,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
     if not cfg.seeds:
         raise ValueError("no seeds given; pass --seeds 0 (or 0,1,2)")
     task_names = list(dict.fromkeys(cfg.tasks)) or default_tasks(cfg.preset)
+    _load_suite_plugins(Path(cfg.out), cfg.attentions)
     specs = parse_specs(cfg.attentions or attention_zoo.names(), cfg.attn_params)
     out = Path(cfg.out)
     # SLURM jobs with GPUs run on CUDA whatever this (login) machine has: settle "auto" here, so
@@ -235,7 +237,9 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
                 )
                 r = resolve(run_cfg, elsewhere=slurm_gpus)
                 run_dir = out / "runs" / task / r.mechanism.slug(r.params) / str(seed)
-                run_cfg = dataclasses.replace(run_cfg, run_dir=str(run_dir))
+                # The run's own configuration names its attention's plugin: the child process, a
+                # torchrun worker or a SLURM job imports it from there.
+                run_cfg = dataclasses.replace(run_cfg, run_dir=str(run_dir), plugins=list(r.plugins))
                 run_id = f"{task}/{r.label}/{seed}"
                 if run_id in cells:
                     continue
@@ -254,6 +258,19 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
                     num_classes=tasks.get(task).num_classes,
                 )
     return list(cells.values())
+
+
+def _load_suite_plugins(out: Path, attentions: Sequence[str]) -> None:
+    """Re-running a suite: import the plugins its suite.json recorded whose attentions are asked for
+    (all of them when every attention is), so that `--plugin` need not be repeated."""
+    try:
+        recorded = json.loads((out / "suite.json").read_text()).get("plugins") or []
+    except (OSError, ValueError, AttributeError):
+        return
+    from attention_zoo.plugins import require_plugins
+
+    names = {parse_spec(spec)[0] for spec in attentions}
+    require_plugins([p for p in recorded if not names or names & set(p.get("mechanisms", ()))])
 
 
 def _stored_config_hash(run_dir: Path) -> str | None:
@@ -370,7 +387,13 @@ def _record_stamp(path: Path) -> tuple[int, int] | None:
     return stat.st_ino, stat.st_mtime_ns
 
 
-def _start(cell: Cell, threads: int, command: Sequence[str] | None, nproc: int = 1) -> _Attempt | None:
+def _start(
+    cell: Cell,
+    threads: int,
+    command: Sequence[str] | None,
+    nproc: int = 1,
+    plugin_env: dict[str, str] | None = None,
+) -> _Attempt | None:
     from .train import runner_command
 
     cell.run_dir.mkdir(parents=True, exist_ok=True)
@@ -380,7 +403,10 @@ def _start(cell: Cell, threads: int, command: Sequence[str] | None, nproc: int =
     config_path = cell.run_dir / CONFIG_NAME
     atomic_write_json(config_path, json.loads(cell.config.to_json()))
     argv = [*command, str(config_path)] if command is not None else runner_command(config_path, nproc)
-    env = dict(os.environ)
+    from attention_zoo.plugins import child_env
+
+    env = child_env()  # the plugins loaded here, importable there (the run's config names its own)
+    env.update(plugin_env or {})
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     log = open(cell.run_dir / LOG_NAME, "ab")  # noqa: SIM115 -- closed when the attempt ends
@@ -435,9 +461,16 @@ def _stop(attempt: _Attempt, grace_s: float = 10.0) -> None:
     os.close(attempt.lock_fd)
 
 
-def run_cell(cell: Cell, threads: int, command: Sequence[str] | None = None, nproc: int = 1) -> Outcome:
-    """Run one cell to its end in a child process (blocking); used by the SLURM jobs."""
-    attempt = _start(cell, threads, command, nproc)
+def run_cell(
+    cell: Cell,
+    threads: int,
+    command: Sequence[str] | None = None,
+    nproc: int = 1,
+    plugin_env: dict[str, str] | None = None,
+) -> Outcome:
+    """Run one cell to its end in a child process (blocking); used by the SLURM jobs, to which
+    `plugin_env` carries the submitting process's LRA_PLUGINS and PYTHONPATH (`plugins.child_env`)."""
+    attempt = _start(cell, threads, command, nproc, plugin_env)
     if attempt is None:
         return Outcome(cell, "busy", error=f"{cell.run_dir} is locked by another process running it")
     try:
@@ -523,6 +556,7 @@ def failed_record(cell: Cell, error: str, base: dict[str, Any] | None = None) ->
         config_hash=cell.config_hash,
         config=cell.resolved_config,
         finished_at=utc_now(),
+        **plugin_fields(cell.config.plugins[0] if cell.config.plugins else None),
     )
     record["history"] = record.get("history") or []
     return record
@@ -650,10 +684,13 @@ def _run_submitit(
         params["slurm_partition"] = slurm.partition
     executor.update_parameters(**params)
     nproc = max(1, slurm.gpus_per_run)
+    from attention_zoo.plugins import ENV_VAR, child_env
+
+    plugin_env = {k: v for k, v in child_env().items() if k in (ENV_VAR, "PYTHONPATH")}
     jobs = []
     for cell in cells:
         stamp = _record_stamp(cell.run_dir / RECORD_NAME)
-        jobs.append((cell, stamp, executor.submit(run_cell, cell, cpus // nproc or 1, command, nproc)))
+        jobs.append((cell, stamp, executor.submit(run_cell, cell, cpus // nproc or 1, command, nproc, plugin_env)))
     outcomes: list[Outcome] = []
     with tqdm(total=len(jobs), desc="suite (submitit)", unit="run", dynamic_ncols=True) as bar:
         try:
@@ -778,6 +815,8 @@ def _write_plan(cfg: SuiteConfig, cells: list[Cell], out: Path) -> None:
         {
             "suite": dataclasses.asdict(cfg),
             "written_at": utc_now(),
+            # The attention plugins of the runs: a re-run of the suite imports them by itself.
+            "plugins": list({p["module"]: p for c in cells for p in c.config.plugins}.values()),
             "runs": [
                 {"run_id": c.run_id, "run_dir": str(c.run_dir), "config_hash": c.config_hash} for c in cells
             ],

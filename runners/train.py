@@ -47,13 +47,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import attention_zoo
+from attention_zoo.plugins import child_env, provenance_of, require_plugins
 from lra import models, tasks
 from lra.configs import Preset, TrainConfig, apply_overrides, get_preset
 from lra.data.cache import subset_indices
 from lra.data.identity import data_identity
 from lra.io import atomic_write, atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
-from results.records import RECORD_NAME, SCHEMA_VERSION, read_record, write_record
+from results.records import RECORD_NAME, SCHEMA_VERSION, plugin_fields, read_record, write_record
 
 from .defaults import DEFAULT_RUNS_DIR
 from .provenance import config_hash, git_commit, installed_version, utc_now
@@ -84,6 +85,10 @@ class RunConfig:
         amp: force autocast on (bf16 unless the preset says fp16) or off on CUDA; None = preset.
         data_dir / source: override the preset's data location / source.
         quiet: no progress bar (used by the suite's parallel children).
+        plugins: attention plugins to import before anything is resolved: module names, or the
+            provenance entries (`PluginInfo.to_dict()`) a run records. A run stores its attention's
+            plugin here (run_config in config.json, run_config.json), so that its child processes,
+            torchrun workers, SLURM jobs and a resume import it by themselves.
     """
 
     task: str = "listops"
@@ -101,6 +106,7 @@ class RunConfig:
     data_dir: str | None = None
     source: str | None = None
     quiet: bool = False
+    plugins: list[Any] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -125,6 +131,7 @@ class Resolved:
     params: attention_zoo.AttentionParams
     device: torch.device
     run_dir: Path
+    plugins: tuple[dict[str, Any], ...] = ()  # provenance of the plugin providing the attention
 
     @property
     def label(self) -> str:
@@ -149,6 +156,10 @@ class Resolved:
             "device_type": self.device.type,
             # Which data, not where they lie: different data under one path never share a hash.
             "data_identity": data_identity(self.cfg.task, self.preset.data),
+            # The plugin's module names, not its source hash: editing a plugin keeps the run
+            # resumable (with a warning, see plugins.require_plugins). Absent for built-ins, whose
+            # hashes stay what they were.
+            **({"plugins": [p["module"] for p in self.plugins]} if self.plugins else {}),
         }
 
     @property
@@ -165,6 +176,7 @@ def resolve(cfg: RunConfig, *, elsewhere: bool = False) -> Resolved:
 
     `elsewhere`: the run will execute on another machine (a SLURM job), so device "cuda" is not
     checked against this one."""
+    _load_run_plugins(cfg)
     mechanism = attention_zoo.get(cfg.attention)
     mechanism.params(**cfg.attn_params)  # a clear error for bad parameters before anything else
     tasks.get(cfg.task)  # likewise for unknown tasks, before presets are looked up
@@ -194,7 +206,33 @@ def resolve(cfg: RunConfig, *, elsewhere: bool = False) -> Resolved:
     run_dir = (
         Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg.task, mechanism.slug(params), cfg.seed)
     )
-    return Resolved(cfg, preset, mechanism, params, device, run_dir)
+    return Resolved(cfg, preset, mechanism, params, device, run_dir, attention_plugins(mechanism))
+
+
+def _load_run_plugins(cfg: RunConfig) -> None:
+    """Import the plugins `cfg` names, or, resuming a run directory, those its config.json recorded;
+    PluginError (one line, which module to install) when one is missing."""
+    recorded = list(cfg.plugins)
+    if not recorded and cfg.resume and cfg.run_dir:
+        recorded = recorded_plugins(Path(cfg.run_dir))
+    if recorded:
+        require_plugins(recorded)
+
+
+def recorded_plugins(run_dir: Path) -> list[Any]:
+    """The plugins a run directory's config.json records (empty when there is none)."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return list((config.get("run_config") or {}).get("plugins") or [])
+
+
+def attention_plugins(mechanism: attention_zoo.Mechanism) -> tuple[dict[str, Any], ...]:
+    """The provenance (`PluginInfo.to_dict()`) of the plugin that registered `mechanism`; () for a
+    built-in or a mechanism registered by a script rather than loaded as a plugin."""
+    provenance = provenance_of(mechanism)
+    return (provenance,) if provenance is not None else ()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,6 +506,7 @@ def _record(r: Resolved, **values: Any) -> dict[str, Any]:
         "attention": r.mechanism.name,
         "attention_params": r.params.to_dict(),
         "attention_label": r.label,
+        **plugin_fields(r.plugins[0] if r.plugins else None),
         "keys_per_query": None,
         "preset": r.preset.name,
         "seed": r.cfg.seed,
@@ -536,7 +575,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         if dist.main:
             r.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(
-                r.run_dir / "config.json", {"run_config": dataclasses.asdict(cfg), **r.config_dict()}
+                r.run_dir / "config.json",
+                {"run_config": dataclasses.asdict(_with_plugins(r)), **r.config_dict()},
             )
             if state is not None:
                 record["started_at"] = state["started_at"]
@@ -549,6 +589,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         if dist.main:
             write_record(r.run_dir / RECORD_NAME, record)
         raise
+
+
+def _with_plugins(r: Resolved) -> RunConfig:
+    """The run's configuration naming the plugin its attention comes from (what children and a resume read)."""
+    return dataclasses.replace(r.cfg, plugins=[*r.plugins]) if r.plugins else r.cfg
 
 
 def _check_run_dir(r: Resolved, last_path: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -882,8 +927,8 @@ def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
         return finished
     r.run_dir.mkdir(parents=True, exist_ok=True)
     config_path = r.run_dir / "run_config.json"
-    atomic_write_text(config_path, cfg.to_json())
-    env = dict(os.environ)
+    atomic_write_text(config_path, _with_plugins(r).to_json())
+    env = child_env()
     if r.device.type == "cpu":  # split the cores between the processes
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     completed = subprocess.run(runner_command(config_path, nproc), env=env, check=False)

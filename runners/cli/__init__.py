@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from . import bench, data, experiments, info, run, suite
+from .common import plugin_warnings_as_lines
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -28,6 +29,7 @@ def main() -> None:
     lra list attentions|tasks                    what is registered
     lra info                                     versions, devices, backends, data locations
     """
+    plugin_warnings_as_lines()
 
 
 for command in (

@@ -15,7 +15,15 @@ from lra.io import atomic_write_json, atomic_write_text
 
 from ..defaults import DEFAULT_RUNS_DIR
 from ..specs import split_specs
-from .common import apply_options, attn_param_option, attn_params_of, device_option, user_errors, with_options
+from .common import (
+    apply_options,
+    attn_param_option,
+    attn_params_of,
+    device_option,
+    plugin_option,
+    user_errors,
+    with_options,
+)
 
 # How each cell is measured; shared by `lra bench attention|model` and `lra sweep scaling`.
 MEASUREMENT_OPTIONS = [
@@ -53,6 +61,7 @@ def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Attentions to measure, names or name(key=value,...), e.g. 'full,mita(topk=64)' "
                      "[default: all]; full attention, the reference, is always included."),
         attn_param_option("--attn-param mita.topk=64 --attn-param mita.backend=torch"),
+        plugin_option,
         click.option("--lengths", default=None, metavar="N,N,...",
                      help="Sequence lengths, e.g. 1024,2048 or 1K,2K [default: the grid's]."),
         click.option("--batch", default=None, type=int, help="Batch size [default: the grid's]."),

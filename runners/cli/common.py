@@ -1,10 +1,11 @@
-"""What every command shares: one-line usage errors, the shared options (--data-dir, --device,
+"""What every command shares: one-line usage errors, the shared options (--plugin, --data-dir, --device,
 --preset, --attn-param, the training options) and how results are printed.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,49 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise UserError(message.splitlines()[0] if message else type(err).__name__) from None
 
     return wrapper
+
+
+def _load_plugin_modules(ctx: click.Context, param: click.Parameter, modules: tuple[str, ...]) -> None:
+    """Import the entry-point, LRA_PLUGINS and --plugin plugins before any other option is parsed (an
+    attention name of a plugin is then known); a failure is a one-line usage error."""
+    from attention_zoo.plugins import PluginError, load_plugins
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            load_plugins(modules)
+        except PluginError as err:
+            raise UserError(str(err).splitlines()[0]) from None
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+
+
+def plugin_warnings_as_lines() -> None:
+    """Show attention-plugin warnings (registers nothing, changed since a run recorded it) as one
+    `warning: ...` line on stderr; other warnings as Python shows them."""
+    previous = warnings.showwarning
+    if getattr(previous, "plugin_lines", False):
+        return
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if category.__name__ == "PluginWarning":  # by name: importing the plugins module imports torch
+            click.echo(f"warning: {message}", err=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    show.plugin_lines = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
+def plugin_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`--plugin MODULE`, repeatable: import an attention plugin (README, "Bring your own attention")."""
+    return click.option(
+        "--plugin", "plugins", multiple=True, metavar="MODULE", expose_value=False, is_eager=True,
+        callback=_load_plugin_modules,
+        help="Import an attention plugin module first (repeatable; also LRA_PLUGINS=mod1,mod2 and the "
+        "'lra.attentions' entry points). Runs record it and their child processes import it too.",
+    )(fn)
 
 
 def attn_param_option(example: str) -> Callable[..., Any]:

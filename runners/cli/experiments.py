@@ -21,6 +21,7 @@ from .common import (
     data_dir_option,
     device_option,
     echo_unless,
+    plugin_option,
     preset_option,
     report,
     training_options,
@@ -46,6 +47,7 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--out", default=EXPERIMENTS_OUT, show_default=True, type=click.Path(file_okay=False),
                      help="Experiments root: records, tables (.md, .csv) and figures (.png) below it."),
         click.option("--quiet", is_flag=True, help="No progress bar or per-evaluation lines."),
+        plugin_option,
     ]
     return apply_options(fn, options)
 
@@ -102,6 +104,7 @@ def sweep_mk_command(run_dir: str, grid: tuple[str, ...], grid_rest: tuple[str, 
               help="Attentions, names or name(key=value,...) [default: every registered one; MiTA once per "
               "backend]; full attention, the reference, is always included.")
 @attn_param_option("--attn-param mita.topk=64")
+@plugin_option
 @click.option("--lengths", default=None, metavar="2^A..2^B",
               help="Sequence lengths: 2^10..2^20, 2^10,2^14 or 1K,4K [default: 2^10..2^20 on CUDA, 2^10..2^12 on CPU].")
 @click.option("--batch", default=None, type=int, help="Batch size B [default: 1].")
@@ -135,6 +138,7 @@ def variant_sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--values", default=None, help="Comma-separated values of the swept parameter."),
         click.option("--attention", default="mita", show_default=True, help="mita or mita_route."),
         attn_param_option("--attn-param num_landmarks=64 (the other parameters, fixed for every run)"),
+        plugin_option,
         preset_option("quick"),
         click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-2."),
         training_options,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from .common import plugin_option, user_errors
+
 
 @click.group("list")
 def list_group() -> None:
@@ -12,13 +14,15 @@ def list_group() -> None:
 
 
 @list_group.command("attentions")
+@plugin_option
+@user_errors
 def list_attentions() -> None:
-    """Registered attention mechanisms with their parameters."""
+    """Registered attention mechanisms with their parameters (plugins' ones marked with their module)."""
     import attention_zoo
 
     for name in attention_zoo.names():
         mech = attention_zoo.get(name)
-        click.echo(f"{name:<12} {mech.summary}")
+        click.echo(f"{name:<12} {mech.summary}" + (f" [plugin: {mech.plugin}]" if mech.plugin else ""))
         click.echo(f"{'':<12} params: {mech.parameter_help()}")
 
 

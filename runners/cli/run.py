@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from ..defaults import DEFAULT_RUNS_DIR
 from ..specs import parse_attn_params, parse_key_values, parse_spec, parse_specs
-from .common import UserError, attn_param_option, preset_option, training_options, user_errors
+from .common import UserError, attn_param_option, plugin_option, preset_option, training_options, user_errors
 
 
 @click.command("run")
@@ -18,6 +19,7 @@ from .common import UserError, attn_param_option, preset_option, training_option
 @click.option("--attention", default="mita", show_default=True, metavar="SPEC",
               help="Attention, a name or name(key=value,...): mita, 'mita(topk=4)' (lra list attentions).")
 @attn_param_option("--attn-param num_landmarks=64 --attn-param topk=64")
+@plugin_option
 @preset_option("tiny")
 @training_options
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -34,9 +36,15 @@ def run_command(task, attention, attn_params, preset, overrides, data_dir, sourc
 
     Without options: MiTA on generated ListOps with the tiny preset (a minute or two on a CPU).
     """
-    from runners.train import RunConfig, launch, resolve, run
+    from pathlib import Path
 
+    from attention_zoo.plugins import require_plugins
+    from runners.train import RunConfig, launch, recorded_plugins, resolve, run
 
+    if resume and run_dir:  # the plugin the run was trained with, without --plugin
+        with warnings.catch_warnings():  # a changed plugin: `resolve` below warns, once
+            warnings.simplefilter("ignore")
+            require_plugins(recorded_plugins(Path(run_dir)))
     ((name, params),) = parse_specs([attention], parse_attn_params(attn_params, [parse_spec(attention)[0]]))
     cfg = RunConfig(
         task=task, attention=name, attn_params=params,

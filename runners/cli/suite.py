@@ -11,7 +11,15 @@ import click
 
 from ..defaults import DEFAULT_RUNS_DIR
 from ..specs import parse_key_values, parse_seeds, split_specs
-from .common import UserError, attn_param_option, attn_params_of, preset_option, training_options, user_errors
+from .common import (
+    UserError,
+    attn_param_option,
+    attn_params_of,
+    plugin_option,
+    preset_option,
+    training_options,
+    user_errors,
+)
 
 runs_dir_option = click.option(
     "--runs",
@@ -49,6 +57,7 @@ def load_results(runs_dir: str) -> Any:
 @click.option("--launcher", type=click.Choice(["local", "submitit"]), default="local", show_default=True,
               help="local processes, or one SLURM job per run through submitit (pip install 'lra-arena[slurm]').")
 @attn_param_option("--attn-param mita.topk=64")
+@plugin_option
 @training_options
 @click.option("--checkpoint-every", default=None, type=int, help="Steps between resumable checkpoints.")
 @click.option("--dry-run", is_flag=True, help="Print the planned runs and what would happen to each; run nothing.")

@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 import attention_zoo
 from attention_zoo.mita import diagnostics
 from attention_zoo.module import MultiHeadAttention
+from attention_zoo.plugins import provenance_of
 from lra import models, tasks
 from lra.tasks.base import DataConfig, LRADataset
-from results.records import SCHEMA_VERSION, write_record
+from results.records import SCHEMA_VERSION, plugin_fields, write_record
 
 from ..defaults import EXPERIMENTS_OUT
 from ..provenance import git_commit, utc_now
@@ -205,6 +206,7 @@ class Evaluator:
             "attention": mechanism.name,
             "attention_params": params.to_dict(),
             "attention_label": mechanism.label(params),
+            **plugin_fields(provenance_of(mechanism)),
             "keys_per_query": mechanism.keys_per_query(params, seq_len) if mechanism.keys_per_query else None,
             "split": self.opts.split,
             "n_examples": result.n_examples,

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 import attention_zoo
+from attention_zoo.plugins import require_plugins
 from lra import tasks
 from lra.configs import ModelConfig, Preset, TrainConfig
 from lra.io import slug
@@ -179,6 +180,7 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", data_dir: str | N
     run_config = config.get("run_config") or {}
     task = config["task"]
     tasks.get(task)
+    require_plugins(run_config.get("plugins") or [])  # the plugin it was trained with, without --plugin
     mechanism = attention_zoo.get(config["attention"])
     params = mechanism.params(**config["attention_params"])
     preset = _preset_from_config(config["preset"], data_dir or run_config.get("data_dir"))
