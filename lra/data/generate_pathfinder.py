@@ -6,10 +6,11 @@ line segments ("paddles") of length `paddle_length` separated by gaps of `paddle
 target snakes start `seed_distance` apart; each next paddle turns by an angle drawn with weight
 cos(min(|turn| * continuity, pi/2))^2 among candidates that stay inside the image and keep
 clear of everything drawn so far (so larger `continuity` gives straighter snakes). One marker
-goes on the starting tip of a random target snake; the other on the far tip of the same snake
-(label 1) or of the other target snake (label 0). Layouts are drawn the same way for both labels
-and kept only when the two far tips lie equally far from the first marker (within
-`marker_distance_tolerance`), so the marker distance does not give the label away, nor does any
+goes on the starting tip of a target snake; the other on the far tip of the same snake (label 1)
+or of the other target snake (label 0). Layouts are drawn the same way for both labels and kept
+only when the two far tips lie equally far from the first marker (within
+`marker_distance_tolerance`; the first marker goes on a random one of the starting tips for which
+this holds), so the marker distance does not give the label away, nor does any
 other statistic of where the bright pixels are: a one-threshold rule on such a feature scores
 near chance on every variant (tests/test_data_pathfinder.py). Distractor snakes of
 `distractor_length` paddles fill the rest. Strokes are drawn antialiased at `antialias_scale`
