@@ -8,8 +8,8 @@ Four presets per task:
 * ``pytorch`` -- the Nystromformer / Skyformer / xformers lineage: one 2-layer, 64-d, 2-head model
   for every task, AdamW 1e-4, linear warmup then linear decay, mean pooling, learned positions,
   attention in fp32 under AMP, best-dev checkpoint evaluated on test.
-* ``quick``   -- CPU minutes on generated data, tuned so models learn above chance
-  (the suite's `--preset quick`).
+* ``quick``   -- CPU minutes on generated data (the suite's `--preset quick`): ListOps learns
+  above chance; Pathfinder stays at chance within this budget (see `_PIXEL_MODEL`).
 * ``tiny``    -- the smallest sensible run, for smoke tests and `lra run` without arguments.
 
 Override any field with dotted keys: ``apply_overrides(preset, {"model.layers": "3"})``; unknown
@@ -306,25 +306,36 @@ CPU_BUDGET.update(
         "sinkhorn": {"block_size": 8},
     }
 )
-_CPU_TRAIN = TrainConfig(batch_size=32, lr=2e-3, warmup_steps=30, steps=500, eval_every=100, amp="none")
+# 250 steps (8,000 examples, two epochs of 4,000), evaluated every 50: about half the CPU time per
+# run of the former 500 / 600 steps, so that the quick suite (every registered attention x ListOps
+# + Pathfinder) stays within minutes. At 250 steps every mechanism of the zoo learns ListOps `short`
+# above chance (seed 0: 23-28% test accuracy; chance 12.8%, FAIL line 15.8%; full attention 27%,
+# 33% at 500 steps).
+_CPU_TRAIN = TrainConfig(batch_size=32, lr=2e-3, warmup_steps=30, steps=250, eval_every=50, amp="none")
 _CPU_MODEL = ModelConfig(
     dim=64, layers=2, heads=2, mlp_dim=128, dropout=0.0, pos_emb="learned", pooling="mean"
 )
-# Pixel tasks on a CPU budget: one layer with sinusoidal positions over the stroke pixels only (black
-# pixels are padding, LRA's legacy convention) is what learns within a few hundred steps; two
-# layers with learned positions over all pixels stayed at chance in our runs.
+# Pixel tasks: one layer with sinusoidal positions over the stroke pixels only (black pixels are
+# padding, LRA's legacy convention), the cheapest of the variants tried. Pathfinder `quick` (no
+# global pixel statistic gives the label away) is not learned within a CPU budget by any variant
+# tried (full attention, seed 0): 600 steps end at 49-50% test accuracy with one or two layers, and
+# 12x12 images with 1-2 paddle contours, two layers, learned or sinusoidal positions stay within 5.5
+# points of chance at 600-1,200 steps. Pathfinder in the quick suite checks the pipeline; learning
+# it takes the GPU presets.
 _PIXEL_MODEL = replace(_CPU_MODEL, layers=1, pos_emb="sinusoidal")
-_PIXEL_TRAIN = replace(_CPU_TRAIN, lr=3e-3, steps=600)
+_PIXEL_TRAIN = replace(_CPU_TRAIN, lr=3e-3)
 
 
-def _sizes(n_train: int, n_eval: int) -> dict[str, int]:
-    return {"n_train": n_train, "n_val": n_eval, "n_test": n_eval}
+def _sizes(n_train: int, n_val: int, n_test: int) -> dict[str, int]:
+    return {"n_train": n_train, "n_val": n_val, "n_test": n_test}
 
 
 def _cpu_preset(task: str, name: str) -> Preset:
-    """`quick` (CPU minutes, learns above chance) and `tiny` (seconds, smoke tests)."""
+    """`quick` (CPU minutes; ListOps learns above chance) and `tiny` (seconds, smoke tests)."""
     quick = name == "quick"
-    sizes = _sizes(4000, 500) if quick else _sizes(2000, 200)
+    # Validation only picks the checkpoint; 500 test examples keep chance + 2 binomial standard errors
+    # (the leaderboard's FAIL line) at 16.7% for ListOps and 54.5% for Pathfinder.
+    sizes = _sizes(4000, 250, 500) if quick else _sizes(2000, 200, 200)
     model, train = _CPU_MODEL, _CPU_TRAIN
     if task in ("pathfinder", "pathx"):
         model, train = _PIXEL_MODEL, _PIXEL_TRAIN
@@ -340,7 +351,7 @@ def _cpu_preset(task: str, name: str) -> Preset:
     if not quick:
         model = replace(model, dim=32, layers=1, mlp_dim=64)
         train = replace(train, steps=150, eval_every=50)
-    description = "CPU minutes, learns above chance" if quick else "smallest sensible run (smoke tests)"
+    description = "CPU minutes on generated data" if quick else "smallest sensible run (smoke tests)"
     return Preset(name, task, model, train, data, description, attention=CPU_BUDGET)
 
 

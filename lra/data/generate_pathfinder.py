@@ -6,10 +6,11 @@ line segments ("paddles") of length `paddle_length` separated by gaps of `paddle
 target snakes start `seed_distance` apart; each next paddle turns by an angle drawn with weight
 cos(min(|turn| * continuity, pi/2))^2 among candidates that stay inside the image and keep
 clear of everything drawn so far (so larger `continuity` gives straighter snakes). One marker
-goes on the starting tip of a random target snake; the other on the far tip of the same snake
-(label 1) or of the other target snake (label 0). Layouts are drawn the same way for both labels
-and kept only when the two far tips lie equally far from the first marker (within
-`marker_distance_tolerance`), so the marker distance does not give the label away, nor does any
+goes on the starting tip of a target snake; the other on the far tip of the same snake (label 1)
+or of the other target snake (label 0). Layouts are drawn the same way for both labels and kept
+only when the two far tips lie equally far from the first marker (within
+`marker_distance_tolerance`; the first marker goes on a random one of the starting tips for which
+this holds), so the marker distance does not give the label away, nor does any
 other statistic of where the bright pixels are: a one-threshold rule on such a feature scores
 near chance on every variant (tests/test_data_pathfinder.py). Distractor snakes of
 `distractor_length` paddles fill the rest. Strokes are drawn antialiased at `antialias_scale`
@@ -418,14 +419,20 @@ def make_layout(p: PathfinderParams, label: int, rng: np.random.Generator) -> La
         pair = _target_pair(canvas, rng)
         if pair is None:
             continue
-        origin = int(rng.integers(2))
         # Both far tips must lie (almost) equally far from the first marker, whatever the label:
         # the layout is drawn the same way for both labels, so the marker distance (and with it
-        # every statistic of where the bright pixels are) does not tell them apart.
-        start = (pair[origin][0][0], pair[origin][0][1])
+        # every statistic of where the bright pixels are) does not tell them apart. Either snake's
+        # start may carry the first marker; one that qualifies is drawn (the label plays no part).
         far_tips = [(snake[-1][2], snake[-1][3]) for snake in pair]
-        if abs(math.dist(start, far_tips[0]) - math.dist(start, far_tips[1])) > p.marker_distance_tolerance:
+        origins = [
+            o
+            for o in (0, 1)
+            if abs(math.dist(pair[o][0][:2], far_tips[0]) - math.dist(pair[o][0][:2], far_tips[1]))
+            <= p.marker_distance_tolerance
+        ]
+        if not origins:
             continue
+        origin = origins[int(rng.integers(len(origins)))]
         far = origin if label == 1 else 1 - origin
         markers = [(pair[origin][0][0], pair[origin][0][1]), (pair[far][-1][2], pair[far][-1][3])]
         for own in pair:  # keep distractors away from every target tip
