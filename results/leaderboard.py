@@ -55,7 +55,13 @@ TASK_TITLES = {
     "pathx": "Path-X",
 }
 # Row order: the zoo's registration order (baseline, compression, routing, MiTA); others after.
-ATTENTION_ORDER = ("full", "agent", "topk", "moba", "mita", "mita_route")
+# Row order of the tables: the registry's order (results/ does not import the zoo); others, such as
+# plugins, follow alphabetically.
+ATTENTION_ORDER = (
+    "full", "agent", "topk", "moba", "mita", "mita_route",
+    "linear", "performer", "cosformer", "linformer", "nystrom", "skyformer",
+    "local", "longformer", "bigbird", "sparse", "reformer", "sinkhorn", "synthesizer",
+)  # fmt: skip
 FAIL = "FAIL"
 OOM = "OOM"
 MISSING = "–"

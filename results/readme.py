@@ -37,7 +37,8 @@ _TABLE = re.compile(
 
 
 def accuracy_table(runs: pd.DataFrame, first_column: str = "attention") -> str:
-    """Attentions x tasks: mean reported accuracy (%) over the seeds that finished ok, one decimal."""
+    """Attentions x tasks: mean reported accuracy (%) over the seeds that finished ok, one decimal;
+    `(FAIL)` where the leaderboard's rule puts the cell within two standard errors of chance."""
     ok = store.with_reported_accuracy(runs[runs["status"] == "ok"])
     presets = sorted(ok["preset"].unique())
     if len(presets) != 1:
@@ -45,13 +46,18 @@ def accuracy_table(runs: pd.DataFrame, first_column: str = "attention") -> str:
     board = leaderboard.build(ok)  # the leaderboard's order of tasks and attentions
     tasks, labels = board.tasks(presets[0]), board.labels(presets[0])
     means = ok.groupby(["attention_label", "task"])["reported_acc"].mean()
+    cells = board.cells.set_index(["attention_label", "task"])["status"]
+    at_chance = {key for key, status in cells.items() if status == leaderboard.FAIL}
     lines = [
         f"| {first_column} | " + " | ".join(leaderboard.task_title(t) for t in tasks) + " |",
         "|---" * (len(tasks) + 1) + "|",
     ]
     for label in labels:
-        cells = [f"{100 * means[(label, t)]:.1f}" if (label, t) in means else "–" for t in tasks]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        row = [
+            f"{100 * means[(label, t)]:.1f}" + (" (FAIL)" if (label, t) in at_chance else "") if (label, t) in means else "–"
+            for t in tasks
+        ]
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -81,8 +87,13 @@ def attention_cost_table(efficiency: pd.DataFrame, length: int = 4096, longer: i
         f"| attention [path] | forward speed | fwd+bwd speed | fwd+bwd peak memory | fwd+bwd memory {longer // 1024}K / {length // 1024}K |",
         "|---|---|---|---|---|",
     ]
-    series = ok[["attention_label", "backend"]].drop_duplicates()
-    for label, backend in series.itertuples(index=False):
+    series = ok[["attention", "attention_label", "backend"]].drop_duplicates()
+    order = leaderboard.ATTENTION_ORDER
+    ranked = sorted(
+        series.itertuples(index=False),
+        key=lambda r: (order.index(r[0]) if r[0] in order else len(order), r[0], r[1], r[2]),
+    )
+    for _, label, backend in ranked:
         cells = []
         for pass_ in ("forward", "forward_backward"):
             mine = value(label, backend, pass_, length, "time_ms_median")

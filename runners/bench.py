@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import platform
 import re
 import sys
@@ -48,7 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -57,9 +55,21 @@ import attention_zoo
 from attention_zoo.plugins import provenance_of
 from lra import models
 from lra.configs import get_preset
-from lra.io import atomic_write, atomic_write_text, slug
-from results.records import SCHEMA_VERSION, plugin_fields, plugin_label, read_record, write_record
+from lra.io import slug
+from results.records import SCHEMA_VERSION, plugin_fields, read_record, write_record
 
+from .bench_tables import (  # noqa: F401  (re-exported: the tables are part of the bench's interface)
+    NOT_RUN,
+    PASSES,
+    REFERENCE,
+    TABLE_COLUMNS,
+    bench_title,
+    format_length,
+    format_number,
+    markdown_tables,
+    ratio_table,
+    write_tables,
+)
 from .defaults import DEFAULT_RUNS_DIR
 from .provenance import code_hash, git_commit, installed_version, utc_now
 from .specs import parse_specs
@@ -76,8 +86,6 @@ from .timing import (
 from .train import make_optimizer
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-PASSES = ("forward", "forward_backward")
-REFERENCE = "full"
 # Backends that only run on CUDA (on CPU Triton needs its interpreter and FlexAttention runs an
 # unfused eager form without backward: neither is a cost worth timing).
 CUDA_ONLY_BACKENDS = frozenset({"triton", "flex"})
@@ -200,13 +208,6 @@ def parse_lengths(text: str) -> tuple[int, ...]:
             )
         lengths.append(value)
     return tuple(sorted(set(lengths)))
-
-
-def format_length(n: int) -> str:
-    """1024 -> "1K", 3072 -> "3K", 2**20 -> "1M", 1000 -> "1000"."""
-    if n % 2**20 == 0:
-        return f"{n // 2**20}M"
-    return f"{n // 2**10}K" if n % 2**10 == 0 else str(n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -561,9 +562,6 @@ def _skipped_row(
         "status": status or ("skipped" if series.applicable else "n/a"),
         "error": why,
     }
-
-
-NOT_RUN = "not run"  # the status of cells left when --max-minutes ran out
 
 
 def _not_run_row(ctx: Context, series: Series, pass_: str, seq_len: int, batch: int) -> dict[str, Any]:
@@ -1016,168 +1014,3 @@ def _measure_step(
             [*model.parameters(), *model.buffers(), *_optimizer_tensors(optimizer), tokens, labels]
         )
     return m, before + m.peak_memory_bytes
-
-
-# ----------------------------------------------------------------------------------------------
-# Tables: ratios against full attention, markdown and CSV
-# ----------------------------------------------------------------------------------------------
-
-TABLE_COLUMNS = [
-    "bench", "pass", "attention", "attention_label", "backend", "series", "seq_len", "batch", "status",
-    "time_ms_median", "time_ms_p20", "time_ms_p80", "steps_per_s", "peak_memory_bytes",
-    "speedup_vs_full", "memory_vs_full", "error",
-]  # fmt: skip
-
-
-def ratio_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per cell with ratios against full attention at the same pass and length.
-
-    speedup_vs_full = (full time / full batch) / (time / batch): how many times more examples per
-    second than full attention (at equal batches, full time / time). memory_vs_full = peak memory /
-    full attention's peak memory. Both are NaN where either side has no measurement.
-    """
-    frame = pd.DataFrame.from_records(list(rows))
-    for column in TABLE_COLUMNS:
-        if column not in frame:
-            frame[column] = None
-    plugins = frame["plugin"] if "plugin" in frame else pd.Series([None] * len(frame), index=frame.index)
-    frame["series"] = [
-        f"{plugin_label(str(label), plugin)} [{backend}]"
-        for label, plugin, backend in zip(frame["attention_label"], plugins, frame["backend"], strict=True)
-    ]
-    for column in (
-        "time_ms_median",
-        "time_ms_p20",
-        "time_ms_p80",
-        "steps_per_s",
-        "peak_memory_bytes",
-        "batch",
-    ):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    ok = frame["status"] == "ok"
-    reference = frame[ok & (frame["attention"] == REFERENCE)].drop_duplicates(["pass", "seq_len"])
-    reference = reference[["pass", "seq_len", "time_ms_median", "batch", "peak_memory_bytes"]].rename(
-        columns={"time_ms_median": "_full_time", "batch": "_full_batch", "peak_memory_bytes": "_full_memory"}
-    )
-    frame = frame.merge(reference, on=["pass", "seq_len"], how="left")
-    ok = frame["status"] == "ok"
-    per_example = frame["time_ms_median"] / frame["batch"]
-    full_per_example = frame["_full_time"] / frame["_full_batch"]
-    frame["speedup_vs_full"] = (full_per_example / per_example).where(ok)
-    frame["memory_vs_full"] = (frame["peak_memory_bytes"] / frame["_full_memory"]).where(ok)
-    return frame[TABLE_COLUMNS]
-
-
-def format_number(x: float) -> str:
-    """Three significant digits without exponents: 0.0123, 1.23, 12.3, 123, 12345."""
-    if x == 0 or abs(x) >= 100:
-        return f"{x:.0f}"
-    digits = max(0, 2 - math.floor(math.log10(abs(x))))
-    return f"{x:.{digits}f}"
-
-
-def _cell(row: pd.Series, value: float, ratio: float, requested_batch: int | None) -> str:
-    """ "12.3 (2.10×)" for a measurement, with "[b16]" if it ran with a smaller batch; else the status."""
-    if row["status"] == "ok":
-        text = format_number(value) if pd.notna(value) else "–"
-        if pd.notna(ratio):
-            text += f" ({ratio:.1f}×)" if ratio >= 10 else f" ({ratio:.2f}×)"
-        if requested_batch is not None and row["batch"] != requested_batch:
-            text += f" [b{int(row['batch'])}]"
-        return text
-    return {"oom": "OOM", "error": "error", "skipped": "–", "n/a": "n/a", NOT_RUN: "not run"}.get(
-        str(row["status"]), str(row["status"])
-    )
-
-
-def _pivot(
-    frame: pd.DataFrame, render: Callable[[pd.Series], str], lengths: Sequence[int], prefix: str = ""
-) -> pd.DataFrame:
-    order = list(dict.fromkeys(frame["series"]))
-    table = pd.DataFrame(index=order, columns=[f"{prefix}{format_length(n)}" for n in lengths], dtype=object)
-    table[:] = ""
-    for _, row in frame.iterrows():
-        table.loc[row["series"], f"{prefix}{format_length(int(row['seq_len']))}"] = render(row)
-    table.index.name = "attention"
-    return table
-
-
-def bench_title(ctx: Context, grid: Grid) -> str:
-    if ctx.bench == "attention":
-        shape = f"B={grid.batch}, H={grid.heads}, d={grid.head_dim}, {grid.dtype}"
-    else:
-        shape = f"LRA Text model (4 layers, 256-d, 4 heads, MLP 1024), batch {grid.batch}, {ctx.dtype}"
-    return f"{ctx.bench} bench on {ctx.device_name}: {shape}"
-
-
-def markdown_tables(
-    frame: pd.DataFrame,
-    bench: str,
-    title: str,
-    lengths: Sequence[int],
-    batch: int,
-    notes: Sequence[str] = (),
-) -> str:
-    """The markdown a person reads (and pastes): Table-2 layout, ratios to full attention in brackets.
-
-    `frame` is a `ratio_table`; `batch` the requested batch (model cells that ran smaller say so);
-    `notes` are lines for the list under the tables (reused and not-run cells).
-    """
-    lines = [f"## {title}", ""]
-    if bench == "model":
-        speed = _pivot(frame, lambda r: _cell(r, r["steps_per_s"], r["speedup_vs_full"], batch), lengths)
-        memory = _pivot(
-            frame,
-            lambda r: _cell(r, r["peak_memory_bytes"] / 1e9, float("nan"), None),
-            lengths,
-            "Mem ",
-        )
-        lines += [
-            "Training steps/s (speed-up over full attention in brackets, per example) and peak memory (GB) of",
-            "one step. [bN]: ran with batch N, the largest that fit. OOM: out of memory even at batch 1.",
-            "",
-            pd.concat([speed, memory], axis=1).to_markdown(disable_numparse=True),
-            "",
-        ]
-    else:
-        for pass_ in PASSES:
-            part = frame[frame["pass"] == pass_]
-            if part.empty:
-                continue
-            time_ = _pivot(part, lambda r: _cell(r, r["time_ms_median"], r["speedup_vs_full"], None), lengths)
-            memory = _pivot(
-                part,
-                lambda r: _cell(r, r["peak_memory_bytes"] / 2**20, r["memory_vs_full"], None),
-                lengths,
-            )
-            lines += [
-                f"### {pass_.replace('_', ' + ')}: median time per call (ms), speed-up over full attention",
-                "",
-                time_.to_markdown(disable_numparse=True),
-                "",
-                f"### {pass_.replace('_', ' + ')}: peak memory beyond the inputs (MiB), ratio to full attention",
-                "",
-                memory.to_markdown(disable_numparse=True),
-                "",
-            ]
-    seen = set()
-    for _, row in frame[frame["status"].isin(["skipped", "n/a", "error"])].iterrows():
-        where = "" if row["status"] == "n/a" else f" {row['pass']} from N={int(row['seq_len'])}"
-        key = (row["series"], where, row["status"])
-        if key not in seen:
-            seen.add(key)
-            lines.append(f"- {row['series']}{where}: {row['status']} ({row['error']})")
-    lines += [f"- {line}" for line in notes]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def write_tables(rows: Sequence[dict[str, Any]], ctx: Context, grid: Grid, notes: Sequence[str] = ()) -> str:
-    """Write `<out>/efficiency/<bench>-<device>-<config>.{md,csv}` atomically; return the markdown.
-
-    `notes` are lines added under the tables (reused and not-run cells)."""
-    frame = ratio_table(rows)
-    markdown = markdown_tables(frame, ctx.bench, bench_title(ctx, grid), grid.lengths, grid.batch, notes)
-    stem = ctx.out / "efficiency" / f"{ctx.bench}-{slug(ctx.device_name)}-{ctx.config_slug}"
-    atomic_write_text(stem.with_suffix(".md"), markdown)
-    atomic_write(stem.with_suffix(".csv"), lambda fh: frame.to_csv(fh, index=False))
-    return markdown

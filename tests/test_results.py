@@ -605,3 +605,10 @@ def test_results_package_does_not_import_torch():
         "results.published, results.frontier; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_table_rows_follow_the_registry_order():
+    import attention_zoo
+    from results.leaderboard import ATTENTION_ORDER
+
+    assert list(ATTENTION_ORDER) == attention_zoo.names()
