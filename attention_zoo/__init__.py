@@ -1,8 +1,10 @@
 """attention_zoo: a registry of attention mechanisms with exact, tested semantics.
 
     >>> import attention_zoo
-    >>> attention_zoo.names()
+    >>> attention_zoo.names()[:6]
     ['full', 'agent', 'topk', 'moba', 'mita', 'mita_route']
+    >>> len(attention_zoo.names())  # and the classic LRA baselines: linear, performer, ..., synthesizer
+    19
     >>> layer = attention_zoo.make("mita", dim=64, num_heads=2, params={"num_landmarks": 16, "topk": 16})
 
 Mechanisms of other packages load as plugins (`attention_zoo.plugins`): entry points of the group
