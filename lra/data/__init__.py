@@ -3,8 +3,9 @@ and the tensor cache behind the tasks in `lra.tasks`.
 
 `prepare(task, data)` builds every split of a task once (generating and caching as needed) so
 that parallel jobs started afterwards only read; `summarize(task, data)` adds the statistics that
-`lra data info` prints. Submodules are imported lazily so that `lra.data.tokenizers` and the
-generators stay light.
+`lra data info` prints; `identity.data_identity(task, data)` names the data a run reads (source
+and content signature, whatever their place) for its configuration hash. Submodules are imported
+lazily so that `lra.data.tokenizers` and the generators stay light.
 """
 
 from __future__ import annotations
