@@ -23,8 +23,9 @@ from .records import EFFICIENCY_FIELDS, PLUGIN_FIELDS, RUN_FIELDS, load_records,
 
 # Columns holding lists / dicts; the long CSV stores them as JSON text.
 NESTED_RUN_FIELDS = ("attention_params", "config", "history")
-# Fields some efficiency records carry beyond the schema (runners/bench.py): kept as columns (NaN
-# where absent) because they tell measurement settings and machines apart.
+# Fields some efficiency records carry beyond the schema (runners/bench_records.py,
+# runners/bench_model.py): kept as columns (NaN where absent) because they tell measurement
+# settings and machines apart.
 EFFICIENCY_EXTRA_FIELDS = ("batch_requested", "cpu_model", "cpu_threads", "amp", *PLUGIN_FIELDS)
 
 

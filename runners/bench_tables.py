@@ -1,6 +1,7 @@
 """`lra bench` tables: ratios against full attention at the same pass and length, as markdown and CSV.
 
-Pure functions of the measured rows (`runners.bench` writes the records and calls `write_tables`).
+Pure functions of the measured rows (`runners.bench_attention` and `runners.bench_model` write the
+records and call `write_tables`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""runners/bench.py and `lra bench`: records, ratios against full attention, the OOM path, the CLI."""
+"""runners/bench*.py and `lra bench`: records, ratios against full attention, the OOM path, the CLI."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ from click.testing import CliRunner
 
 from results import store
 from results.records import EFFICIENCY_FIELDS, iter_record_files, read_record
-from runners import bench, cli, timing
-from runners.bench import BenchConfig, Measurement, bench_attention, bench_model, ratio_table
+from runners import bench, bench_records, cli, timing
+from runners import bench_attention as attention_bench
+from runners import bench_model as model_bench
+from runners.bench import BenchConfig, ratio_table
+from runners.bench_attention import bench_attention
+from runners.bench_model import bench_model
+from runners.timing import Measurement
 
 CPU = torch.device("cpu")
 TINY = {"heads": 1, "head_dim": 8, "warmup": 0, "repeats": 1, "device": "cpu", "quiet": True}
@@ -262,7 +267,7 @@ def test_full_attention_forward_memory_is_its_output(tmp_path):
 @pytest.mark.parametrize("error", [torch.cuda.OutOfMemoryError, torch.OutOfMemoryError])
 def test_out_of_memory_is_recorded_and_longer_lengths_are_skipped(tmp_path, monkeypatch, error):
     calls: list[tuple[str, str, int]] = []
-    real = bench._attention_call
+    real = attention_bench._attention_call
 
     def fake(series, pass_, q, k, v, grad_out):
         fn = real(series, pass_, q, k, v, grad_out)
@@ -276,7 +281,7 @@ def test_out_of_memory_is_recorded_and_longer_lengths_are_skipped(tmp_path, monk
 
         return call
 
-    monkeypatch.setattr(bench, "_attention_call", fake)
+    monkeypatch.setattr(attention_bench, "_attention_call", fake)
     rows, markdown = bench_attention(tiny_attention(tmp_path))
     agent = {(r["pass"], r["seq_len"]): r for r in records_under(tmp_path) if r["attention"] == "agent"}
     assert len(agent) == 6  # every cell is recorded, measured or not
@@ -295,7 +300,7 @@ def test_out_of_memory_is_recorded_and_longer_lengths_are_skipped(tmp_path, monk
 
 
 def test_backward_oom_skips_only_the_backward(tmp_path, monkeypatch):
-    real = bench._attention_call
+    real = attention_bench._attention_call
 
     def fake(series, pass_, q, k, v, grad_out):
         fn = real(series, pass_, q, k, v, grad_out)
@@ -303,7 +308,7 @@ def test_backward_oom_skips_only_the_backward(tmp_path, monkeypatch):
             return lambda: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("out of memory"))
         return fn
 
-    monkeypatch.setattr(bench, "_attention_call", fake)
+    monkeypatch.setattr(attention_bench, "_attention_call", fake)
     bench_attention(tiny_attention(tmp_path))
     agent = {
         (r["pass"], r["seq_len"]): r["status"] for r in records_under(tmp_path) if r["attention"] == "agent"
@@ -331,13 +336,13 @@ def test_cpu_memory_limit_ends_a_call_as_oom(tmp_path):
 
 
 def test_slow_series_skip_longer_lengths_without_records(tmp_path, monkeypatch):
-    real_measure = bench.measure
+    real_measure = attention_bench.measure
 
     def slow(fn, device, **kwargs):
         m = real_measure(fn, device, **kwargs)
         return Measurement("ok", times_ms=(5000.0,), peak_memory_bytes=m.peak_memory_bytes, warmup=m.warmup)
 
-    monkeypatch.setattr(bench, "measure", slow)
+    monkeypatch.setattr(attention_bench, "measure", slow)
     rows, markdown = bench_attention(tiny_attention(tmp_path, attentions=("full",), max_call_s=1.0))
     # the slow forward at N=16 also stops the (slower) forward + backward from N=16 on
     measured = {(r["seq_len"], r["pass"]) for r in rows if r["status"] == "ok"}
@@ -353,7 +358,7 @@ def test_slow_series_skip_longer_lengths_without_records(tmp_path, monkeypatch):
 
 
 def counting_measure(monkeypatch, fail_after: int | None = None):
-    """Wrap bench.measure: count the measurements; Ctrl-C in place of the one after `fail_after`."""
+    """Wrap attention_bench.measure: count the measurements; Ctrl-C instead of the one after `fail_after`."""
     calls = []
     real = timing.measure
 
@@ -363,7 +368,7 @@ def counting_measure(monkeypatch, fail_after: int | None = None):
         calls.append(1)
         return real(fn, device, **kwargs)
 
-    monkeypatch.setattr(bench, "measure", wrapped)
+    monkeypatch.setattr(attention_bench, "measure", wrapped)
     return calls
 
 
@@ -444,7 +449,7 @@ def test_resume_measures_again_where_the_cpu_memory_limit_changes_the_outcome(tm
 def test_resume_measures_again_after_a_code_or_machine_change(tmp_path, monkeypatch, change):
     bench_attention(tiny_attention(tmp_path, attentions=("full",)))
     if change == "code":  # e.g. another uncommitted edit on the same dirty commit
-        monkeypatch.setattr(bench, "code_hash", lambda: "0123456789abcdef")
+        monkeypatch.setattr(bench_records, "code_hash", lambda: "0123456789abcdef")
     else:
         monkeypatch.setattr(torch, "get_num_threads", lambda: 97)
     calls = counting_measure(monkeypatch)
@@ -467,7 +472,7 @@ def fake_model_step(limit_tokens: int, seen: list):
 
 def test_model_resume_measures_again_a_batch_halved_under_a_tighter_limit(tmp_path, monkeypatch):
     seen: list = []
-    monkeypatch.setattr(bench, "_measure_step", fake_model_step(2 * 64, seen))
+    monkeypatch.setattr(model_bench, "_measure_step", fake_model_step(2 * 64, seen))
     cfg = {"attentions": ("full",), "lengths": (64,), "batch": 4, "device": "cpu", "quiet": True}
     cfg["out"] = str(tmp_path)
     bench_model(BenchConfig(memory_limit_gb=2**-20, **cfg))  # 1 KiB
@@ -477,13 +482,13 @@ def test_model_resume_measures_again_a_batch_halved_under_a_tighter_limit(tmp_pa
     bench_model(BenchConfig(memory_limit_gb=2**-20, resume=True, **cfg))
     assert seen == []
 
-    monkeypatch.setattr(bench, "_measure_step", fake_model_step(4 * 64, seen))
+    monkeypatch.setattr(model_bench, "_measure_step", fake_model_step(4 * 64, seen))
     bench_model(BenchConfig(memory_limit_gb=0, resume=True, **cfg))  # no limit: batch 4 may fit now
     assert seen == [(4, 64)] and records_under(tmp_path)[0]["batch"] == 4
 
 
 class FakeClock:
-    """Stands in for the `time` module in runners.bench: each measurement takes a minute."""
+    """Stands in for the `time` module in runners.bench_records: each measurement takes a minute."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -494,14 +499,14 @@ class FakeClock:
 
 def test_max_minutes_leaves_cells_not_run_and_resume_measures_them(tmp_path, monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(bench, "time", clock)
+    monkeypatch.setattr(bench_records, "time", clock)
     real = timing.measure
 
     def one_minute(fn, device, **kwargs):
         clock.now += 60.0
         return real(fn, device, **kwargs)
 
-    monkeypatch.setattr(bench, "measure", one_minute)
+    monkeypatch.setattr(attention_bench, "measure", one_minute)
     rows, markdown = bench_attention(tiny_attention(tmp_path, max_minutes=2.5))
     # started before 2.5 minutes: the first three cells; the nine after are not run nor recorded
     statuses = [r["status"] for r in rows]
@@ -518,7 +523,7 @@ def test_max_minutes_leaves_cells_not_run_and_resume_measures_them(tmp_path, mon
 
 
 def test_resume_keeps_what_stopped_a_series(tmp_path, monkeypatch):
-    real = bench._attention_call
+    real = attention_bench._attention_call
 
     def fake(series, pass_, q, k, v, grad_out):
         fn = real(series, pass_, q, k, v, grad_out)
@@ -526,7 +531,7 @@ def test_resume_keeps_what_stopped_a_series(tmp_path, monkeypatch):
             return lambda: (_ for _ in ()).throw(torch.OutOfMemoryError("out of memory"))
         return fn
 
-    monkeypatch.setattr(bench, "_attention_call", fake)
+    monkeypatch.setattr(attention_bench, "_attention_call", fake)
     _, markdown = bench_attention(tiny_attention(tmp_path))
     calls = counting_measure(monkeypatch)
     _, resumed = bench_attention(tiny_attention(tmp_path, resume=True))
@@ -546,7 +551,7 @@ def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path,
             return Measurement("oom", error="OutOfMemoryError: out of memory"), None
         return Measurement("ok", times_ms=(10.0 * batch,), peak_memory_bytes=1), batch * length
 
-    monkeypatch.setattr(bench, "_measure_step", fake_step)
+    monkeypatch.setattr(model_bench, "_measure_step", fake_step)
     cfg = {"attentions": ("full",), "batch": 32, "device": "cpu", "quiet": True, "out": str(tmp_path)}
     bench_model(BenchConfig(lengths=(32, 64), **cfg))
     assert seen == [(32, 32), (32, 64), (16, 64)]
@@ -556,8 +561,8 @@ def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path,
     # more free memory now (the default CPU limit is half of it): the halving came from the
     # machine, not from the limit, so the cells are still reused
     monkeypatch.setattr(bench, "_default_memory_limit", lambda: 2**50)
-    real_build = bench.models.build
-    monkeypatch.setattr(bench.models, "build", lambda **kw: built.append(1) or real_build(**kw))
+    real_build = model_bench.models.build
+    monkeypatch.setattr(model_bench.models, "build", lambda **kw: built.append(1) or real_build(**kw))
     bench_model(BenchConfig(lengths=(32, 64), resume=True, **cfg))
     assert seen == [] and built == []  # every cell reused: no model, no step
 
@@ -607,7 +612,7 @@ def test_model_bench_halves_the_batch_on_oom_and_records_it(tmp_path, monkeypatc
             return Measurement("oom", error="OutOfMemoryError: out of memory"), None
         return Measurement("ok", times_ms=(10.0 * batch,), peak_memory_bytes=batch * length), batch * length
 
-    monkeypatch.setattr(bench, "_measure_step", fake_step)
+    monkeypatch.setattr(model_bench, "_measure_step", fake_step)
     cfg = BenchConfig(
         attentions=("full",), lengths=(32, 64, 2048), batch=32, device="cpu", quiet=True, out=str(tmp_path)
     )
@@ -624,14 +629,14 @@ def test_model_bench_halves_the_batch_on_oom_and_records_it(tmp_path, monkeypatc
 
 
 def test_model_bench_records_a_mechanism_that_cannot_train(tmp_path, monkeypatch):
-    real = bench._prime
+    real = model_bench._prime
 
     def prime(model, optimizer, device):
         if model.encoder.blocks[0].attn.mechanism.name == "agent":
             raise RuntimeError("kernel launch failed\nsecond line")
         real(model, optimizer, device)
 
-    monkeypatch.setattr(bench, "_prime", prime)
+    monkeypatch.setattr(model_bench, "_prime", prime)
     cfg = tiny_model(tmp_path, attentions=("agent",), lengths=(8, 16), batch=1)
     rows, markdown = bench_model(cfg)
     status = {(r["attention"], r["seq_len"]): (r["status"], r["error"]) for r in records_under(tmp_path)}

@@ -1,5 +1,5 @@
-"""`lra bench attention|model|kernels` (README: Efficiency; library: runners/bench.py,
-runners/bench_kernels.py).
+"""`lra bench attention|model|kernels` (README: Efficiency; library: runners/bench.py (options, grids,
+series), runners/bench_attention.py, runners/bench_model.py, runners/bench_kernels.py).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def bench_attention_command(**kwargs: Any) -> None:
     Writes one record per measurement and a table of ratios to full attention (.md, .csv), printed too.
     Example: lra bench attention --attentions full,mita --lengths 1K,4K,16K --dtype bfloat16
     """
-    from runners.bench import bench_attention
+    from runners.bench_attention import bench_attention
 
     _, markdown = bench_attention(_bench_config(**kwargs))
     click.echo(markdown)
@@ -130,7 +130,7 @@ def bench_model_command(**kwargs: Any) -> None:
     power-of-two fraction of it that fits, at N = 1K, 2K, 3K, 4K, 8K, 16K on CUDA.
     Example: lra bench model --attentions full,mita --lengths 1K,2K,3K,4K --batch 32
     """
-    from runners.bench import bench_model
+    from runners.bench_model import bench_model
 
     _, markdown = bench_model(_bench_config(**kwargs))
     click.echo(markdown)

@@ -1,5 +1,5 @@
 """`lra sweep scaling`: forward and forward + backward time of every attention against N,
-measured by `runners.bench`, with the crossover length and the log-log figure.
+measured by `runners.bench_attention`, with the crossover length and the log-log figure.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pandas as pd
 from lra.io import slug
 
 from .. import bench
+from ..bench_attention import bench_attention
 from ..timing import resolve_device
 from .figures import ExperimentResult, _figure, _save_figure, _suptitle, _write_table
 from .runs import Echo, _quiet_echo
@@ -49,7 +50,7 @@ def parse_scaling_lengths(text: str) -> tuple[int, ...]:
 def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> ExperimentResult:
     """Forward and forward + backward time of every attention against N (the paper's wall-clock figure).
 
-    `runners.bench.bench_attention` measures and writes the efficiency records under
+    `runners.bench_attention.bench_attention` measures and writes the efficiency records under
     `<cfg.out>/efficiency/` (lengths default to `SCALING_LENGTHS`: 2^10..2^20 on CUDA, where memory
     allows; 2^10..2^12 on CPU). This adds `<cfg.out>/scaling-<device>-<setting>.{md,png}`: the
     bench tables plus, per attention and pass, the length from which it is faster than full
@@ -58,7 +59,7 @@ def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> Experi
     device = resolve_device(cfg.device)
     if cfg.lengths is None:
         cfg = dataclasses.replace(cfg, lengths=SCALING_LENGTHS[device.type])
-    rows, bench_markdown = bench.bench_attention(cfg)
+    rows, bench_markdown = bench_attention(cfg)
     records = [r for r in rows if r.get("kind") == "efficiency"]
     if not records and any(r["status"] == bench.NOT_RUN for r in rows):
         raise ValueError("nothing was measured before --max-minutes ran out; give it more minutes")
