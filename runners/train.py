@@ -26,13 +26,10 @@ What a run does:
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -59,7 +56,10 @@ from lra.tasks.base import LRADataset
 from results.records import RECORD_NAME, SCHEMA_VERSION, plugin_fields, read_record, write_record
 
 from .defaults import DEFAULT_RUNS_DIR
+from .memory import memory_baseline, peak_memory_growth
 from .provenance import config_hash, git_commit, installed_version, utc_now
+from .rng import rng_state, seed_everything, set_rng_state
+from .timing import device_name
 
 # Fault injection for resume tests: with this variable set to N, the process kills itself with SIGKILL
 # right after step N (after that step's checkpoint, if it writes one), exactly where an outside kill
@@ -277,7 +277,7 @@ def _init_distributed(device: torch.device) -> Dist:
 
 
 # ----------------------------------------------------------------------------------------------
-# Schedules, data order, RNG state
+# Optimizer, schedule, data order, checkpoint writes
 # ----------------------------------------------------------------------------------------------
 
 
@@ -332,47 +332,8 @@ class BatchOrder:
         return self._indices[offset * self.local_batch : (offset + 1) * self.local_batch]
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-            "kind": kind,
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    np_state = state["numpy"]
-    np.random.set_state(
-        (
-            np_state["kind"],
-            np_state["keys"].numpy().astype(np.uint32),
-            np_state["pos"],
-            np_state["has_gauss"],
-            np_state["cached"],
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _save(obj: Any, path: Path) -> None:
+    """`torch.save` atomically: a run killed mid-write keeps its previous checkpoint."""
     atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
 
 
@@ -430,78 +391,6 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------
-# Provenance
-# ----------------------------------------------------------------------------------------------
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-
-
-def _proc_status_bytes(field_name: str) -> int | None:
-    """A memory line of /proc/self/status (e.g. VmRSS, VmHWM) in bytes; None where there is none."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) * 1024  # reported in kB
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _warm_up_cpu_runtime() -> None:
-    """Run torch's one-time initialisation on first use (kernels, thread pools, the first optimizer
-    step and save: about 200 MB of resident memory) on a throwaway model, so that it is not counted
-    as the memory of the run's model."""
-    import io
-
-    model = nn.Sequential(nn.Embedding(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
-    optimizer = torch.optim.AdamW(model.parameters())
-    logits = model(torch.zeros(2, 3, dtype=torch.long)).softmax(-1).mean(1)
-    F.cross_entropy(logits, torch.zeros(2, dtype=torch.long)).backward()
-    optimizer.step()
-    torch.save(model.state_dict(), io.BytesIO())
-
-
-def _release_free_heap() -> None:
-    """Return memory that malloc holds free to the system (glibc's malloc_trim), so that the resident
-    size counts live memory only: otherwise later allocations can reuse freed pages that are still
-    resident and the growth over the baseline reads too low. A no-op where there is no glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-
-
-def _memory_baseline(device: torch.device) -> int | None:
-    """Taken before the model is built. CUDA: resets the allocator's peak (returns 0). CPU: resets
-    the process's peak resident memory (Linux: /proc/self/clear_refs) and returns the resident
-    memory now, so the record holds what the model and training added, not the interpreter, torch
-    (warmed up first) and the loaded data; None where the peak cannot be reset (the growth is then
-    unknown)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return 0
-    _warm_up_cpu_runtime()
-    _release_free_heap()
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")  # resets VmHWM to the current resident size
-    except OSError:
-        return None
-    return _proc_status_bytes("VmRSS")
-
-
-def _peak_memory(device: torch.device, baseline: int | None) -> int | None:
-    """Peak CUDA memory allocated, or on CPU the growth of the peak resident memory over `baseline`."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    peak = _proc_status_bytes("VmHWM")
-    if baseline is None or peak is None:
-        return None
-    return max(0, peak - baseline)
-
-
-# ----------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------
 
@@ -543,7 +432,7 @@ def _record(r: Resolved, **values: Any) -> dict[str, Any]:
         "train_steps_per_s": None,
         "peak_memory_bytes": None,
         "wall_time_s": None,
-        "device": _device_name(r.device),
+        "device": device_name(r.device),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "amp": r.preset.train.amp if r.device.type == "cuda" and r.preset.train.amp != "none" else None,
         "git_commit": git_commit(),
@@ -675,7 +564,7 @@ def _train(
         keys_per_query=r.mechanism.keys_per_query(r.params, seq_len) if r.mechanism.keys_per_query else None,
     )
 
-    memory_baseline = _memory_baseline(device)
+    baseline_memory = memory_baseline(device)
     seed_everything(r.cfg.seed + 7919 * dist.rank)
     vocab = int(max(int(train_ds.inputs.max()), spec.vocab_size - 1)) + 1
     model = models.build(
@@ -735,13 +624,13 @@ def _train(
         history, wall_before = list(state["history"]), state["wall_time_s"]
         intervals = [tuple(x) for x in state["intervals"]]
         losses = list(state["losses"])
-        _set_rng_state(state["rng"][dist.rank])
+        set_rng_state(state["rng"][dist.rank])
 
     def checkpoint() -> None:
-        rng = [_rng_state()]
+        rng = [rng_state()]
         if dist.world > 1:
             rng = [None] * dist.world
-            torch_dist.all_gather_object(rng, _rng_state())
+            torch_dist.all_gather_object(rng, rng_state())
         if dist.main:
             _save(
                 {
@@ -904,7 +793,7 @@ def _train(
     record.update(
         train_tokens_per_s=rates[len(rates) // 2] if rates else None,
         train_steps_per_s=step_rates[len(step_rates) // 2] if step_rates else None,
-        peak_memory_bytes=_peak_memory(device, memory_baseline),
+        peak_memory_bytes=peak_memory_growth(device, baseline_memory),
         wall_time_s=wall_before + time.perf_counter() - started,
         finished_at=utc_now(),
     )

@@ -6,19 +6,21 @@ import dataclasses
 import json
 import math
 import os
+import random
 import resource
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from lra.configs import TrainConfig, apply_overrides, get_preset
 from results.records import RUN_FIELDS, read_record
-from runners import cli, train
+from runners import cli, memory, rng, train
 from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,11 +86,23 @@ def test_loss_goes_down_and_record_is_complete(data_dir, tmp_path):
 
 def test_cpu_peak_memory_is_the_growth_over_the_baseline():
     device = torch.device("cpu")
-    baseline = train._memory_baseline(device)
+    baseline = memory.memory_baseline(device)
     block = torch.ones(32 * 2**20 // 4)  # 32 MiB, touched
     del block
-    grown = train._peak_memory(device, baseline)
+    grown = memory.peak_memory_growth(device, baseline)
     assert 31 * 2**20 <= grown < 48 * 2**20
+
+
+def test_rng_state_survives_a_weights_only_checkpoint_and_replays_the_same_draws(tmp_path):
+    rng.seed_everything(13)
+    path = tmp_path / "rng.pt"
+    torch.save(rng.rng_state(), path)
+    expected = (random.random(), float(np.random.rand()), torch.rand(5))
+    rng.seed_everything(17)  # move every generator elsewhere
+    rng.set_rng_state(torch.load(path, weights_only=True))
+    python_draw, numpy_draw, torch_draws = random.random(), float(np.random.rand()), torch.rand(5)
+    assert (python_draw, numpy_draw) == expected[:2]
+    assert torch.equal(torch_draws, expected[2])
 
 
 def test_a_best_checkpoint_of_another_step_or_configuration_is_refused(data_dir, tmp_path, monkeypatch):
