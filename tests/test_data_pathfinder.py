@@ -68,11 +68,12 @@ def test_target_snakes_geometry():
     p = gp.PATHFINDER_VARIANTS["lra"]
     rng = np.random.default_rng(0)
     made = 0
-    for _ in range(30):
+    for _ in range(400):  # most pairs fail the marker distance match
         canvas = gp._Canvas(p, 1.0)
-        pair = gp._target_pair(canvas, rng)
-        if pair is None:
+        found = gp._target_pair(canvas, rng)
+        if found is None:
             continue
+        pair, _ = found
         made += 1
         a, b = pair
         assert len(a) == len(b) == p.contour_length
@@ -120,6 +121,41 @@ def test_markers_follow_the_label(task, variant):
         image = gp._render(p, [], layout.markers)
         for x, y in layout.markers:
             assert image[int(y), int(x)] > 100
+
+
+@pytest.mark.parametrize("variant", ["quick", "easy", "lra"])
+def test_marker_distance_is_matched_and_within_a_straight_snakes_reach(variant):
+    """The same random stream gives the same layout for both labels, only the second marker moves:
+    its two places lie equally far from the first marker (within the tolerance), and no farther than
+    a straight target snake reaches, so short snakes cannot give label 0 away by a long distance."""
+    p = gp.pathfinder_params("pathfinder", variant)
+    for index in range(40):
+        one = gp.make_layout(p, 1, np.random.default_rng([7, index]))
+        zero = gp.make_layout(p, 0, np.random.default_rng([7, index]))
+        assert one.snakes == zero.snakes and one.markers[0] == zero.markers[0]
+        reach = p.contour_length * p.paddle_length + (p.contour_length - 1) * one.margin
+        d1, d0 = math.dist(*one.markers), math.dist(*zero.markers)
+        assert abs(d1 - d0) <= p.marker_distance_tolerance + 1e-9
+        assert max(d1, d0) <= reach - p.marker_distance_tolerance + 1e-9
+
+
+def test_binary_rendering_draws_background_stroke_and_marker_pixels_only():
+    """`binary` (the `quick` variant): every pixel is 0, the stroke value or 255; marker centres are
+    255 and every paddle has a stroke pixel next to its midpoint."""
+    p = gp.PATHFINDER_VARIANTS["quick"]
+    assert p.binary and p.paddle_contrast == (1.0,)
+    stroke = round(255 * p.snake_contrast)
+    for index in range(8):
+        rng = np.random.default_rng([5, index])
+        layout = gp.make_layout(p, index % 2, rng)
+        image = gp.render_layout(p, layout, rng)
+        assert set(np.unique(image).tolist()) <= {0, stroke, 255}
+        for x, y in layout.markers:
+            assert image[int(y), int(x)] == 255
+        for snake in layout.snakes:
+            for seg in snake:
+                mx, my = int((seg[0] + seg[2]) / 2), int((seg[1] + seg[3]) / 2)
+                assert (image[max(my - 1, 0) : my + 2, max(mx - 1, 0) : mx + 2] == stroke).any()
 
 
 def _bright_pixel_features(image: np.ndarray, markers: list) -> dict[str, float]:

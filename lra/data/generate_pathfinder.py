@@ -9,12 +9,13 @@ clear of everything drawn so far (so larger `continuity` gives straighter snakes
 goes on the starting tip of a target snake; the other on the far tip of the same snake (label 1)
 or of the other target snake (label 0). Layouts are drawn the same way for both labels and kept
 only when the two far tips lie equally far from the first marker (within
-`marker_distance_tolerance`; the first marker goes on a random one of the starting tips for which
-this holds), so the marker distance does not give the label away, nor does any
-other statistic of where the bright pixels are: a one-threshold rule on such a feature scores
-near chance on every variant (tests/test_data_pathfinder.py). Distractor snakes of
-`distractor_length` paddles fill the rest. Strokes are drawn antialiased at `antialias_scale`
-times the resolution and downsampled with Lanczos.
+`marker_distance_tolerance`) and no farther than a straight snake reaches (the first marker goes
+on a random one of the starting tips for which this holds), so the marker distance does not give
+the label away, nor does any other statistic of where the bright pixels are: a one-threshold rule
+on such a feature scores near chance on every variant (tests/test_data_pathfinder.py). Distractor
+snakes of `distractor_length` paddles fill the rest. Strokes are drawn at `antialias_scale` times
+the resolution and downsampled with Lanczos (antialiased), or with `binary` made background,
+stroke or marker pixels by covered fraction.
 
 Lengths are in output pixels. `PATHFINDER_VARIANTS` / `PATHX_VARIANTS` hold the named settings
 ("lra" = LRA's hard split: `curv_contour_length_14` at 32x32 and 128x128); every field can be
@@ -72,6 +73,16 @@ class PathfinderParams:
     )
     padding: float = field(default=1.0, metadata={"help": "empty border"})
     antialias_scale: int = field(default=2, metadata={"help": "supersampling factor of the rendering"})
+    binary: bool = field(
+        default=False,
+        metadata={
+            "help": "draw each pixel as background, stroke or marker (covered at least "
+            "`binary_coverage`) instead of antialiased"
+        },
+    )
+    binary_coverage: float = field(
+        default=0.25, metadata={"help": "covered fraction that makes a pixel a stroke or marker (binary)"}
+    )
     snake_contrast: float = field(
         default=2.0, metadata={"help": "stroke intensity factor (clipped at white)"}
     )
@@ -101,6 +112,8 @@ class PathfinderParams:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.padding < 0 or self.antialias_scale < 1 or self.snake_contrast <= 0:
             problems.append("padding must be >= 0, antialias_scale >= 1 and snake_contrast > 0")
+        if not 0 < self.binary_coverage <= 1:
+            problems.append(f"binary_coverage must be in (0, 1], got {self.binary_coverage}")
         if not self.paddle_margin or min(self.paddle_margin) <= 0:
             problems.append(f"paddle_margin must be positive values, got {self.paddle_margin}")
         if not self.paddle_contrast or min(self.paddle_contrast) <= 0:
@@ -148,9 +161,20 @@ _EASY = PathfinderParams(  # 16x16 (256 tokens), three-paddle snakes, one distra
 PATHFINDER_VARIANTS: dict[str, PathfinderParams] = {
     "lra": PathfinderParams(),
     "easy": _EASY,
-    # `easy` with strokes dimmer than the markers: the same task (are the two markers on one
-    # contour?) at a size a CPU learns in a few hundred steps.
-    "quick": dataclasses.replace(_EASY, snake_contrast=0.5),
+    # The same task (are the two markers on one contour?) at a size a CPU learns in a few hundred
+    # steps: two-paddle snakes, two distractors, strokes dimmer than the markers, and three pixel
+    # values (background, stroke, marker) instead of antialiased ones, so that a token's value
+    # says what it is and the model only has to learn where things are.
+    "quick": dataclasses.replace(
+        _EASY,
+        contour_length=2,
+        distractor_length=2,
+        num_distractors=2,
+        marker_distance_tolerance=0.25,
+        snake_contrast=0.5,
+        antialias_scale=4,
+        binary=True,
+    ),
 }
 
 PATHX_VARIANTS: dict[str, PathfinderParams] = {
@@ -321,7 +345,31 @@ def _seed(
     return None
 
 
-def _target_pair(canvas: _Canvas, rng: np.random.Generator) -> tuple[list, list] | None:
+def _matched_origins(p: PathfinderParams, pair: tuple[list, list], margin: float) -> list[int]:
+    """The target snakes whose starting tip may carry the first marker: those from which both far
+    tips lie (almost) equally far, and no farther than a straight snake reaches.
+
+    The layout is drawn the same way for both labels and the second marker goes on the own far tip
+    (label 1) or the other one (label 0), so equal distances keep the marker distance (and with it
+    every statistic of where the bright pixels are) from telling the labels apart. The far tip of
+    the other snake could also lie farther than any snake reaches, which only label 0 could show:
+    the reach bound leaves such layouts out (it matters for short snakes).
+    """
+    far_tips = [(snake[-1][2], snake[-1][3]) for snake in pair]
+    reach = p.contour_length * p.paddle_length + (p.contour_length - 1) * margin
+    origins = []
+    for o in (0, 1):
+        distances = [math.dist(pair[o][0][:2], tip) for tip in far_tips]
+        if (
+            abs(distances[0] - distances[1]) <= p.marker_distance_tolerance
+            and max(distances) <= reach - p.marker_distance_tolerance
+        ):
+            origins.append(o)
+    return origins
+
+
+def _target_pair(canvas: _Canvas, rng: np.random.Generator) -> tuple[tuple[list, list], list[int]] | None:
+    """Two target snakes whose markers cannot give the label away, and their `_matched_origins`."""
     p = canvas.p
     border = min(
         max(p.padding, 2 * p.seed_distance), (p.resolution - 1) / 2
@@ -344,14 +392,21 @@ def _target_pair(canvas: _Canvas, rng: np.random.Generator) -> tuple[list, list]
     if snake_b is None:
         return None
     canvas.commit(snake_b[-1])
-    # A marker must not touch the other target snake, or the image would be ambiguous.
+    if _markers_touch_other_snake(p, snake_a, snake_b):
+        return None
+    origins = _matched_origins(p, (snake_a, snake_b), canvas.margin)
+    return ((snake_a, snake_b), origins) if origins else None
+
+
+def _markers_touch_other_snake(p: PathfinderParams, snake_a: list, snake_b: list) -> bool:
+    """Whether a marker on a tip of one target snake would touch the other (an ambiguous image)."""
     reach = p.marker_radius + p.paddle_thickness / 2
     for own, other in ((snake_a, snake_b), (snake_b, snake_a)):
         for tip in ((own[0][0], own[0][1]), (own[-1][2], own[-1][3])):
             tx, ty = np.array([tip[0]]), np.array([tip[1]])
             if min(float(_segment_distance(tx, ty, seg)[0]) for seg in other) < reach:
-                return None
-    return snake_a, snake_b
+                return True
+    return False
 
 
 def _distractor(canvas: _Canvas, rng: np.random.Generator) -> list | None:
@@ -373,12 +428,16 @@ def _render(
     strokes: list[tuple[tuple[float, float, float, float], float]],
     discs: list[tuple[float, float]],
 ) -> np.ndarray:
-    """Antialiased strokes and discs at `antialias_scale`, Lanczos-downsampled to uint8."""
+    """Strokes and discs drawn at `antialias_scale` x the resolution, then either Lanczos-downsampled
+    (antialiased) or, with `binary`, made background / stroke / marker (255) by covered fraction."""
     from PIL import Image
 
     s = p.antialias_scale
     side = p.resolution * s
     canvas = np.zeros((side, side), dtype=np.float32)
+    stroke_cover = np.zeros((side, side), dtype=np.float32)
+    stroke_value = np.zeros((side, side), dtype=np.float32)
+    marker_cover = np.zeros((side, side), dtype=np.float32)
     ys, xs = np.mgrid[0:side, 0:side]
     cx, cy = (xs + 0.5) / s, (ys + 0.5) / s
     half = p.paddle_thickness / 2
@@ -392,12 +451,23 @@ def _render(
             int(max(min(seg[1], seg[3]) - half - 1, 0) * s),
             int(min(max(seg[1], seg[3]) + half + 1, p.resolution) * s) + 1,
         )
-        d = _segment_distance(cx[y0:y1, x0:x1], cy[y0:y1, x0:x1], seg)
-        cover = np.clip((half - d) * s + 0.5, 0.0, 1.0) * intensity
-        np.maximum(canvas[y0:y1, x0:x1], cover, out=canvas[y0:y1, x0:x1])
+        box = (slice(y0, y1), slice(x0, x1))
+        d = _segment_distance(cx[box], cy[box], seg)
+        cover = np.clip((half - d) * s + 0.5, 0.0, 1.0)
+        np.maximum(canvas[box], cover * intensity, out=canvas[box])
+        np.maximum(stroke_cover[box], cover, out=stroke_cover[box])
+        np.maximum(stroke_value[box], np.where(cover >= 0.5, intensity, 0.0), out=stroke_value[box])
     for x, y in discs:
         d = np.hypot(cx - x, cy - y)
-        np.maximum(canvas, np.clip((p.marker_radius - d) * s + 0.5, 0.0, 1.0), out=canvas)
+        np.maximum(marker_cover, np.clip((p.marker_radius - d) * s + 0.5, 0.0, 1.0), out=marker_cover)
+    if p.binary:
+        blocks = (p.resolution, s, p.resolution, s)
+        markers = marker_cover.reshape(blocks).mean(axis=(1, 3)) >= p.binary_coverage
+        stroked = stroke_cover.reshape(blocks).mean(axis=(1, 3)) >= p.binary_coverage
+        value = stroke_value.reshape(blocks).max(axis=(1, 3))
+        image = np.where(markers, 1.0, np.where(stroked, value, 0.0))
+        return np.rint(image * 255.0).astype(np.uint8)
+    np.maximum(canvas, marker_cover, out=canvas)
     image = Image.fromarray(canvas, mode="F").resize((p.resolution, p.resolution), Image.Resampling.LANCZOS)
     return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
 
@@ -416,22 +486,12 @@ def make_layout(p: PathfinderParams, label: int, rng: np.random.Generator) -> La
     for _ in range(MAX_IMAGE_ATTEMPTS):
         margin = float(rng.choice(p.paddle_margin))
         canvas = _Canvas(p, margin)
-        pair = _target_pair(canvas, rng)
-        if pair is None:
+        found = _target_pair(canvas, rng)
+        if found is None:
             continue
-        # Both far tips must lie (almost) equally far from the first marker, whatever the label:
-        # the layout is drawn the same way for both labels, so the marker distance (and with it
-        # every statistic of where the bright pixels are) does not tell them apart. Either snake's
-        # start may carry the first marker; one that qualifies is drawn (the label plays no part).
-        far_tips = [(snake[-1][2], snake[-1][3]) for snake in pair]
-        origins = [
-            o
-            for o in (0, 1)
-            if abs(math.dist(pair[o][0][:2], far_tips[0]) - math.dist(pair[o][0][:2], far_tips[1]))
-            <= p.marker_distance_tolerance
-        ]
-        if not origins:
-            continue
+        # Either snake's start may carry the first marker; one that qualifies is drawn (the label
+        # plays no part).
+        pair, origins = found
         origin = origins[int(rng.integers(len(origins)))]
         far = origin if label == 1 else 1 - origin
         markers = [(pair[origin][0][0], pair[origin][0][1]), (pair[far][-1][2], pair[far][-1][3])]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from lra.tasks.base import DataConfig
 
 GENERATED_DIR = "generated"
-GENERATOR_FORMAT = 3  # bump when a generator's output changes for the same parameters
+GENERATOR_FORMAT = 4  # bump when a generator's output changes for the same parameters
 PARAMS_NAME = "generator.json"
 
 
