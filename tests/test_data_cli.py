@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from click.testing import CliRunner
 
 from lra.data import lra_release
@@ -75,6 +76,22 @@ def test_generate_pathfinder_with_parameters(tmp_path: Path):
         line.split()[9] for line in (tmp_path / "pathfinder16/curv_contour_length_3/metadata/0.npy").open()
     }
     assert margins <= {"1", "1.5"}
+
+
+def test_generate_pathfinder_binary_flag(tmp_path: Path):
+    """`--binary` draws three pixel values; `--no-binary` turns the `quick` variant's binary off."""
+    from PIL import Image
+
+    common = ("data", "generate", "--task", "pathfinder", "--generator", "quick", "--n-train", "6", "--n-val",
+              "0", "--n-test", "0", "--workers", "1")  # fmt: skip
+    values = {}
+    for flag in ("--binary", "--no-binary"):
+        out = tmp_path / flag
+        assert invoke(*common, flag, "--out", str(out)).exit_code == 0
+        pngs = sorted(out.glob("pathfinder16/*/imgs/0/*.png"))
+        values[flag] = set(np.unique(np.stack([np.asarray(Image.open(p)) for p in pngs])).tolist())
+    assert values["--binary"] <= {0, 128, 255}
+    assert len(values["--no-binary"]) > 3  # antialiased
 
 
 def test_prepare_generated_and_info(tmp_path: Path):

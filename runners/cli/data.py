@@ -20,7 +20,7 @@ def _generator_option_specs() -> list[tuple[str, str, Any, str]]:
     from lra.data.generate_listops import ListOpsParams
     from lra.data.generate_pathfinder import PathfinderParams
 
-    types = {"int": int, "float": float, "tuple[float, ...]": str, "tuple[str, ...]": str}
+    types = {"int": int, "float": float, "bool": bool, "tuple[float, ...]": str, "tuple[str, ...]": str}
     specs = []
     for owner, cls in (("listops", ListOpsParams), ("pathfinder/pathx", PathfinderParams)):
         for f in dataclasses.fields(cls):
@@ -34,7 +34,11 @@ def _generator_option_specs() -> list[tuple[str, str, Any, str]]:
 def generator_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """One `--<param>` option per generator parameter, collected into `gen_params`."""
     for name, _, kind, help_text in reversed(_generator_option_specs()):
-        fn = click.option(f"--{name.replace('_', '-')}", name, type=kind, default=None, help=help_text)(fn)
+        flag = name.replace("_", "-")
+        if kind is bool:  # --binary / --no-binary; unset keeps the variant's value
+            fn = click.option(f"--{flag}/--no-{flag}", name, default=None, help=help_text)(fn)
+        else:
+            fn = click.option(f"--{flag}", name, type=kind, default=None, help=help_text)(fn)
     return fn
 
 
