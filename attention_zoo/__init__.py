@@ -24,6 +24,7 @@ from . import full, agent, topk, moba, mita  # noqa: F401
 
 # Kernelized and low-rank baselines.
 from . import linear, performer, cosformer, linformer, nystrom, skyformer  # noqa: F401
+
 # Classic LRA baselines with fixed and learned sparsity patterns.
 from . import local, longformer, bigbird, sparse_transformer, reformer, sinkhorn, synthesizer  # noqa: F401
 

@@ -45,7 +45,9 @@ def check_inputs(
         raise ValueError(
             f"{name}: key_padding_mask must have shape [B, N] = {(batch, length)}; got {tuple(key_padding_mask.shape)}"
         )
-    if torch.compiler.is_compiling() or (key_padding_mask.is_cuda and torch.cuda.is_current_stream_capturing()):
+    if torch.compiler.is_compiling() or (
+        key_padding_mask.is_cuda and torch.cuda.is_current_stream_capturing()
+    ):
         return  # the check below reads a device value on the host: impossible inside a graph
     empty = ~key_padding_mask.any(dim=1)
     if bool(empty.any()):

@@ -86,4 +86,6 @@ def local_attention(
     key_slots, slots = _blocksparse.block_slots(
         block_size, key_blocks, block_ok, allowed=lambda qp, kp: (qp - kp).abs() <= window
     )
-    return _blocksparse.block_attention(q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots)
+    return _blocksparse.block_attention(
+        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots
+    )

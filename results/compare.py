@@ -115,7 +115,11 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
     first = table.iloc[0]["attention_label"]
     plugins = table["plugin"] if "plugin" in table else [None] * len(table)
     out = pd.DataFrame(
-        {"Attention": [plugin_label(label, p) for label, p in zip(table["attention_label"], plugins, strict=True)]}
+        {
+            "Attention": [
+                plugin_label(label, p) for label, p in zip(table["attention_label"], plugins, strict=True)
+            ]
+        }
     )
     if table["preset"].nunique(dropna=False) > 1:
         out["Preset"] = table["preset"]

@@ -74,7 +74,15 @@ def plot_accuracy(lb: Leaderboard, out_dir: str | os.PathLike[str]) -> list[Path
             heights = [mine.loc[t, "mean"] for t in present]
             errors = [0.0 if math.isnan(mine.loc[t, "std"]) else mine.loc[t, "std"] for t in present]
             plugin = next((p for p in mine["plugin"] if isinstance(p, str)), None)
-            ax.bar(xs, heights, width, yerr=errors, capsize=3, color=colours[label], label=plugin_label(label, plugin))
+            ax.bar(
+                xs,
+                heights,
+                width,
+                yerr=errors,
+                capsize=3,
+                color=colours[label],
+                label=plugin_label(label, plugin),
+            )
         for i, task in enumerate(tasks):
             chance = lb.cells[(lb.cells["preset"] == preset) & (lb.cells["task"] == task)]["chance"].dropna()
             if len(chance):

@@ -54,7 +54,9 @@ def accuracy_table(runs: pd.DataFrame, first_column: str = "attention") -> str:
     ]
     for label in labels:
         row = [
-            f"{100 * means[(label, t)]:.1f}" + (" (FAIL)" if (label, t) in at_chance else "") if (label, t) in means else "–"
+            f"{100 * means[(label, t)]:.1f}" + (" (FAIL)" if (label, t) in at_chance else "")
+            if (label, t) in means
+            else "–"
             for t in tasks
         ]
         lines.append(f"| {label} | " + " | ".join(row) + " |")
@@ -68,7 +70,9 @@ def attention_cost_table(efficiency: pd.DataFrame, length: int = 4096, longer: i
     ok = efficiency[(efficiency["bench"] == "attention") & (efficiency["status"] == "ok")]
     devices = sorted(ok["device"].unique())
     if len(devices) != 1:
-        raise ValueError(f"a README cost table shows one device; the records hold {', '.join(devices) or 'none'}")
+        raise ValueError(
+            f"a README cost table shows one device; the records hold {', '.join(devices) or 'none'}"
+        )
 
     def value(label: str, backend: str, pass_: str, n: int, field: str) -> float | None:
         rows = ok[(ok["attention_label"] == label) & (ok["backend"] == backend) & (ok["pass"] == pass_)
@@ -99,7 +103,9 @@ def attention_cost_table(efficiency: pd.DataFrame, length: int = 4096, longer: i
             mine = value(label, backend, pass_, length, "time_ms_median")
             cells.append(ratio(value(full_label, full_backend, pass_, length, "time_ms_median"), mine))
         memory = value(label, backend, "forward_backward", length, "peak_memory_bytes")
-        cells.append(ratio(memory, value(full_label, full_backend, "forward_backward", length, "peak_memory_bytes")))
+        cells.append(
+            ratio(memory, value(full_label, full_backend, "forward_backward", length, "peak_memory_bytes"))
+        )
         cells.append(ratio(value(label, backend, "forward_backward", longer, "peak_memory_bytes"), memory))
         lines.append(f"| {label} [{backend}] | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

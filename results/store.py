@@ -58,7 +58,9 @@ def load(root: str | os.PathLike[str]) -> Store:
     records, problems = load_records(root)
     for record in records:
         record["path"] = record.pop("_path")
-    runs = with_reported_accuracy(_frame([r for r in records if r["kind"] == "run"], RUN_FIELDS, tuple(PLUGIN_FIELDS)))
+    runs = with_reported_accuracy(
+        _frame([r for r in records if r["kind"] == "run"], RUN_FIELDS, tuple(PLUGIN_FIELDS))
+    )
     runs, duplicates = _newest_per_run(runs)
     efficiency = _frame(
         [r for r in records if r["kind"] == "efficiency"], EFFICIENCY_FIELDS, EFFICIENCY_EXTRA_FIELDS

@@ -325,4 +325,3 @@ def build_series(
             one = Series(mechanism, params, backend, mechanism.label(display), applicable)
             series.setdefault(one.name, one)
     return list(series.values())
-

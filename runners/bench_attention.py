@@ -203,4 +203,3 @@ def _stop_longer(
         reason = f"slower than --max-call-s {max_call_s:g} s at N={length} ({m.median_ms / 1e3:.1f} s)"
         for p in passes:
             stopped.setdefault((s.name, p), ("skipped", reason))
-

@@ -347,7 +347,9 @@ def tune(lengths: tuple[int, ...], budget_s: float, progress: bool = True) -> li
                 torch.cuda.synchronize()
                 row.setdefault("first_call_s", time.perf_counter() - tic)  # compile included
                 row[f"forward_ms N={n}"] = triton.testing.do_bench(forward, return_mode="median")
-                row[f"forward_backward_ms N={n}"] = triton.testing.do_bench(forward_backward, return_mode="median")
+                row[f"forward_backward_ms N={n}"] = triton.testing.do_bench(
+                    forward_backward, return_mode="median"
+                )
             # Which kernels the change moved: device time per kernel, forward+backward, longest N.
             breakdown = kernel_breakdown(max(lengths), "forward_backward", iterations=3)
             row["kernels"] = {r["kernel"]: r["ms_per_call"] for r in breakdown if r["kernel"].startswith("_")}
@@ -851,7 +853,9 @@ def run(
             for pass_ in PASSES:
                 report["kernel_breakdown"][f"{pass_} N={n}"] = kernel_breakdown(n, pass_)
     report["cells"] = [asdict(c) for c in cells]
-    device_ms = {key: sum(r["ms_per_call"] for r in rows) for key, rows in report["kernel_breakdown"].items() if rows}
+    device_ms = {
+        key: sum(r["ms_per_call"] for r in rows) for key, rows in report["kernel_breakdown"].items() if rows
+    }
     report.update(summarise(cells, report["copy_bandwidth_gbps"], report["graph_ms"], device_ms))
     report["total_s"] = time.perf_counter() - started
     return report, passed

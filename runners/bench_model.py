@@ -82,7 +82,8 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
         dtype=str(amp_dtype).removeprefix("torch.") if amp else "float32",
         heads=model_cfg.heads,
         head_dim=model_cfg.dim,
-        config_slug=f"text-lra-B{grid.batch}" + (f"-{train_cfg.amp}" if amp else "")
+        config_slug=f"text-lra-B{grid.batch}"
+        + (f"-{train_cfg.amp}" if amp else "")
         + (f"-compile-{cfg.compile}" if cfg.compile else ""),
     )
     extra = {

@@ -288,4 +288,3 @@ class _Tally:
                 "the same command with --resume measures them."
             )
         return lines
-

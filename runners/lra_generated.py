@@ -93,11 +93,7 @@ def collect(out: Path, dest: Path) -> int:
 
 def oom_lines(out: Path) -> list[str]:
     """Markdown list items of the runs under `out` that ran out of memory."""
-    return [
-        f"- {r['run_id']}: {r.get('error')}"
-        for _, r in _records(out)
-        if is_out_of_memory(r)
-    ]
+    return [f"- {r['run_id']}: {r.get('error')}" for _, r in _records(out) if is_out_of_memory(r)]
 
 
 def probe_table(probe: Path, steps: dict[str, int], run_minutes: float) -> str:
@@ -119,7 +115,9 @@ def probe_table(probe: Path, steps: dict[str, int], run_minutes: float) -> str:
         ]
         per_step = {"training": 0.0, "wall": 0.0}  # the slowest attention's seconds per step
         for r in sorted(rows, key=lambda r: r["attention_label"]):
-            rate, memory, wall, done = (r.get(k) for k in ("train_steps_per_s", "peak_memory_bytes", "wall_time_s", "steps"))
+            rate, memory, wall, done = (
+                r.get(k) for k in ("train_steps_per_s", "peak_memory_bytes", "wall_time_s", "steps")
+            )
             status = "OOM" if is_out_of_memory(r) else r.get("status")
             train_s = 1 / rate if rate else None
             wall_s = wall / done if wall and done else None
@@ -133,19 +131,27 @@ def probe_table(probe: Path, steps: dict[str, int], run_minutes: float) -> str:
             )
         if per_step["training"]:
             fits = {k: int(run_minutes * 60 / v) for k, v in per_step.items() if v}
-            lines += ["", f"Largest budget with which every attention fits in {run_minutes:g} min: "
-                      + ", ".join(f"{n} steps ({k})" for k, n in fits.items()) + "."]
+            lines += [
+                "",
+                f"Largest budget with which every attention fits in {run_minutes:g} min: "
+                + ", ".join(f"{n} steps ({k})" for k, n in fits.items())
+                + ".",
+            ]
         lines.append("")
     return "\n".join(lines) if lines else "no probe records\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runners.lra_generated", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m runners.lra_generated", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("restore", help="copy committed records into a suite's output")
     p.add_argument("records", type=Path)
     p.add_argument("out", type=Path)
-    p = sub.add_parser("out-of-memory", help="attentions of TASK whose run ran out of memory (comma-separated)")
+    p = sub.add_parser(
+        "out-of-memory", help="attentions of TASK whose run ran out of memory (comma-separated)"
+    )
     p.add_argument("out", type=Path)
     p.add_argument("task")
     p = sub.add_parser("collect", help="copy what gets committed of a suite's output")

@@ -185,6 +185,7 @@ class SuiteResult:
 # Planning
 # ----------------------------------------------------------------------------------------------
 
+
 def default_tasks(preset: str) -> list[str]:
     from lra import tasks
 
@@ -690,7 +691,9 @@ def _run_submitit(
     jobs = []
     for cell in cells:
         stamp = _record_stamp(cell.run_dir / RECORD_NAME)
-        jobs.append((cell, stamp, executor.submit(run_cell, cell, cpus // nproc or 1, command, nproc, plugin_env)))
+        jobs.append(
+            (cell, stamp, executor.submit(run_cell, cell, cpus // nproc or 1, command, nproc, plugin_env))
+        )
     outcomes: list[Outcome] = []
     with tqdm(total=len(jobs), desc="suite (submitit)", unit="run", dynamic_ncols=True) as bar:
         try:

@@ -442,7 +442,9 @@ def test_resume_measures_again_where_the_cpu_memory_limit_changes_the_outcome(tm
     # backward is recorded as skipped without a call
     assert len(calls) == 1
     topk = {r["pass"]: r["error"] for r in records_under(tmp_path) if r["attention"] == "topk"}
-    assert "CPU memory limit" in topk["forward"] and topk["forward_backward"].startswith("skipped: out of memory")
+    assert "CPU memory limit" in topk["forward"] and topk["forward_backward"].startswith(
+        "skipped: out of memory"
+    )
 
 
 @pytest.mark.parametrize("change", ["code", "threads"])
@@ -515,7 +517,9 @@ def test_max_minutes_leaves_cells_not_run_and_resume_measures_them(tmp_path, mon
     # cells run length by length: at N=16 full (forward, forward + backward) and agent's forward
     assert table_row(markdown, "agent [torch]")[1:] == ["not run"] * 2  # the forward table
     assert table_row(markdown.split("forward + backward: median")[1], "agent [torch]") == ["not run"] * 3
-    assert "- 9 of 12 cells not run: --max-minutes 2.5 was reached; the same command with --resume" in markdown
+    assert (
+        "- 9 of 12 cells not run: --max-minutes 2.5 was reached; the same command with --resume" in markdown
+    )
 
     rows, markdown = bench_attention(tiny_attention(tmp_path, resume=True, max_minutes=60))
     assert [r["status"] for r in rows] == ["ok"] * 12 and clock.now == 12 * 60.0

@@ -11,7 +11,19 @@ from runners import cli
 def test_help_lists_every_command():
     result = CliRunner().invoke(cli.main, ["--help"])
     assert result.exit_code == 0
-    for command in ("suite", "run", "leaderboard", "compare", "plot", "bench", "sweep", "swap", "data", "list", "info"):
+    for command in (
+        "suite",
+        "run",
+        "leaderboard",
+        "compare",
+        "plot",
+        "bench",
+        "sweep",
+        "swap",
+        "data",
+        "list",
+        "info",
+    ):
         assert f"  {command} " in result.output.split("Commands:")[1], command
 
 

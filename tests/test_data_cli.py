@@ -130,7 +130,8 @@ def test_a_file_where_the_data_folder_should_be_is_a_one_line_error(tmp_path):
     not_a_folder = tmp_path / "afile"
     not_a_folder.write_text("")
     result = CliRunner().invoke(
-        main, ["data", "prepare", "--task", "listops", "--source", "generated", "--data-dir", str(not_a_folder)]
+        main,
+        ["data", "prepare", "--task", "listops", "--source", "generated", "--data-dir", str(not_a_folder)],
     )
     assert result.exit_code == 2 and "Error:" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

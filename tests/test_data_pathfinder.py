@@ -217,7 +217,9 @@ def test_no_global_cue_gives_the_label_away(task, variant, n_images):
         x = np.array([row[name] for row in rows])
         scores[name] = _one_threshold_accuracy(x[:half], y[:half], x[half:], y[half:])
     worst = max(scores, key=scores.get)
-    assert scores[worst] <= 0.60, f"{task}/{variant}: '{worst}' alone predicts the label ({scores[worst]:.0%})"
+    assert scores[worst] <= 0.60, (
+        f"{task}/{variant}: '{worst}' alone predicts the label ({scores[worst]:.0%})"
+    )
 
 
 def test_lra_variants_match_reference_parameters():

@@ -331,7 +331,10 @@ def test_swap_matrix_over_the_runs_of_a_task(trained, tmp_path):
         cells = [cell.strip() for cell in line.split("|")[2:-1]]
         assert [c.startswith("**") for c in cells] == [j == i for j in range(3)]
     assert "- mita in preset tiny: mita(num_landmarks=8,topk=8)" in markdown
-    assert "- mita(num_landmarks=4,landmarks=learned) in preset tiny: mita(num_landmarks=4,topk=8,landmarks=learned)" in markdown
+    assert (
+        "- mita(num_landmarks=4,landmarks=learned) in preset tiny: mita(num_landmarks=4,topk=8,landmarks=learned)"
+        in markdown
+    )
     assert is_png(out / "swap" / "listops" / "matrix-best-test.png")
 
 
@@ -388,7 +391,10 @@ def two_tasks(trained, tmp_path) -> Path:
         (["swap", "--run", "{mita}", "--runs", "{root}"], "exactly one of --run"),
         (["swap", "--run", "{mita}", "--attention", "nope"], "unknown attention 'nope'"),
         (["swap", "--run", "{mita}", "--attention", "full,agent", "--attn-param", "x=1"], "ambiguous"),
-        (["swap", "--runs", "{root}", "--attn-param", "topk=4"], "give the attention too, e.g. --attention mita"),
+        (
+            ["swap", "--runs", "{root}", "--attn-param", "topk=4"],
+            "give the attention too, e.g. --attention mita",
+        ),
         (
             ["swap", "--run", "{mita}", "--attention", "agent", "--attn-param", "topk=1"],
             "has no parameter 'topk'",

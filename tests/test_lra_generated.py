@@ -28,8 +28,17 @@ OOM_ERROR = "OutOfMemoryError: CUDA out of memory. Tried to allocate 8.00 GiB"
 def _record(task: str, attention: str, status: str, **values) -> dict:
     record = dict.fromkeys(RUN_FIELDS)
     record.update(
-        schema_version=SCHEMA_VERSION, kind="run", run_id=f"{task}/{attention}/0", task=task, attention=attention,
-        attention_params={}, attention_label=attention, preset="pytorch", seed=0, status=status, history=[],
+        schema_version=SCHEMA_VERSION,
+        kind="run",
+        run_id=f"{task}/{attention}/0",
+        task=task,
+        attention=attention,
+        attention_params={},
+        attention_label=attention,
+        preset="pytorch",
+        seed=0,
+        status=status,
+        history=[],
     )
     record.update(values)
     return record
@@ -57,7 +66,9 @@ def test_collect_copies_the_three_files_of_finished_runs_only(tmp_path):
     assert lra_generated.collect(out, dest) == 2
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == [
-        f"runs/listops/{name}/0/{file}" for name in ("full", "topk") for file in ("config.json", "log.txt", "result.json")
+        f"runs/listops/{name}/0/{file}"
+        for name in ("full", "topk")
+        for file in ("config.json", "log.txt", "result.json")
     ]
     assert read_record(dest / "runs/listops/full/0/result.json")["test_acc"] == 0.37
 
@@ -90,9 +101,14 @@ def test_probe_table_projects_the_budget_from_steps_per_s(tmp_path, capsys):
     _run_dir(tmp_path, "listops", "full", "ok", train_steps_per_s=50.0, wall_time_s=12.0, **timing)
     _run_dir(tmp_path, "listops", "topk", "ok", train_steps_per_s=12.5, wall_time_s=24.0, **timing)
     _run_dir(tmp_path, "listops", "moba", "failed", error=OOM_ERROR)
-    assert lra_generated.main(["probe-table", str(tmp_path), "--steps", "listops=5000", "--run-minutes", "3"]) == 0
+    assert (
+        lra_generated.main(["probe-table", str(tmp_path), "--steps", "listops=5000", "--run-minutes", "3"])
+        == 0
+    )
     table = capsys.readouterr().out
-    assert "| full | ok | 50.0 | 1.00 | 12 (200) | 1.7 | 5.0 |" in table  # 5000 / 50 / 60; 5000 * 12 / 200 / 60
+    assert (
+        "| full | ok | 50.0 | 1.00 | 12 (200) | 1.7 | 5.0 |" in table
+    )  # 5000 / 50 / 60; 5000 * 12 / 200 / 60
     assert "| topk | ok | 12.5 | 1.00 | 24 (200) | 6.7 | 10.0 |" in table
     assert "| moba | OOM | – | – | – | – | – |" in table
     # the slowest: 0.08 s per training step, 0.12 s per step of wall time; 180 s
@@ -132,7 +148,13 @@ def test_gpu_checks_lra_generated_step_resumes_from_committed_records(tmp_path):
         done = subprocess.run(
             ["bash", str(SCRIPT)],
             cwd=tmp_path,
-            env={**env, "OUT": f"{name}/out", "LRA_OUT": f"{name}/suite", "LRA_PROBE_OUT": f"{name}/probe", **more},
+            env={
+                **env,
+                "OUT": f"{name}/out",
+                "LRA_OUT": f"{name}/suite",
+                "LRA_PROBE_OUT": f"{name}/probe",
+                **more,
+            },
             capture_output=True,
             text=True,
         )
@@ -150,7 +172,13 @@ def test_gpu_checks_lra_generated_step_resumes_from_committed_records(tmp_path):
     assert not [n for n in names if n.endswith(".pt") or "checkpoints" in n or "probe" in n]
     run_files = sorted(p.name for p in (kept / "runs/listops/full/0").iterdir())
     assert run_files == ["config.json", "log.txt", "result.json"]
-    for name in ("leaderboard.md", "leaderboard.csv", "compare_listops.md", "compare_listops.csv", "README.md"):
+    for name in (
+        "leaderboard.md",
+        "leaderboard.csv",
+        "compare_listops.md",
+        "compare_listops.csv",
+        "README.md",
+    ):
         assert (kept / name).is_file(), name
     assert list((kept / "plots").glob("*.png"))
     readme = (kept / "README.md").read_text()
@@ -162,8 +190,17 @@ def test_gpu_checks_lra_generated_step_resumes_from_committed_records(tmp_path):
     full_record = (kept / "runs/listops/full/0/result.json").read_bytes()
     oom_dir = tmp_path / "committed/runs/listops/agent-num_agents=16/0"
     oom_dir.mkdir(parents=True)
-    write_record(oom_dir / "result.json", _record("listops", "agent", "failed", error=OOM_ERROR,
-                                                  attention_label="agent(num_agents=16)", preset="tiny"))
+    write_record(
+        oom_dir / "result.json",
+        _record(
+            "listops",
+            "agent",
+            "failed",
+            error=OOM_ERROR,
+            attention_label="agent(num_agents=16)",
+            preset="tiny",
+        ),
+    )
 
     # Second call on a fresh "machine" (new suite output): the finished run is skipped, the one
     # that ran out of memory is not retried, the new attention runs.

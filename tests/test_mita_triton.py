@@ -80,7 +80,15 @@ def reference_and_triton(q, k, v, mask, m, topk, shared, deterministic=False):
 # (B, H, N, d, m, k, masked, shared, config); small blocks exercise the long-sequence paths.
 # select_row=32: rows of more than 32 scores go through group maxima (in-kernel or torch.topk first
 # stage, register-resident or streamed candidate rows) instead of the one-stage top-k.
-TILED = {"block_m": 16, "block_n": 16, "block_n_bwd": 16, "block_k": 16, "block_lm": 16, "group": 4, "select_row": 32}
+TILED = {
+    "block_m": 16,
+    "block_n": 16,
+    "block_n_bwd": 16,
+    "block_k": 16,
+    "block_lm": 16,
+    "group": 4,
+    "select_row": 32,
+}
 FP32_CASES = [
     (1, 1, 1, 16, 4, 4, False, True, {}),
     (2, 1, 7, 16, 3, 2, True, True, {}),
@@ -135,7 +143,9 @@ def test_env_flag_sets_the_deterministic_default(monkeypatch, value, expected):
     assert common.KernelConfig().deterministic is expected
 
 
-@pytest.mark.parametrize("change", [{"block_m": 24}, {"block_k": 8}, {"group": 3}, {"group": 256}, {"num_warps_fwd": 0}])
+@pytest.mark.parametrize(
+    "change", [{"block_m": 24}, {"block_k": 8}, {"group": 3}, {"group": 256}, {"num_warps_fwd": 0}]
+)
 def test_bad_kernel_config_is_a_clear_error(change):
     with pytest.raises(ValueError, match="KernelConfig"):
         common.set_config(**change)

@@ -15,15 +15,19 @@ CFG = ModelConfig(dim=32, layers=2, heads=2, mlp_dim=48, dropout=0.0, fp32_atten
 def build(attention, **overrides):
     torch.manual_seed(0)
     cfg = ModelConfig(**{**CFG.__dict__, **overrides})
-    return models.build(
-        vocab_size=20,
-        max_len=64,
-        num_classes=3,
-        dual_input=False,
-        model=cfg,
-        attention=attention,
-        attn_params=CPU_BUDGET.get(attention, {}),
-    ).double().eval()  # evaluation mode: sampling attentions (Skyformer) redraw at every training call
+    return (
+        models.build(
+            vocab_size=20,
+            max_len=64,
+            num_classes=3,
+            dual_input=False,
+            model=cfg,
+            attention=attention,
+            attn_params=CPU_BUDGET.get(attention, {}),
+        )
+        .double()
+        .eval()
+    )  # evaluation mode: sampling attentions (Skyformer) redraw at every training call
 
 
 def scattered_tokens(seed=0):

@@ -81,8 +81,10 @@ def test_entry_point_of_an_installed_distribution_loads_for_every_command(tmp_pa
     ("source", "message"),
     [
         (None, "Error: attention plugin 'absent_attn' not found: no module 'absent_attn' on sys.path"),
-        ("raise RuntimeError('no GPU here')\n",
-         "Error: attention plugin 'absent_attn' failed to import: RuntimeError: no GPU here"),
+        (
+            "raise RuntimeError('no GPU here')\n",
+            "Error: attention plugin 'absent_attn' failed to import: RuntimeError: no GPU here",
+        ),
         (PLUGIN_SOURCE.format(name="full"), "Error: attention plugin 'absent_attn': "),
     ],
     ids=["missing", "import-error", "clash-with-builtin"],
@@ -153,8 +155,18 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.startswith(f"listops / {PLUGIN} / seed 0: ok")
     forget(PLUGIN)
-    swapped = invoke("swap", "--run", str(run_dir), "--attention", "full", "--limit", "8",
-                     "--out", str(tmp_path / "experiments"), "--quiet")
+    swapped = invoke(
+        "swap",
+        "--run",
+        str(run_dir),
+        "--attention",
+        "full",
+        "--limit",
+        "8",
+        "--out",
+        str(tmp_path / "experiments"),
+        "--quiet",
+    )
     assert swapped.exit_code == 0, swapped.output
     records = [json.loads(p.read_text()) for p in (tmp_path / "experiments").rglob("*.json")]
     evals = [r for r in records if r.get("kind") == "eval"]
@@ -167,7 +179,9 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
         fh.write("# edited\n")
     edited = invoke(*resume)
     assert edited.exit_code == 0, edited.output
-    assert edited.output.startswith(f"warning: attention plugin '{PLUGIN}' changed since this run was recorded")
+    assert edited.output.startswith(
+        f"warning: attention plugin '{PLUGIN}' changed since this run was recorded"
+    )
 
     # Missing at resume: stops, naming the module to install.
     forget(PLUGIN)
@@ -194,7 +208,9 @@ def test_torchrun_workers_get_the_plugin_in_their_config_and_environment(plugin_
         return SimpleNamespace(returncode=1)
 
     monkeypatch.setattr(train.subprocess, "run", fake_run)
-    cfg = train.RunConfig(task="listops", attention=PLUGIN, run_dir=str(tmp_path / "run"), data_dir=str(tmp_path))
+    cfg = train.RunConfig(
+        task="listops", attention=PLUGIN, run_dir=str(tmp_path / "run"), data_dir=str(tmp_path)
+    )
     with pytest.raises(ValueError, match="the DDP run exited with code 1"):
         train.launch(cfg, 2)
     assert "--nproc-per-node=2" in started["argv"]
@@ -209,7 +225,9 @@ def test_a_slurm_job_starts_its_run_with_the_submitting_process_plugins(plugin_d
     from runners import suite
 
     invoke("list", "attentions", "--plugin", PLUGIN)
-    cfg = suite.SuiteConfig(tasks=("listops",), attentions=(PLUGIN,), preset="tiny", out=str(tmp_path / "out"))
+    cfg = suite.SuiteConfig(
+        tasks=("listops",), attentions=(PLUGIN,), preset="tiny", out=str(tmp_path / "out")
+    )
     (cell,) = suite.plan(cfg)
     assert [p["module"] for p in cell.config.plugins] == [PLUGIN]
     plugin_env = {k: v for k, v in plugins.child_env().items() if k in (plugins.ENV_VAR, "PYTHONPATH")}
@@ -224,9 +242,29 @@ def test_a_slurm_job_starts_its_run_with_the_submitting_process_plugins(plugin_d
 
 def test_bench_records_and_tables_mark_the_plugin(plugin_dir, tmp_path):
     out = tmp_path / "bench"
-    result = invoke("bench", "attention", "--plugin", PLUGIN, "--attentions", PLUGIN, "--lengths", "17",
-                    "--heads", "1", "--head-dim", "8", "--repeats", "1", "--warmup", "0", "--quiet",
-                    "--device", "cpu", "--out", str(out))
+    result = invoke(
+        "bench",
+        "attention",
+        "--plugin",
+        PLUGIN,
+        "--attentions",
+        PLUGIN,
+        "--lengths",
+        "17",
+        "--heads",
+        "1",
+        "--head-dim",
+        "8",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert f"| {PLUGIN} (plugin: {PLUGIN}) [torch]" in result.output
     efficiency = store.load(out).efficiency.set_index("attention")

@@ -78,7 +78,11 @@ def small(argv: list[str]) -> list[str]:
         argv = _set(argv, "--max-steps", None) + ["--max-steps", "2"]
     for option in ("--task", "--tasks"):
         if _value(argv, option):
-            tasks = list(dict.fromkeys("pathfinder" if t in DOWNLOADED_TASKS else t for t in _value(argv, option).split(",")))
+            tasks = list(
+                dict.fromkeys(
+                    "pathfinder" if t in DOWNLOADED_TASKS else t for t in _value(argv, option).split(",")
+                )
+            )
             argv = _set(argv, option, ",".join(tasks))
     if command == ("suite",):
         argv += [] if "--tasks" in argv else ["--tasks", "listops"]

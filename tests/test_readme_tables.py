@@ -48,7 +48,10 @@ def test_a_marked_table_is_rendered_from_its_records(tmp_path):
 
 def test_a_table_without_records_is_kept_and_reported(tmp_path):
     text = OPEN + "| kept |\n" + CLOSE + "\n"
-    assert readme.render(text, tmp_path) == (text, ["table quick-suite: no records under records/quick; kept as written"])
+    assert readme.render(text, tmp_path) == (
+        text,
+        ["table quick-suite: no records under records/quick; kept as written"],
+    )
     with pytest.raises(ValueError, match="README table 'nope' has no renderer"):
         readme.render(text.replace("quick-suite", "nope"), tmp_path)
 
@@ -103,4 +106,6 @@ def test_the_attention_cost_table_is_ratios_to_full_attention_from_one_run(tmp_p
     assert rows["| moba [torch]"] == "| moba [torch] | 2.00× | 2.00× | 1.50× | 2.00× |"
     assert rows["| topk [torch]"] == "| topk [torch] | 0.25× | 0.25× | 0.80× | 2.00× |"
     with pytest.raises(ValueError, match="needs full attention"):
-        readme.attention_cost_table(readme.store.load(tmp_path / "bench").efficiency.query("attention != 'full'"))
+        readme.attention_cost_table(
+            readme.store.load(tmp_path / "bench").efficiency.query("attention != 'full'")
+        )

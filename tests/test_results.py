@@ -344,7 +344,9 @@ def test_a_cell_whose_runs_ran_out_of_memory_is_oom_not_missing():
     assert table.loc["topk", "Path-X"] == "–" and table.loc["mita", "Path-X"] == "–"  # not every run OOM
     wide = leaderboard.wide(lb).set_index("attention_label")
     assert wide.loc["full", "pathx_status"] == "OOM" and math.isnan(wide.loc["full", "pathx"])
-    assert "OOM: every run of the cell's configuration ran out of memory" in leaderboard.render(lb, markdown=True)
+    assert "OOM: every run of the cell's configuration ran out of memory" in leaderboard.render(
+        lb, markdown=True
+    )
 
 
 def test_missing_cells_and_average_only_over_complete_rows():

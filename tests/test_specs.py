@@ -59,7 +59,9 @@ def test_specs_take_attn_params_under_their_own_values():
     ]
     with pytest.raises(ValueError, match="unknown attention 'nope'"):
         parse_specs(["nope"])
-    with pytest.raises(ValueError, match=r"names attention 'agent', which is not among the attentions run \(mita\)"):
+    with pytest.raises(
+        ValueError, match=r"names attention 'agent', which is not among the attentions run \(mita\)"
+    ):
         check_attn_params({"agent": {"num_agents": "3"}}, ["mita"])
 
 

@@ -594,14 +594,20 @@ def test_progress_line_and_run_summary_say_where_texts_number_comes_from():
     assert "test 83.00%, val – (the number the tables report)" in summary
 
 
-def test_max_minutes_starts_no_run_after_the_budget_and_the_same_command_continues(tmp_path, fake, monkeypatch):
+def test_max_minutes_starts_no_run_after_the_budget_and_the_same_command_continues(
+    tmp_path, fake, monkeypatch
+):
     # The clock of --max-minutes advances one minute per finished run (no real time involved).
     monkeypatch.setattr(suite, "_clock", lambda: 60.0 * len(fake.calls("end")))
     cfg = grid(tmp_path, attentions=("full", "agent", "mita"), max_minutes=1.5)
     fake.prepare(cfg)
     agent, mita = "listops/agent(num_agents=16)/0", f"listops/{MITA}/0"
     first = run(cfg, fake)
-    assert statuses(first) == {"listops/full/0": "ok", agent: "ok", mita: suite.NOT_RUN}  # would start at 2 min
+    assert statuses(first) == {
+        "listops/full/0": "ok",
+        agent: "ok",
+        mita: suite.NOT_RUN,
+    }  # would start at 2 min
     assert first.exit_code == 0
     left = next(o.cell for o in first.outcomes if o.status == suite.NOT_RUN)
     assert not (left.run_dir / "result.json").exists() and suite.cell_state(left) == "new"
@@ -617,7 +623,17 @@ def test_suite_cli_max_minutes_says_what_is_left(tmp_path, fake, monkeypatch):
     fake.prepare(cfg)
     real = suite.run_suite
     monkeypatch.setattr(suite, "run_suite", lambda c, **kw: real(c, **{**kw, "command": fake.command}))
-    args = ["suite", "--preset", "tiny", "--tasks", "listops", "--attentions", "full,mita", "--max-minutes", "0.5"]
+    args = [
+        "suite",
+        "--preset",
+        "tiny",
+        "--tasks",
+        "listops",
+        "--attentions",
+        "full,mita",
+        "--max-minutes",
+        "0.5",
+    ]
     result = CliRunner().invoke(cli.main, [*args, "--out", cfg.out])
     assert result.exit_code == 0, result.output
     assert "runs: 1 not run, 1 ok" in result.output

@@ -20,7 +20,16 @@ def suite(tmp_path: Path, *args: str):
     return result, out
 
 
-TINY_SUITE = ("--preset", "tiny", "--attentions", "full,mita", "--max-steps", "20", "--set", "train.eval_every=10")
+TINY_SUITE = (
+    "--preset",
+    "tiny",
+    "--attentions",
+    "full,mita",
+    "--max-steps",
+    "20",
+    "--set",
+    "train.eval_every=10",
+)
 
 
 def test_tiny_suite_with_the_real_runner(tmp_path):

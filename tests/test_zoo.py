@@ -294,7 +294,9 @@ def test_mita_backend_choice_is_validated():
 @pytest.mark.parametrize("name", list(PARAM_SETS))
 def test_module_wrapper(name):
     torch.manual_seed(0)
-    layer = attention_zoo.make(name, dim=32, num_heads=4, params=PARAM_SETS[name][0], dropout=0.0, max_length=21)
+    layer = attention_zoo.make(
+        name, dim=32, num_heads=4, params=PARAM_SETS[name][0], dropout=0.0, max_length=21
+    )
     layer.eval()  # deterministic: sampling mechanisms (Skyformer) redraw at every training call
     x = torch.randn(3, 21, 32)
     mask = torch.ones(3, 21, dtype=torch.bool)

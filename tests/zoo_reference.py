@@ -236,7 +236,7 @@ def skyformer(q, k, v, num_samples, pinv_iters, uniforms=None):
     samples = torch.stack([q[r] for r in ranks[:half]] + [k[r] for r in ranks[half:]])
 
     def kernel(a, b):
-        return torch.exp(-torch.cdist(a, b) ** 2 / 2)
+        return torch.exp(-(torch.cdist(a, b) ** 2) / 2)
 
     gram = kernel(samples, samples) + 0.1 * torch.eye(num_samples, dtype=q.dtype)
     scaling = torch.diag(gram.sum(1) ** -0.5)

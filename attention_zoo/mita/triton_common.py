@@ -59,7 +59,14 @@ class KernelConfig:
             raise ValueError(
                 f"KernelConfig.group must be a power of two <= block_n ({self.block_n}); got {self.group}"
             )
-        counts = ("split_programs", "num_warps", "num_warps_tiles", "num_warps_pass", "num_warps_fwd", "num_stages")
+        counts = (
+            "split_programs",
+            "num_warps",
+            "num_warps_tiles",
+            "num_warps_pass",
+            "num_warps_fwd",
+            "num_stages",
+        )
         for name in counts:
             if getattr(self, name) < 1:
                 raise ValueError(f"KernelConfig.{name} must be >= 1; got {getattr(self, name)}")

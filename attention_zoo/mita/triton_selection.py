@@ -438,7 +438,9 @@ def _pool_backward_kernel(
     d_ok = cols < head_dim
     grad = _sum_parts(dr_ptr, bh, j, M, num_parts, head_dim, BLOCK_P, HEAD_DIM) / (end - start).to(tl.float32)
     prev_j = tl.maximum(j - 1, 0)
-    grad_prev = _sum_parts(dr_ptr, bh, prev_j, M, tl.where(shared_first, num_parts, 0), head_dim, BLOCK_P, HEAD_DIM)
+    grad_prev = _sum_parts(
+        dr_ptr, bh, prev_j, M, tl.where(shared_first, num_parts, 0), head_dim, BLOCK_P, HEAD_DIM
+    )
     grad_prev = grad_prev / tl.maximum(prev_end - prev_start, 1).to(tl.float32)
     for r0 in range(start, own_end, BLOCK_N):
         rank = r0 + tl.arange(0, BLOCK_N)

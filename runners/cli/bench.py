@@ -30,54 +30,106 @@ MEASUREMENT_OPTIONS = [
     device_option,
     click.option("--warmup", default=None, type=int, help="Untimed calls per measurement."),
     click.option("--repeats", default=None, type=int, help="Timed calls per measurement (median, p20, p80)."),
-    click.option("--time-budget", "time_budget_s", default=None, type=float, metavar="S",
-                 help="Seconds of timed calls per measurement; fewer repeats when calls are slow."),
-    click.option("--max-call-s", default=None, type=float, metavar="S",
-                 help="Skip a series' longer lengths once one call takes longer (0 = never)."),
-    click.option("--memory-limit", "memory_limit_gb", default=None, type=float, metavar="GIB",
-                 help="CPU only: calls allocating more are recorded as OOM [default: half the free RAM; 0 = none]."),
-    click.option("--resume", is_flag=True,
-                 help="Reuse the records of cells already in --out that were measured with the same device, "
-                 "settings, code and versions; continues a killed or time-limited run."),
-    click.option("--max-minutes", default=None, type=float, metavar="M",
-                 help="Start no new measurement after M minutes; the cells left are listed as not run "
-                 "(the same command with --resume measures them)."),
+    click.option(
+        "--time-budget",
+        "time_budget_s",
+        default=None,
+        type=float,
+        metavar="S",
+        help="Seconds of timed calls per measurement; fewer repeats when calls are slow.",
+    ),
+    click.option(
+        "--max-call-s",
+        default=None,
+        type=float,
+        metavar="S",
+        help="Skip a series' longer lengths once one call takes longer (0 = never).",
+    ),
+    click.option(
+        "--memory-limit",
+        "memory_limit_gb",
+        default=None,
+        type=float,
+        metavar="GIB",
+        help="CPU only: calls allocating more are recorded as OOM [default: half the free RAM; 0 = none].",
+    ),
+    click.option(
+        "--resume",
+        is_flag=True,
+        help="Reuse the records of cells already in --out that were measured with the same device, "
+        "settings, code and versions; continues a killed or time-limited run.",
+    ),
+    click.option(
+        "--max-minutes",
+        default=None,
+        type=float,
+        metavar="M",
+        help="Start no new measurement after M minutes; the cells left are listed as not run "
+        "(the same command with --resume measures them).",
+    ),
     click.option("--quiet", is_flag=True, help="No progress bar or per-measurement lines."),
 ]
 # The shape of one attention call; `lra bench attention` and `lra sweep scaling`.
 ATTENTION_SHAPE_OPTIONS = [
     click.option("--heads", default=None, type=int, help="Heads H [default: 8; 4 in the CPU reduced grid]."),
-    click.option("--head-dim", default=None, type=int,
-                 help="Head dimension d [default: 64; 32 in the CPU reduced grid]."),
-    click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default=None,
-                 help="[default: bfloat16 on CUDA, float32 on CPU]"),
+    click.option(
+        "--head-dim",
+        default=None,
+        type=int,
+        help="Head dimension d [default: 64; 32 in the CPU reduced grid].",
+    ),
+    click.option(
+        "--dtype",
+        type=click.Choice(["float32", "float16", "bfloat16"]),
+        default=None,
+        help="[default: bfloat16 on CUDA, float32 on CPU]",
+    ),
 ]
 
 
 def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options `lra bench attention` and `lra bench model` share."""
     options = [
-        click.option("--attentions", default=None, metavar="A,B,...",
-                     help="Attentions to measure, names or name(key=value,...), e.g. 'full,mita(topk=64)' "
-                     "[default: all]; full attention, the reference, is always included."),
+        click.option(
+            "--attentions",
+            default=None,
+            metavar="A,B,...",
+            help="Attentions to measure, names or name(key=value,...), e.g. 'full,mita(topk=64)' "
+            "[default: all]; full attention, the reference, is always included.",
+        ),
         attn_param_option("--attn-param mita.topk=64 --attn-param mita.backend=torch"),
         plugin_option,
-        click.option("--lengths", default=None, metavar="N,N,...",
-                     help="Sequence lengths, e.g. 1024,2048 or 1K,2K [default: the grid's]."),
+        click.option(
+            "--lengths",
+            default=None,
+            metavar="N,N,...",
+            help="Sequence lengths, e.g. 1024,2048 or 1K,2K [default: the grid's].",
+        ),
         click.option("--batch", default=None, type=int, help="Batch size [default: the grid's]."),
-        click.option("--quick/--full-grid", "quick", default=None,
-                     help="Reduced grid (few short lengths, small batch, few repeats) or the full one "
-                     "[default: reduced on CPU, full on CUDA]."),
+        click.option(
+            "--quick/--full-grid",
+            "quick",
+            default=None,
+            help="Reduced grid (few short lengths, small batch, few repeats) or the full one "
+            "[default: reduced on CPU, full on CUDA].",
+        ),
         *MEASUREMENT_OPTIONS,
-        click.option("--out", default=DEFAULT_RUNS_DIR, show_default=True,
-                     help="Results directory: records under OUT/efficiency/ (lra plot --runs OUT draws them)."),
+        click.option(
+            "--out",
+            default=DEFAULT_RUNS_DIR,
+            show_default=True,
+            help="Results directory: records under OUT/efficiency/ (lra plot --runs OUT draws them).",
+        ),
     ]
     return apply_options(fn, options)
 
 
-def _bench_config(attentions: str | None, attn_params: tuple[str, ...], lengths: str | None, **kwargs: Any) -> Any:
+def _bench_config(
+    attentions: str | None, attn_params: tuple[str, ...], lengths: str | None, **kwargs: Any
+) -> Any:
     """The `runners.bench.BenchConfig` of the parsed options (ValueError on bad lists)."""
     from runners.bench import BenchConfig, parse_lengths
+
     specs = split_specs(attentions or "")
     return BenchConfig(
         attentions=tuple(specs),
@@ -117,10 +169,17 @@ def bench_attention_command(**kwargs: Any) -> None:
 
 @bench_group.command("model")
 @bench_options
-@click.option("--compile", "compile", default=None, flag_value="reduce-overhead", is_flag=False,
-              metavar="[MODE]", help="Train the model under torch.compile (every attention alike); MODE "
-              "defaults to reduce-overhead (CUDA graphs; on CPU inductor without graphs). Recorded in the "
-              "records and their directory name.")
+@click.option(
+    "--compile",
+    "compile",
+    default=None,
+    flag_value="reduce-overhead",
+    is_flag=False,
+    metavar="[MODE]",
+    help="Train the model under torch.compile (every attention alike); MODE "
+    "defaults to reduce-overhead (CUDA graphs; on CPU inductor without graphs). Recorded in the "
+    "records and their directory name.",
+)
 @user_errors
 def bench_model_command(**kwargs: Any) -> None:
     """LRA Table 2: training steps/s and peak memory of the Text task model, relative to full attention.
@@ -178,12 +237,16 @@ def bench_kernels_command(
         try:
             parsed[option] = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
         except ValueError:
-            click.echo(f"Error: {option} takes comma-separated integers, e.g. 65536,262144; got {text!r}", err=True)
+            click.echo(
+                f"Error: {option} takes comma-separated integers, e.g. 65536,262144; got {text!r}", err=True
+            )
             sys.exit(2)
     lengths = parsed["--profile"]
     if parsed["--tune"]:
         if not torch.cuda.is_available():
-            click.echo("Error: --tune needs a CUDA GPU and none is visible; run it on a GPU machine", err=True)
+            click.echo(
+                "Error: --tune needs a CUDA GPU and none is visible; run it on a GPU machine", err=True
+            )
             sys.exit(2)
         rows = tune(parsed["--tune"], budget_s, progress=not quiet)
         atomic_write_json(Path(out), {"tune": rows, "device": torch.cuda.get_device_name(),

@@ -58,8 +58,14 @@ def plugin_warnings_as_lines() -> None:
     if getattr(previous, "plugin_lines", False):
         return
 
-    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:
+    def show(
+        message: Any,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
         if category.__name__ == "PluginWarning":  # by name: importing the plugins module imports torch
             click.echo(f"warning: {message}", err=True)
         else:
@@ -72,7 +78,12 @@ def plugin_warnings_as_lines() -> None:
 def plugin_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """`--plugin MODULE`, repeatable: import an attention plugin (README, "Bring your own attention")."""
     return click.option(
-        "--plugin", "plugins", multiple=True, metavar="MODULE", expose_value=False, is_eager=True,
+        "--plugin",
+        "plugins",
+        multiple=True,
+        metavar="MODULE",
+        expose_value=False,
+        is_eager=True,
         callback=_load_plugin_modules,
         help="Import an attention plugin module first (repeatable; also LRA_PLUGINS=mod1,mod2 and the "
         "'lra.attentions' entry points). Runs record it and their child processes import it too.",
@@ -82,9 +93,12 @@ def plugin_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def attn_param_option(example: str) -> Callable[..., Any]:
     """`--attn-param [NAME.]KEY=VALUE`, repeatable (grammar: README, "Attention specs")."""
     return click.option(
-        "--attn-param", "attn_params", multiple=True, metavar="[NAME.]KEY=VALUE",
+        "--attn-param",
+        "attn_params",
+        multiple=True,
+        metavar="[NAME.]KEY=VALUE",
         help=f"Attention parameter for every spec of that name, repeatable; NAME. may be left out when one "
-        f"attention is named; a spec's own values win. Example: {example}. Grammar: README, \"Attention specs\".",
+        f'attention is named; a spec\'s own values win. Example: {example}. Grammar: README, "Attention specs".',
     )
 
 
@@ -106,30 +120,49 @@ def with_options(options: list[Callable[..., Any]]) -> Callable[[Callable[..., A
 
 
 device_option = click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
     help="auto = CUDA when available.",
 )
-def data_dir_option(help_text: str = "Data root (default $LRA_DATA_DIR or ./lra_data).") -> Callable[..., Any]:
+
+
+def data_dir_option(
+    help_text: str = "Data root (default $LRA_DATA_DIR or ./lra_data).",
+) -> Callable[..., Any]:
     """`--data-dir`: where task data live."""
     return click.option("--data-dir", default=None, help=help_text)
 
 
 def preset_option(default: str) -> Callable[..., Any]:
-    return click.option("--preset", default=default, show_default=True, help="Preset: tiny, quick, pytorch or lra.")
+    return click.option(
+        "--preset", default=default, show_default=True, help="Preset: tiny, quick, pytorch or lra."
+    )
 
 
 def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """How runs are configured beyond the preset; shared by `lra run`, `lra suite` and the sweeps."""
-    return apply_options(fn, [
-        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                     help="Override a preset field, repeatable: --set model.layers=3 --set train.lr=1e-3."),
-        click.option("--max-steps", default=None, type=int, help="Total optimizer steps (the schedule follows)."),
-        device_option,
-        data_dir_option(),
-        click.option("--source", default=None, help="Data source (e.g. generated, lra_release, hf, tfds)."),
-    ])
-
-
+    return apply_options(
+        fn,
+        [
+            click.option(
+                "--set",
+                "overrides",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Override a preset field, repeatable: --set model.layers=3 --set train.lr=1e-3.",
+            ),
+            click.option(
+                "--max-steps", default=None, type=int, help="Total optimizer steps (the schedule follows)."
+            ),
+            device_option,
+            data_dir_option(),
+            click.option(
+                "--source", default=None, help="Data source (e.g. generated, lra_release, hf, tfds)."
+            ),
+        ],
+    )
 
 
 def echo_unless(quiet: bool) -> Callable[[str], None]:

@@ -1,5 +1,4 @@
-"""`lra data generate|prepare|info` (README: Tasks and data; library: lra/data, lra/tasks).
-"""
+"""`lra data generate|prepare|info` (README: Tasks and data; library: lra/data, lra/tasks)."""
 
 from __future__ import annotations
 
@@ -46,19 +45,33 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options that make a DataConfig (shared by `lra data prepare` and `lra data info`)."""
     options = [
         click.option("--task", required=True, help="Task name (lra list tasks)."),
-        click.option("--source", default="auto", show_default=True, help="lra_release, generated, hf, tfds or auto."),
+        click.option(
+            "--source", default="auto", show_default=True, help="lra_release, generated, hf, tfds or auto."
+        ),
         data_dir_option(),
-        click.option("--generator", default="lra", show_default=True, help="Generator variant of the generated source."),
+        click.option(
+            "--generator", default="lra", show_default=True, help="Generator variant of the generated source."
+        ),
         click.option("--n-train", default=0, type=int, help="Examples to generate / keep (0 = default)."),
         click.option("--n-val", default=0, type=int, help="Validation examples (0 = default)."),
         click.option("--n-test", default=0, type=int, help="Test examples (0 = default)."),
         click.option("--seed", "gen_seed", default=0, show_default=True, type=int, help="Generator seed."),
-        click.option("--seq-len", default=0, type=int, help="Tokens per input (0 = the task's or variant's)."),
+        click.option(
+            "--seq-len", default=0, type=int, help="Tokens per input (0 = the task's or variant's)."
+        ),
         click.option("--pixel-zero-is-padding", is_flag=True, help="Legacy LRA pixel ids (black = padding)."),
-        click.option("--hf-repo", default="", help="Hugging Face repo owner/name[/folder][@rev] or a local folder."),
-        click.option("--cache-dir", default="", help="Tensor cache [default: $LRA_CACHE_DIR or <data-dir>/cache]."),
-        click.option("--difficulty", default="hard", show_default=True,
-                     help="Pathfinder folder of the official data: easy, intermediate, hard or a folder name."),
+        click.option(
+            "--hf-repo", default="", help="Hugging Face repo owner/name[/folder][@rev] or a local folder."
+        ),
+        click.option(
+            "--cache-dir", default="", help="Tensor cache [default: $LRA_CACHE_DIR or <data-dir>/cache]."
+        ),
+        click.option(
+            "--difficulty",
+            default="hard",
+            show_default=True,
+            help="Pathfinder folder of the official data: easy, intermediate, hard or a folder name.",
+        ),
     ]
     return apply_options(fn, options)
 
@@ -77,9 +90,15 @@ def data_group() -> None:
 
 @data_group.command("generate")
 @click.option("--task", required=True, type=click.Choice(["listops", "pathfinder", "pathx"]))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Root folder (lra_release layout).")
-@click.option("--generator", default="lra", show_default=True, help="Variant: listops lra/medium/short, "
-              "pathfinder lra/easy, pathx lra.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Root folder (lra_release layout)."
+)
+@click.option(
+    "--generator",
+    default="lra",
+    show_default=True,
+    help="Variant: listops lra/medium/short, pathfinder lra/easy, pathx lra.",
+)
 @click.option("--n-train", default=None, type=int, help="Training examples [default: the variant's].")
 @click.option("--n-val", default=None, type=int, help="Validation examples [default: the variant's].")
 @click.option("--n-test", default=None, type=int, help="Test examples [default: the variant's].")
@@ -87,8 +106,17 @@ def data_group() -> None:
 @click.option("--workers", default=0, show_default=True, type=int, help="Processes (0 = every core).")
 @generator_options
 @user_errors
-def data_generate(task: str, out: str, generator: str, n_train: int | None, n_val: int | None,
-                  n_test: int | None, seed: int, workers: int, **gen_params: Any) -> None:
+def data_generate(
+    task: str,
+    out: str,
+    generator: str,
+    n_train: int | None,
+    n_val: int | None,
+    n_test: int | None,
+    seed: int,
+    workers: int,
+    **gen_params: Any,
+) -> None:
     """Write generated data in the official layout: listops-1000/, pathfinder32/ or pathfinder128/.
 
     \b
@@ -101,13 +129,17 @@ def data_generate(task: str, out: str, generator: str, n_train: int | None, n_va
     given = {k: v for k, v in gen_params.items() if v is not None}
     for name, field_owner, kind, _ in _generator_option_specs():
         if name in given and field_owner != owner:
-            raise UserError(f"--{name.replace('_', '-')} is a {field_owner} parameter, not one of --task {task}")
+            raise UserError(
+                f"--{name.replace('_', '-')} is a {field_owner} parameter, not one of --task {task}"
+            )
         if name in given and kind is str:
             items = [x.strip() for x in given[name].split(",") if x.strip()]
             try:
                 given[name] = tuple(items if name == "operators" else (float(x) for x in items))
             except ValueError:
-                raise UserError(f"--{name.replace('_', '-')} expects comma-separated numbers, got {given[name]!r}") from None
+                raise UserError(
+                    f"--{name.replace('_', '-')} expects comma-separated numbers, got {given[name]!r}"
+                ) from None
     sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
     if task == "listops":
         params = generate_listops.listops_params(generator, **sizes, **given)
@@ -115,8 +147,10 @@ def data_generate(task: str, out: str, generator: str, n_train: int | None, n_va
         for split, name in lra_release.LISTOPS_FILES.items():
             rows, labels = lra_release.read_listops_tsv(folder / name)
             lengths = [len(r) for r in rows] or [0]
-            click.echo(f"{split:<5} {len(rows):>7} expressions  tokens {min(lengths)}..{max(lengths)} "
-                       f"(median {sorted(lengths)[len(lengths) // 2]})  labels {_label_counts(labels, 10)}")
+            click.echo(
+                f"{split:<5} {len(rows):>7} expressions  tokens {min(lengths)}..{max(lengths)} "
+                f"(median {sorted(lengths)[len(lengths) // 2]})  labels {_label_counts(labels, 10)}"
+            )
     else:
         params = generate_pathfinder.pathfinder_params(task, generator, **sizes, **given)
         folder = generate_pathfinder.write_pathfinder(out, params, seed, workers)
@@ -124,8 +158,10 @@ def data_generate(task: str, out: str, generator: str, n_train: int | None, n_va
         counts = (params.n_train, params.n_val, params.n_test)
         for split in ("train", "val", "test"):
             labels = [e.label for e in lra_release.split_entries(entries, split, counts)]
-            click.echo(f"{split:<5} {len(labels):>7} images  {params.resolution}x{params.resolution}  "
-                       f"labels {_label_counts(labels, 2)}")
+            click.echo(
+                f"{split:<5} {len(labels):>7} images  {params.resolution}x{params.resolution}  "
+                f"labels {_label_counts(labels, 2)}"
+            )
     click.echo(f"wrote {folder}")
 
 
@@ -156,8 +192,13 @@ def data_prepare(**options: Any) -> None:
 
 @data_group.command("info")
 @data_options
-@click.option("--split", "splits", multiple=True, type=click.Choice(["train", "val", "test"]),
-              help="Splits to describe [default: all].")
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    type=click.Choice(["train", "val", "test"]),
+    help="Splits to describe [default: all].",
+)
 @user_errors
 def data_info(splits: tuple[str, ...], **options: Any) -> None:
     """Sizes, token lengths, label balance and a decoded example of a task's data."""

@@ -1,5 +1,4 @@
-"""`lra list attentions|tasks` and `lra info`: what is registered and installed.
-"""
+"""`lra list attentions|tasks` and `lra info`: what is registered and installed."""
 
 from __future__ import annotations
 
@@ -35,17 +34,19 @@ def info_command() -> None:
         click.echo(f"{key:<34} {value}")
 
 
-
-
 @list_group.command("tasks")
 def list_tasks() -> None:
     """Registered tasks: length, vocabulary, classes, splits and sources."""
     from lra import tasks
 
-    click.echo(f"{'name':<11} {'title':<11} {'seq_len':>7} {'vocab':>5} {'classes':>7}  {'dual':<5} "
-               f"{'train/val/test':<22} sources")
+    click.echo(
+        f"{'name':<11} {'title':<11} {'seq_len':>7} {'vocab':>5} {'classes':>7}  {'dual':<5} "
+        f"{'train/val/test':<22} sources"
+    )
     for name in tasks.names():
         s = tasks.get(name)
         splits = "/".join(str(n) for n in s.splits.values())
-        click.echo(f"{name:<11} {s.title:<11} {s.seq_len:>7} {s.vocab_size:>5} {s.num_classes:>7}  "
-                   f"{'yes' if s.dual_input else 'no':<5} {splits:<22} {', '.join(s.sources)}")
+        click.echo(
+            f"{name:<11} {s.title:<11} {s.seq_len:>7} {s.vocab_size:>5} {s.num_classes:>7}  "
+            f"{'yes' if s.dual_input else 'no':<5} {splits:<22} {', '.join(s.sources)}"
+        )

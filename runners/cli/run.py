@@ -1,5 +1,4 @@
-"""`lra run` (README: Training one run; library: runners/train.py).
-"""
+"""`lra run` (README: Training one run; library: runners/train.py)."""
 
 from __future__ import annotations
 
@@ -16,22 +15,49 @@ from .common import UserError, attn_param_option, plugin_option, preset_option, 
 
 @click.command("run")
 @click.option("--task", default="listops", show_default=True, help="Task name (lra list tasks).")
-@click.option("--attention", default="mita", show_default=True, metavar="SPEC",
-              help="Attention, a name or name(key=value,...): mita, 'mita(topk=4)' (lra list attentions).")
+@click.option(
+    "--attention",
+    default="mita",
+    show_default=True,
+    metavar="SPEC",
+    help="Attention, a name or name(key=value,...): mita, 'mita(topk=4)' (lra list attentions).",
+)
 @attn_param_option("--attn-param num_landmarks=64 --attn-param topk=64")
 @plugin_option
 @preset_option("tiny")
 @training_options
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--run-dir", default="", help=f"Output directory [default: {DEFAULT_RUNS_DIR}/runs/<task>/<attention slug>/<seed>].")
+@click.option(
+    "--run-dir",
+    default="",
+    help=f"Output directory [default: {DEFAULT_RUNS_DIR}/runs/<task>/<attention slug>/<seed>].",
+)
 @click.option("--checkpoint-every", default=None, type=int, help="Steps between resumable checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--amp/--no-amp", default=None, help="Autocast on CUDA [default: as the preset says].")
-@click.option("--nproc", default=1, show_default=True, type=int, help="DDP processes (launched with torchrun).")
+@click.option(
+    "--nproc", default=1, show_default=True, type=int, help="DDP processes (launched with torchrun)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def run_command(task, attention, attn_params, preset, overrides, data_dir, source, seed, max_steps, run_dir,
-                checkpoint_every, resume, device, amp, nproc, quiet) -> None:
+def run_command(
+    task,
+    attention,
+    attn_params,
+    preset,
+    overrides,
+    data_dir,
+    source,
+    seed,
+    max_steps,
+    run_dir,
+    checkpoint_every,
+    resume,
+    device,
+    amp,
+    nproc,
+    quiet,
+) -> None:
     """Train TASK with one ATTENTION and report test accuracy (best-validation and last checkpoints).
 
     Without options: MiTA on generated ListOps with the tiny preset (a minute or two on a CPU).
@@ -47,10 +73,21 @@ def run_command(task, attention, attn_params, preset, overrides, data_dir, sourc
             require_plugins(recorded_plugins(Path(run_dir)))
     ((name, params),) = parse_specs([attention], parse_attn_params(attn_params, [parse_spec(attention)[0]]))
     cfg = RunConfig(
-        task=task, attention=name, attn_params=params,
-        preset=preset, overrides=parse_key_values(overrides, "--set"), seed=seed, run_dir=run_dir,
-        max_steps=max_steps, checkpoint_every=checkpoint_every, resume=resume, device=device, amp=amp,
-        data_dir=data_dir, source=source, quiet=quiet,
+        task=task,
+        attention=name,
+        attn_params=params,
+        preset=preset,
+        overrides=parse_key_values(overrides, "--set"),
+        seed=seed,
+        run_dir=run_dir,
+        max_steps=max_steps,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        device=device,
+        amp=amp,
+        data_dir=data_dir,
+        source=source,
+        quiet=quiet,
     )
     resolved = resolve(cfg)
     if nproc < 1:

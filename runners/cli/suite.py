@@ -44,38 +44,93 @@ def load_results(runs_dir: str) -> Any:
 
 
 @click.command("suite")
-@click.option("--tasks", default="", help="Comma-separated tasks [default: listops,pathfinder for the tiny and "
-              "quick presets (generated data), every task otherwise].")
-@click.option("--attentions", default="", help="Comma-separated attentions, each optionally with parameters: "
-              "full,mita(num_landmarks=64,topk=64) [default: every registered attention].")
+@click.option(
+    "--tasks",
+    default="",
+    help="Comma-separated tasks [default: listops,pathfinder for the tiny and "
+    "quick presets (generated data), every task otherwise].",
+)
+@click.option(
+    "--attentions",
+    default="",
+    help="Comma-separated attentions, each optionally with parameters: "
+    "full,mita(num_landmarks=64,topk=64) [default: every registered attention].",
+)
 @click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-2.")
 @preset_option("quick")
-@click.option("--out", default=DEFAULT_RUNS_DIR, show_default=True, type=click.Path(file_okay=False),
-              help="Output directory: runs in OUT/runs/<task>/<attention>/<seed>, tables and plots in OUT.")
-@click.option("--jobs", default=1, show_default=True, type=int,
-              help="Local runs in parallel, one process each; the CPU cores are split between them.")
-@click.option("--launcher", type=click.Choice(["local", "submitit"]), default="local", show_default=True,
-              help="local processes, or one SLURM job per run through submitit (pip install 'lra-arena[slurm]').")
+@click.option(
+    "--out",
+    default=DEFAULT_RUNS_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output directory: runs in OUT/runs/<task>/<attention>/<seed>, tables and plots in OUT.",
+)
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Local runs in parallel, one process each; the CPU cores are split between them.",
+)
+@click.option(
+    "--launcher",
+    type=click.Choice(["local", "submitit"]),
+    default="local",
+    show_default=True,
+    help="local processes, or one SLURM job per run through submitit (pip install 'lra-arena[slurm]').",
+)
 @attn_param_option("--attn-param mita.topk=64")
 @plugin_option
 @training_options
 @click.option("--checkpoint-every", default=None, type=int, help="Steps between resumable checkpoints.")
-@click.option("--dry-run", is_flag=True, help="Print the planned runs and what would happen to each; run nothing.")
-@click.option("--max-minutes", default=None, type=float, metavar="M",
-              help="Start no new run after M minutes (data preparation included); runs in progress finish, "
-              "the same command continues with the runs left.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the planned runs and what would happen to each; run nothing."
+)
+@click.option(
+    "--max-minutes",
+    default=None,
+    type=float,
+    metavar="M",
+    help="Start no new run after M minutes (data preparation included); runs in progress finish, "
+    "the same command continues with the runs left.",
+)
 @click.option("--slurm-partition", default=None, help="submitit: SLURM partition [default: the cluster's].")
 @click.option("--slurm-time", default=240, show_default=True, type=int, help="submitit: minutes per run.")
-@click.option("--slurm-gpus", default=1, show_default=True, type=int,
-              help="submitit: GPUs per run (more than one: DDP with one process per GPU).")
-@click.option("--slurm-mem", default=None, type=int, help="submitit: memory per run, GB [default: the cluster's].")
-@click.option("--slurm-cpus", default=None, type=int, help="submitit: CPU cores per run [default: 4 per GPU].")
+@click.option(
+    "--slurm-gpus",
+    default=1,
+    show_default=True,
+    type=int,
+    help="submitit: GPUs per run (more than one: DDP with one process per GPU).",
+)
+@click.option(
+    "--slurm-mem", default=None, type=int, help="submitit: memory per run, GB [default: the cluster's]."
+)
+@click.option(
+    "--slurm-cpus", default=None, type=int, help="submitit: CPU cores per run [default: 4 per GPU]."
+)
 @user_errors
 def suite_command(
-    tasks: str, attentions: str, seeds: str, preset: str, out: str, jobs: int, launcher: str,
-    attn_params: tuple[str, ...], overrides: tuple[str, ...], max_steps: int | None,
-    checkpoint_every: int | None, device: str, data_dir: str | None, source: str | None, dry_run: bool,
-    max_minutes: float | None, slurm_partition: str | None, slurm_time: int, slurm_gpus: int, slurm_mem: int | None,
+    tasks: str,
+    attentions: str,
+    seeds: str,
+    preset: str,
+    out: str,
+    jobs: int,
+    launcher: str,
+    attn_params: tuple[str, ...],
+    overrides: tuple[str, ...],
+    max_steps: int | None,
+    checkpoint_every: int | None,
+    device: str,
+    data_dir: str | None,
+    source: str | None,
+    dry_run: bool,
+    max_minutes: float | None,
+    slurm_partition: str | None,
+    slurm_time: int,
+    slurm_gpus: int,
+    slurm_mem: int | None,
     slurm_cpus: int | None,
 ) -> None:
     """Run every TASK x ATTENTION x SEED combination and build the leaderboard.
@@ -94,19 +149,36 @@ def suite_command(
 
     specs = split_specs(attentions)
     cfg = suite.SuiteConfig(
-        tasks=tuple(split_specs(tasks)), attentions=tuple(specs),
-        seeds=parse_seeds(seeds), preset=preset, out=out, jobs=jobs, launcher=launcher,
-        attn_params=attn_params_of(attn_params, specs), overrides=parse_key_values(overrides, "--set"),
-        max_steps=max_steps, checkpoint_every=checkpoint_every, device=device, data_dir=data_dir, source=source,
-        slurm=suite.SlurmOptions(partition=slurm_partition, time_min=slurm_time, gpus_per_run=slurm_gpus,
-                                 mem_gb=slurm_mem, cpus_per_run=slurm_cpus),
+        tasks=tuple(split_specs(tasks)),
+        attentions=tuple(specs),
+        seeds=parse_seeds(seeds),
+        preset=preset,
+        out=out,
+        jobs=jobs,
+        launcher=launcher,
+        attn_params=attn_params_of(attn_params, specs),
+        overrides=parse_key_values(overrides, "--set"),
+        max_steps=max_steps,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        data_dir=data_dir,
+        source=source,
+        slurm=suite.SlurmOptions(
+            partition=slurm_partition,
+            time_min=slurm_time,
+            gpus_per_run=slurm_gpus,
+            mem_gb=slurm_mem,
+            cpus_per_run=slurm_cpus,
+        ),
         max_minutes=max_minutes,
     )
     if dry_run:
         cells = suite.plan(cfg)
         for cell in cells:
             click.echo(f"{suite.cell_state(cell):<9} {cell.run_id:<48} {cell.run_dir}")
-        click.echo(f"{len(cells)} runs (done/diverged: skipped; resume/retry/new: run; stale: moved aside and rerun)")
+        click.echo(
+            f"{len(cells)} runs (done/diverged: skipped; resume/retry/new: run; stale: moved aside and rerun)"
+        )
         return
     try:
         result = suite.run_suite(cfg, echo=click.echo)
@@ -116,23 +188,46 @@ def suite_command(
     counts = result.counts()
     click.echo("runs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     if counts.get(suite.NOT_RUN):
-        click.echo(f"{counts[suite.NOT_RUN]} runs not started: --max-minutes {max_minutes:g} was reached; "
-                   "the same command continues with them")
+        click.echo(
+            f"{counts[suite.NOT_RUN]} runs not started: --max-minutes {max_minutes:g} was reached; "
+            "the same command continues with them"
+        )
     if result.exit_code:
-        click.echo("some runs failed (see the table above and each run's log.txt); re-run to retry them", err=True)
+        click.echo(
+            "some runs failed (see the table above and each run's log.txt); re-run to retry them", err=True
+        )
     sys.exit(result.exit_code)
 
 
 @click.command("leaderboard")
 @runs_dir_option
-@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
-              help="Write the wide leaderboard (one row per attention, columns per task) as CSV.")
-@click.option("--markdown", "markdown_path", default=None, type=click.Path(dir_okay=False, allow_dash=True),
-              help="Write the markdown leaderboard (best per column in bold); '-' prints it instead of the text table.")
-@click.option("--long-csv", "long_csv_path", default=None, type=click.Path(dir_okay=False),
-              help="Write one row per run with every recorded field.")
-@click.option("--published/--no-published", default=True, show_default=True,
-              help="Show the published rows (LRA paper, Nystromformer, Skyformer) of the attentions on the table in a separate block.")
+@click.option(
+    "--csv",
+    "csv_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the wide leaderboard (one row per attention, columns per task) as CSV.",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    default=None,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the markdown leaderboard (best per column in bold); '-' prints it instead of the text table.",
+)
+@click.option(
+    "--long-csv",
+    "long_csv_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write one row per run with every recorded field.",
+)
+@click.option(
+    "--published/--no-published",
+    default=True,
+    show_default=True,
+    help="Show the published rows (LRA paper, Nystromformer, Skyformer) of the attentions on the table in a separate block.",
+)
 @user_errors
 def leaderboard_command(
     runs_dir: str, csv_path: str | None, markdown_path: str | None, long_csv_path: str | None, published: bool
@@ -159,18 +254,45 @@ def leaderboard_command(
 
 @click.command("compare")
 @click.option("--task", default=None, help="Task to compare on (required without --frontier).")
-@click.option("--attentions", default="", help="Comma-separated attention labels or names, the first is the "
-              "reference of the ratios [default: every attention with runs of the task].")
+@click.option(
+    "--attentions",
+    default="",
+    help="Comma-separated attention labels or names, the first is the "
+    "reference of the ratios [default: every attention with runs of the task].",
+)
 @runs_dir_option
-@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False), help="Write the numbers as CSV.")
-@click.option("--markdown", "markdown_path", default=None, type=click.Path(dir_okay=False), help="Write a markdown table.")
-@click.option("--frontier", is_flag=True, help="The accuracy-cost frontier instead: Avg (or --task) accuracy, speed "
-              "and memory relative to full attention, Pareto frontier, per preset.")
-@click.option("--published/--no-published", default=True, show_default=True,
-              help="Show the published accuracies of the compared attentions on the task in a separate block.")
+@click.option(
+    "--csv", "csv_path", default=None, type=click.Path(dir_okay=False), help="Write the numbers as CSV."
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write a markdown table.",
+)
+@click.option(
+    "--frontier",
+    is_flag=True,
+    help="The accuracy-cost frontier instead: Avg (or --task) accuracy, speed "
+    "and memory relative to full attention, Pareto frontier, per preset.",
+)
+@click.option(
+    "--published/--no-published",
+    default=True,
+    show_default=True,
+    help="Show the published accuracies of the compared attentions on the task in a separate block.",
+)
 @user_errors
-def compare_command(task: str | None, attentions: str, runs_dir: str, csv_path: str | None,
-                    markdown_path: str | None, frontier: bool, published: bool) -> None:
+def compare_command(
+    task: str | None,
+    attentions: str,
+    runs_dir: str,
+    csv_path: str | None,
+    markdown_path: str | None,
+    frontier: bool,
+    published: bool,
+) -> None:
     """Accuracy, throughput, peak memory, parameters and keys per query of attentions on one task;
     with --frontier, accuracy against speed and memory relative to full attention (Pareto frontier)."""
     from results import compare
@@ -179,7 +301,9 @@ def compare_command(task: str | None, attentions: str, runs_dir: str, csv_path: 
     if frontier:
         from results.frontier import frontier_view
 
-        click.echo(frontier_view(st, task, split_specs(attentions), csv=csv_path, markdown=markdown_path), nl=False)
+        click.echo(
+            frontier_view(st, task, split_specs(attentions), csv=csv_path, markdown=markdown_path), nl=False
+        )
         return
     if task is None:
         raise UserError("--task is required (or --frontier for every task and attention)")
@@ -197,8 +321,12 @@ def compare_command(task: str | None, attentions: str, runs_dir: str, csv_path: 
 
 @click.command("plot")
 @runs_dir_option
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Output directory [default: RUNS/plots].")
-@click.option("--frontier-per-task", is_flag=True, help="Also one panel per task in the accuracy-cost figure.")
+@click.option(
+    "--out", default=None, type=click.Path(file_okay=False), help="Output directory [default: RUNS/plots]."
+)
+@click.option(
+    "--frontier-per-task", is_flag=True, help="Also one panel per task in the accuracy-cost figure."
+)
 @user_errors
 def plot_command(runs_dir: str, out: str | None, frontier_per_task: bool) -> None:
     """PNG figures: accuracy per task and attention, validation curves, speed / memory against
