@@ -7,6 +7,7 @@ records and tables.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -69,6 +70,30 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+class IntegrityError(ValueError):
+    """A file's content does not match the digest recorded when it was written (a one-line message
+    naming the file and what to do)."""
+
+
+def sha256_file(path: str | os.PathLike[str], *, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (data caches can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | os.PathLike[str], expected: str, remedy: str) -> None:
+    """Raise IntegrityError unless `path`'s sha256 is `expected`; `remedy` says what to do."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise IntegrityError(
+            f"{path} is corrupt: its sha256 {actual[:12]} differs from {expected[:12]} recorded when it "
+            f"was written; {remedy}"
+        )
 
 
 # Characters a file or directory name keeps; every other run of characters becomes one "-".
