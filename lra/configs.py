@@ -253,7 +253,7 @@ def _pytorch_data(task: str) -> dict[str, Field]:
             else _NO_EFFECT,
         ),
     }
-    if not pixels:  # pathfinder32 has no 'dataset' sizes in lra_config.py; image's are CIFAR-10's
+    if not pixels:  # the pixel tasks' splits are those their data scripts cut
         for key, split in (("n_train", "train"), ("n_val", "dev"), ("n_test", "test")):
             fields[f"data.{key}"] = (0, _nystrom(f"['dataset']['{split}'] (the whole split)"))
     elif task == "pathfinder":
