@@ -1,13 +1,25 @@
 """The task model: one encoder for every task, with the attention as its only variable.
 
     tokens [B, L] --embed + positions--> pre-LN blocks (attention from the zoo, GELU MLP) --> final LN
-    --> pooling (mean over valid tokens, or CLS) --> classifier head
+    --> pooling (`ModelConfig.pooling`) --> classifier head
 
-Retrieval uses the same encoder twice (shared weights) and classifies [x1, x2, x1 * x2, x1 - x2].
-Token id 0 is padding: it is masked out of attention (padding is removed, not zeroed, in every
-mechanism) and out of mean pooling; with every mechanism but MoBA the padded tokens are dropped
-after the positions are added (`drop_padding`), which is exact and saves the work on them.
-Changing the attention changes nothing else in the model.
+Pooling: "mean" over the valid tokens (the project's own; padding-invariant), "mean_all" over every
+position of the padded frame with padded outputs zeroed (the PyTorch lineage: the sum over valid
+tokens divided by `padded_length`, so the amount of padding changes the result by design), "cls"
+(a learned vector prepended; LRA) or "first" (the first token's own output, no vector prepended:
+LRA's dual encoder).
+
+Retrieval uses the same encoder twice (shared weights); its head reads [x1, x2, x1 * x2, x1 - x2]
+through one hidden layer ("nli", the PyTorch lineage) or [x1, x2] through two ("concat", LRA's
+dual encoder). Token id 0 is padding: it is masked out of attention (padding is removed, not
+zeroed, in every mechanism) and out of the sums of mean pooling; with every mechanism but MoBA the
+padded tokens are dropped after the positions are added (`drop_padding`), which is exact and saves
+the work on them. Changing the attention changes nothing else in the model.
+
+`ModelConfig.init` chooses the initialisation: "torch" (torch's defaults, the project's own),
+"nystromformer" (torch's defaults but a N(0, 0.02) token embedding) or "lra" (the Flax defaults of
+the LRA JAX models: Xavier-uniform attention and MLP kernels, N(0, 1e-6) MLP biases, LeCun-normal
+classifier kernels with zero biases).
 """
 
 from __future__ import annotations
@@ -57,7 +69,7 @@ class Block(nn.Module):
         self, cfg: ModelConfig, attention: str, attn_params: Mapping[str, Any], max_length: int = 0
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.attn = attention_zoo.make(
             attention,
             cfg.dim,
@@ -69,10 +81,10 @@ class Block(nn.Module):
             qkv_dim=cfg.qkv_dim,
             max_length=max_length,
         )
-        self.norm2 = nn.LayerNorm(cfg.dim)
+        self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.dim, cfg.mlp_dim),
-            nn.GELU(),
+            nn.GELU(approximate="tanh" if cfg.gelu == "tanh" else "none"),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.mlp_dim, cfg.dim),
             nn.Dropout(cfg.dropout),
@@ -92,6 +104,13 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.max_len = max_len
+        if cfg.pooling == "mean_all" and cfg.padded_length and cfg.padded_length < max_len:
+            raise ValueError(
+                f"model.padded_length={cfg.padded_length} is shorter than the data's {max_len} tokens; "
+                "raise it or set 0 (the data's length)"
+            )
+        # The frame "mean_all" divides by: the sources' padded input length.
+        self.padded_length = cfg.padded_length or max_len
         self.embed = nn.Embedding(vocab_size, cfg.dim)
         positions = max_len + (1 if cfg.pooling == "cls" else 0)
         if cfg.pos_emb == "learned":
@@ -104,7 +123,7 @@ class Encoder(nn.Module):
         # Padded tokens can be dropped after the positions are added when the attention removes
         # padding anyway (every mechanism but MoBA); the rest of the model is per token.
         self.drop_padding = attention_zoo.get(attention).padding_invariant
-        self.norm = nn.LayerNorm(cfg.dim)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         batch, length = tokens.shape
@@ -123,16 +142,17 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         x = self.norm(x)
-        if self.cls is not None:
+        if self.cfg.pooling in ("cls", "first"):
             return x[:, 0]
         weights = valid.to(x.dtype)[..., None]
-        return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        total = (x * weights).sum(dim=1)
+        if self.cfg.pooling == "mean_all":  # padded outputs count as zeros
+            return total / self.padded_length
+        return total / weights.sum(dim=1).clamp(min=1.0)
 
 
 class Classifier(nn.Module):
     """Single-input task model: encoder + Dense(mlp_dim) -> ReLU -> Dense(classes)."""
-
-    features = 1  # pooled vectors the head reads
 
     def __init__(
         self,
@@ -145,23 +165,44 @@ class Classifier(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = Encoder(vocab_size, max_len, cfg, attention, attn_params)
-        self.head = nn.Sequential(
-            nn.Linear(self.features * cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes)
-        )
+        self.head = self.make_head(cfg, num_classes)
+
+    @staticmethod
+    def make_head(cfg: ModelConfig, num_classes: int) -> nn.Sequential:
+        return nn.Sequential(nn.Linear(cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(tokens))
 
 
 class DualClassifier(Classifier):
-    """Two-document task model (retrieval): one shared encoder, head on [x1, x2, x1 * x2, x1 - x2]."""
+    """Two-document task model (retrieval): one shared encoder and a head on both encodings.
 
-    features = 4
+    `ModelConfig.dual_head`: "nli" reads [x1, x2, x1 * x2, x1 - x2] through Dense(mlp_dim) -> ReLU
+    (the PyTorch lineage's SCHeadDual); "concat" reads [x1, x2] through Dense(mlp_dim) -> ReLU ->
+    Dense(mlp_dim // 2) -> ReLU (LRA's `classifier_head_dual` with its default interaction)."""
+
+    @staticmethod
+    def make_head(cfg: ModelConfig, num_classes: int) -> nn.Sequential:
+        if cfg.dual_head == "concat":
+            half = cfg.mlp_dim // 2
+            return nn.Sequential(
+                nn.Linear(2 * cfg.dim, cfg.mlp_dim),
+                nn.ReLU(),
+                nn.Linear(cfg.mlp_dim, half),
+                nn.ReLU(),
+                nn.Linear(half, num_classes),
+            )
+        return nn.Sequential(
+            nn.Linear(4 * cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes)
+        )
 
     def forward(self, tokens: torch.Tensor, tokens2: torch.Tensor) -> torch.Tensor:
         # One encoder pass over both documents (stacked on the batch), as the weights are shared.
         both = self.encoder(_stack_padded(tokens, tokens2))
         x1, x2 = both.chunk(2, dim=0)
+        if self.encoder.cfg.dual_head == "concat":
+            return self.head(torch.cat([x1, x2], dim=-1))
         return self.head(torch.cat([x1, x2, x1 * x2, x1 - x2], dim=-1))
 
 
@@ -184,7 +225,56 @@ def build(
 ) -> nn.Module:
     """The task model for a task's shape and a registered attention (name + parameters)."""
     cls = DualClassifier if dual_input else Classifier
-    return cls(vocab_size, max_len, num_classes, model, attention, dict(attn_params or {}))
+    built = cls(vocab_size, max_len, num_classes, model, attention, dict(attn_params or {}))
+    initialise(built, model.init)
+    return built
+
+
+def _lecun_normal_(weight: torch.Tensor) -> None:
+    """jax.nn.initializers.lecun_normal as Flax used it in 2020: a normal truncated at two standard
+    deviations, scaled so that the variance is 1 / fan_in (0.8796... is the truncated std)."""
+    std = math.sqrt(1.0 / weight.shape[1]) / 0.87962566103423978
+    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
+
+
+def initialise(model: nn.Module, init: str) -> None:
+    """Re-initialise a built task model as `init` says ("torch" keeps torch's defaults).
+
+    "nystromformer": the token embedding N(0, 0.02) (mlpen/Nystromformer LRA/code/model.py); the
+    rest keeps torch's defaults, as there. "lra": the Flax initialisers of the LRA JAX models
+    (models/transformer/transformer.py, models/layers/common_layers.py): token embedding N(0, 1),
+    q / k / v and output projections Xavier-uniform (each of q, k and v on its own, fans dim and
+    qkv_dim), MLP kernels Xavier-uniform with N(0, 1e-6) biases, classifier kernels LeCun-normal
+    with zero biases. LRA's attention has no biases; the output projection's bias here starts at 0.
+    """
+    if init == "torch":
+        return
+    encoders = [m for m in model.modules() if isinstance(m, Encoder)]
+    with torch.no_grad():
+        if init == "nystromformer":
+            for encoder in encoders:
+                nn.init.normal_(encoder.embed.weight, std=0.02)
+            return
+        if init != "lra":
+            raise ValueError(f"unknown model.init {init!r}; valid: torch, nystromformer, lra")
+        for encoder in encoders:
+            nn.init.normal_(encoder.embed.weight, std=1.0)
+            for block in encoder.blocks:
+                qkv = block.attn.qkv
+                for part in qkv.weight.chunk(3, dim=0):  # q, k, v: [qkv_dim, dim] each
+                    nn.init.xavier_uniform_(part)
+                if qkv.bias is not None:
+                    nn.init.zeros_(qkv.bias)
+                nn.init.xavier_uniform_(block.attn.proj.weight)
+                nn.init.zeros_(block.attn.proj.bias)
+                for layer in block.mlp:
+                    if isinstance(layer, nn.Linear):
+                        nn.init.xavier_uniform_(layer.weight)
+                        nn.init.normal_(layer.bias, std=1e-6)
+        for layer in model.head:
+            if isinstance(layer, nn.Linear):
+                _lecun_normal_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -162,7 +162,7 @@ def render_comparison(
     """The comparison as a text or markdown table with a one-line caption, followed by the published
     accuracies of the compared attentions on the task (when `published` is given and has any)."""
     caption = (
-        f"Task {task}: means over seeds with status ok (test accuracy of the best-validation checkpoint; "
+        f"Task {task}: means over seeds with status ok (test accuracy of the checkpoint the preset reports: best validation, lra the last; "
         "throughput and memory as recorded by each run, so compare runs made on the same device and --jobs; "
         "peak memory: CUDA allocations, or on CPU the growth of resident memory from just before the model "
         "was built; memory ratios only between runs on the same kind of device)."

@@ -1,6 +1,7 @@
 """The leaderboard: rows = attention (with its parameters), columns = tasks, one table per preset.
 
-A cell is the mean test accuracy (in %, best-validation checkpoint; Text: last checkpoint, see
+A cell is the mean test accuracy (in %, of the checkpoint the run's preset reports: the
+best-validation one, the last for `lra` (`train.report_checkpoint`); Text: the last, see
 `results.records.VAL_IS_TEST_TASKS`) over the seeds that finished
 with status ok, with the sample standard deviation when there is more than one seed. Rules, also
 printed as footnotes under every table:
@@ -71,8 +72,9 @@ OTHER_SETUP = "§"
 AVG_WITH_PATHX = "Avg with Path-X"
 
 FOOTNOTES = (
-    "Cells: test accuracy (%) of the best-validation checkpoint, mean ± sample std over seeds with status ok; "
-    "Text: of the last checkpoint (its validation set is the test set, as in LRA).",
+    "Cells: test accuracy (%) of the best-validation checkpoint (preset lra: of the last, as LRA tests), "
+    "mean ± sample std over seeds with status ok; Text: of the last checkpoint (its validation set is the "
+    "test set, as in LRA).",
     "FAIL: mean test accuracy ≤ chance + 2·sqrt(chance·(1 − chance)/n_test), where chance is the frequency "
     "of the most common test label (within two binomial standard errors of chance); also cells whose every "
     "seed diverged.",

@@ -9,7 +9,8 @@ Every such table in README.md sits between two markers naming its source::
 
 `render(text, root)` replaces each marked table with the rendering of the records under its folder
 (relative to `root`, the repository); a folder without records leaves the table as written and is
-reported. `lra readme` (or `python -m results.readme`) rewrites README.md; `--check` only says
+reported. Tables made from code rather than records (the presets' provenance, from lra/configs.py)
+name that file as their source and are rendered from it. `lra readme` (or `python -m results.readme`) rewrites README.md; `--check` only says
 whether it is up to date (exit 1 when not), which the tests run.
 """
 
@@ -113,14 +114,24 @@ def attention_cost_table(efficiency: pd.DataFrame, length: int = 4096, longer: i
 
 @dataclass(frozen=True)
 class Table:
-    """How a named README table is made from the store of its records folder."""
+    """How a named README table is made: from the store of its records folder (`render`), or from
+    the code its marker names (`render_code`, no records)."""
 
-    render: Callable[[store.Store], str]
+    render: Callable[[store.Store], str] | None = None
+    render_code: Callable[[], str] | None = None
+
+
+def preset_provenance_table() -> str:
+    """The provenance table of the `pytorch` and `lra` presets (lra.preset_provenance)."""
+    from lra import preset_provenance  # the presets' code, imported only for this table
+
+    return preset_provenance.markdown()
 
 
 TABLES: dict[str, Table] = {
     "quick-suite": Table(lambda st: accuracy_table(st.runs, "attention (quick budget: ~16 keys per query)")),
     "cpu-attention-cost": Table(lambda st: attention_cost_table(st.efficiency)),
+    "preset-provenance": Table(render_code=preset_provenance_table),
 }
 
 
@@ -132,12 +143,17 @@ def render(text: str, root: str | Path) -> tuple[str, list[str]]:
         name, source = match["name"], match["source"]
         if name not in TABLES:
             raise ValueError(f"README table {name!r} has no renderer; known tables: {', '.join(TABLES)}")
+        table = TABLES[name]
+        if table.render_code is not None:
+            return match["open"] + table.render_code() + match["close"]
+        if table.render is None:
+            raise ValueError(f"README table {name!r} has neither a records nor a code renderer")
         folder = Path(root) / source
         st = store.load(folder) if folder.is_dir() else None
         if st is None or (st.runs.empty and st.efficiency.empty):
             notes.append(f"table {name}: no records under {source}; kept as written")
             return match.group(0)
-        return match["open"] + TABLES[name].render(st) + match["close"]
+        return match["open"] + table.render(st) + match["close"]
 
     return _TABLE.sub(one, text), notes
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,8 @@ RUN_FIELDS: dict[str, str] = {
     "max_steps": "optimizer steps planned",
     "best_step": "step of the best validation accuracy",
     "best_val_acc": "best validation accuracy (fraction 0..1)",
-    "test_acc": "test accuracy of the best-validation checkpoint (LRA convention)",
-    "test_acc_last": "test accuracy of the last checkpoint",
+    "test_acc": "test accuracy of the best-validation checkpoint (what the PyTorch lineage tests)",
+    "test_acc_last": "test accuracy of the last checkpoint (what LRA's JAX code tests)",
     "val_acc_last": "validation accuracy of the last checkpoint",
     "final_train_loss": "mean training loss over the last evaluation interval",
     "chance_acc": "accuracy of always predicting the most frequent test label",
@@ -177,21 +177,35 @@ def plugin_label(label: str, plugin: Any) -> str:
 VAL_IS_TEST_TASKS = frozenset({"text"})
 
 
-def reported_accuracy_field(task: str) -> str:
-    """The run-record field the tables report for `task`: `test_acc` or `test_acc_last`."""
-    return "test_acc_last" if task in VAL_IS_TEST_TASKS else "test_acc"
+def report_checkpoint(record: Mapping[str, Any]) -> str:
+    """The checkpoint a run's preset reports, "best" or "last": `config.preset.train.report_checkpoint`
+    ("best" for records written before the field)."""
+    config = record.get("config")
+    preset = config.get("preset") if isinstance(config, Mapping) else None
+    train = preset.get("train") if isinstance(preset, Mapping) else None
+    return "last" if isinstance(train, Mapping) and train.get("report_checkpoint") == "last" else "best"
+
+
+def reported_accuracy_field(task: str, checkpoint: str = "best") -> str:
+    """The run-record field the tables report: `test_acc_last` for a task whose validation set is
+    its test set or a preset that reports the last checkpoint (`checkpoint`, see
+    `report_checkpoint`), `test_acc` (the best-validation checkpoint) otherwise."""
+    return "test_acc_last" if task in VAL_IS_TEST_TASKS or checkpoint == "last" else "test_acc"
 
 
 def reported_accuracy_text(record: dict[str, Any]) -> str | None:
-    """The accuracy a table reports for a run record, labelled: 'test 71.20%', or for a task whose
-    validation set is its test set 'test 71.20% (last checkpoint; ...)'; None when it has none."""
+    """The accuracy a table reports for a run record, labelled: 'test 71.20%', or for the last
+    checkpoint 'test 71.20% (last checkpoint; why)'; None when it has none."""
     task = record.get("task")
-    value = record.get(reported_accuracy_field(task))
+    checkpoint = report_checkpoint(record)
+    value = record.get(reported_accuracy_field(task, checkpoint))
     if value is None:
         return None
     text = f"test {100 * value:.2f}%"
     if task in VAL_IS_TEST_TASKS:
         text += " (last checkpoint: its validation set is its test set, so a best-validation checkpoint is chosen on test)"
+    elif checkpoint == "last":
+        text += " (last checkpoint, as the preset's source tests)"
     return text
 
 

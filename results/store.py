@@ -19,7 +19,14 @@ import pandas as pd
 
 from lra.io import atomic_write
 
-from .records import EFFICIENCY_FIELDS, PLUGIN_FIELDS, RUN_FIELDS, load_records, reported_accuracy_field
+from .records import (
+    EFFICIENCY_FIELDS,
+    PLUGIN_FIELDS,
+    RUN_FIELDS,
+    load_records,
+    report_checkpoint,
+    reported_accuracy_field,
+)
 
 # Columns holding lists / dicts; the long CSV stores them as JSON text.
 NESTED_RUN_FIELDS = ("attention_params", "config", "history")
@@ -69,12 +76,16 @@ def load(root: str | os.PathLike[str]) -> Store:
 
 
 def with_reported_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
-    """`runs` with the column `reported_acc`: the accuracy the tables show for each run's task
-    (`records.reported_accuracy_field`: test_acc, or test_acc_last where validation is test)."""
+    """`runs` with the column `reported_acc`: the accuracy the tables show for each run
+    (`records.reported_accuracy_field`: test_acc, or test_acc_last where validation is test or the
+    run's preset reports the last checkpoint)."""
     if "reported_acc" in runs:
         return runs
     runs = runs.copy()
-    values = [row.get(reported_accuracy_field(row.get("task")), None) for row in runs.to_dict("records")]
+    values = [
+        row.get(reported_accuracy_field(row.get("task"), report_checkpoint(row)), None)
+        for row in runs.to_dict("records")
+    ]
     runs["reported_acc"] = pd.to_numeric(pd.Series(values, index=runs.index, dtype=object))
     return runs
 

@@ -8,13 +8,15 @@ One function a script, the suite, `lra run` or torchrun can call::
 What a run does:
 
 * resolves the preset (lra/configs.py) with the run's overrides and the attention's parameters;
-* trains with AdamW, the preset's warmup/decay schedule, gradient clipping, gradient accumulation to
-  the preset batch, and autocast on CUDA (attention kept in fp32 where the preset says so);
+* trains with AdamW, the preset's warmup/decay schedule (a function of the step, or torch's own
+  `OneCycleLR` for "onecycle"), gradient clipping, gradient accumulation to the preset batch, and
+  autocast on CUDA (attention kept in fp32 where the preset says so);
 * evaluates on the validation split every `train.eval_every` steps and at the end, keeps the
-  best-validation and the last checkpoints, and reports the test accuracy of both (the LRA
-  convention: best-validation checkpoint; the last one is labelled `test_acc_last`);
-* checkpoints model, optimizer, AMP scaler, step (the learning-rate schedule is a function of it),
-  data position and every RNG state,
+  best-validation and the last checkpoints, and reports the test accuracy of both: `test_acc` of
+  the best-validation checkpoint (what the PyTorch lineage tests) and `test_acc_last` of the last
+  (what LRA's JAX code tests); `train.report_checkpoint` says which one the tables report;
+* checkpoints model, optimizer, AMP scaler, learning-rate scheduler, step, data position and
+  every RNG state,
   atomically, so a run killed at any point and resumed (`resume=True`) finishes with exactly the
   same metrics as an uninterrupted one (same device, same seed);
 * skips and counts non-finite losses / gradients, and stops as `diverged` after
@@ -48,7 +50,7 @@ from tqdm.auto import tqdm
 import attention_zoo
 from attention_zoo.plugins import child_env, provenance_of, require_plugins
 from lra import models, tasks
-from lra.configs import Preset, TrainConfig, apply_overrides, get_preset
+from lra.configs import Preset, TrainConfig, apply_overrides, get_preset, preset_identity
 from lra.data.cache import subset_indices
 from lra.data.identity import data_identity
 from lra.io import atomic_write, atomic_write_json, atomic_write_text
@@ -141,7 +143,7 @@ class Resolved:
 
     def config_dict(self) -> dict[str, Any]:
         """The configuration that determines the results (paths and bookkeeping excluded)."""
-        preset = self.preset.to_dict()
+        preset = preset_identity(self.preset)  # fields added later are absent at their old behaviour
         for path_field in ("data_dir", "cache_dir"):  # where data lives does not change results
             preset["data"].pop(path_field, None)
         preset["train"].pop("checkpoint_every", None)  # how often to save does not either
@@ -293,10 +295,19 @@ def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimize
 
 
 def lr_multiplier(train: TrainConfig, step: int) -> float:
-    """Learning-rate factor for optimizer step `step` (1-based) under the preset's schedule."""
+    """Learning-rate factor for optimizer step `step` (1-based) under the preset's schedule
+    ("onecycle" is torch's scheduler object, `make_scheduler`)."""
     warmup, total = train.warmup_steps, train.steps
-    if train.schedule == "rsqrt":
-        return min(1.0, step / warmup if warmup else 1.0) / math.sqrt(max(step, warmup, 1))
+    if train.schedule == "onecycle":
+        raise ValueError("the onecycle schedule is torch's OneCycleLR (make_scheduler), not a multiplier")
+    if train.schedule in ("rsqrt", "cosine"):
+        # LRA's create_learning_rate_scheduler, evaluated at the updates done before this one.
+        done = step - 1
+        factor = min(1.0, done / warmup) if warmup else 1.0
+        if train.schedule == "rsqrt":
+            return factor / math.sqrt(max(done, warmup, 1))
+        progress = max(0.0, (done - warmup) / total)  # LRA's steps_per_cycle = its step count
+        return factor * 0.5 * (1.0 + math.cos(math.pi * (progress % 1.0)))
     if warmup and step < warmup:
         return step / warmup
     if train.schedule == "constant":
@@ -304,9 +315,30 @@ def lr_multiplier(train: TrainConfig, step: int) -> float:
     # Decay towards 0 at step total + 1, so that the last of the `total` steps still learns.
     progress = (step - warmup) / (total - warmup + 1)
     progress = min(max(progress, 0.0), 1.0)
-    if train.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
     return 1.0 - progress  # linear decay to 0
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, train: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """torch's `OneCycleLR` for the "onecycle" schedule, None for the others (`lr_multiplier`).
+
+    The arguments are the PyTorch lineage's (mlpen/Nystromformer LRA/code/run_tasks.py, also
+    pkuzengqi/Skyformer src/main.py): max_lr = lr, total_steps = steps, pct_start = warmup / steps,
+    linear annealing, torch's defaults otherwise (initial lr = lr / 25, final lr = lr / 25e4, beta1
+    cycled from 0.95 down to 0.85 at the peak and back). It is stepped once per optimizer step. The
+    warmup is capped at steps - 1 so that a shortened run (`--max-steps` below the warmup) works.
+    """
+    if train.schedule != "onecycle":
+        return None
+    warmup = min(train.warmup_steps, train.steps - 1)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=train.lr,
+        total_steps=train.steps,
+        pct_start=warmup / train.steps,
+        anneal_strategy="linear",
+    )
 
 
 class BatchOrder:
@@ -584,9 +616,13 @@ def _train(
         )
 
     optimizer = make_optimizer(model, train_cfg)
+    scheduler = make_scheduler(optimizer, train_cfg)
 
     def set_lr(next_step: int) -> None:
-        # The schedule is a pure function of the step, so the step in a checkpoint restores it exactly.
+        # The schedule is a pure function of the step, so the step in a checkpoint restores it
+        # exactly; torch's scheduler (onecycle) is restored from its own state instead.
+        if scheduler is not None:
+            return
         for group in optimizer.param_groups:
             group["lr"] = train_cfg.lr * lr_multiplier(train_cfg, next_step)
 
@@ -617,7 +653,9 @@ def _train(
     wall_before = 0.0
     if state is not None:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # after the scheduler set its initial values
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, epoch, offset = state["step"], state["epoch"], state["offset"]
         best_val, best_step, bad_steps = state["best_val_acc"], state["best_step"], state["bad_steps"]
@@ -641,6 +679,7 @@ def _train(
                     "offset": offset,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "scaler": scaler.state_dict(),
                     "rng": rng,
                     "best_val_acc": best_val,
@@ -711,6 +750,9 @@ def _train(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss_value)
+        step_lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:  # once per step, skipped updates included, as the lineage does
+            scheduler.step()
         interval_time += time.perf_counter() - tick
         interval_tokens += tokens_seen * dist.world
         bar.update(1)
@@ -732,7 +774,7 @@ def _train(
                     "train_loss": train_loss,
                     "val_acc": val_acc,
                     "val_loss": val_loss,
-                    "lr": optimizer.param_groups[0]["lr"],
+                    "lr": step_lr,
                 }
             )
             bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")

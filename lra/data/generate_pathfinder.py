@@ -15,7 +15,11 @@ the label away, nor does any other statistic of where the bright pixels are: a o
 on such a feature scores near chance on every variant (tests/test_data_pathfinder.py). Distractor
 snakes of `distractor_length` paddles fill the rest. Strokes are drawn at `antialias_scale` times
 the resolution and downsampled with Lanczos (antialiased), or with `binary` made background,
-stroke or marker pixels by covered fraction.
+stroke or marker pixels by covered fraction. A paddle's intensity is `snake_contrast` times its
+`paddle_contrast`; with `rescale_to_max` each image is then scaled so that its brightest pixel is
+255, as the original generator saved its float images (drewlinsley/pathfinder `snakes2.py` through
+`scipy.misc.imsave`, which rescales an image's range to 0..255), so that LRA's strokes at 2 x 0.75
+= 1.5 stay brighter than the markers; without it intensities above 1 are clipped at white.
 
 Lengths are in output pixels. `PATHFINDER_VARIANTS` / `PATHX_VARIANTS` hold the named settings
 ("lra" = LRA's hard split: `curv_contour_length_14` at 32x32 and 128x128); every field can be
@@ -84,10 +88,17 @@ class PathfinderParams:
         default=0.25, metadata={"help": "covered fraction that makes a pixel a stroke or marker (binary)"}
     )
     snake_contrast: float = field(
-        default=2.0, metadata={"help": "stroke intensity factor (clipped at white)"}
+        default=2.0, metadata={"help": "stroke intensity factor (times the paddle's contrast)"}
     )
     paddle_contrast: tuple[float, ...] = field(
         default=(0.75,), metadata={"help": "per-paddle intensity factors, one drawn per paddle"}
+    )
+    rescale_to_max: bool = field(
+        default=True,
+        metadata={
+            "help": "scale each image so that its brightest pixel is 255 (the original generator's "
+            "scipy.misc.imsave); otherwise intensities above 1 are clipped at white"
+        },
     )
     n_train: int = field(default=160_000, metadata={"help": "training images"})
     n_val: int = field(default=20_000, metadata={"help": "validation images"})
@@ -153,10 +164,16 @@ _EASY = PathfinderParams(  # 16x16 (256 tokens), three-paddle snakes, one distra
     continuity=1.0,
     snake_contrast=1.0,
     paddle_contrast=(1.0,),
+    rescale_to_max=False,
     n_train=8_000,
     n_val=1_000,
     n_test=1_000,
 )
+
+# Fields added after data were generated with the variants, with the value that reproduces the
+# images made before them: generator descriptions (hence data identities and folders) omit a field
+# at that value, so existing generated data keep their identity.
+FIELDS_ADDED_LATER: dict[str, Any] = {"rescale_to_max": False}
 
 PATHFINDER_VARIANTS: dict[str, PathfinderParams] = {
     "lra": PathfinderParams(),
@@ -207,11 +224,17 @@ PATHX_VARIANTS: dict[str, PathfinderParams] = {
         continuity=1.0,
         snake_contrast=1.0,
         paddle_contrast=(1.0,),
+        rescale_to_max=False,
         n_train=8_000,
         n_val=1_000,
         n_test=1_000,
     ),
 }
+
+
+def params_description(p: PathfinderParams) -> dict[str, Any]:
+    """The settings as a dict, without the `FIELDS_ADDED_LATER` that hold their earlier behaviour."""
+    return {k: v for k, v in dataclasses.asdict(p).items() if FIELDS_ADDED_LATER.get(k, object()) != v}
 
 
 def pathfinder_params(task: str, variant: str, **overrides: Any) -> PathfinderParams:
@@ -429,7 +452,8 @@ def _render(
     discs: list[tuple[float, float]],
 ) -> np.ndarray:
     """Strokes and discs drawn at `antialias_scale` x the resolution, then either Lanczos-downsampled
-    (antialiased) or, with `binary`, made background / stroke / marker (255) by covered fraction."""
+    (antialiased) or, with `binary`, made background / stroke / marker (255) by covered fraction;
+    with `rescale_to_max` the brightest pixel becomes 255, else values above 1 are clipped."""
     from PIL import Image
 
     s = p.antialias_scale
@@ -466,10 +490,25 @@ def _render(
         stroked = stroke_cover.reshape(blocks).mean(axis=(1, 3)) >= p.binary_coverage
         value = stroke_value.reshape(blocks).max(axis=(1, 3))
         image = np.where(markers, 1.0, np.where(stroked, value, 0.0))
+        if p.rescale_to_max:
+            return _rescale_to_max(image)
         return np.rint(image * 255.0).astype(np.uint8)
     np.maximum(canvas, marker_cover, out=canvas)
     image = Image.fromarray(canvas, mode="F").resize((p.resolution, p.resolution), Image.Resampling.LANCZOS)
+    if p.rescale_to_max:
+        return _rescale_to_max(np.asarray(image))
     return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _rescale_to_max(image: np.ndarray) -> np.ndarray:
+    """uint8 image whose brightest pixel is 255: scipy.misc.imsave's byte scaling of a float image
+    ((x - min) * 255 / (max - min), rounded half up) with min 0, the black background; the Lanczos
+    undershoot below 0, which the original's per-paddle uint8 resizing never had, is clipped first."""
+    image = np.clip(np.asarray(image, dtype=np.float64), 0.0, None)
+    peak = float(image.max())
+    if peak <= 0.0:
+        return np.zeros(image.shape, dtype=np.uint8)
+    return np.floor(image * (255.0 / peak) + 0.5).clip(0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -522,7 +561,9 @@ def render_layout(p: PathfinderParams, layout: Layout, rng: np.random.Generator)
     for snake in layout.snakes:
         for seg in snake:
             contrast = float(rng.choice(p.paddle_contrast))
-            strokes.append((seg, min(1.0, p.snake_contrast * contrast)))
+            intensity = p.snake_contrast * contrast
+            # Kept above 1 when the image is rescaled to its maximum (LRA's strokes outshine the markers).
+            strokes.append((seg, intensity if p.rescale_to_max else min(1.0, intensity)))
     return _render(p, strokes, layout.markers)
 
 
@@ -583,7 +624,7 @@ def write_pathfinder(
     marker = {
         "task": p.folder().split("/")[0],
         "seed": seed,
-        "params": dataclasses.asdict(p),
+        "params": params_description(p),
         "complete": False,
     }
     atomic_write_json(folder / GENERATED_MARKER, marker)  # until the end: an interrupted set is refused

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cache import build_once, digest
 from .generate_listops import ListOpsParams, listops_params, write_listops
-from .generate_pathfinder import PathfinderParams, pathfinder_params, write_pathfinder
+from .generate_pathfinder import PathfinderParams, params_description, pathfinder_params, write_pathfinder
 
 if TYPE_CHECKING:
     from lra.tasks.base import DataConfig
@@ -46,12 +46,15 @@ def data_source(task: str, data: DataConfig) -> str:
 
 def generator_description(task: str, data: DataConfig) -> dict[str, Any]:
     """Everything the generated data of `task` for `data` are a function of."""
+    params = generator_params(task, data)
     return {
         "task": task,
         "variant": data.generator,
         "seed": data.gen_seed,
         "format": GENERATOR_FORMAT,
-        "params": dataclasses.asdict(generator_params(task, data)),
+        "params": params_description(params)
+        if isinstance(params, PathfinderParams)
+        else dataclasses.asdict(params),
     }
 
 

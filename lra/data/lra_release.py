@@ -8,7 +8,9 @@ Layout, relative to the archive root (found at `<dir>`, `<dir>/lra_release` or t
 * `pathfinder{32,128}/<difficulty>/imgs/<batch>/sample_<n>.png` with `metadata/<batch>.npy`,
   which despite the name is plain text: one line per image, space separated; field 0 = image
   folder, 1 = file name, 3 = label. Pathfinder has no split files: LRA takes the first 80% /
-  next 10% / last 10% of each difficulty folder (here in batch order, empty images skipped).
+  next 10% / last 10% of each difficulty folder in the order of its TFDS build (`split_order="tfds"`:
+  images sorted by TFDS's md5 hash of their key, salted with the difficulty's split name), here
+  by default in batch order (`split_order="batch"`); empty images are skipped.
 
 Readers return numpy arrays of token ids and raise FileNotFoundError (missing files, with how to
 get them) or ValueError (malformed content, naming the file and line).
@@ -17,6 +19,7 @@ get them) or ValueError (malformed content, naming the file and line).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -48,6 +51,10 @@ PATHFINDER_DIFFICULTIES = {
     "hard": "curv_contour_length_14",
 }
 PATHFINDER_FRACTIONS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
+# The TFDS split names of LRA's Pathfinder builders (lra_benchmarks/data/pathfinder.py), which salt
+# the hash that orders a split's examples.
+PATHFINDER_TFDS_SPLITS = {folder: name for name, folder in PATHFINDER_DIFFICULTIES.items()}
+SPLIT_ORDERS = ("batch", "tfds")
 
 
 # Written by `lra data generate` into each folder it fills (ListOps' listops-1000/, a Pathfinder
@@ -196,13 +203,17 @@ class PathfinderEntry:
     path: Path
     label: int
     where: str  # "<metadata file>:<line>", for error messages
+    # The key LRA's TFDS builder gives the image: "<field 0>_<field 1>_<line number in its file>".
+    key: str = ""
+    empty: bool = False  # a zero-byte PNG (kept only by `read_pathfinder_index(keep_empty=True)`)
 
 
-def read_pathfinder_index(folder: str | os.PathLike[str]) -> list[PathfinderEntry]:
+def read_pathfinder_index(folder: str | os.PathLike[str], keep_empty: bool = False) -> list[PathfinderEntry]:
     """Every image of a Pathfinder difficulty folder, in batch order, empty PNGs skipped.
 
     The known empty image of the official data (and any other zero-byte PNG) is skipped with one
-    warning giving the count; a missing image or a malformed metadata line is a ValueError.
+    warning giving the count (`keep_empty`: listed with `empty=True`, for `split_entries` to drop
+    after ordering, as LRA does); a missing image or a malformed metadata line is a ValueError.
     """
     folder = Path(folder)
     meta_dir = folder / "metadata"
@@ -235,10 +246,13 @@ def read_pathfinder_index(folder: str | os.PathLike[str]) -> list[PathfinderEntr
                     size = image.stat().st_size
                 except FileNotFoundError:
                     raise ValueError(f"{where}: image {image} is listed but missing") from None
+                key = f"{fields[0]}_{fields[1]}_{lineno}"
                 if size == 0:
                     empty.append(str(image))
+                    if keep_empty:
+                        entries.append(PathfinderEntry(image, int(fields[3]), where, key, empty=True))
                     continue
-                entries.append(PathfinderEntry(image, int(fields[3]), where))
+                entries.append(PathfinderEntry(image, int(fields[3]), where, key))
     if empty:
         warnings.warn(
             f"skipped {len(empty)} empty PNG(s) in {folder} (e.g. {empty[0]}); the official data has one",
@@ -247,10 +261,41 @@ def read_pathfinder_index(folder: str | os.PathLike[str]) -> list[PathfinderEntr
     return entries
 
 
+def tfds_order(entries: Sequence[PathfinderEntry], split_name: str) -> list[PathfinderEntry]:
+    """`entries` in the order of a TFDS build of their folder: ascending md5(salt + key) as a
+    128-bit integer, the salt being the TFDS split name ("easy", "intermediate", "hard"). TFDS's
+    writers (tensorflow_datasets/core/hashing.py, tfrecords_writer.py) store a split so; LRA's
+    percentage slices of the split are then taken in this order."""
+    salted = hashlib.md5(split_name.encode("utf-8"))
+
+    def hashed(entry: PathfinderEntry) -> int:
+        digest = salted.copy()
+        digest.update(entry.key.replace("\\", "/").encode("utf-8"))
+        return int(digest.hexdigest(), 16)
+
+    return sorted(entries, key=hashed)
+
+
 def split_entries(
-    entries: Sequence[PathfinderEntry], split: str, counts: tuple[int, int, int] | None = None
+    entries: Sequence[PathfinderEntry],
+    split: str,
+    counts: tuple[int, int, int] | None = None,
+    order: str = "batch",
+    folder_name: str = "",
 ) -> list[PathfinderEntry]:
-    """The `split` slice: explicit (train, val, test) counts, or LRA's 80% / 10% / 10%."""
+    """The `split` slice: explicit (train, val, test) counts, or LRA's 80% / 10% / 10%, of the
+    entries in `order`: "batch" (as listed) or "tfds" (`tfds_order`, salted with the TFDS split
+    name of `folder_name`, e.g. "curv_contour_length_14" -> "hard"). Empty images are dropped
+    after the slicing, as LRA's pipeline filters them."""
+    if order not in SPLIT_ORDERS:
+        raise ValueError(f"unknown split order {order!r}; valid: {', '.join(SPLIT_ORDERS)}")
+    if order == "tfds":
+        if folder_name not in PATHFINDER_TFDS_SPLITS:
+            raise ValueError(
+                f"split order 'tfds' needs one of LRA's Pathfinder folders ({', '.join(PATHFINDER_TFDS_SPLITS)}); "
+                f"got {folder_name!r}; use data.split_order=batch"
+            )
+        entries = tfds_order(entries, PATHFINDER_TFDS_SPLITS[folder_name])
     n = len(entries)
     if counts is not None:
         start = {"train": 0, "val": counts[0], "test": counts[0] + counts[1]}[split]
@@ -262,7 +307,7 @@ def split_entries(
     else:
         lo, hi = PATHFINDER_FRACTIONS[split]
         start, stop = int(round(lo * n)), int(round(hi * n))
-    return list(entries[start:stop])
+    return [entry for entry in entries[start:stop] if not entry.empty]
 
 
 def _decode_pngs(items: list[tuple[str, str]], side: int) -> np.ndarray:

@@ -5,8 +5,8 @@ Conventions shared by every task:
 
 * token id 0 is padding everywhere; the model's key padding mask is ``tokens != 0``;
 * sequences are truncated / right-padded to the configured length;
-* pixels are shifted by +1 (ids 1..256) so that black pixels are real tokens; the legacy LRA
-  behaviour -- pixel 0 is id 0 and therefore padding -- is `DataConfig.pixel_zero_is_padding=True`.
+* pixels are shifted by +1 (ids 1..256) so that black pixels are real tokens; the sources' own
+  ids -- pixel 0 is id 0 and therefore padding -- are `DataConfig.pixel_zero_is_padding=True`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -36,7 +36,9 @@ class DataConfig:
         source: one of the task's sources (`TaskSpec.sources`), or "auto" for the task's default.
         data_dir: root holding `lra_release/` (or its contents), HF / TFDS caches and generated data.
         seq_len: tokens per input after truncation / padding; 0 = the task's canonical length.
-        pixel_zero_is_padding: legacy LRA pixel ids (pixel v -> id v, so black pixels are padding).
+        pixel_zero_is_padding: the sources' pixel ids (pixel v -> id v, so black pixels are
+            padding, as in LRA's key mask and the PyTorch lineage's pickles); with "mean_all"
+            pooling the model then also averages as the lineage does (black outputs count as 0).
         generator: named generator settings for the `generated` source ("lra" = the LRA
             distribution; tasks may offer smaller variants such as "short" for CPU runs).
         n_train / n_val / n_test: examples to generate (0 = the generator's default); for real
@@ -48,6 +50,9 @@ class DataConfig:
         cache_dir: where tokenised tensors are cached; "" = `$LRA_CACHE_DIR` or `<data_dir>/cache`.
         difficulty: Pathfinder / Path-X folder of the official data: "hard"
             (`curv_contour_length_14`, the LRA benchmark), "intermediate", "easy", or a folder name.
+        split_order: the order in which Pathfinder / Path-X folders of the `lra_release` layout are
+            cut 80/10/10: "batch" (batch folders in turn) or "tfds" (the order of LRA's TFDS build,
+            which gives LRA's own train / val / test membership; `lra.data.lra_release.tfds_order`).
     """
 
     source: str = "auto"
@@ -62,6 +67,7 @@ class DataConfig:
     hf_repo: str = ""
     cache_dir: str = ""
     difficulty: str = "hard"
+    split_order: Literal["batch", "tfds"] = "batch"
 
     def limit(self, split: str) -> int:
         """The example cap for a split (0 = none)."""

@@ -2,10 +2,10 @@
 connected by one dashed curve?
 
 Sources: `lra_release` (`pathfinder{32,128}/<difficulty>/`, LRA's first 80% / next 10% / last
-10% as train / val / test) and `generated` (the offline snake generator; Pathfinder variants
+10% as train / val / test, in batch order or in LRA's TFDS order: `DataConfig.split_order`) and `generated` (the offline snake generator; Pathfinder variants
 "lra" and "easy", Path-X "lra"). `source="auto"` uses the official folder when it is under
-`data_dir`, else the generator. Pixels are tokens: intensity + 1, or the legacy LRA ids with
-`DataConfig.pixel_zero_is_padding`.
+`data_dir`, else the generator. Pixels are tokens: intensity + 1, or the sources' ids (black is
+padding) with `DataConfig.pixel_zero_is_padding`.
 """
 
 from __future__ import annotations
@@ -57,12 +57,19 @@ def _loader(task: str) -> tuple[Callable[[str, DataConfig], LRADataset], Callabl
                 counts = (params["n_train"], params["n_val"], params["n_test"])
                 origin = f"generated-files:{folder}"
             key = {"files": file_signature(*sorted((folder / "metadata").glob("*.npy"))), "counts": counts}
+            if data.split_order != "batch":  # keys of caches made before the option stay as they were
+                key["split_order"] = data.split_order
             limit = data.limit(split)
         seq_len = data.seq_len or side * side
         tokenizer = pixel_tokenizer(data.pixel_zero_is_padding)
 
         def build() -> dict:
-            entries = lra_release.split_entries(lra_release.read_pathfinder_index(folder), split, counts)
+            if source == "generated" or counts is not None:  # generated splits are laid out in turn
+                entries = lra_release.split_entries(lra_release.read_pathfinder_index(folder), split, counts)
+            else:
+                # LRA drops empty images after slicing its TFDS order; batch order drops them first.
+                index = lra_release.read_pathfinder_index(folder, keep_empty=data.split_order == "tfds")
+                entries = lra_release.split_entries(index, split, None, data.split_order, folder.name)
             if data.pixel_zero_is_padding:
                 inputs = lra_release.read_pathfinder_images(entries, side)
             else:

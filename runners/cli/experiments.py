@@ -45,7 +45,8 @@ def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["best", "last"]),
             default="best",
             show_default=True,
-            help="best: the best-validation checkpoint (LRA convention); last: the end of training.",
+            help="best: the best-validation checkpoint (what the PyTorch lineage tests); last: the end of "
+            "training (what LRA tests).",
         ),
         click.option(
             "--limit",

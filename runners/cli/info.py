@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import plugin_option, user_errors
+from .common import UserError, plugin_option, user_errors
 
 
 @click.group("list")
@@ -50,3 +50,38 @@ def list_tasks() -> None:
             f"{name:<11} {s.title:<11} {s.seq_len:>7} {s.vocab_size:>5} {s.num_classes:>7}  "
             f"{'yes' if s.dual_input else 'no':<5} {splits:<22} {', '.join(s.sources)}"
         )
+
+
+@list_group.command("presets")
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Print, for every field of the presets that name a source (pytorch, lra), its value and the "
+    "source file and commit it equals, or why it is the project's own (markdown).",
+)
+@click.option("--preset", "preset_names", multiple=True, help="Only these presets (repeatable).")
+@click.option("--task", "task_names", multiple=True, help="Only these tasks (repeatable).")
+@user_errors
+def list_presets(provenance: bool, preset_names: tuple[str, ...], task_names: tuple[str, ...]) -> None:
+    """Presets per task with their description; --provenance: where each value comes from."""
+    from lra.configs import PRESET_NAMES, SOURCE_PRESETS, TASKS, get_preset
+
+    names = list(preset_names) or list(SOURCE_PRESETS if provenance else PRESET_NAMES)
+    tasks = list(task_names) or list(TASKS)
+    for name in names:
+        for task in tasks:
+            get_preset(task, name)  # one-line errors for unknown names
+    if provenance:
+        from lra import preset_provenance
+
+        without = [n for n in names if n not in SOURCE_PRESETS]
+        if without:
+            raise UserError(
+                f"preset {without[0]!r} names no source; --provenance covers {', '.join(SOURCE_PRESETS)}"
+            )
+        click.echo(preset_provenance.markdown(names, tasks), nl=False)
+        return
+    click.echo(f"{'preset':<8} {'task':<11} description")
+    for name in names:
+        for task in tasks:
+            click.echo(f"{name:<8} {task:<11} {get_preset(task, name).description}")

@@ -100,12 +100,13 @@ def run_command(
 
 def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:
     """A few lines a person reads after a run."""
-    from results.records import VAL_IS_TEST_TASKS
+    from results.records import VAL_IS_TEST_TASKS, report_checkpoint
 
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.2f}%"
 
     val_is_test = record["task"] in VAL_IS_TEST_TASKS
+    reports_last = val_is_test or report_checkpoint(record) == "last"
 
     lines = [
         f"{record['task']} / {record['attention_label']} / seed {record['seed']}: {record['status']}"
@@ -113,7 +114,7 @@ def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:
         f"  test acc {pct(record['test_acc'])} (best val {pct(record['best_val_acc'])} at step {record['best_step']}"
         + ("; chosen on the test set, which is this task's validation set" if val_is_test else "")
         + f"); last checkpoint: test {pct(record['test_acc_last'])}, val {pct(record['val_acc_last'])}"
-        + (" (the number the tables report)" if val_is_test else ""),
+        + (" (the number the tables report)" if reports_last else ""),
         f"  chance {pct(record['chance_acc'])} · {record['steps']} steps · {record['params']} params · "
         f"{(record['train_tokens_per_s'] or 0):,.0f} tokens/s · {record['wall_time_s'] or 0:.0f} s",
         f"  record: {run_dir}/result.json",

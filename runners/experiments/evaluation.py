@@ -40,7 +40,7 @@ class EvalOptions:
 
     Attributes:
         split: "test" or "val".
-        checkpoint: "best" (best validation, the LRA convention) or "last".
+        checkpoint: "best" (best validation, what the PyTorch lineage tests) or "last" (what LRA tests).
         device: "auto", "cpu" or "cuda".
         batch_size: examples per forward (0 = the run's evaluation batch).
         limit: evaluate `limit` examples of the split only (a fixed random subset; 0 = all).
