@@ -185,13 +185,17 @@ class TableStats:
     samples: dict[tuple[str, str], stats.Sample]
     replicates: dict[tuple[str, str], np.ndarray]
     averages: dict[str, dict[str, AverageStat]] = field(default_factory=dict)
+    # differences already computed (the frontier compares many pairs, the bold some of them again)
+    _known: dict[tuple[Any, ...], stats.Difference] = field(default_factory=dict, repr=False)
 
     def cell_difference(self, task: str, a: str, b: str) -> stats.Difference:
         """Accuracy of attention label `a` minus that of `b` on `task` (KeyError without both)."""
-        ka, kb = (a, task), (b, task)
-        return stats.difference(
-            self.samples[ka], self.samples[kb], self.replicates[ka], self.replicates[kb], names=(a, b)
-        )
+        if ("cell", task, a, b) not in self._known:
+            ka, kb = (a, task), (b, task)
+            self._known[("cell", task, a, b)] = stats.difference(
+                self.samples[ka], self.samples[kb], self.replicates[ka], self.replicates[kb], names=(a, b)
+            )
+        return self._known[("cell", task, a, b)]
 
     def average_replicates(self, label: str, tasks: list[str]) -> np.ndarray | None:
         """Replicates of `label`'s mean over `tasks` (fractions), None unless it has every task."""
@@ -205,6 +209,12 @@ class TableStats:
         is (a one-task Avg is that task's cell, compared as cells are)."""
         if len(tasks) == 1:
             return self.cell_difference(tasks[0], a, b)
+        key = ("avg", tuple(tasks), a, b)
+        if key not in self._known:
+            self._known[key] = self._average_difference(tasks, a, b)
+        return self._known[key]
+
+    def _average_difference(self, tasks: list[str], a: str, b: str) -> stats.Difference:
         ra, rb = self.average_replicates(a, tasks), self.average_replicates(b, tasks)
         if ra is None or rb is None:
             raise KeyError(f"{a} or {b} has no accuracy on every task of the average")

@@ -168,11 +168,18 @@ def test_bootstrap_p_value_is_twice_the_smaller_tail_and_never_zero():
     assert stats.bootstrap_p_value(np.zeros(999)) == 1.0
 
 
-def test_holm_is_statsmodels_and_ties_with_the_best_follow_it():
-    p = [0.01, 0.04, 0.03, 0.2]
-    corrected, reject = stats.holm(p)
-    expected_reject, expected, _, _ = multipletests(p, method="holm")
-    assert corrected == pytest.approx(list(expected)) and reject == list(expected_reject)
+def test_holm_is_statsmodels_step_down():
+    rng = np.random.default_rng(0)
+    cases = [[0.01, 0.04, 0.03, 0.2], [0.5], [0.001] * 3, [0.02, 0.02, 0.9, 0.0125]]
+    cases += [list(rng.uniform(0, 0.2, size=rng.integers(1, 20))) for _ in range(30)]
+    for p in cases:
+        corrected, reject = stats.holm(p)
+        expected_reject, expected, _, _ = multipletests(p, method="holm")
+        assert corrected == pytest.approx(list(expected)) and reject == list(expected_reject), p
+    assert stats.holm([]) == ([], [])
+
+
+def test_ties_with_the_best_follow_holm():
     values = {"a": 0.50, "b": 0.40, "c": 0.49}
     made = {"b": 0.001, "c": 0.30}
 
