@@ -114,8 +114,9 @@ def resolution_line(n: int, chance: float, *, what: str = "") -> str:
     prefix = f"{what}: " if what else ""
     return (
         f"{prefix}{n:,} test examples resolve accuracy to ±{at_chance:.1f} points at chance "
-        f"({100 * chance:.0f}%) and ±{at_half:.1f} points at 50% (half-widths of 95% Clopper–Pearson "
-        "intervals; two attentions closer than about that cannot be told apart)"
+        f"({100 * chance:.0f}%) and ±{at_half:.1f} points at 50% (half-widths of one cell's 95% Clopper–Pearson "
+        "interval; a difference between two cells needs about 1.4 times that unpaired, often less paired on "
+        "the same examples)"
     )
 
 

@@ -57,6 +57,7 @@ from lra.io import atomic_write, atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
 from results.predictions import write_predictions
 from results.records import RECORD_NAME, SCHEMA_VERSION, plugin_fields, read_record, write_record
+from results.stats import resolution_line
 
 from .defaults import DEFAULT_RUNS_DIR
 from .memory import memory_baseline, peak_memory_growth
@@ -170,6 +171,27 @@ class Resolved:
     @property
     def config_hash(self) -> str:
         return config_hash(self.config_dict())
+
+
+def planned_test_examples(r: Resolved) -> int:
+    """The test examples the run will be scored on, known before any data are loaded: the
+    generator's count for generated data, else the preset's cap (`data.n_test`) or the task's
+    canonical test split."""
+    spec = tasks.get(r.cfg.task)
+    data = r.preset.data
+    if spec.resolve_source(data.source, data) == "generated":
+        from lra.data.generated import generator_params
+
+        return int(generator_params(r.cfg.task, data).n_test)
+    full = int(spec.splits["test"])
+    return min(data.n_test, full) if data.n_test > 0 else full
+
+
+def resolution(task: str, test_examples: int) -> str:
+    """The line `lra run` and `lra suite` print before training: how finely `test_examples` test
+    examples resolve accuracy, at chance (1 / classes) and at 50% (results/stats.py)."""
+    chance = 1.0 / tasks.get(task).num_classes
+    return "resolution: " + resolution_line(test_examples, chance, what=task)
 
 
 def default_run_dir(task: str, slug: str, seed: int, root: str = DEFAULT_RUNS_DIR) -> Path:

@@ -65,7 +65,15 @@ def run_command(
     from pathlib import Path
 
     from attention_zoo.plugins import require_plugins
-    from runners.train import RunConfig, launch, recorded_plugins, resolve, run
+    from runners.train import (
+        RunConfig,
+        launch,
+        planned_test_examples,
+        recorded_plugins,
+        resolution,
+        resolve,
+        run,
+    )
 
     if resume and run_dir:  # the plugin the run was trained with, without --plugin
         with warnings.catch_warnings():  # a changed plugin: `resolve` below warns, once
@@ -92,6 +100,8 @@ def run_command(
     resolved = resolve(cfg)
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1; got {nproc}")
+    if not quiet:  # what the test set can tell apart, before any time is spent training
+        click.echo(resolution(task, planned_test_examples(resolved)), err=True)
     record = run(cfg) if nproc == 1 else launch(cfg, nproc)
     click.echo(format_run_summary(record, resolved.run_dir))
     if record["status"] != "ok":

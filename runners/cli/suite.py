@@ -174,6 +174,8 @@ def suite_command(
     )
     if dry_run:
         cells = suite.plan(cfg)
+        for line in suite.resolution_lines(cells):
+            click.echo(line)
         for cell in cells:
             click.echo(f"{suite.cell_state(cell):<9} {cell.run_id:<48} {cell.run_dir}")
         click.echo(
