@@ -634,11 +634,11 @@ def wide(lb: Leaderboard) -> pd.DataFrame:
                 row[f"{task}_ci_high"] = _number(cell, "ci_high")
                 row[f"{task}_n"] = _number(cell, "n_test")
                 row[f"{task}_interval"] = cell["interval"] if cell is not None else None
-                row[f"{task}_best"] = bool(cell is not None and _true(cell["tied_best"]))
+                row[f"{task}_best"] = bool(cell is not None and flag(cell["tied_best"]))
                 row[f"{task}_p_vs_best"] = _number(cell, "p_vs_best")
                 row[f"{task}_test_vs_best"] = cell["test_vs_best"] if cell is not None else None
-                row[f"{task}_at_chance"] = bool(cell is not None and _true(cell["at_chance"]))
-                row[f"{task}_paired"] = bool(cell is not None and _true(cell["paired"]))
+                row[f"{task}_at_chance"] = bool(cell is not None and flag(cell["at_chance"]))
+                row[f"{task}_paired"] = bool(cell is not None and flag(cell["paired"]))
                 row[f"{task}_differs"] = "; ".join(cell["differs"]) if cell is not None else ""
             for name in ("avg", "avg_with_pathx"):
                 stat = table_stats.averages[name].get(label) if table_stats is not None else None
@@ -653,8 +653,9 @@ def wide(lb: Leaderboard) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _true(value: Any) -> bool:
-    """Whether a flag column holds True (None / NaN where the cell has no accuracy)."""
+def flag(value: Any) -> bool:
+    """Whether a flag column of the cells (`paired`, `at_chance`, `best`, `tied_best`) holds True;
+    None / NaN where the cell has no accuracy read as False."""
     return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
@@ -682,7 +683,7 @@ def _format_cell(cell: pd.Series | None, *, bold: bool) -> str:
     mark += OTHER_SETUP if cell["differs"] else ""
     if cell["status"] in (FAIL, OOM):
         return cell["status"] + mark
-    if _true(cell["at_chance"]):
+    if flag(cell["at_chance"]):
         mark = AT_CHANCE + mark
     text = accuracy_text(float(cell["mean"]), _number(cell, "ci_low"), _number(cell, "ci_high")) + mark
     return f"**{text}**" if bold else text
@@ -708,7 +709,7 @@ def table(lb: Leaderboard, preset: str, *, markdown: bool = True) -> pd.DataFram
         row = {"Attention": plugin_label(label, plugin)}
         for task in tasks:
             cell = mine.loc[task] if task in mine.index else None
-            bold = markdown and cell is not None and _true(cell["tied_best"])
+            bold = markdown and cell is not None and flag(cell["tied_best"])
             row[task_title(task)] = _format_cell(cell, bold=bold)
         for name, avg in avg_columns.items():
             stat = avg[label]
@@ -823,7 +824,7 @@ def _sizes_line(lb: Leaderboard, preset: str) -> str:
         if n:
             sizes.append(f"{task_title(task)} {', '.join(f'{v:,}' for v in n)}")
     seeds = sorted({int(v) for v in cells["seeds"]})
-    paired = int(cells["paired"].map(_true).sum())
+    paired = int(cells["paired"].map(flag).sum())
     return (
         f"Test examples per seed: {'; '.join(sizes) or MISSING}. Seeds per cell: "
         f"{', '.join(str(v) for v in seeds) or MISSING}. Cells with per-example predictions (compared paired): "
