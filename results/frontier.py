@@ -664,7 +664,7 @@ def ratio_text(value: float) -> str:
 def _accuracy_text(value: float, status: str, low: float = math.nan, high: float = math.nan) -> str:
     if _nan(value):
         return "–"
-    return accuracy_text(value, low, high) + (f" ({FAIL})" if status == FAIL else "")
+    return (f"{FAIL} " if status == FAIL else "") + accuracy_text(value, low, high)  # as the leaderboard
 
 
 def frontier_mark(on_frontier: bool, within_noise: bool) -> str:

@@ -8,8 +8,9 @@ every table:
 
 * FAIL -- the cell's mean test accuracy is at most ``chance + 2 * sqrt(chance * (1 - chance) / n_test)``:
   within two binomial standard errors of a classifier that always predicts the most frequent test
-  label (`chance_acc` in the record; 1 / classes when absent). A cell whose every seed diverged is
-  FAIL as well.
+  label (`chance_acc` in the record; 1 / classes when absent); shown as "FAIL 12.4 [9.8, 15.4]",
+  the measured accuracy and its interval. A cell whose every seed diverged is FAIL as well (alone:
+  it has no accuracy).
 * `°` -- the cell's interval reaches chance (its lower end is at or below it): the cell is not
   FAIL, but the test set cannot tell it from chance at 95%.
 * OOM -- every run of the cell's configuration failed by running out of memory (the LRA paper
@@ -95,8 +96,9 @@ FOOTNOTES = (
     "otherwise unpaired ones (score test, independent bootstrap), which resolve fewer differences. FAIL and "
     f"{OTHER_SETUP} cells are never bold.",
     "FAIL: mean test accuracy ≤ chance + 2·sqrt(chance·(1 − chance)/n_test), where chance is the frequency "
-    "of the most common test label (within two binomial standard errors of chance); also cells whose every "
-    f"seed diverged. {AT_CHANCE}: the cell's interval reaches chance (its lower end is at or below it).",
+    "of the most common test label (within two binomial standard errors of chance), shown with the measured "
+    "accuracy and its interval; also cells whose every seed diverged (no accuracy). "
+    f"{AT_CHANCE}: the cell's interval reaches chance (its lower end is at or below it).",
     f"{OOM}: every run of the cell's configuration ran out of memory (LRA reported such cells as FAIL). "
     f"{MISSING}: no finished run. {PARTIAL}: some seeds of the cell's configuration diverged or failed; the "
     "value is over the others (diverged and failed runs are listed under the table).",
@@ -681,11 +683,14 @@ def _format_cell(cell: pd.Series | None, *, bold: bool) -> str:
     mark = PARTIAL if cell["seeds"] and cell["runs"] > cell["seeds"] else ""
     mark += MIXED if cell["excluded"] else ""
     mark += OTHER_SETUP if cell["differs"] else ""
-    if cell["status"] in (FAIL, OOM):
-        return cell["status"] + mark
+    measured = accuracy_text(float(cell["mean"]), _number(cell, "ci_low"), _number(cell, "ci_high"))
+    if cell["status"] == OOM or (cell["status"] == FAIL and measured == MISSING):
+        return cell["status"] + mark  # no accuracy (out of memory; every seed diverged)
+    if cell["status"] == FAIL:
+        return f"{FAIL} {measured}{mark}"  # the measured accuracy stays readable
     if flag(cell["at_chance"]):
         mark = AT_CHANCE + mark
-    text = accuracy_text(float(cell["mean"]), _number(cell, "ci_low"), _number(cell, "ci_high")) + mark
+    text = measured + mark
     return f"**{text}**" if bold else text
 
 

@@ -258,7 +258,8 @@ def test_cells_of_another_configuration_than_their_column_are_flagged():
     # the best among comparable cells (full's 90% is of another configuration: never bold)
     assert table.loc["mita", "ListOps"] == f"**{exact(40.0, 160, 400)}**"
     assert table.loc["mita", "Avg"].startswith("**40.0 [")
-    assert table.loc["agent", "Pathfinder"] == "FAIL§"  # below chance + 2 SE, and of other data
+    # below chance + 2 SE (shown with its measured accuracy), and of other data
+    assert table.loc["agent", "Pathfinder"] == f"FAIL {exact(35.0, 140, 400)}§"
     text = leaderboard.render(lb)
     assert "- full / ListOps: preset.train.lr (0.0001 vs 0.002), preset.train.steps (10 vs 20)" in text
     assert "- agent / Pathfinder: data_identity.content (data-b vs data-a)" in text
@@ -315,7 +316,10 @@ def test_fail_is_two_binomial_standard_errors_above_chance(chance, n_test, acc, 
     lb = leaderboard.build(runs)
     assert (cell(lb, "full", "listops")["status"] == "FAIL") is fail
     text = leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"]
-    assert (text == "FAIL") is fail
+    measured = exact(100 * acc, round(acc * n_test), n_test)
+    # FAIL with the measured accuracy and its interval; just above the line, the interval still
+    # reaches chance: marked °
+    assert text == (f"FAIL {measured}" if fail else f"{measured}°")
 
 
 def test_fail_uses_one_over_classes_when_chance_is_unknown():
@@ -378,7 +382,7 @@ def test_missing_cells_and_average_only_over_complete_rows():
     assert table.loc["mita", "Pathfinder"] == "–"
     assert table.loc["mita", "Avg"] == "–"
     assert table.loc["full", "Avg"].startswith(f"{(40 + 80) / 2:.1f} [")
-    assert table.loc["agent", "ListOps"] == "FAIL"
+    assert table.loc["agent", "ListOps"] == f"FAIL {exact(11.0, 99, 900)}"
     assert table.loc["agent", "Avg"].startswith(
         f"{(11 + 70) / 2:.1f} ["
     )  # FAIL counts at its measured accuracy
@@ -459,7 +463,7 @@ def test_fail_cells_are_never_bold():
         ]
     )
     md = leaderboard.table(leaderboard.build(runs), "quick", markdown=True)
-    assert list(md["Pathfinder"]) == ["FAIL", "FAIL"]
+    assert list(md["Pathfinder"]) == [f"FAIL {exact(52.0, 208, 400)}", f"FAIL {exact(51.0, 204, 400)}"]
 
 
 def test_presets_get_separate_tables():
