@@ -120,6 +120,7 @@ def _with_tests(table: pd.DataFrame, of_task: pd.DataFrame, task: str, reference
     """The table with each row's accuracy interval and its difference from the reference of its
     preset (`TEST_COLUMNS`; Holm over the attentions compared in the preset)."""
     lb = build_leaderboard(of_task)
+    table.attrs["problems"] = list(lb.problems)  # predictions files that failed their check
     table = table.assign(
         acc_ci_low=math.nan, acc_ci_high=math.nan, n_test=math.nan, interval=None, reference=reference,
         diff_vs_reference=math.nan, diff_ci_low=math.nan, diff_ci_high=math.nan, p_value=math.nan,
@@ -287,6 +288,7 @@ def tests_caption(table: pd.DataFrame, task: str) -> str:
         for part in why.split("; ")
     ]
     lines = [f"- not paired: {reason}" for reason in dict.fromkeys(reasons)]
+    lines += [f"- never used: {problem}" for problem in table.attrs.get("problems", [])]
     return text + ("\n\n" + "\n".join(lines) if lines else "")
 
 

@@ -830,11 +830,21 @@ def _sizes_line(lb: Leaderboard, preset: str) -> str:
             sizes.append(f"{task_title(task)} {', '.join(f'{v:,}' for v in n)}")
     seeds = sorted({int(v) for v in cells["seeds"]})
     paired = int(cells["paired"].map(flag).sum())
-    return (
+    line = (
         f"Test examples per seed: {'; '.join(sizes) or MISSING}. Seeds per cell: "
         f"{', '.join(str(v) for v in seeds) or MISSING}. Cells with per-example predictions (compared paired): "
         f"{paired} of {len(cells)}."
     )
+    samples = lb.stats[preset].samples if preset in lb.stats else {}
+    for task in lb.tasks(preset):
+        test_sets = {s.test_set: s for (_, t), s in samples.items() if t == task and s.test_set is not None}
+        if len(test_sets) > 1:  # predictions of different examples: those cells are never paired
+            described = sorted({f"{s.examples:,} examples of {s.data or '?'}" for s in test_sets.values()})
+            line += (
+                f" {task_title(task)}: cells evaluated on {len(test_sets)} different test sets "
+                f"({'; '.join(described)}) are compared unpaired."
+            )
+    return line
 
 
 def _data_sources(lb: Leaderboard, preset: str) -> list[str]:

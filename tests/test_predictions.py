@@ -112,6 +112,12 @@ def test_a_predictions_file_that_does_not_match_its_record_is_reported_never_use
     assert cells.loc["mita", "test_vs_best"] == "score test, not paired"
     text = leaderboard.render(lb)
     assert "Predictions files that failed their check (never used" in text and message in text
+    result = CliRunner().invoke(
+        cli.main, ["compare", "--task", "listops", "--runs", str(tmp_path), "--no-published"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "- not paired: full has a predictions file that failed its check" in result.output
+    assert "- never used: " in result.output and message in result.output
 
 
 def test_the_leaderboard_pairs_cells_on_the_same_test_examples_with_mcnemar(tmp_path):
@@ -145,6 +151,10 @@ def test_runs_on_a_different_number_of_test_examples_are_not_paired(tmp_path):
     lb = leaderboard.build(store.load(same_data).runs)
     difference = lb.stats["quick"].cell_difference("listops", "mita", "full")
     assert difference.unpaired == "evaluated on 200 vs 300 test examples (another data.n_test or --limit)"
+    assert (
+        "ListOps: cells evaluated on 2 different test sets (200 examples of generated:listops [listops-a]; "
+        "300 examples of generated:listops [listops-a]) are compared unpaired." in leaderboard.render(lb)
+    )
 
 
 def test_lra_compare_prints_paired_tests_with_holm(tmp_path):

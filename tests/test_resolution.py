@@ -3,6 +3,8 @@ accuracy: the half-width of the 95% Clopper–Pearson interval at chance and at 
 
 from __future__ import annotations
 
+import re
+
 from click.testing import CliRunner
 from scipy.stats import binomtest
 
@@ -51,3 +53,9 @@ def test_run_prints_the_resolution_before_the_first_step(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"resolution: listops: 48 test examples resolve accuracy to {half_width(5, 48)}" in result.output
     assert result.output.index("resolution:") < result.output.index("step 1/2")
+    # and the summary gives the test accuracy with its interval on those examples
+    accuracy = float(re.search(r"test acc (\d+\.\d+)%", result.output).group(1))
+    ci = binomtest(round(accuracy * 48 / 100), 48).proportion_ci(0.95, method="exact")
+    assert (
+        f"test acc {accuracy:.2f}% [{100 * ci.low:.1f}, {100 * ci.high:.1f}] of 48 (best val" in result.output
+    )

@@ -111,19 +111,28 @@ def run_command(
 def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:
     """A few lines a person reads after a run."""
     from results.records import VAL_IS_TEST_TASKS
+    from results.stats import binomial_interval
 
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.2f}%"
+
+    def with_interval(value: float | None) -> str:
+        """The accuracy with its 95% Clopper–Pearson interval on the run's test examples."""
+        n = record.get("n_test")
+        if value is None or not n:
+            return pct(value)
+        low, high = binomial_interval(round(value * n), int(n))
+        return f"{pct(value)} [{100 * low:.1f}, {100 * high:.1f}] of {int(n):,}"
 
     val_is_test = record["task"] in VAL_IS_TEST_TASKS
 
     lines = [
         f"{record['task']} / {record['attention_label']} / seed {record['seed']}: {record['status']}"
         + (f" ({record['error']})" if record.get("error") else ""),
-        f"  test acc {pct(record['test_acc'])} (best val {pct(record['best_val_acc'])} at step {record['best_step']}"
+        f"  test acc {(pct if val_is_test else with_interval)(record['test_acc'])} (best val {pct(record['best_val_acc'])} at step {record['best_step']}"
         + ("; chosen on the test set, which is this task's validation set" if val_is_test else "")
-        + f"); last checkpoint: test {pct(record['test_acc_last'])}, val {pct(record['val_acc_last'])}"
-        + (" (the number the tables report)" if val_is_test else ""),
+        + f"); last checkpoint: test {(with_interval if val_is_test else pct)(record['test_acc_last'])}, "
+        f"val {pct(record['val_acc_last'])}" + (" (the number the tables report)" if val_is_test else ""),
         f"  chance {pct(record['chance_acc'])} · {record['steps']} steps · {record['params']} params · "
         f"{(record['train_tokens_per_s'] or 0):,.0f} tokens/s · {record['wall_time_s'] or 0:.0f} s",
         f"  record: {run_dir}/result.json",
