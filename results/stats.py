@@ -256,7 +256,7 @@ def replicates(
         out[key] = _rng("examples", key, seed=seed).binomial(m, np.clip(accuracy, 0.0, 1.0)) / m
     for test_set, keys in by_test_set.items():
         n = samples[keys[0]].examples
-        weights = {
+        drawn_seeds = {
             key: _seed_weights(samples[key].seeds, count, _rng("seeds", key, seed=seed)) for key in keys
         }
         values = {key: np.empty(count) for key in keys}
@@ -268,7 +268,7 @@ def replicates(
             for key in keys:
                 outcomes = samples[key].outcomes
                 assert outcomes is not None
-                per_example = weights[key][start:stop] @ outcomes.astype(float)  # [chunk, n]
+                per_example = drawn_seeds[key][start:stop] @ outcomes.astype(float)  # [chunk, n]
                 values[key][start:stop] = np.einsum("ij,ij->i", per_example, counts) / n
         out.update(values)
     return {key: out[key] for key in samples}
