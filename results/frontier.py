@@ -9,7 +9,16 @@ For every preset table of the leaderboard and every attention label in it, one p
   faster);
 * ``memory_vs_full`` -- peak memory relative to full attention (< 1 is less);
 * ``on_frontier`` -- Pareto-optimal in (accuracy, speed): no other attention of the panel is at
-  least as accurate and at least as fast while better on one of the two.
+  least as accurate and at least as fast while better on one of the two;
+* ``ci_low``, ``ci_high`` -- the accuracy's 95% interval in % (the leaderboard's: results/stats.py),
+  drawn as error bars;
+* ``within_noise`` -- the point's place on or off the frontier rests on accuracy differences the
+  tests cannot resolve (`noise_marks`): a point on the frontier is on it *only within noise* when an
+  attention at least as fast cannot be told apart from it in accuracy (with noise, it may be
+  dominated); a point off the frontier is on it *within noise* when no attention dominating it is
+  resolved as more accurate. The tests are the leaderboard's (paired where both kept per-example
+  predictions), Holm-corrected over the attentions each point is compared with; speed is taken as
+  measured (its noise is the cost records' business).
 
 Where the cost of a task comes from (stated in every caption, with the machine and the length):
 
@@ -42,7 +51,7 @@ from __future__ import annotations
 import math
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +60,16 @@ import pandas as pd
 
 from lra.io import atomic_write, atomic_write_text
 
-from .leaderboard import FAIL, Leaderboard, averages, one_configuration, task_title
+from . import stats
+from .leaderboard import (
+    FAIL,
+    Leaderboard,
+    accuracy_text,
+    average_tasks,
+    averages,
+    one_configuration,
+    task_title,
+)
 from .leaderboard import build as build_leaderboard
 from .records import RUN_FIELDS, plugin_label
 from .store import Store, with_reported_accuracy
@@ -69,10 +87,13 @@ POINT_COLUMNS = [
     "attention",
     "attention_label",
     "accuracy",
+    "ci_low",
+    "ci_high",
     "status",
     "speed_vs_full",
     "memory_vs_full",
     "on_frontier",
+    "within_noise",
     "cost_source",
     "device",
     "seq_len",
@@ -88,6 +109,11 @@ FOOTNOTES = (
     "Frontier (✓): no other attention is at least as accurate and at least as fast while better on one of the "
     "two (accuracy compared at 0.01 points, speed at three significant digits; exact ties are all on it). "
     "FAIL points (at chance; in Avg: every task FAIL) and points without a cost take no part.",
+    "Accuracy: mean [95% interval] as in the leaderboard. ✓ within noise: on the frontier, but an attention "
+    "at least as fast cannot be told apart from it in accuracy, so with noise it may be dominated; within "
+    "noise (no ✓): off the frontier, but no attention that dominates it is resolved as more accurate. Tests "
+    "as the leaderboard's bold (paired where both kept per-example predictions), Holm over the attentions a "
+    "point is compared with, at 0.05; speeds as measured.",
 )
 
 
@@ -141,6 +167,39 @@ def pareto_front(
 
 def _nan(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def noise_marks(
+    accuracy: Sequence[float],
+    speed: Sequence[float],
+    on_frontier: Sequence[bool],
+    p_value: Callable[[int, int], float],
+    eligible: Sequence[bool] | None = None,
+) -> list[bool]:
+    """Which points are on or off the frontier only within noise (the module docstring's
+    ``within_noise``). `p_value(i, j)`: the two-sided p-value of "points i and j are equally
+    accurate"; Holm over the points each point is compared with, at `stats.ALPHA`."""
+    usable = [
+        (eligible is None or bool(eligible[i])) and not (_nan(a) or _nan(s))
+        for i, (a, s) in enumerate(zip(accuracy, speed, strict=True))
+    ]
+    marks = []
+    for i in range(len(accuracy)):
+        if not usable[i]:
+            marks.append(False)
+            continue
+        speed_i, accuracy_i = _speed_key(float(speed[i])), round(float(accuracy[i]), 2)
+        as_fast = [
+            j for j in range(len(accuracy)) if j != i and usable[j] and _speed_key(float(speed[j])) >= speed_i
+        ]
+        if on_frontier[i]:  # robust only if every attention at least as fast is resolved as less accurate
+            _, rejected = stats.holm([p_value(i, j) for j in as_fast])
+            marks.append(not all(rejected))
+        else:  # within noise if no attention dominating it is resolved as more accurate
+            dominating = [j for j in as_fast if round(float(accuracy[j]), 2) >= accuracy_i]
+            _, rejected = stats.holm([p_value(j, i) for j in dominating])
+            marks.append(bool(dominating) and not any(rejected))
+    return marks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -495,20 +554,55 @@ def build(store: Store, lb: Leaderboard | None = None, attentions: Sequence[str]
                     "batch": math.nan,
                 }
             )
+        _add_accuracy_intervals(lb, preset, panel_rows)
         for panel in [AVG, *tasks]:
             mine = [r for r in panel_rows if r["panel"] == panel]
-            front = pareto_front(
-                [r["accuracy"] for r in mine],
-                [r["speed_vs_full"] for r in mine],
-                [r["status"] == "ok" for r in mine],
-            )
-            for row, on in zip(mine, front, strict=True):
-                rows.append({**row, "on_frontier": on})
+            accuracy, speed = [r["accuracy"] for r in mine], [r["speed_vs_full"] for r in mine]
+            eligible = [r["status"] == "ok" for r in mine]
+            front = pareto_front(accuracy, speed, eligible)
+            noise = noise_marks(accuracy, speed, front, _p_value(lb, preset, panel, mine), eligible)
+            for row, on, within in zip(mine, front, noise, strict=True):
+                rows.append({**row, "on_frontier": on, "within_noise": within})
     plugin_of = {c.attention_label: c.plugin for c in lb.cells.itertuples() if isinstance(c.plugin, str)}
     for row in rows:  # the attention plugin a point's attention comes from (None: built in)
         row["plugin"] = plugin_of.get(row["attention_label"])
     points = pd.DataFrame(rows, columns=POINT_COLUMNS)
     return Frontier(points=points, sources=sources, root=store.root)
+
+
+def _add_accuracy_intervals(lb: Leaderboard, preset: str, rows: list[dict[str, Any]]) -> None:
+    """Each point's accuracy interval (%): its leaderboard cell's, or its row's Avg interval."""
+    cells = lb.cells[lb.cells["preset"] == preset].set_index(["attention_label", "task"])
+    averaged = lb.stats[preset].averages["avg"] if preset in lb.stats else {}
+    for row in rows:
+        key = (row["attention_label"], row["panel"])
+        if row["panel"] == AVG and row["attention_label"] in averaged:
+            stat = averaged[row["attention_label"]]
+            row["ci_low"], row["ci_high"] = stat.low, stat.high
+        elif key in cells.index and not _nan(row["accuracy"]):
+            row["ci_low"], row["ci_high"] = float(cells.loc[key, "ci_low"]), float(cells.loc[key, "ci_high"])
+        else:
+            row["ci_low"] = row["ci_high"] = math.nan
+
+
+def _p_value(
+    lb: Leaderboard, preset: str, panel: str, rows: list[dict[str, Any]]
+) -> Callable[[int, int], float]:
+    """p-values of accuracy differences between two points of a panel, by their index in `rows`
+    (the leaderboard's tests: its cells', or its Avg's bootstrap)."""
+    table = lb.stats[preset]
+    tasks = average_tasks(lb, preset)
+
+    def p_value(i: int, j: int) -> float:
+        a, b = rows[i]["attention_label"], rows[j]["attention_label"]
+        try:
+            if panel == AVG:
+                return table.average_difference(tasks, a, b).p_value
+            return table.cell_difference(panel, a, b).p_value
+        except KeyError:  # no sample for one of the two: nothing resolved
+            return 1.0
+
+    return p_value
 
 
 def _point(
@@ -567,10 +661,17 @@ def ratio_text(value: float) -> str:
     return f"{value:#.3g}"
 
 
-def _accuracy_text(value: float, status: str) -> str:
+def _accuracy_text(value: float, status: str, low: float = math.nan, high: float = math.nan) -> str:
     if _nan(value):
         return "–"
-    return f"{value:.2f}" + (f" ({FAIL})" if status == FAIL else "")
+    return (f"{FAIL} " if status == FAIL else "") + accuracy_text(value, low, high)  # as the leaderboard
+
+
+def frontier_mark(on_frontier: bool, within_noise: bool) -> str:
+    """The Frontier column of the tables: "✓", "✓ within noise", "within noise" or ""."""
+    if on_frontier:
+        return "✓ within noise" if within_noise else "✓"
+    return "within noise" if within_noise else ""
 
 
 def _panel_title(tasks: Sequence[str], panel: str) -> str:
@@ -590,12 +691,18 @@ def table(fr: Frontier, preset: str, panel: str = AVG) -> pd.DataFrame:
                 plugin_label(label, plugin)
                 for label, plugin in zip(points["attention_label"], points["plugin"], strict=True)
             ],
-            f"{title} accuracy (%)": [
-                _accuracy_text(a, s) for a, s in zip(points["accuracy"], points["status"], strict=True)
+            f"{title} accuracy (%) [95% CI]": [
+                _accuracy_text(a, s, lo, hi)
+                for a, s, lo, hi in zip(
+                    points["accuracy"], points["status"], points["ci_low"], points["ci_high"], strict=True
+                )
             ],
             "Speed vs full (×)": [ratio_text(v) for v in points["speed_vs_full"]],
             "Memory vs full (×)": [ratio_text(v) for v in points["memory_vs_full"]],
-            "Frontier": ["✓" if on else "" for on in points["on_frontier"]],
+            "Frontier": [
+                frontier_mark(bool(on), bool(noise))
+                for on, noise in zip(points["on_frontier"], points["within_noise"], strict=True)
+            ],
         }
     )
     return out.reset_index(drop=True)

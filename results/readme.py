@@ -26,7 +26,7 @@ import pandas as pd
 
 from lra.io import atomic_write_text
 
-from . import leaderboard, store
+from . import leaderboard, stats, store
 
 README_NAME = "README.md"
 _TABLE = re.compile(
@@ -38,29 +38,18 @@ _TABLE = re.compile(
 
 
 def accuracy_table(runs: pd.DataFrame, first_column: str = "attention") -> str:
-    """Attentions x tasks: mean reported accuracy (%) over the seeds that finished ok, one decimal;
-    `(FAIL)` where the leaderboard's rule puts the cell within two standard errors of chance."""
+    """The leaderboard's table of the runs that finished ok (one preset): per cell the mean reported
+    accuracy (%) with its 95% interval, bold where the tests cannot tell it from its column's best,
+    `°` where the interval reaches chance, FAIL within two standard errors of chance; then Avg
+    (results/leaderboard.py, results/stats.py)."""
     ok = store.with_reported_accuracy(runs[runs["status"] == "ok"])
     presets = sorted(ok["preset"].unique())
     if len(presets) != 1:
         raise ValueError(f"a README accuracy table shows one preset; the records hold {', '.join(presets)}")
-    board = leaderboard.build(ok)  # the leaderboard's order of tasks and attentions
-    tasks, labels = board.tasks(presets[0]), board.labels(presets[0])
-    means = ok.groupby(["attention_label", "task"])["reported_acc"].mean()
-    cells = board.cells.set_index(["attention_label", "task"])["status"]
-    at_chance = {key for key, status in cells.items() if status == leaderboard.FAIL}
-    lines = [
-        f"| {first_column} | " + " | ".join(leaderboard.task_title(t) for t in tasks) + " |",
-        "|---" * (len(tasks) + 1) + "|",
-    ]
-    for label in labels:
-        row = [
-            f"{100 * means[(label, t)]:.1f}" + (" (FAIL)" if (label, t) in at_chance else "")
-            if (label, t) in means
-            else "–"
-            for t in tasks
-        ]
-        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    shown = leaderboard.table(leaderboard.build(ok), presets[0], markdown=True)
+    header = [first_column, *shown.columns[1:]]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
@@ -112,6 +101,53 @@ def attention_cost_table(efficiency: pd.DataFrame, length: int = 4096, longer: i
     return "\n".join(lines) + "\n"
 
 
+def resolution_summary(runs: pd.DataFrame) -> str:
+    """A few lines under an accuracy table, kept true by rendering them from the same records: the
+    resolution of each task's test set, whether the tests were paired, and which attentions the tests
+    resolve below each column's best (every other one is tied with it)."""
+    ok = store.with_reported_accuracy(runs[runs["status"] == "ok"])
+    lb = leaderboard.build(ok)
+    (preset,) = lb.presets
+    cells = lb.cells[(lb.cells["preset"] == preset) & (lb.cells["seeds"] > 0)]
+    resolution = []
+    for task in lb.tasks(preset):
+        mine = cells[cells["task"] == task]
+        n = int(mine["n_test"].min())
+        chance = float(mine["chance"].median())
+        resolution.append(
+            f"{leaderboard.task_title(task)}: {n:,} test examples, ±{stats.half_width(n, chance):.1f} points at "
+            f"chance ({100 * chance:.1f}%), ±{stats.half_width(n, 0.5):.1f} at 50%"
+        )
+    seeds = sorted({int(v) for v in cells["seeds"]})
+    paired = int(cells["paired"].map(leaderboard.flag).sum())
+    tests = (
+        "paired (every cell kept per-example predictions of its column's test examples)"
+        if paired == len(cells)
+        else "unpaired (the records hold no per-example predictions), so they resolve fewer differences"
+        if paired == 0
+        else f"paired for the {paired} of {len(cells)} cells with per-example predictions, unpaired otherwise"
+    )
+    below = []
+    for task in lb.tasks(preset):
+        column = cells[(cells["task"] == task) & (cells["status"] == "ok")].set_index("attention_label")
+        resolved = [
+            label
+            for label in lb.labels(preset)
+            if label in column.index and not leaderboard.flag(column.loc[label, "tied_best"])
+        ]
+        below.append(f"{leaderboard.task_title(task)}: {', '.join(resolved) or 'none'}")
+    averaged = lb.stats[preset].averages["avg"]
+    if len(lb.tasks(preset)) > 1:
+        resolved = [label for label, a in averaged.items() if a.tie is not None and not a.tie.tied]
+        below.append(f"Avg: {', '.join(resolved) or 'none'}")
+    return (
+        f"Resolution (half-width of one cell's 95% Clopper–Pearson interval): {'; '.join(resolution)}. "
+        f"Seeds per cell: {', '.join(map(str, seeds))}; tests {tests}.\n\n"
+        f"Resolved below the column's best at 0.05 (Holm): {'; '.join(below)}. Every other attention is "
+        "tied with the best of its column: the table does not rank them against each other.\n"
+    )
+
+
 @dataclass(frozen=True)
 class Table:
     """How a named README table is made: from the store of its records folder (`render`), or from
@@ -130,6 +166,7 @@ def preset_provenance_table() -> str:
 
 TABLES: dict[str, Table] = {
     "quick-suite": Table(lambda st: accuracy_table(st.runs, "attention (quick budget: ~16 keys per query)")),
+    "quick-suite-resolution": Table(lambda st: resolution_summary(st.runs)),
     "cpu-attention-cost": Table(lambda st: attention_cost_table(st.efficiency)),
     "preset-provenance": Table(render_code=preset_provenance_table),
 }

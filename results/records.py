@@ -77,7 +77,20 @@ RUN_FIELDS: dict[str, str] = {
     "started_at": "ISO time of the first start",
     "finished_at": "ISO time of the end",
     "history": "list of {step, train_loss, val_acc, val_loss, lr} at every evaluation",
+    "predictions_file": "name of the run's per-example test predictions file beside result.json "
+    "('predictions.npz', results/predictions.py): the predicted class of every test example, with the "
+    "example's index in the evaluated split and its label, for the best-validation and the last "
+    "checkpoint; None when the run has none (diverged, failed, or recorded before predictions were kept)",
+    "predictions_sha256": "sha256 of the predictions file when it was written (checked at every read), or None",
+    "test_set_sha256": "sha256 of the evaluated test examples (the data identity, the example indices and "
+    "labels): runs with equal values were evaluated on the same examples and are compared paired; None "
+    "without predictions",
 }
+
+# Run-record fields added after the first records of schema version 1: a record written before them
+# lacks them and still validates (readers treat a missing one as None; its accuracy is then compared
+# from its counts alone, unpaired).
+LATER_RUN_FIELDS = frozenset({"predictions_file", "predictions_sha256", "test_set_sha256"})
 
 EFFICIENCY_FIELDS: dict[str, str] = {
     "schema_version": "record schema version",
@@ -226,7 +239,8 @@ def check_record(record: dict[str, Any]) -> None:
         raise ValueError(f"record kind must be one of {sorted(FIELDS_BY_KIND)}; got {kind!r}")
     if record.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"record schema_version {record.get('schema_version')!r} != {SCHEMA_VERSION}")
-    missing = [f for f in FIELDS_BY_KIND[kind] if f not in record]
+    optional = LATER_RUN_FIELDS if kind == "run" else frozenset()
+    missing = [f for f in FIELDS_BY_KIND[kind] if f not in record and f not in optional]
     if missing:
         raise ValueError(f"{kind} record lacks fields: {', '.join(missing)}")
 

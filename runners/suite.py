@@ -150,6 +150,7 @@ class Cell:
     attention_params: dict[str, Any]
     max_steps: int
     num_classes: int
+    test_examples: int = 0  # the test examples it will be scored on (`runners.train.planned_test_examples`)
 
 
 @dataclass
@@ -196,7 +197,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
     """Validate the grid and resolve every run; ValueError (one line) on any bad name or value."""
     import attention_zoo
     from lra import tasks
-    from runners.train import RunConfig, resolve
+    from runners.train import RunConfig, planned_test_examples, resolve
 
     if cfg.jobs < 1:
         raise ValueError(f"--jobs must be at least 1; got {cfg.jobs}")
@@ -257,6 +258,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
                     attention_params=r.params.to_dict(),
                     max_steps=r.preset.train.steps,
                     num_classes=tasks.get(task).num_classes,
+                    test_examples=planned_test_examples(r),
                 )
     return list(cells.values())
 
@@ -794,6 +796,8 @@ def run_suite(
             echo(f"{cell.run_id}: the directory held another configuration; moved to {moved}")
         todo.append(cell)
     _write_plan(cfg, cells, out)
+    for line in resolution_lines(cells):
+        echo(line)
     echo(
         f"{len(cells)} runs ({len(cells) - len(todo)} already finished, {len(todo)} to run) -> {out / 'runs'}"
     )
@@ -810,6 +814,15 @@ def run_suite(
     if reports:
         result.written = write_reports(out, echo=echo)
     return result
+
+
+def resolution_lines(cells: Sequence[Cell]) -> list[str]:
+    """One line per task of the plan: the resolution its test set gives (`runners.train.resolution`),
+    printed before anything trains."""
+    from runners.train import resolution
+
+    sizes = dict.fromkeys((cell.task, cell.test_examples) for cell in cells if cell.test_examples > 0)
+    return [resolution(task, n) for task, n in sizes]
 
 
 def _write_plan(cfg: SuiteConfig, cells: list[Cell], out: Path) -> None:

@@ -22,7 +22,9 @@ What a run does:
 * skips and counts non-finite losses / gradients, and stops as `diverged` after
   `train.max_bad_steps` of them;
 * writes `<run_dir>/result.json` (see results/records.py): status `running` at the start, then
-  `ok`, `diverged` or `failed` (with the error) at the end.
+  `ok`, `diverged` or `failed` (with the error) at the end; a run that ends `ok` also writes
+  `<run_dir>/predictions.npz`, the predicted class of every test example for the best-validation
+  and the last checkpoint (results/predictions.py), named in the record with its sha256.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ from lra.data.cache import subset_indices
 from lra.data.identity import data_identity
 from lra.io import atomic_write, atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
+from results.predictions import write_predictions
 from results.records import RECORD_NAME, SCHEMA_VERSION, plugin_fields, read_record, write_record
+from results.stats import resolution_line
 
 from .defaults import DEFAULT_RUNS_DIR
 from .memory import memory_baseline, peak_memory_growth
@@ -169,6 +173,27 @@ class Resolved:
     @property
     def config_hash(self) -> str:
         return config_hash(self.config_dict())
+
+
+def planned_test_examples(r: Resolved) -> int:
+    """The test examples the run will be scored on, known before any data are loaded: the
+    generator's count for generated data, else the preset's cap (`data.n_test`) or the task's
+    canonical test split."""
+    spec = tasks.get(r.cfg.task)
+    data = r.preset.data
+    if spec.resolve_source(data.source, data) == "generated":
+        from lra.data.generated import generator_params
+
+        return int(generator_params(r.cfg.task, data).n_test)
+    full = int(spec.splits["test"])
+    return min(data.n_test, full) if data.n_test > 0 else full
+
+
+def resolution(task: str, test_examples: int) -> str:
+    """The line `lra run` and `lra suite` print before training: how finely `test_examples` test
+    examples resolve accuracy, at chance (1 / classes) and at 50% (results/stats.py)."""
+    chance = 1.0 / tasks.get(task).num_classes
+    return "resolution: " + resolution_line(test_examples, chance, what=task)
 
 
 def default_run_dir(task: str, slug: str, seed: int, root: str = DEFAULT_RUNS_DIR) -> Path:
@@ -394,7 +419,68 @@ def evaluated_indices(n: int, limit: int = 0) -> torch.Tensor:
     return torch.as_tensor(np.arange(n)[subset_indices(n, limit)])
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """A model scored on a split: accuracy and mean loss, and what it predicted for each example.
+
+    Attributes:
+        accuracy, loss: over the evaluated examples (all ranks together).
+        index: [n] the evaluated examples' positions in the split (`evaluated_indices`).
+        predicted: [n] the predicted class of each (argmax of the logits), in `index` order.
+    """
+
+    accuracy: float
+    loss: float
+    index: np.ndarray
+    predicted: np.ndarray
+
+
 @torch.no_grad()
+def predict(
+    model: nn.Module,
+    ds: LRADataset,
+    batch_size: int,
+    device: torch.device,
+    dist: Dist,
+    autocast: Any,
+    limit: int = 0,
+) -> Evaluation:
+    """Score the split (or `limit` of its examples: the fixed random subset of
+    `lra.data.cache.subset_indices`, as capped splits are) with the examples shared across ranks;
+    every rank returns the whole split's accuracy, loss and predictions."""
+    was_training = model.training
+    model.eval()
+    everything = evaluated_indices(len(ds), limit)
+    index = everything[dist.rank :: dist.world]
+    correct = loss_sum = 0.0
+    predicted: list[torch.Tensor] = []
+    for start in range(0, len(index), batch_size):
+        idx = index[start : start + batch_size]
+        labels = ds.labels[idx].to(device)
+        with autocast():
+            logits = model(*batch_inputs(ds, idx, device)).float()
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        classes = logits.argmax(-1)
+        correct += float((classes == labels).sum())
+        predicted.append(classes.cpu())
+    correct, loss_sum, count = dist.sum([correct, loss_sum, float(len(index))])
+    mine = torch.cat(predicted).numpy() if predicted else np.zeros(0, dtype=np.int64)
+    if dist.world > 1:  # every rank scored every world-th example: put them back in order
+        parts: list[Any] = [None] * dist.world
+        torch_dist.all_gather_object(parts, mine)
+        ordered = np.zeros(len(everything), dtype=np.int64)
+        for rank, part in enumerate(parts):
+            ordered[rank :: dist.world] = part
+        mine = ordered
+    model.train(was_training)
+    return Evaluation(
+        accuracy=correct / max(count, 1.0),
+        loss=loss_sum / max(count, 1.0),
+        index=everything.numpy(),
+        predicted=mine.astype(np.int64),
+    )
+
+
 def evaluate(
     model: nn.Module,
     ds: LRADataset,
@@ -404,22 +490,9 @@ def evaluate(
     autocast: Any,
     limit: int = 0,
 ) -> tuple[float, float]:
-    """(accuracy, mean loss) over the split (or `limit` of its examples: the fixed random subset
-    of `lra.data.cache.subset_indices`, as capped splits are), shared across ranks."""
-    was_training = model.training
-    model.eval()
-    index = evaluated_indices(len(ds), limit)[dist.rank :: dist.world]
-    correct = loss_sum = 0.0
-    for start in range(0, len(index), batch_size):
-        idx = index[start : start + batch_size]
-        labels = ds.labels[idx].to(device)
-        with autocast():
-            logits = model(*batch_inputs(ds, idx, device)).float()
-        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
-        correct += float((logits.argmax(-1) == labels).sum())
-    correct, loss_sum, count = dist.sum([correct, loss_sum, float(len(index))])
-    model.train(was_training)
-    return correct / max(count, 1.0), loss_sum / max(count, 1.0)
+    """(accuracy, mean loss) of `predict`."""
+    scored = predict(model, ds, batch_size, device, dist, autocast, limit)
+    return scored.accuracy, scored.loss
 
 
 # ----------------------------------------------------------------------------------------------
@@ -476,6 +549,9 @@ def _record(r: Resolved, **values: Any) -> dict[str, Any]:
         "started_at": utc_now(),
         "finished_at": None,
         "history": [],
+        "predictions_file": None,
+        "predictions_sha256": None,
+        "test_set_sha256": None,
     }
     record.update(values)
     return record
@@ -816,7 +892,9 @@ def _train(
         record.update(status="diverged", error=diverged)
     else:
         record["val_acc_last"] = history[-1]["val_acc"] if history else None
-        record["test_acc_last"], _ = evaluate(wrapped, test_ds, eval_batch, device, dist, autocast)
+        last = predict(wrapped, test_ds, eval_batch, device, dist, autocast)
+        record["test_acc_last"] = last.accuracy
+        best_scored = None
         if best_step is not None:
             best = torch.load(best_path, map_location="cpu", weights_only=True)
             if best.get("step") != best_step or best.get("config_hash") != r.config_hash:
@@ -826,7 +904,21 @@ def _train(
                     f"{r.run_dir} and train the run again"
                 )
             model.load_state_dict(best["model"])
-            record["test_acc"], _ = evaluate(wrapped, test_ds, eval_batch, device, dist, autocast)
+            best_scored = predict(wrapped, test_ds, eval_batch, device, dist, autocast)
+            record["test_acc"] = best_scored.accuracy
+        if dist.main:  # the predicted class of every test example, for paired comparisons
+            record.update(
+                write_predictions(
+                    r.run_dir,
+                    index=last.index,
+                    label=test_ds.labels[torch.as_tensor(last.index)].numpy(),
+                    last=last.predicted,
+                    best=best_scored.predicted if best_scored is not None else None,
+                    run_id=record["run_id"],
+                    config_hash=r.config_hash,
+                    data_identity=record["config"]["data_identity"],
+                )
+            )
         record["status"] = "ok"
 
     timed = intervals[1:] if len(intervals) > 1 else intervals  # the first interval includes warm-up

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from scipy.stats import binomtest
 
 from results import readme
 
@@ -28,22 +30,33 @@ def test_a_marked_table_is_rendered_from_its_records(tmp_path):
             run_record("pathfinder", "mita", "mita(topk=8)", seed=0, test_acc=0.7712),
             run_record("pathfinder", "mita", "mita(topk=8)", seed=1, test_acc=0.7688),  # mean 77.0
             run_record("listops", "mita", "mita(topk=8)", test_acc=0.3125),
-            run_record("listops", "full", test_acc=0.318),
+            run_record("listops", "full", test_acc=0.3175),
             run_record("listops", "full", seed=1, test_acc=0.9, status="failed"),  # not counted
         ],
     )
     text = "# Title\n\n" + OPEN + "| stale | table |\n" + CLOSE + "\n\nAfter.\n"
     rendered, notes = readme.render(text, tmp_path)
     assert notes == []
-    assert rendered == (
-        "# Title\n\n" + OPEN
-        + "| attention (quick budget: ~16 keys per query) | ListOps | Pathfinder |\n"
-        + "|---|---|---|\n"
-        + "| full | 31.8 | – |\n"
-        + "| mita(topk=8) | 31.2 | 77.0 |\n"
-        + CLOSE + "\n\nAfter.\n"
-    )  # fmt: skip
+    head, body = rendered.split(OPEN)
+    assert head == "# Title\n\n" and body.endswith(CLOSE + "\n\nAfter.\n")
+    lines = body.splitlines()
+    assert lines[:2] == [
+        "| attention (quick budget: ~16 keys per query) | ListOps | Pathfinder | Avg |",
+        "|---|---|---|---|",
+    ]
+    # 31.8% and 31.2% of 400 examples cannot be told apart: both bold, with their exact intervals
+    assert lines[2] == f"| full | **{exact(31.8, 127, 400)}** | – | – |"
+    mita = lines[3].split(" | ")
+    assert mita[0] == "| mita(topk=8)" and mita[1] == f"**{exact(31.25, 125, 400)}**"
+    # two seeds (77.12%, 76.88%): the mean with the bootstrap interval; alone in its column, so bold
+    assert re.fullmatch(r"\*\*77\.0 \[7\d\.\d, 8\d\.\d\]\*\*", mita[2]), mita[2]
+    assert mita[3].startswith("**54.1 [")  # (31.25 + 77.0) / 2
     assert readme.render(rendered, tmp_path) == (rendered, [])  # rendering again changes nothing
+
+
+def exact(mean, k, n):
+    ci = binomtest(k, n).proportion_ci(0.95, method="exact")
+    return f"{mean:.1f} [{100 * ci.low:.1f}, {100 * ci.high:.1f}]"
 
 
 def test_a_table_without_records_is_kept_and_reported(tmp_path):
@@ -62,7 +75,7 @@ def test_update_writes_the_readme_and_check_does_not(tmp_path):
     assert readme.update(tmp_path, check=True) == (False, [])
     assert "| old |" in (tmp_path / "README.md").read_text()
     assert readme.update(tmp_path) == (False, [])
-    assert "| full | 50.0 |" in (tmp_path / "README.md").read_text()
+    assert f"| full | **{exact(50.0, 200, 400)}** |" in (tmp_path / "README.md").read_text()
     assert readme.update(tmp_path, check=True) == (True, [])
 
 
@@ -79,7 +92,7 @@ def test_records_of_a_tiny_suite_render(tmp_path):
     rendered, notes = readme.render(OPEN + CLOSE + "\n", tmp_path)
     rows = rendered.splitlines()[1:-1]
     assert notes == [] and rows[0].endswith("| ListOps |") and rows[2].startswith("| full | ")
-    accuracy = float(rows[2].split("|")[2])
+    accuracy = float(re.search(r"\d+\.\d", rows[2].split("|")[2]).group())
     assert 0.0 <= accuracy <= 100.0
 
 
@@ -109,3 +122,28 @@ def test_the_attention_cost_table_is_ratios_to_full_attention_from_one_run(tmp_p
         readme.attention_cost_table(
             readme.store.load(tmp_path / "bench").efficiency.query("attention != 'full'")
         )
+
+
+def test_the_resolution_summary_is_rendered_from_the_same_records(tmp_path):
+    write_runs(
+        tmp_path / "records" / "quick",
+        [
+            run_record("listops", "full", test_acc=0.40),
+            run_record("listops", "agent", test_acc=0.38),  # inside the noise of 400 examples
+            run_record("listops", "mita", "mita(topk=8)", test_acc=0.25),  # resolved below the best
+        ],
+    )
+    text = (
+        "<!-- table quick-suite-resolution: rendered by `lra readme` from records/quick -->\n"
+        "<!-- end table quick-suite-resolution -->\n"
+    )
+    rendered, notes = readme.render(text, tmp_path)
+    assert notes == []
+    ci = binomtest(40, 400).proportion_ci(0.95, method="exact")  # chance 10% of 400
+    half = binomtest(200, 400).proportion_ci(0.95, method="exact")
+    assert (
+        f"ListOps: 400 test examples, ±{100 * (ci.high - ci.low) / 2:.1f} points at chance (10.0%), "
+        f"±{100 * (half.high - half.low) / 2:.1f} at 50%" in rendered
+    )
+    assert "tests unpaired (the records hold no per-example predictions)" in rendered
+    assert "Resolved below the column's best at 0.05 (Holm): ListOps: mita(topk=8). Every other" in rendered

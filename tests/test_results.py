@@ -24,6 +24,14 @@ from results.records import RUN_FIELDS, write_record
 from .builders import efficiency_record, run_record, write_runs
 
 
+def exact(mean_pct, k, n):
+    """A one-seed cell as the tables show it, its Clopper–Pearson interval from scipy."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(0.95, method="exact")
+    return f"{mean_pct:.1f} [{100 * ci.low:.1f}, {100 * ci.high:.1f}]"
+
+
 def cell(lb, label, task, preset="quick"):
     cells = lb.cells
     rows = cells[(cells["attention_label"] == label) & (cells["task"] == task) & (cells["preset"] == preset)]
@@ -98,8 +106,10 @@ def test_mean_and_std_over_seeds():
     assert got["std"] == pytest.approx(100 * statistics.stdev(accs))
     assert got["seeds"] == 3
     table = leaderboard.table(lb, "quick", markdown=False)
-    expected = f"{100 * statistics.mean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}"
-    assert table.loc[0, "ListOps"] == expected
+    # several seeds: the mean and its bootstrap interval (the std stays in the CSV)
+    assert table.loc[0, "ListOps"] == f"36.0 [{got['ci_low']:.1f}, {got['ci_high']:.1f}]"
+    assert got["interval"] == "bootstrap" and got["ci_low"] < 36.0 < got["ci_high"]
+    assert leaderboard.wide(lb).loc[0, "listops_std"] == pytest.approx(100 * statistics.stdev(accs))
 
 
 def test_text_reports_the_last_checkpoint_because_its_validation_set_is_the_test_set():
@@ -142,7 +152,10 @@ def test_seeds_of_different_configurations_are_never_averaged():
         "listops/full/1: differs in preset.train.lr",
     ]
     text = leaderboard.render(lb)
-    assert "60.00‡" in text and "- listops/full/1: differs in preset.train.lr (preset quick)" in text
+    assert (
+        exact(60.0, 240, 400) + "‡" in text
+        and "- listops/full/1: differs in preset.train.lr (preset quick)" in text
+    )
     # one configuration, several seeds: averaged as usual
     same = leaderboard.build(runs.iloc[:2])
     assert cell(same, "full", "listops")["mean"] == pytest.approx(32.0)
@@ -193,7 +206,7 @@ def test_the_newest_configuration_is_chosen_over_every_run_and_counts_its_own_se
         "listops/full/1: differs in preset.train.lr",
     ]
     text = leaderboard.render(leaderboard.build(runs), markdown=False)
-    assert "50.00†‡" in text
+    assert exact(50.0, 200, 400) + "†‡" in text
     assert (
         "Diverged runs (not counted):\n- listops/full/3 -- diverged: 7 non-finite losses (preset quick)"
         in text
@@ -212,10 +225,8 @@ def test_the_newest_configuration_is_chosen_over_every_run_and_counts_its_own_se
     )
     got = cell(leaderboard.build(clean), "full", "listops")
     assert (got["seeds"], got["runs"], got["diverged"]) == (2, 2, 0)
-    assert (
-        leaderboard.table(leaderboard.build(clean), "quick", markdown=False).loc[0, "ListOps"]
-        == "51.00 ± 1.41‡"
-    )
+    shown = leaderboard.table(leaderboard.build(clean), "quick", markdown=False).loc[0, "ListOps"]
+    assert shown.startswith("51.0 [") and shown.endswith("]‡")
 
 
 def test_cells_of_another_configuration_than_their_column_are_flagged():
@@ -242,10 +253,13 @@ def test_cells_of_another_configuration_than_their_column_are_flagged():
     assert cell(lb, "mita", "listops")["differs"] == []
     assert cell(lb, "agent", "pathfinder")["differs"] == ["data_identity.content (data-b vs data-a)"]
     table = leaderboard.table(lb, "quick").set_index("Attention")
-    assert table.loc["full", "ListOps"] == "90.00§" and table.loc["full", "Avg"] == "90.00§"
-    assert table.loc["mita", "ListOps"] == "**40.00**"  # the best among comparable cells
-    assert table.loc["mita", "Avg"] == "**40.00**"
-    assert table.loc["agent", "Pathfinder"] == "FAIL§"  # below chance + 2 SE, and of other data
+    assert table.loc["full", "ListOps"] == exact(90.0, 360, 400) + "§"
+    assert table.loc["full", "Avg"].startswith("90.0 [") and table.loc["full", "Avg"].endswith("§")
+    # the best among comparable cells (full's 90% is of another configuration: never bold)
+    assert table.loc["mita", "ListOps"] == f"**{exact(40.0, 160, 400)}**"
+    assert table.loc["mita", "Avg"].startswith("**40.0 [")
+    # below chance + 2 SE (shown with its measured accuracy), and of other data
+    assert table.loc["agent", "Pathfinder"] == f"FAIL {exact(35.0, 140, 400)}§"
     text = leaderboard.render(lb)
     assert "- full / ListOps: preset.train.lr (0.0001 vs 0.002), preset.train.steps (10 vs 20)" in text
     assert "- agent / Pathfinder: data_identity.content (data-b vs data-a)" in text
@@ -268,17 +282,17 @@ def test_avg_leaves_path_x_out_as_lra_publishes_and_shows_both():
     lb = leaderboard.build(runs)
     table = leaderboard.table(lb, "quick", markdown=False)
     assert list(table.columns) == ["Attention", "ListOps", "Pathfinder", "Path-X", "Avg", "Avg with Path-X"]
-    assert table.loc[0, "Avg"] == f"{(40 + 80) / 2:.2f}"
-    assert table.loc[0, "Avg with Path-X"] == f"{(40 + 80 + 51) / 3:.2f}"
+    assert table.loc[0, "Avg"].startswith(f"{(40 + 80) / 2:.1f} [")
+    assert table.loc[0, "Avg with Path-X"].startswith(f"{(40 + 80 + 51) / 3:.1f} [")
     wide = leaderboard.wide(lb)
     assert wide.loc[0, "avg"] == pytest.approx(60.0) and wide.loc[0, "avg_with_pathx"] == pytest.approx(57.0)
     no_pathx = leaderboard.table(leaderboard.build(runs.iloc[:2]), "quick", markdown=False)
     assert list(no_pathx.columns) == ["Attention", "ListOps", "Pathfinder", "Avg"]
 
 
-def test_one_seed_shows_no_std():
-    lb = leaderboard.build(pd.DataFrame([run_record(test_acc=0.4567)]))
-    assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == "45.67"
+def test_one_seed_shows_its_exact_binomial_interval_not_a_std():
+    lb = leaderboard.build(pd.DataFrame([run_record(test_acc=0.4575)]))  # 183 of 400
+    assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == exact(45.75, 183, 400)
 
 
 @pytest.mark.parametrize(
@@ -302,7 +316,10 @@ def test_fail_is_two_binomial_standard_errors_above_chance(chance, n_test, acc, 
     lb = leaderboard.build(runs)
     assert (cell(lb, "full", "listops")["status"] == "FAIL") is fail
     text = leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"]
-    assert (text == "FAIL") is fail
+    measured = exact(100 * acc, round(acc * n_test), n_test)
+    # FAIL with the measured accuracy and its interval; just above the line, the interval still
+    # reaches chance: marked °
+    assert text == (f"FAIL {measured}" if fail else f"{measured}°")
 
 
 def test_fail_uses_one_over_classes_when_chance_is_unknown():
@@ -322,7 +339,7 @@ def test_every_seed_diverged_is_fail_and_partial_seeds_are_marked():
     lb = leaderboard.build(runs)
     table = leaderboard.table(lb, "quick", markdown=False).set_index("Attention")
     assert table.loc["topk", "ListOps"] == "FAIL"
-    assert table.loc["mita", "ListOps"] == "40.00†"
+    assert table.loc["mita", "ListOps"] == exact(40.0, 160, 400) + "†"
     text = leaderboard.render(lb, markdown=False)
     assert "listops/mita/1" in text and "RuntimeError: boom" in text
 
@@ -364,9 +381,11 @@ def test_missing_cells_and_average_only_over_complete_rows():
     assert list(table.columns) == ["ListOps", "Pathfinder", "Avg"]
     assert table.loc["mita", "Pathfinder"] == "–"
     assert table.loc["mita", "Avg"] == "–"
-    assert table.loc["full", "Avg"] == f"{(40 + 80) / 2:.2f}"
-    assert table.loc["agent", "ListOps"] == "FAIL"
-    assert table.loc["agent", "Avg"] == f"{(11 + 70) / 2:.2f}"  # FAIL counts at its measured accuracy
+    assert table.loc["full", "Avg"].startswith(f"{(40 + 80) / 2:.1f} [")
+    assert table.loc["agent", "ListOps"] == f"FAIL {exact(11.0, 99, 900)}"
+    assert table.loc["agent", "Avg"].startswith(
+        f"{(11 + 70) / 2:.1f} ["
+    )  # FAIL counts at its measured accuracy
     wide = leaderboard.wide(lb).set_index("attention_label")
     assert math.isnan(wide.loc["mita", "avg"])
     assert wide.loc["mita", "pathfinder_status"] == "missing"
@@ -392,7 +411,12 @@ def test_rows_follow_the_zoo_order_and_labels_with_parameters_are_rows():
     assert list(table["Attention"]) == ["full", "agent", "mita", "mita(topk=64)"]
 
 
-def test_bold_marks_the_best_of_each_column_including_ties():
+def test_bold_marks_every_cell_the_tests_cannot_tell_from_the_columns_best():
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.proportion import test_proportions_2indep
+
+    # 400 test examples, one seed each, no per-example predictions: unpaired score tests against the
+    # column's best, Holm over the column.
     runs = pd.DataFrame(
         [
             run_record("listops", "full", test_acc=0.40),
@@ -405,10 +429,28 @@ def test_bold_marks_the_best_of_each_column_including_ties():
     )
     lb = leaderboard.build(runs)
     md = leaderboard.table(lb, "quick", markdown=True).set_index("Attention")
-    assert md.loc["full", "ListOps"] == "**40.00**" and md.loc["agent", "ListOps"] == "**40.00**"
-    assert md.loc["mita", "ListOps"] == "35.00"
-    assert md.loc["mita", "Pathfinder"] == "**90.00**" and md.loc["full", "Pathfinder"] == "70.00"
-    assert md.loc["mita", "Avg"] == "**62.50**"
+    # ListOps: 35% vs 40% on 400 examples each is inside the noise, so all three are bold, not one winner
+    assert [md.loc[a, "ListOps"].startswith("**") for a in ("full", "agent", "mita")] == [True] * 3
+    # Pathfinder: 90% is resolved from 70% and 60%
+    assert md.loc["mita", "Pathfinder"] == f"**{exact(90.0, 360, 400)}**"
+    assert md.loc["full", "Pathfinder"] == exact(70.0, 280, 400)
+    assert md.loc["agent", "Pathfinder"] == exact(60.0, 240, 400)
+    p = [test_proportions_2indep(k, 400, 360, 400, method="score").pvalue for k in (280, 240)]
+    _, holm, _, _ = multipletests(p, method="holm")
+    assert cell(lb, "full", "pathfinder")["p_vs_best"] == pytest.approx(holm[0])
+    assert cell(lb, "agent", "pathfinder")["p_vs_best"] == pytest.approx(holm[1])
+    assert cell(lb, "mita", "pathfinder")["best"] and math.isnan(cell(lb, "mita", "pathfinder")["p_vs_best"])
+    p_listops = test_proportions_2indep(140, 400, 160, 400, method="score").pvalue
+    assert p_listops > 0.05 and cell(lb, "mita", "listops")["test_vs_best"] == "score test, not paired"
+    assert md.loc["mita", "Avg"].startswith("**62.5 [")  # (35 + 90) / 2, resolved from 55 and 50
+    assert not md.loc["full", "Avg"].startswith("**") and not md.loc["agent", "Avg"].startswith("**")
+    wide = leaderboard.wide(lb).set_index("attention_label")
+    assert list(wide["listops_best"]) == [True, True, True] and list(wide["pathfinder_best"]) == [
+        False,
+        False,
+        True,
+    ]
+    assert list(wide["avg_best"]) == [False, False, True]
     plain = leaderboard.table(lb, "quick", markdown=False)
     assert not plain.apply(lambda col: col.str.contains(r"\*\*")).any().any()
 
@@ -421,7 +463,7 @@ def test_fail_cells_are_never_bold():
         ]
     )
     md = leaderboard.table(leaderboard.build(runs), "quick", markdown=True)
-    assert list(md["Pathfinder"]) == ["FAIL", "FAIL"]
+    assert list(md["Pathfinder"]) == [f"FAIL {exact(52.0, 208, 400)}", f"FAIL {exact(51.0, 204, 400)}"]
 
 
 def test_presets_get_separate_tables():
@@ -433,8 +475,8 @@ def test_presets_get_separate_tables():
     )
     lb = leaderboard.build(runs)
     assert lb.presets == ["quick", "tiny"]
-    assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == "40.00"
-    assert leaderboard.table(lb, "tiny", markdown=False).loc[0, "ListOps"] == "20.00"
+    assert leaderboard.table(lb, "quick", markdown=False).loc[0, "ListOps"] == exact(40.0, 160, 400)
+    assert leaderboard.table(lb, "tiny", markdown=False).loc[0, "ListOps"] == exact(20.0, 80, 400)
     text = leaderboard.render(lb, markdown=True)
     assert "## Leaderboard, preset quick" in text and "## Leaderboard, preset tiny" in text
 
@@ -462,7 +504,7 @@ def test_published_block_is_separate_and_never_averaged(tmp_path):
     assert block, "the published block has its own heading"
     assert "36.37" not in measured and "36.37" in block and "71.40" in block
     assert "Transformer" not in measured
-    assert "| full " in measured and "45.00" in measured  # Avg of the measured row alone
+    assert "| full " in measured and "45.0 [" in measured  # Avg of the measured row alone
     leaderboard.write_all(lb, csv=tmp_path / "lb.csv", markdown=tmp_path / "lb.md", published=published)
     wide = pd.read_csv(tmp_path / "lb.csv")
     assert list(wide["attention_label"]) == ["full"]  # no published row in the measured CSV
@@ -500,16 +542,26 @@ def test_compare_side_by_side():
             _costly("topk", 0, 0.30, 500.0, 100 * 2**20),
         ]
     )
+    # ratios against the reference: full by default, whatever the order the attentions are named in
     table = compare.compare(runs, "listops", ["mita", "full"]).set_index("attention_label")
     assert list(table.index) == ["mita", "full"]
     assert table.loc["full", "test_acc"] == pytest.approx(0.42)
     assert table.loc["full", "test_acc_std"] == pytest.approx(statistics.stdev([0.40, 0.44]))
     assert table.loc["full", "train_tokens_per_s"] == pytest.approx(1100.0)
-    assert table.loc["full", "tokens_per_s_ratio"] == pytest.approx(1100.0 / 3000.0)
-    assert table.loc["full", "memory_ratio"] == pytest.approx(4.0)
+    assert table.loc["mita", "tokens_per_s_ratio"] == pytest.approx(3000.0 / 1100.0)
+    assert table.loc["mita", "memory_ratio"] == pytest.approx(0.25)
     assert table.loc["mita", "keys_per_query"] == 64
+    # another reference
+    by_mita = compare.compare(runs, "listops", ["mita", "full"], reference="mita").set_index(
+        "attention_label"
+    )
+    assert by_mita.loc["full", "tokens_per_s_ratio"] == pytest.approx(1100.0 / 3000.0)
+    assert by_mita.loc["full", "memory_ratio"] == pytest.approx(4.0)
+    # the reference joins the table when it was not named
+    assert list(compare.compare(runs, "listops", ["mita"])["attention_label"]) == ["full", "mita"]
     shown = compare.format_comparison(compare.compare(runs, "listops", ["full", "mita"]))
-    assert list(shown["Test acc (%)"]) == ["42.00 ± 2.83", "38.00"]
+    assert shown["Test acc (%) [95% CI]"][0].startswith("42.0 [")
+    assert shown["Test acc (%) [95% CI]"][1] == exact(38.0, 152, 400)
     assert list(shown["Peak mem (MiB)"]) == ["200.0", "50.0"]
 
 
@@ -544,8 +596,10 @@ def test_compare_matches_a_label_exactly_else_every_label_of_the_name():
     )
     table = compare.compare(runs, "listops", ["full", "mita"])
     assert list(table["attention_label"]) == ["full", "mita(topk=16)", "mita(topk=64)"]
-    table = compare.compare(runs, "listops", ["mita(topk=64)"])
+    table = compare.compare(runs, "listops", ["mita(topk=64)"], reference="mita(topk=64)")
     assert list(table["attention_label"]) == ["mita(topk=64)"]
+    table = compare.compare(runs, "listops", ["mita(topk=64)"])  # the default reference joins
+    assert list(table["attention_label"]) == ["full", "mita(topk=64)"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,12 +55,16 @@ def test_leaderboard_prints_and_writes_tables(runs_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "Leaderboard, preset quick" in result.output
-    assert "40.50 ± 0.71" in result.output  # full on ListOps: mean and std of 40, 41
+    assert "40.5 [" in result.output  # full on ListOps: the mean of 40 and 41 with its interval
     assert "Published results (not measured here)" in result.output
     wide = pd.read_csv(tmp_path / "lb.csv").set_index("attention_label")
     assert wide.loc["full", "avg"] == pytest.approx((40.5 + 70.5) / 2)
     assert pd.isna(wide.loc["mita", "avg"])
-    assert "**40.50 ± 0.71**" in (tmp_path / "lb.md").read_text()
+    assert "**40.5 [" in (tmp_path / "lb.md").read_text()
+    assert {"listops_ci_low", "listops_ci_high", "listops_n", "listops_best", "avg_ci_low"} <= set(
+        wide.columns
+    )
+    assert wide.loc["full", "listops_n"] == 400 and wide.loc["full", "listops_ci_low"] < 40.5
     assert len(pd.read_csv(tmp_path / "long.csv")) == 6
 
 
@@ -77,7 +81,7 @@ def test_leaderboard_reports_a_corrupt_record_and_goes_on(runs_dir):
     result = invoke("leaderboard", "--runs", str(runs_dir))
     assert result.exit_code == 0
     assert "warning:" in result.output and "broken/result.json" in result.output
-    assert "40.50 ± 0.71" in result.output
+    assert "40.5 [" in result.output
 
 
 def test_compare_prints_side_by_side(runs_dir, tmp_path):
@@ -94,9 +98,14 @@ def test_compare_prints_side_by_side(runs_dir, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "× tokens/s vs full" in result.output
+    assert "Tests against full" in result.output and "not paired: mita was recorded without" in result.output
     table = pd.read_csv(tmp_path / "cmp.csv").set_index("attention_label")
     assert table.loc["mita", "tokens_per_s_ratio"] == pytest.approx(4.0)
     assert table.loc["mita", "memory_ratio"] == pytest.approx(0.25)
+    # two seeds each, counts only: an independent bootstrap of the difference
+    assert table.loc["mita", "diff_vs_reference"] == pytest.approx(-0.02)
+    assert table.loc["mita", "test"] == "bootstrap, not paired" and 0 < table.loc["mita", "p_value"] <= 1
+    assert table.loc["mita", "diff_ci_low"] < -0.02 < table.loc["mita", "diff_ci_high"]
 
 
 def test_plot_writes_pngs(runs_dir, tmp_path):
@@ -125,8 +134,12 @@ def test_plot_writes_pngs(runs_dir, tmp_path):
             ["compare", "--task", "listops", "--attentions", "full,agent", "--runs", "{runs}"],
             "no runs of attention 'agent'",
         ),
+        (
+            ["compare", "--task", "listops", "--reference", "agent", "--runs", "{runs}"],
+            "no runs of the reference attention 'agent'",
+        ),
     ],
-    ids=["missing-dir", "empty-dir", "plot-empty", "compare-task", "compare-attention"],
+    ids=["missing-dir", "empty-dir", "plot-empty", "compare-task", "compare-attention", "compare-reference"],
 )
 def test_results_cli_bad_input_is_one_line_exit_2(runs_dir, tmp_path, args, message):
     (tmp_path / "empty").mkdir()

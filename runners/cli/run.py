@@ -65,7 +65,15 @@ def run_command(
     from pathlib import Path
 
     from attention_zoo.plugins import require_plugins
-    from runners.train import RunConfig, launch, recorded_plugins, resolve, run
+    from runners.train import (
+        RunConfig,
+        launch,
+        planned_test_examples,
+        recorded_plugins,
+        resolution,
+        resolve,
+        run,
+    )
 
     if resume and run_dir:  # the plugin the run was trained with, without --plugin
         with warnings.catch_warnings():  # a changed plugin: `resolve` below warns, once
@@ -92,6 +100,8 @@ def run_command(
     resolved = resolve(cfg)
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1; got {nproc}")
+    if not quiet:  # what the test set can tell apart, before any time is spent training
+        click.echo(resolution(task, planned_test_examples(resolved)), err=True)
     record = run(cfg) if nproc == 1 else launch(cfg, nproc)
     click.echo(format_run_summary(record, resolved.run_dir))
     if record["status"] != "ok":
@@ -101,9 +111,18 @@ def run_command(
 def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:
     """A few lines a person reads after a run."""
     from results.records import VAL_IS_TEST_TASKS, report_checkpoint
+    from results.stats import binomial_interval
 
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.2f}%"
+
+    def with_interval(value: float | None) -> str:
+        """The accuracy with its 95% Clopper–Pearson interval on the run's test examples."""
+        n = record.get("n_test")
+        if value is None or not n:
+            return pct(value)
+        low, high = binomial_interval(round(value * n), int(n))
+        return f"{pct(value)} [{100 * low:.1f}, {100 * high:.1f}] of {int(n):,}"
 
     val_is_test = record["task"] in VAL_IS_TEST_TASKS
     reports_last = val_is_test or report_checkpoint(record) == "last"
@@ -111,10 +130,10 @@ def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:
     lines = [
         f"{record['task']} / {record['attention_label']} / seed {record['seed']}: {record['status']}"
         + (f" ({record['error']})" if record.get("error") else ""),
-        f"  test acc {pct(record['test_acc'])} (best val {pct(record['best_val_acc'])} at step {record['best_step']}"
+        f"  test acc {(pct if reports_last else with_interval)(record['test_acc'])} (best val {pct(record['best_val_acc'])} at step {record['best_step']}"
         + ("; chosen on the test set, which is this task's validation set" if val_is_test else "")
-        + f"); last checkpoint: test {pct(record['test_acc_last'])}, val {pct(record['val_acc_last'])}"
-        + (" (the number the tables report)" if reports_last else ""),
+        + f"); last checkpoint: test {(with_interval if reports_last else pct)(record['test_acc_last'])}, "
+        f"val {pct(record['val_acc_last'])}" + (" (the number the tables report)" if reports_last else ""),
         f"  chance {pct(record['chance_acc'])} · {record['steps']} steps · {record['params']} params · "
         f"{(record['train_tokens_per_s'] or 0):,.0f} tokens/s · {record['wall_time_s'] or 0:.0f} s",
         f"  record: {run_dir}/result.json",

@@ -174,6 +174,8 @@ def suite_command(
     )
     if dry_run:
         cells = suite.plan(cfg)
+        for line in suite.resolution_lines(cells):
+            click.echo(line)
         for cell in cells:
             click.echo(f"{suite.cell_state(cell):<9} {cell.run_id:<48} {cell.run_dir}")
         click.echo(
@@ -257,8 +259,14 @@ def leaderboard_command(
 @click.option(
     "--attentions",
     default="",
-    help="Comma-separated attention labels or names, the first is the "
-    "reference of the ratios [default: every attention with runs of the task].",
+    help="Comma-separated attention labels or names [default: every attention with runs of the task].",
+)
+@click.option(
+    "--reference",
+    default=None,
+    metavar="ATTENTION",
+    help="Label or name the ratios and the tests are against [default: full when it has runs of the "
+    "task, else the first of --attentions].",
 )
 @runs_dir_option
 @click.option(
@@ -287,13 +295,16 @@ def leaderboard_command(
 def compare_command(
     task: str | None,
     attentions: str,
+    reference: str | None,
     runs_dir: str,
     csv_path: str | None,
     markdown_path: str | None,
     frontier: bool,
     published: bool,
 ) -> None:
-    """Accuracy, throughput, peak memory, parameters and keys per query of attentions on one task;
+    """Accuracy (with 95% intervals), throughput, peak memory, parameters and keys per query of
+    attentions on one task, and each attention's accuracy difference from the reference with its
+    interval and p-value (paired tests where the runs kept per-example predictions, Holm-corrected);
     with --frontier, accuracy against speed and memory relative to full attention (Pareto frontier)."""
     from results import compare
 
@@ -310,7 +321,7 @@ def compare_command(
     from results.published import load_published
 
     names = split_specs(attentions) or compare.default_attentions(st.runs, task)
-    table = compare.compare(st.runs, task, names)
+    table = compare.compare(st.runs, task, names, reference=reference)
     reference = load_published() if published else None
     click.echo(compare.render_comparison(table, task, published=reference), nl=False)
     compare.write_comparison(table, task, csv=csv_path, markdown=markdown_path, published=reference)
