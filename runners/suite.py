@@ -731,6 +731,16 @@ def _run_submitit(
 # ----------------------------------------------------------------------------------------------
 
 
+def check_plugin_attentions(cells: Sequence[Cell]) -> None:
+    """The smoke check of the attention contract for every plugin attention about to train, once per
+    attention and parameters (runners/plugin_checks.py); ValueError (one line) before any run starts."""
+    from runners.plugin_checks import smoke_check
+
+    for cell in cells:
+        if cell.config.plugins:
+            smoke_check(cell.attention, cell.attention_params, cell.resolved_config["device_type"])
+
+
 def _prepare_data(cells: list[Cell], echo: Callable[[str], None]) -> tuple[set[str], list[Outcome]]:
     """Generate / cache each task's data once before the runs fan out.
 
@@ -798,6 +808,7 @@ def run_suite(
         f"{len(cells)} runs ({len(cells) - len(todo)} already finished, {len(todo)} to run) -> {out / 'runs'}"
     )
     if todo:
+        check_plugin_attentions(todo)
         gated, failures = _prepare_data(todo, echo)
         outcomes += failures
         failed_ids = {o.cell.run_id for o in failures}

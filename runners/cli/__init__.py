@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from . import bench, data, experiments, info, run, suite
+from . import bench, check, data, experiments, info, run, suite
 from .common import plugin_warnings_as_lines
 
 
@@ -26,6 +26,7 @@ def main() -> None:
     lra bench attention|model|kernels   speed and memory against sequence length
     lra sweep mk|s|landmarks|scaling, lra swap   MiTA experiments
     lra data generate|prepare|info               task data
+    lra check --plugin MODULE                    the attention contract, one line per check
     lra list attentions|tasks                    what is registered
     lra info                                     versions, devices, backends, data locations
     """
@@ -43,6 +44,7 @@ for command in (
     experiments.sweep_group,
     experiments.swap_command,
     data.data_group,
+    check.check_command,
     info.list_group,
     info.info_command,
 ):

@@ -36,11 +36,15 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+PLUGIN_MODULES_KEY = "lra.plugin_modules"
+
+
 def _load_plugin_modules(ctx: click.Context, param: click.Parameter, modules: tuple[str, ...]) -> None:
     """Import the entry-point, LRA_PLUGINS and --plugin plugins before any other option is parsed (an
     attention name of a plugin is then known); a failure is a one-line usage error."""
     from attention_zoo.plugins import PluginError, load_plugins
 
+    ctx.meta[PLUGIN_MODULES_KEY] = modules  # which modules this command named (`lra check` reads it)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

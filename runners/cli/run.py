@@ -77,6 +77,7 @@ def run_command(
     from pathlib import Path
 
     from attention_zoo.plugins import require_plugins
+    from runners.plugin_checks import smoke_check
     from runners.train import RunConfig, launch, recorded_plugins, resolve, run
 
     task = _one_task(task_argument, task)
@@ -103,6 +104,7 @@ def run_command(
         quiet=quiet,
     )
     resolved = resolve(cfg)
+    smoke_check(resolved.mechanism.name, resolved.params.to_dict(), resolved.device)  # plugins only
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1; got {nproc}")
     record = run(cfg) if nproc == 1 else launch(cfg, nproc)
