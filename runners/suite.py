@@ -113,6 +113,7 @@ class SuiteConfig:
         max_minutes: start no new run after this many minutes from the start of the suite (data
             preparation included; None = no limit). Runs in progress finish; the runs left are
             reported as "not run" and the same command continues with them.
+        log: loggers of every run's training curves (`RunConfig.log`, e.g. ("tensorboard",)).
     """
 
     tasks: tuple[str, ...] = ()
@@ -132,6 +133,7 @@ class SuiteConfig:
     source: str | None = None
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     max_minutes: float | None = None
+    log: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
                     data_dir=cfg.data_dir,
                     source=cfg.source,
                     quiet=True,
+                    log=list(cfg.log),
                 )
                 r = resolve(run_cfg, elsewhere=slurm_gpus)
                 run_dir = out / "runs" / task / r.mechanism.slug(r.params) / str(seed)

@@ -169,6 +169,16 @@ def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
+log_option = click.option(
+    "--log",
+    "log",
+    multiple=True,
+    type=click.Choice(["tensorboard"]),
+    help="Log the training curves: tensorboard writes <run-dir>/tensorboard/ (tensorboard --logdir OUT "
+    "shows the runs by task and attention; pip install 'lra-arena[tensorboard]'). Off by default.",
+)
+
+
 def echo_unless(quiet: bool) -> Callable[[str], None]:
     return (lambda _: None) if quiet else (lambda line: click.echo(line, err=True))
 

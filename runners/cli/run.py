@@ -10,7 +10,15 @@ import click
 
 from ..defaults import DEFAULT_RUNS_DIR
 from ..specs import parse_attn_params, parse_key_values, parse_spec, parse_specs
-from .common import UserError, attn_param_option, plugin_option, preset_option, training_options, user_errors
+from .common import (
+    UserError,
+    attn_param_option,
+    log_option,
+    plugin_option,
+    preset_option,
+    training_options,
+    user_errors,
+)
 
 DEFAULT_TASK = "listops"
 
@@ -46,6 +54,7 @@ DEFAULT_TASK = "listops"
     "--nproc", default=1, show_default=True, type=int, help="DDP processes (launched with torchrun)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@log_option
 @user_errors
 def run_command(
     task_argument,
@@ -65,6 +74,7 @@ def run_command(
     amp,
     nproc,
     quiet,
+    log,
 ) -> None:
     """Train TASK with one ATTENTION and report test accuracy (best-validation and last checkpoints).
 
@@ -102,6 +112,7 @@ def run_command(
         data_dir=data_dir,
         source=source,
         quiet=quiet,
+        log=list(log),
     )
     resolved = resolve(cfg)
     smoke_check(resolved.mechanism.name, resolved.params.to_dict(), resolved.device)  # plugins only

@@ -15,6 +15,7 @@ from .common import (
     UserError,
     attn_param_option,
     attn_params_of,
+    log_option,
     plugin_option,
     preset_option,
     training_options,
@@ -109,6 +110,7 @@ def load_results(runs_dir: str) -> Any:
 @click.option(
     "--slurm-cpus", default=None, type=int, help="submitit: CPU cores per run [default: 4 per GPU]."
 )
+@log_option
 @user_errors
 def suite_command(
     tasks: str,
@@ -132,6 +134,7 @@ def suite_command(
     slurm_gpus: int,
     slurm_mem: int | None,
     slurm_cpus: int | None,
+    log: tuple[str, ...],
 ) -> None:
     """Run every TASK x ATTENTION x SEED combination and build the leaderboard.
 
@@ -171,6 +174,7 @@ def suite_command(
             cpus_per_run=slurm_cpus,
         ),
         max_minutes=max_minutes,
+        log=tuple(log),
     )
     if dry_run:
         cells = suite.plan(cfg)
