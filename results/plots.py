@@ -290,6 +290,8 @@ def _frontier_panel(
         )
         ax.scatter(point.speed_vs_full, point.accuracy, s=6, color="black", zorder=3)
         text = plugin_label(point.attention_label, point.plugin) + (" (FAIL)" if hollow else "")
+        if isinstance(point.cost_unreliable, str) and point.cost_unreliable:
+            text += f" {frontier_.MARK}"  # an unreliable speed ratio (the caption says why)
         ax.annotate(
             text,
             (point.speed_vs_full, point.accuracy),

@@ -862,6 +862,9 @@ def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = 
     store.write_long_csv(st.runs, written[2])
     fr = frontier.build(st, lb)
     echo(frontier.render(fr, markdown=False, panels=[frontier.AVG]))
+    warning = frontier.unreliable_line(fr)
+    if warning:
+        echo(warning)
     written += [out / "frontier.md", out / "frontier.csv"]
     frontier.write_all(fr, markdown=written[-2], csv=written[-1])
     written += plots.plot_all(st, out / "plots")

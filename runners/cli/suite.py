@@ -305,9 +305,10 @@ def compare_command(
     if frontier:
         from results.frontier import frontier_view
 
-        click.echo(
-            frontier_view(st, task, split_specs(attentions), csv=csv_path, markdown=markdown_path), nl=False
-        )
+        text, warning = frontier_view(st, task, split_specs(attentions), csv=csv_path, markdown=markdown_path)
+        click.echo(text, nl=False)
+        if warning:
+            click.echo(warning, err=True)
         return
     if task is None:
         raise UserError("--task is required (or --frontier for every task and attention)")
@@ -340,9 +341,10 @@ def plot_command(runs_dir: str, out: str | None, frontier_per_task: bool) -> Non
     st = load_results(runs_dir)
     for path in plots.plot_all(st, out or f"{runs_dir}/plots", frontier_per_task=frontier_per_task):
         click.echo(f"wrote {path}")
-    missing = frontier.missing_cost_line(frontier.build(st))
-    if missing:
-        click.echo(missing, err=True)
+    fr = frontier.build(st)
+    for line in (frontier.missing_cost_line(fr), frontier.unreliable_line(fr)):
+        if line:
+            click.echo(line, err=True)
 
 
 @click.command("readme")
