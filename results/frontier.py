@@ -624,7 +624,7 @@ def _accuracy_text(value: float, status: str) -> str:
     return f"{value:.2f}" + (f" ({FAIL})" if status == FAIL else "")
 
 
-def _panel_title(tasks: Sequence[str], panel: str) -> str:
+def panel_title(tasks: Sequence[str], panel: str) -> str:
     if panel != AVG:
         return task_title(panel)
     return "Avg over " + ", ".join(task_title(t) for t in tasks) if len(tasks) > 1 else task_title(tasks[0])
@@ -676,7 +676,7 @@ def render(fr: Frontier, *, markdown: bool = True, panels: Sequence[str] | None 
         ]  # a single task's table would repeat the Avg one
         without: dict[str, list[str]] = {}
         for panel in shown:
-            name = _panel_title(tasks, panel)
+            name = panel_title(tasks, panel)
             if len(shown) > 1 or len(tasks) > 1:
                 parts.append(f"{sub}{name}")
             parts.append(

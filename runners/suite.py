@@ -17,9 +17,9 @@
 Local runs go through a pool of `jobs` processes, the CPU cores split between them
 (`OMP_NUM_THREADS`); `launcher="submitit"` sends each run to SLURM (optional dependency
 ``submitit``, extra ``slurm``). At the end the suite writes ``leaderboard.csv``, ``results_long.csv``,
-``leaderboard.md``, ``frontier.md``, ``frontier.csv`` (accuracy against cost) and ``plots/`` under
-`out`, from every record there. Interrupting the suite (Ctrl-C, SIGKILL) leaves checkpoints behind;
-the same command resumes.
+``leaderboard.md``, ``frontier.md``, ``frontier.csv`` (accuracy against cost), ``plots/`` and
+``report.html`` (all of it on one page, results/report.py) under `out`, from every record there.
+Interrupting the suite (Ctrl-C, SIGKILL) leaves checkpoints behind; the same command resumes.
 """
 
 from __future__ import annotations
@@ -843,8 +843,9 @@ def _write_plan(cfg: SuiteConfig, cells: list[Cell], out: Path) -> None:
 
 def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = print) -> list[Path]:
     """Print the leaderboard and the accuracy–cost frontier of every record under `out` and write
-    leaderboard.csv, results_long.csv, leaderboard.md, frontier.md, frontier.csv and plots/ there."""
-    from results import frontier, leaderboard, plots, store
+    leaderboard.csv, results_long.csv, leaderboard.md, frontier.md, frontier.csv, plots/ and
+    report.html there."""
+    from results import frontier, leaderboard, plots, report, store
     from results.published import load_published
 
     out = Path(out)
@@ -867,6 +868,8 @@ def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = 
         echo(warning)
     written += [out / "frontier.md", out / "frontier.csv"]
     frontier.write_all(fr, markdown=written[-2], csv=written[-1])
-    written += plots.plot_all(st, out / "plots")
+    figures = plots.plot_all(st, out / "plots")
+    written += figures
+    written.append(report.write_report(out, st=st, lb=lb, fr=fr, figures=figures))
     echo("wrote " + ", ".join(str(p) for p in written))
     return written

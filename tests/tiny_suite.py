@@ -4,8 +4,10 @@ attention against the example plugin, four steps. Imported by test modules, neve
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,21 @@ ARGS = ("--preset", "tiny", "--tasks", "listops", "--attentions", "full,windowed
 _RESULT: dict[str, object] = {}
 
 
+@contextlib.contextmanager
+def isolated_registry() -> Iterator[None]:
+    """Plugins loaded inside stay out of the other tests' registry, sys.path and sys.modules."""
+    saved, loaded, path = dict(registry._REGISTRY), dict(plugins._LOADED), list(sys.path)
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)
+        plugins._LOADED.clear()
+        plugins._LOADED.update(loaded)
+        sys.path[:] = path
+        sys.modules.pop("windowed_landmarks", None)
+
+
 def run_tiny_suite(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Path, str]:
@@ -32,17 +49,9 @@ def run_tiny_suite(
         shutil.copy(EXAMPLE, work / "windowed_landmarks.py")
         monkeypatch.chdir(work)  # the plugin is a file in the working directory, as a user's would be
         out = work / "out"
-        saved, loaded, path = dict(registry._REGISTRY), dict(plugins._LOADED), list(sys.path)
-        try:
+        with isolated_registry():
             args = ["suite", "--out", str(out), "--data-dir", str(work / "data"), *ARGS]
             result = CliRunner().invoke(cli.main, args)
-        finally:  # the plugin stays out of the other tests' registry
-            registry._REGISTRY.clear()
-            registry._REGISTRY.update(saved)
-            plugins._LOADED.clear()
-            plugins._LOADED.update(loaded)
-            sys.path[:] = path
-            sys.modules.pop("windowed_landmarks", None)
         assert result.exit_code == 0, result.output
         _RESULT.update(out=out, output=result.output)
     return _RESULT["out"], _RESULT["output"]  # type: ignore[return-value]

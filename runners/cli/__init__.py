@@ -23,6 +23,7 @@ def main() -> None:
     lra suite --preset quick   every attention on generated ListOps + Pathfinder, then the leaderboard
     lra run                    train one task with one attention
     lra leaderboard / compare / plot   tables and figures from result records
+    lra report                 one self-contained HTML page of the results
     lra bench attention|model|kernels   speed and memory against sequence length
     lra sweep mk|s|landmarks|scaling, lra swap   MiTA experiments
     lra data generate|prepare|info               task data
@@ -39,6 +40,7 @@ for command in (
     suite.leaderboard_command,
     suite.compare_command,
     suite.plot_command,
+    suite.report_command,
     suite.readme_command,
     bench.bench_group,
     experiments.sweep_group,

@@ -141,7 +141,7 @@ def suite_command(
     Finished runs are skipped, failed or interrupted ones resume from their checkpoint, a crashed
     run is recorded as failed and the others go on; the exit code is 1 if any run failed. Safe to
     interrupt (Ctrl-C) and re-run. At the end: the leaderboard is printed and OUT/leaderboard.csv,
-    OUT/leaderboard.md, OUT/results_long.csv and OUT/plots/*.png are written.
+    OUT/leaderboard.md, OUT/results_long.csv, OUT/plots/*.png and OUT/report.html are written.
 
     \b
     lra suite --preset quick                                   # every attention, ListOps + Pathfinder
@@ -345,6 +345,25 @@ def plot_command(runs_dir: str, out: str | None, frontier_per_task: bool) -> Non
     for line in (frontier.missing_cost_line(fr), frontier.unreliable_line(fr)):
         if line:
             click.echo(line, err=True)
+
+
+@click.command("report")
+@runs_dir_option
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write [default: RUNS/report.html].",
+)
+@user_errors
+def report_command(runs_dir: str, out: str | None) -> None:
+    """One self-contained HTML page to send: the leaderboard (sortable), the accuracy-cost frontier,
+    every figure, the cost tables, each run's configuration and provenance, and the commands that
+    reproduce them. Opens offline (figures inlined, no external scripts); `lra suite` writes it too."""
+    from results.report import write_report
+
+    st = load_results(runs_dir)
+    click.echo(f"wrote {write_report(runs_dir, st=st, path=out)}")
 
 
 @click.command("readme")
