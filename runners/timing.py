@@ -155,8 +155,7 @@ class MachineLoad:
             steal = max(0.0, after.steal_s - before.steal_s) / capacity
             others_busy = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
             other = min(1.0, max(0.0, others_busy / capacity) + steal)
-        per_core = lambda c: None if c.load_avg_1m is None else c.load_avg_1m / c.cores
-        return cls(other, steal, per_core(before), per_core(after), after.cores, window)
+        return cls(other, steal, _per_core(before), _per_core(after), after.cores, window)
 
     def record_fields(self) -> dict[str, float | int | None]:
         """The fields an efficiency record keeps."""
@@ -167,6 +166,10 @@ class MachineLoad:
             "load_per_core_after": self.load_per_core_after,
             "cpu_cores": self.cpu_cores,
         }
+
+
+def _per_core(counters: CpuCounters) -> float | None:
+    return None if counters.load_avg_1m is None else counters.load_avg_1m / counters.cores
 
 
 @dataclass(frozen=True)
