@@ -5,17 +5,18 @@
     def test_myattn():
         check_mechanism("myattn", reference=my_dense_fp64_definition, params={"window": 4})
 
-`check_mechanism` runs, in fp64 (the memory probe in fp32):
+`check_mechanism` runs, in fp64 (the memory probe in fp32), these named checks (`CHECK_NAMES`):
 
-* shapes and odd lengths: the output has the input's shape and dtype and is finite everywhere,
-  padded positions included, for lengths 1, 7, 33, 100 with and without padding; two identical calls
-  agree;
+* shape: the output has the input's shape for lengths 1, 7, 33, 100, with and without padding;
+* dtype: float64 inputs give float64 outputs and float32 inputs float32 outputs;
+* finite: the outputs are finite everywhere, padded positions included;
+* determinism: two identical calls agree exactly (outside training);
 * padding: the valid outputs and their gradients with padding equal the mechanism on the valid
   tokens alone, and padded tokens get zero gradient. Padding sits at random positions for
   `Mechanism.padding_invariant` mechanisms, at the end for positional ones;
-* the layer: in `MultiHeadAttention` every parameter gets a gradient and trailing padding leaves the
+* layer: in `MultiHeadAttention` every parameter gets a gradient and trailing padding leaves the
   valid outputs unchanged;
-* gradcheck: analytic gradients of q, k, v match finite differences (N = 11, d = 4; gradcheck's
+* gradients: analytic gradients of q, k, v match finite differences (N = 11, d = 4; gradcheck's
   fast mode, a random projection of the Jacobian);
 * memory: no op builds a tensor of N^2/16 elements or more at N = `probe_length`, forward or backward
   (`allow_n_by_n=True` skips this for dense mechanisms such as full attention);
@@ -23,13 +24,17 @@
   dense fp64 definition written independently of the mechanism; mechanisms with learned or fixed
   inputs (`module_parameters`, `module_buffers`) pass those by name too.
 
-Failures raise AssertionError naming the mechanism, the check and the numbers.
+Failures raise AssertionError naming the mechanism, the check and the numbers. `mechanism_checks`
+returns the same checks as steps and `run_checks` runs them one by one, reporting each as passed
+(with its number), failed or skipped, for `lra check`; `SMOKE_CHECKS` is the fast subset that runs
+before a plugin attention trains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -84,6 +89,115 @@ class _Runner:
         return self.mechanism(q, k, v, key_padding_mask=mask, params=self.params, **runtime)
 
 
+CHECK_NAMES = (
+    "shape",
+    "dtype",
+    "finite",
+    "determinism",
+    "padding",
+    "layer",
+    "gradients",
+    "memory",
+    "reference",
+)
+# What a plugin attention must pass before it trains: fast, and what a dense or float32-internal
+# mechanism can pass too (no gradcheck, no memory probe).
+SMOKE_CHECKS = ("shape", "dtype", "finite", "determinism", "padding", "layer")
+# Checks whose failure makes the later ones meaningless (they all read outputs of the input's shape).
+_BLOCKING = frozenset({"shape"})
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check of a mechanism: `run()` returns what was measured (one line, with the number)
+    and raises AssertionError naming the mechanism, the check and the numbers when it fails."""
+
+    name: str
+    run: Callable[[], str]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: "pass" with what was measured, "fail" with why, or "skip"."""
+
+    name: str
+    status: Literal["pass", "fail", "skip"]
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+def mechanism_checks(
+    name: str,
+    reference: Callable[..., torch.Tensor] | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    lengths: Sequence[int] = (1, 7, 33, 100),
+    head_dim: int = 8,
+    allow_n_by_n: bool = False,
+    probe_length: int = 4096,
+    gradcheck: bool = True,
+    atol: float = 1e-9,
+    rtol: float = 1e-7,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    only: Iterable[str] | None = None,
+) -> list[Check]:
+    """The checks `check_mechanism` runs (same arguments), as named steps in `CHECK_NAMES` order;
+    `only` keeps those names (e.g. `SMOKE_CHECKS`). ValueError for parameters the mechanism rejects
+    or an unknown check name."""
+    mechanism = get(name)
+    run = _Runner(mechanism, mechanism.params(**dict(params or {})), torch.device(device))
+    label = f"check_mechanism({mechanism.label(run.params)!r})"
+    gen = torch.Generator().manual_seed(seed)
+    steps = {
+        "shape": lambda: _check_shape(run, label, lengths, head_dim, gen),
+        "dtype": lambda: _check_dtype(run, label, head_dim, gen),
+        "finite": lambda: _check_finite(run, label, lengths, head_dim, gen),
+        "determinism": lambda: _check_determinism(run, label, head_dim, gen),
+        "padding": lambda: _check_padding(run, label, head_dim, gen, atol, rtol),
+        "layer": lambda: _check_layer(run, label, gen),
+    }
+    if gradcheck:
+        steps["gradients"] = lambda: _check_gradients(run, label, gen)
+    if not allow_n_by_n:
+        steps["memory"] = lambda: _check_memory(run, label, probe_length, gen)
+    if reference is not None:
+        steps["reference"] = lambda: _check_reference(
+            run, reference, label, lengths, head_dim, gen, atol, rtol
+        )
+    wanted = set(CHECK_NAMES if only is None else only)
+    unknown = sorted(wanted - set(CHECK_NAMES))
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; valid checks: {', '.join(CHECK_NAMES)}")
+    return [Check(step, fn) for step, fn in steps.items() if step in wanted]
+
+
+def run_checks(checks: Iterable[Check]) -> Iterator[CheckResult]:
+    """Run `checks` in order, yielding each outcome as it finishes. A failed check does not stop the
+    others, except "shape", after which the rest are skipped (they all read outputs of the input's
+    shape); an exception other than AssertionError is a failure with its one-line message."""
+    blocked = None
+    for check in checks:
+        if blocked is not None:
+            yield CheckResult(check.name, "skip", f"needs the {blocked} check to pass")
+            continue
+        try:
+            detail = check.run()
+        except AssertionError as err:
+            yield CheckResult(check.name, "fail", str(err).splitlines()[0] if str(err) else "AssertionError")
+        except Exception as err:  # a crash inside the mechanism is a failed check, reported in one line
+            message = str(err).strip().splitlines()
+            yield CheckResult(check.name, "fail", f"{type(err).__name__}: {message[0] if message else ''}")
+        else:
+            yield CheckResult(check.name, "pass", detail)
+            continue
+        if check.name in _BLOCKING:
+            blocked = check.name
+
+
 def check_mechanism(
     name: str,
     reference: Callable[..., torch.Tensor] | None = None,
@@ -116,21 +230,24 @@ def check_mechanism(
         seed: seed of the random inputs.
         device: where the checks run.
 
-    Raises AssertionError naming the failed check, ValueError for parameters the mechanism rejects.
+    Raises AssertionError naming the first failed check, ValueError for parameters the mechanism rejects.
     """
-    mechanism = get(name)
-    run = _Runner(mechanism, mechanism.params(**dict(params or {})), torch.device(device))
-    label = f"check_mechanism({mechanism.label(run.params)!r})"
-    gen = torch.Generator().manual_seed(seed)
-    _check_shapes(run, label, lengths, head_dim, gen)
-    _check_padding(run, label, head_dim, gen, atol, rtol)
-    _check_layer(run, label, gen)
-    if gradcheck:
-        _check_gradients(run, label, gen)
-    if not allow_n_by_n:
-        _check_memory(run, label, probe_length, gen)
-    if reference is not None:
-        _check_reference(run, reference, label, lengths, head_dim, gen, atol, rtol)
+    checks = mechanism_checks(
+        name,
+        reference,
+        params=params,
+        lengths=lengths,
+        head_dim=head_dim,
+        allow_n_by_n=allow_n_by_n,
+        probe_length=probe_length,
+        gradcheck=gradcheck,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        device=device,
+    )
+    for check in checks:
+        check.run()
 
 
 def _inputs(run: _Runner, batch: int, heads: int, n: int, d: int, gen, dtype=torch.float64):
@@ -148,7 +265,11 @@ def _mask(run: _Runner, batch: int, n: int, gen) -> torch.Tensor:
     return mask.to(run.device)
 
 
-def _check_shapes(run: _Runner, label: str, lengths: Sequence[int], d: int, gen) -> None:
+def _lengths_text(lengths: Sequence[int]) -> str:
+    return "N=" + ",".join(str(n) for n in lengths)
+
+
+def _check_shape(run: _Runner, label: str, lengths: Sequence[int], d: int, gen) -> str:
     for n in lengths:
         for masked in (False, True):
             q, k, v = _inputs(run, 2, 2, n, d, gen)
@@ -158,22 +279,42 @@ def _check_shapes(run: _Runner, label: str, lengths: Sequence[int], d: int, gen)
             assert isinstance(out, torch.Tensor) and out.shape == q.shape, (
                 f"{label}: output shape {tuple(getattr(out, 'shape', ()))} != input shape {tuple(q.shape)} ({where})"
             )
-            assert out.dtype == q.dtype, (
-                f"{label}: output dtype {out.dtype} != input dtype {q.dtype} ({where})"
+    return f"output [B, H, N, d] = input's at {_lengths_text(lengths)}, with and without padding"
+
+
+def _check_dtype(run: _Runner, label: str, d: int, gen) -> str:
+    for dtype in (torch.float64, torch.float32):
+        q, k, v = _inputs(run, 1, 2, 7, d, gen, dtype=dtype)
+        out = run(q, k, v, None, 7)
+        assert out.dtype == dtype, f"{label}: output dtype {out.dtype} != input dtype {dtype} (N=7)"
+    return "float64 -> float64, float32 -> float32"
+
+
+def _check_finite(run: _Runner, label: str, lengths: Sequence[int], d: int, gen) -> str:
+    for n in lengths:
+        for masked in (False, True):
+            q, k, v = _inputs(run, 2, 2, n, d, gen)
+            mask = _mask(run, 2, n, gen) if masked else None
+            bad = int((~torch.isfinite(run(q, k, v, mask, n))).sum())
+            assert bad == 0, (
+                f"{label}: {bad} non-finite outputs (N={n}, {'padded' if masked else 'unpadded'}; "
+                "padded positions included)"
             )
-            assert torch.isfinite(out).all(), (
-                f"{label}: non-finite outputs ({where}; padded positions included)"
-            )
+    return f"0 non-finite outputs at {_lengths_text(lengths)}, padded positions included"
+
+
+def _check_determinism(run: _Runner, label: str, d: int, gen) -> str:
     q, k, v = _inputs(run, 1, 2, 7, d, gen, dtype=torch.float32)
-    out = run(q, k, v, None, 7)
-    assert out.dtype == torch.float32, f"{label}: float32 inputs gave {out.dtype} outputs"
-    assert torch.equal(out, run(q, k, v, None, 7)), (
-        f"{label}: two identical calls gave different outputs; outside training a mechanism must be "
-        "deterministic (draw random features once, as module_buffers)"
+    first, second = run(q, k, v, None, 7), run(q, k, v, None, 7)
+    difference = (first - second).abs().max().item()
+    assert torch.equal(first, second), (
+        f"{label}: two identical calls gave different outputs (max difference {difference:.3g}); outside "
+        "training a mechanism must be deterministic (draw random features once, as module_buffers)"
     )
+    return "max difference 0 between two identical calls"
 
 
-def _check_layer(run: _Runner, label: str, gen) -> None:
+def _check_layer(run: _Runner, label: str, gen) -> str:
     """In the multi-head layer the task models use: every parameter gets a gradient, trailing padding
     leaves the valid outputs unchanged."""
     from .module import MultiHeadAttention
@@ -194,9 +335,10 @@ def _check_layer(run: _Runner, label: str, gen) -> None:
     assert torch.allclose(out[1:2, :15], short, rtol=1e-7, atol=1e-9), (
         f"{label}: in MultiHeadAttention, trailing padding changes the valid outputs (max error {error:.3g})"
     )
+    return f"every parameter gets a gradient; trailing padding changes valid outputs by {error:.3g}"
 
 
-def _check_padding(run: _Runner, label: str, d: int, gen, atol: float, rtol: float) -> None:
+def _check_padding(run: _Runner, label: str, d: int, gen, atol: float, rtol: float) -> str:
     n_valid, n_total = 37, 64
     if run.mechanism.padding_invariant:
         positions = torch.randperm(n_total, generator=gen)[:n_valid].sort().values
@@ -224,6 +366,7 @@ def _check_padding(run: _Runner, label: str, d: int, gen, atol: float, rtol: flo
     grads_big = torch.autograd.grad(out_big, big, upstream, allow_unused=True)
     padded = torch.ones(n_total, dtype=torch.bool, device=run.device)
     padded[positions] = False
+    grad_error = 0.0
     for which, g_small, g_big in zip("qkv", grads_small, grads_big, strict=True):
         if g_small is None and g_big is None:
             continue
@@ -233,13 +376,18 @@ def _check_padding(run: _Runner, label: str, d: int, gen, atol: float, rtol: flo
         assert leak == 0, (
             f"{label}: padded tokens influence valid outputs (gradient {leak:.3g} on padded {which})"
         )
-        error = (g_big[:, :, positions] - g_small).abs().max().item()
+        error_g = (g_big[:, :, positions] - g_small).abs().max().item()
         assert torch.allclose(g_big[:, :, positions], g_small, rtol=rtol, atol=atol), (
-            f"{label}: {kind} padding changes the gradients of {which} (max error {error:.3g})"
+            f"{label}: {kind} padding changes the gradients of {which} (max error {error_g:.3g})"
         )
+        grad_error = max(grad_error, error_g)
+    return (
+        f"{kind} padding ({n_total - n_valid} of {n_total} tokens): outputs differ by {error:.3g}, gradients by "
+        f"{grad_error:.3g}, padded tokens' gradients 0"
+    )
 
 
-def _check_gradients(run: _Runner, label: str, gen) -> None:
+def _check_gradients(run: _Runner, label: str, gen) -> str:
     n = 11
     for masked in (False, True):
         q, k, v = (t.requires_grad_() for t in _inputs(run, 1, 2, n, 4, gen))
@@ -258,9 +406,10 @@ def _check_gradients(run: _Runner, label: str, gen) -> None:
                 f"{label}: gradients do not match finite differences (N={n}, "
                 f"{'padded' if masked else 'unpadded'}): {first}"
             ) from None
+    return f"match finite differences at N={n}, with and without padding (gradcheck fast mode, atol 1e-07)"
 
 
-def _check_memory(run: _Runner, label: str, n: int, gen) -> None:
+def _check_memory(run: _Runner, label: str, n: int, gen) -> str:
     q, k, v = _inputs(run, 1, 1, n, 4, gen, dtype=torch.float32)
     mask = _mask(run, 1, n, gen)
     q.requires_grad_()
@@ -270,6 +419,7 @@ def _check_memory(run: _Runner, label: str, n: int, gen) -> None:
         f"{label}: built a tensor of {probe.largest} elements at N={n} ({probe.where}), N^2/16 or more; "
         "a dense mechanism passes allow_n_by_n=True"
     )
+    return f"largest tensor {probe.largest} elements at N={n}, under N^2/16 = {n * n // 16}"
 
 
 def _check_reference(
@@ -281,7 +431,8 @@ def _check_reference(
     gen,
     atol: float,
     rtol: float,
-) -> None:
+) -> str:
+    worst = 0.0
     for n in lengths:
         for masked in (False, True):
             q, k, v = _inputs(run, 2, 2, n, d, gen)
@@ -300,3 +451,5 @@ def _check_reference(
                 f"{label}: differs from the reference by {error:.3g} (N={n}, "
                 f"{'padded' if masked else 'unpadded'}; atol {atol:g}, rtol {rtol:g})"
             )
+            worst = max(worst, error)
+    return f"valid outputs differ from the reference by {worst:.3g} at {_lengths_text(lengths)}"

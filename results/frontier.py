@@ -23,13 +23,17 @@ For every preset table of the leaderboard and every attention label in it, one p
 Where the cost of a task comes from (stated in every caption, with the machine and the length):
 
 1. ``bench`` -- `lra bench model` records (one training step of the LRA Text model) at the task's
-   sequence length, measured on the device the task's full-attention runs trained on. Among several
-   measurement settings there (dtype, requested batch), the one that has full attention and most of
-   the table's attentions, then the newest; per attention the fastest backend measured. Speed is per
-   example (the bench may halve the batch of an attention that does not fit).
-2. ``runs`` -- otherwise the runs' own median training throughput (``train_tokens_per_s``) and peak
-   memory (`run_peak_memory`), mean over the seeds the leaderboard counts, from runs on the device of
-   the task's full-attention runs. Only comparable within one machine and one ``--jobs``.
+   sequence length, measured on the device the task's full-attention runs trained on. A ratio is
+   formed only within one bench call (`bench_call_id`, results/costs.py): per attention, the newest
+   call that measured both it and full attention there; in that call the fastest backend measured.
+   Speed is per example (the bench may halve the batch of an attention that does not fit). A ratio
+   is marked unreliable (†, `cost_unreliable`) when either record is, by the rule of results/costs.py.
+2. ``runs`` -- for an attention without such a bench record (none measured, or measured with other
+   parameters than the table's, or only in another call than full attention's), the runs' own median
+   training throughput (``train_tokens_per_s``) and peak memory (`run_peak_memory`), mean over the
+   seeds the leaderboard counts, from runs on the device of the task's full-attention runs, relative
+   to full attention's. Only comparable within one machine and one ``--jobs``. The caption names the
+   attentions whose cost comes from here when others come from the bench.
 
 Costs are relative to full attention; a task without a full-attention cost has no costs. The Avg
 panel's costs are geometric means of the per-task ratios over the table's tasks (the ratio itself
@@ -61,6 +65,7 @@ import pandas as pd
 from lra.io import atomic_write, atomic_write_text
 
 from . import stats
+from .costs import MARK, RULE, ratio_reason, unreliable_warning
 from .leaderboard import (
     FAIL,
     Leaderboard,
@@ -80,7 +85,8 @@ BENCH, RUNS = "bench", "runs"
 
 # `frontier.csv`: accuracy in %; ratios to full attention; cost_source "bench" / "runs" ("" = no
 # cost); device, seq_len, backend and batch of the cost (bench: the record's batch, halved where
-# the requested one did not fit).
+# the requested one did not fit); cost_unreliable: why the speed ratio cannot be trusted ("" when
+# it can or nobody knows: run costs carry no load measurement).
 POINT_COLUMNS = [
     "preset",
     "panel",
@@ -99,6 +105,7 @@ POINT_COLUMNS = [
     "seq_len",
     "backend",
     "batch",
+    "cost_unreliable",
     "plugin",
 ]
 
@@ -216,8 +223,10 @@ class CostSource:
         device: the device the costs were measured on (that of the task's full-attention runs).
         machine: the device with the CPU model where the records name it.
         seq_len: the task's sequence length.
-        setting: bench only: "batch 32, bfloat16" and the model's shape.
+        setting: bench only: "batch 32, bfloat16" and the model's shape (several joined by "; ").
         reason: kind "": why there is no cost.
+        fallback: kind "bench": the attentions whose cost comes from the runs instead (no bench
+            record of the same call as full attention's at this length).
     """
 
     preset: str
@@ -228,14 +237,21 @@ class CostSource:
     seq_len: int | None
     setting: str = ""
     reason: str = ""
+    fallback: list[str] = field(default_factory=list)
 
     def method(self) -> str:
         """How the costs were obtained, without the task and length."""
         if self.kind == BENCH:
-            return (
+            text = (
                 f"`lra bench model` ({self.setting}): one training step, speed per example, peak memory of "
-                f"the whole step, on {self.machine}"
+                f"the whole step, relative to full attention measured in the same bench call, on {self.machine}"
             )
+            if self.fallback:
+                text += (
+                    f"; without such a bench record, from the runs' own training throughput and peak memory "
+                    f"instead: {', '.join(self.fallback)}"
+                )
+            return text
         if self.kind == RUNS:
             return (
                 f"the runs' own training throughput (median tokens/s) and peak memory ({run_memory_meaning()}), "
@@ -294,10 +310,15 @@ def _task_costs(
             )
         )
     device = str(_mode(_devices(counted[reference])))
-    bench = _bench_costs(preset, task, efficiency, device, seq_len, labels, attention_of)
-    if bench is not None:
-        return bench
-    return _run_costs(preset, task, counted, device, seq_len, reference)
+    runs = _run_costs(preset, task, counted, device, seq_len, reference)
+    bench = _bench_costs(preset, task, efficiency, device, seq_len, labels)
+    if bench is None:
+        return runs
+    # Attentions the bench did not measure in a call with full attention: their training throughput.
+    bench.source.fallback = [label for label in labels if label not in bench.costs and label in runs.costs]
+    for label in bench.source.fallback:
+        bench.costs[label] = runs.costs[label]
+    return bench
 
 
 def _run_costs(
@@ -332,6 +353,8 @@ def _run_costs(
             else math.nan,
             "backend": "",
             "batch": math.nan,
+            "source": RUNS,
+            "unreliable": "",
         }
     return _TaskCosts(source, costs)
 
@@ -343,13 +366,13 @@ def _bench_costs(
     device: str,
     seq_len: int | None,
     labels: Sequence[str],
-    attention_of: dict[str, str],
 ) -> _TaskCosts | None:
+    """Costs from `lra bench model` records at the task's length on `device`: per attention, relative
+    to full attention in the newest bench call that measured both; None when no attention has one."""
     if efficiency.empty or seq_len is None:
         return None
-    eff = efficiency.reindex(
-        columns=list(dict.fromkeys([*efficiency.columns, "batch_requested", "cpu_model"]))
-    )
+    extra = ["batch_requested", "cpu_model", "bench_call_id", "other_cpu_load"]
+    eff = efficiency.reindex(columns=list(dict.fromkeys([*efficiency.columns, *extra])))
     rows = eff[
         (eff["bench"] == "model")
         & (eff["status"] == "ok")
@@ -362,40 +385,53 @@ def _bench_costs(
         return None
     rows = rows.assign(
         per_example_ms=pd.to_numeric(rows["time_ms_median"]) / pd.to_numeric(rows["batch"]),
-        setting_key=rows["dtype"].map(str) + "|" + rows["batch_requested"].map(str),
-    )
-    best: tuple[int, str] | None = None
-    chosen = None
-    for _, group in rows.groupby("setting_key", sort=True):
-        if not (group["attention"] == REFERENCE).any():
+        call=rows["bench_call_id"].map(lambda v: v if isinstance(v, str) else ""),  # "" = before call ids
+    ).sort_values("per_example_ms", kind="stable")
+    calls = {}  # call -> (its newest measurement, its fastest record per label, its full attention)
+    for call, group in rows.groupby("call", sort=True):
+        fastest = group.drop_duplicates("attention_label")  # sorted: the fastest backend of each label
+        fulls = fastest[fastest["attention"] == REFERENCE]
+        if fulls.empty:
             continue
-        score = (int(group["attention_label"].isin(labels).sum()), str(group["measured_at"].max()))
-        if best is None or score > best:
-            best, chosen = score, group
-    if chosen is None:
-        return None
-    fastest = chosen.sort_values("per_example_ms", kind="stable").drop_duplicates("attention_label")
-    full_rows = fastest[fastest["attention"] == REFERENCE]
-    full = full_rows[full_rows["attention_label"] == REFERENCE]
-    full = (full if len(full) else full_rows).iloc[0]
-    costs = {}
-    for row in fastest[fastest["attention_label"].isin(labels)].itertuples():
-        memory = float(row.peak_memory_bytes) if not _nan(row.peak_memory_bytes) else math.nan
-        costs[row.attention_label] = {
-            "speed_vs_full": float(full["per_example_ms"]) / float(row.per_example_ms),
+        full = fulls[fulls["attention_label"] == REFERENCE]
+        full = (full if len(full) else fulls).iloc[0]
+        calls[call] = (str(group["measured_at"].max()), fastest.set_index("attention_label"), full)
+    costs: dict[str, dict[str, Any]] = {}
+    used: dict[str, Any] = {}  # call -> its full attention record, for the calls a ratio came from
+    for label in labels:
+        having = [c for c in calls if label in calls[c][1].index]
+        if not having:
+            continue
+        call = max(having, key=lambda c: (calls[c][0], c))
+        _, fastest, full = calls[call]
+        row = fastest.loc[label]
+        memory = float(row["peak_memory_bytes"]) if not _nan(row["peak_memory_bytes"]) else math.nan
+        reference = label == full["attention_label"]  # full attention itself: only its own record counts
+        reason = ratio_reason(row.to_dict(), {} if reference else full.to_dict())
+        costs[label] = {
+            "speed_vs_full": float(full["per_example_ms"]) / float(row["per_example_ms"]),
             "memory_vs_full": memory / float(full["peak_memory_bytes"])
             if full["peak_memory_bytes"]
             else math.nan,
-            "backend": str(row.backend),
-            "batch": float(row.batch),
+            "backend": str(row["backend"]),
+            "batch": float(row["batch"]),
+            "source": BENCH,
+            "unreliable": reason or "",
         }
-    requested = full["batch_requested"] if not _nan(full["batch_requested"]) else full["batch"]
+        used[call] = full
+    if not costs:
+        return None
+    settings = []
+    for full in used.values():
+        requested = full["batch_requested"] if not _nan(full["batch_requested"]) else full["batch"]
+        settings.append(
+            f"LRA Text model, width {_int_text(full['head_dim'])}, {_int_text(full['heads'])} heads, "
+            f"batch {_int_text(requested)}, {full['dtype']}"
+        )
+    chosen = rows[rows["call"].isin(set(used))]
     cpu_model = _mode(chosen["cpu_model"].astype(object).where(chosen["cpu_model"].notna()))
     machine = device + (f" ({cpu_model})" if cpu_model and device == "cpu" else "")
-    setting = (
-        f"LRA Text model, width {_int_text(full['head_dim'])}, {_int_text(full['heads'])} heads, "
-        f"batch {_int_text(requested)}, {full['dtype']}"
-    )
+    setting = "; ".join(dict.fromkeys(settings))
     return _TaskCosts(CostSource(preset, task, BENCH, device, machine, seq_len, setting=setting), costs)
 
 
@@ -454,7 +490,14 @@ class Frontier:
             methods.setdefault(source.method(), []).append(source.where())
         text = "; ".join(f"{', '.join(where)}: {method}" for method, where in methods.items())
         note = " Avg: geometric mean of the per-task ratios." if len(sources) > 1 else ""
+        if not self.unreliable(preset).empty:
+            note += f" {MARK}: speed unreliable ({RULE})."
         return f"Cost of {text}.{note}"
+
+    def unreliable(self, preset: str | None = None) -> pd.DataFrame:
+        """The points (of `preset`) with a speed ratio marked unreliable."""
+        points = self.points if preset is None else self.points[self.points["preset"] == preset]
+        return points[points["speed_vs_full"].notna() & (points["cost_unreliable"].fillna("") != "")]
 
     def without_cost(self, preset: str, panel: str = AVG) -> list[str]:
         """Attention labels of a panel that have an accuracy but no cost (listed under figures)."""
@@ -547,11 +590,18 @@ def build(store: Store, lb: Leaderboard | None = None, attentions: Sequence[str]
                     "memory_vs_full": _geomean([c["memory_vs_full"] for c in task_costs])
                     if complete
                     else math.nan,
-                    "cost_source": _joined(s.kind for s in used) if complete else "",
+                    "cost_source": _joined(c["source"] for c in task_costs) if complete else "",
                     "device": _joined(s.device for s in used) if complete else "",
                     "seq_len": _single([s.seq_len for s in used]),
                     "backend": _joined(c["backend"] for c in task_costs) if complete else "",
                     "batch": math.nan,
+                    "cost_unreliable": "; ".join(
+                        f"{task_title(t)}: {c['unreliable']}"
+                        for t, c in zip(tasks, task_costs, strict=True)
+                        if c is not None and c["unreliable"]
+                    )
+                    if complete
+                    else "",
                 }
             )
         _add_accuracy_intervals(lb, preset, panel_rows)
@@ -624,11 +674,12 @@ def _point(
         "status": status,
         "speed_vs_full": cost.get("speed_vs_full", math.nan),
         "memory_vs_full": cost.get("memory_vs_full", math.nan),
-        "cost_source": source.kind if cost else "",
+        "cost_source": cost.get("source", ""),
         "device": source.device if cost else "",
         "seq_len": source.seq_len,
         "backend": cost.get("backend", ""),
         "batch": cost.get("batch", math.nan),
+        "cost_unreliable": cost.get("unreliable", ""),
     }
 
 
@@ -674,7 +725,7 @@ def frontier_mark(on_frontier: bool, within_noise: bool) -> str:
     return "within noise" if within_noise else ""
 
 
-def _panel_title(tasks: Sequence[str], panel: str) -> str:
+def panel_title(tasks: Sequence[str], panel: str) -> str:
     if panel != AVG:
         return task_title(panel)
     return "Avg over " + ", ".join(task_title(t) for t in tasks) if len(tasks) > 1 else task_title(tasks[0])
@@ -697,7 +748,10 @@ def table(fr: Frontier, preset: str, panel: str = AVG) -> pd.DataFrame:
                     points["accuracy"], points["status"], points["ci_low"], points["ci_high"], strict=True
                 )
             ],
-            "Speed vs full (×)": [ratio_text(v) for v in points["speed_vs_full"]],
+            "Speed vs full (×)": [
+                ratio_text(v) + (MARK if isinstance(why, str) and why and not _nan(v) else "")
+                for v, why in zip(points["speed_vs_full"], points["cost_unreliable"], strict=True)
+            ],
             "Memory vs full (×)": [ratio_text(v) for v in points["memory_vs_full"]],
             "Frontier": [
                 frontier_mark(bool(on), bool(noise))
@@ -729,7 +783,7 @@ def render(fr: Frontier, *, markdown: bool = True, panels: Sequence[str] | None 
         ]  # a single task's table would repeat the Avg one
         without: dict[str, list[str]] = {}
         for panel in shown:
-            name = _panel_title(tasks, panel)
+            name = panel_title(tasks, panel)
             if len(shown) > 1 or len(tasks) > 1:
                 parts.append(f"{sub}{name}")
             parts.append(
@@ -749,6 +803,14 @@ def render(fr: Frontier, *, markdown: bool = True, panels: Sequence[str] | None 
     if not fr.points.empty:
         parts.append("\n".join(f"- {note}" for note in FOOTNOTES))
     return "\n\n".join(parts) + "\n"
+
+
+def unreliable_line(fr: Frontier) -> str | None:
+    """One warning line when some speed ratios of the frontier are unreliable (results/costs.py)."""
+    with_cost = fr.points[fr.points["speed_vs_full"].notna()]
+    return unreliable_warning(
+        len(fr.unreliable()), len(with_cost), "speed ratios of the accuracy–cost frontier"
+    )
 
 
 def missing_cost_line(fr: Frontier, preset: str | None = None) -> str | None:
@@ -776,10 +838,11 @@ def frontier_view(
     *,
     csv: str | os.PathLike[str] | None = None,
     markdown: str | os.PathLike[str] | None = None,
-) -> str:
-    """`lra compare --frontier`: the frontier tables as text (Avg and every task, or only `task`),
-    optionally written as CSV / markdown. ValueError when the task or an attention has no runs, or
-    when no attention has a cost (naming the command that would measure one)."""
+) -> tuple[str, str | None]:
+    """`lra compare --frontier`: (the frontier tables as text, Avg and every task or only `task`; the
+    warning line about unreliable speed ratios, None without any), optionally written as CSV /
+    markdown. ValueError when the task or an attention has no runs, or when no attention has a cost
+    (naming the command that would measure one)."""
     fr = build(store, attentions=attentions)
     if fr.points.empty:
         raise ValueError(f"no finished runs under {store.root}; run `lra suite --out {store.root}` first")
@@ -796,7 +859,8 @@ def frontier_view(
     if missing:
         raise ValueError(missing)
     write_all(fr, csv=csv, markdown=markdown)
-    return render(fr, markdown=False) + "".join(f"wrote {path}\n" for path in (csv, markdown) if path)
+    text = render(fr, markdown=False) + "".join(f"wrote {path}\n" for path in (csv, markdown) if path)
+    return text, unreliable_line(fr)
 
 
 def long_table(fr: Frontier) -> pd.DataFrame:

@@ -439,11 +439,14 @@ def _frontier_panel(
             zorder=2,
         )
         ax.scatter(point.speed_vs_full, point.accuracy, s=6, color="black", zorder=3)
+        label = str(numbers[point.attention_label])
+        if isinstance(point.cost_unreliable, str) and point.cost_unreliable:
+            label += f" {frontier_.MARK}"  # an unreliable speed ratio (the caption says why)
         texts.append(
             ax.text(
                 point.speed_vs_full,
                 point.accuracy,
-                str(numbers[point.attention_label]),
+                label,
                 fontsize=7.5,
                 fontweight="bold" if point.on_frontier else "normal",
                 ha="center",

@@ -19,6 +19,7 @@ import pandas as pd
 
 from lra.io import atomic_write
 
+from .costs import TIMING_FIELDS
 from .records import (
     EFFICIENCY_FIELDS,
     PLUGIN_FIELDS,
@@ -32,8 +33,15 @@ from .records import (
 NESTED_RUN_FIELDS = ("attention_params", "config", "history")
 # Fields some efficiency records carry beyond the schema (runners/bench_records.py,
 # runners/bench_model.py): kept as columns (NaN where absent) because they tell measurement
-# settings and machines apart.
-EFFICIENCY_EXTRA_FIELDS = ("batch_requested", "cpu_model", "cpu_threads", "amp", *PLUGIN_FIELDS)
+# settings, machines and bench calls apart and say how far a time can be trusted (results/costs.py).
+EFFICIENCY_EXTRA_FIELDS = (
+    "batch_requested",
+    "cpu_model",
+    "cpu_threads",
+    "amp",
+    *PLUGIN_FIELDS,
+    *TIMING_FIELDS,
+)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from .bench_records import (
     _Tally,
     make_record,
     record_path,
+    resumed_call,
     reusable_record,
 )
 from .bench_tables import PASSES, write_tables
@@ -96,6 +97,7 @@ def bench_attention(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
         head_dim=grid.head_dim,
         config_slug=f"{grid.dtype}-B{grid.batch}-H{grid.heads}-d{grid.head_dim}",
     )
+    ctx = resumed_call(ctx, [(s, p, n) for n in grid.lengths for s in series if s.applicable for p in PASSES])
     rows: list[dict[str, Any]] = []
     tally = _Tally()
     stopped: dict[tuple[str, str], tuple[str, str]] = {}  # (series, pass) -> (status, reason)

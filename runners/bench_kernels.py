@@ -47,8 +47,10 @@ import torch
 import torch.nn.functional as F
 
 from lra.io import atomic_write_json, atomic_write_text
+from results.costs import time_spread
 from results.records import SCHEMA_VERSION, write_record
 
+from .bench_records import new_call_id
 from .provenance import git_commit, installed_version, utc_now
 from .timing import one_line, peak_memory
 
@@ -687,6 +689,7 @@ def markdown(report: dict[str, Any]) -> str:
 def efficiency_records(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One kind="efficiency", bench="attention" record per attempted cell (skips live in the summary)."""
     env = report["environment"]
+    call_id = env.get("bench_call_id") or new_call_id()  # one call: the report's cells form ratios together
     records = []
     for c in report["cells"]:
         if c["status"] == "skipped":
@@ -726,6 +729,8 @@ def efficiency_records(report: dict[str, Any]) -> list[dict[str, Any]]:
             "triton_version": env["triton_version"],
             "git_commit": env["git_commit"],
             "measured_at": c["measured_at"],
+            "bench_call_id": call_id,
+            "time_spread": time_spread(c["p20_ms"], c["p80_ms"]),
         })  # fmt: skip
     return records
 

@@ -34,6 +34,7 @@ from .bench_records import (
     _Tally,
     make_record,
     record_path,
+    resumed_call,
     reusable_record,
 )
 from .bench_tables import write_tables
@@ -86,6 +87,7 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
         + (f"-{train_cfg.amp}" if amp else "")
         + (f"-compile-{cfg.compile}" if cfg.compile else ""),
     )
+    ctx = resumed_call(ctx, [(s, "train_step", n) for s in series if s.applicable for n in grid.lengths])
     extra = {
         "compile": cfg.compile,  # torch.compile mode of the model, None = eager
         "task": "text",

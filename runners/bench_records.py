@@ -5,16 +5,24 @@ counts of the run loops in runners/bench_attention.py and runners/bench_model.py
 
 A record holds every schema field of results/records.py (``kind="efficiency"``) plus the settings
 that must match for reuse: device, CPU model and threads, dtype, requested warm-up and repeats,
-time budget, torch and Triton versions and the hash of the package's sources (`code_hash`).
+time budget, torch and Triton versions and the hash of the package's sources (`code_hash`); and
+what says how far its time can be trusted (results/costs.py): the spread of its timed calls, how
+busy the machine was, and the id of the bench call that measured it (`bench_call_id`: tables form
+ratios only within one call). `--resume` continues the newest earlier call whose records it can
+reuse: it reuses that call's records only, and its new records take that call's id.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import functools
 import json
 import platform
 import sys
 import time
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +59,7 @@ class Context:
     provenance: dict[str, Any]
     resume: bool = False
     deadline: float | None = None  # time.monotonic() after which no new measurement starts
+    call_id: str = ""  # this invocation's `bench_call_id` (an earlier one's when resuming it)
 
     @property
     def directory(self) -> Path:
@@ -121,6 +130,9 @@ def make_record(
         "measured_at": utc_now(),
         "git_commit": ctx.provenance["git_commit"],
         **ctx.settings(),
+        "bench_call_id": ctx.call_id,
+        "time_spread": m.spread,
+        **m.load.record_fields(),
     }
     record.update(extra)
     return record
@@ -132,13 +144,16 @@ def record_path(ctx: Context, series: Series, pass_: str, seq_len: int) -> Path:
 
 def reusable_record(ctx: Context, series: Series, pass_: str, seq_len: int) -> dict[str, Any] | None:
     """With `resume`: the cell's record if it holds a measurement (ok or oom, not an error and not
-    a skipped cell) taken with this invocation's settings; else None (the cell is measured)."""
+    a skipped cell) taken with this invocation's settings in the call it continues (`ctx.call_id`,
+    see `resumed_call`); else None (the cell is measured)."""
     path = record_path(ctx, series, pass_, seq_len)
     if not ctx.resume or not path.is_file():
         return None
     try:
         record = read_record(path)
     except ValueError:  # torn or of another schema: measure again
+        return None
+    if record.get("bench_call_id") != ctx.call_id:  # another call's: ratios are formed within one call
         return None
     if record["status"] not in ("ok", "oom") or (record["error"] or "").startswith("skipped"):
         return None
@@ -161,6 +176,38 @@ def reusable_record(ctx: Context, series: Series, pass_: str, seq_len: int) -> d
     if looser and record.get("batch_halved_by_cpu_limit"):
         return None  # the batch was halved under a tighter limit: a larger one may fit now
     return record
+
+
+def new_call_id() -> str:
+    """A new `bench_call_id`: the UTC time to the microsecond and a random suffix, e.g.
+    "20261207T075600.123456Z-1a2b3c4d"; later calls sort after earlier ones."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def resumed_call(ctx: Context, cells: Iterable[tuple[Series, str, int]]) -> Context:
+    """`ctx` with the call it continues: without `resume` a new call; with it, the newest earlier call
+    (call ids start with their time) that has a reusable record among `cells` (series, pass, length),
+    else a new one."""
+    if not ctx.resume:
+        return ctx
+    newest: str | None = None
+    for series, pass_, length in cells:
+        path = record_path(ctx, series, pass_, length)
+        if not path.is_file():
+            continue
+        try:
+            record = read_record(path)
+        except ValueError:
+            continue
+        call = record.get("bench_call_id")
+        if not call:
+            continue
+        candidate = dataclasses.replace(ctx, call_id=call)
+        if (newest is None or call > newest) and reusable_record(
+            candidate, series, pass_, length
+        ) is not None:
+            newest = call
+    return dataclasses.replace(ctx, call_id=newest) if newest else ctx
 
 
 def _as_measurement(record: dict[str, Any]) -> Measurement:
@@ -263,6 +310,7 @@ def _context(
         provenance=_provenance(),
         resume=cfg.resume,
         deadline=deadline,
+        call_id=new_call_id(),
         **fields,
     )
 

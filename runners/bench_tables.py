@@ -1,113 +1,30 @@
-"""`lra bench` tables: ratios against full attention at the same pass and length, as markdown and CSV.
-
-Pure functions of the measured rows (`runners.bench_attention` and `runners.bench_model` write the
-records and call `write_tables`).
+"""`lra bench` tables, written beside the records of one bench call (`write_tables`); the tables
+themselves are results/cost_tables.py (pure functions of the records, shared with `lra report`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from lra.io import atomic_write, atomic_write_text, slug
-from results.records import plugin_label
+from results.cost_tables import (  # noqa: F401  (re-exported: the tables are part of the bench's interface)
+    NOT_RUN,
+    PASSES,
+    REFERENCE,
+    TABLE_COLUMNS,
+    bench_tables,
+    format_length,
+    format_number,
+    markdown_tables,
+    ratio_table,
+    table_notes,
+    unreliable_count,
+    warning_line,
+)
 
 if TYPE_CHECKING:
     from .bench import Context, Grid
-
-PASSES = ("forward", "forward_backward")
-REFERENCE = "full"
-NOT_RUN = "not run"  # the status of cells left when --max-minutes ran out
-
-
-def format_length(n: int) -> str:
-    """1024 -> "1K", 3072 -> "3K", 2**20 -> "1M", 1000 -> "1000"."""
-    if n % 2**20 == 0:
-        return f"{n // 2**20}M"
-    return f"{n // 2**10}K" if n % 2**10 == 0 else str(n)
-
-
-TABLE_COLUMNS = [
-    "bench", "pass", "attention", "attention_label", "backend", "series", "seq_len", "batch", "status",
-    "time_ms_median", "time_ms_p20", "time_ms_p80", "steps_per_s", "peak_memory_bytes",
-    "speedup_vs_full", "memory_vs_full", "error",
-]  # fmt: skip
-
-
-def ratio_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per cell with ratios against full attention at the same pass and length.
-
-    speedup_vs_full = (full time / full batch) / (time / batch): how many times more examples per
-    second than full attention (at equal batches, full time / time). memory_vs_full = peak memory /
-    full attention's peak memory. Both are NaN where either side has no measurement.
-    """
-    frame = pd.DataFrame.from_records(list(rows))
-    for column in TABLE_COLUMNS:
-        if column not in frame:
-            frame[column] = None
-    plugins = frame["plugin"] if "plugin" in frame else pd.Series([None] * len(frame), index=frame.index)
-    frame["series"] = [
-        f"{plugin_label(str(label), plugin)} [{backend}]"
-        for label, plugin, backend in zip(frame["attention_label"], plugins, frame["backend"], strict=True)
-    ]
-    for column in (
-        "time_ms_median",
-        "time_ms_p20",
-        "time_ms_p80",
-        "steps_per_s",
-        "peak_memory_bytes",
-        "batch",
-    ):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    ok = frame["status"] == "ok"
-    reference = frame[ok & (frame["attention"] == REFERENCE)].drop_duplicates(["pass", "seq_len"])
-    reference = reference[["pass", "seq_len", "time_ms_median", "batch", "peak_memory_bytes"]].rename(
-        columns={"time_ms_median": "_full_time", "batch": "_full_batch", "peak_memory_bytes": "_full_memory"}
-    )
-    frame = frame.merge(reference, on=["pass", "seq_len"], how="left")
-    ok = frame["status"] == "ok"
-    per_example = frame["time_ms_median"] / frame["batch"]
-    full_per_example = frame["_full_time"] / frame["_full_batch"]
-    frame["speedup_vs_full"] = (full_per_example / per_example).where(ok)
-    frame["memory_vs_full"] = (frame["peak_memory_bytes"] / frame["_full_memory"]).where(ok)
-    return frame[TABLE_COLUMNS]
-
-
-def format_number(x: float) -> str:
-    """Three significant digits without exponents: 0.0123, 1.23, 12.3, 123, 12345."""
-    if x == 0 or abs(x) >= 100:
-        return f"{x:.0f}"
-    digits = max(0, 2 - math.floor(math.log10(abs(x))))
-    return f"{x:.{digits}f}"
-
-
-def _cell(row: pd.Series, value: float, ratio: float, requested_batch: int | None) -> str:
-    """ "12.3 (2.10×)" for a measurement, with "[b16]" if it ran with a smaller batch; else the status."""
-    if row["status"] == "ok":
-        text = format_number(value) if pd.notna(value) else "–"
-        if pd.notna(ratio):
-            text += f" ({ratio:.1f}×)" if ratio >= 10 else f" ({ratio:.2f}×)"
-        if requested_batch is not None and row["batch"] != requested_batch:
-            text += f" [b{int(row['batch'])}]"
-        return text
-    return {"oom": "OOM", "error": "error", "skipped": "–", "n/a": "n/a", NOT_RUN: "not run"}.get(
-        str(row["status"]), str(row["status"])
-    )
-
-
-def _pivot(
-    frame: pd.DataFrame, render: Callable[[pd.Series], str], lengths: Sequence[int], prefix: str = ""
-) -> pd.DataFrame:
-    order = list(dict.fromkeys(frame["series"]))
-    table = pd.DataFrame(index=order, columns=[f"{prefix}{format_length(n)}" for n in lengths], dtype=object)
-    table[:] = ""
-    for _, row in frame.iterrows():
-        table.loc[row["series"], f"{prefix}{format_length(int(row['seq_len']))}"] = render(row)
-    table.index.name = "attention"
-    return table
 
 
 def bench_title(ctx: Context, grid: Grid) -> str:
@@ -116,67 +33,6 @@ def bench_title(ctx: Context, grid: Grid) -> str:
     else:
         shape = f"LRA Text model (4 layers, 256-d, 4 heads, MLP 1024), batch {grid.batch}, {ctx.dtype}"
     return f"{ctx.bench} bench on {ctx.device_name}: {shape}"
-
-
-def markdown_tables(
-    frame: pd.DataFrame,
-    bench: str,
-    title: str,
-    lengths: Sequence[int],
-    batch: int,
-    notes: Sequence[str] = (),
-) -> str:
-    """The markdown a person reads (and pastes): Table-2 layout, ratios to full attention in brackets.
-
-    `frame` is a `ratio_table`; `batch` the requested batch (model cells that ran smaller say so);
-    `notes` are lines for the list under the tables (reused and not-run cells).
-    """
-    lines = [f"## {title}", ""]
-    if bench == "model":
-        speed = _pivot(frame, lambda r: _cell(r, r["steps_per_s"], r["speedup_vs_full"], batch), lengths)
-        memory = _pivot(
-            frame,
-            lambda r: _cell(r, r["peak_memory_bytes"] / 1e9, float("nan"), None),
-            lengths,
-            "Mem ",
-        )
-        lines += [
-            "Training steps/s (speed-up over full attention in brackets, per example) and peak memory (GB) of",
-            "one step. [bN]: ran with batch N, the largest that fit. OOM: out of memory even at batch 1.",
-            "",
-            pd.concat([speed, memory], axis=1).to_markdown(disable_numparse=True),
-            "",
-        ]
-    else:
-        for pass_ in PASSES:
-            part = frame[frame["pass"] == pass_]
-            if part.empty:
-                continue
-            time_ = _pivot(part, lambda r: _cell(r, r["time_ms_median"], r["speedup_vs_full"], None), lengths)
-            memory = _pivot(
-                part,
-                lambda r: _cell(r, r["peak_memory_bytes"] / 2**20, r["memory_vs_full"], None),
-                lengths,
-            )
-            lines += [
-                f"### {pass_.replace('_', ' + ')}: median time per call (ms), speed-up over full attention",
-                "",
-                time_.to_markdown(disable_numparse=True),
-                "",
-                f"### {pass_.replace('_', ' + ')}: peak memory beyond the inputs (MiB), ratio to full attention",
-                "",
-                memory.to_markdown(disable_numparse=True),
-                "",
-            ]
-    seen = set()
-    for _, row in frame[frame["status"].isin(["skipped", "n/a", "error"])].iterrows():
-        where = "" if row["status"] == "n/a" else f" {row['pass']} from N={int(row['seq_len'])}"
-        key = (row["series"], where, row["status"])
-        if key not in seen:
-            seen.add(key)
-            lines.append(f"- {row['series']}{where}: {row['status']} ({row['error']})")
-    lines += [f"- {line}" for line in notes]
-    return "\n".join(lines).rstrip() + "\n"
 
 
 def write_tables(rows: Sequence[dict[str, Any]], ctx: Context, grid: Grid, notes: Sequence[str] = ()) -> str:

@@ -17,9 +17,9 @@
 Local runs go through a pool of `jobs` processes, the CPU cores split between them
 (`OMP_NUM_THREADS`); `launcher="submitit"` sends each run to SLURM (optional dependency
 ``submitit``, extra ``slurm``). At the end the suite writes ``leaderboard.csv``, ``results_long.csv``,
-``leaderboard.md``, ``frontier.md``, ``frontier.csv`` (accuracy against cost) and ``plots/`` under
-`out`, from every record there. Interrupting the suite (Ctrl-C, SIGKILL) leaves checkpoints behind;
-the same command resumes.
+``leaderboard.md``, ``frontier.md``, ``frontier.csv`` (accuracy against cost), ``plots/`` and
+``report.html`` (all of it on one page, results/report.py) under `out`, from every record there.
+Interrupting the suite (Ctrl-C, SIGKILL) leaves checkpoints behind; the same command resumes.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ class SuiteConfig:
         max_minutes: start no new run after this many minutes from the start of the suite (data
             preparation included; None = no limit). Runs in progress finish; the runs left are
             reported as "not run" and the same command continues with them.
+        log: loggers of every run's training curves (`RunConfig.log`, e.g. ("tensorboard",)).
     """
 
     tasks: tuple[str, ...] = ()
@@ -132,6 +133,7 @@ class SuiteConfig:
     source: str | None = None
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
     max_minutes: float | None = None
+    log: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,7 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
                     data_dir=cfg.data_dir,
                     source=cfg.source,
                     quiet=True,
+                    log=list(cfg.log),
                 )
                 r = resolve(run_cfg, elsewhere=slurm_gpus)
                 run_dir = out / "runs" / task / r.mechanism.slug(r.params) / str(seed)
@@ -733,6 +736,16 @@ def _run_submitit(
 # ----------------------------------------------------------------------------------------------
 
 
+def check_plugin_attentions(cells: Sequence[Cell]) -> None:
+    """The smoke check of the attention contract for every plugin attention about to train, once per
+    attention and parameters (runners/plugin_checks.py); ValueError (one line) before any run starts."""
+    from runners.plugin_checks import smoke_check
+
+    for cell in cells:
+        if cell.config.plugins:
+            smoke_check(cell.attention, cell.attention_params, cell.resolved_config["device_type"])
+
+
 def _prepare_data(cells: list[Cell], echo: Callable[[str], None]) -> tuple[set[str], list[Outcome]]:
     """Generate / cache each task's data once before the runs fan out.
 
@@ -802,6 +815,7 @@ def run_suite(
         f"{len(cells)} runs ({len(cells) - len(todo)} already finished, {len(todo)} to run) -> {out / 'runs'}"
     )
     if todo:
+        check_plugin_attentions(todo)
         gated, failures = _prepare_data(todo, echo)
         outcomes += failures
         failed_ids = {o.cell.run_id for o in failures}
@@ -842,8 +856,9 @@ def _write_plan(cfg: SuiteConfig, cells: list[Cell], out: Path) -> None:
 
 def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = print) -> list[Path]:
     """Print the leaderboard and the accuracy–cost frontier of every record under `out` and write
-    leaderboard.csv, results_long.csv, leaderboard.md, frontier.md, frontier.csv and plots/ there."""
-    from results import frontier, leaderboard, plots, store
+    leaderboard.csv, results_long.csv, leaderboard.md, frontier.md, frontier.csv, plots/ and
+    report.html there."""
+    from results import frontier, leaderboard, plots, report, store
     from results.published import load_published
 
     out = Path(out)
@@ -861,8 +876,13 @@ def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = 
     store.write_long_csv(st.runs, written[2])
     fr = frontier.build(st, lb)
     echo(frontier.render(fr, markdown=False, panels=[frontier.AVG]))
+    warning = frontier.unreliable_line(fr)
+    if warning:
+        echo(warning)
     written += [out / "frontier.md", out / "frontier.csv"]
     frontier.write_all(fr, markdown=written[-2], csv=written[-1])
-    written += plots.plot_all(st, out / "plots")
+    figures = plots.plot_all(st, out / "plots")
+    written += figures
+    written.append(report.write_report(out, st=st, lb=lb, fr=fr, figures=figures))
     echo("wrote " + ", ".join(str(p) for p in written))
     return written

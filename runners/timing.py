@@ -29,12 +29,22 @@ How peak memory is measured:
 A call that runs out of memory (`torch.OutOfMemoryError` / `torch.cuda.OutOfMemoryError`, or the
 CPU allocator's "can't allocate memory") gives status ``"oom"``; any other exception gives
 ``"error"``; neither propagates.
+
+How busy the machine was (`MachineLoad`, in `Measurement.load`): the CPU time that every process
+but this one used while `measure` ran (Linux `/proc/stat` minus this process's own CPU time, CPU
+steal of a virtual machine counted as others'), as a fraction of all cores, and the 1-minute load
+average per core before and after (which includes this process). Windows shorter than
+`MIN_LOAD_WINDOW_S` leave the fraction unknown (the kernel counts CPU time in 10 ms ticks). The
+GPU's use by other processes is not measured: NVML's per-process view is wrong inside containers
+(other PID namespaces) and its utilisation includes this process's own kernels; on CUDA the spread
+of the timed calls is what shows contention.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -45,6 +55,8 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from results.costs import time_spread
 
 Status = Literal["ok", "oom", "error"]
 
@@ -57,6 +69,107 @@ OutOfMemoryError: type[RuntimeError] = getattr(torch, "OutOfMemoryError", torch.
 # In the error of a call that the CPU memory limit stopped (bench --resume tells it from a real OOM).
 CPU_LIMIT_MESSAGE = "CPU memory limit"
 _OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+# Shorter windows give the others' CPU share no meaning: /proc/stat counts in ticks of 10 ms.
+MIN_LOAD_WINDOW_S = 0.1
+
+
+@dataclass(frozen=True)
+class CpuCounters:
+    """One reading of the machine's CPU counters (Linux /proc/stat) and of this process's CPU time.
+
+    Attributes:
+        wall_s: `time.monotonic()` at the reading.
+        busy_s: CPU seconds all cores spent running anything since boot (user, nice, system, irq, softirq).
+        steal_s: CPU seconds a hypervisor gave to other machines while this one's cores wanted them.
+        own_s: CPU seconds this process used (every thread; `time.process_time()`).
+        cores: the machine's cores (/proc/stat counts them all, whatever the affinity).
+        load_avg_1m: the 1-minute load average, None where the system has none.
+    """
+
+    wall_s: float
+    busy_s: float
+    steal_s: float
+    own_s: float
+    cores: int
+    load_avg_1m: float | None
+
+
+def read_cpu_counters() -> CpuCounters | None:
+    """The machine's CPU counters now; None where /proc/stat cannot be read (not Linux)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()
+            cores = sum(1 for line in fh if line.startswith("cpu") and line[3].isdigit())
+    except (OSError, IndexError):
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 8:
+        return None
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[1:8])
+    steal = int(fields[8]) if len(fields) > 8 else 0
+    try:
+        load: float | None = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return CpuCounters(
+        wall_s=time.monotonic(),
+        busy_s=(user + nice + system + irq + softirq) / tick,
+        steal_s=steal / tick,
+        own_s=time.process_time(),
+        cores=max(1, cores or (os.cpu_count() or 1)),
+        load_avg_1m=load,
+    )
+
+
+@dataclass(frozen=True)
+class MachineLoad:
+    """How busy the machine was while a measurement ran (see the module docstring).
+
+    Attributes:
+        other_cpu_load: fraction of all cores (0..1) busy with other processes, CPU steal included;
+            None when unknown (no /proc/stat, or a window under `MIN_LOAD_WINDOW_S`).
+        cpu_steal: fraction of all cores stolen by the hypervisor (included in `other_cpu_load`).
+        load_per_core_before, load_per_core_after: 1-minute load average / cores, this process included.
+        cpu_cores: cores of the machine.
+        window_s: seconds between the two readings.
+    """
+
+    other_cpu_load: float | None = None
+    cpu_steal: float | None = None
+    load_per_core_before: float | None = None
+    load_per_core_after: float | None = None
+    cpu_cores: int | None = None
+    window_s: float = 0.0
+
+    @classmethod
+    def between(cls, before: CpuCounters | None, after: CpuCounters | None) -> MachineLoad:
+        """The load between two readings (every field None when either is missing)."""
+        if before is None or after is None:
+            return cls()
+        window = after.wall_s - before.wall_s
+        capacity = window * after.cores
+        other = steal = None
+        if window >= MIN_LOAD_WINDOW_S:
+            steal = max(0.0, after.steal_s - before.steal_s) / capacity
+            others_busy = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+            other = min(1.0, max(0.0, others_busy / capacity) + steal)
+        return cls(other, steal, _per_core(before), _per_core(after), after.cores, window)
+
+    def record_fields(self) -> dict[str, float | int | None]:
+        """The fields an efficiency record keeps."""
+        return {
+            "other_cpu_load": self.other_cpu_load,
+            "cpu_steal": self.cpu_steal,
+            "load_per_core_before": self.load_per_core_before,
+            "load_per_core_after": self.load_per_core_after,
+            "cpu_cores": self.cpu_cores,
+        }
+
+
+def _per_core(counters: CpuCounters) -> float | None:
+    return None if counters.load_avg_1m is None else counters.load_avg_1m / counters.cores
 
 
 @dataclass(frozen=True)
@@ -74,6 +187,7 @@ class Measurement:
         time_method: "cuda-events" or "wall-clock".
         memory_method: "cuda-allocator", "cpu-dispatch-tensors" or None (not measured).
         warmup: untimed calls that were made.
+        load: how busy the machine was while the measurement ran (memory call, warm-up and timed calls).
     """
 
     status: Status
@@ -84,6 +198,7 @@ class Measurement:
     time_method: str = "wall-clock"
     memory_method: str | None = None
     warmup: int = 0
+    load: MachineLoad = MachineLoad()
 
     @property
     def repeats(self) -> int:
@@ -100,6 +215,11 @@ class Measurement:
     @property
     def p80_ms(self) -> float | None:
         return percentile(self.times_ms, 80)
+
+    @property
+    def spread(self) -> float | None:
+        """p80 / p20 of the timed calls (1 = every call alike); None with fewer than two calls."""
+        return time_spread(self.p20_ms, self.p80_ms) if self.repeats > 1 else None
 
 
 def percentile(values: tuple[float, ...] | list[float], q: float) -> float | None:
@@ -335,6 +455,7 @@ def measure(
     time_method = TIME_METHODS[device.type]
     memory_method = MEMORY_METHODS[device.type] if memory else None
     peak, baseline, made, estimate_s = None, None, 0, None
+    counters = read_cpu_counters()
     failure: tuple[Status, str] | None = None
     try:
         if memory and device.type == "cpu":
@@ -351,10 +472,16 @@ def measure(
             peak, baseline = cuda_peak, cuda_baseline
     except Exception as err:  # every failure of the measured call becomes a status, never a crash
         failure = ("oom" if is_oom(err) else "error", one_line(err))
+    load = MachineLoad.between(counters, read_cpu_counters())
     if failure is not None:
         release_memory(device)  # outside the except block, so the traceback's tensors are gone
         return Measurement(
-            failure[0], error=failure[1], time_method=time_method, memory_method=memory_method, warmup=made
+            failure[0],
+            error=failure[1],
+            time_method=time_method,
+            memory_method=memory_method,
+            warmup=made,
+            load=load,
         )
     return Measurement(
         "ok",
@@ -364,4 +491,5 @@ def measure(
         time_method=time_method,
         memory_method=memory_method,
         warmup=made,
+        load=load,
     )

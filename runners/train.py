@@ -65,6 +65,7 @@ from .defaults import DEFAULT_RUNS_DIR
 from .memory import memory_baseline, peak_memory_growth
 from .provenance import config_hash, git_commit, installed_version, utc_now
 from .rng import rng_state, seed_everything, set_rng_state
+from .run_logging import RunLogger, check_loggers, open_run_logger
 from .timing import device_name
 
 # Fault injection for resume tests: with this variable set to N, the process kills itself with SIGKILL
@@ -97,6 +98,8 @@ class RunConfig:
             provenance entries (`PluginInfo.to_dict()`) a run records. A run stores its attention's
             plugin here (run_config in config.json, run_config.json), so that its child processes,
             torchrun workers, SLURM jobs and a resume import it by themselves.
+        log: loggers of the training curves (runners/run_logging.py), e.g. ["tensorboard"]; they
+            change no result (not in the configuration hash).
     """
 
     task: str = "listops"
@@ -115,6 +118,7 @@ class RunConfig:
     source: str | None = None
     quiet: bool = False
     plugins: list[Any] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -206,6 +210,7 @@ def resolve(cfg: RunConfig, *, elsewhere: bool = False) -> Resolved:
     `elsewhere`: the run will execute on another machine (a SLURM job), so device "cuda" is not
     checked against this one."""
     _load_run_plugins(cfg)
+    check_loggers(cfg.log)
     mechanism = attention_zoo.get(cfg.attention)
     mechanism.params(**cfg.attn_params)  # a clear error for bad parameters before anything else
     tasks.get(cfg.task)  # likewise for unknown tasks, before presets are looked up
@@ -739,6 +744,11 @@ def _train(
         intervals = [tuple(x) for x in state["intervals"]]
         losses = list(state["losses"])
         set_rng_state(state["rng"][dist.rank])
+    logger = (
+        open_run_logger(r.cfg.log, r.run_dir, resumed_step=step, config=_logged_config(r))
+        if dist.main
+        else RunLogger()
+    )
 
     def checkpoint() -> None:
         rng = [rng_state()]
@@ -746,6 +756,7 @@ def _train(
             rng = [None] * dist.world
             torch_dist.all_gather_object(rng, rng_state())
         if dist.main:
+            logger.checkpoint(step)  # the curves up to `step` are on disk before the checkpoint is
             _save(
                 {
                     "format": CHECKPOINT_FORMAT,
@@ -826,6 +837,7 @@ def _train(
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss_value)
+            logger.train_step(step, loss=loss_value, lr=optimizer.param_groups[0]["lr"], grad_norm=grad_norm)
         step_lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:  # once per step, skipped updates included, as the lineage does
             scheduler.step()
@@ -852,6 +864,16 @@ def _train(
                     "val_loss": val_loss,
                     "lr": step_lr,
                 }
+            )
+            seconds, tokens, steps_done = intervals[-1]
+            logger.evaluation(
+                step,
+                val_acc=val_acc,
+                val_loss=val_loss,
+                train_loss=train_loss,
+                tokens_per_s=tokens / seconds if seconds > 0 else None,
+                steps_per_s=steps_done / seconds if seconds > 0 else None,
+                peak_memory_bytes=peak_memory_growth(device, baseline_memory),
             )
             bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
             if log_lines:
@@ -931,10 +953,17 @@ def _train(
         wall_time_s=wall_before + time.perf_counter() - started,
         finished_at=utc_now(),
     )
+    logger.end(record)
+    logger.close()
     if dist.main:
         write_record(r.run_dir / RECORD_NAME, record)
     dist.barrier()
     return record
+
+
+def _logged_config(r: Resolved) -> dict[str, Any]:
+    """The configuration a logger shows: what the run's results depend on, and how it was started."""
+    return {"config_hash": r.config_hash, **r.config_dict(), "run_config": dataclasses.asdict(r.cfg)}
 
 
 def runner_command(config_path: Path, nproc: int = 1) -> list[str]:

@@ -2,8 +2,8 @@
 and the tensor cache behind the tasks in `lra.tasks`.
 
 `prepare(task, data)` builds every split of a task once (generating and caching as needed) so
-that parallel jobs started afterwards only read; `summarize(task, data)` adds the statistics that
-`lra data info` prints; `identity.data_identity(task, data)` names the data a run reads (source
+that parallel jobs started afterwards only read; `describe(task, data)` says what the data are
+without touching them; `summarize(task, data)` adds the statistics that `lra data info` prints; `identity.data_identity(task, data)` names the data a run reads (source
 and content signature, whatever their place) for its configuration hash. Submodules are imported
 lazily so that `lra.data.tokenizers` and the generators stay light.
 """
@@ -67,6 +67,35 @@ def decode_example(task: str, ds: LRADataset, index: int = 0, pixel_zero_is_padd
         return text
     side = int(ds.info.get("image_side") or math.isqrt(tokens.shape[0]))
     return ascii_image(pixel_values(tokens[: side * side], pixel_zero_is_padding), side)
+
+
+def describe(task: str, data: DataConfig | None = None) -> dict[str, Any]:
+    """What `task`'s data for `data` are, without loading or generating anything: the resolved
+    source and, for the `generated` source, the variant, its parameters and sizes, the folder and
+    whether it exists yet (`generated: None` for other sources)."""
+    import dataclasses
+
+    from lra import tasks
+
+    from . import generated as gen
+
+    spec = tasks.get(task)
+    data = data or tasks.DataConfig()
+    source = spec.resolve_source(data.source, data)
+    out: dict[str, Any] = {"task": task, "source": source, "generated": None}
+    if source == "generated":
+        params = gen.generator_params(task, data)
+        out["generated"] = {
+            "variant": data.generator,
+            "seed": data.gen_seed,
+            "sizes": params.sizes(),
+            "params": {
+                k: v for k, v in dataclasses.asdict(params).items() if k not in ("n_train", "n_val", "n_test")
+            },
+            "folder": str(gen.generated_folder(task, data)),
+            "exists": gen.is_generated(task, data),
+        }
+    return out
 
 
 def summarize(task: str, data: DataConfig | None = None, splits: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -58,17 +58,29 @@ def generator_description(task: str, data: DataConfig) -> dict[str, Any]:
     }
 
 
-def ensure_generated(task: str, data: DataConfig, workers: int = 0) -> tuple[Path, Any]:
-    """The folder holding `task`'s generated data for `data` (generated now if missing) and the
-    generator parameters used."""
-    params = generator_params(task, data)
+def generated_folder(task: str, data: DataConfig) -> Path:
+    """Where the generated data of `task` for `data` live (whether or not they exist yet)."""
     description = generator_description(task, data)
-    final = (
+    return (
         Path(data.data_dir)
         / GENERATED_DIR
         / task
         / f"{data.generator}-seed{data.gen_seed}-{digest(description)}"
     )
+
+
+def is_generated(task: str, data: DataConfig) -> bool:
+    """Whether the generated data of `task` for `data` exist (complete: they are renamed into place
+    only when finished)."""
+    return generated_folder(task, data).is_dir()
+
+
+def ensure_generated(task: str, data: DataConfig, workers: int = 0) -> tuple[Path, Any]:
+    """The folder holding `task`'s generated data for `data` (generated now if missing) and the
+    generator parameters used."""
+    params = generator_params(task, data)
+    description = generator_description(task, data)
+    final = generated_folder(task, data)
 
     def build(tmp: Path) -> None:
         if isinstance(params, ListOpsParams):

@@ -97,16 +97,24 @@ def _release_files(task: str, data: DataConfig) -> tuple[Path, list[Path]] | Non
     elif task in ("pathfinder", "pathx"):
         from lra.tasks.pathfinder import RESOLUTION
 
-        wanted = [f"pathfinder{RESOLUTION[task]}/{rel.pathfinder_folder_name(data.difficulty)}"]
+        try:  # the folder the loader reads (a generated one may have another resolution)
+            folder, _ = rel.find_pathfinder_folder(data.data_dir, RESOLUTION[task], data.difficulty)
+        except FileNotFoundError:
+            return None
+        return folder.parents[1], _pathfinder_files(folder)
     else:
         raise ValueError(f"task {task!r} has no lra_release files; use its own sources")
     roots = [Path(data.data_dir) / prefix for prefix in rel.ROOT_CANDIDATES]
     root = next((r for r in roots if (r / wanted[0]).exists()), None)
     if root is None:
         return None
-    if task not in ("pathfinder", "pathx"):
-        return root, [root / name for name in wanted]
-    folder = root / wanted[0]
+    return root, [root / name for name in wanted]
+
+
+def _pathfinder_files(folder: Path) -> list[Path]:
+    """The metadata files, the first image of each and the generation marker of a difficulty folder."""
+    from . import lra_release as rel
+
     metadata = sorted((folder / "metadata").glob("*.npy"))
     images = []
     for meta in metadata:
@@ -115,7 +123,7 @@ def _release_files(task: str, data: DataConfig) -> tuple[Path, list[Path]] | Non
         if len(fields) >= 2:
             images.append(folder / fields[0] / fields[1])
     marker = [folder / rel.GENERATED_MARKER] if (folder / rel.GENERATED_MARKER).is_file() else []
-    return root, metadata + images + marker
+    return metadata + images + marker
 
 
 def data_identity(task: str, data: DataConfig) -> dict[str, Any]:

@@ -196,6 +196,42 @@ def pathfinder_folder_name(difficulty: str) -> str:
     return PATHFINDER_DIFFICULTIES.get(difficulty, difficulty)
 
 
+def generated_pathfinder_folders(data_dir: str | os.PathLike[str]) -> list[str]:
+    """`pathfinder<res>/<folder>` of every difficulty folder under `data_dir` that `lra data generate`
+    wrote (it has a marker), in name order."""
+    found = []
+    for prefix in ROOT_CANDIDATES:
+        base = Path(data_dir) / prefix
+        for marker in sorted(base.glob(f"pathfinder*/*/{GENERATED_MARKER}")):
+            found.append(marker.parent.relative_to(base).as_posix())
+    return list(dict.fromkeys(found))
+
+
+def find_pathfinder_folder(
+    data_dir: str | os.PathLike[str], resolution: int, difficulty: str, generate_hint: str = ""
+) -> tuple[Path, int]:
+    """(the difficulty folder, its image side) under the archive root inside `data_dir`.
+
+    The official layout is `pathfinder<resolution>/<folder>`; a folder of that name that `lra data
+    generate` wrote at another resolution (`pathfinder16/...` of the 16x16 variants) is found too, its
+    side read from its marker. FileNotFoundError saying how to get the data otherwise, naming the
+    generated folders that are there."""
+    name = pathfinder_folder_name(difficulty)
+    try:
+        return find_in_release(data_dir, f"pathfinder{resolution}/{name}", generate_hint), resolution
+    except FileNotFoundError as err:
+        generated = generated_pathfinder_folders(data_dir)
+        for other in generated:
+            if other.split("/", 1)[1] == name:
+                folder = find_in_release(data_dir, other)
+                marker = generated_marker(folder) or {}
+                return folder, int(marker.get("params", {}).get("resolution", resolution))
+        if not generated:
+            raise
+        listed = ", ".join(f"{g} (--difficulty {g.split('/', 1)[1]})" for g in generated)
+        raise FileNotFoundError(f"{err}; generated folders there: {listed}") from None
+
+
 @dataclass(frozen=True)
 class PathfinderEntry:
     """One image listed in a metadata file."""

@@ -47,8 +47,9 @@ def _loader(task: str) -> tuple[Callable[[str, DataConfig], LRADataset], Callabl
             limit = 0
         else:
             hint = f"lra data generate --task {task} --out {data.data_dir}"
-            folder = lra_release.find_in_release(data.data_dir, _release_folder(task, data), hint)
-            side = RESOLUTION[task]
+            folder, side = lra_release.find_pathfinder_folder(
+                data.data_dir, RESOLUTION[task], data.difficulty, hint
+            )
             counts = None
             origin = f"lra_release:{folder.parents[1]}"
             marker = lra_release.generated_marker(folder)  # written by `lra data generate --out`

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from . import bench, data, experiments, info, run, suite
+from . import bench, check, data, experiments, info, run, suite
 from .common import plugin_warnings_as_lines
 
 
@@ -23,9 +23,11 @@ def main() -> None:
     lra suite --preset quick   every attention on generated ListOps + Pathfinder, then the leaderboard
     lra run                    train one task with one attention
     lra leaderboard / compare / plot   tables and figures from result records
+    lra report                 one self-contained HTML page of the results
     lra bench attention|model|kernels   speed and memory against sequence length
     lra sweep mk|s|landmarks|scaling, lra swap   MiTA experiments
     lra data generate|prepare|info               task data
+    lra check --plugin MODULE                    the attention contract, one line per check
     lra list attentions|tasks                    what is registered
     lra info                                     versions, devices, backends, data locations
     """
@@ -38,11 +40,13 @@ for command in (
     suite.leaderboard_command,
     suite.compare_command,
     suite.plot_command,
+    suite.report_command,
     suite.readme_command,
     bench.bench_group,
     experiments.sweep_group,
     experiments.swap_command,
     data.data_group,
+    check.check_command,
     info.list_group,
     info.info_command,
 ):

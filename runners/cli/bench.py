@@ -163,8 +163,8 @@ def bench_attention_command(**kwargs: Any) -> None:
     """
     from runners.bench_attention import bench_attention
 
-    _, markdown = bench_attention(_bench_config(**kwargs))
-    click.echo(markdown)
+    rows, markdown = bench_attention(_bench_config(**kwargs))
+    _echo_tables(rows, markdown)
 
 
 @bench_group.command("model")
@@ -191,8 +191,18 @@ def bench_model_command(**kwargs: Any) -> None:
     """
     from runners.bench_model import bench_model
 
-    _, markdown = bench_model(_bench_config(**kwargs))
+    rows, markdown = bench_model(_bench_config(**kwargs))
+    _echo_tables(rows, markdown)
+
+
+def _echo_tables(rows: list[dict[str, Any]], markdown: str) -> None:
+    """The tables, then one warning line on stderr when some of their ratios are unreliable."""
+    from runners.bench_tables import warning_line
+
     click.echo(markdown)
+    warning = warning_line(rows)
+    if warning:
+        click.echo(warning, err=True)
 
 
 @bench_group.command("kernels")

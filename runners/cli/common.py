@@ -36,11 +36,15 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+PLUGIN_MODULES_KEY = "lra.plugin_modules"
+
+
 def _load_plugin_modules(ctx: click.Context, param: click.Parameter, modules: tuple[str, ...]) -> None:
     """Import the entry-point, LRA_PLUGINS and --plugin plugins before any other option is parsed (an
     attention name of a plugin is then known); a failure is a one-line usage error."""
     from attention_zoo.plugins import PluginError, load_plugins
 
+    ctx.meta[PLUGIN_MODULES_KEY] = modules  # which modules this command named (`lra check` reads it)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -163,6 +167,16 @@ def training_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ],
     )
+
+
+log_option = click.option(
+    "--log",
+    "log",
+    multiple=True,
+    type=click.Choice(["tensorboard"]),
+    help="Log the training curves: tensorboard writes <run-dir>/tensorboard/ (tensorboard --logdir OUT "
+    "shows the runs by task and attention; pip install 'lra-arena[tensorboard]'). Off by default.",
+)
 
 
 def echo_unless(quiet: bool) -> Callable[[str], None]:

@@ -7,7 +7,10 @@ from typing import Any
 
 import click
 
-from .common import UserError, apply_options, data_dir_option, user_errors
+from .common import UserError, apply_options, data_dir_option, preset_option, user_errors
+
+# The preset whose data `lra data prepare|info` describe without --preset: the one `lra run` trains with.
+DEFAULT_PRESET = "tiny"
 
 _SIZE_FIELDS = ("n_train", "n_val", "n_test")
 
@@ -41,46 +44,76 @@ def generator_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def generator_variants() -> dict[str, tuple[str, ...]]:
+    """The named generator variants of every generated task (the tables of lra/data/generate_*.py)."""
+    from lra.data.generate_listops import LISTOPS_VARIANTS
+    from lra.data.generate_pathfinder import PATHFINDER_VARIANTS, PATHX_VARIANTS
+
+    return {
+        "listops": tuple(LISTOPS_VARIANTS),
+        "pathfinder": tuple(PATHFINDER_VARIANTS),
+        "pathx": tuple(PATHX_VARIANTS),
+    }
+
+
+def _variants_help() -> str:
+    listed = "; ".join(f"{task} {', '.join(names)}" for task, names in generator_variants().items())
+    return f"Variant: {listed}."
+
+
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that make a DataConfig (shared by `lra data prepare` and `lra data info`)."""
+    """The options that make a DataConfig (shared by `lra data prepare` and `lra data info`): the
+    preset's data with the options given applied (an option left out keeps the preset's value)."""
     options = [
         click.option("--task", required=True, help="Task name (lra list tasks)."),
+        preset_option(DEFAULT_PRESET),
         click.option(
-            "--source", default="auto", show_default=True, help="lra_release, generated, hf, tfds or auto."
+            "--source", default=None, help="lra_release, generated, hf, tfds or auto [default: the preset's]."
         ),
         data_dir_option(),
         click.option(
-            "--generator", default="lra", show_default=True, help="Generator variant of the generated source."
+            "--generator",
+            default=None,
+            help="Generator variant of the generated source [default: the preset's].",
         ),
-        click.option("--n-train", default=0, type=int, help="Examples to generate / keep (0 = default)."),
-        click.option("--n-val", default=0, type=int, help="Validation examples (0 = default)."),
-        click.option("--n-test", default=0, type=int, help="Test examples (0 = default)."),
-        click.option("--seed", "gen_seed", default=0, show_default=True, type=int, help="Generator seed."),
+        click.option("--n-train", default=None, type=int, help="Examples to generate / keep (0 = all)."),
+        click.option("--n-val", default=None, type=int, help="Validation examples (0 = all)."),
+        click.option("--n-test", default=None, type=int, help="Test examples (0 = all)."),
+        click.option("--seed", "gen_seed", default=None, type=int, help="Generator seed [default: 0]."),
         click.option(
-            "--seq-len", default=0, type=int, help="Tokens per input (0 = the task's or variant's)."
-        ),
-        click.option("--pixel-zero-is-padding", is_flag=True, help="Legacy LRA pixel ids (black = padding)."),
-        click.option(
-            "--hf-repo", default="", help="Hugging Face repo owner/name[/folder][@rev] or a local folder."
+            "--seq-len", default=None, type=int, help="Tokens per input (0 = the task's or variant's)."
         ),
         click.option(
-            "--cache-dir", default="", help="Tensor cache [default: $LRA_CACHE_DIR or <data-dir>/cache]."
+            "--pixel-zero-is-padding/--no-pixel-zero-is-padding",
+            default=None,
+            help="Legacy LRA pixel ids (black = padding) [default: the preset's].",
+        ),
+        click.option(
+            "--hf-repo", default=None, help="Hugging Face repo owner/name[/folder][@rev] or a local folder."
+        ),
+        click.option(
+            "--cache-dir", default=None, help="Tensor cache [default: $LRA_CACHE_DIR or <data-dir>/cache]."
         ),
         click.option(
             "--difficulty",
-            default="hard",
-            show_default=True,
-            help="Pathfinder folder of the official data: easy, intermediate, hard or a folder name.",
+            default=None,
+            help="Pathfinder folder of the official data: easy, intermediate, hard or a folder name "
+            "[default: hard].",
         ),
     ]
     return apply_options(fn, options)
 
 
 def make_data_config(options: dict[str, Any]) -> Any:
+    """The preset's DataConfig of `options["task"]` with every option given (not None) applied."""
+    import dataclasses
+
+    from lra.configs import get_preset
     from lra.tasks import DataConfig
 
+    base = get_preset(options["task"], options["preset"]).data
     values = {k: v for k, v in options.items() if k in DataConfig.__dataclass_fields__ and v is not None}
-    return DataConfig(**values)
+    return dataclasses.replace(base, **values)
 
 
 @click.group("data")
@@ -93,12 +126,7 @@ def data_group() -> None:
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Root folder (lra_release layout)."
 )
-@click.option(
-    "--generator",
-    default="lra",
-    show_default=True,
-    help="Variant: listops lra/medium/short, pathfinder lra/easy, pathx lra.",
-)
+@click.option("--generator", default="lra", show_default=True, help=_variants_help())
 @click.option("--n-train", default=None, type=int, help="Training examples [default: the variant's].")
 @click.option("--n-val", default=None, type=int, help="Validation examples [default: the variant's].")
 @click.option("--n-test", default=None, type=int, help="Test examples [default: the variant's].")
@@ -163,6 +191,12 @@ def data_generate(
                 f"labels {_label_counts(labels, 2)}"
             )
     click.echo(f"wrote {folder}")
+    if task != "listops":
+        # The official layout names the folder; a generated one says which it is.
+        how = f"--source lra_release --data-dir {out}"
+        if lra_release.pathfinder_folder_name("hard") != folder.name:
+            how += f" --difficulty {folder.name} (lra run / suite: --set data.difficulty={folder.name})"
+        click.echo(f"read it back with {how}")
 
 
 def _label_counts(labels: Any, num_classes: int) -> str:
@@ -179,7 +213,8 @@ def data_prepare(**options: Any) -> None:
     """Load every split once (generate, tokenise, cache) so that later runs start in seconds.
 
     \b
-    lra data prepare --task listops --source generated --generator short
+    lra data prepare --task listops                  # the data `lra run --task listops` trains on
+    lra data prepare --task listops --preset quick   # those of `lra suite --preset quick`
     lra data prepare --task retrieval --source lra_release --data-dir /data/lra_release
     """
     from lra.data import prepare
@@ -199,15 +234,45 @@ def data_prepare(**options: Any) -> None:
     type=click.Choice(["train", "val", "test"]),
     help="Splits to describe [default: all].",
 )
+@click.option(
+    "--generate",
+    is_flag=True,
+    help="Generate the data first when the generated source does not have them yet [default: only "
+    "describe the variant].",
+)
 @user_errors
-def data_info(splits: tuple[str, ...], **options: Any) -> None:
-    """Sizes, token lengths, label balance and a decoded example of a task's data."""
+def data_info(splits: tuple[str, ...], generate: bool, **options: Any) -> None:
+    """The data a preset trains on: source and generator variant, then sizes, token lengths, label
+    balance and a decoded example. Never generates without --generate.
+
+    \b
+    lra data info --task listops                   # what `lra run --task listops` trains on
+    lra data info --task pathfinder --preset quick --generate
+    """
     from lra import tasks
-    from lra.data import summarize
+    from lra.data import describe, summarize
 
     spec = tasks.get(options["task"])
-    summary = summarize(spec.name, make_data_config(options), splits)
+    data = make_data_config(options)
+    what = describe(spec.name, data)
     click.echo(f"{spec.title} ({spec.name}): {spec.description}")
+    made = what["generated"]
+    if made is not None:
+        sizes = " / ".join(f"{n:,}" for n in made["sizes"].values())
+        params = " ".join(f"{k}={_compact(v)}" for k, v in made["params"].items())
+        click.echo(
+            f"preset {options['preset']}: generated, variant {made['variant']} (seed {made['seed']}), "
+            f"{sizes} examples (train / val / test)"
+        )
+        click.echo(f"  generator: {params}")
+        click.echo(f"  folder: {made['folder']}")
+        if not made["exists"] and not generate:
+            click.echo(
+                "not generated yet, nothing was written; add --generate to generate it here "
+                "(or run `lra data prepare` with the same options)"
+            )
+            return
+    summary = summarize(spec.name, data, splits)
     click.echo(f"source: {summary['data_source']}")
     for split, s in summary["splits"].items():
         click.echo(
@@ -218,3 +283,10 @@ def data_info(splits: tuple[str, ...], **options: Any) -> None:
     if "example" in summary:
         click.echo(f"example (label {summary['example_label']}):")
         click.echo(summary["example"])
+
+
+def _compact(value: Any) -> str:
+    """A generator parameter as one token: tuples comma-separated, floats with %g."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(_compact(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)

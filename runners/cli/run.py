@@ -10,11 +10,26 @@ import click
 
 from ..defaults import DEFAULT_RUNS_DIR
 from ..specs import parse_attn_params, parse_key_values, parse_spec, parse_specs
-from .common import UserError, attn_param_option, plugin_option, preset_option, training_options, user_errors
+from .common import (
+    UserError,
+    attn_param_option,
+    log_option,
+    plugin_option,
+    preset_option,
+    training_options,
+    user_errors,
+)
+
+DEFAULT_TASK = "listops"
 
 
 @click.command("run")
-@click.option("--task", default="listops", show_default=True, help="Task name (lra list tasks).")
+@click.argument("task_argument", metavar="[TASK]", required=False, default=None)
+@click.option(
+    "--task",
+    default=None,
+    help=f"Task name (lra list tasks), the same as the TASK argument [default: {DEFAULT_TASK}].",
+)
 @click.option(
     "--attention",
     default="mita",
@@ -39,8 +54,10 @@ from .common import UserError, attn_param_option, plugin_option, preset_option, 
     "--nproc", default=1, show_default=True, type=int, help="DDP processes (launched with torchrun)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@log_option
 @user_errors
 def run_command(
+    task_argument,
     task,
     attention,
     attn_params,
@@ -57,14 +74,20 @@ def run_command(
     amp,
     nproc,
     quiet,
+    log,
 ) -> None:
     """Train TASK with one ATTENTION and report test accuracy (best-validation and last checkpoints).
 
     Without options: MiTA on generated ListOps with the tiny preset (a minute or two on a CPU).
+
+    \b
+    lra run listops --attention mita
+    lra run pathfinder --attention 'mita(topk=4)' --preset quick
     """
     from pathlib import Path
 
     from attention_zoo.plugins import require_plugins
+    from runners.plugin_checks import smoke_check
     from runners.train import (
         RunConfig,
         launch,
@@ -75,6 +98,7 @@ def run_command(
         run,
     )
 
+    task = _one_task(task_argument, task)
     if resume and run_dir:  # the plugin the run was trained with, without --plugin
         with warnings.catch_warnings():  # a changed plugin: `resolve` below warns, once
             warnings.simplefilter("ignore")
@@ -96,8 +120,10 @@ def run_command(
         data_dir=data_dir,
         source=source,
         quiet=quiet,
+        log=list(log),
     )
     resolved = resolve(cfg)
+    smoke_check(resolved.mechanism.name, resolved.params.to_dict(), resolved.device)  # plugins only
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1; got {nproc}")
     if not quiet:  # what the test set can tell apart, before any time is spent training
@@ -106,6 +132,14 @@ def run_command(
     click.echo(format_run_summary(record, resolved.run_dir))
     if record["status"] != "ok":
         sys.exit(1)
+
+
+def _one_task(argument: str | None, option: str | None) -> str:
+    """The task named by the TASK argument or --task (the default when neither); UserError when
+    they name different tasks."""
+    if argument is not None and option is not None and argument != option:
+        raise UserError(f"the TASK argument {argument!r} and --task {option!r} differ; give one of them")
+    return argument or option or DEFAULT_TASK
 
 
 def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:

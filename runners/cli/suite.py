@@ -15,6 +15,7 @@ from .common import (
     UserError,
     attn_param_option,
     attn_params_of,
+    log_option,
     plugin_option,
     preset_option,
     training_options,
@@ -109,6 +110,7 @@ def load_results(runs_dir: str) -> Any:
 @click.option(
     "--slurm-cpus", default=None, type=int, help="submitit: CPU cores per run [default: 4 per GPU]."
 )
+@log_option
 @user_errors
 def suite_command(
     tasks: str,
@@ -132,13 +134,14 @@ def suite_command(
     slurm_gpus: int,
     slurm_mem: int | None,
     slurm_cpus: int | None,
+    log: tuple[str, ...],
 ) -> None:
     """Run every TASK x ATTENTION x SEED combination and build the leaderboard.
 
     Finished runs are skipped, failed or interrupted ones resume from their checkpoint, a crashed
     run is recorded as failed and the others go on; the exit code is 1 if any run failed. Safe to
     interrupt (Ctrl-C) and re-run. At the end: the leaderboard is printed and OUT/leaderboard.csv,
-    OUT/leaderboard.md, OUT/results_long.csv and OUT/plots/*.png are written.
+    OUT/leaderboard.md, OUT/results_long.csv, OUT/plots/*.png and OUT/report.html are written.
 
     \b
     lra suite --preset quick                                   # every attention, ListOps + Pathfinder
@@ -171,6 +174,7 @@ def suite_command(
             cpus_per_run=slurm_cpus,
         ),
         max_minutes=max_minutes,
+        log=tuple(log),
     )
     if dry_run:
         cells = suite.plan(cfg)
@@ -312,9 +316,10 @@ def compare_command(
     if frontier:
         from results.frontier import frontier_view
 
-        click.echo(
-            frontier_view(st, task, split_specs(attentions), csv=csv_path, markdown=markdown_path), nl=False
-        )
+        text, warning = frontier_view(st, task, split_specs(attentions), csv=csv_path, markdown=markdown_path)
+        click.echo(text, nl=False)
+        if warning:
+            click.echo(warning, err=True)
         return
     if task is None:
         raise UserError("--task is required (or --frontier for every task and attention)")
@@ -347,9 +352,29 @@ def plot_command(runs_dir: str, out: str | None, frontier_per_task: bool) -> Non
     st = load_results(runs_dir)
     for path in plots.plot_all(st, out or f"{runs_dir}/plots", frontier_per_task=frontier_per_task):
         click.echo(f"wrote {path}")
-    missing = frontier.missing_cost_line(frontier.build(st))
-    if missing:
-        click.echo(missing, err=True)
+    fr = frontier.build(st)
+    for line in (frontier.missing_cost_line(fr), frontier.unreliable_line(fr)):
+        if line:
+            click.echo(line, err=True)
+
+
+@click.command("report")
+@runs_dir_option
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The HTML file to write [default: RUNS/report.html].",
+)
+@user_errors
+def report_command(runs_dir: str, out: str | None) -> None:
+    """One self-contained HTML page to send: the leaderboard (sortable), the accuracy-cost frontier,
+    every figure, the cost tables, each run's configuration and provenance, and the commands that
+    reproduce them. Opens offline (figures inlined, no external scripts); `lra suite` writes it too."""
+    from results.report import write_report
+
+    st = load_results(runs_dir)
+    click.echo(f"wrote {write_report(runs_dir, st=st, path=out)}")
 
 
 @click.command("readme")
