@@ -9,7 +9,8 @@ r"""Agent attention (Han et al., ECCV 2024): compression only, two softmax stage
 with `pool_m` the landmark pooling of the valid queries (see `_common.landmark_pool`), m clamped to
 the number of valid tokens, and padded keys excluded from the first softmax. This is the plain
 two-softmax form (no agent bias, no depthwise convolution): the bias is tied to a fixed 2-D grid and
-has no meaning for variable-length sequences. Cost O(N m d) time and memory.
+has no meaning for variable-length sequences. Half-precision inputs are computed in fp32 (pooled agents
+rounded to half precision would round every logit). Cost O(N m d) time and memory.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs, landmark_pool
+from ._common import at_least_fp32, check_inputs, landmark_pool, no_autocast
 from .registry import AttentionParams, register
 
 
@@ -48,7 +49,13 @@ def agent_attention(
 ) -> torch.Tensor:
     """Agent attention with `num_agents` pooled agents. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("agent_attention", q, k, v, key_padding_mask)
-    agents, agent_valid = landmark_pool(q, num_agents, key_padding_mask)
-    key_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-    agent_values = F.scaled_dot_product_attention(agents, k, v, attn_mask=key_mask)
-    return F.scaled_dot_product_attention(q, agents, agent_values, attn_mask=agent_valid[:, None, None, :])
+    work = at_least_fp32(q)
+    with no_autocast(q):
+        q_, k_, v_ = q.to(work), k.to(work), v.to(work)
+        agents, agent_valid = landmark_pool(q_, num_agents, key_padding_mask)
+        key_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
+        agent_values = F.scaled_dot_product_attention(agents, k_, v_, attn_mask=key_mask)
+        out = F.scaled_dot_product_attention(
+            q_, agents, agent_values, attn_mask=agent_valid[:, None, None, :]
+        )
+    return out.to(q.dtype)

@@ -18,6 +18,8 @@ about one bucket per chunk), 1 when L <= b -- one chunk, which is full shared-QK
 rotations are drawn from `seed` and n_b, so they are fixed across calls, and padding (which only
 changes N, not L) leaves every valid output unchanged. Hashing is not differentiated through.
 
+Half-precision inputs are hashed and attended in fp32 (a key's bucket must not depend on
+the rounding of its rotation scores); the output has the input's dtype.
 Cost O(num_hashes N b d) time and memory, plus the O(N log N) sort.
 """
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs, gather_rows, valid_lengths
+from ._common import at_least_fp32, check_inputs, gather_rows, no_autocast, valid_lengths
 from .registry import AttentionParams, register
 
 
@@ -98,6 +100,23 @@ def reformer_attention(
 ) -> torch.Tensor:
     """Reformer LSH attention. q, k, v: [B, H, N, d] (k = q in the layer); mask [B, N], True = real."""
     check_inputs("reformer_attention", q, k, v, key_padding_mask)
+    work = at_least_fp32(q)
+    with no_autocast(q):
+        out = _lsh_attention(
+            q.to(work), k.to(work), v.to(work), key_padding_mask, bucket_size, num_hashes, seed
+        )
+    return out.to(q.dtype)
+
+
+def _lsh_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    bucket_size: int,
+    num_hashes: int,
+    seed: int,
+) -> torch.Tensor:
     batch, heads, length, dim = q.shape
     device = q.device
     keys = F.normalize(k, dim=-1, eps=1e-12)

@@ -26,7 +26,8 @@ attentions (own block, sorted block), reshapes blocks in a strided layout, and i
 sorted keys contracts the block index of the keys and of P separately, so every query block sees
 the sum of all blocks.
 
-Cost O(N b d + (N / b)^2 b d) time, O(N b) memory.
+Half-precision inputs are computed in fp32 (block key sums, sorting scores, logits and softmax);
+the output has the input's dtype. Cost O(N b d + (N / b)^2 b d) time, O(N b) memory.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs
+from ._common import at_least_fp32, check_inputs, no_autocast
 from .registry import AttentionParams, register
 
 
@@ -130,6 +131,24 @@ def sinkhorn_attention(
             f"sinkhorn_attention: the sorting network scores {sort_weight.shape[1]} blocks, N = {length} needs "
             f"{num_blocks}; build the layer with max_length >= {length}"
         )
+    work = at_least_fp32(q)
+    with no_autocast(q):
+        out = _sinkhorn(
+            q.to(work),
+            k.to(work),
+            v.to(work),
+            key_padding_mask,
+            block_size,
+            sinkhorn_iters,
+            sort_weight,
+            sort_bias,
+        )
+    return out.to(q.dtype)
+
+
+def _sinkhorn(q, k, v, key_padding_mask, block_size, sinkhorn_iters, sort_weight, sort_bias) -> torch.Tensor:
+    batch, heads, length, dim = q.shape
+    num_blocks = -(-length // block_size)
     padded = num_blocks * block_size
     valid = (
         torch.ones(batch, length, dtype=torch.bool, device=q.device)
@@ -153,6 +172,6 @@ def sinkhorn_attention(
     values = torch.cat([v_blocks, partner_v], dim=3)
     allowed = torch.cat([valid_blocks, slot_valid[:, None, :].expand(-1, num_blocks, -1)], dim=-1)
     allowed = allowed[:, None, :, None, :]  # [B, 1, nb, 1, 2b]
-    logits = torch.matmul(q_blocks, keys.transpose(-1, -2)) * dim**-0.5
+    logits = torch.matmul(q_blocks * dim**-0.5, keys.transpose(-1, -2))  # scaled first: no overflow
     out = torch.matmul(torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1), values)
     return out.reshape(batch, heads, padded, dim)[:, :, :length]

@@ -63,10 +63,13 @@ def sample_uniforms(num_samples: int, training: bool, device: torch.device) -> t
 
 
 def gaussian_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """exp(a b^T - |a|^2/2 - |b|^2/2) = exp(-|a - b|^2 / 2) for the rows of a [..., n, p], b [..., m, p]."""
-    half_a = 0.5 * (a * a).sum(dim=-1, keepdim=True)
-    half_b = 0.5 * (b * b).sum(dim=-1, keepdim=True)
-    return torch.exp(a @ b.transpose(-1, -2) - half_a - half_b.transpose(-1, -2))
+    """exp(-|a - b|^2 / 2) for the rows of a [..., n, p], b [..., m, p].
+
+    The distances are taken from the differences (`cdist` without the matrix-product expansion):
+    the expansion a b^T - |a|^2/2 - |b|^2/2 cancels catastrophically when |a|, |b| >> |a - b| (keys
+    scaled by 1e4 gave exp(+50) on the diagonal in fp32, and NaN after the pseudo-inverse)."""
+    distance = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+    return torch.exp(-0.5 * distance.square())
 
 
 @register(

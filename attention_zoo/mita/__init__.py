@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from .._common import check_inputs
+from .._common import at_least_fp32, check_inputs
 from ..registry import AttentionParams, register
 from . import diagnostics
 from .reference import LANDMARK_MODES, make_landmarks, mita_reference
@@ -109,8 +109,9 @@ def _run(name, q, k, v, key_padding_mask, params: dict, landmark_queries, traini
         from .triton_ops import mita_triton
 
         return mita_triton(q, k, v, key_padding_mask, params["num_landmarks"], params["topk"], shared=shared)
+    # Landmarks in at least fp32: pooled half-precision queries would round the routing scores.
     landmarks, landmark_valid = make_landmarks(
-        q,
+        q.to(at_least_fp32(q)),
         key_padding_mask,
         params["num_landmarks"],
         params["landmarks"],

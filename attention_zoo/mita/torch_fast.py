@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import selection_dtype
+from .._common import at_least_fp32, no_autocast, selection_dtype
 from .._sparse import attend_slots, chunks
 from . import diagnostics
 
@@ -99,7 +99,12 @@ def mita_torch(
     prefix = None
     if shared:
         key_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-        shared_values = F.scaled_dot_product_attention(landmarks, k, v, attn_mask=key_mask)  # [B, H, m, d]
+        work = at_least_fp32(q)  # landmark values in at least fp32, as the attention below
+        landmarks = landmarks.to(work)
+        with no_autocast(q):
+            shared_values = F.scaled_dot_product_attention(
+                landmarks, k.to(work), v.to(work), attn_mask=key_mask
+            )  # [B, H, m, d]
         # shared logits use 1/d (see reference.py); invalid landmarks are masked
         prefix = (landmarks.expand(batch, heads, -1, -1), shared_values, 1.0 / dim, landmark_valid)
     return attend_slots(
