@@ -1,6 +1,8 @@
 """The multi-head attention layer the task models use: projections, heads, any registered mechanism.
 
-The mechanism is chosen by name and parameters only; nothing else in the layer depends on it, so
+Every call's output is held to the mechanism contract (`Mechanism.check_output`: shape
+[B, H, N, d_v], the inputs' dtype, finite where the inputs are), plugins included. The mechanism is
+chosen by name and parameters only; nothing else in the layer depends on it, so
 swapping `full` for `mita` changes the attention and nothing else (MiTA adds no parameters, so a
 checkpoint trained with one mechanism loads into a layer running another).
 """
@@ -134,6 +136,7 @@ class MultiHeadAttention(nn.Module):
                 )
         else:
             out = self.mechanism(q, k, v, key_padding_mask=key_padding_mask, params=self.params, **runtime)
+        # Mechanism.__call__ has checked the output: [B, H, N, head_dim], the inputs' dtype, finite
         out = out.transpose(1, 2).reshape(batch, length, self.qkv_dim).to(x.dtype)
         return self.dropout(self.proj(out))
 

@@ -12,13 +12,16 @@ A mechanism is registered on its functional form::
 `names()` lists the registered mechanisms, `get(name)` returns its `Mechanism` (the functional, the
 parameter class, and a factory for the multi-head `nn.Module` the task models use), and
 `Mechanism.params(**overrides)` validates user-supplied parameters: unknown names, wrong types and
-out-of-range values raise `ValueError` naming the valid choices.
+out-of-range values raise `ValueError` naming the valid choices. Calling a `Mechanism` checks its
+output against the contract (`Mechanism.check_output`), so a plugin returning, say, [B, N, H, d]
+stops with a one-line error instead of being reshaped silently by the layer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import sys
 import types
 import typing
@@ -203,7 +206,8 @@ class Mechanism:
         params: AttentionParams | Mapping[str, Any] | None = None,
         **runtime: Any,
     ) -> torch.Tensor:
-        """Apply the functional form with validated parameters (defaults where not given).
+        """Apply the functional form with validated parameters (defaults where not given), then
+        check its output (`check_output`).
 
         `runtime` holds the mechanism's `runtime_inputs` (e.g. `training`); others are an error.
         """
@@ -214,7 +218,87 @@ class Mechanism:
         unexpected = sorted(set(runtime) - set(self.runtime_inputs))
         if unexpected:
             raise ValueError(f"attention {self.name!r} takes no runtime input {unexpected}")
-        return self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict(), **runtime)
+        out = self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict(), **runtime)
+        self.check_output(out, q, k, v, runtime)
+        return out
+
+    def check_output(
+        self,
+        out: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        runtime: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The output contract every mechanism (plugins included) is held to; `OutputContractError`
+        (a ValueError, one line naming the mechanism) otherwise:
+
+        * a tensor of shape [B, H, N, d_v] (q's first three axes, v's last);
+        * q's dtype, or the autocast dtype while autocast is on for q's device;
+        * finite wherever q, k, v and the tensor runtime inputs are all finite (non-finite inputs
+          -- a diverging run -- pass through: the trainer skips and counts such steps). Checked
+          per `FINITE_CHECK`.
+        """
+        if not isinstance(out, torch.Tensor):
+            raise OutputContractError(
+                f"attention {self._who()} returned {type(out).__name__}, not a tensor [B, H, N, d_v]"
+            )
+        expected = (*q.shape[:3], v.shape[-1])
+        if tuple(out.shape) != expected:
+            raise OutputContractError(
+                f"attention {self._who()} returned shape {tuple(out.shape)}; the contract is "
+                f"[B, H, N, d_v] = {expected}"
+            )
+        allowed = {q.dtype}
+        if q.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(q.device.type):
+            allowed.add(torch.get_autocast_dtype(q.device.type))
+        if out.dtype not in allowed:
+            raise OutputContractError(
+                f"attention {self._who()} returned {out.dtype} for {q.dtype} inputs; return the inputs' dtype"
+            )
+        if _checks_finiteness(out) and not all_finite(out):
+            inputs = [q, k, v, *(t for t in (runtime or {}).values() if isinstance(t, torch.Tensor))]
+            if all(all_finite(t) for t in inputs):
+                bad = int((~torch.isfinite(out)).sum())
+                raise OutputContractError(
+                    f"attention {self._who()} returned {bad} non-finite values of {out.numel()} from finite "
+                    "inputs"
+                )
+
+    def _who(self) -> str:
+        return f"{self.name!r}" + (f" (plugin {self.plugin})" if self.plugin else "")
+
+
+class OutputContractError(ValueError):
+    """A mechanism's output breaks the contract of `Mechanism.check_output` (shape, dtype, finiteness)."""
+
+
+# When `Mechanism.check_output` checks finiteness: "auto" for outputs the host reads without a device
+# synchronisation (CPU tensors), "always" (on a GPU it then synchronises at every attention call),
+# "never". Never while compiling or capturing a CUDA graph. Its cost is one sum over the output;
+# the inputs are only inspected when that sum is not finite. Environment: LRA_CHECK_FINITE.
+FINITE_CHECK: str = os.environ.get("LRA_CHECK_FINITE", "auto")
+_FINITE_CHECK_MODES = ("auto", "always", "never")
+
+
+def _checks_finiteness(out: torch.Tensor) -> bool:
+    if FINITE_CHECK not in _FINITE_CHECK_MODES:
+        raise ValueError(f"LRA_CHECK_FINITE={FINITE_CHECK!r} is not one of {', '.join(_FINITE_CHECK_MODES)}")
+    if FINITE_CHECK == "never" or not out.is_floating_point() or torch.compiler.is_compiling():
+        return False
+    if out.is_cuda and torch.cuda.is_current_stream_capturing():
+        return False
+    return FINITE_CHECK == "always" or out.device.type == "cpu"
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every element of t is finite: one sum (non-finite values propagate into it), and the
+    elementwise test only when the sum is not finite (it may overflow from finite values)."""
+    if not t.is_floating_point():
+        return True
+    if bool(torch.isfinite(t.sum(dtype=torch.promote_types(t.dtype, torch.float32)))):
+        return True
+    return bool(torch.isfinite(t).all())
 
 
 _REGISTRY: dict[str, Mechanism] = {}
