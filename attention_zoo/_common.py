@@ -14,6 +14,8 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from ._dropout import drop
+
 # Query chunks are sized so that one chunk's gathered keys stay around this many elements.
 _CHUNK_ELEMENTS = 1 << 24
 
@@ -177,6 +179,7 @@ def attend_selected(
     scale: float,
     prefix: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
     repeats: bool = False,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Each query's softmax over its selected keys (and an optional shared prefix), [B, H, N, d].
 
@@ -193,6 +196,8 @@ def attend_selected(
 
     Half-precision inputs are attended in fp32 (logits, softmax and the weighted sums, autocast
     off); the output has q's dtype. The prefix's `logits_fn` receives the fp32 queries.
+    `dropout_p` drops the probabilities of the whole row (prefix and selected keys alike; see
+    `_dropout`); autograd keeps the masks.
     """
     out_dtype = q.dtype
     with no_autocast(q):
@@ -200,10 +205,10 @@ def attend_selected(
         q, k, v = q.to(work), k.to(work), v.to(work)
         if prefix is not None:
             prefix = (prefix[0], prefix[1].to(work))
-        return _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats).to(out_dtype)
+        return _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats, dropout_p).to(out_dtype)
 
 
-def _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats) -> torch.Tensor:
+def _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats, dropout_p) -> torch.Tensor:
     batch, heads, length, dim = q.shape
     per_query = key_index.shape[-1]
     dense = SELECTED_PATH == "dense" or (SELECTED_PATH == "auto" and length <= per_query * dim)
@@ -226,7 +231,7 @@ def _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats) -> torc
             logits = logits.masked_fill(~ok, float("-inf"))
         if prefix is not None:
             logits = torch.cat([prefix[0](queries), logits], dim=-1)
-        probs = torch.softmax(logits, dim=-1)
+        probs = drop(torch.softmax(logits, dim=-1), dropout_p)
         out = torch.matmul(probs[..., :shared], prefix[1]) if prefix is not None else 0
         selected = probs[..., shared:]
         if dense:

@@ -12,6 +12,9 @@ the padded one) and j runs over the valid keys. Since cos(theta_i - theta_j) = s
 weight of key j for query i is relu(q_i) . relu(k_j) cos(pi/2 (i - j) / L). Feature sums are
 accumulated in at least fp32; the output has the input's dtype. Cost O(N d^2) time, O(N d + d^2)
 memory; no N x N tensor.
+
+No attention dropout: kernelized, the N x N weights are never formed; the layer's
+`attention_dropout` is a documented no-op here.
 """
 
 from __future__ import annotations

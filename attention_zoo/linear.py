@@ -11,6 +11,10 @@ overflow at N |k| |v| > 65504); the output has the input's dtype. Cost O(N d^2) 
 memory; no N x N tensor.
 
 The denominator follows the paper (the PyTorch LRA lineage's "linear" attention has none).
+
+No attention dropout: the N x N weights are never formed, so there are no probabilities to drop
+(LRA's JAX linear attention discards its dropout rate, and the PyTorch LRA lineage's applies none);
+the layer's `attention_dropout` is a documented no-op here.
 """
 
 from __future__ import annotations

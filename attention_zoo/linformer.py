@@ -13,6 +13,8 @@ PyTorch LRA lineage, which shares one E between keys, values and layers); withou
 fixed seeded Gaussian projections with N(0, 1/proj_dim) entries whose column t depends on t alone
 (`PROJECTION_BLOCK`). Half-precision inputs are computed in fp32 (the projections are sums over
 the sequence); the output has the input's dtype.
+Attention dropout (`dropout_p`): on the probabilities over the projected keys, as LRA's JAX
+Linformer applies its attention dropout there (the PyTorch LRA lineage's Linformer applies none).
 Cost O(N proj_dim d) time, O(N d + N proj_dim) memory; no N x N tensor.
 """
 
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import at_least_fp32, check_inputs, no_autocast, valid_lengths
+from ._dropout import check_p
 from ._lowrank import valid_first
 from .registry import AttentionParams, register
 
@@ -91,6 +94,7 @@ def _check_projection(label: str, proj: torch.Tensor, proj_dim: int, heads: int,
     keys_per_query=lambda p, n: p.proj_dim,
     runtime_inputs=("proj_k", "proj_v"),
     module_parameters=_layer_projections,
+    attention_dropout=True,
 )
 def linformer_attention(
     q: torch.Tensor,
@@ -101,10 +105,12 @@ def linformer_attention(
     proj_dim: int = 256,
     proj_k: torch.Tensor | None = None,
     proj_v: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Linformer attention. q, k, v: [B, H, N, d]; mask [B, N], True = real; proj_k, proj_v:
     [proj_dim, N_max] or [H, proj_dim, N_max] (fixed seeded Gaussian projections when None)."""
     check_inputs("linformer_attention", q, k, v, key_padding_mask)
+    check_p("linformer_attention", dropout_p)
     LinformerParams(proj_dim).check()
     batch, heads, length, dim = q.shape
     if (proj_k is None) != (proj_v is None):
@@ -130,5 +136,5 @@ def linformer_attention(
     with no_autocast(q):
         e = proj_k[..., :length].to(device=q.device, dtype=work)
         f = proj_v[..., :length].to(device=q.device, dtype=work)
-        out = F.scaled_dot_product_attention(q, e @ k, f @ v)
+        out = F.scaled_dot_product_attention(q, e @ k, f @ v, dropout_p=dropout_p)
     return out.to(out_dtype)

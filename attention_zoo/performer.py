@@ -34,6 +34,10 @@ buffer drawn from the global RNG at construction and redraws them every `redraw_
 calls (0 = never, as in the PyTorch LRA lineage, which builds the features once).
 
 Cost O(N r d) time, O(N r + r d) memory; no N x N tensor.
+
+No attention dropout: FAVOR+ never forms the attention probabilities (LRA's JAX Performer ignores
+its dropout rate; performer-pytorch's attention, which the PyTorch LRA lineage runs, has none); the
+layer's `attention_dropout` is a documented no-op here.
 """
 
 from __future__ import annotations

@@ -138,6 +138,11 @@ class Mechanism:
             are positional, so for it only trailing padding may be dropped).
         plugin: the module that registered the mechanism when it is not part of this package (an
             attention plugin, see `attention_zoo.plugins`); None for the built-ins.
+        attention_dropout: the mechanism forms attention probabilities and drops them when called
+            with `dropout_p > 0` (its functional takes the keyword-only `dropout_p`; see
+            `attention_zoo._dropout`). The layer passes its rate, in training mode, to these only;
+            for the others (kernelized and low-rank mechanisms form no probabilities) it is a
+            documented no-op.
     """
 
     name: str
@@ -153,6 +158,7 @@ class Mechanism:
     shared_qk: bool = False
     buffer_redraw_interval: Callable[[Any], int] | None = None
     plugin: str | None = None
+    attention_dropout: bool = False
 
     def params(self, **overrides: Any) -> AttentionParams:
         """Build and validate this mechanism's parameters from keyword overrides (strings allowed)."""
@@ -204,12 +210,15 @@ class Mechanism:
         *,
         key_padding_mask: torch.Tensor | None = None,
         params: AttentionParams | Mapping[str, Any] | None = None,
+        dropout_p: float = 0.0,
         **runtime: Any,
     ) -> torch.Tensor:
         """Apply the functional form with validated parameters (defaults where not given), then
         check its output (`check_output`).
 
         `runtime` holds the mechanism's `runtime_inputs` (e.g. `training`); others are an error.
+        `dropout_p` is the attention-probability dropout rate (mechanisms with `attention_dropout`
+        only; 0 calls the functional without it).
         """
         if params is None:
             params = self.params()
@@ -218,6 +227,12 @@ class Mechanism:
         unexpected = sorted(set(runtime) - set(self.runtime_inputs))
         if unexpected:
             raise ValueError(f"attention {self.name!r} takes no runtime input {unexpected}")
+        if dropout_p:
+            if not self.attention_dropout:
+                raise ValueError(
+                    f"attention {self._who()} applies no attention-probability dropout; call it with dropout_p=0"
+                )
+            runtime = {**runtime, "dropout_p": dropout_p}
         out = self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict(), **runtime)
         self.check_output(out, q, k, v, runtime)
         return out
@@ -342,11 +357,13 @@ def register(
     module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None,
     shared_qk: bool = False,
     buffer_redraw_interval: Callable[[Any], int] | None = None,
+    attention_dropout: bool = False,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register a functional attention under `name` with its parameter dataclass.
 
     The function's keyword-only parameters must be exactly `key_padding_mask`, the dataclass
-    fields and the declared `runtime_inputs`, so the three can never drift apart.
+    fields and the declared `runtime_inputs` (plus `dropout_p` with `attention_dropout=True`), so
+    they can never drift apart.
     """
 
     if not (dataclasses.is_dataclass(params_cls) and issubclass(params_cls, AttentionParams)):
@@ -363,12 +380,14 @@ def register(
         sig = inspect.signature(fn)
         kwonly = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
         fields = [f.name for f in dataclasses.fields(params_cls)]
+        dropout = ["dropout_p"] if attention_dropout else []
         if "key_padding_mask" not in kwonly or sorted(set(kwonly) - {"key_padding_mask"}) != sorted(
-            fields + list(runtime_inputs)
+            fields + list(runtime_inputs) + dropout
         ):
             raise TypeError(
                 f"{fn.__name__}: keyword-only parameters {kwonly} must be key_padding_mask plus the "
                 f"fields of {params_cls.__name__} {fields} plus the runtime inputs {list(runtime_inputs)}"
+                + (" plus dropout_p (attention_dropout=True)" if attention_dropout else "")
             )
         mechanism = Mechanism(
             name,
@@ -384,6 +403,7 @@ def register(
             shared_qk,
             buffer_redraw_interval,
             plugin,
+            attention_dropout,
         )
         for variant in variants:  # fail at import time, not in a user's run
             mechanism.params(**variant)

@@ -22,6 +22,10 @@ W^-1). Samples are redrawn at every training call; at evaluation u comes from a 
 evaluation is deterministic and depends on a row's valid tokens only. The authors' code scales by
 32^-1/4 for its head size of 32, i.e. d^-1/4. Computed in at least fp32, with autocast off.
 Cost O(N m d + m^3) time, O(N m) memory; no N x N tensor.
+
+No attention dropout: the Nyström approximation of the kernel forms no probability matrix (the
+authors' Skyformer applies none; their dense Gaussian-kernel baseline drops entries of its N x N
+kernel matrix); the layer's `attention_dropout` is a documented no-op here.
 """
 
 from __future__ import annotations

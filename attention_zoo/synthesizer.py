@@ -15,7 +15,8 @@ products, initialises R with the layer's kernel initialiser (LeCun normal), and 
 factorized.
 
 Half-precision inputs are computed in fp32 (scores, softmax and the weighted sum); the output has
-the input's dtype. Cost O(N^2 d) time and O(N^2) memory (the logits are N x N by construction); parameters H N_max^2,
+the input's dtype. Attention dropout (`dropout_p`): on the softmax probabilities, as LRA's JAX Synthesizer applies it.
+Cost O(N^2 d) time and O(N^2) memory (the logits are N x N by construction); parameters H N_max^2,
 or 2 H N_max r factorized.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from ._common import at_least_fp32, check_inputs, no_autocast
+from ._dropout import check_p, drop
 from .registry import AttentionParams, register
 
 
@@ -76,6 +78,7 @@ def _check_logits(
     runtime_inputs=("logits", "logits_left", "logits_right"),
     module_parameters=_learned_logits,
     padding_invariant=False,
+    attention_dropout=True,
 )
 def synthesizer_attention(
     q: torch.Tensor,
@@ -88,10 +91,12 @@ def synthesizer_attention(
     logits: torch.Tensor | None = None,
     logits_left: torch.Tensor | None = None,
     logits_right: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Synthesizer. q, k, v: [B, H, N, d]; mask [B, N], True = real. `logits` [H, N_max, N_max], or
     with `factorized` `logits_left` [H, N_max, rank] and `logits_right` [H, rank, N_max], N_max >= N."""
     check_inputs("synthesizer_attention", q, k, v, key_padding_mask)
+    check_p("synthesizer_attention", dropout_p)
     _, heads, length, dim = q.shape
     if factorized:
         left = _check_logits("logits_left", logits_left, heads, length, "[H, N_max, rank]")
@@ -117,5 +122,5 @@ def synthesizer_attention(
         scores = torch.matmul(q_ * dim**-0.5, k_.transpose(-1, -2)) + bias.to(work)  # scaled first
         if key_padding_mask is not None:
             scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
-        out = torch.matmul(torch.softmax(scores, dim=-1), v_)
+        out = torch.matmul(drop(torch.softmax(scores, dim=-1), dropout_p), v_)
     return out.to(q.dtype)

@@ -40,6 +40,8 @@ class ModelConfig:
         qkv_dim: total attention width (0 = dim); the LRA Image and Pathfinder configs use less than dim.
         mlp_dim: hidden width of the block MLP (GELU) and of the classifier head.
         dropout: dropout on embeddings, attention output and MLP.
+        attention_dropout: dropout on the attention probabilities, in the mechanisms that form them
+            (`attention_zoo.get(name).attention_dropout`; a no-op for the kernelized ones).
         pos_emb: "learned" (N(0, 0.02) table) or "sinusoidal" (fixed).
         pooling: "mean" over valid tokens or "cls" (a learned CLS vector prepended).
         fp32_attention: run attention in fp32 under autocast.
@@ -52,6 +54,7 @@ class ModelConfig:
     qkv_dim: int = 0
     mlp_dim: int = 128
     dropout: float = 0.1
+    attention_dropout: float = 0.0
     pos_emb: Literal["learned", "sinusoidal"] = "learned"
     pooling: Literal["mean", "cls"] = "mean"
     fp32_attention: bool = True
@@ -427,6 +430,8 @@ def validate(preset: Preset) -> None:
             raise ValueError(f"{key} must be >= 1; got {value}")
     if not 0 <= model.dropout < 1:
         raise ValueError(f"model.dropout must be in [0, 1); got {model.dropout}")
+    if not 0 <= model.attention_dropout < 1:
+        raise ValueError(f"model.attention_dropout must be in [0, 1); got {model.attention_dropout}")
     if train.micro_batch_size < 0 or (train.micro_batch_size and train.batch_size % train.micro_batch_size):
         raise ValueError(
             f"train.micro_batch_size={train.micro_batch_size} must divide train.batch_size={train.batch_size}"
