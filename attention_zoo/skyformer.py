@@ -67,13 +67,13 @@ def sample_uniforms(num_samples: int, training: bool, device: torch.device) -> t
 
 
 def gaussian_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """exp(-|a - b|^2 / 2) for the rows of a [..., n, p], b [..., m, p].
+    """exp(a b^T - |a|^2/2 - |b|^2/2) = exp(-|a - b|^2 / 2) for the rows of a [..., n, p], b [..., m, p].
 
-    The distances are taken from the differences (`cdist` without the matrix-product expansion):
-    the expansion a b^T - |a|^2/2 - |b|^2/2 cancels catastrophically when |a|, |b| >> |a - b| (keys
-    scaled by 1e4 gave exp(+50) on the diagonal in fp32, and NaN after the pseudo-inverse)."""
-    distance = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
-    return torch.exp(-0.5 * distance.square())
+    The exponent is never positive; its rounding is clamped at 0. The expansion loses what the rows
+    share to cancellation, so callers measure a and b from a common centre (see the caller)."""
+    half_a = 0.5 * (a * a).sum(dim=-1, keepdim=True)
+    half_b = 0.5 * (b * b).sum(dim=-1, keepdim=True)
+    return torch.exp((a @ b.transpose(-1, -2) - half_a - half_b.transpose(-1, -2)).clamp(max=0.0))
 
 
 @register(
@@ -110,6 +110,11 @@ def skyformer_attention(
         samples = torch.cat(
             [q_.gather(2, index[:, :, :from_queries]), k_.gather(2, index[:, :, from_queries:])], dim=2
         )  # [B, H, m, d]
+        # Distances do not change under a shift: measured from the samples' mean, the kernel's
+        # expansion keeps the precision a large common offset of the tokens would cancel away (keys
+        # scaled by 1e4 or tokens far from the origin gave exp(+50) and NaN in fp32).
+        centre = samples.mean(dim=2, keepdim=True).detach()
+        q_, k_, samples = q_ - centre, k_ - centre, samples - centre
         gram = gaussian_kernel(samples, samples)
         gram = gram + RIDGE * torch.eye(num_samples, dtype=work, device=q.device)
         d_inv_sqrt = gram.sum(dim=-1).rsqrt()  # [B, H, m]

@@ -131,7 +131,8 @@ def test_gradients_stay_finite_at_large_fp32_inputs(name):
 
 def test_skyformer_kernel_is_accurate_far_from_the_origin():
     """Queries and keys sharing a large offset: distances stay small while norms are huge, so a
-    kernel taken from the expansion a.b - |a|^2/2 - |b|^2/2 loses everything to cancellation."""
+    kernel taken from the expansion a.b - |a|^2/2 - |b|^2/2 about the origin loses everything to
+    cancellation."""
     gen = torch.Generator().manual_seed(2)
     offset = 300.0 * torch.randn(HEAD_DIM, generator=gen)
     q, k, v = (torch.randn(1, HEADS, LENGTH, HEAD_DIM, generator=gen) for _ in range(3))
