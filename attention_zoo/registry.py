@@ -119,7 +119,8 @@ class Mechanism:
         summary: one line for `lra list attentions` and the README.
         keys_per_query: budget accounting, `keys_per_query(params, n)` -> keys each query attends.
         runtime_inputs: keyword-only inputs of `fn` that are not parameters but are supplied by the
-            layer at call time: `training` (the module's mode) and the names of `module_parameters`.
+            layer at call time: `training` (the module's mode), `dropout_p` (see
+            `attention_dropout`) and the names of `module_parameters`.
         module_parameters: `module_parameters(params, num_heads, head_dim, max_length) -> {name: initial
             tensor}`; the layer owns these as learnable parameters and passes them to `fn` by name (e.g.
             MiTA's learned landmark queries, Linformer's projections). `max_length` is the longest
@@ -139,8 +140,8 @@ class Mechanism:
         plugin: the module that registered the mechanism when it is not part of this package (an
             attention plugin, see `attention_zoo.plugins`); None for the built-ins.
         attention_dropout: the mechanism forms attention probabilities and drops them when called
-            with `dropout_p > 0` (its functional takes the keyword-only `dropout_p`; see
-            `attention_zoo._dropout`). The layer passes its rate, in training mode, to these only;
+            with `dropout_p > 0` (its functional takes the keyword-only `dropout_p`, a runtime input;
+            see `attention_zoo._dropout`). The layer passes its rate, in training mode, to these only;
             for the others (kernelized and low-rank mechanisms form no probabilities) it is a
             documented no-op.
     """
@@ -227,7 +228,7 @@ class Mechanism:
         unexpected = sorted(set(runtime) - set(self.runtime_inputs))
         if unexpected:
             raise ValueError(f"attention {self.name!r} takes no runtime input {unexpected}")
-        if dropout_p:
+        if dropout_p:  # a runtime input of the mechanisms that have it
             if not self.attention_dropout:
                 raise ValueError(
                     f"attention {self._who()} applies no attention-probability dropout; call it with dropout_p=0"
@@ -362,9 +363,13 @@ def register(
     """Register a functional attention under `name` with its parameter dataclass.
 
     The function's keyword-only parameters must be exactly `key_padding_mask`, the dataclass
-    fields and the declared `runtime_inputs` (plus `dropout_p` with `attention_dropout=True`), so
-    they can never drift apart.
+    fields and the declared `runtime_inputs`, so the three can never drift apart.
+    `attention_dropout=True` declares attention-probability dropout: `dropout_p` joins the runtime
+    inputs (declaring `dropout_p` as a runtime input sets the flag too).
     """
+    attention_dropout = attention_dropout or "dropout_p" in runtime_inputs
+    if attention_dropout and "dropout_p" not in runtime_inputs:
+        runtime_inputs = (*runtime_inputs, "dropout_p")
 
     if not (dataclasses.is_dataclass(params_cls) and issubclass(params_cls, AttentionParams)):
         raise TypeError(f"{params_cls!r} must be a dataclass deriving from AttentionParams")
@@ -380,14 +385,12 @@ def register(
         sig = inspect.signature(fn)
         kwonly = [p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
         fields = [f.name for f in dataclasses.fields(params_cls)]
-        dropout = ["dropout_p"] if attention_dropout else []
         if "key_padding_mask" not in kwonly or sorted(set(kwonly) - {"key_padding_mask"}) != sorted(
-            fields + list(runtime_inputs) + dropout
+            fields + list(runtime_inputs)
         ):
             raise TypeError(
                 f"{fn.__name__}: keyword-only parameters {kwonly} must be key_padding_mask plus the "
                 f"fields of {params_cls.__name__} {fields} plus the runtime inputs {list(runtime_inputs)}"
-                + (" plus dropout_p (attention_dropout=True)" if attention_dropout else "")
             )
         mechanism = Mechanism(
             name,
