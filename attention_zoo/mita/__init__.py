@@ -95,7 +95,7 @@ def _resolve_backend(
     name: str, backend: str, q: torch.Tensor, num_routed: int, landmarks: str, dropout_p: float = 0.0
 ) -> str:
     if dropout_p > 0 and backend in ("auto", "triton"):
-        return "torch"  # the kernels have no dropout: the torch path, which has
+        return "torch"  # the kernels have no dropout; the torch path has
     if backend == "auto":
         usable = q.is_cuda and triton_usable(q.device) and _triton_applies(num_routed, landmarks)
         return "triton" if usable and not diagnostics.active() else "torch"
