@@ -16,6 +16,12 @@ A pattern is a set of allowed (query, key) pairs. Each mechanism states it twice
 
 Padded keys are never attended. A query with no allowed key (only possible at padded positions)
 attends uniformly to its gathered slots instead of producing NaN; its output is unspecified but finite.
+
+Attention dropout (`dropout_p`): the block form drops each chunk's probabilities (and the dense
+rows') with masks drawn from a generator seeded per (call, chunk) (`_dropout.MaskStream`), so the
+backward's recomputation draws the same masks; with dropout a chunk is attended by an explicit
+softmax in at least fp32 instead of fused SDPA. FlexAttention has no dropout: with `dropout_p > 0`
+the block form runs on CUDA too.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ._common import at_least_fp32
+from ._dropout import MaskStream
 
 # "auto" | "blocks" | "flex"; tests force each form.
 PATH = "auto"
@@ -42,7 +51,10 @@ def key_validity(key_padding_mask: torch.Tensor | None, batch: int, length: int,
     return key_padding_mask
 
 
-def use_flex(q: torch.Tensor) -> bool:
+def use_flex(q: torch.Tensor, dropout_p: float = 0.0) -> bool:
+    """Whether to run the mask form: `PATH`, else on CUDA; never with dropout (FlexAttention has none)."""
+    if dropout_p > 0:
+        return False
     if PATH == "flex":
         return True
     if PATH == "blocks":
@@ -62,21 +74,40 @@ def _flat_index(index: torch.Tensor, batch: int, heads: int, length: int) -> tor
 
 
 def _chunk_attention(
-    q_rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    q_rows: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    dropout: MaskStream | None = None,
+    chunk: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """Query rows [B, H, C * bs, d] against their block's gathered keys [B, H, C, K, d] under mask
-    [B, H, C, bs, K]: fused SDPA, one (head, query block) per attention batch entry."""
+    [B, H, C, bs, K]: fused SDPA, one (head, query block) per attention batch entry; with `dropout`,
+    an explicit softmax whose probabilities take the mask of `chunk`."""
     batch, heads, blocks, block, slots = mask.shape
     dim = q_rows.shape[-1]
     # Rows with no allowed key (padded queries only) fall back to all their slots: finite, unspecified.
     mask = mask | ~mask.any(dim=-1, keepdim=True)
-    out = F.scaled_dot_product_attention(
-        q_rows.reshape(batch, heads * blocks, block, dim),
-        keys.reshape(batch, heads * blocks, slots, dim),
-        values.reshape(batch, heads * blocks, slots, dim),
-        attn_mask=mask.reshape(batch, heads * blocks, block, slots),
-    )
+    q_rows = q_rows.reshape(batch, heads * blocks, block, dim)
+    keys = keys.reshape(batch, heads * blocks, slots, dim)
+    values = values.reshape(batch, heads * blocks, slots, dim)
+    mask = mask.reshape(batch, heads * blocks, block, slots)
+    if dropout is None:
+        out = F.scaled_dot_product_attention(q_rows, keys, values, attn_mask=mask)
+    else:
+        out = _dropped_attention(q_rows, keys, values, mask, dropout, chunk)
     return out.view(batch, heads, blocks * block, dim)
+
+
+def _dropped_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: MaskStream, chunk
+) -> torch.Tensor:
+    """softmax(s q k^T, where mask) with dropout on the probabilities, then times v; in at least fp32."""
+    work = at_least_fp32(q)
+    logits = torch.matmul(q.to(work) * q.shape[-1] ** -0.5, k.to(work).transpose(-1, -2))
+    probs = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+    probs = probs * dropout.multiplier(chunk, probs.shape, work)
+    return torch.matmul(probs, v.to(work)).to(q.dtype)
 
 
 class _Plan:
@@ -91,7 +122,9 @@ class _Plan:
         dim: int,
         per_row: int,
         dense_rows: int,
+        dropout: MaskStream | None = None,
     ) -> None:
+        self.dropout = dropout
         self.key_slots, self.key_valid, self.block_size, self.length = (
             key_slots,
             key_valid,
@@ -131,7 +164,7 @@ def _forward_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Pl
         flat = _flat_index(index, batch, heads, key_length)
         keys = k.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim)
         values = v.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim)
-        rows = _chunk_attention(plan.rows(q, start, stop), keys, values, mask)
+        rows = _chunk_attention(plan.rows(q, start, stop), keys, values, mask, plan.dropout, (0, start))
         first, last = start * plan.block_size, min(stop * plan.block_size, length)
         out[:, :, first:last] = rows[:, :, : last - first]
     if plan.dense_rows:  # global queries: every valid key, fused SDPA
@@ -141,6 +174,8 @@ def _forward_chunks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Pl
 
 def _dense_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
     mask = plan.key_valid[:, None, None, :]
+    if plan.dropout is not None:
+        return _dropped_attention(q[:, :, : plan.dense_rows], k, v, mask, plan.dropout, (1,))
     return F.scaled_dot_product_attention(q[:, :, : plan.dense_rows], k, v, attn_mask=mask)
 
 
@@ -169,7 +204,7 @@ class _BlockSparseAttention(torch.autograd.Function):
                 q_rows = plan.rows(q, start, stop).detach().requires_grad_()
                 keys = k.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim).requires_grad_()
                 values = v.reshape(-1, dim).index_select(0, flat).view(*index.shape, dim).requires_grad_()
-                rows = _chunk_attention(q_rows, keys, values, mask)
+                rows = _chunk_attention(q_rows, keys, values, mask, plan.dropout, (0, start))
             upstream = plan.rows(grad_out, start, stop)
             first = start * plan.block_size
             if first < plan.dense_rows:  # rows the dense pass overwrote take no gradient here
@@ -202,6 +237,7 @@ def block_attention(
     key_slots: KeySlots,
     slots: int,
     dense_rows: int = 0,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Exact softmax attention over a block-structured pattern, without any N x N tensor.
 
@@ -214,10 +250,12 @@ def block_attention(
             bool [B|1, H|1, C, bs|1, K]; a key must not be allowed twice for one query.
         slots: K, the number of key slots per query block.
         dense_rows: the first `dense_rows` queries attend to every valid key (global queries).
+        dropout_p: attention dropout on the probabilities (0 = none; see the module docstring).
     """
     batch, heads, length, dim = q.shape
     k, v = k.contiguous(), v.contiguous()  # gathered by rows of the flat [B H M, d] view
-    plan = _Plan(key_slots, key_valid, block_size, length, dim, batch * heads * slots, dense_rows)
+    dropout = MaskStream(dropout_p, q.device) if dropout_p > 0 else None
+    plan = _Plan(key_slots, key_valid, block_size, length, dim, batch * heads * slots, dense_rows, dropout)
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         out = _BlockSparseAttention.apply(q, k, v, plan)
     else:

@@ -10,8 +10,11 @@ row pools exactly like its valid subsequence alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
+
+from ._dropout import drop
 
 # Query chunks are sized so that one chunk's gathered keys stay around this many elements.
 _CHUNK_ELEMENTS = 1 << 24
@@ -154,6 +157,19 @@ def selection_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.dtype:
+    """The working dtype of a mechanism's logits, softmax statistics and feature sums: half-precision
+    inputs are computed in fp32 (as fused attention kernels accumulate), fp32 and fp64 as they are."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def no_autocast(x: torch.Tensor) -> AbstractContextManager[None]:
+    """Autocast off on x's device, so an fp32 step stays fp32 under bf16/fp16 autocast."""
+    if x.device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=x.device.type, enabled=False)
+    return nullcontext()
+
+
 def attend_selected(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -163,6 +179,7 @@ def attend_selected(
     scale: float,
     prefix: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
     repeats: bool = False,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Each query's softmax over its selected keys (and an optional shared prefix), [B, H, N, d].
 
@@ -176,7 +193,22 @@ def attend_selected(
     * dense-masked: all N scores of a query, with log(multiplicity) added (-inf where a key is not
       selected), O(N^2) memory -- no larger than the gathered form when N <= T d, and much faster
       there (one matmul instead of a gather and its scatter-add backward).
+
+    Half-precision inputs are attended in fp32 (logits, softmax and the weighted sums, autocast
+    off); the output has q's dtype. The prefix's `logits_fn` receives the fp32 queries.
+    `dropout_p` drops the probabilities of the whole row (prefix and selected keys alike; see
+    `_dropout`); autograd keeps the masks.
     """
+    out_dtype = q.dtype
+    with no_autocast(q):
+        work = at_least_fp32(q)
+        q, k, v = q.to(work), k.to(work), v.to(work)
+        if prefix is not None:
+            prefix = (prefix[0], prefix[1].to(work))
+        return _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats, dropout_p).to(out_dtype)
+
+
+def _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats, dropout_p) -> torch.Tensor:
     batch, heads, length, dim = q.shape
     per_query = key_index.shape[-1]
     dense = SELECTED_PATH == "dense" or (SELECTED_PATH == "auto" and length <= per_query * dim)
@@ -199,7 +231,7 @@ def attend_selected(
             logits = logits.masked_fill(~ok, float("-inf"))
         if prefix is not None:
             logits = torch.cat([prefix[0](queries), logits], dim=-1)
-        probs = torch.softmax(logits, dim=-1)
+        probs = drop(torch.softmax(logits, dim=-1), dropout_p)
         out = torch.matmul(probs[..., :shared], prefix[1]) if prefix is not None else 0
         selected = probs[..., shared:]
         if dense:

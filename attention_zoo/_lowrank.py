@@ -9,9 +9,11 @@ computes exactly what its valid subsequence computes alone.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
-
 import torch
+
+from ._common import at_least_fp32, no_autocast
+
+__all__ = ["at_least_fp32", "newton_schulz_pinv", "no_autocast", "valid_first", "valid_ranks", "zero_padded"]
 
 
 def valid_ranks(
@@ -39,18 +41,6 @@ def zero_padded(x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch
         key_padding_mask.shape[0], 1, key_padding_mask.shape[1], *([1] * (x.dim() - 3))
     )
     return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
-
-
-def at_least_fp32(x: torch.Tensor) -> torch.dtype:
-    """The working dtype of steps that lose accuracy in half precision (pseudo-inverses)."""
-    return torch.promote_types(x.dtype, torch.float32)
-
-
-def no_autocast(x: torch.Tensor) -> AbstractContextManager[None]:
-    """Autocast off on x's device, so an fp32 step stays fp32 under bf16/fp16 autocast."""
-    if x.device.type in ("cuda", "cpu"):
-        return torch.autocast(device_type=x.device.type, enabled=False)
-    return nullcontext()
 
 
 def newton_schulz_pinv(a: torch.Tensor, iters: int, initial_scale: torch.Tensor) -> torch.Tensor:

@@ -21,11 +21,17 @@ backward gathers each chunk's keys again (the flash-attention idea), so memory i
 however many keys a query sees, instead of the O(N T d) gathered copies autograd would keep. Time
 is O(N T d) for the gathers and products. Gradients reach q, k, v and the prefix keys and values;
 the slots carry none.
+
+Attention dropout (`dropout_p`): each chunk's probabilities (prefix and selected keys alike) are
+multiplied by a dropout mask drawn from a generator seeded per (call, chunk) (`_dropout.MaskStream`),
+and the backward draws the same masks again, so nothing beyond the seed is saved.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ._dropout import MaskStream
 
 # Gathered keys (and each other chunk temporary) of one chunk stay around this many elements: small
 # on CPU (cache-sized temporaries, peak memory), large on CUDA, where each chunk costs launches.
@@ -110,7 +116,7 @@ class SelectedAttention(torch.autograd.Function):
     """Chunked softmax over selected keys (and an optional prefix); see the module docstring."""
 
     @staticmethod
-    def forward(ctx, q, k, v, prefix_keys, prefix_values, layout, scale, prefix_scale, prefix_ok):
+    def forward(ctx, q, k, v, prefix_keys, prefix_values, layout, scale, prefix_scale, prefix_ok, dropout):
         batch, heads, length, dim = q.shape
         rows = batch * heads
         work = torch.promote_types(q.dtype, torch.float32)
@@ -136,6 +142,8 @@ class SelectedAttention(torch.autograd.Function):
                 )
             chunk_lse = torch.logsumexp(logits, dim=-1)
             probs = torch.exp(logits - chunk_lse[..., None])
+            if dropout is not None:
+                probs = probs * dropout.multiplier((g.start, n.start), probs.shape, work)
             shared = pk.shape[1] if has_prefix else 0
             result = torch.matmul(probs[..., None, shared:], _gather(v2, keys).to(work)).squeeze(-2)
             if has_prefix:
@@ -143,13 +151,13 @@ class SelectedAttention(torch.autograd.Function):
             out[g, n] = result.to(q.dtype)
             lse[g, n] = chunk_lse
         ctx.save_for_backward(q, k, v, prefix_keys, prefix_values, out, lse, prefix_ok)
-        ctx.layout, ctx.scale, ctx.prefix_scale = layout, scale, prefix_scale
+        ctx.layout, ctx.scale, ctx.prefix_scale, ctx.dropout = layout, scale, prefix_scale, dropout
         return out.view(batch, heads, length, dim)
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, prefix_keys, prefix_values, out, lse, prefix_ok = ctx.saved_tensors
-        layout, scale, prefix_scale = ctx.layout, ctx.scale, ctx.prefix_scale
+        layout, scale, prefix_scale, dropout = ctx.layout, ctx.scale, ctx.prefix_scale, ctx.dropout
         batch, heads, length, dim = q.shape
         rows = batch * heads
         work = lse.dtype
@@ -169,27 +177,41 @@ class SelectedAttention(torch.autograd.Function):
         for g, n in chunks(rows, length, layout.width * dim, q.device):
             keys, ok = layout.rows(g, n)
             queries, grads = q3[g, n].to(work), do3[g, n].to(work)
-            delta = (grads * out[g, n].to(work)).sum(-1)  # rowsum(dO * O)
+            # rowsum(dO * O): with dropout O is the dropped output, and this is still sum_t P_t dP_t
+            delta = (grads * out[g, n].to(work)).sum(-1)
             d_probs = _dot_rows(grads, _gather(v2, keys).to(work))  # [G, C, T]
             gathered = _gather(k2, keys).to(work)
             logits = _dot_rows(queries, gathered) * scale
             if ok is not None:
                 logits = logits.masked_fill(~ok, float("-inf"))
             probs = torch.exp(logits - lse[g, n, None])
+            kept = probs  # the probabilities the forward multiplied the values by
+            if dropout is not None:  # the forward's mask again: dP = dP' * mask / (1 - p)
+                multiplier = dropout.multiplier(
+                    (g.start, n.start), (*probs.shape[:-1], shared + probs.shape[-1]), work
+                )
+                p_multiplier, multiplier = multiplier[..., :shared], multiplier[..., shared:]
+                d_probs = d_probs * multiplier
+                kept = probs * multiplier
             d_logits = probs * (d_probs - delta[..., None])  # dS of the softmax
             dq_chunk = torch.matmul(d_logits[..., None, :], gathered).squeeze(-2) * scale
             del gathered
             if has_prefix:
                 p_logits = _prefix_logits(queries, pk[g], None if pok is None else pok[g], prefix_scale)
                 p_probs = torch.exp(p_logits - lse[g, n, None])
-                p_dlogits = p_probs * (torch.matmul(grads, pv[g].transpose(-1, -2)) - delta[..., None])
+                p_dprobs = torch.matmul(grads, pv[g].transpose(-1, -2))
+                p_kept = p_probs
+                if dropout is not None:
+                    p_dprobs = p_dprobs * p_multiplier
+                    p_kept = p_probs * p_multiplier
+                p_dlogits = p_probs * (p_dprobs - delta[..., None])
                 dq_chunk = dq_chunk + torch.matmul(p_dlogits, pk[g]) * prefix_scale
                 dpk[g] += torch.matmul(p_dlogits.transpose(-1, -2), queries) * prefix_scale
-                dpv[g] += torch.matmul(p_probs.transpose(-1, -2), grads)
+                dpv[g] += torch.matmul(p_kept.transpose(-1, -2), grads)
             dq[g, n] = dq_chunk
             flat = keys.reshape(-1)
             dk.index_add_(0, flat, (d_logits[..., None] * (queries * scale)[..., None, :]).reshape(-1, dim))
-            dv.index_add_(0, flat, (probs[..., None] * grads[..., None, :]).reshape(-1, dim))
+            dv.index_add_(0, flat, (kept[..., None] * grads[..., None, :]).reshape(-1, dim))
         shape = q.shape
         grads_prefix = (None, None)
         if has_prefix:
@@ -202,6 +224,7 @@ class SelectedAttention(torch.autograd.Function):
             dk.view(shape).to(k.dtype),
             dv.view(shape).to(v.dtype),
             *grads_prefix,
+            None,
             None,
             None,
             None,
@@ -221,18 +244,21 @@ def attend_slots(
     key_valid: torch.Tensor | None = None,
     slot_ok: torch.Tensor | None = None,
     prefix: tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None] | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Each query's softmax over the keys its slots name (see the module docstring), [B, H, N, d].
 
     slots [B, H, N, S] (int32 or int64); table [B, H, E, t] or None; key_valid [B, N'] bool with
     N' >= N (positions >= N are padding) or None; slot_ok [B, H, N, S] bool or None; prefix =
-    (keys [B, H, P, d], values [B, H, P, d], scale, valid [B, P] bool or None).
+    (keys [B, H, P, d], values [B, H, P, d], scale, valid [B, P] bool or None); dropout_p: attention
+    dropout on the probabilities (0 = none).
     """
     batch, heads, length, _ = q.shape
     layout = _Layout(batch, heads, length, slots, slot_size, table, key_valid, slot_ok)
     prefix_keys, prefix_values, prefix_scale, prefix_ok = (
         prefix if prefix is not None else (None, None, 1.0, None)
     )
+    dropout = MaskStream(dropout_p, q.device) if dropout_p > 0 else None
     return SelectedAttention.apply(
-        q, k, v, prefix_keys, prefix_values, layout, scale, prefix_scale, prefix_ok
+        q, k, v, prefix_keys, prefix_values, layout, scale, prefix_scale, prefix_ok, dropout
     )

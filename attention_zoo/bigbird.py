@@ -21,6 +21,11 @@ keeps BigBird's count of global blocks.
 
 Cost O(N (3 + g + r) b d) time and O(N d) memory (`_blocksparse.block_attention`, plus g b dense rows);
 on CUDA, a FlexAttention block mask.
+
+Attention dropout (`dropout_p`): on the probabilities of every query (block form; see
+`_blocksparse`). LRA's JAX BigBird applies its attention dropout only on its causal fallback (full
+attention), not on the block-sparse path its encoders run, and the Skyformer lineage's BigBird
+applies none; with the model's rate > 0 this mechanism drops probabilities where those did not.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 
 from . import _blocksparse
 from ._common import check_inputs
+from ._dropout import check_p
 from .local import band_blocks
 from .registry import AttentionParams, register
 
@@ -125,6 +131,7 @@ def _pattern(
     summary="block-sparse: window of 3 blocks + global blocks + random blocks (BigBird ITC)",
     keys_per_query=lambda p, n: min((3 + p.num_global_blocks + p.num_random_blocks) * p.block_size, n),
     padding_invariant=False,
+    attention_dropout=True,
 )
 def bigbird_attention(
     q: torch.Tensor,
@@ -136,9 +143,11 @@ def bigbird_attention(
     num_global_blocks: int,
     num_random_blocks: int,
     seed: int,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """BigBird attention. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("bigbird_attention", q, k, v, key_padding_mask)
+    check_p("bigbird_attention", dropout_p)
     batch, heads, length, _ = q.shape
     valid = _blocksparse.key_validity(key_padding_mask, batch, length, q.device)
     params = {
@@ -150,7 +159,7 @@ def bigbird_attention(
     with torch.no_grad():
         key_blocks, block_ok, num_global = _pattern(valid, heads, length, params)
     global_rows = num_global * block_size
-    if _blocksparse.use_flex(q):
+    if _blocksparse.use_flex(q, dropout_p):
         num_blocks = key_blocks.shape[2]
         every_block = torch.arange(num_blocks, device=q.device)
         table = ((key_blocks[..., None] == every_block) & block_ok[..., None]).any(dim=-2)  # [B, H, nb, nb]
@@ -162,5 +171,13 @@ def bigbird_attention(
         return _blocksparse.flex_attention(q, k, v, mask_mod)
     key_slots, slots = _blocksparse.block_slots(block_size, key_blocks, block_ok)
     return _blocksparse.block_attention(
-        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots, dense_rows=global_rows
+        q,
+        k,
+        v,
+        valid,
+        block_size=block_size,
+        key_slots=key_slots,
+        slots=slots,
+        dense_rows=global_rows,
+        dropout_p=dropout_p,
     )

@@ -9,8 +9,12 @@ r"""cosFormer (Qin et al., ICLR 2022): ReLU features with a cos-based re-weighti
 
 where i = 1..L is the rank of a token among the L valid tokens of its row (L is the valid length, not
 the padded one) and j runs over the valid keys. Since cos(theta_i - theta_j) = sin sin + cos cos, the
-weight of key j for query i is relu(q_i) . relu(k_j) cos(pi/2 (i - j) / L). Cost O(N d^2) time,
-O(N d + d^2) memory; no N x N tensor.
+weight of key j for query i is relu(q_i) . relu(k_j) cos(pi/2 (i - j) / L). Feature sums are
+accumulated in at least fp32; the output has the input's dtype. Cost O(N d^2) time, O(N d + d^2)
+memory; no N x N tensor.
+
+No attention dropout: kernelized, the N x N weights are never formed; the layer's
+`attention_dropout` is a documented no-op here.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import check_inputs, valid_lengths
+from ._common import at_least_fp32, check_inputs, no_autocast, valid_lengths
 from ._lowrank import valid_ranks, zero_padded
 from .linear import kernel_attention
 from .registry import AttentionParams, register
@@ -56,5 +60,9 @@ def cosformer_attention(
     lengths = valid_lengths(key_padding_mask, batch, length, q.device)
     # theta in fp64 (exact ranks), then cast: position i = rank + 1 of L
     theta = (math.pi / 2) * (rank + 1).double() / lengths[:, None].double()
-    phi_k = zero_padded(cos_reweighted(k, theta), key_padding_mask)
-    return kernel_attention(cos_reweighted(q, theta), phi_k, v, EPS, clamp=True)
+    work = at_least_fp32(q)  # feature sums in at least fp32: they overflow half precision
+    with no_autocast(q):
+        q_, k_, v_ = q.to(work), k.to(work), v.to(work)
+        phi_k = zero_padded(cos_reweighted(k_, theta), key_padding_mask)
+        out = kernel_attention(cos_reweighted(q_, theta), phi_k, v_, EPS, clamp=True)
+    return out.to(q.dtype)

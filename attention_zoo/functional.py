@@ -1,6 +1,8 @@
 """The zoo's functional API: every function takes q, k, v of shape [B, H, N, d], keyword-only
 parameters and an optional `key_padding_mask` [B, N] (bool, True = real token), and returns
-[B, H, N, d]. See each mechanism's module docstring for its equation."""
+[B, H, N, d] in the inputs' dtype. The mechanisms that form attention probabilities also take
+`dropout_p` (attention dropout, 0 = none; `attention_zoo.get(name).attention_dropout`). See each
+mechanism's module docstring for its equation."""
 
 from .agent import agent_attention
 from .full import full_attention

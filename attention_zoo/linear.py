@@ -6,9 +6,15 @@ r"""Linear attention (Katharopoulos et al., ICML 2020): softmax replaced by the 
     o_i = \frac{\phi(q_i)^\top \sum_j \phi(k_j)\, v_j^\top}{\phi(q_i)^\top \sum_j \phi(k_j) + 10^{-6}},
 
 with j over the valid keys only (phi(0) = 1, so a padded key must be removed after the feature map,
-not zeroed before it). Cost O(N d^2) time, O(N d + d^2) memory; no N x N tensor.
+not zeroed before it). The feature sums are accumulated in at least fp32 (in half precision they
+overflow at N |k| |v| > 65504); the output has the input's dtype. Cost O(N d^2) time, O(N d + d^2)
+memory; no N x N tensor.
 
 The denominator follows the paper (the PyTorch LRA lineage's "linear" attention has none).
+
+No attention dropout: the N x N weights are never formed, so there are no probabilities to drop
+(LRA's JAX linear attention discards its dropout rate, and the PyTorch LRA lineage's applies none);
+the layer's `attention_dropout` is a documented no-op here.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs
+from ._common import at_least_fp32, check_inputs, no_autocast
 from ._lowrank import zero_padded
 from .registry import AttentionParams, register
 
@@ -54,5 +60,9 @@ def linear_attention(
 ) -> torch.Tensor:
     """Linear attention with phi = elu + 1. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("linear_attention", q, k, v, key_padding_mask)
-    phi_k = zero_padded(F.elu(k) + 1, key_padding_mask)
-    return kernel_attention(F.elu(q) + 1, phi_k, v, EPS)
+    work = at_least_fp32(q)
+    with no_autocast(q):
+        q_, k_, v_ = q.to(work), k.to(work), v.to(work)
+        phi_k = zero_padded(F.elu(k_) + 1, key_padding_mask)
+        out = kernel_attention(F.elu(q_) + 1, phi_k, v_, EPS)
+    return out.to(q.dtype)

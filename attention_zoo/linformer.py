@@ -11,7 +11,10 @@ padding never enters K' or V'. An input longer than N_max is an error. In the at
 F are learned, one pair per head, sized by the model's maximum length (init N(0, 0.02^2) as in the
 PyTorch LRA lineage, which shares one E between keys, values and layers); without them the functional uses
 fixed seeded Gaussian projections with N(0, 1/proj_dim) entries whose column t depends on t alone
-(`PROJECTION_BLOCK`).
+(`PROJECTION_BLOCK`). Half-precision inputs are computed in fp32 (the projections are sums over
+the sequence); the output has the input's dtype.
+Attention dropout (`dropout_p`): on the probabilities over the projected keys, as LRA's JAX
+Linformer applies its attention dropout there (the PyTorch LRA lineage's Linformer applies none).
 Cost O(N proj_dim d) time, O(N d + N proj_dim) memory; no N x N tensor.
 """
 
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs, valid_lengths
+from ._common import at_least_fp32, check_inputs, no_autocast, valid_lengths
+from ._dropout import check_p
 from ._lowrank import valid_first
 from .registry import AttentionParams, register
 
@@ -90,6 +94,7 @@ def _check_projection(label: str, proj: torch.Tensor, proj_dim: int, heads: int,
     keys_per_query=lambda p, n: p.proj_dim,
     runtime_inputs=("proj_k", "proj_v"),
     module_parameters=_layer_projections,
+    attention_dropout=True,
 )
 def linformer_attention(
     q: torch.Tensor,
@@ -100,10 +105,12 @@ def linformer_attention(
     proj_dim: int = 256,
     proj_k: torch.Tensor | None = None,
     proj_v: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Linformer attention. q, k, v: [B, H, N, d]; mask [B, N], True = real; proj_k, proj_v:
     [proj_dim, N_max] or [H, proj_dim, N_max] (fixed seeded Gaussian projections when None)."""
     check_inputs("linformer_attention", q, k, v, key_padding_mask)
+    check_p("linformer_attention", dropout_p)
     LinformerParams(proj_dim).check()
     batch, heads, length, dim = q.shape
     if (proj_k is None) != (proj_v is None):
@@ -112,6 +119,9 @@ def linformer_attention(
         proj_k, proj_v = (default_projection(proj_dim, length, seed) for seed in DEFAULT_PROJECTION_SEEDS)
     for label, proj in (("proj_k", proj_k), ("proj_v", proj_v)):
         _check_projection(label, proj, proj_dim, heads, length)
+    work = at_least_fp32(q)  # projected keys rounded to half precision would round every logit
+    out_dtype = q.dtype
+    q, k, v = q.to(work), k.to(work), v.to(work)
     if key_padding_mask is not None:
         # valid tokens first, in order, the rest zeroed: column t of E then meets the key of rank t
         order = valid_first(key_padding_mask)[:, None, :, None].expand(batch, heads, length, dim)
@@ -123,6 +133,8 @@ def linformer_attention(
         zero = torch.zeros((), dtype=k.dtype, device=k.device)
         k = torch.where(keep, k.gather(2, order), zero)
         v = torch.where(keep, v.gather(2, order), zero)
-    e = proj_k[..., :length].to(device=q.device, dtype=q.dtype)
-    f = proj_v[..., :length].to(device=q.device, dtype=q.dtype)
-    return F.scaled_dot_product_attention(q, e @ k, f @ v)
+    with no_autocast(q):
+        e = proj_k[..., :length].to(device=q.device, dtype=work)
+        f = proj_v[..., :length].to(device=q.device, dtype=work)
+        out = F.scaled_dot_product_attention(q, e @ k, f @ v, dropout_p=dropout_p)
+    return out.to(out_dtype)

@@ -14,6 +14,9 @@ layout); this mechanism is the overlapping band that the later literature calls 
 
 Cost O(N w d) time and O(N d) memory: blocks of size min(w, 64), each query block gathering the key
 blocks its band touches (`_blocksparse.block_attention`); on CUDA, a FlexAttention block mask.
+
+Attention dropout (`dropout_p`): on the probabilities over each query's band, as LRA's JAX local
+attention applies its attention dropout (block form; see `_blocksparse`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from . import _blocksparse
 from ._common import check_inputs
+from ._dropout import check_p
 from .registry import AttentionParams, register
 
 
@@ -61,6 +65,7 @@ def band_blocks(
     summary="sliding window: each query attends to the keys with |i - j| <= window",
     keys_per_query=lambda p, n: min(2 * p.window + 1, n),
     padding_invariant=False,
+    attention_dropout=True,
 )
 def local_attention(
     q: torch.Tensor,
@@ -69,13 +74,15 @@ def local_attention(
     *,
     key_padding_mask: torch.Tensor | None = None,
     window: int,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Sliding-window attention. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("local_attention", q, k, v, key_padding_mask)
+    check_p("local_attention", dropout_p)
     batch, _, length, _ = q.shape
     valid = _blocksparse.key_validity(key_padding_mask, batch, length, q.device)
     window = min(window, length)
-    if _blocksparse.use_flex(q):
+    if _blocksparse.use_flex(q, dropout_p):
 
         def mask_mod(b, h, q_idx, kv_idx):
             return ((q_idx - kv_idx).abs() <= window) & valid[b, kv_idx]
@@ -87,5 +94,5 @@ def local_attention(
         block_size, key_blocks, block_ok, allowed=lambda qp, kp: (qp - kp).abs() <= window
     )
     return _blocksparse.block_attention(
-        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots
+        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots, dropout_p=dropout_p
     )

@@ -15,6 +15,9 @@ outputs unchanged.
 
 Cost O(N (w + g) d) time, O(N d) memory: blocks of size min(w, 64) gathering the key blocks of their
 band and the global blocks, plus g dense rows (`_blocksparse.block_attention`); on CUDA, a FlexAttention block mask.
+
+Attention dropout (`dropout_p`): on the probabilities of every query, band and global rows
+alike, as LRA's JAX Longformer applies its attention dropout (block form; see `_blocksparse`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 
 from . import _blocksparse
 from ._common import check_inputs
+from ._dropout import check_p
 from .local import band_block_size, band_blocks
 from .registry import AttentionParams, register
 
@@ -48,6 +52,7 @@ class LongformerParams(AttentionParams):
     summary="sliding window |i - j| <= window plus the first num_global tokens, which attend to all",
     keys_per_query=lambda p, n: min(2 * p.window + 1 + p.num_global, n),
     padding_invariant=False,
+    attention_dropout=True,
 )
 def longformer_attention(
     q: torch.Tensor,
@@ -57,14 +62,16 @@ def longformer_attention(
     key_padding_mask: torch.Tensor | None = None,
     window: int,
     num_global: int,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Longformer attention. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("longformer_attention", q, k, v, key_padding_mask)
+    check_p("longformer_attention", dropout_p)
     batch, _, length, _ = q.shape
     valid = _blocksparse.key_validity(key_padding_mask, batch, length, q.device)
     window = min(window, length)
     num_global = min(num_global, length)
-    if _blocksparse.use_flex(q):
+    if _blocksparse.use_flex(q, dropout_p):
 
         def mask_mod(b, h, q_idx, kv_idx):
             pattern = ((q_idx - kv_idx).abs() <= window) | (kv_idx < num_global) | (q_idx < num_global)
@@ -87,5 +94,13 @@ def longformer_attention(
         allowed=lambda qp, kp: ((qp - kp).abs() <= window) | (kp < num_global),
     )
     return _blocksparse.block_attention(
-        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots, dense_rows=num_global
+        q,
+        k,
+        v,
+        valid,
+        block_size=block_size,
+        key_slots=key_slots,
+        slots=slots,
+        dense_rows=num_global,
+        dropout_p=dropout_p,
     )

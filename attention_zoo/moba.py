@@ -26,6 +26,10 @@ per query, so ties resolve alike):
   block mask that skips the (128-query, 128-key) tiles no query of the tile selected; CUDA (on CPU
   only without gradients, in eager mode).
 * ``auto``: flex on CUDA, else torch.
+
+Attention dropout (`dropout_p`, training only): on the probabilities over each query's selected
+keys. The reference and torch paths apply it; FlexAttention has no dropout, so `flex` (and `auto`
+on CUDA) runs the torch path when `dropout_p > 0`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import torch.nn.functional as F
 
 from . import _flex
 from ._common import attend_selected, check_inputs, resolve_backend, selection_dtype
+from ._dropout import check_p
 from ._sparse import attend_slots, chunks
 from .registry import AttentionParams, register
 
@@ -64,6 +69,7 @@ class MobaParams(AttentionParams):
     summary="block routing: each query attends to its top-k key blocks by q . mean(K_block)",
     keys_per_query=lambda p, n: min(p.topk_blocks * p.block_size, n),
     padding_invariant=False,
+    attention_dropout=True,
 )
 def moba_attention(
     q: torch.Tensor,
@@ -74,16 +80,32 @@ def moba_attention(
     block_size: int,
     topk_blocks: int,
     backend: Backend = "auto",
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Non-causal MoBA. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
+    """Non-causal MoBA. q, k, v: [B, H, N, d]; mask [B, N], True = real; `dropout_p`: dropout on the
+    attention probabilities (flex then runs the torch path)."""
     check_inputs("moba_attention", q, k, v, key_padding_mask)
-    backend = resolve_backend("moba_attention", backend, (q, k, v), auto_on_cuda="flex")
+    check_p("moba_attention", dropout_p)
+    if backend == "flex" and dropout_p > 0:
+        backend = "torch"  # FlexAttention has no dropout
+    backend = resolve_backend(
+        "moba_attention", backend, (q, k, v), auto_on_cuda="torch" if dropout_p > 0 else "flex"
+    )
     if backend == "reference":
-        return moba_reference(q, k, v, key_padding_mask, block_size, topk_blocks)
+        return moba_reference(q, k, v, key_padding_mask, block_size, topk_blocks, dropout_p)
     blocks, valid_padded = moba_blocks(q, k, key_padding_mask, block_size, topk_blocks)
     if backend == "flex":
         return _flex.attend_blocks(q, k, v, blocks, block_size, valid_padded)
-    return attend_slots(q, k, v, blocks, q.shape[-1] ** -0.5, slot_size=block_size, key_valid=valid_padded)
+    return attend_slots(
+        q,
+        k,
+        v,
+        blocks,
+        q.shape[-1] ** -0.5,
+        slot_size=block_size,
+        key_valid=valid_padded,
+        dropout_p=dropout_p,
+    )
 
 
 def _block_means(
@@ -136,6 +158,7 @@ def moba_reference(
     key_padding_mask: torch.Tensor | None,
     block_size: int,
     topk_blocks: int,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """The readable form: one gate over all queries, then `attend_selected` on the blocks' keys."""
     batch, heads, length, dim = q.shape
@@ -152,4 +175,4 @@ def moba_reference(
         key_ok = valid_padded.gather(1, key_index.reshape(batch, -1)).view(key_index.shape)  # [B, H, N, T]
         key_index = key_index.clamp(max=length - 1)
 
-    return attend_selected(q, k, v, key_index, key_ok, dim**-0.5)
+    return attend_selected(q, k, v, key_index, key_ok, dim**-0.5, dropout_p=dropout_p)

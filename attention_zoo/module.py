@@ -1,12 +1,15 @@
 """The multi-head attention layer the task models use: projections, heads, any registered mechanism.
 
-The mechanism is chosen by name and parameters only; nothing else in the layer depends on it, so
+Every call's output is held to the mechanism contract (`Mechanism.check_output`: shape
+[B, H, N, d_v], the inputs' dtype, finite where the inputs are), plugins included. The mechanism is
+chosen by name and parameters only; nothing else in the layer depends on it, so
 swapping `full` for `mita` changes the attention and nothing else (MiTA adds no parameters, so a
 checkpoint trained with one mechanism loads into a layer running another).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +34,12 @@ class MultiHeadAttention(nn.Module):
             narrower attention than the model for some tasks (Image: dim 128, qkv 64).
         max_length: the longest sequence the layer will see; mechanisms whose learned inputs are sized
             by it (Linformer's projections, Synthesizer's logits) need it, others ignore it.
+        attention_dropout: dropout rate on the attention probabilities, in training mode only (masks
+            from torch's global RNG). Applied by the mechanisms registered with `attention_dropout`
+            (those that form attention probabilities); for the others -- the kernelized and low-rank
+            ones, which form none, as in their sources, and plugins that do not declare it -- a
+            non-zero rate is a no-op, said once as a warning when the layer is built and shown in
+            the layer's repr.
 
     Mechanisms with `buffer_redraw_interval` (Performer) have their buffers redrawn from the global RNG
     every that many calls in training mode (`redraw_buffers()` does it by hand).
@@ -51,8 +60,11 @@ class MultiHeadAttention(nn.Module):
         fp32_attention: bool = False,
         qkv_dim: int = 0,
         max_length: int = 0,
+        attention_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be in [0, 1); got {attention_dropout}")
         qkv_dim = qkv_dim or dim
         if qkv_dim < 1 or num_heads < 1 or qkv_dim % num_heads:
             raise ValueError(
@@ -73,6 +85,14 @@ class MultiHeadAttention(nn.Module):
         self.proj = nn.Linear(qkv_dim, dim)
         self.dropout = nn.Dropout(dropout)
         self.max_length = max_length
+        self.attention_dropout = attention_dropout
+        if attention_dropout and not self.mechanism.attention_dropout:
+            warnings.warn(
+                f"attention {self.mechanism.name!r} forms no attention probabilities to drop "
+                f"(kernelized, low-rank or a plugin without attention_dropout); attention_dropout="
+                f"{attention_dropout} does not apply to it",
+                stacklevel=2,
+            )
         # Learnable inputs some mechanisms declare (e.g. MiTA's learned landmark queries).
         extra = {}
         if self.mechanism.module_parameters is not None:
@@ -121,6 +141,8 @@ class MultiHeadAttention(nn.Module):
         runtime.update({name: getattr(self, f"buffer_{name}") for name in self.mechanism_buffers})
         if "training" in self.mechanism.runtime_inputs:
             runtime["training"] = self.training
+        if self.training and self.attention_dropout and self.mechanism.attention_dropout:
+            runtime["dropout_p"] = self.attention_dropout
         if self.fp32_attention and x.device.type in ("cuda", "cpu"):
             runtime = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in runtime.items()}
             with torch.autocast(device_type=x.device.type, enabled=False):
@@ -134,11 +156,19 @@ class MultiHeadAttention(nn.Module):
                 )
         else:
             out = self.mechanism(q, k, v, key_padding_mask=key_padding_mask, params=self.params, **runtime)
+        # Mechanism.__call__ has checked the output: [B, H, N, head_dim], the inputs' dtype, finite
         out = out.transpose(1, 2).reshape(batch, length, self.qkv_dim).to(x.dtype)
         return self.dropout(self.proj(out))
 
     def extra_repr(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.to_dict().items())
-        return f"attention={self.mechanism.name!r}, heads={self.num_heads}, head_dim={self.head_dim}" + (
-            f", {params}" if params else ""
+        dropout = ""
+        if self.attention_dropout:
+            dropout = f", attention_dropout={self.attention_dropout}" + (
+                "" if self.mechanism.attention_dropout else " (not applied: no attention probabilities)"
+            )
+        return (
+            f"attention={self.mechanism.name!r}, heads={self.num_heads}, head_dim={self.head_dim}"
+            + (f", {params}" if params else "")
+            + dropout
         )

@@ -23,6 +23,10 @@ depthwise convolution of V along the valid tokens (per head, shared across chann
 beyond the valid tokens; `conv_kernel` taps, 0 = none), whose weight [H, conv_kernel] the attention
 layer learns; without one the functional uses a fixed seeded weight with PyTorch's default
 convolution initialisation. Everything is computed in at least fp32, with autocast off.
+
+Attention dropout (`dropout_p`): on A_1 and A_3, the softmax factors that weigh values; never on
+A_2, whose pseudo-inverse a dropped entry would throw off. (The PyTorch LRA lineage's Nyströmformer
+applies none; its softmax baseline applies `attention_dropout` to its attention matrix.)
 Cost O(N m d + m^3) time, O(N m) memory; no N x N tensor.
 """
 
@@ -35,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import check_inputs, landmark_pool, valid_lengths
+from ._dropout import check_p
 from ._lowrank import at_least_fp32, newton_schulz_pinv, no_autocast, valid_first
 from .registry import AttentionParams, register
 
@@ -104,6 +109,7 @@ def valid_token_conv(
     keys_per_query=lambda p, n: min(p.num_landmarks, n),
     runtime_inputs=("conv_weight",),
     module_parameters=_layer_conv,
+    attention_dropout=True,
 )
 def nystrom_attention(
     q: torch.Tensor,
@@ -115,10 +121,12 @@ def nystrom_attention(
     pinv_iters: int = 6,
     conv_kernel: int = 35,
     conv_weight: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Nyström attention. q, k, v: [B, H, N, d]; mask [B, N], True = real; conv_weight [H, conv_kernel]
     (a fixed seeded one when None; unused when conv_kernel = 0)."""
     check_inputs("nystrom_attention", q, k, v, key_padding_mask)
+    check_p("nystrom_attention", dropout_p)
     NystromParams(num_landmarks, pinv_iters, conv_kernel).check()
     heads = q.shape[1]
     if conv_kernel and conv_weight is None:
@@ -145,8 +153,12 @@ def nystrom_attention(
         row = a2.abs().sum(dim=-1).amax(dim=-1)
         z = newton_schulz_pinv(a2, pinv_iters, (1.0 / (col * row))[..., None, None])
         key_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-        landmark_values = F.scaled_dot_product_attention(q_land, k_, v_, attn_mask=key_mask)  # A3 V
-        out = F.scaled_dot_product_attention(q_, k_land, z @ landmark_values, attn_mask=landmark_mask)
+        landmark_values = F.scaled_dot_product_attention(
+            q_land, k_, v_, attn_mask=key_mask, dropout_p=dropout_p
+        )  # A3 V
+        out = F.scaled_dot_product_attention(
+            q_, k_land, z @ landmark_values, attn_mask=landmark_mask, dropout_p=dropout_p
+        )  # A1 (Z A3 V)
         if conv_kernel:
             out = out + valid_token_conv(v_, conv_weight.to(device=q.device), key_padding_mask)
     return out.to(q.dtype)

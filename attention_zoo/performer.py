@@ -9,9 +9,24 @@ r"""Performer (Choromanski et al., ICLR 2021): FAVOR+ positive random features f
 
 with omega = `features` [r, d] (r = `num_features`) and j over the valid keys only. E[phi(q)^T phi(k)]
 = exp(q . k / sqrt(d)) when the rows of omega are N(0, I_d), so the output approaches softmax
-attention as r grows. Factors common to a query's numerator and denominator are dropped (1/sqrt(r),
-the query's norm term) and two shifts keep exp in range: per query, its largest exponent; per (row,
-head), the largest key exponent over the valid keys. No epsilon is added.
+attention as r grows. No epsilon is added.
+
+The ratio is evaluated in the log domain, which keeps exp in range at any input scale. With
+a_{ir} = omega_r . q^_i (the query's norm term and 1/sqrt(r) cancel in the ratio) and
+b_{jr} = omega_r . k^_j - |k^_j|^2 / 2,
+
+.. math::
+
+    o_i = \sum_r \operatorname{softmax}_r\!\big(a_{ir} + \ell_r\big)\, u_r, \qquad
+    \ell_r = \log \sum_j e^{b_{jr}}, \qquad u_r = \sum_j \operatorname{softmax}_j(b_{jr})\, v_j,
+
+the same ratio, term by term: a max-subtraction per feature over the whole key set (u_r, l_r) and
+then per query over the features. The FAVOR+ code of the field (performer-pytorch, Google's) shifts
+the query features by their row maximum and the key features by one maximum over all keys and
+features; that keeps each factor below 1, but the product phi(q_i) . sum_j phi(k_j) underflows to
+0/0 when a query's largest features are not the keys' (in fp32 from q, k of standard deviation ~30),
+which the code there hides with an epsilon added to every feature. Computed in at least fp32, with
+autocast off; the output has the input's dtype.
 
 Without `features`, fixed seeded Gaussian orthogonal features are used (blocks of d orthogonal rows,
 each row rescaled to the norm of a Gaussian vector). The attention layer keeps its features as a
@@ -19,6 +34,10 @@ buffer drawn from the global RNG at construction and redraws them every `redraw_
 calls (0 = never, as in the PyTorch LRA lineage, which builds the features once).
 
 Cost O(N r d) time, O(N r + r d) memory; no N x N tensor.
+
+No attention dropout: FAVOR+ never forms the attention probabilities (LRA's JAX Performer ignores
+its dropout rate; performer-pytorch's attention, which the PyTorch LRA lineage runs, has none); the
+layer's `attention_dropout` is a documented no-op here.
 """
 
 from __future__ import annotations
@@ -29,9 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import check_inputs
-from ._lowrank import zero_padded
-from .linear import kernel_attention
+from ._common import at_least_fp32, check_inputs, no_autocast
 from .registry import AttentionParams, register
 
 # Seed of the fixed features the functional uses when none are given.
@@ -87,25 +104,26 @@ def _layer_features(params: PerformerParams, num_heads: int, head_dim: int, max_
     return {"features": orthogonal_features(params.num_features, head_dim)}
 
 
-def softmax_features(
-    x: torch.Tensor, features: torch.Tensor, key_padding_mask: torch.Tensor | None, *, is_query: bool
+def favor_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    features: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
 ) -> torch.Tensor:
-    """phi(x) [B, H, N, r] up to factors that cancel in the attention ratio: 1/sqrt(r) and, per query,
-    exp(-|q^|^2/2 - its largest exponent); per (row, head), the largest key exponent over the valid keys.
-    Padded key rows are zero. Each pass over the [B, H, N, r] tensor counts on a CPU, hence the folding."""
-    scaled = x * x.shape[-1] ** -0.25
-    projection = scaled @ features.transpose(-1, -2)
-    if is_query:
-        with torch.no_grad():  # shifts cancel in the ratio: constants for autograd
-            shift = projection.amax(dim=-1, keepdim=True)
-        return torch.exp(projection - shift)
-    half_norm = 0.5 * (scaled * scaled).sum(dim=-1, keepdim=True)  # [B, H, N, 1]
-    with torch.no_grad():
-        largest = projection.amax(dim=-1, keepdim=True) - half_norm
-        if key_padding_mask is not None:
-            largest = largest.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
-        shift = largest.amax(dim=-2, keepdim=True)  # [B, H, 1, 1]
-    return zero_padded(torch.exp(projection - (half_norm + shift)), key_padding_mask)
+    """The FAVOR+ ratio in the log domain (see the module docstring), in the inputs' dtype.
+
+    q, k, v [B, H, N, d], features [r, d]; padded keys get exponent -inf (weight exactly zero).
+    """
+    quarter = q.shape[-1] ** -0.25
+    q_, k_ = q * quarter, k * quarter
+    query_exponents = q_ @ features.transpose(-1, -2)  # a [B, H, N, r]
+    key_exponents = k_ @ features.transpose(-1, -2) - 0.5 * (k_ * k_).sum(dim=-1, keepdim=True)  # b
+    if key_padding_mask is not None:
+        key_exponents = key_exponents.masked_fill(~key_padding_mask[:, None, :, None], float("-inf"))
+    key_lse = torch.logsumexp(key_exponents, dim=2, keepdim=True)  # l [B, H, 1, r]
+    feature_values = torch.softmax(key_exponents, dim=2).transpose(-1, -2) @ v  # u [B, H, r, d]
+    return torch.softmax(query_exponents + key_lse, dim=-1) @ feature_values
 
 
 @register(
@@ -139,7 +157,8 @@ def performer_attention(
             f"performer_attention: features must have shape [num_features, d] = {(num_features, head_dim)}; "
             f"got {tuple(features.shape)}"
         )
-    features = features.to(device=q.device, dtype=q.dtype)
-    phi_q = softmax_features(q, features, None, is_query=True)
-    phi_k = softmax_features(k, features, key_padding_mask, is_query=False)
-    return kernel_attention(phi_q, phi_k, v, 0.0)
+    work = at_least_fp32(q)
+    with no_autocast(q):
+        features = features.to(device=q.device, dtype=work)
+        out = favor_attention(q.to(work), k.to(work), v.to(work), features, key_padding_mask)
+    return out.to(q.dtype)

@@ -18,6 +18,11 @@ about one bucket per chunk), 1 when L <= b -- one chunk, which is full shared-QK
 rotations are drawn from `seed` and n_b, so they are fixed across calls, and padding (which only
 changes N, not L) leaves every valid output unchanged. Hashing is not differentiated through.
 
+Half-precision inputs are hashed and attended in fp32 (a key's bucket must not depend on
+the rounding of its rotation scores); the output has the input's dtype.
+Attention dropout (`dropout_p`): on each round's probabilities over its chunk keys. (Reformer's
+own code has a dropout there, `lsh_attention_probs_dropout_prob`, off by default in Hugging Face's
+config, which the PyTorch LRA lineage ran; LRA's JAX LSH attention applies none.)
 Cost O(num_hashes N b d) time and memory, plus the O(N log N) sort.
 """
 
@@ -28,7 +33,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs, gather_rows, valid_lengths
+from ._common import at_least_fp32, check_inputs, gather_rows, no_autocast, valid_lengths
+from ._dropout import check_p, drop
 from .registry import AttentionParams, register
 
 
@@ -85,6 +91,7 @@ def _buckets(
     summary="LSH attention with shared QK: hash rounds, sorted chunks attending to themselves + the previous",
     keys_per_query=lambda p, n: min(2 * p.bucket_size * p.num_hashes, n),
     shared_qk=True,
+    attention_dropout=True,
 )
 def reformer_attention(
     q: torch.Tensor,
@@ -95,9 +102,30 @@ def reformer_attention(
     bucket_size: int,
     num_hashes: int,
     seed: int,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Reformer LSH attention. q, k, v: [B, H, N, d] (k = q in the layer); mask [B, N], True = real."""
+    """Reformer LSH attention. q, k, v: [B, H, N, d] (k = q in the layer); mask [B, N], True = real;
+    `dropout_p`: dropout on the attention probabilities."""
     check_inputs("reformer_attention", q, k, v, key_padding_mask)
+    check_p("reformer_attention", dropout_p)
+    work = at_least_fp32(q)
+    with no_autocast(q):
+        out = _lsh_attention(
+            q.to(work), k.to(work), v.to(work), key_padding_mask, bucket_size, num_hashes, seed, dropout_p
+        )
+    return out.to(q.dtype)
+
+
+def _lsh_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    bucket_size: int,
+    num_hashes: int,
+    seed: int,
+    dropout_p: float,
+) -> torch.Tensor:
     batch, heads, length, dim = q.shape
     device = q.device
     keys = F.normalize(k, dim=-1, eps=1e-12)
@@ -148,7 +176,7 @@ def reformer_attention(
     scores = torch.matmul(sorted_q, both_k.transpose(-1, -2)) * dim**-0.5
     scores = scores.masked_fill(~allowed, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)
-    out = torch.matmul(torch.exp(scores - lse), both_v)  # [B, H, R, nc, b, d]
+    out = torch.matmul(drop(torch.exp(scores - lse), dropout_p), both_v)  # [B, H, R, nc, b, d]
     # Back to positions: the valid ranks hold every token once per round.
     out = out.reshape(batch, heads, num_hashes, padded, dim)[:, :, :, :length]
     lse = lse.reshape(batch, heads, num_hashes, padded)[:, :, :, :length]

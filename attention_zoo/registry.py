@@ -12,13 +12,16 @@ A mechanism is registered on its functional form::
 `names()` lists the registered mechanisms, `get(name)` returns its `Mechanism` (the functional, the
 parameter class, and a factory for the multi-head `nn.Module` the task models use), and
 `Mechanism.params(**overrides)` validates user-supplied parameters: unknown names, wrong types and
-out-of-range values raise `ValueError` naming the valid choices.
+out-of-range values raise `ValueError` naming the valid choices. Calling a `Mechanism` checks its
+output against the contract (`Mechanism.check_output`), so a plugin returning, say, [B, N, H, d]
+stops with a one-line error instead of being reshaped silently by the layer.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import sys
 import types
 import typing
@@ -116,7 +119,8 @@ class Mechanism:
         summary: one line for `lra list attentions` and the README.
         keys_per_query: budget accounting, `keys_per_query(params, n)` -> keys each query attends.
         runtime_inputs: keyword-only inputs of `fn` that are not parameters but are supplied by the
-            layer at call time: `training` (the module's mode) and the names of `module_parameters`.
+            layer at call time: `training` (the module's mode), `dropout_p` (see
+            `attention_dropout`) and the names of `module_parameters`.
         module_parameters: `module_parameters(params, num_heads, head_dim, max_length) -> {name: initial
             tensor}`; the layer owns these as learnable parameters and passes them to `fn` by name (e.g.
             MiTA's learned landmark queries, Linformer's projections). `max_length` is the longest
@@ -135,6 +139,11 @@ class Mechanism:
             are positional, so for it only trailing padding may be dropped).
         plugin: the module that registered the mechanism when it is not part of this package (an
             attention plugin, see `attention_zoo.plugins`); None for the built-ins.
+        attention_dropout: the mechanism forms attention probabilities and drops them when called
+            with `dropout_p > 0` (its functional takes the keyword-only `dropout_p`, a runtime input;
+            see `attention_zoo._dropout`). The layer passes its rate, in training mode, to these only;
+            for the others (kernelized and low-rank mechanisms form no probabilities) it is a
+            documented no-op.
     """
 
     name: str
@@ -150,6 +159,7 @@ class Mechanism:
     shared_qk: bool = False
     buffer_redraw_interval: Callable[[Any], int] | None = None
     plugin: str | None = None
+    attention_dropout: bool = False
 
     def params(self, **overrides: Any) -> AttentionParams:
         """Build and validate this mechanism's parameters from keyword overrides (strings allowed)."""
@@ -201,11 +211,15 @@ class Mechanism:
         *,
         key_padding_mask: torch.Tensor | None = None,
         params: AttentionParams | Mapping[str, Any] | None = None,
+        dropout_p: float = 0.0,
         **runtime: Any,
     ) -> torch.Tensor:
-        """Apply the functional form with validated parameters (defaults where not given).
+        """Apply the functional form with validated parameters (defaults where not given), then
+        check its output (`check_output`).
 
         `runtime` holds the mechanism's `runtime_inputs` (e.g. `training`); others are an error.
+        `dropout_p` is the attention-probability dropout rate (mechanisms with `attention_dropout`
+        only; 0 calls the functional without it).
         """
         if params is None:
             params = self.params()
@@ -214,7 +228,93 @@ class Mechanism:
         unexpected = sorted(set(runtime) - set(self.runtime_inputs))
         if unexpected:
             raise ValueError(f"attention {self.name!r} takes no runtime input {unexpected}")
-        return self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict(), **runtime)
+        if dropout_p:  # a runtime input of the mechanisms that have it
+            if not self.attention_dropout:
+                raise ValueError(
+                    f"attention {self._who()} applies no attention-probability dropout; call it with dropout_p=0"
+                )
+            runtime = {**runtime, "dropout_p": dropout_p}
+        out = self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict(), **runtime)
+        self.check_output(out, q, k, v, runtime)
+        return out
+
+    def check_output(
+        self,
+        out: Any,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        runtime: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The output contract every mechanism (plugins included) is held to; `OutputContractError`
+        (a ValueError, one line naming the mechanism) otherwise:
+
+        * a tensor of shape [B, H, N, d_v] (q's first three axes, v's last);
+        * q's dtype, or the autocast dtype while autocast is on for q's device;
+        * finite wherever q, k, v and the tensor runtime inputs are all finite (non-finite inputs
+          -- a diverging run -- pass through: the trainer skips and counts such steps). Checked
+          per `FINITE_CHECK`.
+        """
+        if not isinstance(out, torch.Tensor):
+            raise OutputContractError(
+                f"attention {self._who()} returned {type(out).__name__}, not a tensor [B, H, N, d_v]"
+            )
+        expected = (*q.shape[:3], v.shape[-1])
+        if tuple(out.shape) != expected:
+            raise OutputContractError(
+                f"attention {self._who()} returned shape {tuple(out.shape)}; the contract is "
+                f"[B, H, N, d_v] = {expected}"
+            )
+        allowed = {q.dtype}
+        if q.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(q.device.type):
+            allowed.add(torch.get_autocast_dtype(q.device.type))
+        if out.dtype not in allowed:
+            raise OutputContractError(
+                f"attention {self._who()} returned {out.dtype} for {q.dtype} inputs; return the inputs' dtype"
+            )
+        if _checks_finiteness(out) and not all_finite(out):
+            inputs = [q, k, v, *(t for t in (runtime or {}).values() if isinstance(t, torch.Tensor))]
+            if all(all_finite(t) for t in inputs):
+                bad = int((~torch.isfinite(out)).sum())
+                raise OutputContractError(
+                    f"attention {self._who()} returned {bad} non-finite values of {out.numel()} from finite "
+                    "inputs"
+                )
+
+    def _who(self) -> str:
+        return f"{self.name!r}" + (f" (plugin {self.plugin})" if self.plugin else "")
+
+
+class OutputContractError(ValueError):
+    """A mechanism's output breaks the contract of `Mechanism.check_output` (shape, dtype, finiteness)."""
+
+
+# When `Mechanism.check_output` checks finiteness: "auto" for outputs the host reads without a device
+# synchronisation (CPU tensors), "always" (on a GPU it then synchronises at every attention call),
+# "never". Never while compiling or capturing a CUDA graph. Its cost is one sum over the output;
+# the inputs are only inspected when that sum is not finite. Environment: LRA_CHECK_FINITE.
+FINITE_CHECK: str = os.environ.get("LRA_CHECK_FINITE", "auto")
+_FINITE_CHECK_MODES = ("auto", "always", "never")
+
+
+def _checks_finiteness(out: torch.Tensor) -> bool:
+    if FINITE_CHECK not in _FINITE_CHECK_MODES:
+        raise ValueError(f"LRA_CHECK_FINITE={FINITE_CHECK!r} is not one of {', '.join(_FINITE_CHECK_MODES)}")
+    if FINITE_CHECK == "never" or not out.is_floating_point() or torch.compiler.is_compiling():
+        return False
+    if out.is_cuda and torch.cuda.is_current_stream_capturing():
+        return False
+    return FINITE_CHECK == "always" or out.device.type == "cpu"
+
+
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every element of t is finite: one sum (non-finite values propagate into it), and the
+    elementwise test only when the sum is not finite (it may overflow from finite values)."""
+    if not t.is_floating_point():
+        return True
+    if bool(torch.isfinite(t.sum(dtype=torch.promote_types(t.dtype, torch.float32)))):
+        return True
+    return bool(torch.isfinite(t).all())
 
 
 _REGISTRY: dict[str, Mechanism] = {}
@@ -258,12 +358,18 @@ def register(
     module_buffers: Callable[[Any, int, int, int], dict[str, torch.Tensor]] | None = None,
     shared_qk: bool = False,
     buffer_redraw_interval: Callable[[Any], int] | None = None,
+    attention_dropout: bool = False,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     """Register a functional attention under `name` with its parameter dataclass.
 
     The function's keyword-only parameters must be exactly `key_padding_mask`, the dataclass
     fields and the declared `runtime_inputs`, so the three can never drift apart.
+    `attention_dropout=True` declares attention-probability dropout: `dropout_p` joins the runtime
+    inputs (declaring `dropout_p` as a runtime input sets the flag too).
     """
+    attention_dropout = attention_dropout or "dropout_p" in runtime_inputs
+    if attention_dropout and "dropout_p" not in runtime_inputs:
+        runtime_inputs = (*runtime_inputs, "dropout_p")
 
     if not (dataclasses.is_dataclass(params_cls) and issubclass(params_cls, AttentionParams)):
         raise TypeError(f"{params_cls!r} must be a dataclass deriving from AttentionParams")
@@ -300,6 +406,7 @@ def register(
             shared_qk,
             buffer_redraw_interval,
             plugin,
+            attention_dropout,
         )
         for variant in variants:  # fail at import time, not in a user's run
             mechanism.params(**variant)

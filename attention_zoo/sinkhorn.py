@@ -26,7 +26,12 @@ attentions (own block, sorted block), reshapes blocks in a strided layout, and i
 sorted keys contracts the block index of the keys and of P separately, so every query block sees
 the sum of all blocks.
 
-Cost O(N b d + (N / b)^2 b d) time, O(N b) memory.
+Half-precision inputs are computed in fp32 (block key sums, sorting scores, logits and softmax);
+the output has the input's dtype. Cost O(N b d + (N / b)^2 b d) time, O(N b) memory.
+
+Attention dropout (`dropout_p`): on the probabilities of each query's softmax over its own and its
+partner block, as LRA's JAX code applies its attention dropout to both of its block attentions
+(never on the sorting matrix P).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs
+from ._common import at_least_fp32, check_inputs, no_autocast
+from ._dropout import check_p, drop
 from .registry import AttentionParams, register
 
 
@@ -99,6 +105,7 @@ def sorting_matrix(scores: torch.Tensor, block_valid: torch.Tensor, iters: int) 
     runtime_inputs=("sort_weight", "sort_bias"),
     module_parameters=_sorting_network,
     padding_invariant=False,
+    attention_dropout=True,
 )
 def sinkhorn_attention(
     q: torch.Tensor,
@@ -110,10 +117,13 @@ def sinkhorn_attention(
     sinkhorn_iters: int,
     sort_weight: torch.Tensor | None = None,
     sort_bias: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Sparse Sinkhorn attention. q, k, v: [B, H, N, d]; mask [B, N], True = real.
+    """Sparse Sinkhorn attention. q, k, v: [B, H, N, d]; mask [B, N], True = real; `dropout_p`: dropout
+    on the attention probabilities.
     `sort_weight` [d, n_max] and `sort_bias` [n_max] are the sorting network, n_max >= ceil(N / block_size)."""
     check_inputs("sinkhorn_attention", q, k, v, key_padding_mask)
+    check_p("sinkhorn_attention", dropout_p)
     batch, heads, length, dim = q.shape
     num_blocks = -(-length // block_size)
     if sort_weight is None or sort_bias is None:
@@ -130,6 +140,27 @@ def sinkhorn_attention(
             f"sinkhorn_attention: the sorting network scores {sort_weight.shape[1]} blocks, N = {length} needs "
             f"{num_blocks}; build the layer with max_length >= {length}"
         )
+    work = at_least_fp32(q)
+    with no_autocast(q):
+        out = _sinkhorn(
+            q.to(work),
+            k.to(work),
+            v.to(work),
+            key_padding_mask,
+            block_size,
+            sinkhorn_iters,
+            sort_weight,
+            sort_bias,
+            dropout_p,
+        )
+    return out.to(q.dtype)
+
+
+def _sinkhorn(
+    q, k, v, key_padding_mask, block_size, sinkhorn_iters, sort_weight, sort_bias, dropout_p
+) -> torch.Tensor:
+    batch, heads, length, dim = q.shape
+    num_blocks = -(-length // block_size)
     padded = num_blocks * block_size
     valid = (
         torch.ones(batch, length, dtype=torch.bool, device=q.device)
@@ -153,6 +184,7 @@ def sinkhorn_attention(
     values = torch.cat([v_blocks, partner_v], dim=3)
     allowed = torch.cat([valid_blocks, slot_valid[:, None, :].expand(-1, num_blocks, -1)], dim=-1)
     allowed = allowed[:, None, :, None, :]  # [B, 1, nb, 1, 2b]
-    logits = torch.matmul(q_blocks, keys.transpose(-1, -2)) * dim**-0.5
-    out = torch.matmul(torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1), values)
+    logits = torch.matmul(q_blocks * dim**-0.5, keys.transpose(-1, -2))  # scaled first: no overflow
+    probs = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+    out = torch.matmul(drop(probs, dropout_p), values)
     return out.reshape(batch, heads, padded, dim)[:, :, :length]

@@ -22,6 +22,10 @@ W^-1). Samples are redrawn at every training call; at evaluation u comes from a 
 evaluation is deterministic and depends on a row's valid tokens only. The authors' code scales by
 32^-1/4 for its head size of 32, i.e. d^-1/4. Computed in at least fp32, with autocast off.
 Cost O(N m d + m^3) time, O(N m) memory; no N x N tensor.
+
+No attention dropout: the Nyström approximation of the kernel forms no probability matrix (the
+authors' Skyformer applies none; their dense Gaussian-kernel baseline drops entries of its N x N
+kernel matrix); the layer's `attention_dropout` is a documented no-op here.
 """
 
 from __future__ import annotations
@@ -63,10 +67,13 @@ def sample_uniforms(num_samples: int, training: bool, device: torch.device) -> t
 
 
 def gaussian_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """exp(a b^T - |a|^2/2 - |b|^2/2) = exp(-|a - b|^2 / 2) for the rows of a [..., n, p], b [..., m, p]."""
+    """exp(a b^T - |a|^2/2 - |b|^2/2) = exp(-|a - b|^2 / 2) for the rows of a [..., n, p], b [..., m, p].
+
+    The exponent is never positive; its rounding is clamped at 0. The expansion loses what the rows
+    share to cancellation, so callers measure a and b from a common centre (see the caller)."""
     half_a = 0.5 * (a * a).sum(dim=-1, keepdim=True)
     half_b = 0.5 * (b * b).sum(dim=-1, keepdim=True)
-    return torch.exp(a @ b.transpose(-1, -2) - half_a - half_b.transpose(-1, -2))
+    return torch.exp((a @ b.transpose(-1, -2) - half_a - half_b.transpose(-1, -2)).clamp(max=0.0))
 
 
 @register(
@@ -103,6 +110,11 @@ def skyformer_attention(
         samples = torch.cat(
             [q_.gather(2, index[:, :, :from_queries]), k_.gather(2, index[:, :, from_queries:])], dim=2
         )  # [B, H, m, d]
+        # Distances do not change under a shift: measured from the samples' mean, the kernel's
+        # expansion keeps the precision a large common offset of the tokens would cancel away (keys
+        # scaled by 1e4 or tokens far from the origin gave exp(+50) and NaN in fp32).
+        centre = samples.mean(dim=2, keepdim=True).detach()
+        q_, k_, samples = q_ - centre, k_ - centre, samples - centre
         gram = gaussian_kernel(samples, samples)
         gram = gram + RIDGE * torch.eye(num_samples, dtype=work, device=q.device)
         d_inv_sqrt = gram.sum(dim=-1).rsqrt()  # [B, H, m]

@@ -15,6 +15,9 @@ first position. Positions are token indices, so trailing padding leaves valid ou
 
 Cost O(N (l + N c / l) d) time, O(N d) memory: each query block gathers its own block and the
 summary keys (`_blocksparse.block_attention`); on CUDA, a FlexAttention block mask.
+
+Attention dropout (`dropout_p`): on the probabilities over each query's pattern, as LRA's JAX
+Sparse Transformer applies its attention dropout (block form; see `_blocksparse`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 
 from . import _blocksparse
 from ._common import check_inputs
+from ._dropout import check_p
 from .registry import AttentionParams, register
 
 
@@ -55,6 +59,7 @@ def _keys_per_query(p: SparseParams, n: int) -> int:
     summary="Sparse Transformer fixed pattern: own block + the last num_summary positions of every block",
     keys_per_query=_keys_per_query,
     padding_invariant=False,
+    attention_dropout=True,
 )
 def sparse_attention(
     q: torch.Tensor,
@@ -64,13 +69,15 @@ def sparse_attention(
     key_padding_mask: torch.Tensor | None = None,
     block_size: int,
     num_summary: int,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Sparse Transformer (fixed, non-causal). q, k, v: [B, H, N, d]; mask [B, N], True = real."""
     check_inputs("sparse_attention", q, k, v, key_padding_mask)
+    check_p("sparse_attention", dropout_p)
     batch, heads, length, _ = q.shape
     valid = _blocksparse.key_validity(key_padding_mask, batch, length, q.device)
     first_summary = block_size - num_summary
-    if _blocksparse.use_flex(q):
+    if _blocksparse.use_flex(q, dropout_p):
 
         def mask_mod(b, h, q_idx, kv_idx):
             pattern = (q_idx // block_size == kv_idx // block_size) | (kv_idx % block_size >= first_summary)
@@ -91,5 +98,12 @@ def sparse_attention(
         return index[None, None], ok[None, None, :, None, :]
 
     return _blocksparse.block_attention(
-        q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=block_size + summary.numel()
+        q,
+        k,
+        v,
+        valid,
+        block_size=block_size,
+        key_slots=key_slots,
+        slots=block_size + summary.numel(),
+        dropout_p=dropout_p,
     )

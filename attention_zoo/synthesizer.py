@@ -14,6 +14,8 @@ attention. LRA's JAX code calls this "random" (or "factorized_random") Synthesiz
 products, initialises R with the layer's kernel initialiser (LeCun normal), and uses rank 32 when
 factorized.
 
+Half-precision inputs are computed in fp32 (scores, softmax and the weighted sum); the output has
+the input's dtype. Attention dropout (`dropout_p`): on the softmax probabilities, as LRA's JAX Synthesizer applies it.
 Cost O(N^2 d) time and O(N^2) memory (the logits are N x N by construction); parameters H N_max^2,
 or 2 H N_max r factorized.
 """
@@ -24,7 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import check_inputs
+from ._common import at_least_fp32, check_inputs, no_autocast
+from ._dropout import check_p, drop
 from .registry import AttentionParams, register
 
 
@@ -75,6 +78,7 @@ def _check_logits(
     runtime_inputs=("logits", "logits_left", "logits_right"),
     module_parameters=_learned_logits,
     padding_invariant=False,
+    attention_dropout=True,
 )
 def synthesizer_attention(
     q: torch.Tensor,
@@ -87,10 +91,12 @@ def synthesizer_attention(
     logits: torch.Tensor | None = None,
     logits_left: torch.Tensor | None = None,
     logits_right: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Synthesizer. q, k, v: [B, H, N, d]; mask [B, N], True = real. `logits` [H, N_max, N_max], or
     with `factorized` `logits_left` [H, N_max, rank] and `logits_right` [H, rank, N_max], N_max >= N."""
     check_inputs("synthesizer_attention", q, k, v, key_padding_mask)
+    check_p("synthesizer_attention", dropout_p)
     _, heads, length, dim = q.shape
     if factorized:
         left = _check_logits("logits_left", logits_left, heads, length, "[H, N_max, rank]")
@@ -100,7 +106,8 @@ def synthesizer_attention(
                 f"synthesizer_attention: factors {tuple(left.shape)} x {tuple(right.shape)} do not cover "
                 f"N = {length}; build the layer with max_length >= {length}"
             )
-        bias = torch.matmul(left[:, :length].to(q.dtype), right[:, :, :length].to(q.dtype))
+        work = at_least_fp32(q)
+        bias = torch.matmul(left[:, :length].to(work), right[:, :, :length].to(work))
     else:
         full = _check_logits("logits", logits, heads, length, "[H, N_max, N_max]")
         if full.shape[1] < length or full.shape[2] < length:
@@ -109,7 +116,11 @@ def synthesizer_attention(
                 f"layer with max_length >= {length}"
             )
         bias = full[:, :length, :length]
-    scores = torch.matmul(q, k.transpose(-1, -2)) * dim**-0.5 + bias.to(q.dtype)
-    if key_padding_mask is not None:
-        scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
+    work = at_least_fp32(q)
+    with no_autocast(q):
+        q_, k_, v_ = q.to(work), k.to(work), v.to(work)
+        scores = torch.matmul(q_ * dim**-0.5, k_.transpose(-1, -2)) + bias.to(work)  # scaled first
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+        out = torch.matmul(drop(torch.softmax(scores, dim=-1), dropout_p), v_)
+    return out.to(q.dtype)

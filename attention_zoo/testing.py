@@ -39,7 +39,7 @@ from typing import Any, Literal
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .registry import AttentionParams, Mechanism, get
+from .registry import AttentionParams, Mechanism, OutputContractError, get
 
 
 class LargestTensor(TorchDispatchMode):
@@ -186,7 +186,7 @@ def run_checks(checks: Iterable[Check]) -> Iterator[CheckResult]:
             continue
         try:
             detail = check.run()
-        except AssertionError as err:
+        except (AssertionError, OutputContractError) as err:  # the contract's own one-line message
             yield CheckResult(check.name, "fail", str(err).splitlines()[0] if str(err) else "AssertionError")
         except Exception as err:  # a crash inside the mechanism is a failed check, reported in one line
             message = str(err).strip().splitlines()
@@ -246,8 +246,11 @@ def check_mechanism(
         seed=seed,
         device=device,
     )
-    for check in checks:
-        check.run()
+    try:
+        for check in checks:
+            check.run()
+    except OutputContractError as err:  # the registry's own check fired first: same report
+        raise AssertionError(f"check_mechanism({name!r}): {err}") from None
 
 
 def _inputs(run: _Runner, batch: int, heads: int, n: int, d: int, gen, dtype=torch.float64):

@@ -21,6 +21,10 @@ on each query's row, so ties resolve alike):
   selected keys (N^2 / 8 bytes); CUDA (on CPU only without gradients, in eager mode).
 * ``auto``: torch. (The flex mask keeps nearly every tile -- top-k keys are scattered -- so it does
   the full N^2 attention work on top of the selection; the torch path's gathers do O(N k d).)
+
+Attention dropout (`dropout_p`, training only): on the probabilities over each query's selected
+keys. The reference and torch paths apply it; FlexAttention has no dropout, so `flex` runs the
+torch path when `dropout_p > 0`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 
 from . import _flex
 from ._common import attend_selected, check_inputs, query_chunk_size, resolve_backend, selection_dtype
+from ._dropout import check_p
 from ._sparse import attend_slots, chunks
 from .registry import AttentionParams, register
 
@@ -53,6 +58,7 @@ class TopkParams(AttentionParams):
     TopkParams,
     summary="per-query softmax over its top-k scores only (all N^2 scores formed, chunked)",
     keys_per_query=lambda p, n: min(p.topk, n),
+    attention_dropout=True,
 )
 def topk_attention(
     q: torch.Tensor,
@@ -62,16 +68,21 @@ def topk_attention(
     key_padding_mask: torch.Tensor | None = None,
     topk: int,
     backend: Backend = "auto",
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Per-query top-`topk` softmax attention. q, k, v: [B, H, N, d]; mask [B, N], True = real."""
+    """Per-query top-`topk` softmax attention. q, k, v: [B, H, N, d]; mask [B, N], True = real;
+    `dropout_p`: dropout on the attention probabilities (flex then runs the torch path)."""
     check_inputs("topk_attention", q, k, v, key_padding_mask)
+    check_p("topk_attention", dropout_p)
+    if backend == "flex" and dropout_p > 0:
+        backend = "torch"  # FlexAttention has no dropout
     backend = resolve_backend("topk_attention", backend, (q, k, v))
     if backend == "reference":
-        return topk_reference(q, k, v, key_padding_mask, topk)
+        return topk_reference(q, k, v, key_padding_mask, topk, dropout_p)
     index = topk_indices(q, k, key_padding_mask, min(topk, q.shape[2]))
     if backend == "flex":
         return _flex.attend_indices(q, k, v, index, key_padding_mask)
-    return attend_slots(q, k, v, index, q.shape[-1] ** -0.5, key_valid=key_padding_mask)
+    return attend_slots(q, k, v, index, q.shape[-1] ** -0.5, key_valid=key_padding_mask, dropout_p=dropout_p)
 
 
 def topk_indices(
@@ -93,7 +104,12 @@ def topk_indices(
 
 
 def topk_reference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None, topk: int
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_padding_mask: torch.Tensor | None,
+    topk: int,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """The readable form: chunked selection, then `attend_selected` (autograd saves gathered keys)."""
     batch, heads, length, dim = q.shape
@@ -112,4 +128,6 @@ def topk_reference(
             indices.append(index)
             # Padded keys are only "selected" when k exceeds the valid length; they get weight 0.
             oks.append(torch.isfinite(values))
-    return attend_selected(q, k, v, torch.cat(indices, dim=2), torch.cat(oks, dim=2), scale)
+    return attend_selected(
+        q, k, v, torch.cat(indices, dim=2), torch.cat(oks, dim=2), scale, dropout_p=dropout_p
+    )

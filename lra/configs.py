@@ -83,7 +83,8 @@ class ModelConfig:
         qkv_dim: total attention width (0 = dim); the LRA Image and Pathfinder configs use less than dim.
         mlp_dim: hidden width of the block MLP (GELU) and of the classifier head.
         dropout: dropout on embeddings, attention output and MLP.
-        attention_dropout: dropout on attention probabilities inside the mechanism (training only).
+        attention_dropout: dropout on the attention probabilities, in the mechanisms that form them
+            (`attention_zoo.get(name).attention_dropout`; a no-op for the kernelized ones).
         pos_emb: "learned" (N(0, 0.02) table) or "sinusoidal" (fixed).
         pooling: "mean" over valid tokens (padding-invariant), "mean_all" over every position of
             the padded frame with padded outputs zeroed (sum / `padded_length`: the PyTorch

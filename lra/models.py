@@ -76,6 +76,7 @@ class Block(nn.Module):
             cfg.heads,
             params=attn_params,
             dropout=cfg.dropout,
+            attention_dropout=cfg.attention_dropout,
             qkv_bias=cfg.qkv_bias,
             fp32_attention=cfg.fp32_attention,
             qkv_dim=cfg.qkv_dim,

@@ -94,11 +94,15 @@ def test_check_fails_a_wrong_shaped_plugin_in_one_line_without_a_traceback(work)
     assert result.exit_code == 2
     (failed,) = _lines(result.output, "FAIL")
     assert failed.split()[:2] == ["FAIL", "shape"]
-    assert "output shape (2, 2, 1, 7) != input shape (2, 2, 1, 8) (N=1, unpadded)" in failed
+    # the layer's output contract (attention_zoo.registry) fires first, naming the plugin
+    assert "attention 'narrow' (plugin narrow_attn) returned shape (2, 2, 1, 7)" in failed
+    assert "[B, H, N, d_v] = (2, 2, 1, 8)" in failed
     assert len(_lines(result.output, "skip")) == len(CHECK_NAMES) - 2  # all after shape, no reference
     assert "Traceback" not in result.output
     # The Python API still raises the check's AssertionError.
-    with pytest.raises(AssertionError, match=r"check_mechanism\('narrow'\): output shape"):
+    with pytest.raises(
+        AssertionError, match=r"check_mechanism\('narrow'\): attention 'narrow' .* returned shape"
+    ):
         check_mechanism("narrow")
 
 

@@ -15,6 +15,12 @@ readable reference is `reference.py` (`backend="reference"`); `backend="torch"` 
 selection with a chunked attention that recomputes instead of saving gathered keys
 (`torch_fast.py`); `backend="triton"` runs the fused Triton kernels (CUDA, or the CPU interpreter
 under TRITON_INTERPRET=1) and `backend="auto"` picks Triton on CUDA where it applies, else torch.
+
+Attention dropout (`dropout_p`, training only) drops the probabilities of both softmaxes: the
+landmark attention softmax(s R K^T) that forms the shared values, and each query's output softmax
+over [shared ++ routed] keys (as Agent attention does for its two stages; the official MiTA code has
+none). The reference and torch paths apply it; the Triton kernels have none, so `triton` (and
+`auto` on CUDA) runs the torch path when `dropout_p > 0`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from typing import Literal
 
 import torch
 
-from .._common import check_inputs
+from .._common import at_least_fp32, check_inputs
+from .._dropout import check_p
 from ..registry import AttentionParams, register
 from . import diagnostics
 from .reference import LANDMARK_MODES, make_landmarks, mita_reference
@@ -84,7 +91,11 @@ def _triton_applies(num_routed: int, landmarks: str) -> bool:
     return num_routed == 1 and landmarks == "avgpool"
 
 
-def _resolve_backend(name: str, backend: str, q: torch.Tensor, num_routed: int, landmarks: str) -> str:
+def _resolve_backend(
+    name: str, backend: str, q: torch.Tensor, num_routed: int, landmarks: str, dropout_p: float = 0.0
+) -> str:
+    if dropout_p > 0 and backend in ("auto", "triton"):
+        return "torch"  # the kernels have no dropout; the torch path has
     if backend == "auto":
         usable = q.is_cuda and triton_usable(q.device) and _triton_applies(num_routed, landmarks)
         return "triton" if usable and not diagnostics.active() else "torch"
@@ -102,15 +113,19 @@ def _resolve_backend(name: str, backend: str, q: torch.Tensor, num_routed: int, 
     return backend
 
 
-def _run(name, q, k, v, key_padding_mask, params: dict, landmark_queries, training, shared: bool):
+def _run(name, q, k, v, key_padding_mask, params: dict, landmark_queries, training, shared: bool, dropout_p):
     check_inputs(name, q, k, v, key_padding_mask)
-    backend = _resolve_backend(name, params["backend"], q, params["num_routed"], params["landmarks"])
+    check_p(name, dropout_p)
+    backend = _resolve_backend(
+        name, params["backend"], q, params["num_routed"], params["landmarks"], dropout_p
+    )
     if backend == "triton":
         from .triton_ops import mita_triton
 
         return mita_triton(q, k, v, key_padding_mask, params["num_landmarks"], params["topk"], shared=shared)
+    # Landmarks in at least fp32: pooled half-precision queries would round the routing scores.
     landmarks, landmark_valid = make_landmarks(
-        q,
+        q.to(at_least_fp32(q)),
         key_padding_mask,
         params["num_landmarks"],
         params["landmarks"],
@@ -129,6 +144,7 @@ def _run(name, q, k, v, key_padding_mask, params: dict, landmark_queries, traini
         params["topk"],
         num_routed=params["num_routed"],
         shared=shared,
+        dropout_p=dropout_p,
     )
 
 
@@ -164,6 +180,7 @@ _VARIANTS = (
     runtime_inputs=("landmark_queries", "training"),
     module_parameters=_learned_landmarks,
     variants=_VARIANTS,
+    attention_dropout=True,
 )
 def mita_attention(
     q: torch.Tensor,
@@ -179,11 +196,13 @@ def mita_attention(
     backend: Backend = "auto",
     landmark_queries: torch.Tensor | None = None,
     training: bool = False,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """MiTA attention. q, k, v: [B, H, N, d]; key_padding_mask [B, N], True = real token.
 
     `landmark_queries` [H, m, d] are the learned landmarks (landmarks="learned" / "avgpool+learned");
-    `training` redraws random landmarks at every call (landmarks="random").
+    `training` redraws random landmarks at every call (landmarks="random"); `dropout_p` drops attention
+    probabilities (see the module docstring).
     """
     params = {
         "num_landmarks": num_landmarks,
@@ -193,7 +212,9 @@ def mita_attention(
         "kmeans_iters": kmeans_iters,
         "backend": backend,
     }
-    return _run("mita_attention", q, k, v, key_padding_mask, params, landmark_queries, training, shared=True)
+    return _run(
+        "mita_attention", q, k, v, key_padding_mask, params, landmark_queries, training, True, dropout_p
+    )
 
 
 @register(
@@ -203,6 +224,7 @@ def mita_attention(
     keys_per_query=lambda p, n: _keys_per_query(p, n, shared=False),
     runtime_inputs=("landmark_queries", "training"),
     module_parameters=_learned_landmarks,
+    attention_dropout=True,
 )
 def mita_route_attention(
     q: torch.Tensor,
@@ -218,8 +240,10 @@ def mita_route_attention(
     backend: Backend = "auto",
     landmark_queries: torch.Tensor | None = None,
     training: bool = False,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Route-only MiTA (no shared expert). q, k, v: [B, H, N, d]; key_padding_mask [B, N], True = real."""
+    """Route-only MiTA (no shared expert). q, k, v: [B, H, N, d]; key_padding_mask [B, N], True = real;
+    `dropout_p` drops the probabilities over the routed keys."""
     params = {
         "num_landmarks": num_landmarks,
         "topk": topk,
@@ -229,7 +253,16 @@ def mita_route_attention(
         "backend": backend,
     }
     return _run(
-        "mita_route_attention", q, k, v, key_padding_mask, params, landmark_queries, training, shared=False
+        "mita_route_attention",
+        q,
+        k,
+        v,
+        key_padding_mask,
+        params,
+        landmark_queries,
+        training,
+        False,
+        dropout_p,
     )
 
 

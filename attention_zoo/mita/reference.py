@@ -35,7 +35,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import attend_selected, landmark_pool, selection_dtype, valid_lengths
+from .._common import (
+    at_least_fp32,
+    attend_selected,
+    landmark_pool,
+    no_autocast,
+    selection_dtype,
+    valid_lengths,
+)
 from . import diagnostics
 
 LANDMARK_MODES = ("avgpool", "learned", "avgpool+learned", "random", "kmeans")
@@ -169,8 +176,11 @@ def mita_reference(
     *,
     num_routed: int = 1,
     shared: bool = True,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """MiTA forward from given landmarks (autograd gives the backward). Inputs are assumed validated."""
+    """MiTA forward from given landmarks (autograd gives the backward). Inputs are assumed validated.
+    `dropout_p` drops the probabilities of the landmark attention and of the output softmax.
+    Half-precision inputs are attended in fp32 (see `attend_selected`); the output has q's dtype."""
     batch, heads, length, dim = q.shape
     kept = min(topk, length)
     routed_experts = min(num_routed, landmarks.shape[2])
@@ -206,9 +216,16 @@ def mita_reference(
 
     scale = dim**-0.5
     if not shared:
-        return attend_selected(q, k, v, key_index, key_ok, scale, repeats=routed_experts > 1)
+        return attend_selected(
+            q, k, v, key_index, key_ok, scale, repeats=routed_experts > 1, dropout_p=dropout_p
+        )
     key_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-    shared_values = F.scaled_dot_product_attention(landmarks, k, v, attn_mask=key_mask)  # [B, H, M, d]
+    work = at_least_fp32(q)
+    landmarks = landmarks.to(work)
+    with no_autocast(q):  # landmark values and shared logits in at least fp32, as attend_selected
+        shared_values = F.scaled_dot_product_attention(
+            landmarks, k.to(work), v.to(work), attn_mask=key_mask, dropout_p=dropout_p
+        )
     invalid_landmark = ~landmark_valid[:, None, None, :]
 
     def shared_logits(queries: torch.Tensor) -> torch.Tensor:
@@ -216,5 +233,13 @@ def mita_reference(
         return logits.masked_fill(invalid_landmark, float("-inf"))
 
     return attend_selected(
-        q, k, v, key_index, key_ok, scale, prefix=(shared_logits, shared_values), repeats=routed_experts > 1
+        q,
+        k,
+        v,
+        key_index,
+        key_ok,
+        scale,
+        prefix=(shared_logits, shared_values),
+        repeats=routed_experts > 1,
+        dropout_p=dropout_p,
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import selection_dtype
+from .._common import at_least_fp32, no_autocast, selection_dtype
 from .._sparse import attend_slots, chunks
 from . import diagnostics
 
@@ -86,8 +86,10 @@ def mita_torch(
     *,
     num_routed: int = 1,
     shared: bool = True,
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """MiTA forward from given landmarks, same arguments and result as `mita_reference`."""
+    """MiTA forward from given landmarks, same arguments and result as `mita_reference` (dropout
+    masks drawn differently: the same distribution, not the same draws)."""
     batch, heads, length, dim = q.shape
     kept = min(topk, length)
     routed_experts = min(num_routed, landmarks.shape[2])
@@ -99,7 +101,12 @@ def mita_torch(
     prefix = None
     if shared:
         key_mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-        shared_values = F.scaled_dot_product_attention(landmarks, k, v, attn_mask=key_mask)  # [B, H, m, d]
+        work = at_least_fp32(q)  # landmark values in at least fp32, as the attention below
+        landmarks = landmarks.to(work)
+        with no_autocast(q):
+            shared_values = F.scaled_dot_product_attention(
+                landmarks, k.to(work), v.to(work), attn_mask=key_mask, dropout_p=dropout_p
+            )  # [B, H, m, d]
         # shared logits use 1/d (see reference.py); invalid landmarks are masked
         prefix = (landmarks.expand(batch, heads, -1, -1), shared_values, 1.0 / dim, landmark_valid)
     return attend_slots(
@@ -112,6 +119,7 @@ def mita_torch(
         key_valid=key_padding_mask,
         slot_ok=None if bool(expert_ok.all()) else expert_ok,
         prefix=prefix,
+        dropout_p=dropout_p,
     )
 
 

@@ -16,13 +16,15 @@ def list_group() -> None:
 @plugin_option
 @user_errors
 def list_attentions() -> None:
-    """Registered attention mechanisms with their parameters (plugins' ones marked with their module)."""
+    """Registered attention mechanisms with their parameters, whether they apply attention-probability
+    dropout (the model's `attention_dropout`), plugins' ones marked with their module."""
     import attention_zoo
 
     for name in attention_zoo.names():
         mech = attention_zoo.get(name)
         click.echo(f"{name:<12} {mech.summary}" + (f" [plugin: {mech.plugin}]" if mech.plugin else ""))
-        click.echo(f"{'':<12} params: {mech.parameter_help()}")
+        dropout = "yes" if mech.attention_dropout else "no"
+        click.echo(f"{'':<12} params: {mech.parameter_help()}; attention dropout: {dropout}")
 
 
 @click.command("info")
