@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -485,8 +486,16 @@ def published_table(published: pd.DataFrame, tasks: list[str], *, protocol: bool
     return pd.DataFrame(rows)
 
 
-def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | None = None) -> str:
-    """The whole leaderboard as markdown (`leaderboard.md`) or as plain text for a terminal."""
+def render(
+    lb: Leaderboard,
+    *,
+    markdown: bool = True,
+    published: pd.DataFrame | None = None,
+    skipped: Sequence[str] = (),
+) -> str:
+    """The whole leaderboard as markdown (`leaderboard.md`) or as plain text for a terminal.
+    `skipped`: the problem lines of record files left out as unreadable or invalid
+    (`results.store.Store.invalid`), counted under the tables."""
     fmt = "github" if markdown else "simple"
     parts: list[str] = []
     heading = "## " if markdown else ""
@@ -541,6 +550,8 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
             f"Runs of another configuration than their cell's newest run ({MIXED}, not counted):\n"
             + "\n".join(mixed)
         )
+    if skipped:
+        parts.append(skipped_line(len(skipped)))
     if published is not None and not lb.cells.empty:
         published = published_for(published, lb.cells["attention"].unique())
     if published is not None and not published.empty:
@@ -554,6 +565,15 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
         if not markdown:
             parts.append("\n".join(f"- {r.model} ({r.source}): {r.protocol}" for r in published.itertuples()))
     return "\n\n".join(parts) + "\n"
+
+
+def skipped_line(count: int) -> str:
+    """What a table says under itself about record files it left out."""
+    files = "record file was" if count == 1 else "record files were"
+    return (
+        f"{count} {files} skipped as unreadable or invalid (not counted; each is named, with the field "
+        "at fault, in a warning when the table is built)."
+    )
 
 
 def _data_sources(lb: Leaderboard, preset: str) -> list[str]:
@@ -572,12 +592,14 @@ def write_all(
     csv: str | os.PathLike[str] | None = None,
     markdown: str | os.PathLike[str] | None = None,
     published: pd.DataFrame | None = None,
+    skipped: Sequence[str] = (),
 ) -> None:
-    """Atomically write the wide CSV and / or the markdown leaderboard."""
+    """Atomically write the wide CSV and / or the markdown leaderboard (`skipped` as in `render`)."""
     if csv is not None:
         table_ = wide(lb)
         atomic_write(csv, lambda fh: table_.to_csv(fh, index=False, float_format="%.4f"))
     if markdown is not None:
         atomic_write_text(
-            markdown, "# LRA arena results\n\n" + render(lb, markdown=True, published=published)
+            markdown,
+            "# LRA arena results\n\n" + render(lb, markdown=True, published=published, skipped=skipped),
         )

@@ -13,8 +13,10 @@ Three kinds share the store:
 Each kind may also carry the optional `PLUGIN_FIELDS` (the attention plugin an attention came from).
 
 Records are flat where possible (the validation curve is the one nested field, `history`). Every
-record carries `schema_version`; readers skip, and report by file name, records that are
-truncated, not JSON, or of another schema.
+record carries `schema_version`, and every field of its kind; the values are checked against the
+pydantic models of results/schema.py (types, ranges) when a record is written and whenever it is
+read. Readers skip, and report by file name and field, records that are truncated, not JSON, of
+another schema or with a value out of its range.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from lra.io import atomic_write_json
+
+from .schema import validate_record
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "result.json"
@@ -154,6 +158,15 @@ PLUGIN_FIELDS: dict[str, str] = {
 }
 
 
+# Optional fields of run records (records written before them lack them; readers treat a missing one
+# as None): the machine of a CPU run. What its numbers depend on is `config["cpu_numerics"]`
+# (runners/cpu_pinning.py), which the tables compare.
+OPTIONAL_RUN_FIELDS: dict[str, str] = {
+    "cpu_model": "the CPU's model name for CPU runs (None on CUDA)",
+    "cpu_isa": "the best vector instruction set the CPU offers, e.g. 'avx512', for CPU runs (None on CUDA)",
+}
+
+
 def plugin_fields(provenance: dict[str, Any] | None) -> dict[str, Any]:
     """The `PLUGIN_FIELDS` of a record from a plugin's provenance (`PluginInfo.to_dict()`), all None
     for a built-in attention (`provenance` None)."""
@@ -206,7 +219,8 @@ def is_out_of_memory(error: Any) -> bool:
 
 
 def check_record(record: dict[str, Any]) -> None:
-    """ValueError if the record lacks fields of its kind or has the wrong schema version."""
+    """ValueError (one line) if the record lacks fields of its kind, has the wrong schema version or
+    a value its schema (results/schema.py) refuses, naming each such field and its value."""
     kind = record.get("kind")
     if kind not in FIELDS_BY_KIND:
         raise ValueError(f"record kind must be one of {sorted(FIELDS_BY_KIND)}; got {kind!r}")
@@ -215,6 +229,10 @@ def check_record(record: dict[str, Any]) -> None:
     missing = [f for f in FIELDS_BY_KIND[kind] if f not in record]
     if missing:
         raise ValueError(f"{kind} record lacks fields: {', '.join(missing)}")
+    try:
+        validate_record(record)
+    except ValueError as err:
+        raise ValueError(f"invalid {kind} record: {err}") from None
 
 
 def write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
