@@ -65,12 +65,13 @@ def run_command(
     from pathlib import Path
 
     from attention_zoo.plugins import require_plugins
+    from runners.rundir import BUSY_EXIT_CODE, RunDirBusy
     from runners.train import RunConfig, launch, recorded_plugins, resolve, run
 
-    if resume and run_dir:  # the plugin the run was trained with, without --plugin
+    if resume and run_dir:  # the plugin the run was trained with: named (--plugin) or trusted
         with warnings.catch_warnings():  # a changed plugin: `resolve` below warns, once
             warnings.simplefilter("ignore")
-            require_plugins(recorded_plugins(Path(run_dir)))
+            require_plugins(recorded_plugins(Path(run_dir)), source=f"the run in {run_dir}")
     ((name, params),) = parse_specs([attention], parse_attn_params(attn_params, [parse_spec(attention)[0]]))
     cfg = RunConfig(
         task=task,
@@ -92,7 +93,11 @@ def run_command(
     resolved = resolve(cfg)
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1; got {nproc}")
-    record = run(cfg) if nproc == 1 else launch(cfg, nproc)
+    try:
+        record = run(cfg) if nproc == 1 else launch(cfg, nproc)
+    except RunDirBusy as err:  # another process writes that directory: this one wrote nothing
+        click.echo(str(err), err=True)
+        sys.exit(BUSY_EXIT_CODE)
     click.echo(format_run_summary(record, resolved.run_dir))
     if record["status"] != "ok":
         sys.exit(1)
