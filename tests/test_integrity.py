@@ -298,3 +298,16 @@ def test_a_forged_run_configuration_is_one_line_naming_file_and_field(data_dir, 
     line = one_line(result)
     assert line.startswith(f"Error: {config_path} is not a valid run configuration")
     assert "run_config.plugins.0" in line
+
+
+def test_a_full_disk_while_generating_data_says_so(tmp_path):
+    from lra.data.cache import build_once
+
+    def generator(folder: Path) -> None:  # what an image writer raises on a full disk
+        (folder / "0.png").write_bytes(b"\x89PNG")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(DiskFullError) as err:
+        build_once(tmp_path / "pathfinder" / "quick", generator)
+    assert str(err.value).startswith(f"no space left on the device holding {tmp_path / 'pathfinder'}")
+    assert not (tmp_path / "pathfinder" / "quick").exists()

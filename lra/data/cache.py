@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lra.io import IntegrityError, disk_full_error, is_disk_full, sha256_file, verify_sha256
+from lra.io import DiskFullError, IntegrityError, disk_full_error, is_disk_full, sha256_file, verify_sha256
 
 if TYPE_CHECKING:
     from lra.tasks.base import DataConfig, LRADataset
@@ -64,7 +64,8 @@ def build_once(final: str | os.PathLike[str], build: Callable[[Path], None]) -> 
     """Return directory `final`, first creating it with `build(tmp_dir)` if it does not exist.
 
     `build` fills an empty temporary directory; on success it is renamed onto `final`, on any
-    exception it is removed and nothing is left at `final`.
+    exception it is removed and nothing is left at `final` (a full disk is a `DiskFullError` naming
+    the folder, whichever writer hit it).
     """
     final = Path(final)
     if final.is_dir():
@@ -81,8 +82,10 @@ def build_once(final: str | os.PathLike[str], build: Callable[[Path], None]) -> 
         try:
             build(tmp)
             os.replace(tmp, final)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            if is_disk_full(err) and not isinstance(err, DiskFullError):  # generators, image writers
+                raise disk_full_error(final, err) from None
             raise
     return final
 
