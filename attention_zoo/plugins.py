@@ -15,8 +15,14 @@ A plugin is an importable module that registers one or more mechanisms with
 * `load_plugins(["mod1"])`, what ``--plugin MODULE`` calls. Modules are imported by name from
   ``sys.path``, which includes the working directory.
 
+Reading never imports: a plugin that a run's `config.json` / `run_config.json` or a suite's
+`suite.json` records is imported only when the user names it (the three ways above) or trusts the
+records (``LRA_TRUST_RECORDED_PLUGINS=1``, what ``--trust-recorded-plugins`` sets); otherwise
+`require_plugins` stops with one line naming the plugin the records need and how to allow it.
+Results folders are shared and downloaded: opening one must not run code its sender chose.
+
 Failures are one-line `PluginError`s naming the module (and distribution): an import error, a name
-that clashes with a built-in or another plugin, a recorded plugin missing at resume
+that clashes with a built-in or another plugin, a recorded plugin not named or missing at resume
 (`require_plugins`). A plugin that registers nothing is a `PluginWarning`. Each loaded plugin has a
 `PluginInfo` (module, mechanisms, distribution and version, sha256 of its source) for records, and
 each of its mechanisms a `Mechanism.plugin` naming the module.
@@ -41,6 +47,8 @@ from . import registry
 ENTRY_POINT_GROUP = "lra.attentions"
 ENV_VAR = "LRA_PLUGINS"
 DISABLE_AUTOLOAD_ENV_VAR = "LRA_DISABLE_PLUGIN_AUTOLOAD"
+# Import the plugins that records name without naming them again (`--trust-recorded-plugins`).
+TRUST_RECORDED_ENV_VAR = "LRA_TRUST_RECORDED_PLUGINS"
 
 
 class PluginError(ValueError):
@@ -152,17 +160,40 @@ def _autoload_disabled() -> bool:
     return os.environ.get(DISABLE_AUTOLOAD_ENV_VAR, "").lower() not in ("", "0", "false", "no")
 
 
-def require_plugins(recorded: Iterable[str | Mapping[str, Any]]) -> list[PluginInfo]:
-    """Load the plugins a recorded run used (module names or `PluginInfo.to_dict()` entries).
+def trusts_recorded_plugins(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the user allowed importing the plugins records name (LRA_TRUST_RECORDED_PLUGINS)."""
+    value = (os.environ if environ is None else environ).get(TRUST_RECORDED_ENV_VAR, "")
+    return value.strip().lower() not in ("", "0", "false", "no")
 
-    A module that cannot be found is a `PluginError` saying what to install or put on PYTHONPATH; a
-    mechanism the run used that the plugin no longer registers is one too; a plugin whose source
-    changed since it was recorded is a `PluginWarning` (results would mix two versions).
+
+def require_plugins(
+    recorded: Iterable[str | Mapping[str, Any]], *, source: str = "this run"
+) -> list[PluginInfo]:
+    """The plugins a recorded run (or suite) used (module names or `PluginInfo.to_dict()` entries),
+    loaded; `source` names the records in messages ("the run in DIR").
+
+    A recorded plugin must have been named by the user (`--plugin`, LRA_PLUGINS, an installed entry
+    point), unless the user trusts recorded plugins (`trusts_recorded_plugins`): records never import
+    code by themselves, and otherwise this is a `PluginError` saying which plugin they need and how
+    to allow it. A module that cannot be found is a `PluginError` saying what to install or put on
+    PYTHONPATH; a mechanism the run used that the plugin no longer registers is one too; a plugin
+    whose source changed since it was recorded is a `PluginWarning` (results would mix two versions).
     """
+    recorded = list(recorded)
+    if recorded:
+        load_plugins()  # what the user named: entry points and LRA_PLUGINS (a no-op once loaded)
+    trusted = trusts_recorded_plugins()
     infos = []
     for entry in recorded:
         wanted = {"module": entry} if isinstance(entry, str) else dict(entry)
         module = wanted["module"]
+        if module not in _LOADED and not trusted:
+            used = ", ".join(wanted.get("mechanisms") or ()) or "its attention"
+            raise PluginError(
+                f"{source} uses the attention plugin {module!r} ({used}), which is not imported: records "
+                f"never run code by themselves; pass --plugin {module} (or set {ENV_VAR}={module}) to import "
+                "it, or --trust-recorded-plugins to import the plugins records name"
+            )
         try:
             info = load_plugins([module], entry_points=False, env=False)[0]
         except PluginError as err:
@@ -175,19 +206,19 @@ def require_plugins(recorded: Iterable[str | Mapping[str, Any]]) -> list[PluginI
                 else ""
             )
             raise PluginError(
-                f"this run uses the attention plugin {module!r}, which cannot be imported: {install}put the "
+                f"{source} uses the attention plugin {module!r}, which cannot be imported: {install}put the "
                 f"directory holding {module.split('.')[0]!r} on PYTHONPATH (or run from that directory)"
             ) from None
         missing = sorted(set(wanted.get("mechanisms", ())) - set(info.mechanisms))
         if missing:
             raise PluginError(
-                f"this run uses attention {', '.join(map(repr, missing))} of plugin {module!r}, which no "
+                f"{source} uses attention {', '.join(map(repr, missing))} of plugin {module!r}, which no "
                 f"longer registers it (it registers: {', '.join(info.mechanisms) or 'nothing'})"
             )
         then, now = wanted.get("source_sha256"), info.source_sha256
         if then and now and then != now:
             warnings.warn(
-                f"attention plugin {module!r} changed since this run was recorded (sha256 {then[:12]} then, "
+                f"attention plugin {module!r} changed since {source} was recorded (sha256 {then[:12]} then, "
                 f"{now[:12]} now); its results mix two versions of the code",
                 PluginWarning,
                 stacklevel=2,
@@ -204,6 +235,8 @@ def child_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     importable from a child started elsewhere: torchrun workers, SLURM jobs).
     """
     env = dict(os.environ if environ is None else environ)
+    # Every plugin loaded here was named by the user or trusted from records: the child imports it
+    # as named (LRA_PLUGINS), so that it never depends on trusting what its own run_config.json says.
     carried = [info for info in _LOADED.values() if info.loaded_via != "entry point"]
     modules = list(dict.fromkeys(env_modules(env) + [info.module for info in carried]))
     if modules:

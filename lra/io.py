@@ -7,6 +7,7 @@ records and tables.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -23,11 +24,48 @@ def _umask() -> int:
     return mask
 
 
+class DiskFullError(OSError):
+    """A write that found no space left (or the quota used up): one line naming the file and the
+    folder to free, instead of the message of whatever library was writing. `errno` is ENOSPC."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+# errno values that mean "no room to write", whatever the file system
+_NO_ROOM = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether `err` says the disk (or the quota) is full: ENOSPC / EDQUOT, or numpy's short-write
+    message ("200000 requested and 171904 written"), which carries no errno."""
+    if isinstance(err, DiskFullError):
+        return True
+    if isinstance(err, OSError) and err.errno in _NO_ROOM:
+        return True
+    return (
+        isinstance(err, OSError)
+        and err.errno is None
+        and re.search(r"requested and \d+ written", str(err)) is not None
+    )
+
+
+def disk_full_error(path: str | os.PathLike[str], err: BaseException) -> DiskFullError:
+    """The one-line `DiskFullError` for a write of `path` that failed with `err` (`is_disk_full`)."""
+    folder = Path(path).parent
+    return DiskFullError(
+        errno.ENOSPC,
+        f"no space left on the device holding {folder} while writing {Path(path).name}; free space there "
+        "(or write elsewhere) and run the command again",
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`.
 
-    On any exception the temporary file is removed and `path` is left untouched.
+    On any exception the temporary file is removed and `path` is left untouched; a full disk is
+    raised as `DiskFullError` (one line naming the file), whichever library was writing.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -40,9 +78,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise disk_full_error(target, err) from None
         raise
     # Make the rename itself durable.
     with contextlib.suppress(OSError):

@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -744,8 +745,16 @@ def published_table(published: pd.DataFrame, tasks: list[str], *, protocol: bool
     return pd.DataFrame(rows)
 
 
-def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | None = None) -> str:
-    """The whole leaderboard as markdown (`leaderboard.md`) or as plain text for a terminal."""
+def render(
+    lb: Leaderboard,
+    *,
+    markdown: bool = True,
+    published: pd.DataFrame | None = None,
+    skipped: Sequence[str] = (),
+) -> str:
+    """The whole leaderboard as markdown (`leaderboard.md`) or as plain text for a terminal.
+    `skipped`: the problem lines of record files left out as unreadable or invalid
+    (`results.store.Store.invalid`), counted under the tables."""
     fmt = "github" if markdown else "simple"
     parts: list[str] = []
     heading = "## " if markdown else ""
@@ -806,6 +815,8 @@ def render(lb: Leaderboard, *, markdown: bool = True, published: pd.DataFrame | 
             f"Runs of another configuration than their cell's newest run ({MIXED}, not counted):\n"
             + "\n".join(mixed)
         )
+    if skipped:
+        parts.append(skipped_line(len(skipped)))
     if published is not None and not lb.cells.empty:
         published = published_for(published, lb.cells["attention"].unique())
     if published is not None and not published.empty:
@@ -848,6 +859,15 @@ def _sizes_line(lb: Leaderboard, preset: str) -> str:
     return line
 
 
+def skipped_line(count: int) -> str:
+    """What a table says under itself about record files it left out."""
+    files = "record file was" if count == 1 else "record files were"
+    return (
+        f"{count} {files} skipped as unreadable or invalid (not counted; each is named, with the field "
+        "at fault, in a warning when the table is built)."
+    )
+
+
 def _data_sources(lb: Leaderboard, preset: str) -> list[str]:
     cells = lb.cells[lb.cells["preset"] == preset]
     out = []
@@ -864,12 +884,14 @@ def write_all(
     csv: str | os.PathLike[str] | None = None,
     markdown: str | os.PathLike[str] | None = None,
     published: pd.DataFrame | None = None,
+    skipped: Sequence[str] = (),
 ) -> None:
-    """Atomically write the wide CSV and / or the markdown leaderboard."""
+    """Atomically write the wide CSV and / or the markdown leaderboard (`skipped` as in `render`)."""
     if csv is not None:
         table_ = wide(lb)
         atomic_write(csv, lambda fh: table_.to_csv(fh, index=False, float_format="%.4f"))
     if markdown is not None:
         atomic_write_text(
-            markdown, "# LRA arena results\n\n" + render(lb, markdown=True, published=published)
+            markdown,
+            "# LRA arena results\n\n" + render(lb, markdown=True, published=published, skipped=skipped),
         )

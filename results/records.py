@@ -13,8 +13,10 @@ Three kinds share the store:
 Each kind may also carry the optional `PLUGIN_FIELDS` (the attention plugin an attention came from).
 
 Records are flat where possible (the validation curve is the one nested field, `history`). Every
-record carries `schema_version`; readers skip, and report by file name, records that are
-truncated, not JSON, or of another schema.
+record carries `schema_version`, and every field of its kind; the values are checked against the
+pydantic models of results/schema.py (types, ranges) when a record is written and whenever it is
+read. Readers skip, and report by file name and field, records that are truncated, not JSON, of
+another schema or with a value out of its range.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from lra.io import atomic_write_json
+
+from .schema import validate_record
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "result.json"
@@ -77,20 +81,7 @@ RUN_FIELDS: dict[str, str] = {
     "started_at": "ISO time of the first start",
     "finished_at": "ISO time of the end",
     "history": "list of {step, train_loss, val_acc, val_loss, lr} at every evaluation",
-    "predictions_file": "name of the run's per-example test predictions file beside result.json "
-    "('predictions.npz', results/predictions.py): the predicted class of every test example, with the "
-    "example's index in the evaluated split and its label, for the best-validation and the last "
-    "checkpoint; None when the run has none (diverged, failed, or recorded before predictions were kept)",
-    "predictions_sha256": "sha256 of the predictions file when it was written (checked at every read), or None",
-    "test_set_sha256": "sha256 of the evaluated test examples (the data identity, the example indices and "
-    "labels): runs with equal values were evaluated on the same examples and are compared paired; None "
-    "without predictions",
 }
-
-# Run-record fields added after the first records of schema version 1: a record written before them
-# lacks them and still validates (readers treat a missing one as None; its accuracy is then compared
-# from its counts alone, unpaired).
-LATER_RUN_FIELDS = frozenset({"predictions_file", "predictions_sha256", "test_set_sha256"})
 
 EFFICIENCY_FIELDS: dict[str, str] = {
     "schema_version": "record schema version",
@@ -167,6 +158,24 @@ PLUGIN_FIELDS: dict[str, str] = {
 }
 
 
+# Optional fields of run records (records written before them lack them; readers treat a missing one
+# as None, and the schema, results/schema.py, types them): the per-example predictions (without them a
+# cell's accuracy is compared from its counts alone, unpaired) and the machine of a CPU run (what its
+# numbers depend on is `config["cpu_numerics"]`, runners/cpu_pinning.py, which the tables compare).
+OPTIONAL_RUN_FIELDS: dict[str, str] = {
+    "predictions_file": "name of the run's per-example test predictions file beside result.json "
+    "('predictions.npz', results/predictions.py): the predicted class of every test example, with the "
+    "example's index in the evaluated split and its label, for the best-validation and the last "
+    "checkpoint; None when the run has none (diverged, failed, or recorded before predictions were kept)",
+    "predictions_sha256": "sha256 of the predictions file when it was written (checked at every read), or None",
+    "test_set_sha256": "sha256 of the evaluated test examples (the data identity, the example indices and "
+    "labels): runs with equal values were evaluated on the same examples and are compared paired; None "
+    "without predictions",
+    "cpu_model": "the CPU's model name for CPU runs (None on CUDA)",
+    "cpu_isa": "the best vector instruction set the CPU offers, e.g. 'avx512', for CPU runs (None on CUDA)",
+}
+
+
 def plugin_fields(provenance: dict[str, Any] | None) -> dict[str, Any]:
     """The `PLUGIN_FIELDS` of a record from a plugin's provenance (`PluginInfo.to_dict()`), all None
     for a built-in attention (`provenance` None)."""
@@ -233,16 +242,20 @@ def is_out_of_memory(error: Any) -> bool:
 
 
 def check_record(record: dict[str, Any]) -> None:
-    """ValueError if the record lacks fields of its kind or has the wrong schema version."""
+    """ValueError (one line) if the record lacks fields of its kind, has the wrong schema version or
+    a value its schema (results/schema.py) refuses, naming each such field and its value."""
     kind = record.get("kind")
     if kind not in FIELDS_BY_KIND:
         raise ValueError(f"record kind must be one of {sorted(FIELDS_BY_KIND)}; got {kind!r}")
     if record.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"record schema_version {record.get('schema_version')!r} != {SCHEMA_VERSION}")
-    optional = LATER_RUN_FIELDS if kind == "run" else frozenset()
-    missing = [f for f in FIELDS_BY_KIND[kind] if f not in record and f not in optional]
+    missing = [f for f in FIELDS_BY_KIND[kind] if f not in record]
     if missing:
         raise ValueError(f"{kind} record lacks fields: {', '.join(missing)}")
+    try:
+        validate_record(record)
+    except ValueError as err:
+        raise ValueError(f"invalid {kind} record: {err}") from None
 
 
 def write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from lra.io import atomic_write
 from .costs import TIMING_FIELDS
 from .records import (
     EFFICIENCY_FIELDS,
+    OPTIONAL_RUN_FIELDS,
     PLUGIN_FIELDS,
     RUN_FIELDS,
     load_records,
@@ -55,12 +56,15 @@ class Store:
         efficiency: one row per efficiency record (columns: `EFFICIENCY_FIELDS`,
             `EFFICIENCY_EXTRA_FIELDS` and `path`).
         problems: one line per skipped file, naming the file and why.
+        invalid: the lines of `problems` about files skipped as unreadable or failing the record
+            schema (results/schema.py), which tables count under themselves.
     """
 
     root: Path
     runs: pd.DataFrame
     efficiency: pd.DataFrame
     problems: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
 
 
 def load(root: str | os.PathLike[str]) -> Store:
@@ -74,13 +78,15 @@ def load(root: str | os.PathLike[str]) -> Store:
     for record in records:
         record["path"] = record.pop("_path")
     runs = with_reported_accuracy(
-        _frame([r for r in records if r["kind"] == "run"], RUN_FIELDS, tuple(PLUGIN_FIELDS))
+        _frame([r for r in records if r["kind"] == "run"], RUN_FIELDS, (*PLUGIN_FIELDS, *OPTIONAL_RUN_FIELDS))
     )
     runs, duplicates = _newest_per_run(runs)
     efficiency = _frame(
         [r for r in records if r["kind"] == "efficiency"], EFFICIENCY_FIELDS, EFFICIENCY_EXTRA_FIELDS
     )
-    return Store(root=root, runs=runs, efficiency=efficiency, problems=problems + duplicates)
+    return Store(
+        root=root, runs=runs, efficiency=efficiency, problems=problems + duplicates, invalid=list(problems)
+    )
 
 
 def with_reported_accuracy(runs: pd.DataFrame) -> pd.DataFrame:

@@ -25,6 +25,11 @@ ENV_VARIABLES = (
     "MITA_DETERMINISTIC",
     "OMP_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES",
+    # the CPU pinning (runners/cpu_pinning.py) and its opt-out
+    "LRA_CPU_PIN",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_CBWR",
 )
 
 

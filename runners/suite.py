@@ -35,7 +35,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from tqdm.auto import tqdm
 
 from lra.io import atomic_write_json
 from results.records import (
+    OPTIONAL_RUN_FIELDS,
     RECORD_NAME,
     RUN_FIELDS,
     SCHEMA_VERSION,
@@ -57,6 +57,7 @@ from results.records import (
 
 from .defaults import DEFAULT_RUNS_DIR
 from .provenance import utc_now
+from .rundir import BUSY_EXIT_CODE, RunDirBusy, run_dir_lock
 from .specs import parse_spec, parse_specs
 
 DEFAULT_OUT = DEFAULT_RUNS_DIR
@@ -65,9 +66,9 @@ OFFLINE_PRESET_TASKS = {"tiny": ("listops", "pathfinder"), "quick": ("listops", 
 LAUNCHERS = ("local", "submitit")
 CONFIG_NAME = "run_config.json"
 LOG_NAME = "log.txt"
-LOCK_NAME = ".lock"
 FINAL_STATUSES = ("ok", "diverged", "failed")
 NOT_RUN = "not run"  # the status of runs not started because --max-minutes was reached
+DAMAGED = "damaged"  # the cell state of a run whose checkpoint fails its integrity check
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,12 @@ class SuiteResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when every run has a result (ok or diverged); 1 when any failed or is held elsewhere."""
-        return 1 if any(o.status in ("failed", "busy") for o in self.outcomes) else 0
+        """0 when every run has a result (ok or diverged); 1 when any failed; otherwise
+        `BUSY_EXIT_CODE` (75) when runs were left to another process writing them (not a failure:
+        the same command, once that process is done, tabulates them)."""
+        if any(o.status == "failed" for o in self.outcomes):
+            return 1
+        return BUSY_EXIT_CODE if any(o.status == "busy" for o in self.outcomes) else 0
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -267,42 +272,53 @@ def plan(cfg: SuiteConfig) -> list[Cell]:
 
 
 def _load_suite_plugins(out: Path, attentions: Sequence[str]) -> None:
-    """Re-running a suite: import the plugins its suite.json recorded whose attentions are asked for
-    (all of them when every attention is), so that `--plugin` need not be repeated."""
-    try:
-        recorded = json.loads((out / "suite.json").read_text()).get("plugins") or []
-    except (OSError, ValueError, AttributeError):
+    """Re-running a suite: check that the plugins its suite.json records, whose attentions are asked
+    for (all of them when every attention is), are loaded -- named with --plugin / LRA_PLUGINS or
+    trusted with --trust-recorded-plugins (`plugins.require_plugins`); a PluginError (one line) says
+    which plugin and how to allow it otherwise. The file is validated (results/schema.py)."""
+    path = out / "suite.json"
+    if not path.exists():
         return
+    from results.schema import read_suite_file
+
+    try:
+        recorded = read_suite_file(path).get("plugins") or []
+    except ValueError as err:
+        raise ValueError(f"{err}; delete it (the suite writes it again) or choose another --out") from None
     from attention_zoo.plugins import require_plugins
 
     names = {parse_spec(spec)[0] for spec in attentions}
-    require_plugins([p for p in recorded if not names or names & set(p.get("mechanisms", ()))])
+    wanted = [p for p in recorded if not names or names & set(p.get("mechanisms", ()))]
+    require_plugins(wanted, source=f"the suite in {out} (its suite.json)")
 
 
 def _stored_config_hash(run_dir: Path) -> str | None:
-    """The configuration hash the directory's record or checkpoint belongs to (None if neither)."""
+    """The configuration hash the directory's record or checkpoint belongs to (None if neither;
+    `DAMAGED` for a checkpoint, without a record, that fails its integrity check)."""
     record_path = run_dir / RECORD_NAME
     if record_path.exists():
         with contextlib.suppress(ValueError):
             return read_record(record_path).get("config_hash")
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if checkpoint.exists():
-        import torch
+        from .checkpoints import CheckpointError, load_checkpoint
 
         try:
-            return torch.load(checkpoint, map_location="cpu", weights_only=True).get("config_hash")
-        except Exception:  # a checkpoint that cannot be read cannot be resumed either
-            return "unreadable"
+            return load_checkpoint(checkpoint, remedy="").get("config_hash")
+        except (OSError, CheckpointError):  # a checkpoint that cannot be read cannot be resumed either
+            return DAMAGED
     return None
 
 
 def cell_state(cell: Cell) -> str:
     """'done' | 'diverged' (final results of this configuration), 'stale' (another configuration),
-    'resume' (interrupted or failed, continues from its checkpoint), 'retry' (failed before its
-    first checkpoint) or 'new'."""
+    'damaged' (its checkpoint fails its integrity check), 'resume' (interrupted or failed, continues
+    from its checkpoint), 'retry' (failed before its first checkpoint) or 'new'."""
     stored = _stored_config_hash(cell.run_dir)
     if stored is None:
         return "new"
+    if stored == DAMAGED:
+        return DAMAGED
     if stored != cell.config_hash:
         return "stale"
     record = _read_record_or_none(cell.run_dir / RECORD_NAME)
@@ -312,10 +328,19 @@ def cell_state(cell: Cell) -> str:
     checkpoint = cell.run_dir / "checkpoints" / "last.pt"
     if not checkpoint.exists():
         return "retry"
-    # A torn checkpoint cannot be resumed (the runner would fail on it at every try): the
-    # directory is set aside and the run starts again. torch.save writes a zip archive, whose
-    # directory sits at the end of the file, so a cut-off file is not a zip (cheap to check).
-    return "resume" if zipfile.is_zipfile(checkpoint) else "stale"
+    # A torn, bit-flipped or old-format checkpoint cannot be resumed (the runner would refuse it at
+    # every try): the directory is set aside and the run starts again. Its digest is checked here;
+    # nothing is unpickled.
+    from .checkpoints import checkpoint_problem
+
+    return "resume" if checkpoint_problem(checkpoint) is None else DAMAGED
+
+
+def _damage(cell: Cell) -> str:
+    """What is wrong with the checkpoint of a `damaged` cell, in one line."""
+    from .checkpoints import checkpoint_problem
+
+    return checkpoint_problem(cell.run_dir / "checkpoints" / "last.pt") or "its checkpoint cannot be read"
 
 
 def _read_record_or_none(path: Path) -> dict[str, Any] | None:
@@ -336,22 +361,6 @@ def _archive(cell: Cell, out: Path, stamp: str) -> Path:
 # ----------------------------------------------------------------------------------------------
 # One run in its own process
 # ----------------------------------------------------------------------------------------------
-
-
-def _lock(run_dir: Path) -> int | None:
-    """An exclusive lock on the run directory, held for as long as the run's process lives (the fd
-    is inherited), so that a second suite never runs the same cell twice. None if it is taken."""
-    try:
-        import fcntl
-    except ImportError:  # no flock on this platform: run unlocked
-        return os.open(os.devnull, os.O_RDONLY)
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -378,7 +387,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 class _Attempt:
     cell: Cell
     process: subprocess.Popen[bytes]
-    lock_fd: int
+    threads: int
     log: IO[bytes]
     log_offset: int
     record_stamp: tuple[int, int] | None
@@ -402,12 +411,14 @@ def _start(
 ) -> _Attempt | None:
     from .train import runner_command
 
-    cell.run_dir.mkdir(parents=True, exist_ok=True)
-    lock_fd = _lock(cell.run_dir)
-    if lock_fd is None:
+    # The run's process takes the directory's lock itself (runners/rundir.py); the suite only looks,
+    # so that a cell another process is writing is reported busy without starting anything.
+    try:
+        with run_dir_lock(cell.run_dir):
+            config_path = cell.run_dir / CONFIG_NAME
+            atomic_write_json(config_path, json.loads(cell.config.to_json()))
+    except RunDirBusy:
         return None
-    config_path = cell.run_dir / CONFIG_NAME
-    atomic_write_json(config_path, json.loads(cell.config.to_json()))
     argv = [*command, str(config_path)] if command is not None else runner_command(config_path, nproc)
     from attention_zoo.plugins import child_env
 
@@ -426,31 +437,27 @@ def _start(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            pass_fds=(lock_fd,),
             start_new_session=True,
             preexec_fn=_die_with_parent(),
         )
     except OSError:
         log.close()
-        os.close(lock_fd)
         raise
     return _Attempt(
-        cell, process, lock_fd, log, offset, _record_stamp(cell.run_dir / RECORD_NAME), time.monotonic()
+        cell, process, threads, log, offset, _record_stamp(cell.run_dir / RECORD_NAME), time.monotonic()
     )
 
 
 def _finish(attempt: _Attempt) -> Outcome:
     attempt.log.close()
-    try:
-        return conclude(
-            attempt.cell,
-            attempt.process.returncode,
-            record_stamp=attempt.record_stamp,
-            log_offset=attempt.log_offset,
-            seconds=time.monotonic() - attempt.started,
-        )
-    finally:
-        os.close(attempt.lock_fd)
+    return conclude(
+        attempt.cell,
+        attempt.process.returncode,
+        record_stamp=attempt.record_stamp,
+        log_offset=attempt.log_offset,
+        seconds=time.monotonic() - attempt.started,
+        threads=attempt.threads,
+    )
 
 
 def _stop(attempt: _Attempt, grace_s: float = 10.0) -> None:
@@ -464,7 +471,6 @@ def _stop(attempt: _Attempt, grace_s: float = 10.0) -> None:
             os.killpg(attempt.process.pid, signal.SIGKILL)
         attempt.process.wait()
     attempt.log.close()
-    os.close(attempt.lock_fd)
 
 
 def run_cell(
@@ -478,7 +484,7 @@ def run_cell(
     `plugin_env` carries the submitting process's LRA_PLUGINS and PYTHONPATH (`plugins.child_env`)."""
     attempt = _start(cell, threads, command, nproc, plugin_env)
     if attempt is None:
-        return Outcome(cell, "busy", error=f"{cell.run_dir} is locked by another process running it")
+        return Outcome(cell, "busy", error=str(RunDirBusy(cell.run_dir)))
     try:
         attempt.process.wait()
     except BaseException:
@@ -519,12 +525,18 @@ def conclude(
     log_offset: int = 0,
     seconds: float = 0.0,
     error: str | None = None,
+    threads: int | None = None,
 ) -> Outcome:
     """The outcome of a finished attempt; writes a `failed` record when the run left no final one.
 
     `record_stamp` identifies the record file present before the attempt, so that a record left by
-    an earlier attempt is never taken for this one's.
+    an earlier attempt is never taken for this one's. A run whose process found its directory busy
+    (exit status `BUSY_EXIT_CODE`) is `busy`, and so is one whose directory another process took
+    once it ended: nothing is written then. `threads`: the run's thread count (for the record's
+    `cpu_numerics` when the suite writes it).
     """
+    if returncode == BUSY_EXIT_CODE:
+        return Outcome(cell, "busy", error=str(RunDirBusy(cell.run_dir)), seconds=seconds)
     path = cell.run_dir / RECORD_NAME
     fresh = _record_stamp(path) != record_stamp
     record = _read_record_or_none(path) if path.exists() else None
@@ -535,16 +547,30 @@ def conclude(
         error = _describe_exit(returncode) + (f"; last output: {last}" if last else "")
         if returncode is not None and returncode > 0 and last:
             error = last
-    record = failed_record(cell, error, base=record if record is not None and fresh else None)
-    write_record(path, record)
+    record = failed_record(
+        cell, error, base=record if record is not None and fresh else None, threads=threads
+    )
+    try:
+        with run_dir_lock(cell.run_dir):
+            write_record(path, record)
+    except RunDirBusy as busy:  # another process took the run over since this attempt ended
+        return Outcome(cell, "busy", error=str(busy), seconds=seconds)
+    except OSError as err:  # e.g. a full disk: the outcome still says what happened
+        error = f"{error} (its record could not be written: {err})"
     return Outcome(cell, "failed", error=error, record=record, seconds=seconds)
 
 
-def failed_record(cell: Cell, error: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A `failed` run record for a run that could not write one; unknown fields are None."""
+def failed_record(
+    cell: Cell, error: str, base: dict[str, Any] | None = None, threads: int | None = None
+) -> dict[str, Any]:
+    """A `failed` run record for a run that could not write one; unknown fields are None. Its
+    `config` is the runner's own when `base` (the runner's `running` record) has one, else the
+    planned configuration with, for a CPU run, the `cpu_numerics` its process had (this process's
+    pinning, `threads` threads), so that tables compare it with its cell's other runs."""
     record: dict[str, Any] = dict.fromkeys(RUN_FIELDS)
     if base is not None:  # the runner's `running` record: keep what it knew
-        record.update({k: v for k, v in base.items() if k in RUN_FIELDS})
+        record.update({k: v for k, v in base.items() if k in RUN_FIELDS or k in OPTIONAL_RUN_FIELDS})
+    config = (base or {}).get("config") or _planned_config(cell, threads)
     record.update(
         schema_version=SCHEMA_VERSION,
         kind="run",
@@ -560,12 +586,21 @@ def failed_record(cell: Cell, error: str, base: dict[str, Any] | None = None) ->
         max_steps=cell.max_steps,
         num_classes=cell.num_classes,
         config_hash=cell.config_hash,
-        config=cell.resolved_config,
+        config=config,
         finished_at=utc_now(),
         **plugin_fields(cell.config.plugins[0] if cell.config.plugins else None),
     )
     record["history"] = record.get("history") or []
     return record
+
+
+def _planned_config(cell: Cell, threads: int | None) -> dict[str, Any]:
+    """The configuration a run record of `cell` carries: the resolved one, plus `cpu_numerics` on the CPU."""
+    if cell.resolved_config.get("device_type") != "cpu":
+        return cell.resolved_config
+    from .cpu_pinning import cpu_numerics
+
+    return {**cell.resolved_config, "cpu_numerics": cpu_numerics(threads)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -622,9 +657,7 @@ def _run_local(
                             pending.remove(cell)
                             attempt = _start(cell, threads, command)
                             if attempt is None:
-                                outcome = Outcome(
-                                    cell, "busy", error=f"{cell.run_dir} is locked by another process"
-                                )
+                                outcome = Outcome(cell, "busy", error=str(RunDirBusy(cell.run_dir)))
                                 outcomes.append(outcome)
                                 _report(bar, outcome)
                                 bar.update()
@@ -690,9 +723,13 @@ def _run_submitit(
         params["slurm_partition"] = slurm.partition
     executor.update_parameters(**params)
     nproc = max(1, slurm.gpus_per_run)
-    from attention_zoo.plugins import ENV_VAR, child_env
+    from attention_zoo.plugins import ENV_VAR, TRUST_RECORDED_ENV_VAR, child_env
 
-    plugin_env = {k: v for k, v in child_env().items() if k in (ENV_VAR, "PYTHONPATH")}
+    from .cpu_pinning import CPU_PINS, OPT_OUT_ENV
+
+    # What the job must see as this process does: the plugins, and the CPU pinning (or the opt-out).
+    carried = (ENV_VAR, TRUST_RECORDED_ENV_VAR, "PYTHONPATH", OPT_OUT_ENV, *CPU_PINS)
+    plugin_env = {k: v for k, v in child_env().items() if k in carried}
     jobs = []
     for cell in cells:
         stamp = _record_stamp(cell.run_dir / RECORD_NAME)
@@ -752,7 +789,7 @@ def _prepare_data(cells: list[Cell], echo: Callable[[str], None]) -> tuple[set[s
     Returns the tasks whose data could not be prepared here (their first run prepares them) and a
     failed outcome for every cell of a task whose data are unavailable.
     """
-    from runners.train import resolve
+    from runners.train import error_line, resolve
 
     try:
         from lra.data import prepare
@@ -765,11 +802,15 @@ def _prepare_data(cells: list[Cell], echo: Callable[[str], None]) -> tuple[set[s
         try:
             prepare(task, resolve(first.config).preset.data)
         except Exception as err:
-            error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            error = error_line(err)
             for cell in (c for c in cells if c.task == task):
-                cell.run_dir.mkdir(parents=True, exist_ok=True)
                 record = failed_record(cell, f"data not available: {error}")
-                write_record(cell.run_dir / RECORD_NAME, record)
+                try:
+                    with run_dir_lock(cell.run_dir):
+                        write_record(cell.run_dir / RECORD_NAME, record)
+                except RunDirBusy as busy:
+                    failures.append(Outcome(cell, "busy", error=str(busy)))
+                    continue
                 failures.append(Outcome(cell, "failed", error=record["error"], record=record))
     return set(), failures
 
@@ -798,15 +839,22 @@ def run_suite(
         if state in ("done", "diverged"):
             outcomes.append(Outcome(cell, "skipped", record=_read_record_or_none(cell.run_dir / RECORD_NAME)))
             continue
-        if state == "stale":
-            held = _lock(cell.run_dir)  # a run of that configuration may still be going
-            if held is None:
-                error = f"{cell.run_dir} holds another configuration, still running in another process"
+        if state in ("stale", DAMAGED):
+            try:
+                with run_dir_lock(cell.run_dir):  # a run of that configuration may still be going
+                    problem = _damage(cell) if state == DAMAGED else None
+                    moved = _archive(cell, out, stamp)
+            except RunDirBusy:
+                what = "another configuration" if state == "stale" else "a damaged checkpoint"
+                error = f"{cell.run_dir} holds {what}, still running in another process"
                 outcomes.append(Outcome(cell, "busy", error=error))
                 continue
-            os.close(held)
-            moved = _archive(cell, out, stamp)
-            echo(f"{cell.run_id}: the directory held another configuration; moved to {moved}")
+            if problem is not None:
+                echo(
+                    f"{cell.run_id}: {problem}; the run directory was moved to {moved} and the run starts again"
+                )
+            else:
+                echo(f"{cell.run_id}: the directory held another configuration; moved to {moved}")
         todo.append(cell)
     _write_plan(cfg, cells, out)
     for line in resolution_lines(cells):
@@ -870,9 +918,9 @@ def write_reports(out: str | os.PathLike[str], *, echo: Callable[[str], None] = 
         return []
     lb = leaderboard.build(st.runs)
     published = load_published()
-    echo(leaderboard.render(lb, markdown=False, published=published))
+    echo(leaderboard.render(lb, markdown=False, published=published, skipped=st.invalid))
     written = [out / "leaderboard.csv", out / "leaderboard.md", out / "results_long.csv"]
-    leaderboard.write_all(lb, csv=written[0], markdown=written[1], published=published)
+    leaderboard.write_all(lb, csv=written[0], markdown=written[1], published=published, skipped=st.invalid)
     store.write_long_csv(st.runs, written[2])
     fr = frontier.build(st, lb)
     echo(frontier.render(fr, markdown=False, panels=[frontier.AVG]))

@@ -29,6 +29,13 @@ What a run does:
 
 from __future__ import annotations
 
+# `python -m runners.train` (also under torchrun): pin the CPU's floating-point order before torch is
+# imported below (runners/cpu_pinning.py); imported as a library, the process decides.
+if __name__ == "__main__":
+    from runners.cpu_pinning import apply_cpu_pinning
+
+    apply_cpu_pinning()
+
 import contextlib
 import dataclasses
 import json
@@ -55,24 +62,28 @@ from lra import models, tasks
 from lra.configs import Preset, TrainConfig, apply_overrides, get_preset, preset_identity
 from lra.data.cache import subset_indices
 from lra.data.identity import data_identity
-from lra.io import atomic_write, atomic_write_json, atomic_write_text
+from lra.io import atomic_write_json, atomic_write_text
 from lra.tasks.base import LRADataset
+from results import schema
 from results.predictions import write_predictions
 from results.records import RECORD_NAME, SCHEMA_VERSION, plugin_fields, read_record, write_record
 from results.stats import resolution_line
 
+from .checkpoints import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .cpu_pinning import cpu_isa, cpu_model, cpu_numerics
 from .defaults import DEFAULT_RUNS_DIR
 from .memory import memory_baseline, peak_memory_growth
 from .provenance import config_hash, git_commit, installed_version, utc_now
 from .rng import rng_state, seed_everything, set_rng_state
 from .run_logging import RunLogger, check_loggers, open_run_logger
+from .rundir import BUSY_EXIT_CODE, RunDirBusy, remove_stale_temporaries, run_dir_lock
 from .timing import device_name
+from .validation import check_preset_numbers, check_run_options, check_seed
 
 # Fault injection for resume tests: with this variable set to N, the process kills itself with SIGKILL
 # right after step N (after that step's checkpoint, if it writes one), exactly where an outside kill
 # would land, without depending on how fast the run goes.
 KILL_AFTER_STEP_ENV = "LRA_KILL_AFTER_STEP"
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass
@@ -125,11 +136,21 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
-        data = json.loads(text)
+        """Parse a run configuration file; ValueError (one line: the key or field at fault) otherwise."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"the run configuration is not JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise ValueError("the run configuration is not a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown run config keys {unknown}; valid keys: {', '.join(sorted(known))}")
+        try:
+            schema.validate(schema.RunConfigEntry, data)
+        except ValueError as err:
+            raise ValueError(f"invalid run configuration: {err}") from None
         return cls(**data)
 
 
@@ -178,6 +199,17 @@ class Resolved:
     def config_hash(self) -> str:
         return config_hash(self.config_dict())
 
+    def numerics(self) -> dict[str, Any] | None:
+        """What a CPU run's floating-point order depends on in this process (`cpu_pinning`); None on CUDA."""
+        return cpu_numerics() if self.device.type == "cpu" else None
+
+    def compared_config(self) -> dict[str, Any]:
+        """The configuration a run record carries, which the tables compare across runs: the hashed
+        `config_dict()` plus, on the CPU, `cpu_numerics` (kept out of the hash, so that a finished
+        suite moved to another machine is not retrained, but shown where cells differ in it)."""
+        numerics = self.numerics()
+        return {**self.config_dict(), **({"cpu_numerics": numerics} if numerics is not None else {})}
+
 
 def planned_test_examples(r: Resolved) -> int:
     """The test examples the run will be scored on, known before any data are loaded: the
@@ -209,6 +241,8 @@ def resolve(cfg: RunConfig, *, elsewhere: bool = False) -> Resolved:
 
     `elsewhere`: the run will execute on another machine (a SLURM job), so device "cuda" is not
     checked against this one."""
+    check_seed(cfg.seed)
+    check_run_options(cfg.max_steps, cfg.checkpoint_every)
     _load_run_plugins(cfg)
     check_loggers(cfg.log)
     mechanism = attention_zoo.get(cfg.attention)
@@ -230,6 +264,7 @@ def resolve(cfg: RunConfig, *, elsewhere: bool = False) -> Resolved:
     elif cfg.amp is True and preset.train.amp == "none":
         explicit["train.amp"] = "bf16"
     preset = apply_overrides(preset, explicit)
+    check_preset_numbers(preset)
     tasks.get(cfg.task).resolve_source(preset.data.source)
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda; got {cfg.device!r}")
@@ -244,21 +279,25 @@ def resolve(cfg: RunConfig, *, elsewhere: bool = False) -> Resolved:
 
 
 def _load_run_plugins(cfg: RunConfig) -> None:
-    """Import the plugins `cfg` names, or, resuming a run directory, those its config.json recorded;
-    PluginError (one line, which module to install) when one is missing."""
+    """Check that the plugins `cfg` names -- or, resuming a run directory, those its config.json
+    recorded -- are loaded (`plugins.require_plugins`: named by the user, or trusted): a run
+    configuration is a record and never imports code by itself. PluginError (one line: which plugin,
+    how to allow it or what to install) otherwise."""
     recorded = list(cfg.plugins)
+    source = "this run configuration"
     if not recorded and cfg.resume and cfg.run_dir:
-        recorded = recorded_plugins(Path(cfg.run_dir))
+        recorded, source = recorded_plugins(Path(cfg.run_dir)), f"the run in {cfg.run_dir}"
     if recorded:
-        require_plugins(recorded)
+        require_plugins(recorded, source=source)
 
 
 def recorded_plugins(run_dir: Path) -> list[Any]:
-    """The plugins a run directory's config.json records (empty when there is none)."""
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
+    """The plugins a run directory's config.json records (empty when there is none); ValueError
+    naming the file and the field when it is not a valid run configuration."""
+    path = run_dir / "config.json"
+    if not path.exists():
         return []
+    config = schema.read_run_config_file(path)
     return list((config.get("run_config") or {}).get("plugins") or [])
 
 
@@ -395,8 +434,9 @@ class BatchOrder:
 
 
 def _save(obj: Any, path: Path) -> None:
-    """`torch.save` atomically: a run killed mid-write keeps its previous checkpoint."""
-    atomic_write(path, lambda fh: torch.save(obj, fh), binary=True)
+    """Write a checkpoint atomically with its digest (runners/checkpoints.py): a run killed mid-write
+    keeps its previous checkpoint, and a damaged file never loads."""
+    save_checkpoint(path, obj)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,7 +587,9 @@ def _record(r: Resolved, **values: Any) -> dict[str, Any]:
         "amp": r.preset.train.amp if r.device.type == "cuda" and r.preset.train.amp != "none" else None,
         "git_commit": git_commit(),
         "config_hash": r.config_hash,
-        "config": r.config_dict(),
+        "config": r.compared_config(),
+        "cpu_model": cpu_model() if r.device.type == "cpu" else None,
+        "cpu_isa": cpu_isa() if r.device.type == "cpu" else None,
         "torch_version": torch.__version__,
         "triton_version": installed_version("triton"),
         "package_version": installed_version("lra-arena"),
@@ -573,8 +615,19 @@ def _existing_record(run_dir: Path) -> dict[str, Any] | None:
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
-    """Train and evaluate one run; returns its result record (also written to <run_dir>/result.json)."""
+    """Train and evaluate one run; returns its result record (also written to <run_dir>/result.json).
+
+    The writing process (rank 0) holds the run directory's lock throughout (`runners/rundir.py`):
+    `RunDirBusy` when another process holds it, before anything is read or written."""
     r = resolve(cfg)
+    writer = int(os.environ.get("RANK", "0")) == 0
+    with run_dir_lock(r.run_dir) if writer else contextlib.nullcontext():
+        if writer:
+            remove_stale_temporaries(r.run_dir)  # left by a writer killed mid-write
+        return _run_locked(r)
+
+
+def _run_locked(r: Resolved) -> dict[str, Any]:
     dist = _init_distributed(r.device)
     ckpt_dir = r.run_dir / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
@@ -596,12 +649,22 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             write_record(r.run_dir / RECORD_NAME, record)
         return _train(r, dist, state, record, last_path, best_path, started)
     except Exception as err:
-        record.update(
-            status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0], finished_at=utc_now()
-        )
+        record.update(status="failed", error=error_line(err), finished_at=utc_now())
         if dist.main:
-            write_record(r.run_dir / RECORD_NAME, record)
+            # On a full disk this write fails too: the error above is what the user needs to see.
+            with contextlib.suppress(OSError):
+                write_record(r.run_dir / RECORD_NAME, record)
         raise
+
+
+def error_line(err: BaseException) -> str:
+    """The one line a record's `error` field and the command line show for `err`: the message of
+    an error meant for the user (a bad value, a damaged file, a full disk), otherwise the
+    exception's type and the first line of its message."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if isinstance(err, (ValueError, OSError, RunDirBusy)) and message:
+        return message
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
 
 def _with_plugins(r: Resolved) -> RunConfig:
@@ -630,18 +693,24 @@ def _check_run_dir(r: Resolved, last_path: Path) -> tuple[dict[str, Any] | None,
         raise ValueError(
             f"{r.run_dir} already holds a started run; pass --resume to continue it or choose another --run-dir"
         )
-    try:
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or not a checkpoint
-        first_line = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise ValueError(
-            f"{last_path} cannot be read ({first_line}); delete it to train the run from the start, "
-            "or choose another --run-dir"
-        ) from None
+    state = load_checkpoint(
+        last_path, remedy="delete it to train the run from the start, or choose another --run-dir"
+    )
     if state.get("config_hash") != r.config_hash:
         raise ValueError(
             f"{r.run_dir} holds a checkpoint of a different configuration (hash {state.get('config_hash')} vs "
             f"{r.config_hash}); choose another --run-dir"
+        )
+    then, now = state.get("cpu_numerics"), r.numerics()
+    if then != now:  # the steps after the resume would run in another floating-point order
+        differ = ", ".join(
+            f"{key} {(then or {}).get(key)} then, {(now or {}).get(key)} now"
+            for key in sorted(set(then or {}) | set(now or {}))
+            if (then or {}).get(key) != (now or {}).get(key)
+        )
+        raise ValueError(
+            f"{last_path} was written under other CPU numerics ({differ}); resume with the same thread count "
+            f"and CPU pinning (runners/cpu_pinning.py), or delete {r.run_dir} to train the run again"
         )
     return None, state
 
@@ -728,6 +797,7 @@ def _train(
 
     step, epoch, offset = 0, 0, 0
     best_val, best_step, bad_steps = -1.0, None, 0
+    last_bad_step: int | None = None  # the latest step whose loss or gradients were non-finite
     history: list[dict[str, Any]] = []
     intervals: list[tuple[float, float, int]] = []  # (seconds, tokens, steps) of training between evaluations
     losses: list[float] = []  # training losses since the last evaluation
@@ -740,6 +810,7 @@ def _train(
         scaler.load_state_dict(state["scaler"])
         step, epoch, offset = state["step"], state["epoch"], state["offset"]
         best_val, best_step, bad_steps = state["best_val_acc"], state["best_step"], state["bad_steps"]
+        last_bad_step = state["last_bad_step"]
         history, wall_before = list(state["history"]), state["wall_time_s"]
         intervals = [tuple(x) for x in state["intervals"]]
         losses = list(state["losses"])
@@ -749,6 +820,8 @@ def _train(
         if dist.main
         else RunLogger()
     )
+
+    numerics = r.numerics()  # a resume checks it against its own
 
     def checkpoint() -> None:
         rng = [rng_state()]
@@ -772,11 +845,13 @@ def _train(
                     "best_val_acc": best_val,
                     "best_step": best_step,
                     "bad_steps": bad_steps,
+                    "last_bad_step": last_bad_step,
                     "history": history,
                     "intervals": [list(x) for x in intervals],
                     "losses": losses,
                     "wall_time_s": wall_before + time.perf_counter() - started,
                     "started_at": record["started_at"],
+                    "cpu_numerics": numerics,
                 },
                 last_path,
             )
@@ -826,7 +901,7 @@ def _train(
         loss_value /= dist.world
         finite_loss = math.isfinite(loss_value)
         if not finite_loss or (not scaler.is_enabled() and not math.isfinite(float(grad_norm))):
-            bad_steps += 1
+            bad_steps, last_bad_step = bad_steps + 1, step
             optimizer.zero_grad(set_to_none=True)
             if scaler.is_enabled():
                 scaler.update()
@@ -902,6 +977,7 @@ def _train(
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
 
+    diverged = diverged or _non_finite_end(model, step, last_bad_step, bad_steps, history)
     record.update(
         steps=step,
         history=history,
@@ -916,9 +992,10 @@ def _train(
         record["val_acc_last"] = history[-1]["val_acc"] if history else None
         last = predict(wrapped, test_ds, eval_batch, device, dist, autocast)
         record["test_acc_last"] = last.accuracy
+        test_losses = {"last": last.loss}
         best_scored = None
         if best_step is not None:
-            best = torch.load(best_path, map_location="cpu", weights_only=True)
+            best = load_checkpoint(best_path, remedy=f"delete {r.run_dir} and train the run again")
             if best.get("step") != best_step or best.get("config_hash") != r.config_hash:
                 raise ValueError(
                     f"{best_path} holds step {best.get('step')} of configuration {best.get('config_hash')}, but "
@@ -928,20 +1005,28 @@ def _train(
             model.load_state_dict(best["model"])
             best_scored = predict(wrapped, test_ds, eval_batch, device, dist, autocast)
             record["test_acc"] = best_scored.accuracy
-        if dist.main:  # the predicted class of every test example, for paired comparisons
+            test_losses["best-validation"] = best_scored.loss
+        non_finite = [name for name, loss in test_losses.items() if not math.isfinite(loss)]
+        if non_finite:
             record.update(
-                write_predictions(
-                    r.run_dir,
-                    index=last.index,
-                    label=test_ds.labels[torch.as_tensor(last.index)].numpy(),
-                    last=last.predicted,
-                    best=best_scored.predicted if best_scored is not None else None,
-                    run_id=record["run_id"],
-                    config_hash=r.config_hash,
-                    data_identity=record["config"]["data_identity"],
-                )
+                status="diverged",
+                error=f"non-finite test loss of the {' and the '.join(non_finite)} checkpoint after step {step}",
             )
-        record["status"] = "ok"
+        else:
+            if dist.main:  # the predicted class of every test example, for paired comparisons
+                record.update(
+                    write_predictions(
+                        r.run_dir,
+                        index=last.index,
+                        label=test_ds.labels[torch.as_tensor(last.index)].numpy(),
+                        last=last.predicted,
+                        best=best_scored.predicted if best_scored is not None else None,
+                        run_id=record["run_id"],
+                        config_hash=r.config_hash,
+                        data_identity=record["config"]["data_identity"],
+                    )
+                )
+            record["status"] = "ok"
 
     timed = intervals[1:] if len(intervals) > 1 else intervals  # the first interval includes warm-up
     rates = sorted(tokens / seconds for seconds, tokens, _ in timed if seconds > 0)
@@ -966,6 +1051,26 @@ def _logged_config(r: Resolved) -> dict[str, Any]:
     return {"config_hash": r.config_hash, **r.config_dict(), "run_config": dataclasses.asdict(r.cfg)}
 
 
+def _non_finite_end(
+    model: nn.Module, step: int, last_bad_step: int | None, bad_steps: int, history: list[dict[str, Any]]
+) -> str | None:
+    """Why a run that reached its last step is `diverged` although it stayed under
+    `train.max_bad_steps` (None when it is not): its last step was non-finite, its weights are, or
+    so is its last evaluation. Skipping and counting bad steps is for blips along the way; a run
+    must end finite to count."""
+    if last_bad_step is not None and last_bad_step == step:
+        return f"non-finite loss or gradients at the last step ({step}; {bad_steps} non-finite steps in all)"
+    for name, parameter in model.named_parameters():
+        if not bool(torch.isfinite(parameter).all()):
+            return f"non-finite weights after step {step} ({name})"
+    last = history[-1] if history else {}
+    for key in ("train_loss", "val_loss"):
+        value = last.get(key)
+        if value is not None and not math.isfinite(value):
+            return f"non-finite {key.replace('_', ' ')} at the last evaluation (step {last['step']})"
+    return None
+
+
 def runner_command(config_path: Path, nproc: int = 1) -> list[str]:
     """The command that runs one RunConfig file (under torchrun when nproc > 1)."""
     if nproc > 1:
@@ -985,16 +1090,19 @@ def runner_command(config_path: Path, nproc: int = 1) -> list[str]:
 def launch(cfg: RunConfig, nproc: int) -> dict[str, Any]:
     """Run `cfg` with DDP over `nproc` local processes (torchrun) and return the record."""
     r = resolve(cfg)
-    finished, _ = _check_run_dir(r, r.run_dir / "checkpoints" / "last.pt")  # fail here, not in every rank
-    if finished is not None:
-        return finished
-    r.run_dir.mkdir(parents=True, exist_ok=True)
     config_path = r.run_dir / "run_config.json"
-    atomic_write_text(config_path, _with_plugins(r).to_json())
+    # Checked and written under the lock (fail here, not in every rank); rank 0 then takes it itself.
+    with run_dir_lock(r.run_dir):
+        finished, _ = _check_run_dir(r, r.run_dir / "checkpoints" / "last.pt")
+        if finished is not None:
+            return finished
+        atomic_write_text(config_path, _with_plugins(r).to_json())
     env = child_env()
     if r.device.type == "cpu":  # split the cores between the processes
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     completed = subprocess.run(runner_command(config_path, nproc), env=env, check=False)
+    if completed.returncode == BUSY_EXIT_CODE:
+        raise RunDirBusy(r.run_dir)
     record = _existing_record(r.run_dir)
     if record is None or record.get("config_hash") != r.config_hash:
         raise ValueError(
@@ -1013,9 +1121,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = RunConfig.from_json(Path(argv[0]).read_text())
         record = run(cfg)
+    except RunDirBusy as err:
+        print(str(err), file=sys.stderr)
+        return BUSY_EXIT_CODE
     except (ValueError, FileNotFoundError) as err:
-        print(f"Error: {str(err).splitlines()[0]}", file=sys.stderr)
+        print(f"Error: {error_line(err)}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a folder without permission: one line, the run's record says it too
+        print(f"Error: {error_line(err)}", file=sys.stderr)
+        return 1
     finally:
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()

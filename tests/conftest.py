@@ -14,3 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # which list and parametrize over the registry; the plugin tests load their own.
 os.environ.setdefault("LRA_DISABLE_PLUGIN_AUTOLOAD", "1")
 os.environ.pop("LRA_PLUGINS", None)
+os.environ.pop("LRA_TRUST_RECORDED_PLUGINS", None)
+# The test processes (and the runs they start) keep the CPU's own instruction sets, as before the
+# pinning existed and faster; tests/test_cpu_pinning.py sets the pinning of its own processes.
+os.environ.setdefault("LRA_CPU_PIN", "0")

@@ -99,5 +99,7 @@ def test_a_damaged_cache_entry_is_a_one_line_error_naming_the_folder(tmp_path: P
 
     _, meta = cached_split(data, "t", "src", "train", 3, {}, build)
     (Path(meta["cache"]) / "inputs.npy").write_bytes(b"")  # e.g. a disk that filled up later
-    with pytest.raises(ValueError, match=r"cannot be read \(.*\); delete that folder and it is rebuilt"):
+    with pytest.raises(
+        ValueError, match=r"inputs.npy is corrupt: .*; delete the folder .* and it is rebuilt"
+    ):
         cached_split(data, "t", "src", "train", 3, {}, build)

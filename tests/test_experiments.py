@@ -24,6 +24,7 @@ from lra.tasks.base import DataConfig
 from results import store
 from results.records import EVAL_FIELDS, check_record, load_records, read_record
 from runners import bench, cli, experiments
+from runners.checkpoints import load_checkpoint
 from runners.experiments import EvalOptions
 from runners.specs import parse_spec
 from runners.train import RunConfig, run
@@ -87,7 +88,7 @@ def independent_accuracy(run_dir: Path, data_dir: str, attention: str, params: d
     preset = config["preset"]
     data = DataConfig(**{**preset["data"], "data_dir": data_dir})
     ds = tasks.get("listops").load("test", data)
-    state = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["model"]
+    state = load_checkpoint(run_dir / "checkpoints" / "best.pt", remedy="")["model"]
     from lra.configs import ModelConfig
 
     model = models.build(
@@ -158,7 +159,7 @@ def test_sweep_mk_diagnostics_match_a_direct_collection(trained, data_dir, tmp_p
     assert diag["batches"] == 1 and diag["examples"] == 16 and len(diag["layers"]) == 1
     config = json.loads((trained["mita"] / "config.json").read_text())
     ds = tasks.get("listops").load("test", DataConfig(**{**config["preset"]["data"], "data_dir": data_dir}))
-    state = torch.load(trained["mita"] / "checkpoints" / "best.pt", weights_only=True)["model"]
+    state = load_checkpoint(trained["mita"] / "checkpoints" / "best.pt", remedy="")["model"]
     from lra.configs import ModelConfig
 
     model = models.build(

@@ -303,7 +303,9 @@ def test_plugin_registering_nothing_warns(tmp_path, monkeypatch):
 # --- resume -------------------------------------------------------------------------------------
 
 
-def test_resume_loads_recorded_plugins_or_says_what_to_install(tmp_path, monkeypatch):
+def test_resume_loads_trusted_recorded_plugins_or_says_what_to_install(tmp_path, monkeypatch):
+    # Trusted: records may import what they name (untrusted, they never do: tests/test_integrity.py).
+    monkeypatch.setenv("LRA_TRUST_RECORDED_PLUGINS", "1")
     write_plugin(tmp_path, "resumed_attn", PLUGIN_SOURCE.format(name="resumed"))
     monkeypatch.syspath_prepend(str(tmp_path))
     (info,) = require_plugins(["resumed_attn"])
@@ -327,6 +329,7 @@ def test_resume_loads_recorded_plugins_or_says_what_to_install(tmp_path, monkeyp
 
 
 def test_resume_reports_a_missing_dependency_of_the_plugin_as_such(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRA_TRUST_RECORDED_PLUGINS", "1")
     write_plugin(tmp_path, "needy_attn", "import not_installed_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(PluginError, match=r"'needy_attn' failed to import: .*'not_installed_dependency_xyz'"):

@@ -142,16 +142,24 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
     assert f"{PLUGIN} (plugin: {PLUGIN})" in (out / "frontier.md").read_text()
     assert "§" not in (out / "leaderboard.md").read_text().split("Data:")[0]  # not another configuration
 
-    # A new process without --plugin: the re-run suite, a resume and lra swap load it by themselves.
+    # A new process: records never import code. Without --plugin the re-run suite stops with one line
+    # naming the plugin and how to allow it; named, or with the records trusted, the suite, a resume
+    # and lra swap go on.
+    monkeypatch.delenv(plugins.TRUST_RECORDED_ENV_VAR, raising=False)  # restored after the test
     forget(PLUGIN)
-    again = invoke(*suite)
+    refused = invoke(*suite)
+    assert refused.exit_code == 2 and refused.output.count("\n") == 1, refused.output
+    assert f"uses the attention plugin '{PLUGIN}' ({PLUGIN}), which is not imported" in refused.output
+    assert f"--plugin {PLUGIN}" in refused.output and "--trust-recorded-plugins" in refused.output
+    assert PLUGIN not in sys.modules
+    again = invoke(*suite, "--plugin", PLUGIN)
     assert again.exit_code == 0 and "2 skipped" in again.output, again.output
     forget(PLUGIN)
     resume = (
         "run", "--task", "listops", "--attention", PLUGIN, "--preset", "tiny", "--max-steps", "4",
         "--set", "train.eval_every=2", "--data-dir", str(data), "--run-dir", str(run_dir), "--resume", "--quiet",
     )  # fmt: skip
-    resumed = invoke(*resume)
+    resumed = invoke(*resume, "--trust-recorded-plugins")
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.startswith(f"listops / {PLUGIN} / seed 0: ok")
     forget(PLUGIN)
@@ -167,7 +175,7 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
         str(tmp_path / "experiments"),
         "--quiet",
     )
-    assert swapped.exit_code == 0, swapped.output
+    assert swapped.exit_code == 0, swapped.output  # trusted: the flag of the resume above holds here
     records = [json.loads(p.read_text()) for p in (tmp_path / "experiments").rglob("*.json")]
     evals = [r for r in records if r.get("kind") == "eval"]
     assert {r["train_attention"] for r in evals} == {PLUGIN}
@@ -180,7 +188,7 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
     edited = invoke(*resume)
     assert edited.exit_code == 0, edited.output
     assert edited.output.startswith(
-        f"warning: attention plugin '{PLUGIN}' changed since this run was recorded"
+        f"warning: attention plugin '{PLUGIN}' changed since the run in {run_dir} was recorded"
     )
 
     # Missing at resume: stops, naming the module to install.
@@ -192,8 +200,8 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
     missing = invoke(*resume)
     assert missing.exit_code == 2 and missing.output.count("\n") == 1, missing.output
     assert missing.output.startswith(
-        f"Error: this run uses the attention plugin '{PLUGIN}', which cannot be imported: put the directory "
-        f"holding '{PLUGIN}' on PYTHONPATH"
+        f"Error: the run in {run_dir} uses the attention plugin '{PLUGIN}', which cannot be imported: put the "
+        f"directory holding '{PLUGIN}' on PYTHONPATH"
     )
 
 

@@ -29,6 +29,7 @@ from results import store
 from results.records import read_record, write_record
 from runners import cli, suite
 from runners.cli.run import format_run_summary
+from runners.rundir import BUSY_EXIT_CODE
 from runners.suite import SuiteConfig
 from runners.train import resolve
 
@@ -40,9 +41,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 FAKE_RUNNER = textwrap.dedent(
     """
-    import datetime, json, os, signal, sys, time, zipfile
+    import datetime, json, os, signal, sys, time
     from pathlib import Path
     from results.records import RUN_FIELDS, SCHEMA_VERSION, write_record
+    from runners.checkpoints import write_checkpoint_bytes
 
     cfg = json.loads(Path(sys.argv[1]).read_text())
     plan = json.loads(Path(os.environ["FAKE_PLAN"]).read_text())
@@ -72,8 +74,7 @@ FAKE_RUNNER = textwrap.dedent(
         sys.exit(2)
     record("running")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(checkpoint, "w") as archive:  # torch.save's container, without importing torch
-        archive.writestr("fake/data.pkl", b"fake checkpoint")
+    write_checkpoint_bytes(checkpoint, b"fake checkpoint")  # the checkpoint format, without importing torch
     log(event="checkpointed")
     print("step 1", flush=True)
     if behaviour == "crash":
@@ -331,7 +332,7 @@ def test_a_run_locked_by_another_process_is_reported_busy(tmp_path, fake):
     with open(run_dir / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         result = run(cfg, fake)
-    assert result.outcomes[0].status == "busy" and result.exit_code == 1
+    assert result.outcomes[0].status == "busy" and result.exit_code == BUSY_EXIT_CODE
     assert fake.calls() == []
 
 
@@ -484,7 +485,7 @@ def test_an_interrupted_run_with_a_torn_checkpoint_is_set_aside(tmp_path, fake):
     (cell.run_dir / "checkpoints").mkdir(parents=True)
     (cell.run_dir / "checkpoints" / "last.pt").write_bytes(b"torn")
     write_record(cell.run_dir / "result.json", suite.failed_record(cell, "KeyboardInterrupt"))
-    assert suite.cell_state(cell) == "stale"  # not "resume", which would fail on every re-run
+    assert suite.cell_state(cell) == "damaged"  # set aside, not "resume", which would fail on every re-run
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from lra.configs import TrainConfig, apply_overrides, get_preset
 from results.records import RUN_FIELDS, read_record
 from runners import cli, memory, rng, train
+from runners.checkpoints import load_checkpoint
 from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def test_loss_goes_down_and_record_is_complete(data_dir, tmp_path):
     assert record["best_val_acc"] == max(h["val_acc"] for h in record["history"])
     assert record["keys_per_query"] > 0 and record["params"] > 0 and record["train_tokens_per_s"] > 0
     # The best-validation checkpoint is a plain weights-only file.
-    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", remedy="")
     assert best["step"] == record["best_step"]
     # CPU memory is the growth over the process before the model was built (a 1-layer model with
     # 32-d embeddings needs a few MiB), not the process's absolute peak (torch alone is hundreds).
@@ -167,7 +168,7 @@ def test_sigkill_and_resume_is_bit_identical(data_dir, tmp_path, schedule):
     proc = _run_subprocess(killed, tmp_path / "b.json", kill_after_step=17)
     assert proc.wait(timeout=300) == -signal.SIGKILL, proc.stderr.read().decode()
     checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
-    assert torch.load(checkpoint, weights_only=True)["step"] == 14
+    assert load_checkpoint(checkpoint, remedy="")["step"] == 14
     assert read_record(tmp_path / "killed" / "result.json")["status"] == "running"
     proc = _run_subprocess(killed, tmp_path / "b.json")
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
@@ -220,7 +221,8 @@ def test_unreadable_checkpoint_is_a_one_line_error(data_dir, tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(
-        ValueError, match=r"last.pt cannot be read \(.*\); delete it to train the run from the start"
+        ValueError,
+        match=r"last.pt is a checkpoint of format 1, .*; delete it to train the run from the start",
     ):
         run(cfg)
 

@@ -9,6 +9,11 @@ nothing; an advisory file lock makes the other processes wait instead of buildin
 `<cache root>/<task>/<source>-<split>-L<len>-<hash>/`, keyed by everything that changes the
 tensors (task, source, sequence length, tokeniser version, source files or generator settings).
 The second load memory-maps the files and takes well under a second.
+
+Each array's sha256 is recorded in the folder's `meta.json` when it is written and checked at every
+load: ids or labels changed on disk afterwards are a one-line `IntegrityError` naming the file and
+the folder to delete (it is rebuilt), never data a run trains on silently. A disk that fills up
+while the cache is written is a one-line `DiskFullError` naming the folder.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lra.io import DiskFullError, IntegrityError, disk_full_error, is_disk_full, sha256_file, verify_sha256
+
 if TYPE_CHECKING:
     from lra.tasks.base import DataConfig, LRADataset
 
-CACHE_FORMAT = 1
+# 2: meta.json records each array's sha256 (folders of format 1 have none and are rebuilt under a new name)
+CACHE_FORMAT = 2
 META_NAME = "meta.json"
 
 try:
@@ -56,7 +64,8 @@ def build_once(final: str | os.PathLike[str], build: Callable[[Path], None]) -> 
     """Return directory `final`, first creating it with `build(tmp_dir)` if it does not exist.
 
     `build` fills an empty temporary directory; on success it is renamed onto `final`, on any
-    exception it is removed and nothing is left at `final`.
+    exception it is removed and nothing is left at `final` (a full disk is a `DiskFullError` naming
+    the folder, whichever writer hit it).
     """
     final = Path(final)
     if final.is_dir():
@@ -73,8 +82,10 @@ def build_once(final: str | os.PathLike[str], build: Callable[[Path], None]) -> 
         try:
             build(tmp)
             os.replace(tmp, final)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            if is_disk_full(err) and not isinstance(err, DiskFullError):  # generators, image writers
+                raise disk_full_error(final, err) from None
             raise
     return final
 
@@ -108,24 +119,50 @@ def _writable(root: Path) -> bool:
 
 
 def _write_arrays(directory: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-    for name, array in arrays.items():
-        with open(directory / f"{name}.npy", "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array))
-            fh.flush()
-            os.fsync(fh.fileno())  # on disk before the folder is renamed into place
-    (directory / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    """Write each array as `<name>.npy` (fsynced) and `meta.json` with their sha256."""
+    digests = {}
+    path = directory / META_NAME
+    try:
+        for name, array in arrays.items():
+            path = directory / f"{name}.npy"
+            with open(path, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(array))
+                fh.flush()
+                os.fsync(fh.fileno())  # on disk before the folder is renamed into place
+            digests[name] = sha256_file(path)
+        path = directory / META_NAME
+        path.write_text(json.dumps({**meta, "sha256": digests}, indent=2, sort_keys=True, default=str) + "\n")
+    except OSError as err:
+        if is_disk_full(err):  # numpy says "N requested and M written"; say what it means
+            raise disk_full_error(directory.parent / path.name, err) from None
+        raise
 
 
 def _read_arrays(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    remedy = f"delete the folder {directory} and it is rebuilt"
     try:
         meta = json.loads((directory / META_NAME).read_text())
-        # Copy-on-write maps: pages load lazily and torch gets a writable array (no warning).
-        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="c") for name in meta["arrays"]}
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as err:  # damaged after it was written
+        digests = meta["sha256"]
+        for name in meta["arrays"]:
+            expected = digests[name]
+            if not isinstance(expected, str):
+                raise TypeError(f"no sha256 recorded for {name}.npy")
+    except (OSError, ValueError, KeyError, TypeError) as err:  # damaged after it was written
         first = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise ValueError(
-            f"the cached data in {directory} cannot be read ({first}); delete that folder and it is rebuilt"
-        ) from None
+        raise IntegrityError(f"the cached data in {directory} cannot be read ({first}); {remedy}") from None
+    arrays = {}
+    for name in meta["arrays"]:
+        path = directory / f"{name}.npy"
+        try:
+            verify_sha256(path, digests[name], remedy)
+        except OSError as err:
+            raise IntegrityError(f"{path} cannot be read ({err.strerror or err}); {remedy}") from None
+        try:
+            # Copy-on-write maps: pages load lazily and torch gets a writable array (no warning).
+            arrays[name] = np.load(path, mmap_mode="c")
+        except (OSError, EOFError, ValueError) as err:
+            first = f"{type(err).__name__}: {err}".splitlines()[0]
+            raise IntegrityError(f"{path} cannot be read ({first}); {remedy}") from None
     return arrays, meta
 
 

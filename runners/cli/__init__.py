@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import click
 
+from ..cpu_pinning import apply_cpu_pinning, opt_out
 from . import bench, check, data, experiments, info, run, suite
 from .common import plugin_warnings_as_lines
+
+# Commands that measure speed rather than results: the CPU pinning would make them slower, unevenly.
+UNPINNED_COMMANDS = ("bench",)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="lra-arena", prog_name="lra")
-def main() -> None:
+@click.option(
+    "--cpu-pin/--no-cpu-pin",
+    default=True,
+    show_default=True,
+    help="Pin the instruction sets of the CPU math libraries (ATen AVX2, oneDNN AVX2, MKL's compatible "
+    "branch) so that CPU runs give the same numbers on other machines; --no-cpu-pin (or LRA_CPU_PIN=0) "
+    "is faster. Runs record which (README: Reliability). `lra bench` is never pinned.",
+)
+@click.pass_context
+def main(ctx: click.Context, cpu_pin: bool) -> None:
     """LRA arena: which attention for long sequences, at what accuracy and what cost.
 
     \b
@@ -31,6 +44,12 @@ def main() -> None:
     lra list attentions|tasks                    what is registered
     lra info                                     versions, devices, backends, data locations
     """
+    # First, before any command imports torch: the libraries read these variables when they first run.
+    # `lra bench` measures speed, which the pinning (MKL's SSE2 branch) would distort: never pinned.
+    if cpu_pin and ctx.invoked_subcommand not in UNPINNED_COMMANDS:
+        apply_cpu_pinning()
+    elif not cpu_pin:
+        opt_out()
     plugin_warnings_as_lines()
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -79,8 +80,26 @@ def plugin_warnings_as_lines() -> None:
     warnings.showwarning = show
 
 
+def _trust_recorded_plugins(ctx: click.Context, param: click.Parameter, trust: bool) -> None:
+    """`--trust-recorded-plugins`: let records import the plugins they name, here and in children."""
+    if trust:
+        from attention_zoo.plugins import TRUST_RECORDED_ENV_VAR
+
+        os.environ[TRUST_RECORDED_ENV_VAR] = "1"
+
+
 def plugin_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`--plugin MODULE`, repeatable: import an attention plugin (README, "Bring your own attention")."""
+    """`--plugin MODULE`, repeatable: import an attention plugin (README, "Bring your own attention");
+    and `--trust-recorded-plugins`: import the plugins that run or suite records name."""
+    fn = click.option(
+        "--trust-recorded-plugins",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_trust_recorded_plugins,
+        help="Import the attention plugins that the run or suite records read here name (config.json, "
+        "suite.json), without naming each with --plugin. Without it, records never import code.",
+    )(fn)
     return click.option(
         "--plugin",
         "plugins",

@@ -88,6 +88,7 @@ def run_command(
 
     from attention_zoo.plugins import require_plugins
     from runners.plugin_checks import smoke_check
+    from runners.rundir import BUSY_EXIT_CODE, RunDirBusy
     from runners.train import (
         RunConfig,
         launch,
@@ -99,10 +100,10 @@ def run_command(
     )
 
     task = _one_task(task_argument, task)
-    if resume and run_dir:  # the plugin the run was trained with, without --plugin
+    if resume and run_dir:  # the plugin the run was trained with: named (--plugin) or trusted
         with warnings.catch_warnings():  # a changed plugin: `resolve` below warns, once
             warnings.simplefilter("ignore")
-            require_plugins(recorded_plugins(Path(run_dir)))
+            require_plugins(recorded_plugins(Path(run_dir)), source=f"the run in {run_dir}")
     ((name, params),) = parse_specs([attention], parse_attn_params(attn_params, [parse_spec(attention)[0]]))
     cfg = RunConfig(
         task=task,
@@ -128,7 +129,11 @@ def run_command(
         raise UserError(f"--nproc must be >= 1; got {nproc}")
     if not quiet:  # what the test set can tell apart, before any time is spent training
         click.echo(resolution(task, planned_test_examples(resolved)), err=True)
-    record = run(cfg) if nproc == 1 else launch(cfg, nproc)
+    try:
+        record = run(cfg) if nproc == 1 else launch(cfg, nproc)
+    except RunDirBusy as err:  # another process writes that directory: this one wrote nothing
+        click.echo(str(err), err=True)
+        sys.exit(BUSY_EXIT_CODE)
     click.echo(format_run_summary(record, resolved.run_dir))
     if record["status"] != "ok":
         sys.exit(1)

@@ -139,7 +139,8 @@ def suite_command(
     """Run every TASK x ATTENTION x SEED combination and build the leaderboard.
 
     Finished runs are skipped, failed or interrupted ones resume from their checkpoint, a crashed
-    run is recorded as failed and the others go on; the exit code is 1 if any run failed. Safe to
+    run is recorded as failed and the others go on; the exit code is 1 if any run failed, else 75
+    if runs were left to another process writing them (another suite on the same OUT). Safe to
     interrupt (Ctrl-C) and re-run. At the end: the leaderboard is printed and OUT/leaderboard.csv,
     OUT/leaderboard.md, OUT/results_long.csv, OUT/plots/*.png and OUT/report.html are written.
 
@@ -183,7 +184,8 @@ def suite_command(
         for cell in cells:
             click.echo(f"{suite.cell_state(cell):<9} {cell.run_id:<48} {cell.run_dir}")
         click.echo(
-            f"{len(cells)} runs (done/diverged: skipped; resume/retry/new: run; stale: moved aside and rerun)"
+            f"{len(cells)} runs (done/diverged: skipped; resume/retry/new: run; stale (another configuration) "
+            "and damaged (a checkpoint failing its integrity check): moved aside and rerun)"
         )
         return
     try:
@@ -198,7 +200,13 @@ def suite_command(
             f"{counts[suite.NOT_RUN]} runs not started: --max-minutes {max_minutes:g} was reached; "
             "the same command continues with them"
         )
-    if result.exit_code:
+    if counts.get("busy"):
+        click.echo(
+            f"{counts['busy']} runs are being written by another process (another lra suite or lra run on "
+            f"{out}): left to it; run this command again once it is done to tabulate them",
+            err=True,
+        )
+    if counts.get("failed"):
         click.echo(
             "some runs failed (see the table above and each run's log.txt); re-run to retry them", err=True
         )
@@ -246,11 +254,11 @@ def leaderboard_command(
     lb = leaderboard.build(st.runs)
     reference = load_published() if published else None
     if markdown_path == "-":
-        click.echo(leaderboard.render(lb, markdown=True, published=reference), nl=False)
+        click.echo(leaderboard.render(lb, markdown=True, published=reference, skipped=st.invalid), nl=False)
         markdown_path = None
     else:
-        click.echo(leaderboard.render(lb, markdown=False, published=reference), nl=False)
-    leaderboard.write_all(lb, csv=csv_path, markdown=markdown_path, published=reference)
+        click.echo(leaderboard.render(lb, markdown=False, published=reference, skipped=st.invalid), nl=False)
+    leaderboard.write_all(lb, csv=csv_path, markdown=markdown_path, published=reference, skipped=st.invalid)
     if long_csv_path:
         store.write_long_csv(st.runs, long_csv_path)
     for path in (csv_path, markdown_path, long_csv_path):

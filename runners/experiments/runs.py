@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,9 @@ from lra.configs import ModelConfig, Preset, TrainConfig
 from lra.io import slug
 from lra.tasks.base import DataConfig
 from results.records import RECORD_NAME, load_records, read_record
+from results.schema import read_run_config_file
 
+from ..checkpoints import load_checkpoint
 from ..provenance import config_hash
 from ..specs import parse_spec, parse_specs
 
@@ -169,18 +170,12 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", data_dir: str | N
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json); {where}")
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}; got {checkpoint!r}")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{config_path}: unreadable ({err})") from None
-    if not isinstance(config, dict) or not {"task", "attention", "attention_params", "preset", "seed"} <= set(
-        config
-    ):
-        raise ValueError(f"{config_path} is not the configuration of a run (written by lra run)")
+    config = read_run_config_file(config_path)  # validated: one line naming the file and the field
     run_config = config.get("run_config") or {}
     task = config["task"]
     tasks.get(task)
-    require_plugins(run_config.get("plugins") or [])  # the plugin it was trained with, without --plugin
+    # The plugin it was trained with, if the user named it (--plugin) or trusts the records.
+    require_plugins(run_config.get("plugins") or [], source=f"the run in {run_dir}")
     mechanism = attention_zoo.get(config["attention"])
     params = mechanism.params(**config["attention_params"])
     preset = _preset_from_config(config["preset"], data_dir or run_config.get("data_dir"))
@@ -191,8 +186,12 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", data_dir: str | N
             f"no checkpoint {path}; the run has not reached its first evaluation -- train or resume it "
             "(lra run --resume) or pass --checkpoint last"
         )
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(saved, dict) or "model" not in saved:
+    saved = load_checkpoint(
+        path,
+        remedy=f"train the run again (delete {run_dir} and rerun lra run / lra suite)"
+        + (" or pass --checkpoint last" if checkpoint == "best" else ""),
+    )
+    if "model" not in saved:
         raise ValueError(f"{path} is not a checkpoint written by lra run (no model weights)")
     if saved.get("config_hash") != config_hash:
         raise ValueError(
