@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
@@ -18,6 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from lra.configs import get_preset
 from results.records import read_record
 from runners import cli, run_logging
+from runners.checkpoints import load_checkpoint
 from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run
 
 from .tiny_suite import run_tiny_suite
@@ -135,7 +135,7 @@ def test_a_resumed_run_continues_its_curves_without_a_step_twice(data_dir, tmp_p
     straight = read_record(tmp_path / "straight" / "result.json")
     killed = config(data_dir, tmp_path / "killed", resume=True)
     assert _subprocess_run(killed, tmp_path / "killed.json", kill_after_step) == -signal.SIGKILL
-    checkpoint = torch.load(tmp_path / "killed" / "checkpoints" / "last.pt", weights_only=True)
+    checkpoint = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt", remedy="")
     log_dir = tmp_path / "killed" / "tensorboard"
     if kill_after_step == 6:
         assert checkpoint["step"] == 4
