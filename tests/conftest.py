@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # Triton kernels run on the CPU through the interpreter; it must be set before triton is imported.
 # LRA_TEST_DEVICE=cuda runs the kernel tests on a GPU instead (tests/test_mita_triton.py).
 if os.environ.get("LRA_TEST_DEVICE", "cpu") == "cpu":
@@ -14,3 +16,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # which list and parametrize over the registry; the plugin tests load their own.
 os.environ.setdefault("LRA_DISABLE_PLUGIN_AUTOLOAD", "1")
 os.environ.pop("LRA_PLUGINS", None)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The zoo's tests (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`) compute on small
+    tensors, where a second intra-op thread costs more in synchronisation than it computes: measured
+    on the 2-core machine, 3 to 8 times the CPU time of one thread, and as much wall time when other
+    processes share the cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

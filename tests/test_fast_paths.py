@@ -24,6 +24,8 @@ from runners.timing import TensorMemoryTracker
 from .covering import assert_all_pass, missing_pairs, pairwise_rows, product_rows
 from .zoo_grid import LENGTHS, PADDINGS, evaluation_path, grid_inputs
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FUNCTIONS = {
     "topk": F.topk_attention,
     "moba": F.moba_attention,

@@ -29,6 +29,8 @@ from attention_zoo.mita.triton_selection import padding_layout
 from . import zoo_reference as ref
 from .builders import make_inputs
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 pytest.importorskip("triton")
 
 DEVICE = torch.device(os.environ.get("LRA_TEST_DEVICE", "cpu"))

@@ -15,6 +15,8 @@ from .builders import random_inputs
 from .covering import assert_all_pass, missing_pairs, pairwise_rows, product_rows
 from .zoo_grid import LENGTHS, PADDINGS, SELECTED_BACKENDS, evaluation_path, grid_inputs
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 DETERMINISTIC_VARIANTS = [
     {"num_routed": 2},
     {"num_routed": 3, "landmarks": "kmeans"},

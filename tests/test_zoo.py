@@ -18,6 +18,8 @@ from .builders import random_inputs
 from .covering import assert_all_pass, missing_pairs, pairwise_rows, product_rows
 from .zoo_grid import BACKENDS, HEAD_DIMS, LENGTHS, PADDINGS, evaluation_path, grid_inputs
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 UNFUSED = "ignore:flex_attention called without torch.compile"
 
 # Parameter sets per mechanism; the last ones exceed every test length (m, k > N).
