@@ -51,12 +51,6 @@ CASES = {
 }
 
 
-def cases():
-    for name, sets in CASES.items():
-        for i, params in enumerate(sets):
-            yield pytest.param(name, params, id=f"{name}-p{i}")
-
-
 def inputs(batch, heads, n, d, *, masked, seed=0, dtype=torch.float64):
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(batch, heads, n, d, generator=gen, dtype=dtype) for _ in range(3))
