@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # Triton kernels run on the CPU through the interpreter; it must be set before triton is imported.
 # LRA_TEST_DEVICE=cuda runs the kernel tests on a GPU instead (tests/test_mita_triton.py).
 if os.environ.get("LRA_TEST_DEVICE", "cpu") == "cpu":
@@ -18,3 +20,17 @@ os.environ.pop("LRA_TRUST_RECORDED_PLUGINS", None)
 # The test processes (and the runs they start) keep the CPU's own instruction sets, as before the
 # pinning existed and faster; tests/test_cpu_pinning.py sets the pinning of its own processes.
 os.environ.setdefault("LRA_CPU_PIN", "0")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The zoo's tests (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`) compute on small
+    tensors, where a second intra-op thread costs more in synchronisation than it computes: measured
+    on the 2-core machine, 3 to 8 times the CPU time of one thread, and as much wall time when other
+    processes share the cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -21,6 +21,11 @@ from attention_zoo.moba import moba_blocks
 from attention_zoo.topk import topk_indices
 from runners.timing import TensorMemoryTracker
 
+from .covering import assert_all_pass, missing_pairs, pairwise_rows, product_rows
+from .zoo_grid import LENGTHS, PADDINGS, evaluation_path, grid_inputs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FUNCTIONS = {
     "topk": F.topk_attention,
     "moba": F.moba_attention,
@@ -46,12 +51,6 @@ CASES = {
 }
 
 
-def cases():
-    for name, sets in CASES.items():
-        for i, params in enumerate(sets):
-            yield pytest.param(name, params, id=f"{name}-p{i}")
-
-
 def inputs(batch, heads, n, d, *, masked, seed=0, dtype=torch.float64):
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(batch, heads, n, d, generator=gen, dtype=dtype) for _ in range(3))
@@ -74,16 +73,59 @@ def assert_same(got, expected, atol=1e-12):
         torch.testing.assert_close(g, e, rtol=0, atol=atol, msg=lambda m, w=what: f"{w}: {m}")
 
 
-@pytest.mark.parametrize("masked", [False, True], ids=["dense", "padded"])
-@pytest.mark.parametrize("n", [1, 7, 100, 257])
-@pytest.mark.parametrize("name,params", list(cases()))
-def test_torch_path_matches_reference_forward_and_gradients(name, params, n, masked):
-    q, k, v, mask = inputs(2, 2, n, 8, masked=masked, seed=n)
+def grid(names, lengths, **more):
+    """Each mechanism's cases, pairwise over its parameter sets, the lengths, the padding patterns
+    and the factors `more`: every pair of values of two factors meets in some case."""
+    factors = {
+        name: {"params": tuple(range(len(CASES[name]))), "n": lengths, "padding": PADDINGS, **more}
+        for name in names
+    }
+    return factors, {name: pairwise_rows(f) for name, f in factors.items()}
+
+
+def grid_params(rows_by_name):
+    """Ids such as mita-p1-n63-trailing-dense: the parameter set, then the other factors' values."""
+    return [
+        pytest.param(
+            name,
+            row,
+            id="-".join([name, f"p{row['params']}", f"n{row['n']}", *map(str, list(row.values())[2:])]),
+        )
+        for name, rows in rows_by_name.items()
+        for row in rows
+    ]
+
+
+# The reference in either form of `attend_selected` (gathered keys, or dense scores masked).
+TORCH_FACTORS, TORCH_GRID = grid(CASES, LENGTHS, reference=("gathered", "dense"))
+FLEX_FACTORS, FLEX_GRID = grid(["topk", "moba"], (1, 7, 130, 257))  # 130: past one 128-tile
+
+
+def check_torch_path(name, row):
+    n = row["n"]
+    q, k, v, mask = grid_inputs(2, 2, n, 8, row["padding"], seed=n)
     upstream = torch.randn_like(q)
-    assert_same(
-        run(name, params, "torch", q, k, v, mask, upstream),
-        run(name, params, "reference", q, k, v, mask, upstream),
-    )
+    params = CASES[name][row["params"]]
+    fast = run(name, params, "torch", q, k, v, mask, upstream)
+    with evaluation_path(name, f"reference-{row['reference']}"):
+        assert_same(fast, run(name, params, "reference", q, k, v, mask, upstream))
+
+
+@pytest.mark.parametrize("name,row", grid_params(TORCH_GRID))
+def test_torch_path_matches_reference_forward_and_gradients(name, row):
+    check_torch_path(name, row)
+
+
+def test_grids_cover_every_pair_of_values():
+    for factors, rows in ((TORCH_FACTORS, TORCH_GRID), (FLEX_FACTORS, FLEX_GRID)):
+        for name in factors:
+            assert missing_pairs(rows[name], factors[name]) == [], name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_torch_path_matches_reference_on_the_full_grid(name):
+    assert_all_pass(lambda row: check_torch_path(name, row), product_rows(TORCH_FACTORS[name]), repr)
 
 
 @pytest.mark.parametrize("budget", [1, 200, 5000], ids=["one-query", "inside-rows", "across-heads"])
@@ -204,17 +246,27 @@ def test_torch_path_memory_is_linear_and_below_the_reference(name, params, monke
 UNFUSED = "ignore:flex_attention called without torch.compile"
 
 
+def check_flex_path(name, row):
+    n = row["n"]
+    q, k, v, mask = grid_inputs(2, 2, n, 8, row["padding"], seed=n + 1)
+    params = CASES[name][row["params"]]
+    with torch.no_grad():
+        out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, backend="flex", **params)
+        expected = FUNCTIONS[name](q, k, v, key_padding_mask=mask, backend="reference", **params)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+
+
 @pytest.mark.filterwarnings(UNFUSED)
-@pytest.mark.parametrize("masked", [False, True], ids=["dense", "padded"])
-@pytest.mark.parametrize("n", [1, 7, 130, 257])
-@pytest.mark.parametrize("name", ["topk", "moba"])
-def test_flex_path_matches_reference_forward(name, n, masked):
-    for params in CASES[name]:
-        q, k, v, mask = inputs(2, 2, n, 8, masked=masked, seed=n + 1)
-        with torch.no_grad():
-            out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, backend="flex", **params)
-            expected = FUNCTIONS[name](q, k, v, key_padding_mask=mask, backend="reference", **params)
-        torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+@pytest.mark.parametrize("name,row", grid_params(FLEX_GRID))
+def test_flex_path_matches_reference_forward(name, row):
+    check_flex_path(name, row)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(UNFUSED)
+@pytest.mark.parametrize("name", list(FLEX_GRID))
+def test_flex_path_matches_reference_on_the_full_grid(name):
+    assert_all_pass(lambda row: check_flex_path(name, row), product_rows(FLEX_FACTORS[name]), repr)
 
 
 def _listed_tiles_cover(block_mask, allowed):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 
 import pytest
 import torch
@@ -27,6 +28,8 @@ from attention_zoo.mita.triton_selection import padding_layout
 
 from . import zoo_reference as ref
 from .builders import make_inputs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 pytest.importorskip("triton")
 
@@ -89,20 +92,29 @@ TILED = {
     "group": 4,
     "select_row": 32,
 }
+SLOW = pytest.mark.slow
+# The fast cases reach every line and branch of the kernels and launchers that the slow ones reach
+# (traced under the interpreter): n = 1, m and k > N, one landmark, head dims padded to 64 and 128,
+# two landmark chunks, the one-stage top-k, the in-kernel and the torch.topk first stage of the
+# two-stage top-k, programs owning several tiles, route-only. The slow ones are larger forms of them.
 FP32_CASES = [
     (1, 1, 1, 16, 4, 4, False, True, {}),
     (2, 1, 7, 16, 3, 2, True, True, {}),
     (1, 2, 7, 32, 16, 16, True, True, {}),  # m, k > N
-    (2, 2, 63, 64, 8, 8, True, True, TILED),
-    (1, 1, 100, 16, 40, 30, True, True, TILED),  # 3 landmark chunks, k spans 2 key chunks
+    (1, 1, 40, 16, 17, 6, True, True, TILED),  # 2 landmark chunks
+    (1, 1, 65, 16, 4, 16, True, True, TILED),  # in-kernel two-stage top-k over groups of 4
     (1, 1, 100, 128, 6, 5, False, True, {}),
-    (1, 2, 257, 64, 8, 16, True, True, TILED),  # two-stage top-k over groups of 4
     (1, 1, 257, 32, 6, 5, False, True, {**TILED, "split_programs": 2}),  # programs own many tiles
     (1, 2, 63, 16, 1, 1, True, True, {}),  # one landmark, one key per expert
     (2, 1, 50, 80, 4, 6, True, True, {}),  # head dim padded to 128 inside the kernels
-    (2, 1, 100, 32, 6, 8, True, False, TILED),  # route-only
-    (1, 1, 63, 48, 5, 7, True, False, TILED),
+    (1, 1, 63, 48, 5, 7, True, False, TILED),  # route-only
     (1, 1, 257, 16, 5, 40, False, False, {"group": 4}),
+]
+FP32_CASES_SLOW = [
+    (2, 2, 63, 64, 8, 8, True, True, TILED),
+    (1, 1, 100, 16, 40, 30, True, True, TILED),  # 3 landmark chunks, k spans 2 key chunks
+    (1, 2, 257, 64, 8, 16, True, True, TILED),  # torch.topk first stage over groups of 4
+    (2, 1, 100, 32, 6, 8, True, False, TILED),  # route-only
 ]
 
 
@@ -113,7 +125,17 @@ def case_id(case):
     return f"{name}-B{b}H{h}-N{n}-d{d}-m{m}-k{k}-{'padded' if masked else 'dense'}{tiled}"
 
 
-@pytest.mark.parametrize("case", FP32_CASES, ids=[case_id(c) for c in FP32_CASES])
+def fast_and_slow(fast, slow):
+    """Parameters of a test: the cases of `fast` ({id: args}), then those of `slow`, marked slow."""
+    return [pytest.param(*args, id=name) for name, args in fast.items()] + [
+        pytest.param(*args, id=name, marks=SLOW) for name, args in slow.items()
+    ]
+
+
+@pytest.mark.parametrize(
+    "case",
+    fast_and_slow({case_id(c): (c,) for c in FP32_CASES}, {case_id(c): (c,) for c in FP32_CASES_SLOW}),
+)
 def test_fp32_matches_reference(case):
     batch, heads, n, d, m, topk, masked, shared, cfg = case
     q, k, v, mask = make_inputs(batch, heads, n, d, masked=masked, seed=n * 31 + d)
@@ -125,9 +147,18 @@ def test_fp32_matches_reference(case):
         assert rel_err(g_tri, g_ref) < 1e-3, f"d{name}"
 
 
-@pytest.mark.parametrize("deterministic", [False, True], ids=["atomic", "deterministic"])
-def test_backward_modes_match_and_deterministic_is_bitwise_stable(deterministic):
-    q, k, v, mask = make_inputs(1, 2, 100, 32, masked=True, seed=5)
+# (deterministic, N, d): the atomic mode is every fp32 case's.
+BACKWARD_CASES = {"deterministic-N40-d16": (True, 40, 16)}
+BACKWARD_CASES_SLOW = {
+    "atomic-N40-d16": (False, 40, 16),
+    "deterministic-N100-d32": (True, 100, 32),
+    "atomic-N100-d32": (False, 100, 32),
+}
+
+
+@pytest.mark.parametrize("deterministic,n,d", fast_and_slow(BACKWARD_CASES, BACKWARD_CASES_SLOW))
+def test_backward_modes_match_and_deterministic_is_bitwise_stable(deterministic, n, d):
+    q, k, v, mask = make_inputs(1, 2, n, d, masked=True, seed=5)
     with kernel_config(**TILED, split_programs=8):  # several pieces per expert
         (_, grads_ref), (_, grads_a) = reference_and_triton(q, k, v, mask, 5, 8, True, deterministic)
         _, (_, grads_b) = reference_and_triton(q, k, v, mask, 5, 8, True, deterministic)
@@ -182,16 +213,22 @@ def test_padding_is_removed_not_zeroed():
 # ---------------------------------------------------------------------------------------------
 
 
+# (N, m, k, masked, duplicate keys, config)
+SELECTION_CASES = {
+    "N63": (63, 6, 5, True, False, TILED),
+    "N65-two-stage-ties": (65, 4, 16, False, True, TILED),  # exact ties in the scores
+    "N20-k-exceeds-valid": (20, 6, 16, True, False, {}),  # k > L: padded keys fill the tail
+}
+SELECTION_CASES_SLOW = {
+    "N257-two-stage": (257, 8, 16, True, False, TILED),
+    "N257-ties": (257, 8, 16, False, True, TILED),
+    "N100-all-groups": (100, 12, 7, False, False, {"group": 16}),
+    "N30-k-exceeds-valid": (30, 50, 40, True, False, {}),
+}
+
+
 @pytest.mark.parametrize(
-    "n,m,topk,masked,duplicate_keys,cfg",
-    [
-        (63, 6, 5, True, False, TILED),
-        (257, 8, 16, True, False, TILED),
-        (257, 8, 16, False, True, TILED),  # exact ties in the scores
-        (100, 12, 7, False, False, {"group": 16}),
-        (30, 50, 40, True, False, {}),  # k > L: padded keys fill the tail
-    ],
-    ids=["N63", "N257-two-stage", "N257-ties", "N100-all-groups", "N30-k-exceeds-valid"],
+    "n,m,topk,masked,duplicate_keys,cfg", fast_and_slow(SELECTION_CASES, SELECTION_CASES_SLOW)
 )
 def test_selection_by_value(n, m, topk, masked, duplicate_keys, cfg):
     d = 16
@@ -255,11 +292,16 @@ def fixed_selection_mita(q, k, v, mask, num_landmarks, expert_keys, routing, sha
     return torch.stack(out)
 
 
-@pytest.mark.parametrize(
-    "n,d,m,topk,masked,shared",
-    [(63, 32, 6, 8, True, True), (100, 64, 5, 12, False, True), (63, 16, 4, 8, True, False)],
-    ids=["mita-N63-d32-padded", "mita-N100-d64-dense", "route-N63-d16-padded"],
-)
+# (N, d, m, k, masked, shared)
+FP16_CASES = {
+    "mita-N63-d32-padded": (63, 32, 6, 8, True, True),
+    "mita-N33-d16-dense": (33, 16, 4, 8, False, True),
+    "route-N63-d16-padded": (63, 16, 4, 8, True, False),
+}
+FP16_CASES_SLOW = {"mita-N100-d64-dense": (100, 64, 5, 12, False, True)}
+
+
+@pytest.mark.parametrize("n,d,m,topk,masked,shared", fast_and_slow(FP16_CASES, FP16_CASES_SLOW))
 def test_fp16_with_fixed_selection(n, d, m, topk, masked, shared):
     q, k, v, mask = make_inputs(1, 2, n, d, masked=masked, seed=n + d, dtype=torch.float16)
     q_dev, k_dev, v_dev, mask_dev = on_device(q, k, v, mask)
@@ -308,15 +350,17 @@ def sync_errors():
 @pytest.mark.parametrize("masked", [False, True], ids=["dense", "padded"])
 @pytest.mark.parametrize("shared", [True, False], ids=["mita", "route"])
 def test_launch_budget_and_no_host_sync(shared, masked):
-    q, k, v, mask = on_device(*make_inputs(2, 2, 77, 32, masked=masked, seed=11))
+    # Launches depend on the shapes only past N = 32 * select_row (torch.topk's first stage): a
+    # short input counts what every length below that launches.
+    q, k, v, mask = on_device(*make_inputs(2, 1, 20, 16, masked=masked, seed=11))
     extra = 1 if masked else 0
     upstream = torch.randn(q.shape, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     with kernel_config(poison=False), sync_errors():  # poisoning fills buffers: launches of the tests' own
         with torch.no_grad(), LaunchLog() as forward:
-            mita_triton(q, k, v, mask, 6, 9, shared)
+            mita_triton(q, k, v, mask, 3, 4, shared)
         leaves = [t.clone().requires_grad_() for t in (q, k, v)]
         with LaunchLog() as training:
-            out = mita_triton(*leaves, mask, 6, 9, shared)
+            out = mita_triton(*leaves, mask, 3, 4, shared)
             torch.autograd.grad(out, leaves, upstream)
     assert forward.syncs == [] and training.syncs == []
     assert len(forward.launches) <= FORWARD_LAUNCHES + extra, forward.launches
@@ -409,3 +453,60 @@ def test_kernels_compile_for_hopper():
 
     results = check(arch=90, quick=True)
     assert results and not [r for r in results if "error" in r]
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast cases take every path of the slow ones
+# ---------------------------------------------------------------------------------------------
+
+KERNEL_SOURCES = os.path.join("attention_zoo", "mita", "triton_")
+
+
+def kernel_steps(run) -> set[tuple[str, int, int]]:
+    """The steps (file, line, next line) `run()` takes through the kernels and their launchers
+    (attention_zoo/mita/triton_*.py). The interpreter runs the kernels as Python, so a branch on a
+    compile-time flag, a loop that is entered or skipped and a masked path each leave their steps."""
+    steps: set[tuple[str, int, int]] = set()
+
+    def enter(frame, event, arg):
+        if KERNEL_SOURCES not in frame.f_code.co_filename:
+            return None
+        source = os.path.basename(frame.f_code.co_filename)
+        last = [0]  # 0: the call itself
+
+        def step(frame, event, arg):
+            if event == "line":
+                steps.add((source, last[0], frame.f_lineno))
+                last[0] = frame.f_lineno
+            return step
+
+        return step
+
+    previous = sys.gettrace()
+    sys.settrace(enter)
+    try:
+        run()
+    finally:
+        sys.settrace(previous)
+    return steps
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(DEVICE.type != "cpu", reason="traces the kernels as the interpreter runs them")
+def test_fast_cases_take_every_kernel_step_the_slow_cases_take():
+    """The slow cases are larger forms of the fast ones: whatever they execute in the kernels and
+    launchers (every line, and every line after every line) the fast cases execute too, so the fast
+    set gives up no code path, only size."""
+    grids = [
+        (test_fp32_matches_reference, [(c,) for c in FP32_CASES], [(c,) for c in FP32_CASES_SLOW]),
+        (test_backward_modes_match_and_deterministic_is_bitwise_stable, BACKWARD_CASES, BACKWARD_CASES_SLOW),
+        (test_selection_by_value, SELECTION_CASES, SELECTION_CASES_SLOW),
+        (test_fp16_with_fixed_selection, FP16_CASES, FP16_CASES_SLOW),
+    ]
+    fast, slow = set(), set()
+    for test, fast_cases, slow_cases in grids:
+        for cases, steps in ((fast_cases, fast), (slow_cases, slow)):
+            for args in cases.values() if isinstance(cases, dict) else cases:
+                steps |= kernel_steps(lambda test=test, args=args: test(*args))
+    missing = sorted(slow - fast)
+    assert len(fast) > 500 and not missing, f"{len(missing)} steps only slow cases take: {missing[:10]}"

@@ -12,6 +12,10 @@ from attention_zoo.mita import diagnostics, make_landmarks
 
 from . import zoo_reference as ref
 from .builders import random_inputs
+from .covering import assert_all_pass, missing_pairs, pairwise_rows, product_rows
+from .zoo_grid import LENGTHS, PADDINGS, SELECTED_BACKENDS, evaluation_path, grid_inputs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DETERMINISTIC_VARIANTS = [
     {"num_routed": 2},
@@ -42,20 +46,40 @@ def test_every_declared_variant_is_covered_here():
         }
 
 
-@pytest.mark.parametrize("name", ["mita", "mita_route"])
-@pytest.mark.parametrize("masked", [False, True], ids=["dense", "padded"])
-@pytest.mark.parametrize("n", [1, 7, 63, 100])
-@pytest.mark.parametrize("m,k", [(6, 5), (300, 300)])
-@pytest.mark.parametrize(
-    "variant", DETERMINISTIC_VARIANTS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items())
-)
-def test_variant_matches_dense_definition(variant, m, k, n, masked, name):
-    d, heads = 8, 2
-    q, k_, v, mask = random_inputs(2, heads, n, d, masked=masked, seed=n + m)
-    extra = runtime(variant, heads, m, d)
-    out = FUNCTIONS[name](
-        q, k_, v, key_padding_mask=mask, num_landmarks=m, topk=k, backend="torch", **variant, **extra
+def variant_id(params):
+    return "-".join(f"{k}={v}" for k, v in params.items())
+
+
+# Every pair of values of two factors meets in some case (test_grid_covers_every_pair_of_values):
+# each variant with both mechanisms, both (m, k), every length, padding pattern and backend.
+FACTORS = {
+    "variant": tuple(range(len(DETERMINISTIC_VARIANTS))),
+    "name": ("mita", "mita_route"),
+    "m,k": ((6, 5), (300, 300)),
+    "n": LENGTHS,
+    "padding": PADDINGS,
+    "backend": SELECTED_BACKENDS,
+}
+GRID = pairwise_rows(FACTORS)
+
+
+def case_id(case):
+    m, k = case["m,k"]
+    return (
+        f"{variant_id(DETERMINISTIC_VARIANTS[case['variant']])}-{case['name']}-m{m}-k{k}-n{case['n']}"
+        f"-{case['padding']}-{case['backend']}"
     )
+
+
+def check_variant(case):
+    variant, name, (m, k), n = DETERMINISTIC_VARIANTS[case["variant"]], case["name"], case["m,k"], case["n"]
+    d, heads = 8, 2
+    q, k_, v, mask = grid_inputs(2, heads, n, d, case["padding"], seed=n + m)
+    extra = runtime(variant, heads, m, d)
+    with evaluation_path(name, case["backend"]) as path:
+        out = FUNCTIONS[name](
+            q, k_, v, key_padding_mask=mask, num_landmarks=m, topk=k, **path, **variant, **extra
+        )
     per_head = (lambda b, h: {"learned": extra["landmark_queries"][h]}) if extra else None
     expected = ref.apply_removing_padding(
         name, q, k_, v, mask, per_head=per_head, num_landmarks=m, topk=k, **variant
@@ -63,6 +87,23 @@ def test_variant_matches_dense_definition(variant, m, k, n, masked, name):
     valid = torch.ones(2, n, dtype=torch.bool) if mask is None else mask
     sel = valid[:, None, :, None].expand_as(out)
     torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, id=case_id(case)) for case in GRID])
+def test_variant_matches_dense_definition(case):
+    check_variant(case)
+
+
+def test_grid_covers_every_pair_of_values():
+    assert missing_pairs(GRID, FACTORS) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", FACTORS["variant"], ids=lambda i: variant_id(DETERMINISTIC_VARIANTS[i]))
+def test_variant_matches_dense_definition_on_the_full_grid(variant):
+    """Every combination of the other factors (the product the pairwise cases are drawn from)."""
+    rows = product_rows({**FACTORS, "variant": (variant,)})
+    assert_all_pass(check_variant, rows, case_id)
 
 
 def test_random_landmarks_are_distinct_valid_queries_and_the_rest_is_mita():

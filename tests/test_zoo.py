@@ -15,6 +15,12 @@ from attention_zoo import functional as F
 
 from . import zoo_reference as ref
 from .builders import random_inputs
+from .covering import assert_all_pass, missing_pairs, pairwise_rows, product_rows
+from .zoo_grid import BACKENDS, HEAD_DIMS, LENGTHS, PADDINGS, evaluation_path, grid_inputs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+UNFUSED = "ignore:flex_attention called without torch.compile"
 
 # Parameter sets per mechanism; the last ones exceed every test length (m, k > N).
 PARAM_SETS = {
@@ -144,29 +150,78 @@ def typical(name):
     return {**sets[min(1, len(sets) - 1)], **TORCH_ONLY.get(name, {})}
 
 
-def all_cases():
-    for name, sets in PARAM_SETS.items():
-        for i, params in enumerate(sets):
-            yield pytest.param(name, params, id=f"{name}-p{i}")
-
-
 def test_every_mechanism_has_a_reference():
     assert set(attention_zoo.names()) == set(PARAM_SETS) == set(FUNCTIONS)
 
 
-@pytest.mark.parametrize("masked", [False, True], ids=["dense", "padded"])
-@pytest.mark.parametrize("d", [8, 16, 64])
-@pytest.mark.parametrize("n", [1, 7, 63, 100, 257])
-@pytest.mark.parametrize("name,params", list(all_cases()))
-def test_matches_dense_definition(name, params, n, d, masked):
-    q, k, v, mask = random_inputs(2, 2, n, d, masked=masked, seed=n * 131 + d)
-    out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params, **TORCH_ONLY.get(name, {}))
+def grid_factors(name):
+    """The factors of mechanism `name`'s grid against its dense definition."""
+    factors = {
+        "params": tuple(range(len(PARAM_SETS[name]))),
+        "n": LENGTHS,
+        "d": HEAD_DIMS,
+        "padding": PADDINGS,
+    }
+    if name in BACKENDS:
+        factors["backend"] = BACKENDS[name]
+    return factors
+
+
+def case_id(name, case):
+    """Readable ids: moba-p1-n257-d16-trailing-reference-dense."""
+    parts = [name, f"p{case['params']}", f"n{case['n']}", f"d{case['d']}", case["padding"]]
+    return "-".join(parts + ([case["backend"]] if "backend" in case else []))
+
+
+# Every mechanism's grid, pairwise: each pair of factor values (parameter set x length, length x
+# padding, padding x backend, ...) meets in at least one case (test_grid_covers_every_pair_of_values).
+DENSE_GRID = {name: pairwise_rows(grid_factors(name)) for name in PARAM_SETS}
+
+
+def check_dense_definition(name, case):
+    params = PARAM_SETS[name][case["params"]]
+    n, d = case["n"], case["d"]
+    q, k, v, mask = grid_inputs(2, 2, n, d, case["padding"], seed=n * 131 + d)
+    with evaluation_path(name, case.get("backend")) as path:
+        out = FUNCTIONS[name](
+            q, k, v, key_padding_mask=mask, **params, **{**TORCH_ONLY.get(name, {}), **path}
+        )
     expected = ref.apply_removing_padding(name, q, k, v, mask, **params)
     assert out.shape == q.shape and out.dtype == q.dtype
     valid = torch.ones(2, n, dtype=torch.bool) if mask is None else mask
     sel = valid[:, None, :, None].expand_as(out)
     torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-10)
     assert torch.isfinite(out).all(), "outputs at padded positions must be finite"
+
+
+@pytest.mark.filterwarnings(UNFUSED)
+@pytest.mark.parametrize(
+    "name,case",
+    [pytest.param(name, case, id=case_id(name, case)) for name, grid in DENSE_GRID.items() for case in grid],
+)
+def test_matches_dense_definition(name, case):
+    check_dense_definition(name, case)
+
+
+def test_grid_covers_every_pair_of_values():
+    """The pairwise grid's coverage, checked independently of the generator: every pair of values of
+    two factors meets in some case, per mechanism, and the edge values are factors."""
+    assert set(DENSE_GRID) == set(attention_zoo.names())
+    for name, grid in DENSE_GRID.items():
+        assert missing_pairs(grid, grid_factors(name)) == [], name
+    assert {1, 7, 63, 257} <= set(LENGTHS) and {"none", "trailing", "random", "single"} == set(PADDINGS)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings(UNFUSED)
+@pytest.mark.parametrize("name", list(PARAM_SETS))
+def test_matches_dense_definition_on_the_full_grid(name):
+    """Every combination of the grid's factors (the product the pairwise cases are drawn from)."""
+    assert_all_pass(
+        lambda case: check_dense_definition(name, case),
+        product_rows(grid_factors(name)),
+        lambda case: case_id(name, case),
+    )
 
 
 @pytest.mark.parametrize("name", list(PARAM_SETS))
@@ -371,18 +426,6 @@ def test_linear_mechanisms_never_build_an_n_by_n_tensor(name, params):
         out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params)
         out.sum().backward()
     assert probe.largest < n * n // 16, f"{name} built a tensor of {probe.largest} elements at N={n}"
-
-
-@pytest.mark.parametrize("path", ["gathered", "dense"])
-@pytest.mark.parametrize("name,params", list(all_cases()))
-def test_both_evaluation_paths_of_selected_keys_match_the_definition(name, params, path, monkeypatch):
-    """`attend_selected` has a gathered and a dense-masked form; each must be exact on its own."""
-    monkeypatch.setattr(attention_zoo._common, "SELECTED_PATH", path)
-    q, k, v, mask = random_inputs(2, 2, 45, 8, masked=True, seed=17)
-    out = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params, **TORCH_ONLY.get(name, {}))
-    expected = ref.apply_removing_padding(name, q, k, v, mask, **params)
-    sel = mask[:, None, :, None].expand_as(out)
-    torch.testing.assert_close(out[sel], expected[sel], rtol=0, atol=1e-10)
 
 
 # --- Classic LRA baselines with fixed and learned sparsity patterns ------------------------------

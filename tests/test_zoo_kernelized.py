@@ -14,6 +14,8 @@ from attention_zoo.performer import orthogonal_features
 from . import zoo_reference as ref
 from .builders import random_inputs
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _max_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).detach().abs().max())
