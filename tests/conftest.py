@@ -34,3 +34,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory) -> str:
+    """One data folder for the tests that only read generated data: each variant is generated once per
+    test session (deterministic by variant, sizes and seed) instead of once per module. Tests that
+    damage or inspect data files make their own."""
+    return str(tmp_path_factory.mktemp("shared_lra_data"))

@@ -152,11 +152,20 @@ def _metrics(record: dict) -> dict:
     return {k: record[k] for k in keys}
 
 
-@pytest.mark.parametrize("schedule", ["linear", "onecycle"])
-def test_sigkill_and_resume_is_bit_identical(data_dir, tmp_path, schedule):
+@pytest.mark.parametrize(
+    "schedule,attention_dropout", [("linear", "0"), ("onecycle", "0.2")], ids=["linear", "onecycle-dropout"]
+)
+def test_sigkill_and_resume_is_bit_identical(data_dir, tmp_path, schedule, attention_dropout):
     """A run killed right after a checkpoint and resumed ends with the uninterrupted run's metrics;
-    with torch's OneCycleLR (learning rate and beta1 held by the scheduler and optimizer states) too."""
-    overrides = {**FAST, "train.schedule": schedule, "train.warmup_steps": "10"}
+    with torch's OneCycleLR (learning rate and beta1 held by the scheduler and optimizer states) and
+    attention dropout too (its masks come from the global RNG that checkpoints hold; MiTA's torch path
+    draws per-chunk seeds from it, its shared expert uses SDPA's own dropout)."""
+    overrides = {
+        **FAST,
+        "train.schedule": schedule,
+        "train.warmup_steps": "10",
+        "model.attention_dropout": attention_dropout,
+    }
     straight = config(data_dir, tmp_path / "straight", max_steps=40, checkpoint_every=7, overrides=overrides)
     proc = _run_subprocess(straight, tmp_path / "a.json")
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
