@@ -120,33 +120,12 @@ class Trainer:
         self.started = time.perf_counter()
         self.train_cfg = train_cfg = r.preset.train
         self.device = r.device
-        spec = tasks.get(r.cfg.task)
         self.train_ds, self.val_ds, self.test_ds = self._load_data()
-        seq_len = self.train_ds.seq_len
-        counts = torch.bincount(self.test_ds.labels, minlength=spec.num_classes)
-        mechanism, params = r.attention.mechanism, r.attention.params
-        record.update(
-            n_train=len(self.train_ds),
-            n_val=len(self.val_ds),
-            n_test=len(self.test_ds),
-            seq_len=seq_len,
-            data_source=self.train_ds.info.get("data_source", self.train_ds.info.get("source")),
-            chance_acc=float(counts.max()) / max(1, len(self.test_ds)),
-            keys_per_query=mechanism.keys_per_query(params, seq_len) if mechanism.keys_per_query else None,
-        )
+        self._record_data()
 
         self.baseline_memory = memory_baseline(self.device)
         seed_everything(r.cfg.seed + 7919 * dist.rank)
-        vocab = int(max(int(self.train_ds.inputs.max()), spec.vocab_size - 1)) + 1
-        self.model = models.build(
-            vocab_size=vocab,
-            max_len=seq_len,
-            num_classes=spec.num_classes,
-            dual_input=spec.dual_input,
-            model=r.preset.model,
-            attention=r.attention.name,
-            attn_params=params.to_dict(),
-        ).to(self.device)
+        self.model = self._build_model()
         record["params"] = models.count_parameters(self.model)
         self.wrapped: nn.Module = self.model
         self.ddp: nn.parallel.DistributedDataParallel | None = None
@@ -160,30 +139,12 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, train_cfg)
         self.autocast = Autocast.of(self.device, train_cfg.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast.needs_scaler)
-
-        if train_cfg.batch_size % dist.world:
-            raise ValueError(
-                f"train.batch_size={train_cfg.batch_size} must be divisible by the {dist.world} processes"
-            )
-        self.local_batch = train_cfg.batch_size // dist.world
-        self.micro = min(train_cfg.micro_batch_size or self.local_batch, self.local_batch)
-        if self.local_batch % self.micro:
-            raise ValueError(
-                f"train.micro_batch_size={self.micro} must divide the per-process batch {self.local_batch}"
-            )
+        self.local_batch, self.micro = self._batch_split()
         self.order = BatchOrder(len(self.train_ds), self.local_batch, r.cfg.seed, dist)
         self.eval_batch = max(self.micro, 1)
         self.checkpoint_every = train_cfg.checkpoint_every or train_cfg.eval_every
 
-        self.at = Position(started_at=record["started_at"])
-        if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])  # after the scheduler set its initial values
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.at = Position.of_checkpoint(state)
-            set_rng_state(state["rng"][dist.rank])
+        self.at = self._restore(state) if state is not None else Position(started_at=record["started_at"])
         self.logger = (
             open_run_logger(r.cfg.log, r.run_dir, resumed_step=self.at.step, config=r.logged_config())
             if dist.main
@@ -193,6 +154,57 @@ class Trainer:
         self.interval_time = self.interval_tokens = 0.0
         self.interval_start = self.at.step
         self.step_lr = self.optimizer.param_groups[0]["lr"]  # the learning rate of the latest step
+
+    def _record_data(self) -> None:
+        """What the record says about the data: split sizes, length, source, chance, keys per query."""
+        spec = tasks.get(self.r.cfg.task)
+        seq_len = self.train_ds.seq_len
+        counts = torch.bincount(self.test_ds.labels, minlength=spec.num_classes)
+        mechanism, params = self.r.attention.mechanism, self.r.attention.params
+        self.record.update(
+            n_train=len(self.train_ds),
+            n_val=len(self.val_ds),
+            n_test=len(self.test_ds),
+            seq_len=seq_len,
+            data_source=self.train_ds.info.get("data_source", self.train_ds.info.get("source")),
+            chance_acc=float(counts.max()) / max(1, len(self.test_ds)),
+            keys_per_query=mechanism.keys_per_query(params, seq_len) if mechanism.keys_per_query else None,
+        )
+
+    def _build_model(self) -> nn.Module:
+        """The task's model with the run's attention, on the run's device."""
+        spec = tasks.get(self.r.cfg.task)
+        vocab = int(max(int(self.train_ds.inputs.max()), spec.vocab_size - 1)) + 1
+        return models.build(
+            vocab_size=vocab,
+            max_len=self.train_ds.seq_len,
+            num_classes=spec.num_classes,
+            dual_input=spec.dual_input,
+            model=self.r.preset.model,
+            attention=self.r.attention.name,
+            attn_params=self.r.attention.params.to_dict(),
+        ).to(self.device)
+
+    def _batch_split(self) -> tuple[int, int]:
+        """(examples per process per step, examples per micro-batch); ValueError when they do not divide."""
+        batch, world = self.train_cfg.batch_size, self.dist.world
+        if batch % world:
+            raise ValueError(f"train.batch_size={batch} must be divisible by the {world} processes")
+        local = batch // world
+        micro = min(self.train_cfg.micro_batch_size or local, local)
+        if local % micro:
+            raise ValueError(f"train.micro_batch_size={micro} must divide the per-process batch {local}")
+        return local, micro
+
+    def _restore(self, state: dict[str, Any]) -> Position:
+        """Load a checkpoint's model, optimizer, scheduler, scaler and RNG; returns its position."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])  # after the scheduler set its initial values
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"][self.dist.rank])
+        return Position.of_checkpoint(state)
 
     @property
     def last_path(self) -> Path:
