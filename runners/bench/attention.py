@@ -44,8 +44,11 @@ def _attention_call(
     """The measured call: inference forward, or forward plus the input gradients.
 
     Mechanisms with learned or fixed inputs (Synthesizer's logits, Sinkhorn's sorting network) get
-    them at their initial values, sized for this length, as a layer with max_length = N would hold."""
+    them at their initial values, sized for this length, as a layer with max_length = N would hold.
+    The parameters are bound once, as the multi-head layer binds them (`Mechanism.bind`): what is
+    timed is the call a model's forward makes."""
     mechanism, params = series.mechanism, series.params
+    attend = mechanism.bind(params)
     _, heads, length, head_dim = q.shape
     runtime: dict[str, Any] = {}
     for make in (mechanism.module_parameters, mechanism.module_buffers):
@@ -58,12 +61,12 @@ def _attention_call(
 
         def forward() -> torch.Tensor:
             with torch.no_grad():
-                return mechanism(q, k, v, params=params, **runtime)
+                return attend(q, k, v, **runtime)
 
         return forward
 
     def forward_backward() -> tuple[torch.Tensor, ...]:
-        out = mechanism(q, k, v, params=params, **runtime)
+        out = attend(q, k, v, **runtime)
         return torch.autograd.grad(out, (q, k, v), grad_out)
 
     return forward_backward
