@@ -1,7 +1,9 @@
 """The multi-head attention layer the task models use: projections, heads, any registered mechanism.
 
 Every call's output is held to the mechanism contract (`Mechanism.check_output`: shape
-[B, H, N, d_v], the inputs' dtype, finite where the inputs are), plugins included. The mechanism is
+[B, H, N, d_v], the inputs' dtype, finite where the inputs are), plugins included. The parameters
+are validated once, when the layer is built, and bound to the mechanism then (`Mechanism.bind`):
+a forward neither validates nor converts them again. The mechanism is
 chosen by name and parameters only; nothing else in the layer depends on it, so
 swapping `full` for `mita` changes the attention and nothing else (MiTA adds no parameters, so a
 checkpoint trained with one mechanism loads into a layer running another).
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .registry import AttentionParams, get
+from .registry import AttentionParams, BoundMechanism, get
 
 
 class MultiHeadAttention(nn.Module):
@@ -26,7 +28,9 @@ class MultiHeadAttention(nn.Module):
         dim: model width (input and output of the layer).
         num_heads: number of heads; must divide the attention width (`qkv_dim`, default `dim`).
         attention: registry name of the mechanism (`attention_zoo.names()`).
-        params: mechanism parameters (a mapping or the mechanism's dataclass); defaults otherwise.
+        params: mechanism parameters (a mapping, validated here, or the mechanism's dataclass, taken
+            as it is); defaults otherwise. `layer.params` is the dataclass; assigning another one
+            binds it instead.
         dropout: dropout on the output projection.
         qkv_bias: bias in the fused q/k/v projection.
         fp32_attention: run the mechanism in fp32 even under autocast (as the PyTorch LRA ports do).
@@ -47,6 +51,8 @@ class MultiHeadAttention(nn.Module):
     Mechanisms with `shared_qk` (Reformer) use the query projection for the keys too; the key slice
     of the fused projection then goes unused, so state dicts stay interchangeable across mechanisms.
     """
+
+    training_calls: torch.Tensor  # a buffer of the mechanisms whose buffers are redrawn
 
     def __init__(
         self,
@@ -76,7 +82,7 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(f"attention {attention!r} expects {self.mechanism.params_cls.__name__}")
             self.params = params
         else:
-            self.params = self.mechanism.params(**dict(params or {}))
+            self.params = self.mechanism.params(**dict(params or {}))  # validated once, here
         self.num_heads = num_heads
         self.head_dim = qkv_dim // num_heads
         self.qkv_dim = qkv_dim
@@ -114,9 +120,21 @@ class MultiHeadAttention(nn.Module):
         if self.redraw_interval:
             self.register_buffer("training_calls", torch.zeros((), dtype=torch.long))
 
+    @property
+    def params(self) -> AttentionParams:
+        """The mechanism's parameters (its dataclass)."""
+        return self.attend.params
+
+    @params.setter
+    def params(self, params: AttentionParams) -> None:
+        self.attend: BoundMechanism = self.mechanism.bind(params)
+
     def redraw_buffers(self) -> None:
         """Replace the mechanism's buffers by a fresh draw (from the global RNG)."""
-        fresh = self.mechanism.module_buffers(self.params, self.num_heads, self.head_dim, self.max_length)
+        draw = self.mechanism.module_buffers
+        if draw is None:  # a mechanism without buffers: nothing to redraw
+            return
+        fresh = draw(self.params, self.num_heads, self.head_dim, self.max_length)
         with torch.no_grad():
             for name in self.mechanism_buffers:
                 getattr(self, f"buffer_{name}").copy_(fresh[name])
@@ -142,20 +160,15 @@ class MultiHeadAttention(nn.Module):
         if "training" in self.mechanism.runtime_inputs:
             runtime["training"] = self.training
         if self.training and self.attention_dropout and self.mechanism.attention_dropout:
-            runtime["dropout_p"] = self.attention_dropout
+            runtime["dropout_p"] = self.attention_dropout  # a runtime input of the mechanisms with dropout
         if self.fp32_attention and x.device.type in ("cuda", "cpu"):
             runtime = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in runtime.items()}
             with torch.autocast(device_type=x.device.type, enabled=False):
-                out = self.mechanism(
-                    q.float(),
-                    k.float(),
-                    v.float(),
-                    key_padding_mask=key_padding_mask,
-                    params=self.params,
-                    **runtime,
+                out = self.attend(
+                    q.float(), k.float(), v.float(), key_padding_mask=key_padding_mask, **runtime
                 )
         else:
-            out = self.mechanism(q, k, v, key_padding_mask=key_padding_mask, params=self.params, **runtime)
+            out = self.attend(q, k, v, key_padding_mask=key_padding_mask, **runtime)
         # Mechanism.__call__ has checked the output: [B, H, N, head_dim], the inputs' dtype, finite
         out = out.transpose(1, 2).reshape(batch, length, self.qkv_dim).to(x.dtype)
         return self.dropout(self.proj(out))

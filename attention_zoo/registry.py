@@ -203,6 +203,15 @@ class Mechanism:
             parts.append(f"{f.name}: {_type_name(tp)} = {f.default!r}")
         return ", ".join(parts) if parts else "(no parameters)"
 
+    def bind(self, params: AttentionParams) -> BoundMechanism:
+        """This mechanism with `params` (its own dataclass, already validated: `params()`), ready to be
+        called at every forward without validating or converting the parameters again."""
+        if not isinstance(params, self.params_cls):
+            raise ValueError(
+                f"attention {self._who()} expects {self.params_cls.__name__}, got {type(params).__name__}"
+            )
+        return BoundMechanism(self, params, params.to_dict())
+
     def __call__(
         self,
         q: torch.Tensor,
@@ -219,7 +228,8 @@ class Mechanism:
 
         `runtime` holds the mechanism's `runtime_inputs` (e.g. `training`); others are an error.
         `dropout_p` is the attention-probability dropout rate (mechanisms with `attention_dropout`
-        only; 0 calls the functional without it).
+        only; 0 calls the functional without it). A caller that calls it again and again with the
+        same parameters (the multi-head layer) binds them once instead (`bind`).
         """
         if params is None:
             params = self.params()
@@ -234,9 +244,7 @@ class Mechanism:
                     f"attention {self._who()} applies no attention-probability dropout; call it with dropout_p=0"
                 )
             runtime = {**runtime, "dropout_p": dropout_p}
-        out = self.fn(q, k, v, key_padding_mask=key_padding_mask, **params.to_dict(), **runtime)
-        self.check_output(out, q, k, v, runtime)
-        return out
+        return self.bind(params)(q, k, v, key_padding_mask=key_padding_mask, **runtime)
 
     def check_output(
         self,
@@ -287,6 +295,35 @@ class Mechanism:
 
 class OutputContractError(ValueError):
     """A mechanism's output breaks the contract of `Mechanism.check_output` (shape, dtype, finiteness)."""
+
+
+@dataclass(frozen=True)
+class BoundMechanism:
+    """A mechanism with its parameters bound (`Mechanism.bind`): what the multi-head layer calls at
+    every forward. The parameters were validated when they were made and are passed as the keywords
+    made once here; each call only runs the functional and checks its output (`check_output`).
+
+    `runtime` of a call holds the mechanism's `runtime_inputs`, supplied by its caller (the layer
+    passes exactly those the mechanism declares), `dropout_p` included for mechanisms with
+    `attention_dropout`.
+    """
+
+    mechanism: Mechanism
+    params: AttentionParams
+    keywords: Mapping[str, Any]
+
+    def __call__(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        key_padding_mask: torch.Tensor | None = None,
+        **runtime: Any,
+    ) -> torch.Tensor:
+        out = self.mechanism.fn(q, k, v, key_padding_mask=key_padding_mask, **self.keywords, **runtime)
+        self.mechanism.check_output(out, q, k, v, runtime)
+        return out
 
 
 # When `Mechanism.check_output` checks finiteness: "auto" for outputs the host reads without a device

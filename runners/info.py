@@ -9,7 +9,6 @@ from typing import Any
 import torch
 
 import attention_zoo
-from attention_zoo._common import flex_available
 from attention_zoo.mita import triton_usable
 from lra.tasks import default_data_dir
 
@@ -31,6 +30,16 @@ ENV_VARIABLES = (
     "ONEDNN_MAX_CPU_ISA",
     "MKL_CBWR",
 )
+
+
+def flex_attention_available() -> bool:
+    """Whether this torch has FlexAttention (`torch.nn.attention.flex_attention`), which the top-k and
+    MoBA `flex` backends run on CUDA."""
+    try:
+        import torch.nn.attention.flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def environment_info() -> dict[str, Any]:
@@ -56,7 +65,8 @@ def environment_info() -> dict[str, Any]:
         else "none",
         "attentions": ", ".join(attention_zoo.names()),
         "mita backends": "torch" + (", triton" if triton_usable(device) else " (triton: needs CUDA)"),
-        "topk / moba backends": "torch" + (", flex" if cuda and flex_available() else " (flex: needs CUDA)"),
+        "topk / moba backends": "torch"
+        + (", flex" if cuda and flex_attention_available() else " (flex: needs CUDA)"),
         "data dir": os.path.abspath(default_data_dir()),
     }
     for name in ENV_VARIABLES:

@@ -3,7 +3,7 @@
     for result in check_attention("windowed_landmarks", {"window": 4}):
         print(result.status, result.name, result.detail)
 
-    smoke_check("windowed_landmarks", {"window": 4})   # ValueError (one line) when it fails
+    smoke_check(attention_spec("windowed_landmarks", {"window": 4}))   # ValueError (one line) when it fails
 
 Both run `attention_zoo.testing`'s named checks (shape, dtype, finite outputs, determinism, padding,
 the multi-head layer, gradients, memory). `smoke_check` runs the fast subset
@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-import attention_zoo
 from attention_zoo.testing import SMOKE_CHECKS, CheckResult, mechanism_checks, run_checks
+
+from .specs import AttentionSpec
 
 SKIP_ENV_VAR = "LRA_SKIP_PLUGIN_CHECK"
 # Lengths of the smoke check's shape and finiteness steps (the full check adds 100).
@@ -52,33 +53,33 @@ def check_attention(
     """Run the contract's checks on attention `name` with `params`, yielding one result per check as
     it finishes. `smoke`: only the fast subset that runs before training; `dense`: skip the memory
     check (a mechanism that forms N x N scores by design). ValueError for unknown names or parameters."""
+    sizes: dict[str, Any] = {"lengths": SMOKE_LENGTHS} if smoke else {}
     checks = mechanism_checks(
         name,
         params=params,
         allow_n_by_n=dense,
         device=check_device(device),
         only=SMOKE_CHECKS if smoke else None,
-        **({"lengths": SMOKE_LENGTHS} if smoke else {}),
+        **sizes,
     )
     yield from run_checks(checks)
 
 
-def smoke_check(
-    name: str, params: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"
-) -> None:
+def smoke_check(attention: AttentionSpec, device: str | torch.device = "cpu") -> None:
     """Before a plugin attention trains: the fast checks of the contract; ValueError (one line) naming
     the first failed check and the command that shows them all. No-op for built-in attentions, for an
     attention and parameters that passed earlier in this process, and with LRA_SKIP_PLUGIN_CHECK=1."""
-    mechanism = attention_zoo.get(name)
+    mechanism, label = attention.mechanism, attention.label
     if mechanism.plugin is None or os.environ.get(SKIP_ENV_VAR, "") not in ("", "0"):
         return
     where = check_device(device)
-    key = (name, json.dumps(dict(params or {}), sort_keys=True, default=str), str(where))
+    params = attention.params.to_dict()
+    key = (attention.name, json.dumps(params, sort_keys=True, default=str), str(where))
     if key in _PASSED:
         return
-    failed = [r for r in check_attention(name, params, smoke=True, device=where) if r.status == "fail"]
+    checks = check_attention(attention.name, params, smoke=True, device=where)
+    failed = [r for r in checks if r.status == "fail"]
     if failed:
-        label = mechanism.label(mechanism.params(**dict(params or {})))
         raise ValueError(
             f"attention {label} (plugin {mechanism.plugin}) fails the {failed[0].name} check, so it is not "
             f"trained: {failed[0].detail}; `lra check --plugin {mechanism.plugin} --attention '{label}'` runs "

@@ -9,15 +9,24 @@
 
 A comma inside parentheses belongs to its spec. `--attn-param` sets a parameter of every spec of
 that name; `NAME.` may be left out when the command names a single attention. A spec's own
-parameters win over `--attn-param`. Values stay strings here: each mechanism's parameter dataclass
-converts and validates them (`attention_zoo.get(name).params(**params)`), so a bad key or value is
-reported by the mechanism that owns it. Every error is a one-line ValueError naming the fix.
+parameters win over `--attn-param`. Values stay strings while parsing: `attention_spec` then turns a
+name and its parameters into the one typed object every command carries down to its records (an
+`AttentionSpec`: the mechanism, its validated parameter dataclass, the label, the plugin), so that a
+bad key or value is reported by the mechanism that owns it, once. Every error is a one-line
+ValueError naming the fix.
+
+Torch-free at import: parsing a command line imports no torch (`attention_spec` imports the zoo).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from attention_zoo import AttentionParams, Mechanism
 
 Spec = tuple[str, dict[str, str]]
 # name -> {key: value}, as --attn-param gives them
@@ -47,7 +56,9 @@ def parse_spec(spec: str) -> Spec:
 
 def split_specs(text: str) -> list[str]:
     """Split a comma-separated list, keeping commas inside parentheses: 'full,mita(a=1,b=2)'."""
-    items, depth, current = [], 0, []
+    items: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "," and depth == 0:
             items.append("".join(current))
@@ -111,11 +122,63 @@ def parse_specs(
     specs: Iterable[str], attn_params: Mapping[str, Mapping[str, object]] | None = None
 ) -> list[tuple[str, dict[str, object]]]:
     """Specs -> [(name, parameters)] with `attn_params` of that name under the spec's own; names
-    checked (`check_attn_params`). Values are not yet validated: `Mechanism.params` does that."""
+    checked (`check_attn_params`). Values are not yet validated: `attention_spec` does that."""
     attn_params = attn_params or {}
     parsed = [parse_spec(spec) for spec in specs]
     check_attn_params(attn_params, [name for name, _ in parsed])
     return [(name, {**attn_params.get(name, {}), **inline}) for name, inline in parsed]
+
+
+def parse_attentions(specs: Sequence[str], attn_param_values: Iterable[str] = ()) -> list[Spec]:
+    """A command's attention specs and its repeated `--attn-param [NAME.]KEY=VALUE` values, each
+    parsed once -> [(name, parameters)], a spec's own parameters over `--attn-param`; names checked."""
+    parsed = [parse_spec(spec) for spec in specs]
+    attn_params = parse_attn_params(attn_param_values, [name for name, _ in parsed])
+    check_attn_params(attn_params, [name for name, _ in parsed])
+    return [(name, {**attn_params.get(name, {}), **inline}) for name, inline in parsed]
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """One attention as a run, a bench series or an evaluation carries it from the command line to its
+    record, resolved once by `attention_spec` and never parsed, validated or labelled again.
+
+    Attributes:
+        mechanism: the registered mechanism (`attention_zoo.get(name)`).
+        params: its parameter dataclass, validated (defaults filled in).
+        label: the name plus the parameters that differ from the defaults (`Mechanism.label`):
+            `mita(num_landmarks=64,topk=64)`, what runs are grouped and tabulated by.
+        slug: the label as a directory name (`Mechanism.slug`).
+        plugin: the provenance of the plugin that registered the mechanism (`PluginInfo.to_dict()`),
+            None for a built-in or a mechanism a script registered.
+    """
+
+    mechanism: Mechanism
+    params: AttentionParams
+    label: str
+    slug: str
+    plugin: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.mechanism.name
+
+
+def attention_spec(name: str, params: Mapping[str, object] | None = None) -> AttentionSpec:
+    """The `AttentionSpec` of attention `name` with `params` (strings are converted by the
+    mechanism's dataclass); ValueError (one line, from the registry) for an unknown name, key or value."""
+    import attention_zoo  # here, so that parsing alone (the command line) does not import torch
+    from attention_zoo.plugins import provenance_of
+
+    mechanism = attention_zoo.get(name)
+    validated = mechanism.params(**dict(params or {}))
+    return AttentionSpec(
+        mechanism=mechanism,
+        params=validated,
+        label=mechanism.label(validated),
+        slug=mechanism.slug(validated),
+        plugin=provenance_of(mechanism),
+    )
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

@@ -8,21 +8,22 @@ import os
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from results import store
+from results.cost_tables import format_length, format_number, markdown_tables, ratio_table
 from results.records import EFFICIENCY_FIELDS, iter_record_files, read_record
-from runners import bench, bench_records, cli, timing
-from runners import bench_attention as attention_bench
-from runners import bench_model as model_bench
-from runners.bench import BenchConfig, ratio_table
-from runners.bench_attention import bench_attention
-from runners.bench_model import bench_model
-from runners.timing import Measurement
+from runners import bench, cli
+from runners.bench import BenchConfig, bench_attention, bench_model, options, timing
+from runners.bench import attention as attention_bench
+from runners.bench import model as model_bench
+from runners.bench import records as bench_records
+from runners.bench.timing import Measurement
+
+from .scripts import GPU_CHECKS
 
 CPU = torch.device("cpu")
 TINY = {"heads": 1, "head_dim": 8, "warmup": 0, "repeats": 1, "device": "cpu", "quiet": True}
@@ -69,14 +70,14 @@ def test_parse_lengths_accepts_k_and_m_suffixes():
 
 
 def test_format_length_and_numbers():
-    assert [bench.format_length(n) for n in (256, 1024, 3072, 2**20, 1000)] == [
+    assert [format_length(n) for n in (256, 1024, 3072, 2**20, 1000)] == [
         "256",
         "1K",
         "3K",
         "1M",
         "1000",
     ]
-    assert [bench.format_number(x) for x in (0.01234, 1.234, 12.34, 123.4, 12345.6)] == [
+    assert [format_number(x) for x in (0.01234, 1.234, 12.34, 123.4, 12345.6)] == [
         "0.0123",
         "1.23",
         "12.3",
@@ -202,7 +203,7 @@ def test_model_markdown_mirrors_table_2():
         row("mita", 1024, 100.0, 0.40e9, batch=32, pass_="train_step"),
         row("mita", 2048, 100.0, 0.60e9, batch=16, pass_="train_step"),
     ]
-    text = bench.markdown_tables(ratio_table(rows), "model", "title", (1024, 2048), batch=32)
+    text = markdown_tables(ratio_table(rows), "model", "title", (1024, 2048), batch=32)
     cells = {}
     for line in text.splitlines():
         if line.startswith("| "):
@@ -463,7 +464,7 @@ def fake_model_step(limit_tokens: int, seen: list):
     """A model step that 'runs out of memory' above limit_tokens tokens per batch; its own
     allocations are 1 byte per token, the whole step (with weights etc.) 1000 bytes more."""
 
-    def step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype):
+    def step(ctx, grid, model, optimizer, batch, length, autocast):
         seen.append((batch, length))
         if batch * length > limit_tokens:
             return Measurement("oom", error="OutOfMemoryError: CPU memory limit (fake)"), None
@@ -490,7 +491,7 @@ def test_model_resume_measures_again_a_batch_halved_under_a_tighter_limit(tmp_pa
 
 
 class FakeClock:
-    """Stands in for the `time` module in runners.bench_records: each measurement takes a minute."""
+    """Stands in for the `time` module in runners.bench.records: each measurement takes a minute."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -549,7 +550,7 @@ def test_resume_keeps_what_stopped_a_series(tmp_path, monkeypatch):
 def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path, monkeypatch):
     seen = []
 
-    def fake_step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype):
+    def fake_step(ctx, grid, model, optimizer, batch, length, autocast):
         seen.append((batch, length))
         if batch * length > 32 * 32:
             return Measurement("oom", error="OutOfMemoryError: out of memory"), None
@@ -564,7 +565,7 @@ def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path,
     built = []
     # more free memory now (the default CPU limit is half of it): the halving came from the
     # machine, not from the limit, so the cells are still reused
-    monkeypatch.setattr(bench, "_default_memory_limit", lambda: 2**50)
+    monkeypatch.setattr(options, "default_memory_limit", lambda: 2**50)
     real_build = model_bench.models.build
     monkeypatch.setattr(model_bench.models, "build", lambda **kw: built.append(1) or real_build(**kw))
     bench_model(BenchConfig(lengths=(32, 64), resume=True, **cfg))
@@ -579,7 +580,7 @@ def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path,
 def test_gpu_checks_script_full_grid_step_runs_and_packs_its_records(tmp_path):
     # The script is meant for scarce GPU time: check on CPU that its full-grid step runs, stops at
     # its time budget, and packs the records with the log.
-    script = Path(__file__).resolve().parents[1] / "runners" / "gpu_checks.sh"
+    script = GPU_CHECKS
     env = {**os.environ, "PYTHON": sys.executable, "OUT": "out", "RUNS": "runs/lra_runs"}
     env |= {"FULL_MINUTES": "0.05", "MIN_STEP_MINUTES": "0"}
     for step in ("attention-full", "model-full"):  # each call: a first cell, then out of time
@@ -610,7 +611,7 @@ def test_gpu_checks_script_full_grid_step_runs_and_packs_its_records(tmp_path):
 def test_model_bench_halves_the_batch_on_oom_and_records_it(tmp_path, monkeypatch):
     seen = []
 
-    def fake_step(ctx, grid, model, optimizer, batch, length, amp, amp_dtype):
+    def fake_step(ctx, grid, model, optimizer, batch, length, autocast):
         seen.append((batch, length))
         if batch * length > 32 * 32:  # "memory" holds 1024 tokens
             return Measurement("oom", error="OutOfMemoryError: out of memory"), None

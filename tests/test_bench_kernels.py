@@ -1,4 +1,4 @@
-"""The kernel benchmark's pieces that run anywhere (runners/bench_kernels.py, `lra bench kernels`):
+"""The kernel benchmark's pieces that run anywhere (runners/bench/kernels/, `lra bench kernels`):
 the fixed-selection reference, the summary, records and markdown, and the verification on the
 Triton interpreter (compiled on a GPU with LRA_TEST_DEVICE=cuda)."""
 
@@ -52,7 +52,7 @@ def reference_selection(q, k, mask, num_landmarks, topk):
 def test_bench_fixed_selection_reference_is_mita(shared, masked):
     """The benchmark's 16-bit check computes MiTA with an injected selection: given the selection
     the reference would make, it must reproduce the reference."""
-    from runners.bench_kernels import fixed_selection_mita
+    from runners.bench.kernels import fixed_selection_mita
 
     q, k, v, mask = make_inputs(2, 2, 45, 16, masked=masked, seed=21)
     q, k, v = q.double(), k.double(), v.double()
@@ -64,7 +64,7 @@ def test_bench_fixed_selection_reference_is_mita(shared, masked):
 
 
 def synthetic_report():
-    from runners import bench_kernels as bk
+    from runners.bench import kernels as bk
 
     cells = []
     for pass_ in bk.PASSES:
@@ -82,7 +82,7 @@ def synthetic_report():
     )
     report = {
         "environment": {"device": "NVIDIA H200", "torch_version": "2.11", "triton_version": "3.6",
-                        "git_commit": "abc", "command": "python -m runners.bench_kernels"},
+                        "git_commit": "abc", "command": "lra bench kernels"},
         "verification": [{"name": "mita fp32: forward", "value": 1e-7, "limit": 1e-4, "ok": True}],
         "cells": [vars(c) for c in cells],
         "copy_bandwidth_gbps": 4000.0,
@@ -116,7 +116,7 @@ def test_bench_summary_ratios_and_targets():
 
 def test_bench_outputs_are_valid_records_and_markdown(tmp_path):
     from results.records import load_records
-    from runners import bench_kernels as bk
+    from runners.bench import kernels as bk
 
     report = synthetic_report()
     out = tmp_path / "bench.json"
@@ -134,7 +134,7 @@ def test_bench_outputs_are_valid_records_and_markdown(tmp_path):
 @pytest.mark.slow
 def test_bench_verification_passes_on_the_interpreter():
     """The GPU checks the benchmark runs before timing, at toy sizes (fp16 instead of bf16)."""
-    from runners.bench_kernels import verify
+    from runners.bench.kernels import verify
 
     checks = verify(DEVICE, n32=32, n16=64, heads=1)
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
@@ -148,7 +148,7 @@ def test_bench_markdown_lists_device_time_per_kernel():
             {"kernel": "gatherTopK", "ms_per_call": 0.1, "launches_per_call": 2.0},
         ]
     }
-    from runners.bench_kernels import markdown
+    from runners.bench.kernels import markdown
 
     text = markdown(report)
     assert "### mita-triton forward N=65536: device time per kernel (torch.profiler), 0.4 ms in all" in text
@@ -157,7 +157,7 @@ def test_bench_markdown_lists_device_time_per_kernel():
 
 
 def test_tune_table_orders_lengths_and_kernels():
-    from runners.bench_kernels import tune_markdown
+    from runners.bench.kernels import tune_markdown
 
     rows = [
         {"config": {}, "status": "ok", "first_call_s": 2.0, "forward_ms N=65536": 0.5,

@@ -1,12 +1,13 @@
-"""runners/timing.py: percentiles, the CPU tensor-memory tracker, time budgets and the oom / error path."""
+"""runners/bench/timing.py: percentiles, the CPU tensor-memory tracker, time budgets and the oom / error path."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from runners import timing
-from runners.timing import Measurement, TensorMemoryTracker, measure, peak_memory, time_calls
+from runners.bench import timing
+from runners.bench.timing import Measurement, TensorMemoryTracker, measure, peak_memory, time_calls
+from runners.devices import resolve_device
 
 CPU = torch.device("cpu")
 F32 = 4  # bytes per float32
@@ -72,7 +73,7 @@ def test_peak_memory_of_a_quadratic_call():
 
 
 class FakeClock:
-    """Stands in for the `time` module in runners.timing: time moves only when a timed call says so."""
+    """Stands in for the `time` module in runners.bench.timing: time moves only when a timed call says so."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -166,13 +167,13 @@ def test_measure_memory_limit_gives_oom_before_timing():
 
 
 def test_resolve_device():
-    assert timing.resolve_device("cpu") == CPU
+    assert resolve_device("cpu") == CPU
     with pytest.raises(ValueError, match="device must be auto, cpu or cuda"):
-        timing.resolve_device("tpu")
+        resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
-            timing.resolve_device("cuda")
-        assert timing.resolve_device("auto") == CPU
+            resolve_device("cuda")
+        assert resolve_device("auto") == CPU
 
 
 class FakeCuda:

@@ -147,9 +147,9 @@ def trained(monkeypatch):
 
     asked: list[str] = []
 
-    def fake_run(cfg):
-        asked.append(cfg.attention)
-        return run_record(attention=cfg.attention, steps=1, params=1, wall_time_s=1.0)
+    def fake_run(resolved):  # `lra run` hands over the run it resolved
+        asked.append(resolved.attention.name)
+        return run_record(attention=resolved.attention.name, steps=1, params=1, wall_time_s=1.0)
 
     monkeypatch.setattr(runners.train, "run", fake_run)
     return asked

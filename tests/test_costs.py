@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from results import costs, frontier, store
 from results.cost_tables import ratio_table
 from results.records import iter_record_files, read_record, write_record
-from runners import cli, timing
+from runners import cli
+from runners.bench import timing
 
 from .builders import efficiency_record, run_record, write_runs
 

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from results import leaderboard, store
 from results.records import read_record
 from runners import cli, cpu_pinning
-from runners.checkpoints import load_checkpoint
 from runners.cpu_pinning import CPU_PINS, OPT_OUT_ENV, apply_cpu_pinning
 from runners.train import RunConfig, run
+from runners.train.checkpoints import load_checkpoint
 
 from .test_integrity import FAST, config
 

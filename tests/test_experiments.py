@@ -22,12 +22,13 @@ from attention_zoo.mita import diagnostics
 from lra import models, tasks
 from lra.tasks.base import DataConfig
 from results import store
+from results.cost_tables import ratio_table
 from results.records import EVAL_FIELDS, check_record, load_records, read_record
-from runners import bench, cli, experiments
-from runners.checkpoints import load_checkpoint
+from runners import cli, experiments
 from runners.experiments import EvalOptions
 from runners.specs import parse_spec
 from runners.train import RunConfig, run
+from runners.train.checkpoints import load_checkpoint
 
 SMALL = {
     "data.n_train": "256",
@@ -482,7 +483,7 @@ def test_crossover_is_the_length_from_which_an_attention_stays_faster():
         {"attention": "d", "attention_label": "d", "backend": "torch", "pass": "forward", "seq_len": 1024,
          "batch": 1, "status": "oom", "time_ms_median": None, "peak_memory_bytes": None}
     )  # fmt: skip
-    table = experiments.crossover_table(bench.ratio_table(rows)).set_index("series")
+    table = experiments.crossover_table(ratio_table(rows)).set_index("series")
     assert table.loc["a [torch]", "faster_from"] == 2048  # 0.5x, 1.33x, 4x
     assert table.loc["b [torch]", "faster_from"] == 4096  # 2x, 0.8x, 1.6x
     assert pd.isna(table.loc["c [torch]", "faster_from"])  # 0.5x throughout

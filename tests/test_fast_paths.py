@@ -19,7 +19,7 @@ from attention_zoo import _flex, _sparse
 from attention_zoo import functional as F
 from attention_zoo.moba import moba_blocks
 from attention_zoo.topk import topk_indices
-from runners.timing import TensorMemoryTracker
+from runners.bench.timing import TensorMemoryTracker
 
 from .covering import assert_all_pass, missing_pairs, pairwise_rows, product_rows
 from .zoo_grid import LENGTHS, PADDINGS, evaluation_path, grid_inputs

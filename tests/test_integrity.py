@@ -21,8 +21,8 @@ from lra.io import DiskFullError, IntegrityError
 from lra.tasks.base import DataConfig
 from results import leaderboard, store
 from results.records import read_record, write_record
-from runners import cli, train
-from runners.train import RunConfig, run
+from runners import cli
+from runners.train import RunConfig, run, trainer
 
 from .builders import run_record
 
@@ -100,14 +100,14 @@ def test_a_byte_flipped_last_checkpoint_is_refused_not_loaded_and_never_ends_as_
 def test_a_damaged_best_checkpoint_fails_the_final_test_with_the_line_in_the_record(
     data_dir, tmp_path, monkeypatch
 ):
-    save = train._save
+    save = trainer.save_checkpoint
 
-    def save_then_damage(obj, path):
-        save(obj, path)
+    def save_then_damage(path, obj):
+        save(path, obj)
         if path.name == "best.pt":
             flip_middle(path)
 
-    monkeypatch.setattr(train, "_save", save_then_damage)
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_damage)
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(cli.main, cli_args(data_dir, run_dir))
     assert result.exit_code == 2

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from results.records import read_record
 from runners import cli, suite
-from runners.rundir import BUSY_EXIT_CODE
 from runners.train import run
+from runners.train.rundir import BUSY_EXIT_CODE
 
 from .test_integrity import FAST, cli_args, config
 

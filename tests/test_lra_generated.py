@@ -1,4 +1,4 @@
-"""The LRA-scale leaderboard step of runners/gpu_checks.sh and its bookkeeping (runners/lra_generated.py).
+"""The LRA-scale leaderboard step of scripts/gpu_checks.sh and its bookkeeping (scripts/lra_generated.py).
 
 The step is meant for scarce GPU time on fresh machines: check on CPU, with the tiny preset and a
 few steps, that it runs, packs exactly what gets committed, and that a second call on a "fresh
@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from results.records import RUN_FIELDS, SCHEMA_VERSION, read_record, write_record
-from runners import lra_generated
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "runners" / "gpu_checks.sh"
+from .scripts import GPU_CHECKS as SCRIPT
+from .scripts import REPO, load_script
+
+lra_generated = load_script("lra_generated")
 OOM_ERROR = "OutOfMemoryError: CUDA out of memory. Tried to allocate 8.00 GiB"
 
 

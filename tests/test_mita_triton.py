@@ -13,7 +13,6 @@ compiled kernels: the kernels get CUDA copies of the inputs and the references s
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 
@@ -25,6 +24,7 @@ from attention_zoo.mita import triton_common as common
 from attention_zoo.mita.launches import LaunchLog
 from attention_zoo.mita.triton_ops import MitaGraph, mita_triton, mita_triton_selection
 from attention_zoo.mita.triton_selection import padding_layout
+from runners.bench.kernels.checks import fixed_selection_mita, rel_err
 
 from . import zoo_reference as ref
 from .builders import make_inputs
@@ -54,16 +54,6 @@ def kernel_config(**changes):
 def poisoned_buffers():
     with kernel_config(poison=True):
         yield
-
-
-def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """fla's ratio ||a - b|| / ||b||, taken as 0 when the largest difference is at most 1e-6 (an
-    exactly-zero gradient against rounding noise); NaN anywhere fails."""
-    assert torch.isfinite(actual).all(), "non-finite values: a kernel left an element unwritten"
-    diff = actual.double() - expected.double()
-    if diff.abs().max() <= 1e-6:
-        return 0.0
-    return (diff.norm() / expected.double().norm().clamp_min(1e-30)).item()
 
 
 def reference_and_triton(q, k, v, mask, m, topk, shared, deterministic=False):
@@ -264,32 +254,6 @@ def test_selection_by_value(n, m, topk, masked, duplicate_keys, cfg):
 # ---------------------------------------------------------------------------------------------
 # fp16 with the selection held fixed
 # ---------------------------------------------------------------------------------------------
-
-
-def fixed_selection_mita(q, k, v, mask, num_landmarks, expert_keys, routing, shared):
-    """MiTA in fp64 with given experts [B, H, M, kept] and routing [B, H, N], written from the
-    equations: shared logits q.r / d over the valid landmarks, routed logits q.k / sqrt(d)."""
-    batch, heads, n, d = q.shape
-    out = []
-    for b in range(batch):
-        valid = torch.ones(n, dtype=torch.bool) if mask is None else mask[b]
-        rows = []
-        for h in range(heads):
-            qh, kh, vh = q[b, h], k[b, h], v[b, h]
-            landmarks = ref.pool(qh[valid], num_landmarks)
-            idx = expert_keys[b, h][routing[b, h]]  # [N, kept]
-            routed = (qh[:, None, :] * kh[idx]).sum(-1) / math.sqrt(d)
-            routed = routed.masked_fill(~valid[idx], float("-inf"))
-            values = vh[idx]  # [N, kept, d]
-            if shared:
-                lv = torch.softmax(landmarks @ kh[valid].T / math.sqrt(d), -1) @ vh[valid]
-                logits = torch.cat([qh @ landmarks.T / d, routed], dim=1)
-                values = torch.cat([lv.expand(n, -1, -1), values], dim=1)
-            else:
-                logits = routed
-            rows.append((torch.softmax(logits, -1)[:, :, None] * values).sum(1))
-        out.append(torch.stack(rows))
-    return torch.stack(out)
 
 
 # (N, d, m, k, masked, shared)

@@ -36,9 +36,11 @@ def trained_tasks(monkeypatch):
 
     asked: list[str] = []
 
-    def fake_run(cfg):
-        asked.append(cfg.task)
-        return run_record(task=cfg.task, attention=cfg.attention, steps=1, params=1, wall_time_s=1.0)
+    def fake_run(resolved):  # `lra run` hands over the run it resolved
+        asked.append(resolved.cfg.task)
+        return run_record(
+            task=resolved.cfg.task, attention=resolved.attention.name, steps=1, params=1, wall_time_s=1.0
+        )
 
     monkeypatch.setattr(runners.train, "run", fake_run)
     return asked

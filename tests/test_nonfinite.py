@@ -14,8 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from results.records import read_record
-from runners import cli, train
-from runners.train import run
+from runners import cli
+from runners.train import run, trainer
 
 from .test_integrity import FAST, cli_args, config
 
@@ -50,7 +50,7 @@ def test_out_of_range_numbers_are_one_line_errors_before_anything_runs(tmp_path,
 
 
 def test_a_run_that_goes_non_finite_just_before_its_end_is_diverged(data_dir, tmp_path, monkeypatch):
-    real = train.F.cross_entropy
+    real = torch.nn.functional.cross_entropy
     calls = {"training": 0}
 
     def nan_for_the_last_two_steps(logits, labels, **kwargs):
@@ -61,7 +61,7 @@ def test_a_run_that_goes_non_finite_just_before_its_end_is_diverged(data_dir, tm
                 return out * float("nan")
         return out
 
-    monkeypatch.setattr(train.F, "cross_entropy", nan_for_the_last_two_steps)
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", nan_for_the_last_two_steps)
     cfg = config(data_dir, tmp_path / "run", overrides={**FAST, "train.max_bad_steps": "5"})
     record = run(cfg)
     assert record["status"] == "diverged" and record["steps"] == 8
@@ -70,7 +70,7 @@ def test_a_run_that_goes_non_finite_just_before_its_end_is_diverged(data_dir, tm
 
 
 def test_a_run_whose_final_weights_are_non_finite_is_diverged(data_dir, tmp_path, monkeypatch):
-    make = train.make_optimizer
+    make = trainer.make_optimizer
 
     def poisoning_optimizer(model, train_cfg):
         optimizer = make(model, train_cfg)
@@ -86,14 +86,14 @@ def test_a_run_whose_final_weights_are_non_finite_is_diverged(data_dir, tmp_path
         optimizer.step = step_then_poison
         return optimizer
 
-    monkeypatch.setattr(train, "make_optimizer", poisoning_optimizer)
+    monkeypatch.setattr(trainer, "make_optimizer", poisoning_optimizer)
     record = run(config(data_dir, tmp_path / "run"))
     assert record["status"] == "diverged"
     assert record["error"].startswith("non-finite weights after step 8 (")
 
 
 def test_a_run_whose_test_evaluation_is_non_finite_is_diverged(data_dir, tmp_path, monkeypatch):
-    predict = train.predict
+    predict = trainer.predict
     calls = []
 
     def non_finite_test(model, ds, *args, **kwargs):
@@ -102,7 +102,7 @@ def test_a_run_whose_test_evaluation_is_non_finite_is_diverged(data_dir, tmp_pat
         # 2 validations, then the tests of the last and the best-validation checkpoints
         return dataclasses.replace(scored, loss=math.nan) if len(calls) > 2 else scored
 
-    monkeypatch.setattr(train, "predict", non_finite_test)
+    monkeypatch.setattr(trainer, "predict", non_finite_test)
     record = run(config(data_dir, tmp_path / "run"))
     assert len(calls) == 4 and record["status"] == "diverged"
     assert record["error"] == (

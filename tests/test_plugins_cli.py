@@ -207,6 +207,7 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
 
 def test_torchrun_workers_get_the_plugin_in_their_config_and_environment(plugin_dir, tmp_path, monkeypatch):
     from runners import train
+    from runners.train import runner
 
     invoke("list", "attentions", "--plugin", PLUGIN)  # loaded as `lra run --plugin` would
     started = {}
@@ -215,7 +216,7 @@ def test_torchrun_workers_get_the_plugin_in_their_config_and_environment(plugin_
         started.update(argv=argv, env=env)
         return SimpleNamespace(returncode=1)
 
-    monkeypatch.setattr(train.subprocess, "run", fake_run)
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
     cfg = train.RunConfig(
         task="listops", attention=PLUGIN, run_dir=str(tmp_path / "run"), data_dir=str(tmp_path)
     )

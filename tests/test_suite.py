@@ -29,9 +29,9 @@ from results import store
 from results.records import read_record, write_record
 from runners import cli, suite
 from runners.cli.run import format_run_summary
-from runners.rundir import BUSY_EXIT_CODE
-from runners.suite import SuiteConfig
+from runners.suite import SuiteConfig, launchers
 from runners.train import resolve
+from runners.train.rundir import BUSY_EXIT_CODE
 
 # Labels and directories of MiTA under the tiny / quick presets' matched keys-per-query budget.
 MITA = "mita(num_landmarks=8,topk=8)"
@@ -44,7 +44,7 @@ FAKE_RUNNER = textwrap.dedent(
     import datetime, json, os, signal, sys, time
     from pathlib import Path
     from results.records import RUN_FIELDS, SCHEMA_VERSION, write_record
-    from runners.checkpoints import write_checkpoint_bytes
+    from runners.train.checkpoints import write_checkpoint_bytes
 
     cfg = json.loads(Path(sys.argv[1]).read_text())
     plan = json.loads(Path(os.environ["FAKE_PLAN"]).read_text())
@@ -309,7 +309,7 @@ def test_other_data_under_the_same_source_and_folder_is_not_taken_as_finished(tm
 
 
 def test_jobs_run_in_parallel_with_the_cores_split(tmp_path, fake, monkeypatch):
-    monkeypatch.setattr(suite, "available_cores", lambda: 4)
+    monkeypatch.setattr(launchers, "available_cores", lambda: 4)
     cfg = grid(tmp_path, seeds=(0, 1), jobs=2)
     # each run waits until two runs are running at once: run one after another, they would fail
     fake.prepare(cfg, **{f"listops__{a}__{s}": "meet:2" for a in ("full", "mita") for s in (0, 1)})
@@ -556,10 +556,12 @@ def test_progress_line_and_run_summary_say_where_texts_number_comes_from():
     lines: list[str] = []
     bar = SimpleNamespace(write=lines.append)
     record = {"task": "text", "test_acc": 0.91, "test_acc_last": 0.83}
-    suite._report(bar, suite.Outcome(SimpleNamespace(run_id="text/full/0"), "ok", record=record, seconds=3))
+    launchers.report(
+        bar, suite.Outcome(SimpleNamespace(run_id="text/full/0"), "ok", record=record, seconds=3)
+    )
     assert "test 83.00% (last checkpoint: its validation set is its test set" in lines[0]
     assert "91.00" not in lines[0]
-    suite._report(
+    launchers.report(
         bar,
         suite.Outcome(
             SimpleNamespace(run_id="listops/full/0"),
@@ -599,7 +601,7 @@ def test_max_minutes_starts_no_run_after_the_budget_and_the_same_command_continu
     tmp_path, fake, monkeypatch
 ):
     # The clock of --max-minutes advances one minute per finished run (no real time involved).
-    monkeypatch.setattr(suite, "_clock", lambda: 60.0 * len(fake.calls("end")))
+    monkeypatch.setattr(launchers, "clock", lambda: 60.0 * len(fake.calls("end")))
     cfg = grid(tmp_path, attentions=("full", "agent", "mita"), max_minutes=1.5)
     fake.prepare(cfg)
     agent, mita = "listops/agent(num_agents=16)/0", f"listops/{MITA}/0"
@@ -619,7 +621,7 @@ def test_max_minutes_starts_no_run_after_the_budget_and_the_same_command_continu
 
 
 def test_suite_cli_max_minutes_says_what_is_left(tmp_path, fake, monkeypatch):
-    monkeypatch.setattr(suite, "_clock", lambda: 60.0 * len(fake.calls("end")))
+    monkeypatch.setattr(launchers, "clock", lambda: 60.0 * len(fake.calls("end")))
     cfg = grid(tmp_path, attentions=("full", "mita"), max_minutes=0.5)
     fake.prepare(cfg)
     real = suite.run_suite

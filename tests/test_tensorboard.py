@@ -16,9 +16,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from lra.configs import get_preset
 from results.records import read_record
-from runners import cli, run_logging
-from runners.checkpoints import load_checkpoint
-from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run
+from runners import cli
+from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run, run_logging
+from runners.train.checkpoints import load_checkpoint
 
 from .tiny_suite import run_tiny_suite
 

@@ -19,9 +19,11 @@ from click.testing import CliRunner
 
 from lra.configs import TrainConfig, apply_overrides, get_preset
 from results.records import RUN_FIELDS, read_record
-from runners import cli, memory, rng, train
-from runners.checkpoints import load_checkpoint
-from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run
+from runners import cli, train
+from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, memory, rng, run, runner, trainer
+from runners.train.checkpoints import load_checkpoint
+from runners.train.distributed import Dist
+from runners.train.evaluation import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,14 +108,14 @@ def test_rng_state_survives_a_weights_only_checkpoint_and_replays_the_same_draws
 
 
 def test_a_best_checkpoint_of_another_step_or_configuration_is_refused(data_dir, tmp_path, monkeypatch):
-    save = train._save
+    save = trainer.save_checkpoint
 
-    def stale_best(obj, path):  # as if best.pt were left by an earlier attempt at another step
+    def stale_best(path, obj):  # as if best.pt were left by an earlier attempt at another step
         if path.name == "best.pt":
             obj = {**obj, "step": obj["step"] + 1}
-        save(obj, path)
+        save(path, obj)
 
-    monkeypatch.setattr(train, "_save", stale_best)
+    monkeypatch.setattr(trainer, "save_checkpoint", stale_best)
     with pytest.raises(
         ValueError, match=r"best.pt holds step 11 of configuration .*best validation step is 10"
     ):
@@ -203,13 +205,13 @@ def test_finished_run_is_not_overwritten_and_resume_returns_it(data_dir, tmp_pat
 
 
 def test_non_finite_loss_is_skipped_then_run_stops_as_diverged(data_dir, tmp_path, monkeypatch):
-    real = train.F.cross_entropy
+    real = torch.nn.functional.cross_entropy
 
     def poisoned(logits, labels, **kwargs):
         out = real(logits, labels, **kwargs)
         return out * float("nan") if logits.requires_grad else out
 
-    monkeypatch.setattr(train.F, "cross_entropy", poisoned)
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", poisoned)
     record = run(
         config(data_dir, tmp_path / "run", max_steps=30, overrides={**FAST, "train.max_bad_steps": "3"})
     )
@@ -220,7 +222,7 @@ def test_non_finite_loss_is_skipped_then_run_stops_as_diverged(data_dir, tmp_pat
 
 def test_resume_of_a_diverged_run_returns_it_without_training(data_dir, tmp_path, monkeypatch):
     test_non_finite_loss_is_skipped_then_run_stops_as_diverged(data_dir, tmp_path, monkeypatch)
-    monkeypatch.setattr(train, "_train", lambda *a, **k: pytest.fail("a diverged run was trained again"))
+    monkeypatch.setattr(runner, "Trainer", lambda *a, **k: pytest.fail("a diverged run was trained again"))
     cfg = config(data_dir, tmp_path / "run", max_steps=30, overrides={**FAST, "train.max_bad_steps": "3"})
     assert run(dataclasses.replace(cfg, resume=True))["status"] == "diverged"
 
@@ -253,7 +255,7 @@ def test_configuration_hash_ignores_bookkeeping_and_resolves_the_data_source(dat
 
 def test_ddp_launch_checks_the_run_directory_before_starting_processes(data_dir, tmp_path, monkeypatch):
     run(config(data_dir, tmp_path / "run", max_steps=10))
-    monkeypatch.setattr(train.subprocess, "run", lambda *a, **k: pytest.fail("processes were started"))
+    monkeypatch.setattr(runner.subprocess, "run", lambda *a, **k: pytest.fail("processes were started"))
     with pytest.raises(ValueError, match="holds a finished run of a different configuration"):
         train.launch(config(data_dir, tmp_path / "run", max_steps=11, resume=True), 2)
 
@@ -268,11 +270,9 @@ def test_capped_evaluation_is_a_subset_with_both_classes_of_a_label_sorted_split
         def forward(self, tokens):
             return torch.stack([torch.ones(len(tokens)), torch.zeros(len(tokens))], dim=1)
 
-    accuracy, _ = train.evaluate(
-        AlwaysZero(), ds, 16, torch.device("cpu"), train.Dist(), torch.no_grad, limit=64
-    )
+    accuracy, _ = evaluate(AlwaysZero(), ds, 16, torch.device("cpu"), Dist(), torch.no_grad, limit=64)
     assert 0.3 < accuracy < 0.7  # a prefix of 64 would be all zeros: accuracy 1.0
-    assert train.evaluate(AlwaysZero(), ds, 16, torch.device("cpu"), train.Dist(), torch.no_grad)[0] == 0.5
+    assert evaluate(AlwaysZero(), ds, 16, torch.device("cpu"), Dist(), torch.no_grad)[0] == 0.5
 
 
 @pytest.mark.parametrize("schedule", ["linear", "constant"])

@@ -2,8 +2,9 @@
 
 Every command parses and validates its options, then calls one library function. Bad input ends
 with a one-line `Error: ...` naming the problem and the fix, and exit code 2 (no traceback).
-The commands live in one module per README section (`data`, `run`, `suite`, `bench`,
-`experiments`, plus `info`); `common` holds what they share. The console script `lra` is `main`.
+The commands live in one module per README section (`data`, `run`, `suite`, `results`, `bench`,
+`experiments`, `check`, plus `info`); `common` holds what they share. The console script `lra` and
+the checkout's `python cli.py` are `main` (the CPU pinning applied by it, before torch is imported).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import click
 
 from ..cpu_pinning import apply_cpu_pinning, opt_out
-from . import bench, check, data, experiments, info, run, suite
+from . import bench, check, data, experiments, info, results, run, suite
 from .common import plugin_warnings_as_lines
 
 # Commands that measure speed rather than results: the CPU pinning would make them slower, unevenly.
@@ -56,11 +57,11 @@ def main(ctx: click.Context, cpu_pin: bool) -> None:
 for command in (
     suite.suite_command,
     run.run_command,
-    suite.leaderboard_command,
-    suite.compare_command,
-    suite.plot_command,
-    suite.report_command,
-    suite.readme_command,
+    results.leaderboard_command,
+    results.compare_command,
+    results.plot_command,
+    results.report_command,
+    results.readme_command,
     bench.bench_group,
     experiments.sweep_group,
     experiments.swap_command,

@@ -1,5 +1,5 @@
-"""`lra bench attention|model|kernels` (README: Efficiency; library: runners/bench.py (options, grids,
-series), runners/bench_attention.py, runners/bench_model.py, runners/bench_kernels.py).
+"""`lra bench attention|model|kernels` (README: Efficiency; library: runners/bench/: options.py (options,
+grids), series.py, attention.py, model.py, kernels/).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from lra.io import atomic_write_json, atomic_write_text
 
 from ..defaults import DEFAULT_RUNS_DIR
 from ..specs import split_specs
@@ -89,7 +87,7 @@ ATTENTION_SHAPE_OPTIONS = [
 
 def bench_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options `lra bench attention` and `lra bench model` share."""
-    options = [
+    options: list[Callable[..., Any]] = [
         click.option(
             "--attentions",
             default=None,
@@ -161,7 +159,7 @@ def bench_attention_command(**kwargs: Any) -> None:
     Writes one record per measurement and a table of ratios to full attention (.md, .csv), printed too.
     Example: lra bench attention --attentions full,mita --lengths 1K,4K,16K --dtype bfloat16
     """
-    from runners.bench_attention import bench_attention
+    from runners.bench import bench_attention
 
     rows, markdown = bench_attention(_bench_config(**kwargs))
     _echo_tables(rows, markdown)
@@ -189,7 +187,7 @@ def bench_model_command(**kwargs: Any) -> None:
     power-of-two fraction of it that fits, at N = 1K, 2K, 3K, 4K, 8K, 16K on CUDA.
     Example: lra bench model --attentions full,mita --lengths 1K,2K,3K,4K --batch 32
     """
-    from runners.bench_model import bench_model
+    from runners.bench import bench_model
 
     rows, markdown = bench_model(_bench_config(**kwargs))
     _echo_tables(rows, markdown)
@@ -197,7 +195,7 @@ def bench_model_command(**kwargs: Any) -> None:
 
 def _echo_tables(rows: list[dict[str, Any]], markdown: str) -> None:
     """The tables, then one warning line on stderr when some of their ratios are unreliable."""
-    from runners.bench_tables import warning_line
+    from results.cost_tables import warning_line
 
     click.echo(markdown)
     warning = warning_line(rows)
@@ -237,10 +235,7 @@ def bench_kernels_command(
     profile; --tune times each KernelConfig change instead.
     Example: lra bench kernels --quick --out bench_kernels.json
     """
-    import torch
-
-    from runners.bench_kernels import markdown, run, tune, tune_markdown, write_outputs
-    from runners.provenance import git_commit
+    from runners.bench.kernels import markdown, run, tune_and_write, write_outputs
 
     parsed = {}
     for option, text in (("--profile", profile_lengths), ("--tune", tune_lengths)):
@@ -252,20 +247,10 @@ def bench_kernels_command(
             )
             sys.exit(2)
     lengths = parsed["--profile"]
-    if parsed["--tune"]:
-        if not torch.cuda.is_available():
-            click.echo(
-                "Error: --tune needs a CUDA GPU and none is visible; run it on a GPU machine", err=True
-            )
-            sys.exit(2)
-        rows = tune(parsed["--tune"], budget_s, progress=not quiet)
-        atomic_write_json(Path(out), {"tune": rows, "device": torch.cuda.get_device_name(),
-                                      "git_commit": git_commit(), "command": " ".join(["lra", *sys.argv[1:]])})  # fmt: skip
-        table = tune_markdown(rows)
-        atomic_write_text(Path(out).with_suffix(".md"), table)
-        click.echo(table)
-        return
     try:
+        if parsed["--tune"]:
+            click.echo(tune_and_write(parsed["--tune"], budget_s, Path(out), progress=not quiet))
+            return
         report, passed = run(quick, budget_s, time_anyway, progress=not quiet, profile_lengths=lengths)
     except ValueError as err:
         click.echo(f"Error: {str(err).splitlines()[0]}", err=True)

@@ -54,9 +54,9 @@ def check_command(
     lra check --plugin windowed_landmarks --attention 'windowed_landmarks(window=4)'
     lra check --attention mita
     """
-    import attention_zoo
     from attention_zoo.plugins import loaded_plugins
     from runners.plugin_checks import check_attention
+    from runners.specs import attention_spec
 
     specs = list(attentions)
     if not specs:
@@ -67,9 +67,9 @@ def check_command(
     parsed = parse_specs(specs, attn_params_of(attn_params, specs))
     failed = 0
     for name, params in parsed:
-        mechanism = attention_zoo.get(name)
-        label = mechanism.label(mechanism.params(**params))
-        origin = f" (plugin: {mechanism.plugin})" if mechanism.plugin else ""
+        attention = attention_spec(name, params)
+        label, plugin = attention.label, attention.mechanism.plugin
+        origin = f" (plugin: {plugin})" if plugin else ""
         click.echo(f"{label}{origin}" + (" -- smoke checks" if smoke else ""))
         counts = {"pass": 0, "fail": 0, "skip": 0}
         for result in check_attention(name, params, smoke=smoke, dense=dense, device=device):

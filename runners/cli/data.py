@@ -170,8 +170,8 @@ def data_generate(
                 ) from None
     sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
     if task == "listops":
-        params = generate_listops.listops_params(generator, **sizes, **given)
-        folder = generate_listops.write_listops(out, params, seed, workers)
+        listops = generate_listops.listops_params(generator, **sizes, **given)
+        folder = generate_listops.write_listops(out, listops, seed, workers)
         for split, name in lra_release.LISTOPS_FILES.items():
             rows, labels = lra_release.read_listops_tsv(folder / name)
             lengths = [len(r) for r in rows] or [0]
@@ -180,15 +180,15 @@ def data_generate(
                 f"(median {sorted(lengths)[len(lengths) // 2]})  labels {_label_counts(labels, 10)}"
             )
     else:
-        params = generate_pathfinder.pathfinder_params(task, generator, **sizes, **given)
-        folder = generate_pathfinder.write_pathfinder(out, params, seed, workers)
+        pathfinder = generate_pathfinder.pathfinder_params(task, generator, **sizes, **given)
+        folder = generate_pathfinder.write_pathfinder(out, pathfinder, seed, workers)
         entries = lra_release.read_pathfinder_index(folder)
-        counts = (params.n_train, params.n_val, params.n_test)
+        counts = (pathfinder.n_train, pathfinder.n_val, pathfinder.n_test)
         for split in ("train", "val", "test"):
-            labels = [e.label for e in lra_release.split_entries(entries, split, counts)]
+            split_labels = [e.label for e in lra_release.split_entries(entries, split, counts)]
             click.echo(
-                f"{split:<5} {len(labels):>7} images  {params.resolution}x{params.resolution}  "
-                f"labels {_label_counts(labels, 2)}"
+                f"{split:<5} {len(split_labels):>7} images  {pathfinder.resolution}x{pathfinder.resolution}  "
+                f"labels {_label_counts(split_labels, 2)}"
             )
     click.echo(f"wrote {folder}")
     if task != "listops":

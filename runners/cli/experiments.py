@@ -32,7 +32,7 @@ from .common import (
 
 def eval_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options of commands that evaluate trained checkpoints (`lra sweep mk`, `lra swap`)."""
-    options = [
+    options: list[Callable[..., Any]] = [
         click.option(
             "--split",
             type=click.Choice(["test", "val"]),
@@ -202,7 +202,7 @@ def sweep_scaling_command(
 
 def variant_sweep_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options `lra sweep s` and `lra sweep landmarks` share (training as in `lra suite`)."""
-    options = [
+    options: list[Callable[..., Any]] = [
         click.option("--task", required=True, help="Task to train on (lra list tasks)."),
         click.option("--values", default=None, help="Comma-separated values of the swept parameter."),
         click.option("--attention", default="mita", show_default=True, help="mita or mita_route."),
@@ -370,5 +370,6 @@ def swap_command(
     if run_dir is not None:
         result = swap_run(run_dir, specs, opts, attn_params=params, echo=echo)
     else:
+        assert runs_dir is not None  # exactly one of the two, checked above
         result = swap_matrix(runs_dir, specs or None, opts, attn_params=params, task=task, echo=echo)
     report(result)

@@ -1,4 +1,9 @@
-"""`lra run` (README: Training one run; library: runners/train.py)."""
+"""`lra run` (README: Training one run; library: runners/train/).
+
+The attention spec is parsed once here (runners/specs.py) and the run resolved once
+(`runners.train.resolve`): the resolved run, with its `AttentionSpec`, is what the smoke check,
+the resolution line and the training itself receive.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any
 import click
 
 from ..defaults import DEFAULT_RUNS_DIR
-from ..specs import parse_attn_params, parse_key_values, parse_spec, parse_specs
+from ..specs import parse_attentions, parse_key_values
 from .common import (
     UserError,
     attn_param_option,
@@ -88,7 +93,6 @@ def run_command(
 
     from attention_zoo.plugins import require_plugins
     from runners.plugin_checks import smoke_check
-    from runners.rundir import BUSY_EXIT_CODE, RunDirBusy
     from runners.train import (
         RunConfig,
         launch,
@@ -98,13 +102,14 @@ def run_command(
         resolve,
         run,
     )
+    from runners.train.rundir import BUSY_EXIT_CODE, RunDirBusy
 
     task = _one_task(task_argument, task)
     if resume and run_dir:  # the plugin the run was trained with: named (--plugin) or trusted
         with warnings.catch_warnings():  # a changed plugin: `resolve` below warns, once
             warnings.simplefilter("ignore")
             require_plugins(recorded_plugins(Path(run_dir)), source=f"the run in {run_dir}")
-    ((name, params),) = parse_specs([attention], parse_attn_params(attn_params, [parse_spec(attention)[0]]))
+    ((name, params),) = parse_attentions([attention], attn_params)
     cfg = RunConfig(
         task=task,
         attention=name,
@@ -124,13 +129,13 @@ def run_command(
         log=list(log),
     )
     resolved = resolve(cfg)
-    smoke_check(resolved.mechanism.name, resolved.params.to_dict(), resolved.device)  # plugins only
+    smoke_check(resolved.attention, resolved.device)  # plugins only
     if nproc < 1:
         raise UserError(f"--nproc must be >= 1; got {nproc}")
     if not quiet:  # what the test set can tell apart, before any time is spent training
         click.echo(resolution(task, planned_test_examples(resolved)), err=True)
     try:
-        record = run(cfg) if nproc == 1 else launch(cfg, nproc)
+        record = run(resolved) if nproc == 1 else launch(resolved, nproc)
     except RunDirBusy as err:  # another process writes that directory: this one wrote nothing
         click.echo(str(err), err=True)
         sys.exit(BUSY_EXIT_CODE)

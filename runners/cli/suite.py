@@ -1,18 +1,16 @@
-"""`lra suite`, `lra leaderboard`, `lra compare`, `lra plot` (README: The suite, the leaderboard and
-plots; library: runners/suite.py, results/).
+"""`lra suite` (README: The suite, the leaderboard and plots; library: runners/suite/, its reports
+results/reports.py).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
 from ..defaults import DEFAULT_RUNS_DIR
 from ..specs import parse_key_values, parse_seeds, split_specs
 from .common import (
-    UserError,
     attn_param_option,
     attn_params_of,
     log_option,
@@ -21,27 +19,6 @@ from .common import (
     training_options,
     user_errors,
 )
-
-runs_dir_option = click.option(
-    "--runs",
-    "runs_dir",
-    default=DEFAULT_RUNS_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="A suite's --out directory, or any directory of result records (read recursively).",
-)
-
-
-def load_results(runs_dir: str) -> Any:
-    """The results store of `runs_dir`; skipped files are reported as warnings on stderr."""
-    from results import store
-
-    st = store.load(runs_dir)
-    for problem in st.problems:
-        click.echo(f"warning: {problem}", err=True)
-    if st.runs.empty and st.efficiency.empty:
-        raise UserError(f"no result records under {runs_dir}; run `lra suite --out {runs_dir}` first")
-    return st
 
 
 @click.command("suite")
@@ -211,195 +188,3 @@ def suite_command(
             "some runs failed (see the table above and each run's log.txt); re-run to retry them", err=True
         )
     sys.exit(result.exit_code)
-
-
-@click.command("leaderboard")
-@runs_dir_option
-@click.option(
-    "--csv",
-    "csv_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Write the wide leaderboard (one row per attention, columns per task) as CSV.",
-)
-@click.option(
-    "--markdown",
-    "markdown_path",
-    default=None,
-    type=click.Path(dir_okay=False, allow_dash=True),
-    help="Write the markdown leaderboard (best per column in bold); '-' prints it instead of the text table.",
-)
-@click.option(
-    "--long-csv",
-    "long_csv_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Write one row per run with every recorded field.",
-)
-@click.option(
-    "--published/--no-published",
-    default=True,
-    show_default=True,
-    help="Show the published rows (LRA paper, Nystromformer, Skyformer) of the attentions on the table in a separate block.",
-)
-@user_errors
-def leaderboard_command(
-    runs_dir: str, csv_path: str | None, markdown_path: str | None, long_csv_path: str | None, published: bool
-) -> None:
-    """Attentions x tasks: mean test accuracy over seeds (± std), FAIL at chance level, – when missing."""
-    from results import leaderboard, store
-    from results.published import load_published
-
-    st = load_results(runs_dir)
-    lb = leaderboard.build(st.runs)
-    reference = load_published() if published else None
-    if markdown_path == "-":
-        click.echo(leaderboard.render(lb, markdown=True, published=reference, skipped=st.invalid), nl=False)
-        markdown_path = None
-    else:
-        click.echo(leaderboard.render(lb, markdown=False, published=reference, skipped=st.invalid), nl=False)
-    leaderboard.write_all(lb, csv=csv_path, markdown=markdown_path, published=reference, skipped=st.invalid)
-    if long_csv_path:
-        store.write_long_csv(st.runs, long_csv_path)
-    for path in (csv_path, markdown_path, long_csv_path):
-        if path:
-            click.echo(f"wrote {path}")
-
-
-@click.command("compare")
-@click.option("--task", default=None, help="Task to compare on (required without --frontier).")
-@click.option(
-    "--attentions",
-    default="",
-    help="Comma-separated attention labels or names [default: every attention with runs of the task].",
-)
-@click.option(
-    "--reference",
-    default=None,
-    metavar="ATTENTION",
-    help="Label or name the ratios and the tests are against [default: full when it has runs of the "
-    "task, else the first of --attentions].",
-)
-@runs_dir_option
-@click.option(
-    "--csv", "csv_path", default=None, type=click.Path(dir_okay=False), help="Write the numbers as CSV."
-)
-@click.option(
-    "--markdown",
-    "markdown_path",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Write a markdown table.",
-)
-@click.option(
-    "--frontier",
-    is_flag=True,
-    help="The accuracy-cost frontier instead: Avg (or --task) accuracy, speed "
-    "and memory relative to full attention, Pareto frontier, per preset.",
-)
-@click.option(
-    "--published/--no-published",
-    default=True,
-    show_default=True,
-    help="Show the published accuracies of the compared attentions on the task in a separate block.",
-)
-@user_errors
-def compare_command(
-    task: str | None,
-    attentions: str,
-    reference: str | None,
-    runs_dir: str,
-    csv_path: str | None,
-    markdown_path: str | None,
-    frontier: bool,
-    published: bool,
-) -> None:
-    """Accuracy (with 95% intervals), throughput, peak memory, parameters and keys per query of
-    attentions on one task, and each attention's accuracy difference from the reference with its
-    interval and p-value (paired tests where the runs kept per-example predictions, Holm-corrected);
-    with --frontier, accuracy against speed and memory relative to full attention (Pareto frontier)."""
-    from results import compare
-
-    st = load_results(runs_dir)
-    if frontier:
-        from results.frontier import frontier_view
-
-        text, warning = frontier_view(st, task, split_specs(attentions), csv=csv_path, markdown=markdown_path)
-        click.echo(text, nl=False)
-        if warning:
-            click.echo(warning, err=True)
-        return
-    if task is None:
-        raise UserError("--task is required (or --frontier for every task and attention)")
-    from results.published import load_published
-
-    names = split_specs(attentions) or compare.default_attentions(st.runs, task)
-    table = compare.compare(st.runs, task, names, reference=reference)
-    reference = load_published() if published else None
-    click.echo(compare.render_comparison(table, task, published=reference), nl=False)
-    compare.write_comparison(table, task, csv=csv_path, markdown=markdown_path, published=reference)
-    for path in (csv_path, markdown_path):
-        if path:
-            click.echo(f"wrote {path}")
-
-
-@click.command("plot")
-@runs_dir_option
-@click.option(
-    "--out", default=None, type=click.Path(file_okay=False), help="Output directory [default: RUNS/plots]."
-)
-@click.option(
-    "--frontier-per-task", is_flag=True, help="Also one panel per task in the accuracy-cost figure."
-)
-@user_errors
-def plot_command(runs_dir: str, out: str | None, frontier_per_task: bool) -> None:
-    """PNG figures: accuracy per task and attention, validation curves, speed / memory against
-    sequence length when efficiency records (lra bench) are present, and accuracy against cost."""
-    from results import frontier, plots
-
-    st = load_results(runs_dir)
-    for path in plots.plot_all(st, out or f"{runs_dir}/plots", frontier_per_task=frontier_per_task):
-        click.echo(f"wrote {path}")
-    fr = frontier.build(st)
-    for line in (frontier.missing_cost_line(fr), frontier.unreliable_line(fr)):
-        if line:
-            click.echo(line, err=True)
-
-
-@click.command("report")
-@runs_dir_option
-@click.option(
-    "--out",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="The HTML file to write [default: RUNS/report.html].",
-)
-@user_errors
-def report_command(runs_dir: str, out: str | None) -> None:
-    """One self-contained HTML page to send: the leaderboard (sortable), the accuracy-cost frontier,
-    every figure, the cost tables, each run's configuration and provenance, and the commands that
-    reproduce them. Opens offline (figures inlined, no external scripts); `lra suite` writes it too."""
-    from results.report import write_report
-
-    st = load_results(runs_dir)
-    click.echo(f"wrote {write_report(runs_dir, st=st, path=out)}")
-
-
-@click.command("readme")
-@click.option("--check", is_flag=True, help="Only check: exit 1 when a table differs from its records.")
-@user_errors
-def readme_command(check: bool) -> None:
-    """Render the README's tables of measured numbers from the records they name (run it in the repository).
-
-    Each table sits between `<!-- table NAME: rendered by `lra readme` from FOLDER -->` and
-    `<!-- end table NAME -->`; a folder without records leaves its table as written.
-    """
-    from results.readme import update
-
-    current, notes = update(".", check=check)
-    for note in notes:
-        click.echo(note, err=True)
-    if check and not current:
-        click.echo("README.md differs from its records; run `lra readme`", err=True)
-        sys.exit(1)
-    click.echo("README.md is up to date" if current else "README.md updated")

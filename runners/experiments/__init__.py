@@ -11,7 +11,7 @@
   parameters it does not use are dropped and named too. Over a set of runs of one task: the matrix
   train attention x evaluation attention.
 * `sweep_scaling` (``lra sweep scaling``) -- forward and forward + backward time of every attention
-  (and MiTA backend) against N on log-log axes, the paper's wall-clock figure: `runners.bench_attention`
+  (and MiTA backend) against N on log-log axes, the paper's wall-clock figure: `runners.bench.attention`
   measures and writes the efficiency records; this adds the figure and the length from which each
   attention is faster than full attention.
 * `sweep_variants` (``lra sweep s``, ``lra sweep landmarks``) -- train MiTA variants on one task with
@@ -26,7 +26,7 @@ suite's ``lra_runs`` so that short sweep runs never mix into its leaderboard)::
     mk/<task>/<run tag>/<checkpoint>-<split>/m<M>-k<K>.json    mk-<checkpoint>-<split>.{md,csv,png}
     swap/<task>/<run tag>/<checkpoint>-<split>/<attention>.json  swap-<checkpoint>-<split>.{md,csv,png}
     swap/<task>/matrix-<checkpoint>-<split>.{md,csv,png}
-    scaling/efficiency/...  (runners.bench_attention)            scaling/scaling-<device>-<config>.{md,png}
+    scaling/efficiency/...  (runners.bench.attention)            scaling/scaling-<device>-<config>.{md,png}
     <s|landmarks>/<task>/runs/<task>/<attention>/<seed>/ (runs)   diagnostics/...  sweep-<name>.{md,csv,png}
 
 A run tag is ``<attention slug>-seed<seed>-<configuration hash prefix>``. Records are rewritten when

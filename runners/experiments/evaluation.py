@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,11 @@ from lra.tasks.base import DataConfig, LRADataset
 from results.records import SCHEMA_VERSION, plugin_fields, write_record
 
 from ..defaults import EXPERIMENTS_OUT
+from ..devices import device_name, resolve_device
 from ..provenance import git_commit, utc_now
-from ..timing import device_name, resolve_device
-from ..train import Dist, batch_inputs, evaluate, evaluated_indices
+from ..train.distributed import Dist
+from ..train.evaluation import batch_inputs, evaluate, evaluated_indices
+from ..train.step import Autocast
 from .runs import CHECKPOINTS, SPLITS, TrainedRun
 
 DIAGNOSTIC_KEYS = ("load_entropy", "load_max", "pruned_fraction", "overlap")
@@ -170,11 +172,8 @@ class Evaluator:
             diag = routing_diagnostics(model, ds, batch, self.device, self.opts.diag_batches, self.opts.split)
         return Evaluation(accuracy, loss, n, chance, diag)
 
-    def _autocast(self, run: TrainedRun) -> Callable[[], Any]:
-        amp = run.preset.train.amp
-        use = self.device.type == "cuda" and amp != "none"
-        dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-        return lambda: torch.autocast(self.device.type, dtype=dtype) if use else contextlib.nullcontext()
+    def _autocast(self, run: TrainedRun) -> Autocast:
+        return Autocast.of(self.device, run.preset.train.amp)  # the trainer's mixed precision
 
     def record(
         self,
@@ -249,7 +248,7 @@ def _torch_backend(model: nn.Module) -> Iterator[None]:
     for module in model.modules():
         if isinstance(module, MultiHeadAttention) and "backend" in module.params.to_dict():
             changed.append((module, module.params))
-            module.params = dataclasses.replace(module.params, backend="torch")
+            module.params = dataclasses.replace(module.params, **{"backend": "torch"})
     try:
         yield
     finally:
@@ -285,27 +284,28 @@ def routing_diagnostics(
     layers = []
     for index in range(len(per_batch[0])):
         calls = [batch[index] for batch in per_batch if len(batch) > index]
-        layer = {key: _mean([c[key] for c in calls]) for key in DIAGNOSTIC_KEYS}
+        layer: dict[str, Any] = {key: finite_mean([c[key] for c in calls]) for key in DIAGNOSTIC_KEYS}
         loads = [c["expert_load"] for c in calls]
         layer["expert_load"] = (
-            [_mean(column) for column in zip(*loads, strict=True)]
+            [finite_mean(column) for column in zip(*loads, strict=True)]
             if len({len(x) for x in loads}) == 1
             else None
         )
         layer["num_landmarks"] = calls[0]["num_landmarks"]
         layer["topk"] = calls[0]["topk"]
         layers.append(layer)
-    summary: dict[str, Any] = {key: _mean([layer[key] for layer in layers]) for key in DIAGNOSTIC_KEYS}
+    summary: dict[str, Any] = {key: finite_mean([layer[key] for layer in layers]) for key in DIAGNOSTIC_KEYS}
     summary.update(split=split, batches=len(per_batch), examples=count, layers=layers)
     return summary
 
 
-def _mean(values: Sequence[float]) -> float:
+def finite_mean(values: Sequence[float | None]) -> float:
+    """The mean of the finite values (None and NaN left out); NaN when there is none."""
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-def _progress(total: int, desc: str, quiet: bool) -> tqdm:
+def progress_bar(total: int, desc: str, quiet: bool) -> tqdm:
     return tqdm(
         total=total, desc=desc, unit="eval", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True
     )

@@ -17,7 +17,7 @@ from lra.io import atomic_path, atomic_write, atomic_write_text
 DPI = 150
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
+def percent_text(value: float | None, digits: int = 1) -> str:
     return (
         "–"
         if value is None or (isinstance(value, float) and math.isnan(value))
@@ -25,23 +25,23 @@ def _pct(value: float | None, digits: int = 1) -> str:
     )
 
 
-def _count(value: Any) -> str:
+def count_text(value: Any) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{int(value)}"
 
 
-def _suptitle(fig: Any, text: str) -> None:
+def suptitle(fig: Any, text: str) -> None:
     """A figure title wrapped to the figure's width (long run labels would be cut off)."""
     width = max(40, int(fig.get_figwidth() * 9))
     fig.suptitle("\n".join(textwrap.fill(line, width) for line in text.split("\n")))
 
 
-def _save_figure(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
     return path
 
 
-def _write_table(frame: pd.DataFrame, markdown: str, stem: Path) -> list[Path]:
+def write_table(frame: pd.DataFrame, markdown: str, stem: Path) -> list[Path]:
     atomic_write_text(stem.with_suffix(".md"), markdown)
     atomic_write(stem.with_suffix(".csv"), lambda fh: frame.to_csv(fh, index=False))
     return [stem.with_suffix(".md"), stem.with_suffix(".csv")]
@@ -56,14 +56,14 @@ class ExperimentResult:
     paths: list[Path] = field(default_factory=list)
 
 
-def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, list[Any]]:
+def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Any, list[Any]]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
     return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
 
 
-def _heatmap(ax: Any, fig: Any, values: Any, xlabels: list[str], ylabels: list[str], title: str) -> None:
+def heatmap(ax: Any, fig: Any, values: Any, xlabels: list[str], ylabels: list[str], title: str) -> None:
     import numpy as np
 
     image = ax.imshow(values, cmap="viridis", aspect="auto", origin="lower")
@@ -91,7 +91,7 @@ def _heatmap(ax: Any, fig: Any, values: Any, xlabels: list[str], ylabels: list[s
             )
 
 
-def _outline(ax: Any, x: int, y: int, label: str | None = None) -> None:
+def outline_cell(ax: Any, x: int, y: int, label: str | None = None) -> None:
     """A red box inside cell (x, y); inset, so that boxes of neighbouring cells stay apart."""
     from matplotlib.patches import Rectangle
 

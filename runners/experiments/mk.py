@@ -14,18 +14,18 @@ import pandas as pd
 
 import attention_zoo
 
-from .evaluation import DIAGNOSTIC_KEYS, EvalOptions, Evaluator, _progress
+from .evaluation import DIAGNOSTIC_KEYS, EvalOptions, Evaluator, progress_bar
 from .figures import (
     ExperimentResult,
-    _figure,
-    _heatmap,
-    _outline,
-    _pct,
-    _save_figure,
-    _suptitle,
-    _write_table,
+    heatmap,
+    new_figure,
+    outline_cell,
+    percent_text,
+    save_figure,
+    suptitle,
+    write_table,
 )
-from .runs import Echo, TrainedRun, _quiet_echo, is_mita, load_run
+from .runs import Echo, TrainedRun, is_mita, load_run, quiet_echo
 
 # The default (m, k) grid: powers of two from 8 to 64; the trained values are added to each axis (see `sweep_mk`).
 DEFAULT_GRID = {"num_landmarks": (8, 16, 32, 64), "topk": (8, 16, 32, 64)}
@@ -96,7 +96,7 @@ def sweep_mk(
     opts: EvalOptions | None = None,
     *,
     include_trained: bool = True,
-    echo: Echo = _quiet_echo,
+    echo: Echo = quiet_echo,
 ) -> ExperimentResult:
     """Evaluate a trained MiTA checkpoint at every (m, k) of the grid, without retraining.
 
@@ -114,20 +114,20 @@ def sweep_mk(
     where = Path(opts.out) / "mk" / run.task / run.tag
     cells = [(m, k) for m in m_values for k in k_values]
     records = []
-    with _progress(len(cells), f"sweep mk {run.label}", opts.quiet) as bar:
+    with progress_bar(len(cells), f"sweep mk {run.label}", opts.quiet) as bar:
         for m, k in cells:
-            params = dataclasses.replace(run.params, num_landmarks=m, topk=k)
+            params = dataclasses.replace(run.params, **{"num_landmarks": m, "topk": k})  # a MiTA dataclass
             path = where / f"{opts.checkpoint}-{opts.split}" / f"m{m}-k{k}.json"
             record = evaluator.run_eval("mk", run, run.mechanism, params, path)
             records.append(record)
             bar.update()
             echo(
-                f"m={m} k={k}: {opts.split} accuracy {_pct(record['accuracy'], 2)}% (n={record['n_examples']})"
+                f"m={m} k={k}: {opts.split} accuracy {percent_text(record['accuracy'], 2)}% (n={record['n_examples']})"
             )
     frame = mk_frame(records)
     markdown = mk_markdown(frame, run, opts)
     stem = where / f"mk-{opts.checkpoint}-{opts.split}"
-    paths = _write_table(frame, markdown, stem)
+    paths = write_table(frame, markdown, stem)
     paths.append(plot_mk(frame, run, opts, stem.with_suffix(".png")))
     return ExperimentResult(records, markdown, paths)
 
@@ -160,13 +160,13 @@ def mk_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
 def mk_markdown(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions) -> str:
     m0, k0 = _trained_value(run, "num_landmarks"), _trained_value(run, "topk")
     n = int(frame["n_examples"].iloc[0])
-    table = _grid_table(frame, "accuracy", lambda v: _pct(v))
+    table = _grid_table(frame, "accuracy", lambda v: percent_text(v))
     lines = [
         f"## {run.task}: {run.label} (seed {run.seed}) at other (m, k) -- {opts.split} accuracy (%)",
         "",
         f"Checkpoint `{run.checkpoint_path}` ({opts.checkpoint}, step {run.step}), trained at m={m0}, k={k0} "
         f"(**bold**); rows m = num_landmarks, columns k = topk; {n} {opts.split} examples, chance "
-        f"{_pct(float(frame['chance_acc'].iloc[0]))}%. Every other parameter as trained.",
+        f"{percent_text(float(frame['chance_acc'].iloc[0]))}%. Every other parameter as trained.",
         "",
         table.to_markdown(disable_numparse=True),
         "",
@@ -175,8 +175,8 @@ def mk_markdown(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions) -> str:
     reference = (run.record or {}).get("test_acc" if opts.checkpoint == "best" else "test_acc_last")
     if not trained.empty and opts.split == "test" and not opts.limit and reference is not None:
         lines.append(
-            f"Trained (m, k) here: {_pct(float(trained['accuracy'].iloc[0]), 2)}%; the run's own record: "
-            f"{_pct(reference, 2)}%."
+            f"Trained (m, k) here: {percent_text(float(trained['accuracy'].iloc[0]), 2)}%; the run's own record: "
+            f"{percent_text(reference, 2)}%."
         )
     if frame["pruned_fraction"].notna().any():
         for key, title in (
@@ -187,7 +187,7 @@ def mk_markdown(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions) -> str:
                 "",
                 f"### {title}",
                 "",
-                _grid_table(frame, key, lambda v: _pct(v)).to_markdown(disable_numparse=True),
+                _grid_table(frame, key, lambda v: percent_text(v)).to_markdown(disable_numparse=True),
             ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -209,21 +209,21 @@ def plot_mk(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions, path: Path)
     if frame["pruned_fraction"].notna().any():
         panels += [("pruned_fraction", "pruned fraction (%)"), ("overlap", "overlap with own top-k (%)")]
     ms, ks = sorted(frame["num_landmarks"].unique()), sorted(frame["topk"].unique())
-    fig, axes = _figure(
+    fig, axes = new_figure(
         1.0 + len(panels) * max(3.5, 0.8 * len(ks) + 1.5), max(3.5, 0.6 * len(ms) + 1.8), len(panels)
     )
     for ax, (key, title) in zip(axes, panels, strict=True):
         values = (
             frame.pivot(index="num_landmarks", columns="topk", values=key).reindex(index=ms, columns=ks) * 100
         )
-        _heatmap(ax, fig, values.to_numpy(dtype=float), [str(k) for k in ks], [str(m) for m in ms], title)
+        heatmap(ax, fig, values.to_numpy(dtype=float), [str(k) for k in ks], [str(m) for m in ms], title)
         ax.set_xlabel("k (topk, keys per expert)")
         ax.set_ylabel("m (num_landmarks)")
         for row in frame[frame["trained"]].itertuples():
-            _outline(ax, ks.index(row.topk), ms.index(row.num_landmarks), "trained")
-    _suptitle(
+            outline_cell(ax, ks.index(row.topk), ms.index(row.num_landmarks), "trained")
+    suptitle(
         fig,
         f"{run.task}: {run.label}, seed {run.seed}, evaluated at other (m, k) ({opts.checkpoint} checkpoint, "
         f"n={int(frame['n_examples'].iloc[0])}; red box: trained)",
     )
-    return _save_figure(fig, path)
+    return save_figure(fig, path)

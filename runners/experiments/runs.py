@@ -22,16 +22,16 @@ from lra.tasks.base import DataConfig
 from results.records import RECORD_NAME, load_records, read_record
 from results.schema import read_run_config_file
 
-from ..checkpoints import load_checkpoint
 from ..provenance import config_hash
 from ..specs import parse_spec, parse_specs
+from ..train.checkpoints import load_checkpoint
 
 CHECKPOINTS = ("best", "last")
 SPLITS = ("val", "test")
 Echo = Callable[[str], None]
 
 
-def _quiet_echo(_: str) -> None:
+def quiet_echo(_: str) -> None:
     """An `echo` that prints nothing."""
 
 

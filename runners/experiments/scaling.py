@@ -1,5 +1,5 @@
 """`lra sweep scaling`: forward and forward + backward time of every attention against N,
-measured by `runners.bench_attention`, with the crossover length and the log-log figure.
+measured by `lra bench attention` (runners/bench/attention.py), with the crossover length and the log-log figure.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import Any
 import pandas as pd
 
 from lra.io import slug
+from results.cost_tables import NOT_RUN, PASSES, REFERENCE, format_length, ratio_table
 
 from .. import bench
-from ..bench_attention import bench_attention
-from ..timing import resolve_device
-from .figures import ExperimentResult, _figure, _save_figure, _suptitle, _write_table
-from .runs import Echo, _quiet_echo
+from ..bench import bench_attention
+from ..devices import resolve_device
+from .figures import ExperimentResult, new_figure, save_figure, suptitle, write_table
+from .runs import Echo, quiet_echo
 
 # Lengths of `lra sweep scaling`: 2^10..2^20 on CUDA (as far as memory allows), reduced on CPU.
 SCALING_LENGTHS = {"cuda": tuple(2**e for e in range(10, 21)), "cpu": tuple(2**e for e in range(10, 13))}
@@ -47,10 +48,10 @@ def parse_scaling_lengths(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(lengths)))
 
 
-def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> ExperimentResult:
+def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = quiet_echo) -> ExperimentResult:
     """Forward and forward + backward time of every attention against N (the paper's wall-clock figure).
 
-    `runners.bench_attention.bench_attention` measures and writes the efficiency records under
+    `runners.bench.bench_attention` measures and writes the efficiency records under
     `<cfg.out>/efficiency/` (lengths default to `SCALING_LENGTHS`: 2^10..2^20 on CUDA, where memory
     allows; 2^10..2^12 on CPU). This adds `<cfg.out>/scaling-<device>-<setting>.{md,png}`: the
     bench tables plus, per attention and pass, the length from which it is faster than full
@@ -61,7 +62,7 @@ def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> Experi
         cfg = dataclasses.replace(cfg, lengths=SCALING_LENGTHS[device.type])
     rows, bench_markdown = bench_attention(cfg)
     records = [r for r in rows if r.get("kind") == "efficiency"]
-    if not records and any(r["status"] == bench.NOT_RUN for r in rows):
+    if not records and any(r["status"] == NOT_RUN for r in rows):
         raise ValueError("nothing was measured before --max-minutes ran out; give it more minutes")
     if not records:
         raise ValueError(
@@ -69,7 +70,7 @@ def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> Experi
         )
     first = records[0]
     setting = f"{first['dtype']}-B{first['batch']}-H{first['heads']}-d{first['head_dim']}"
-    frame = bench.ratio_table(rows)
+    frame = ratio_table(rows)
     crossovers = crossover_table(frame)
     title = (
         f"Attention time against sequence length on {first['device']}: B={first['batch']}, H={first['heads']}, "
@@ -90,7 +91,7 @@ def sweep_scaling(cfg: bench.BenchConfig, *, echo: Echo = _quiet_echo) -> Experi
         ]
     )
     stem = Path(cfg.out) / f"scaling-{slug(first['device'])}-{setting}"
-    paths = _write_table(crossovers, markdown.rstrip() + "\n", stem)
+    paths = write_table(crossovers, markdown.rstrip() + "\n", stem)
     paths.append(plot_scaling(frame, title, stem.with_suffix(".png")))
     echo(f"wrote {len(records)} efficiency records under {Path(cfg.out) / 'efficiency'}")
     return ExperimentResult(records, markdown.rstrip() + "\n", paths)
@@ -101,14 +102,14 @@ def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
     than full attention at every longer N both measured (`faster_from`, None if it never is), the
     speed-up at the longest N both measured, and the longest N each one measured.
 
-    `frame` is `runners.bench.ratio_table` output.
+    `frame` is `runners.ratio_table` output.
     """
     rows = []
     ok = frame[frame["status"] == "ok"]
     for (series, pass_), group in frame.groupby(["series", "pass"], sort=False):
-        if group["attention"].iloc[0] == bench.REFERENCE:
+        if group["attention"].iloc[0] == REFERENCE:
             continue
-        full_longest = ok[(ok["attention"] == bench.REFERENCE) & (ok["pass"] == pass_)]["seq_len"].max()
+        full_longest = ok[(ok["attention"] == REFERENCE) & (ok["pass"] == pass_)]["seq_len"].max()
         mine = ok[(ok["series"] == series) & (ok["pass"] == pass_)]
         both = mine[mine["speedup_vs_full"].notna()].sort_values("seq_len")
         faster_from = None
@@ -139,7 +140,7 @@ def crossover_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def crossover_markdown(crossovers: pd.DataFrame) -> str:
     def length(value: Any) -> str:
-        return "–" if value is None or pd.isna(value) else bench.format_length(int(value))
+        return "–" if value is None or pd.isna(value) else format_length(int(value))
 
     table = pd.DataFrame(
         {
@@ -167,8 +168,8 @@ def plot_scaling(frame: pd.DataFrame, title: str, path: Path) -> Path:
     dotted guides ∝ N and ∝ N^2 through full attention's shortest point."""
     import numpy as np
 
-    passes = [p for p in bench.PASSES if (frame["pass"] == p).any()]
-    fig, axes = _figure(6.0 * len(passes) + 1.0, 4.8, len(passes))
+    passes = [p for p in PASSES if (frame["pass"] == p).any()]
+    fig, axes = new_figure(6.0 * len(passes) + 1.0, 4.8, len(passes))
     series = list(dict.fromkeys(frame["series"]))
     from matplotlib import colormaps
 
@@ -183,7 +184,7 @@ def plot_scaling(frame: pd.DataFrame, title: str, path: Path) -> Path:
                 continue
             stopped = mine[mine["status"].isin(["oom", "skipped"])]
             legend = name + (
-                f" ({stopped['status'].iloc[0]} from {bench.format_length(int(stopped['seq_len'].min()))})"
+                f" ({stopped['status'].iloc[0]} from {format_length(int(stopped['seq_len'].min()))})"
                 if len(stopped)
                 else ""
             )
@@ -195,7 +196,7 @@ def plot_scaling(frame: pd.DataFrame, title: str, path: Path) -> Path:
                 color=colours[name],
                 label=legend,
             )
-        full = part[(part["attention"] == bench.REFERENCE) & (part["status"] == "ok")].sort_values("seq_len")
+        full = part[(part["attention"] == REFERENCE) & (part["status"] == "ok")].sort_values("seq_len")
         if len(full):
             n0, t0 = float(full["seq_len"].iloc[0]), float(full["time_ms_median"].iloc[0])
             ns = np.array(sorted(part["seq_len"].unique()), dtype=float)
@@ -208,5 +209,5 @@ def plot_scaling(frame: pd.DataFrame, title: str, path: Path) -> Path:
         ax.set_title(pass_.replace("_", " + "))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="x-small")
-    _suptitle(fig, title)
-    return _save_figure(fig, path)
+    suptitle(fig, title)
+    return save_figure(fig, path)

@@ -13,19 +13,19 @@ import pandas as pd
 import attention_zoo
 from lra.io import slug
 
-from .evaluation import EvalOptions, Evaluator, _progress
+from .evaluation import EvalOptions, Evaluator, progress_bar
 from .figures import (
     ExperimentResult,
-    _count,
-    _figure,
-    _heatmap,
-    _outline,
-    _pct,
-    _save_figure,
-    _suptitle,
-    _write_table,
+    count_text,
+    heatmap,
+    new_figure,
+    outline_cell,
+    percent_text,
+    save_figure,
+    suptitle,
+    write_table,
 )
-from .runs import Echo, TrainedRun, _quiet_echo, find_runs, load_run, resolve_one, spec_under_preset
+from .runs import Echo, TrainedRun, find_runs, load_run, quiet_echo, resolve_one, spec_under_preset
 
 
 def _swap_path(opts: EvalOptions, run: TrainedRun, mechanism: attention_zoo.Mechanism, params: Any) -> Path:
@@ -45,7 +45,7 @@ def swap_run(
     opts: EvalOptions | None = None,
     *,
     attn_params: Mapping[str, Mapping[str, Any]] | None = None,
-    echo: Echo = _quiet_echo,
+    echo: Echo = quiet_echo,
 ) -> ExperimentResult:
     """Evaluate one checkpoint with each of `attentions` (specs such as `mita(topk=64)`, with
     `attn_params` per name, resolved against the run's preset: see `resolve_attentions`) and,
@@ -70,7 +70,7 @@ def swap_run(
     for note in notes:
         echo(note[2:])
     records = []
-    with _progress(len(todo), f"swap {run.label}", opts.quiet) as bar:
+    with progress_bar(len(todo), f"swap {run.label}", opts.quiet) as bar:
         for mechanism, params in todo:
             record = evaluator.run_eval(
                 "swap", run, mechanism, params, _swap_path(opts, run, mechanism, params)
@@ -81,7 +81,7 @@ def swap_run(
     frame = swap_frame(records)
     markdown = swap_markdown(frame, records, run, opts, notes)
     stem = Path(opts.out) / "swap" / run.task / run.tag / f"swap-{opts.checkpoint}-{opts.split}"
-    paths = _write_table(frame, markdown, stem)
+    paths = write_table(frame, markdown, stem)
     paths.append(plot_swap(frame, run, opts, stem.with_suffix(".png")))
     return ExperimentResult(records, markdown, paths)
 
@@ -89,7 +89,7 @@ def swap_run(
 def _describe_swap(record: dict[str, Any]) -> str:
     text = (
         f"{record['train_attention_label']} -> {record['attention_label']}: {record['split']} accuracy "
-        f"{_pct(record['accuracy'], 2)}% (n={record['n_examples']})"
+        f"{percent_text(record['accuracy'], 2)}% (n={record['n_examples']})"
     )
     if record["missing_parameters"]:
         text += f"; initialised {len(record['missing_parameters'])} parameters the checkpoint lacks"
@@ -158,25 +158,25 @@ def swap_markdown(
                 f"{label} (trained)" if t else label
                 for label, t in zip(frame["attention_label"], frame["trained"], strict=True)
             ],
-            f"{opts.split} acc (%)": [_pct(v, 2) for v in frame["accuracy"]],
+            f"{opts.split} acc (%)": [percent_text(v, 2) for v in frame["accuracy"]],
             "Δ vs trained (pp)": [
                 "" if t else f"{d:+.2f}"
                 for d, t in zip(frame["delta_vs_trained_pp"], frame["trained"], strict=True)
             ],
             "loss": [f"{v:.4f}" for v in frame["loss"]],
-            "keys/query": [_count(v) for v in frame["keys_per_query"]],
+            "keys/query": [count_text(v) for v in frame["keys_per_query"]],
             "initialised": [str(len(r["missing_parameters"])) for r in records],
             "dropped": [str(len(r["unused_parameters"])) for r in records],
         }
     )
     if any(r["diagnostics"] for r in records):  # MiTA routing on the first --diag-batches batches
         for key, title in (("pruned_fraction", "pruned (%)"), ("overlap", "overlap (%)")):
-            table[title] = [_pct((r["diagnostics"] or {}).get(key)) for r in records]
+            table[title] = [percent_text((r["diagnostics"] or {}).get(key)) for r in records]
     lines = [
         f"## {run.task}: checkpoint trained with {run.label} (seed {run.seed}), evaluated with other attentions",
         "",
         f"Checkpoint `{run.checkpoint_path}` ({opts.checkpoint}, step {run.step}); {int(frame['n_examples'].iloc[0])} "
-        f"{opts.split} examples, chance {_pct(float(frame['chance_acc'].iloc[0]))}%. Only the attention changes; "
+        f"{opts.split} examples, chance {percent_text(float(frame['chance_acc'].iloc[0]))}%. Only the attention changes; "
         "every weight comes from the checkpoint except the ones listed below.",
         "",
         table.to_markdown(index=False, disable_numparse=True),
@@ -189,7 +189,7 @@ def swap_markdown(
 
 def plot_swap(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions, path: Path) -> Path:
     """Horizontal bars: accuracy with each evaluation attention, the trained one highlighted."""
-    fig, (ax,) = _figure(8.0, max(2.5, 0.45 * len(frame) + 1.5))
+    fig, (ax,) = new_figure(8.0, max(2.5, 0.45 * len(frame) + 1.5))
     labels = list(frame["attention_label"])
     values = list(frame["accuracy"] * 100)
     colours = ["tab:orange" if t else "tab:blue" for t in frame["trained"]]
@@ -206,8 +206,8 @@ def plot_swap(frame: pd.DataFrame, run: TrainedRun, opts: EvalOptions, path: Pat
     ax.set_xlim(0, 105)
     ax.set_xlabel(f"{opts.split} accuracy (%)")
     ax.legend(fontsize="small", loc="lower right")
-    _suptitle(fig, f"{run.task}: trained with {run.label} (seed {run.seed}), evaluated with other attentions")
-    return _save_figure(fig, path)
+    suptitle(fig, f"{run.task}: trained with {run.label} (seed {run.seed}), evaluated with other attentions")
+    return save_figure(fig, path)
 
 
 def swap_matrix(
@@ -217,7 +217,7 @@ def swap_matrix(
     *,
     attn_params: Mapping[str, Mapping[str, Any]] | None = None,
     task: str | None = None,
-    echo: Echo = _quiet_echo,
+    echo: Echo = quiet_echo,
 ) -> ExperimentResult:
     """Every finished run of one task under `runs_root`, evaluated with every attention: the matrix
     train attention x evaluation attention.
@@ -240,7 +240,7 @@ def swap_matrix(
     columns = list(attentions) if attentions else list(dict.fromkeys(own.values()))
     several_presets = len({run.preset.name for run in runs}) > 1
     records, cells, legend = [], [], {}
-    with _progress(len(runs) * len(columns), "swap matrix", opts.quiet) as bar:
+    with progress_bar(len(runs) * len(columns), "swap matrix", opts.quiet) as bar:
         for run in runs:
             row = f"{own[run.run_dir]} [{run.preset.name}]" if several_presets else own[run.run_dir]
             for column in columns:
@@ -259,7 +259,7 @@ def swap_matrix(
     notes = [f"- {column} in preset {preset}: {label}" for (preset, column), label in legend.items()]
     markdown = matrix_markdown(matrix, frame, records, runs[0].task, opts, notes)
     stem = Path(opts.out) / "swap" / runs[0].task / f"matrix-{opts.checkpoint}-{opts.split}"
-    paths = _write_table(frame, markdown, stem)
+    paths = write_table(frame, markdown, stem)
     paths.append(plot_matrix(matrix, frame, runs[0].task, opts, stem.with_suffix(".png")))
     return ExperimentResult(records, markdown, paths)
 
@@ -292,7 +292,7 @@ def matrix_markdown(
         if pd.isna(stat["mean"]):
             text = "–"
         else:
-            text = _pct(stat["mean"])
+            text = percent_text(stat["mean"])
             if stat["count"] > 1:
                 text += f" ± {100 * stat['std']:.1f}"
         table.loc[row, column] = f"**{text}**" if (row, column) in _diagonal(frame) else text
@@ -319,15 +319,15 @@ def plot_matrix(matrix: pd.DataFrame, frame: pd.DataFrame, task: str, opts: Eval
     rows = list(dict.fromkeys(matrix.index.get_level_values("row")))
     columns = list(dict.fromkeys(matrix.index.get_level_values("column")))
     values = matrix["mean"].to_numpy(dtype=float).reshape(len(rows), len(columns)) * 100
-    fig, (ax,) = _figure(max(5.0, 1.4 * len(columns) + 3.5), max(3.0, 0.6 * len(rows) + 2.2))
-    _heatmap(ax, fig, values, columns, rows, f"{opts.split} accuracy (%), mean over seeds")
+    fig, (ax,) = new_figure(max(5.0, 1.4 * len(columns) + 3.5), max(3.0, 0.6 * len(rows) + 2.2))
+    heatmap(ax, fig, values, columns, rows, f"{opts.split} accuracy (%), mean over seeds")
     ax.invert_yaxis()
     for row, column in _diagonal(frame):
-        _outline(ax, columns.index(column), rows.index(row))
+        outline_cell(ax, columns.index(column), rows.index(row))
     ax.set_xlabel("evaluated with")
     ax.set_ylabel("trained with")
-    _suptitle(
+    suptitle(
         fig,
         f"{task}: checkpoints evaluated with other attentions ({opts.checkpoint} checkpoints; red box: own attention)",
     )
-    return _save_figure(fig, path)
+    return save_figure(fig, path)

@@ -19,8 +19,16 @@ from results.records import write_record
 
 from .. import suite
 from ..defaults import EXPERIMENTS_OUT
-from .evaluation import DIAGNOSTIC_KEYS, EvalOptions, Evaluator, _mean
-from .figures import ExperimentResult, _count, _figure, _pct, _save_figure, _suptitle, _write_table
+from .evaluation import DIAGNOSTIC_KEYS, EvalOptions, Evaluator, finite_mean
+from .figures import (
+    ExperimentResult,
+    count_text,
+    new_figure,
+    percent_text,
+    save_figure,
+    suptitle,
+    write_table,
+)
 from .runs import Echo, is_mita, load_run
 
 # `lra sweep <name>`: the swept MiTA parameter and its default values.
@@ -105,8 +113,8 @@ def variant_specs(cfg: VariantSweepConfig) -> list[tuple[str, str, str]]:
     for value in values:
         given = {**cfg.attn_params, parameter: value}
         if cfg.equal_budget:
-            routed = mechanism.params(**given).num_routed
-            given["topk"] = str(max(1, base.topk // routed))
+            routed = mechanism.params(**given).to_dict()["num_routed"]
+            given["topk"] = str(max(1, base.to_dict()["topk"] // routed))
         params = mechanism.params(**given)
         spec = f"{mechanism.name}({','.join(f'{k}={v}' for k, v in given.items())})"
         out.append((value, spec, mechanism.label(params)))
@@ -154,7 +162,7 @@ def sweep_variants(
     frame = variant_frame(cfg, specs, runs, evals)
     markdown = variant_markdown(cfg, frame, failed)
     stem = where / f"sweep-{cfg.sweep}"
-    paths = _write_table(frame, markdown, stem)
+    paths = write_table(frame, markdown, stem)
     paths.append(plot_variants(cfg, frame, runs, stem.with_suffix(".png")))
     return SweepResult(evals, markdown, paths, failed=failed, table=frame, exit_code=outcome.exit_code)
 
@@ -183,7 +191,7 @@ def _variant_diagnostics(
             diag = result.diagnostics or {}
             echo(
                 f"{run.run_id}: load entropy {diag.get('load_entropy', float('nan')):.3f}, pruned "
-                f"{_pct(diag.get('pruned_fraction'))}%, overlap {_pct(diag.get('overlap'))}% "
+                f"{percent_text(diag.get('pruned_fraction'))}%, overlap {percent_text(diag.get('overlap'))}% "
                 f"({result.n_examples} val examples)"
             )
     return records
@@ -209,17 +217,17 @@ def variant_frame(
             "seeds_ok": len(ok),
             "seeds": len(cfg.seeds),
             "diverged": sum(e["record"].get("status") == "diverged" for e in entries),
-            "test_acc": _mean(test) if test else float("nan"),
+            "test_acc": finite_mean(test) if test else float("nan"),
             "test_acc_std": float(pd.Series(test).std()) if len(test) > 1 else float("nan"),
-            "best_val_acc": _mean([r.get("best_val_acc") for r in ok]),
-            "chance_acc": _mean([r.get("chance_acc") for r in ok]),
+            "best_val_acc": finite_mean([r.get("best_val_acc") for r in ok]),
+            "chance_acc": finite_mean([r.get("chance_acc") for r in ok]),
             "keys_per_query": ok[0].get("keys_per_query") if ok else None,
             "seq_len": ok[0].get("seq_len") if ok else None,
             "params": ok[0].get("params") if ok else None,
-            "train_tokens_per_s": _mean([r.get("train_tokens_per_s") for r in ok]),
-            "train_steps_per_s": _mean([r.get("train_steps_per_s") for r in ok]),
+            "train_tokens_per_s": finite_mean([r.get("train_tokens_per_s") for r in ok]),
+            "train_steps_per_s": finite_mean([r.get("train_steps_per_s") for r in ok]),
         }
-        row.update({key: _mean([d.get(key) for d in diags]) for key in DIAGNOSTIC_KEYS})
+        row.update({key: finite_mean([d.get(key) for d in diags]) for key in DIAGNOSTIC_KEYS})
         row["test_acc_per_seed"] = json.dumps([r.get("test_acc") for r in ok])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -229,7 +237,7 @@ def variant_markdown(cfg: VariantSweepConfig, frame: pd.DataFrame, failed: Seque
     def acc(row: Any) -> str:
         if not row["seeds_ok"]:
             return "diverged" if row["diverged"] else "–"
-        text = _pct(row["test_acc"], 2)
+        text = percent_text(row["test_acc"], 2)
         return text + (f" ± {100 * row['test_acc_std']:.2f}" if row["seeds_ok"] > 1 else "")
 
     table = pd.DataFrame(
@@ -238,13 +246,13 @@ def variant_markdown(cfg: VariantSweepConfig, frame: pd.DataFrame, failed: Seque
             "attention": frame["attention_label"],
             "test acc (%)": [acc(row) for _, row in frame.iterrows()],
             "seeds": [f"{a}/{b}" for a, b in zip(frame["seeds_ok"], frame["seeds"], strict=True)],
-            "keys/query": [_count(v) for v in frame["keys_per_query"]],
-            "params": [_count(v) for v in frame["params"]],
+            "keys/query": [count_text(v) for v in frame["keys_per_query"]],
+            "params": [count_text(v) for v in frame["params"]],
             "tokens/s": ["–" if pd.isna(v) else f"{v:,.0f}" for v in frame["train_tokens_per_s"]],
             "load entropy": ["–" if pd.isna(v) else f"{v:.3f}" for v in frame["load_entropy"]],
-            "max load (%)": [_pct(v) for v in frame["load_max"]],
-            "pruned (%)": [_pct(v) for v in frame["pruned_fraction"]],
-            "overlap (%)": [_pct(v) for v in frame["overlap"]],
+            "max load (%)": [percent_text(v) for v in frame["load_max"]],
+            "pruned (%)": [percent_text(v) for v in frame["pruned_fraction"]],
+            "overlap (%)": [percent_text(v) for v in frame["overlap"]],
         }
     )
     chance = frame["chance_acc"].dropna()
@@ -253,7 +261,7 @@ def variant_markdown(cfg: VariantSweepConfig, frame: pd.DataFrame, failed: Seque
         f"## {cfg.task}: MiTA {what}, everything else fixed (preset {cfg.preset})",
         "",
         "Test accuracy of the best-validation checkpoint, mean ± std over the seeds that finished"
-        + (f"; chance {_pct(float(chance.iloc[0]))}%" if len(chance) else "")
+        + (f"; chance {percent_text(float(chance.iloc[0]))}%" if len(chance) else "")
         + ". keys/query at the task's length; tokens/s: training throughput. Routing diagnostics of each "
         f"trained model on {cfg.diag_batches} validation batches, mean over layers and seeds: load entropy "
         "(1 = balanced experts), max load (share of queries on the busiest expert), pruned (keys no expert "
@@ -272,7 +280,7 @@ def plot_variants(
 ) -> Path:
     """Accuracy per value (bars: mean, dots: seeds, dashed: chance) and the routing diagnostics."""
     diag_keys = [k for k in DIAGNOSTIC_KEYS if frame[k].notna().any()]
-    fig, axes = _figure(5.5 + (5.5 if diag_keys else 0) + 0.3 * len(frame), 4.5, 2 if diag_keys else 1)
+    fig, axes = new_figure(5.5 + (5.5 if diag_keys else 0) + 0.3 * len(frame), 4.5, 2 if diag_keys else 1)
     values = [str(v) for v in frame[cfg.parameter]]
     ax = axes[0]
     ax.bar(range(len(values)), frame["test_acc"] * 100, color="tab:blue", alpha=0.8)
@@ -305,5 +313,5 @@ def plot_variants(
         ax.set_ylim(0, 105)
         ax.set_title(f"routing diagnostics ({cfg.diag_batches} validation batches)")
         ax.legend(fontsize="x-small")
-    _suptitle(fig, f"{cfg.task}: MiTA {cfg.parameter} sweep, preset {cfg.preset}")
-    return _save_figure(fig, path)
+    suptitle(fig, f"{cfg.task}: MiTA {cfg.parameter} sweep, preset {cfg.preset}")
+    return save_figure(fig, path)

@@ -18,7 +18,7 @@ or the loaded data.
   and reported as None.
 
 This is process-level memory for a whole run; the benchmarks measure one call instead, by the
-tensors its operators allocate (`runners.timing.peak_memory`).
+tensors its operators allocate (`runners.bench.timing.peak_memory`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`lra bench attention`: time and peak memory of one attention call, forward and forward +
-backward, on random q, k, v of shape [B, H, N, d], for every series of runners/bench.py at every
-length of the grid, written as efficiency records (runners/bench_records.py).
+backward, on random q, k, v of shape [B, H, N, d], for every series (runners/bench/series.py) at
+every length of the grid, written as efficiency records (runners/bench/records.py).
 
 Lengths run in order; at each, every series and pass in turn, on the same seeded inputs. After an
 out-of-memory at some length the series' pass (and, after a forward, both passes) is recorded as
@@ -15,24 +15,26 @@ from typing import Any
 
 import torch
 
+from results.cost_tables import PASSES
 from results.records import write_record
 
-from .bench import DTYPES, INPUT_SEED, BenchConfig, Grid, Series, _resolve, build_series
-from .bench_records import (
+from .options import DTYPES, INPUT_SEED, BenchConfig, Grid, resolve_grid
+from .records import (
     Context,
-    _as_measurement,
-    _context,
-    _describe,
-    _not_run_row,
-    _Progress,
-    _skipped_row,
-    _Tally,
+    Progress,
+    Tally,
+    describe,
     make_record,
+    measurement_of,
+    new_context,
+    not_run_row,
     record_path,
     resumed_call,
     reusable_record,
+    skipped_row,
 )
-from .bench_tables import PASSES, write_tables
+from .series import Series, build_series
+from .tables import write_tables
 from .timing import Measurement, is_oom, measure, one_line, release_memory
 
 
@@ -42,8 +44,11 @@ def _attention_call(
     """The measured call: inference forward, or forward plus the input gradients.
 
     Mechanisms with learned or fixed inputs (Synthesizer's logits, Sinkhorn's sorting network) get
-    them at their initial values, sized for this length, as a layer with max_length = N would hold."""
+    them at their initial values, sized for this length, as a layer with max_length = N would hold.
+    The parameters are bound once, as the multi-head layer binds them (`Mechanism.bind`): what is
+    timed is the call a model's forward makes."""
     mechanism, params = series.mechanism, series.params
+    attend = mechanism.bind(params)
     _, heads, length, head_dim = q.shape
     runtime: dict[str, Any] = {}
     for make in (mechanism.module_parameters, mechanism.module_buffers):
@@ -56,12 +61,12 @@ def _attention_call(
 
         def forward() -> torch.Tensor:
             with torch.no_grad():
-                return mechanism(q, k, v, params=params, **runtime)
+                return attend(q, k, v, **runtime)
 
         return forward
 
     def forward_backward() -> tuple[torch.Tensor, ...]:
-        out = mechanism(q, k, v, params=params, **runtime)
+        out = attend(q, k, v, **runtime)
         return torch.autograd.grad(out, (q, k, v), grad_out)
 
     return forward_backward
@@ -83,10 +88,10 @@ def bench_attention(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
     """Run the attention benchmark; returns (table rows: records and skipped cells, markdown)."""
     if cfg.compile is not None:
         raise ValueError("--compile applies to `lra bench model` (a compiled training step)")
-    device, grid, limit = _resolve(cfg, "attention")
+    device, grid, limit = resolve_grid(cfg, "attention")
     series = build_series(cfg.attentions, cfg.attn_params, device)
     dtype = DTYPES[grid.dtype]
-    ctx = _context(
+    ctx = new_context(
         cfg,
         "attention",
         device,
@@ -99,9 +104,9 @@ def bench_attention(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
     )
     ctx = resumed_call(ctx, [(s, p, n) for n in grid.lengths for s in series if s.applicable for p in PASSES])
     rows: list[dict[str, Any]] = []
-    tally = _Tally()
+    tally = Tally()
     stopped: dict[tuple[str, str], tuple[str, str]] = {}  # (series, pass) -> (status, reason)
-    progress = _Progress(len(series) * len(PASSES) * len(grid.lengths), "lra bench attention", cfg.quiet)
+    progress = Progress(len(series) * len(PASSES) * len(grid.lengths), "lra bench attention", cfg.quiet)
     try:
         for length in grid.lengths:
             inputs = _LazyInputs(ctx, grid, length, dtype)  # made for the first cell that is measured
@@ -110,7 +115,7 @@ def bench_attention(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
                     row, reused = _attention_cell(ctx, grid, s, pass_, length, stopped, inputs)
                     rows.append(row)
                     tally.add(row, reused)
-                    progress.done(_describe(row) + (" (reused)" if reused else ""))
+                    progress.done(describe(row) + (" (reused)" if reused else ""))
             del inputs
             release_memory(device)
     finally:
@@ -157,18 +162,18 @@ def _attention_cell(
 
     Returns (row, whether the row is a reused record)."""
     if not s.applicable:
-        return _skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA"), False
+        return skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA"), False
     key = (s.name, pass_)
     if key in stopped and stopped[key][0] == "skipped":
-        return _skipped_row(ctx, s, pass_, length, grid.batch, stopped[key][1]), False
+        return skipped_row(ctx, s, pass_, length, grid.batch, stopped[key][1]), False
     reused = None if key in stopped else reusable_record(ctx, s, pass_, length)
     if reused is not None:
-        _stop_longer(stopped, s, pass_, length, _as_measurement(reused), grid.max_call_s)
+        _stop_longer(stopped, s, pass_, length, measurement_of(reused), grid.max_call_s)
         return reused, True
     if key in stopped:
         m = Measurement("oom", error=f"skipped: {stopped[key][1]}")
     elif ctx.out_of_time():
-        return _not_run_row(ctx, s, pass_, length, grid.batch), False
+        return not_run_row(ctx, s, pass_, length, grid.batch), False
     else:
         tensors, failure = inputs.get()
         if failure is not None or tensors is None:

@@ -1,33 +1,22 @@
 """`lra bench` tables, written beside the records of one bench call (`write_tables`); the tables
-themselves are results/cost_tables.py (pure functions of the records, shared with `lra report`).
+themselves are results/cost_tables.py (pure functions of the records, shared with `lra report`):
+speed-up = full time / time (per example), memory ratio = memory / full memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lra.io import atomic_write, atomic_write_text, slug
-from results.cost_tables import (  # noqa: F401  (re-exported: the tables are part of the bench's interface)
-    NOT_RUN,
-    PASSES,
-    REFERENCE,
-    TABLE_COLUMNS,
-    bench_tables,
-    format_length,
-    format_number,
-    markdown_tables,
-    ratio_table,
-    table_notes,
-    unreliable_count,
-    warning_line,
-)
+from results.cost_tables import markdown_tables, ratio_table
 
-if TYPE_CHECKING:
-    from .bench import Context, Grid
+from .options import Grid
+from .records import Context
 
 
 def bench_title(ctx: Context, grid: Grid) -> str:
+    """The title of one bench call's tables: the bench, the device and the shape."""
     if ctx.bench == "attention":
         shape = f"B={grid.batch}, H={grid.heads}, d={grid.head_dim}, {grid.dtype}"
     else:

@@ -1,8 +1,9 @@
 """`lra bench model`: the LRA Table-2 protocol -- steps/s and peak memory of one training step
 (forward, backward, AdamW) of the Text task model of the released LRA config (4 layers, 256-d,
-4 heads, MLP 1024, byte vocabulary, 2 classes) on random tokens, for every series of
-runners/bench.py at every length of the grid, written as efficiency records
-(runners/bench_records.py).
+4 heads, MLP 1024, byte vocabulary, 2 classes) on random tokens, for every series
+(runners/bench/series.py) at every length of the grid, written as efficiency records
+(runners/bench/records.py). The step is the trainer's (runners/train/step.py: the same loss under
+the same mixed precision, then AdamW).
 
 The batch is the requested one (32) or, where that runs out of memory, the largest power-of-two
 fraction of it that fits; a halved batch carries on to the longer lengths. The model of a series
@@ -17,29 +18,30 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from lra import models
 from lra.configs import get_preset
 from results.records import write_record
 
-from .bench import INPUT_SEED, BenchConfig, Grid, Series, _resolve, build_series
-from .bench_records import (
+from ..train.schedule import make_optimizer
+from ..train.step import Autocast, classification_loss
+from .options import INPUT_SEED, BenchConfig, Grid, resolve_grid
+from .records import (
     Context,
-    _context,
-    _describe,
-    _not_run_row,
-    _Progress,
-    _skipped_row,
-    _Tally,
+    Progress,
+    Tally,
+    describe,
     make_record,
+    new_context,
+    not_run_row,
     record_path,
     resumed_call,
     reusable_record,
+    skipped_row,
 )
-from .bench_tables import write_tables
+from .series import Series, build_series
+from .tables import write_tables
 from .timing import CPU_LIMIT_MESSAGE, Measurement, is_oom, measure, one_line, release_memory
-from .train import make_optimizer
 
 # The LRA Text task: byte-level tokens (ids 1..256, 0 = padding) and two classes.
 TEXT_VOCAB, TEXT_CLASSES = 257, 2
@@ -68,19 +70,19 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
         )
     if cfg.compile is not None and cfg.compile not in COMPILE_MODES:
         raise ValueError(f"--compile must be one of {', '.join(COMPILE_MODES)}; got {cfg.compile!r}")
-    device, grid, limit = _resolve(cfg, "model")
+    device, grid, limit = resolve_grid(cfg, "model")
     preset = get_preset("text", "lra")
     model_cfg, train_cfg = preset.model, preset.train
-    amp = device.type == "cuda" and train_cfg.amp != "none"
-    amp_dtype = torch.float16 if train_cfg.amp == "fp16" else torch.bfloat16
+    autocast = Autocast.of(device, train_cfg.amp)  # the trainer's mixed precision
+    amp = autocast.enabled
     series = build_series(cfg.attentions, cfg.attn_params, device)
-    ctx = _context(
+    ctx = new_context(
         cfg,
         "model",
         device,
         grid,
         limit,
-        dtype=str(amp_dtype).removeprefix("torch.") if amp else "float32",
+        dtype=str(autocast.dtype).removeprefix("torch.") if amp else "float32",
         heads=model_cfg.heads,
         head_dim=model_cfg.dim,
         config_slug=f"text-lra-B{grid.batch}"
@@ -98,11 +100,11 @@ def bench_model(cfg: BenchConfig) -> tuple[list[dict[str, Any]], str]:
         "fp32_attention": model_cfg.fp32_attention,
     }
     rows: list[dict[str, Any]] = []
-    tally = _Tally()
-    progress = _Progress(len(series) * len(grid.lengths), "lra bench model", cfg.quiet)
+    tally = Tally()
+    progress = Progress(len(series) * len(grid.lengths), "lra bench model", cfg.quiet)
     try:
         for s in series:
-            rows += _model_series(ctx, grid, s, extra, amp, amp_dtype, progress, tally, cfg.compile)
+            rows += _model_series(ctx, grid, s, extra, autocast, progress, tally, cfg.compile)
             release_memory(device)
     finally:
         progress.close()
@@ -114,10 +116,9 @@ def _model_series(
     grid: Grid,
     s: Series,
     extra: dict[str, Any],
-    amp: bool,
-    amp_dtype: torch.dtype,
-    progress: _Progress,
-    tally: _Tally,
+    autocast: Autocast,
+    progress: Progress,
+    tally: Tally,
     compile_mode: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every length of one series: batch halved on out-of-memory, longer lengths start from there.
@@ -129,18 +130,19 @@ def _model_series(
     def add(row: dict[str, Any], reused: bool = False) -> None:
         rows.append(row)
         tally.add(row, reused)
-        progress.done(_describe(row) + (" (reused)" if reused else ""))
+        progress.done(describe(row) + (" (reused)" if reused else ""))
 
     if not s.applicable:
         for length in grid.lengths:
-            add(_skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA"))
+            add(skipped_row(ctx, s, pass_, length, grid.batch, f"the {s.backend} backend needs CUDA"))
         return rows
     trainer: tuple[torch.nn.Module, torch.optim.Optimizer] | None = None
-    batch, stop = grid.batch, None
+    batch = grid.batch
+    stop: tuple[str, str] | None = None  # (status, why) of the lengths left after a failure
     halved_by_limit = False  # the CPU memory limit (not the machine) made the batch smaller
     for length in grid.lengths:
         if stop is not None and stop[0] == "skipped":
-            add(_skipped_row(ctx, s, pass_, length, batch, stop[1]))
+            add(skipped_row(ctx, s, pass_, length, batch, stop[1]))
             continue
         reused = None if stop is not None else reusable_record(ctx, s, pass_, length)
         if reused is not None:
@@ -149,7 +151,7 @@ def _model_series(
             halved_by_limit = bool(record.get("batch_halved_by_cpu_limit"))
             add(record, reused=True)
         elif stop is None and ctx.out_of_time():
-            add(_not_run_row(ctx, s, pass_, length, batch))
+            add(not_run_row(ctx, s, pass_, length, batch))
             continue
         else:
             total = None
@@ -157,12 +159,12 @@ def _model_series(
                 trainer, primed = _trainer(ctx, grid, s, compile_mode)
                 if primed.status != "ok":  # the attention cannot train at all: every length records why
                     stop = (primed.status, f"the first training step failed: {primed.error}")
-            if stop is not None:
-                m = Measurement(stop[0], error=f"skipped: {stop[1]}")
+            if stop is not None:  # "oom" or "error": a "skipped" length never gets here
+                m = Measurement("oom" if stop[0] == "oom" else "error", error=f"skipped: {stop[1]}")
             else:
                 assert trainer is not None
                 while True:
-                    m, total = _measure_step(ctx, grid, *trainer, batch, length, amp, amp_dtype)
+                    m, total = _measure_step(ctx, grid, *trainer, batch, length, autocast)
                     if m.status != "oom" or batch == 1:
                         break
                     halved_by_limit |= CPU_LIMIT_MESSAGE in (m.error or "")
@@ -236,8 +238,7 @@ def _measure_step(
     optimizer: torch.optim.Optimizer,
     batch: int,
     length: int,
-    amp: bool,
-    amp_dtype: torch.dtype,
+    autocast: Autocast,
 ) -> tuple[Measurement, int | None]:
     """Time one training step at (batch, length); returns the measurement and the whole-step peak bytes."""
     optimizer.zero_grad(set_to_none=True)  # an interrupted step may have left gradients
@@ -249,8 +250,7 @@ def _measure_step(
         return Measurement("oom" if is_oom(err) else "error", error=f"inputs: {one_line(err)}"), None
 
     def step() -> None:
-        with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp):
-            loss = F.cross_entropy(model(tokens).float(), labels)
+        loss = classification_loss(model, (tokens,), labels, autocast)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

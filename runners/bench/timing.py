@@ -42,6 +42,7 @@ of the timed calls is what shows contention.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import os
@@ -227,21 +228,6 @@ def percentile(values: tuple[float, ...] | list[float], q: float) -> float | Non
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else None
 
 
-def resolve_device(name: str) -> torch.device:
-    """ "auto" (CUDA if available), "cpu" or "cuda"; ValueError otherwise or if CUDA is missing."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda; got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu")
-    use_cuda = name == "cuda" or (name == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_cuda else "cpu")
-
-
-def device_name(device: torch.device) -> str:
-    """`torch.cuda.get_device_name` on CUDA (e.g. "NVIDIA H200"), else "cpu"."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-
-
 def is_oom(err: BaseException) -> bool:
     """Whether an exception means the call ran out of memory."""
     if isinstance(err, OutOfMemoryError):
@@ -285,7 +271,7 @@ class TensorMemoryTracker(TorchDispatchMode):
         self.peak_bytes = 0
         self._tracked: dict[int, weakref.ref[Any]] = {}
 
-    def _freed(self, key: int, nbytes: int) -> None:
+    def _freed(self, key: int, nbytes: int, _storage: object = None) -> None:
         if self._tracked.pop(key, None) is not None:
             self.live_bytes -= nbytes
 
@@ -306,7 +292,7 @@ class TensorMemoryTracker(TorchDispatchMode):
                 continue
             nbytes = storage.nbytes()
             # Storage Python objects live exactly as long as the storage, so the callback marks the free.
-            self._tracked[key] = weakref.ref(storage, lambda _, key=key, n=nbytes: self._freed(key, n))
+            self._tracked[key] = weakref.ref(storage, functools.partial(self._freed, key, nbytes))
             self.live_bytes += nbytes
             self.peak_bytes = max(self.peak_bytes, self.live_bytes)
         if self.limit_bytes is not None and self.live_bytes > self.limit_bytes:
@@ -381,9 +367,9 @@ def _timed_loop(
     if device.type != "cuda":
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            began = time.perf_counter()
             fn()
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((time.perf_counter() - began) * 1e3)
         return times, None, None
     cache = torch.empty(L2_FLUSH_BYTES, dtype=torch.int8, device=device) if flush_l2 else None
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]

@@ -1,81 +1,22 @@
-"""Efficiency benchmarks: the cost side of "which attention, at what accuracy and what cost".
-
-Two benchmarks write efficiency records (results/records.py, ``kind="efficiency"``) into the same
-results store as the training runs, one JSON file per measurement::
-
-    <out>/efficiency/<bench>/<device>/<config>/<attention slug>-<backend>/<pass>-N<length>.json
-
-* `bench_attention` (``lra bench attention``, runners/bench_attention.py) -- one attention call on
-  random q, k, v of shape [B, H, N, d]: ``forward`` (under `torch.no_grad`) and ``forward_backward``
-  (forward plus the gradients of q, k and v for a random output gradient), time and peak memory,
-  for every selected attention and every backend of it that applies (torch everywhere;
-  FlexAttention and Triton on CUDA only; the readable `reference` forms only when named), at
-  lengths from 1K up to the largest that fits. Peak memory is what the call allocates beyond its
-  inputs.
-* `bench_model` (``lra bench model``, runners/bench_model.py) -- the LRA Table-2 protocol: one
-  training step (forward, backward, AdamW) of the Text task model of the released LRA config
-  (4 layers, 256-d, 4 heads, MLP 1024, byte vocabulary, 2 classes) on random tokens, batch 32 or,
-  where that runs out of memory, the largest power-of-two fraction of it that fits. Steps/s and
-  peak memory of the whole step (weights, optimizer state, gradients, activations and inputs).
-
-Once a series (attention x backend x pass) runs out of memory at some length, its longer lengths
-are recorded as ``oom`` ("skipped: ...") without being tried; once its median call is slower than
-`max_call_s`, its longer lengths are skipped (listed in the tables, not recorded). Both write a
-markdown table and a CSV with ratios against full attention (speed-up = full time / time, per
-example; memory ratio = memory / full memory) beside the records (runners/bench_tables.py), and
-return the markdown.
-
-Long grids survive being stopped. Every record is written (atomically) as soon as its cell is
-measured, so a killed run keeps what it finished; with `resume`, a cell whose record is already in
-the store and was measured with the same device, shape, settings, code (`code_hash`) and versions
-is read back instead of measured again (`reusable_record`, runners/bench_records.py).
-`max_minutes` starts no new measurement after that many minutes: the remaining cells appear in the
-tables as "not run", and the same command with `resume` measures them.
-
-On CPU the reduced grid is the default (`quick`): a few short lengths, a small batch, few repeats.
-
-This module is what both benchmarks share about an invocation: its options (`BenchConfig`), the
-default grids per device (`GRIDS`) with the options applied and checked (`_resolve`), and the
-series it measures (`build_series`).
+"""What one `lra bench attention|model` invocation is: its options (`BenchConfig`), the default grids
+per benchmark and device class (`GRIDS`), and the grid with the options applied and checked
+(`resolve_grid`). On CPU the reduced grid is the default (`quick`): a few short lengths, a small
+batch, few repeats.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-import attention_zoo
-
-from .bench_tables import (  # noqa: F401  (re-exported: the tables are part of the bench's interface)
-    NOT_RUN,
-    PASSES,
-    REFERENCE,
-    TABLE_COLUMNS,
-    bench_title,
-    format_length,
-    format_number,
-    markdown_tables,
-    ratio_table,
-    write_tables,
-)
-from .defaults import DEFAULT_RUNS_DIR
-from .specs import parse_specs
-from .timing import resolve_device
+from ..defaults import DEFAULT_RUNS_DIR
+from ..devices import resolve_device
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-# Backends that only run on CUDA (on CPU Triton needs its interpreter and FlexAttention runs an
-# unfused eager form without backward: neither is a cost worth timing).
-CUDA_ONLY_BACKENDS = frozenset({"triton", "flex"})
-# Readable forms that the fast paths are tested against: timed only when the parameters name them.
-REFERENCE_BACKENDS = frozenset({"reference"})
-# The implementation behind mechanisms without a `backend` parameter.
-IMPLEMENTATION = {"full": "sdpa"}
 # Seed of the random inputs of both benchmarks (plus the length, so each length has its own).
 INPUT_SEED = 0
 
@@ -188,7 +129,7 @@ def parse_lengths(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(lengths)))
 
 
-def _default_memory_limit() -> int | None:
+def default_memory_limit() -> int | None:
     """Half of MemAvailable (Linux), else None."""
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
@@ -200,12 +141,12 @@ def _default_memory_limit() -> int | None:
     return None
 
 
-def _resolve(cfg: BenchConfig, bench: str) -> tuple[torch.device, Grid, int | None]:
+def resolve_grid(cfg: BenchConfig, bench: str) -> tuple[torch.device, Grid, int | None]:
     """Device, the grid with explicit options applied, and the CPU memory limit; ValueError on bad input."""
     device = resolve_device(cfg.device)
     quick = device.type == "cpu" if cfg.quick is None else cfg.quick
     grid = GRIDS[(bench, device.type, quick)]
-    overrides = {
+    overrides: dict[str, Any] = {
         name: value
         for name, value in {
             "lengths": cfg.lengths,
@@ -243,85 +184,7 @@ def _resolve(cfg: BenchConfig, bench: str) -> tuple[torch.device, Grid, int | No
     if cfg.memory_limit_gb is not None and cfg.memory_limit_gb < 0:
         raise ValueError(f"--memory-limit must be >= 0 GiB; got {cfg.memory_limit_gb}")
     if cfg.memory_limit_gb is None:
-        limit = _default_memory_limit()
+        limit = default_memory_limit()
     else:
         limit = int(cfg.memory_limit_gb * 2**30) or None
     return device, grid, limit
-
-
-# ----------------------------------------------------------------------------------------------
-# What is measured: series of (attention, parameters, backend)
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Series:
-    """One line of a table: a mechanism with its parameters, run by one backend.
-
-    `label` is the mechanism's label without the backend (which has its own field), so the
-    plots' series names read `mita [torch]`, `mita [triton]`, `full [sdpa]`.
-    """
-
-    mechanism: attention_zoo.Mechanism
-    params: attention_zoo.AttentionParams
-    backend: str
-    label: str
-    applicable: bool = True
-
-    @property
-    def name(self) -> str:
-        return f"{self.label} [{self.backend}]"
-
-    @property
-    def slug(self) -> str:
-        return re.sub(
-            r"[^A-Za-z0-9_.=,-]+", "-", f"{self.mechanism.slug(self._display_params())}-{self.backend}"
-        )
-
-    def _display_params(self) -> attention_zoo.AttentionParams:
-        if "backend" in self.params.to_dict():
-            default = self.mechanism.params().to_dict()["backend"]
-            return dataclasses.replace(self.params, backend=default)
-        return self.params
-
-
-def _backend_choices(mechanism: attention_zoo.Mechanism) -> tuple[str, ...]:
-    """The values of a mechanism's `backend` parameter other than "auto" and the readable references
-    (empty if it has none)."""
-    hints = typing.get_type_hints(mechanism.params_cls)
-    if "backend" not in hints:
-        return ()
-    return tuple(b for b in typing.get_args(hints["backend"]) if b != "auto" and b not in REFERENCE_BACKENDS)
-
-
-def build_series(
-    attentions: Sequence[str], attn_params: dict[str, dict[str, Any]], device: torch.device
-) -> list[Series]:
-    """Every series to run, full attention first; CUDA-only backends on CPU are marked not applicable.
-
-    `attentions` are names or specs with parameters, as `lra suite` takes them: "mita",
-    "mita(topk=64)" (empty = every registered attention). `attn_params` apply to every spec of
-    that name; a spec's own parameters win. A mechanism with a `backend` parameter runs once per
-    backend (its readable reference only when named) unless the parameters name one. ValueError on unknown names or parameters.
-    """
-    specs = parse_specs(attentions or attention_zoo.names(), attn_params)
-    if REFERENCE not in [name for name, _ in specs]:
-        specs.insert(0, (REFERENCE, {}))
-    series: dict[str, Series] = {}
-    for name, given in specs:
-        mechanism = attention_zoo.get(name)
-        mechanism.params(**given)  # validate before anything runs
-        backends = _backend_choices(mechanism)
-        if not backends:
-            params = mechanism.params(**given)
-            one = Series(mechanism, params, IMPLEMENTATION.get(name, "torch"), mechanism.label(params))
-            series.setdefault(one.name, one)
-            continue
-        chosen = [given["backend"]] if given.get("backend", "auto") != "auto" else list(backends)
-        for backend in chosen:
-            params = mechanism.params(**{**given, "backend": backend})
-            applicable = device.type == "cuda" or backend not in CUDA_ONLY_BACKENDS
-            display = dataclasses.replace(params, backend=mechanism.params().to_dict()["backend"])
-            one = Series(mechanism, params, backend, mechanism.label(display), applicable)
-            series.setdefault(one.name, one)
-    return list(series.values())

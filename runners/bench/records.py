@@ -1,7 +1,7 @@
 """Efficiency records of `lra bench attention|model`: what one invocation's records share
 (`Context`), one record (`make_record`) and where it lives (`record_path`), which stored record
 `resume` may reuse instead of measuring again (`reusable_record`), and the rows, progress lines and
-counts of the run loops in runners/bench_attention.py and runners/bench_model.py.
+counts of the run loops in runners/bench/attention.py and runners/bench/model.py.
 
 A record holds every schema field of results/records.py (``kind="efficiency"``) plus the settings
 that must match for reuse: device, CPU model and threads, dtype, requested warm-up and repeats,
@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import json
-import platform
 import sys
 import time
 import uuid
@@ -30,14 +28,16 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from attention_zoo.plugins import provenance_of
 from lra.io import slug
+from results.cost_tables import NOT_RUN
 from results.records import SCHEMA_VERSION, plugin_fields, read_record
 
-from .bench import BenchConfig, Grid, Series
-from .bench_tables import NOT_RUN
-from .provenance import code_hash, git_commit, installed_version, utc_now
-from .timing import CPU_LIMIT_MESSAGE, Measurement, device_name
+from ..cpu_pinning import cpu_model
+from ..devices import device_name
+from ..provenance import code_hash, git_commit, installed_version, utc_now
+from .options import BenchConfig, Grid
+from .series import Series
+from .timing import CPU_LIMIT_MESSAGE, Measurement
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Context:
         cpu = self.device.type == "cpu"
         return {
             "device": self.device_name,
-            "cpu_model": _cpu_model() if cpu else None,
+            "cpu_model": cpu_model() if cpu else None,
             "cpu_threads": torch.get_num_threads() if cpu else None,
             "dtype": self.dtype,
             "warmup_requested": self.warmup,
@@ -106,7 +106,7 @@ def make_record(
         "attention": series.mechanism.name,
         "attention_params": series.params.to_dict(),
         "attention_label": series.label,
-        **plugin_fields(provenance_of(series.mechanism)),
+        **plugin_fields(series.plugin),
         "backend": series.backend,
         "pass": pass_,
         "seq_len": seq_len,
@@ -210,14 +210,15 @@ def resumed_call(ctx: Context, cells: Iterable[tuple[Series, str, int]]) -> Cont
     return dataclasses.replace(ctx, call_id=newest) if newest else ctx
 
 
-def _as_measurement(record: dict[str, Any]) -> Measurement:
+def measurement_of(record: dict[str, Any]) -> Measurement:
     """The part of a reused record that decides whether longer lengths run."""
     median = record["time_ms_median"]
     times = (median,) if record["status"] == "ok" and median is not None else ()
     return Measurement(record["status"], times_ms=times, error=record["error"])
 
 
-def _provenance() -> dict[str, Any]:
+def code_provenance() -> dict[str, Any]:
+    """What the measured code is: torch and Triton versions, the commit and the sources' hash."""
     return {
         "torch_version": torch.__version__,
         "triton_version": installed_version("triton"),
@@ -226,25 +227,12 @@ def _provenance() -> dict[str, Any]:
     }
 
 
-@functools.cache
-def _cpu_model() -> str:
-    """The processor's name ("model name" in /proc/cpuinfo), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 # ----------------------------------------------------------------------------------------------
 # The rows, progress and counts of the run loops
 # ----------------------------------------------------------------------------------------------
 
 
-class _Progress:
+class Progress:
     """A tqdm bar on a terminal; one line per measurement in logs; nothing when quiet."""
 
     def __init__(self, total: int, desc: str, quiet: bool) -> None:
@@ -262,7 +250,8 @@ class _Progress:
         self.bar.close()
 
 
-def _describe(record: dict[str, Any]) -> str:
+def describe(record: dict[str, Any]) -> str:
+    """One progress line for a record or a row: the cell, then its time and memory (or why not)."""
     head = f"{record['attention_label']} [{record['backend']}] {record['pass']} N={record['seq_len']} B={record['batch']}"
     if record["status"] != "ok":
         return f"{head}: {record['status']} ({record['error']})"
@@ -271,7 +260,7 @@ def _describe(record: dict[str, Any]) -> str:
     return f"{head}: {record['time_ms_median']:.3f} ms{mem}"
 
 
-def _skipped_row(
+def skipped_row(
     ctx: Context, series: Series, pass_: str, seq_len: int, batch: int, why: str, status: str | None = None
 ) -> dict[str, Any]:
     """A table row for a cell that was not measured (and is not recorded)."""
@@ -279,7 +268,7 @@ def _skipped_row(
         "bench": ctx.bench,
         "attention": series.mechanism.name,
         "attention_label": series.label,
-        **plugin_fields(provenance_of(series.mechanism)),
+        **plugin_fields(series.plugin),
         "backend": series.backend,
         "pass": pass_,
         "seq_len": seq_len,
@@ -289,11 +278,12 @@ def _skipped_row(
     }
 
 
-def _not_run_row(ctx: Context, series: Series, pass_: str, seq_len: int, batch: int) -> dict[str, Any]:
-    return _skipped_row(ctx, series, pass_, seq_len, batch, "the --max-minutes limit was reached", NOT_RUN)
+def not_run_row(ctx: Context, series: Series, pass_: str, seq_len: int, batch: int) -> dict[str, Any]:
+    """The row of a cell left because --max-minutes was reached."""
+    return skipped_row(ctx, series, pass_, seq_len, batch, "the --max-minutes limit was reached", NOT_RUN)
 
 
-def _context(
+def new_context(
     cfg: BenchConfig, bench: str, device: torch.device, grid: Grid, limit: int | None, **fields: Any
 ) -> Context:
     """The Context of one invocation; `fields` are the bench-specific ones (dtype, shape, slug)."""
@@ -307,7 +297,7 @@ def _context(
         time_budget_s=grid.time_budget_s,
         memory_limit_bytes=limit,
         out=Path(cfg.out),
-        provenance=_provenance(),
+        provenance=code_provenance(),
         resume=cfg.resume,
         deadline=deadline,
         call_id=new_call_id(),
@@ -315,7 +305,7 @@ def _context(
     )
 
 
-class _Tally:
+class Tally:
     """Counts of reused and not-run cells, for the lines under the tables."""
 
     def __init__(self) -> None:

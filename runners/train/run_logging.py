@@ -1,6 +1,6 @@
 """What a run reports while it trains, to loggers chosen with `--log` (`RunConfig.log`).
 
-The trainer (runners/train.py) calls a `RunLogger` where it already keeps its numbers: after every
+The trainer (runners/train/trainer.py) calls a `RunLogger` where it already keeps its numbers: after every
 optimizer step (`train_step`), at every evaluation (`evaluation`), just before every resumable
 checkpoint (`checkpoint`) and at the end (`end`). `open_run_logger` returns the loggers named in
 `RunConfig.log` behind one object; with none it is `RunLogger`, which records nothing.

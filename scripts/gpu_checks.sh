@@ -3,8 +3,8 @@
 # time limit so that one slow step cannot starve the rest (about 6 minutes on an H200). Usually
 # run from the repository root (OUT and RUNS are relative to where it is started):
 #
-#     bash runners/gpu_checks.sh                 # outputs under ./gpu_out, records under ./lra_runs
-#     OUT=/some/dir STEPS="kernels tests" bash runners/gpu_checks.sh
+#     bash scripts/gpu_checks.sh                 # outputs under ./gpu_out, records under ./lra_runs
+#     OUT=/some/dir STEPS="kernels tests" bash scripts/gpu_checks.sh
 #
 # Steps (STEPS picks and orders them; default all):
 #   env      GPU, driver, torch / triton versions, clocks
@@ -29,7 +29,7 @@
 #            FULL_MINUTES (default 7) from the start of the script; a step that would get less than
 #            MIN_STEP_MINUTES (default 0.5) is left for the next call. One call takes FULL_MINUTES
 #            plus the cell in progress (at most 3 x --max-call-s: 1 min attention, 3 min model). Repeat
-#                STEPS="attention-full model-full" bash runners/gpu_checks.sh
+#                STEPS="attention-full model-full" bash scripts/gpu_checks.sh
 #            until the tables list no "not run" cells (bench_attention_full.log / bench_model_full.log)
 #   lra-measure, lra-generated
 #            the LRA-scale leaderboard: `lra suite --preset pytorch` on generated `lra` data for
@@ -49,7 +49,7 @@
 #            .csv, `lra compare` tables per task, `lra plot` figures, README.md (commands, budget,
 #            machine, wall time of every call) and calls.md. Repeat, committing after each call,
 #            until the leaderboard has no missing runs:
-#                STEPS=lra-generated bash runners/gpu_checks.sh
+#                STEPS=lra-generated bash scripts/gpu_checks.sh
 #                mkdir -p /tmp/x && tar xzf gpu_out/gpu_checks.tgz -C /tmp/x ./lra-generated \
 #                  && rm -rf results/measured/h200-lra-generated/runs \
 #                  && cp -R /tmp/x/lra-generated/. results/measured/h200-lra-generated/
@@ -79,7 +79,8 @@
 # after every step (so a killed run keeps what finished); the markdown summaries (bench_kernels.md,
 # tune.md, lra_measure.md, lra_leaderboard.md) are also copied to $OUT. The records accumulate in $RUNS (default lra_runs/, kept between calls on the same machine;
 # to continue on a fresh machine, unpack the archive's lra_runs/ there first). Nothing is installed:
-# the package runs from the source tree with the machine's torch and triton.
+# the packages run from the source tree (`python cli.py` is the `lra` command, scripts/lra_generated.py
+# its bookkeeping) with the machine's torch and triton.
 set -uo pipefail
 # OUT and RUNS are relative to where the script is started; the steps run from the repository root.
 OUT=${OUT:-gpu_out}
@@ -93,6 +94,7 @@ case $LRA_OUT in /*) ;; *) LRA_OUT=$PWD/$LRA_OUT ;; esac  # relative to where th
 case $LRA_PROBE_OUT in /*) ;; *) LRA_PROBE_OUT=$PWD/$LRA_PROBE_OUT ;; esac  # as OUT and RUNS
 cd "$(dirname "$0")/.." || exit 2
 export PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the checkout's packages, for scripts/lra_generated.py too
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-env kernels tune tests attention model}
 if [ "$STEPS" = targets ]; then  # about 7.5 minutes at most: env 5 s, kernels 260, tests 90, model 90
@@ -139,7 +141,7 @@ lra_sets() {  # --set options of task $1: generated data and its sizes
 lra_attentions() {  # every registered attention (or LRA_ATTENTIONS) but those that ran out of memory on task $1
   local all oom
   all=${LRA_ATTENTIONS:-$($PY -c "import attention_zoo; print(','.join(attention_zoo.names()))")}
-  oom=$($PY -m runners.lra_generated out-of-memory "$LRA_OUT" "$1")
+  oom=$($PY scripts/lra_generated.py out-of-memory "$LRA_OUT" "$1")
   echo "$all" | tr ',' '\n' | grep -vxF -f <(echo "$oom" | tr ',' '\n' | grep .) | paste -sd, -
 }
 pack() {
@@ -163,14 +165,14 @@ for name in $STEPS; do
       ;;
     kernels)
       step "MiTA kernels: verification, timings against SDPA, per-kernel profile"
-      timeout "${KERNELS_TIMEOUT:-230}" $PY -m runners.cli bench kernels --quiet --time-anyway \
+      timeout "${KERNELS_TIMEOUT:-230}" $PY cli.py bench kernels --quiet --time-anyway \
         --budget-s "${KERNELS_BUDGET:-160}" --profile "${KERNELS_PROFILE:-4096,65536,262144}" \
         --out "$WORK/bench_kernels.json" --records "$RUNS" > "$WORK/bench_kernels.log" 2>&1
       echo "exit $?"; tail -c 3500 "$WORK/bench_kernels.log"
       ;;
     tune)
       step "MiTA kernels: KernelConfig alternatives"
-      timeout "${TUNE_TIMEOUT:-140}" $PY -m runners.cli bench kernels --tune "${TUNE_LENGTHS:-4096,65536,262144}" \
+      timeout "${TUNE_TIMEOUT:-140}" $PY cli.py bench kernels --tune "${TUNE_LENGTHS:-4096,65536,262144}" \
         --budget-s "${TUNE_BUDGET:-100}" --out "$WORK/tune.json" > "$WORK/tune.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/tune.log"
       ;;
@@ -183,20 +185,20 @@ for name in $STEPS; do
       ;;
     attention)
       step "lra bench attention, reduced CUDA grid"
-      timeout "${ATTENTION_TIMEOUT:-75}" $PY -m runners.cli bench attention --quiet --lengths "${ATTENTION_LENGTHS:-1K,4K,16K,64K}" \
+      timeout "${ATTENTION_TIMEOUT:-75}" $PY cli.py bench attention --quiet --lengths "${ATTENTION_LENGTHS:-1K,4K,16K,64K}" \
         --time-budget 0.5 --max-call-s 1 --out "$RUNS" > "$WORK/bench_attention.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_attention.log"
       ;;
     model)
       step "lra bench model (LRA Table 2 protocol)"
-      timeout "${MODEL_TIMEOUT:-90}" $PY -m runners.cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
+      timeout "${MODEL_TIMEOUT:-90}" $PY cli.py bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
         ${MODEL_ATTENTIONS:+--attentions "$MODEL_ATTENTIONS"} \
         --warmup 2 --repeats 5 --max-call-s 2 --out "$RUNS" > "$WORK/bench_model.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_model.log"
       ;;
     model-compile)
       step "lra bench model under torch.compile(mode=reduce-overhead)"
-      timeout "${MODEL_COMPILE_TIMEOUT:-300}" $PY -m runners.cli bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
+      timeout "${MODEL_COMPILE_TIMEOUT:-300}" $PY cli.py bench model --quiet --lengths "${MODEL_LENGTHS:-1K,2K,4K}" \
         --attentions "${MODEL_COMPILE_ATTENTIONS:-full,mita}" --compile --warmup 3 --repeats 5 --max-call-s 2 \
         --out "$RUNS" > "$WORK/bench_model_compile.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_model_compile.log"
@@ -206,7 +208,7 @@ for name in $STEPS; do
       LRA_TEST_DEVICE=cuda timeout "${SPARSE_TESTS_TIMEOUT:-120}" $PY -m pytest -q -p no:cacheprovider \
         -k cuda tests/test_fast_paths.py > "$WORK/sparse_tests.log" 2>&1
       echo "exit $?"; tail -n 15 "$WORK/sparse_tests.log"
-      timeout "${SPARSE_TIMEOUT:-240}" $PY -m runners.cli bench model --quiet --lengths "${SPARSE_LENGTHS:-4K}" \
+      timeout "${SPARSE_TIMEOUT:-240}" $PY cli.py bench model --quiet --lengths "${SPARSE_LENGTHS:-4K}" \
         --attentions full,topk,moba --warmup 2 --repeats 5 --max-call-s 5 --out "$RUNS" > "$WORK/bench_sparse.log" 2>&1
       echo "exit $?"; tail -c 2000 "$WORK/bench_sparse.log"
       ;;
@@ -223,7 +225,7 @@ for name in $STEPS; do
       # --max-minutes only stops new cells from starting; the timeout leaves room for the cell in
       # progress: a cold call, a warm-up call and a timed one of up to --max-call-s (20 s / 60 s).
       margin=$([ "$bench" = attention ] && echo 120 || echo 240)
-      timeout "$(awk "BEGIN { print int($minutes * 60 + $margin) }")" $PY -m runners.cli bench "$bench" --quiet --resume \
+      timeout "$(awk "BEGIN { print int($minutes * 60 + $margin) }")" $PY cli.py bench "$bench" --quiet --resume \
         --max-minutes "$minutes" --out "$RUNS" > "$WORK/bench_${bench}_full.log" 2>&1
       echo "exit $?"; tail -c 2500 "$WORK/bench_${bench}_full.log"
       ;;
@@ -234,7 +236,7 @@ for name in $STEPS; do
         images=$([ "$task" = pathx ] && echo "${LRA_MEASURE_IMAGES_PATHX:-160}" || echo "${LRA_MEASURE_IMAGES:-640}")
         [ "$task" = listops ] && images=${LRA_MEASURE_EXPRESSIONS:-8000}
         start=$SECONDS
-        $PY -m runners.cli data generate --task "$task" --generator "$LRA_GENERATOR" --n-train "$images" --n-val 0 \
+        $PY cli.py data generate --task "$task" --generator "$LRA_GENERATOR" --n-train "$images" --n-val 0 \
           --n-test 0 --out "$gen/$task" > /dev/null 2>> "$WORK/lra_measure.log"
         echo "$task: generated $images examples in $((SECONDS - start)) s on $(nproc) cores" | tee -a "$WORK/lra_generator_speed.txt"
       done
@@ -248,7 +250,7 @@ for name in $STEPS; do
         minutes=$(awk "BEGIN { print ($minutes > 0.01 ? $minutes : 0.01) }")  # --max-minutes must be > 0
         pairs="$pairs $task=$(lra_steps "$task")"
         # shellcheck disable=SC2046  # lra_sets prints one option per word
-        timeout "$(awk "BEGIN { print int($minutes * 60 + $LRA_RUN_MINUTES * 60 + 60) }")" $PY -m runners.cli suite \
+        timeout "$(awk "BEGIN { print int($minutes * 60 + $LRA_RUN_MINUTES * 60 + 60) }")" $PY cli.py suite \
           --tasks "$task" --preset "$LRA_PRESET" --attentions "$(lra_attentions "$task")" $(lra_sets "$task") \
           --max-steps "$LRA_PROBE_STEPS" --set train.eval_every=$((LRA_PROBE_STEPS / 4 > 0 ? LRA_PROBE_STEPS / 4 : 1)) \
           --max-minutes "$minutes" --out "$LRA_PROBE_OUT" >> "$WORK/lra_measure.log" 2>&1
@@ -258,7 +260,7 @@ for name in $STEPS; do
       { echo "# Steps/s per attention, $LRA_PROBE_STEPS steps per run ($(date -u +%F), $(nvidia-smi --query-gpu=name \
           --format=csv,noheader 2>/dev/null | head -n1 || echo no GPU))"; echo;
         sed 's/^/- /' "$WORK/lra_generator_speed.txt"; echo;
-        [ -n "$pairs" ] && $PY -m runners.lra_generated probe-table "$LRA_PROBE_OUT" --steps $pairs --run-minutes "$LRA_RUN_MINUTES"
+        [ -n "$pairs" ] && $PY scripts/lra_generated.py probe-table "$LRA_PROBE_OUT" --steps $pairs --run-minutes "$LRA_RUN_MINUTES"
       } > "$WORK/lra_measure.md"
       cat "$WORK/lra_measure.md"
       ;;
@@ -267,7 +269,7 @@ for name in $STEPS; do
       keep="$WORK/lra-generated"
       mkdir -p "$keep"
       records=$LRA_RECORDS
-      [ -d "$records/runs" ] && $PY -m runners.lra_generated restore "$records" "$LRA_OUT"
+      [ -d "$records/runs" ] && $PY scripts/lra_generated.py restore "$records" "$LRA_OUT"
       [ -f "$records/calls.md" ] && cp "$records/calls.md" "$keep/calls.md"
       commands=
       for task in $LRA_TASKS; do
@@ -283,20 +285,20 @@ for name in $STEPS; do
               --max-steps "$(lra_steps "$task")" --out "$LRA_OUT" --max-minutes "$minutes")
         commands="$commands"$'\n'"    lra ${args[*]}"
         echo "lra ${args[*]}"
-        timeout "$(awk "BEGIN { print int($minutes * 60 + $LRA_RUN_MINUTES * 60 + 60) }")" $PY -m runners.cli "${args[@]}" \
+        timeout "$(awk "BEGIN { print int($minutes * 60 + $LRA_RUN_MINUTES * 60 + 60) }")" $PY cli.py "${args[@]}" \
           > "$WORK/lra_generated_$task.log" 2>&1
         echo "$task: suite exit $?"; grep -E "^runs:|runs not started" "$WORK/lra_generated_$task.log"
       done
-      $PY -m runners.lra_generated collect "$LRA_OUT" "$keep"
+      $PY scripts/lra_generated.py collect "$LRA_OUT" "$keep"
       if ls "$keep"/runs/*/*/*/result.json > /dev/null 2>&1; then
-        $PY -m runners.cli leaderboard --runs "$keep" --csv "$keep/leaderboard.csv" --markdown "$keep/leaderboard.md" \
+        $PY cli.py leaderboard --runs "$keep" --csv "$keep/leaderboard.csv" --markdown "$keep/leaderboard.md" \
           > /dev/null 2>> "$WORK/lra_generated_tables.log"
         for task in $LRA_TASKS; do
-          [ -d "$keep/runs/$task" ] && $PY -m runners.cli compare --task "$task" --runs "$keep" \
+          [ -d "$keep/runs/$task" ] && $PY cli.py compare --task "$task" --runs "$keep" \
             --markdown "$keep/compare_$task.md" --csv "$keep/compare_$task.csv" > /dev/null 2>> "$WORK/lra_generated_tables.log"
         done
         rm -rf "$keep/plots"
-        $PY -m runners.cli plot --runs "$keep" --out "$keep/plots" > /dev/null 2>> "$WORK/lra_generated_tables.log"
+        $PY cli.py plot --runs "$keep" --out "$keep/plots" > /dev/null 2>> "$WORK/lra_generated_tables.log"
       fi
       machine=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n1)
       {
@@ -315,7 +317,7 @@ for name in $STEPS; do
       {
         echo "# LRA-scale leaderboard on generated data"
         echo
-        echo "Written by \`STEPS=lra-generated bash runners/gpu_checks.sh\` (repeated, one call per few minutes"
+        echo "Written by \`STEPS=lra-generated bash scripts/gpu_checks.sh\` (repeated, one call per few minutes"
         echo "of a GPU machine, committing this folder after each); \`lra leaderboard --runs <this folder>\`"
         echo "redraws the tables from the records. Preset \`$LRA_PRESET\`$([ "$LRA_PRESET" = pytorch ] && echo \
           " (the Nystromformer / Skyformer lineage: 2 layers, 64-d, 2 heads, mean pooling, AdamW 1e-4, linear schedule)"),"
@@ -332,7 +334,7 @@ for name in $STEPS; do
         echo
         echo "## Runs that ran out of memory (LRA: FAIL)"
         echo
-        $PY -m runners.lra_generated oom "$keep"
+        $PY scripts/lra_generated.py oom "$keep"
         echo
         echo "## Calls"
         echo

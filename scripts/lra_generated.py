@@ -1,6 +1,6 @@
 """The LRA-scale leaderboard on generated data, in resumable slices on fresh GPU machines.
 
-`STEPS=lra-generated bash runners/gpu_checks.sh` (see its header) runs `lra suite` for ListOps,
+`STEPS=lra-generated bash scripts/gpu_checks.sh` (see its header) runs `lra suite` for ListOps,
 Pathfinder-32 and Path-X on generated `lra` data over every registered attention, a few minutes
 per call, on machines where nothing survives between calls. The records that get committed (one
 folder, laid out like a suite's output: ``runs/<task>/<attention>/<seed>/``) carry the state from
@@ -16,7 +16,8 @@ one call to the next. This module holds the script's bookkeeping:
 * `probe_table` turns the records of a short timed suite (``lra-measure``) into steps/s per
   attention and the minutes a run of the full budget would take, to choose the step budget.
 
-`python -m runners.lra_generated restore|out-of-memory|collect|probe-table ...` (used by the script).
+`python scripts/lra_generated.py restore|out-of-memory|collect|probe-table ...` (used by the script, from
+the repository root with the checkout's packages importable: the script sets PYTHONPATH).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def probe_table(probe: Path, steps: dict[str, int], run_minutes: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m runners.lra_generated", description=__doc__.splitlines()[0]
+        prog="python scripts/lra_generated.py", description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("restore", help="copy committed records into a suite's output")

@@ -24,7 +24,10 @@ def seed_everything(seed: int) -> None:
 
 def rng_state() -> dict[str, Any]:
     """The state of every generator `seed_everything` seeds, in a weights-only-loadable form."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state()
+    if not isinstance(state, tuple):  # the legacy tuple (the default), not the dict of legacy=False
+        raise TypeError(f"numpy's global generator state is a {type(state).__name__}, not a tuple")
+    kind, keys, pos, has_gauss, cached = state
     return {
         "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
         "numpy": {
