@@ -9,7 +9,8 @@ small by these mechanical rules, and nothing else changes:
 * `--preset X` becomes `--preset tiny`, and commands that train (`run`, `suite`, `sweep s`,
   `sweep landmarks`) get `--preset tiny --max-steps 2`;
 * tasks that need downloads (text, retrieval, image, pathx) become `pathfinder` (generated offline,
-  like the README's ListOps); `--data-dir` is dropped (LRA_DATA_DIR points at this test's data);
+  like the README's ListOps; a `run` of one gets its own `--run-dir`, `lra_runs/runs/<task>-as-pathfinder`);
+  `--data-dir` is dropped (LRA_DATA_DIR points at this test's data);
 * `lra suite` without `--tasks` / `--attentions` runs `--tasks listops --attentions full,agent,mita`;
   `--seeds A-B` becomes `--seeds A`; `--values` keeps its first two values; `--nproc N` becomes 2;
 * `--device cuda` becomes `cpu`, `--dtype bfloat16|float16` becomes `float32`; benchmarks get tiny
@@ -76,6 +77,10 @@ def small(argv: list[str]) -> list[str]:
         argv = _set(argv, "--preset", None) + ["--preset", "tiny"]
     if command in TRAINING:
         argv = _set(argv, "--max-steps", None) + ["--max-steps", "2"]
+    original_task = _value(argv, "--task")
+    if command == ("run",) and original_task in DOWNLOADED_TASKS and not _value(argv, "--run-dir"):
+        # its own run folder: a README command that runs pathfinder itself may have used the default one
+        argv += ["--run-dir", f"lra_runs/runs/{original_task}-as-pathfinder"]
     for option in ("--task", "--tasks"):
         if _value(argv, option):
             tasks = list(
@@ -110,7 +115,7 @@ def test_the_rules_are_mechanical():
                     "--tasks", "listops", "--attentions", "full,agent,mita"]  # fmt: skip
     argv = small(shlex.split("run --task text --attention full --preset lra --data-dir /data/x --nproc 4"))
     assert argv == ["run", "--task", "pathfinder", "--attention", "full", "--nproc", "2", "--preset", "tiny",
-                    "--max-steps", "2"]  # fmt: skip
+                    "--max-steps", "2", "--run-dir", "lra_runs/runs/text-as-pathfinder"]  # fmt: skip
     argv = small(shlex.split("bench attention --lengths 1K,64K --dtype bfloat16 --device cuda"))
     assert _value(argv, "--lengths") == "16,32" and _value(argv, "--dtype") == "float32"
     assert _value(argv, "--device") == "cpu"
