@@ -22,8 +22,9 @@ import pandas as pd
 
 from lra.io import atomic_write, atomic_write_text
 
+from . import order as order_
 from . import stats
-from .leaderboard import ATTENTION_ORDER, accuracy_text, one_configuration
+from .leaderboard import accuracy_text, one_configuration
 from .leaderboard import build as build_leaderboard
 from .published import published_for
 from .records import plugin_label
@@ -363,12 +364,10 @@ def write_comparison(
 
 def default_attentions(runs: pd.DataFrame, task: str) -> list[str]:
     """Every attention label with runs of `task`, in leaderboard order."""
-    of_task = runs[runs["task"] == task][["attention", "attention_label"]].drop_duplicates()
+    of_task = runs[runs["task"] == task]
+    order = order_.from_records(of_task)
     pairs = sorted(
-        of_task.itertuples(index=False),
-        key=lambda p: (
-            ATTENTION_ORDER.index(p[0]) if p[0] in ATTENTION_ORDER else len(ATTENTION_ORDER),
-            p[1],
-        ),
+        of_task[["attention", "attention_label"]].drop_duplicates().itertuples(index=False),
+        key=lambda p: (order.attention_key(p[0]), p[1]),
     )
     return [label for _, label in pairs]
