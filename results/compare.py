@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import SupportsFloat
 
 import pandas as pd
 
@@ -188,7 +189,7 @@ def _row(label: str, preset: object, group: pd.DataFrame) -> dict[str, object]:
     return row
 
 
-def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
+def _fmt(value: SupportsFloat | None, spec: str, scale: float = 1.0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return format(float(value) * scale, spec)

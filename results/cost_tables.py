@@ -88,8 +88,10 @@ def ratio_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     reasons = []
     for record in records:
         full = full_of.get(tuple(record[k] for k in keys))
-        alone = full is None or record["attention"] == REFERENCE  # full attention's own row: its own reason
-        reason = unreliable_reason(record) if alone else ratio_reason(record, full)
+        if full is None or record["attention"] == REFERENCE:  # full attention's own row: its own reason
+            reason = unreliable_reason(record)
+        else:
+            reason = ratio_reason(record, full)
         reasons.append(reason or "")
     frame["unreliable"] = reasons
     return frame[TABLE_COLUMNS]

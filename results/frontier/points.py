@@ -175,7 +175,8 @@ def build(store: Store, lb: Leaderboard | None = None, attentions: Sequence[str]
                     _point(preset, task, attention_of[label], label, mean, status, cost, source)
                 )
             task_costs = [per_task[t].costs.get(label) for t in tasks]
-            complete = all(c is not None for c in task_costs)
+            known = [c for c in task_costs if c is not None]
+            complete = len(known) == len(task_costs)
             avg_status = (
                 "missing" if math.isnan(avg[label]) else FAIL if all(s == FAIL for s in statuses) else "ok"
             )
@@ -188,16 +189,14 @@ def build(store: Store, lb: Leaderboard | None = None, attentions: Sequence[str]
                     "attention_label": label,
                     "accuracy": avg[label],
                     "status": avg_status,
-                    "speed_vs_full": _geomean([c["speed_vs_full"] for c in task_costs])
+                    "speed_vs_full": _geomean([c["speed_vs_full"] for c in known]) if complete else math.nan,
+                    "memory_vs_full": _geomean([c["memory_vs_full"] for c in known])
                     if complete
                     else math.nan,
-                    "memory_vs_full": _geomean([c["memory_vs_full"] for c in task_costs])
-                    if complete
-                    else math.nan,
-                    "cost_source": _joined(c["source"] for c in task_costs) if complete else "",
+                    "cost_source": _joined(c["source"] for c in known) if complete else "",
                     "device": _joined(s.device for s in used) if complete else "",
                     "seq_len": _single([s.seq_len for s in used]),
-                    "backend": _joined(c["backend"] for c in task_costs) if complete else "",
+                    "backend": _joined(c["backend"] for c in known) if complete else "",
                     "batch": math.nan,
                     "cost_unreliable": "; ".join(
                         f"{lb.task_title(t)}: {c['unreliable']}"

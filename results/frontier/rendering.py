@@ -129,9 +129,9 @@ def render(fr: Frontier, *, markdown: bool = True, panels: Sequence[str] | None 
             missing = fr.without_cost(preset, panel)
             if missing:
                 without.setdefault(", ".join(missing), []).append(name)
-        for missing, where in without.items():
+        for names, where in without.items():
             scope = f" ({'; '.join(where)})" if len(shown) > 1 else ""
-            parts.append(f"Without a cost{scope}, not on the frontier: {missing}")
+            parts.append(f"Without a cost{scope}, not on the frontier: {names}")
         hint = missing_cost_line(fr, preset)
         if hint:
             parts.append(hint)

@@ -10,6 +10,7 @@ table's columns except Path-X, for rows with an accuracy in every one of them.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,7 +263,7 @@ def _add_uncertainty(lb: Leaderboard, preset: str) -> None:
         values = {
             label: table.samples[(label, task)].accuracy for label in order if (label, task) in table.samples
         }
-        ties = stats.ties_with_best(values, lambda a, b, task=task: table.cell_difference(task, a, b))
+        ties = stats.ties_with_best(values, functools.partial(table.cell_difference, task))
         for label, tie in ties.items():
             index = column.index[column["attention_label"] == label][0]
             cells.at[index, "best"] = tie.best

@@ -36,7 +36,16 @@ def save_png(fig, path: Path) -> Path:  # fig: matplotlib Figure
     return path
 
 
-def attention_colour(attention: str) -> tuple[float, ...]:
+# An RGBA colour, as matplotlib takes it.
+Colour = tuple[float, float, float, float]
+
+
+def _rgba(value: Any) -> Colour:
+    red, green, blue, alpha = (float(v) for v in value)
+    return red, green, blue, alpha
+
+
+def attention_colour(attention: str) -> Colour:
     """The colour of an attention (registry name) in every figure: the registry's order through
     tab20, its ten dark shades first, then the light ones (neighbours in the tables differ in hue);
     attentions outside the registry (plugins) from tab20b, by a stable hash of the name."""
@@ -45,16 +54,16 @@ def attention_colour(attention: str) -> tuple[float, ...]:
     built_ins = order_.registry_attention_names()
     if attention in built_ins:
         i = built_ins.index(attention)
-        return tuple(colormaps["tab20"]((2 * i) % 20 + (i // 10) % 2))
+        return _rgba(colormaps["tab20"]((2 * i) % 20 + (i // 10) % 2))
     digest = int(hashlib.sha256(attention.encode()).hexdigest(), 16)
-    return tuple(colormaps["tab20b"](digest % 20))
+    return _rgba(colormaps["tab20b"](digest % 20))
 
 
-def attention_styles(pairs: Sequence[tuple[str, str]]) -> dict[str, tuple[tuple[float, ...], str]]:
+def attention_styles(pairs: Sequence[tuple[str, str]]) -> dict[str, tuple[Colour, str]]:
     """(colour, marker) per label, from its (attention, label) pair: the attention's colour, and a
     marker per label of that attention in the order given."""
     seen: dict[str, int] = {}
-    out = {}
+    out: dict[str, tuple[Colour, str]] = {}
     for attention, label in pairs:
         if label in out:
             continue
@@ -64,7 +73,8 @@ def attention_styles(pairs: Sequence[tuple[str, str]]) -> dict[str, tuple[tuple[
     return out
 
 
-def label_styles(lb: Leaderboard, preset: str) -> dict[str, tuple[tuple[float, ...], str]]:
+def label_styles(lb: Leaderboard, preset: str) -> dict[str, tuple[Colour, str]]:
+    """(colour, marker) of every attention label of a preset table, in table order."""
     cells = lb.cells[lb.cells["preset"] == preset]
     attention_of = dict(zip(cells["attention_label"], cells["attention"], strict=True))
     return attention_styles([(attention_of[label], label) for label in lb.labels(preset)])

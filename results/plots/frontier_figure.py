@@ -154,16 +154,16 @@ def frontier_notes(fr: frontier_.Frontier, preset: str, panels: list[str]) -> li
         "line: the frontier; dotted: full attention; black dashes: chance, where it falls in view"
         + (" (Avg: mean over tasks)." if len(tasks) > 1 else ".")
     )
-    without = {}
+    without: dict[str, list[str]] = {}
     for panel in panels:
         missing = fr.without_cost(preset, panel)
         if missing:
             without.setdefault(", ".join(missing), []).append(
                 "Avg" if panel == frontier_.AVG else fr.order.task_title(panel)
             )
-    for missing, where in without.items():
+    for names, where in without.items():
         scope = f" ({', '.join(where)})" if len(panels) > 1 else ""
-        notes.append(f"Without a cost{scope}, not drawn: {missing}.")
+        notes.append(f"Without a cost{scope}, not drawn: {names}.")
     empty = [
         "Avg" if panel == frontier_.AVG else fr.order.task_title(panel)
         for panel in panels
