@@ -42,7 +42,7 @@ def accuracy_table(runs: pd.DataFrame, first_column: str = "attention") -> str:
     """The leaderboard's table of the runs that finished ok (one preset): per cell the mean reported
     accuracy (%) with its 95% interval, bold where the tests cannot tell it from its column's best,
     `°` where the interval reaches chance, FAIL within two standard errors of chance; then Avg
-    (results/leaderboard.py, results/stats.py)."""
+    (results/leaderboard/, results/stats.py)."""
     ok = store.with_reported_accuracy(runs[runs["status"] == "ok"])
     presets = sorted(ok["preset"].unique())
     if len(presets) != 1:

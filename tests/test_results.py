@@ -486,7 +486,9 @@ def test_published_rows_are_consistent_and_labelled():
     assert {"LRA paper", "Nyströmformer", "Skyformer"} == {s.split(" (")[0] for s in published["source"]}
     for row in published.itertuples():
         assert row.source and row.protocol
-        values = [float(getattr(row, t)) for t in task_columns(published) if getattr(row, t) not in ("", "FAIL")]
+        values = [
+            float(getattr(row, t)) for t in task_columns(published) if getattr(row, t) not in ("", "FAIL")
+        ]
         assert len(values) == 5
         # Papers round to 2 decimals; an average printed inconsistently is kept and says so.
         tolerance = 0.1 if "as printed" in row.avg_over else 0.006

@@ -10,7 +10,7 @@
 * ``efficiency_<bench>_<pass>_<device>_<dtype>_H<heads>_d<head dim>.png`` -- when efficiency
   records exist (`lra bench`): time per example and peak memory against sequence length, log-log,
   one line per attention (and backend);
-* ``frontier_<preset>.png`` -- when the table has accuracies and costs (results/frontier.py): Avg
+* ``frontier_<preset>.png`` -- when the table has accuracies and costs (results/frontier/): Avg
   accuracy with its 95% interval (error bars) against speed relative to full attention, circle
   area = peak memory relative to full attention, the Pareto frontier connected, each attention a
   number placed clear of the others (adjustText) and named in a key beside the axes, optionally
