@@ -17,13 +17,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import SupportsFloat
 
 import pandas as pd
 
 from lra.io import atomic_write, atomic_write_text
 
+from . import order as order_
 from . import stats
-from .leaderboard import ATTENTION_ORDER, accuracy_text, one_configuration
+from .leaderboard import accuracy_text, one_configuration
 from .leaderboard import build as build_leaderboard
 from .published import published_for
 from .records import plugin_label
@@ -187,7 +189,7 @@ def _row(label: str, preset: object, group: pd.DataFrame) -> dict[str, object]:
     return row
 
 
-def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
+def _fmt(value: SupportsFloat | None, spec: str, scale: float = 1.0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return format(float(value) * scale, spec)
@@ -363,12 +365,10 @@ def write_comparison(
 
 def default_attentions(runs: pd.DataFrame, task: str) -> list[str]:
     """Every attention label with runs of `task`, in leaderboard order."""
-    of_task = runs[runs["task"] == task][["attention", "attention_label"]].drop_duplicates()
+    of_task = runs[runs["task"] == task]
+    order = order_.from_records(of_task)
     pairs = sorted(
-        of_task.itertuples(index=False),
-        key=lambda p: (
-            ATTENTION_ORDER.index(p[0]) if p[0] in ATTENTION_ORDER else len(ATTENTION_ORDER),
-            p[1],
-        ),
+        of_task[["attention", "attention_label"]].drop_duplicates().itertuples(index=False),
+        key=lambda p: (order.attention_key(p[0]), p[1]),
     )
     return [label for _, label in pairs]

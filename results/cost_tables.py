@@ -5,7 +5,7 @@ Pure functions of efficiency records (no torch): `ratio_table` forms the ratios,
 lays them out, `table_notes` says what the tables leave out. A ratio is formed only with full
 attention's record of the same bench call (`bench_call_id`), and marked † when either record is
 unreliable under the rule of results/costs.py (the timed calls' spread, or other processes' load
-while measuring). runners/bench_tables.py writes them beside the records of a bench call.
+while measuring). runners/bench/tables.py writes them beside the records of a bench call.
 """
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def ratio_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     reasons = []
     for record in records:
         full = full_of.get(tuple(record[k] for k in keys))
-        alone = full is None or record["attention"] == REFERENCE  # full attention's own row: its own reason
-        reason = unreliable_reason(record) if alone else ratio_reason(record, full)
+        if full is None or record["attention"] == REFERENCE:  # full attention's own row: its own reason
+            reason = unreliable_reason(record)
+        else:
+            reason = ratio_reason(record, full)
         reasons.append(reason or "")
     frame["unreliable"] = reasons
     return frame[TABLE_COLUMNS]

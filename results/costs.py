@@ -4,7 +4,7 @@ A timing record (``kind="efficiency"``) is *unreliable* when
 
 * its timed calls spread too much: p80 / p20 above `MAX_TIME_SPREAD` (1.5), or
 * other processes kept more than `MAX_OTHER_LOAD` (half) of the machine's CPU cores busy while it was
-  measured (`other_cpu_load`, CPU steal of a virtual machine included; runners/timing.py).
+  measured (`other_cpu_load`, CPU steal of a virtual machine included; runners/bench/timing.py).
 
 A ratio of two records (an attention's speed relative to full attention) is unreliable when either
 record is. Ratios are formed only between records of one bench call (`bench_call_id`: one `lra

@@ -30,7 +30,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -108,7 +108,7 @@ def write_predictions(
     if not (index.shape == label.shape == last.shape) or (best is not None and np.shape(best) != label.shape):
         raise ValueError("index, label and predictions must have one value per test example")
     dtype = _class_dtype(label, last, *([np.asarray(best)] if best is not None else []))
-    arrays: dict[str, np.ndarray] = {
+    arrays: dict[str, Any] = {  # Any: savez's keyword arrays share its signature with allow_pickle
         "format": np.asarray(PREDICTIONS_FORMAT),
         "run_id": np.asarray(run_id),
         "config_hash": np.asarray(config_hash),
@@ -205,7 +205,7 @@ def _mismatch(record: Mapping[str, Any], arrays: dict[str, np.ndarray]) -> str |
     return None
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float | int | np.number]:
     return (
         isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and not math.isnan(value)
     )

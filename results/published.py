@@ -22,18 +22,29 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import order as order_
+
 PUBLISHED_CSV = Path(__file__).with_name("published.csv")
-TASK_COLUMNS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
+# Every other column of the file is a task (its registry name).
+DESCRIPTION_COLUMNS = ("model", "attention", "avg", "avg_over", "source", "protocol")
 
 
 def load_published() -> pd.DataFrame:
     """The published rows: model, attention, one column per task (accuracy in % as text, 'FAIL',
     or empty when not reported), avg, avg_over, source, protocol."""
     table = pd.read_csv(PUBLISHED_CSV, dtype=str, keep_default_na=False)
-    missing = [c for c in ("model", "source", "protocol", *TASK_COLUMNS) if c not in table.columns]
+    missing = [c for c in ("model", "source", "protocol") if c not in table.columns]
     if missing:
         raise ValueError(f"{PUBLISHED_CSV}: missing columns {', '.join(missing)}")
+    if not any(c not in DESCRIPTION_COLUMNS for c in table.columns):
+        raise ValueError(f"{PUBLISHED_CSV}: no task columns")
     return table
+
+
+def task_columns(published: pd.DataFrame) -> list[str]:
+    """The task columns of the published table, in the task registry's order (others after, by name)."""
+    tasks = [c for c in published.columns if c not in DESCRIPTION_COLUMNS]
+    return order_.registry_order().sort_tasks(tasks)
 
 
 def published_for(published: pd.DataFrame, attentions: Iterable[str]) -> pd.DataFrame:

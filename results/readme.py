@@ -27,6 +27,7 @@ import pandas as pd
 from lra.io import atomic_write_text
 
 from . import leaderboard, stats, store
+from . import order as order_
 
 README_NAME = "README.md"
 _TABLE = re.compile(
@@ -41,7 +42,7 @@ def accuracy_table(runs: pd.DataFrame, first_column: str = "attention") -> str:
     """The leaderboard's table of the runs that finished ok (one preset): per cell the mean reported
     accuracy (%) with its 95% interval, bold where the tests cannot tell it from its column's best,
     `°` where the interval reaches chance, FAIL within two standard errors of chance; then Avg
-    (results/leaderboard.py, results/stats.py)."""
+    (results/leaderboard/, results/stats.py)."""
     ok = store.with_reported_accuracy(runs[runs["status"] == "ok"])
     presets = sorted(ok["preset"].unique())
     if len(presets) != 1:
@@ -82,11 +83,8 @@ def attention_cost_table(efficiency: pd.DataFrame, length: int = 4096, longer: i
         "|---|---|---|---|---|",
     ]
     series = ok[["attention", "attention_label", "backend"]].drop_duplicates()
-    order = leaderboard.ATTENTION_ORDER
-    ranked = sorted(
-        series.itertuples(index=False),
-        key=lambda r: (order.index(r[0]) if r[0] in order else len(order), r[0], r[1], r[2]),
-    )
+    order = order_.from_records(ok)
+    ranked = sorted(series.itertuples(index=False), key=lambda r: (order.attention_key(r[0]), r[1], r[2]))
     for _, label, backend in ranked:
         cells = []
         for pass_ in ("forward", "forward_backward"):
@@ -115,7 +113,7 @@ def resolution_summary(runs: pd.DataFrame) -> str:
         n = int(mine["n_test"].min())
         chance = float(mine["chance"].median())
         resolution.append(
-            f"{leaderboard.task_title(task)}: {n:,} test examples, ±{stats.half_width(n, chance):.1f} points at "
+            f"{lb.task_title(task)}: {n:,} test examples, ±{stats.half_width(n, chance):.1f} points at "
             f"chance ({100 * chance:.1f}%), ±{stats.half_width(n, 0.5):.1f} at 50%"
         )
     seeds = sorted({int(v) for v in cells["seeds"]})
@@ -135,7 +133,7 @@ def resolution_summary(runs: pd.DataFrame) -> str:
             for label in lb.labels(preset)
             if label in column.index and not leaderboard.flag(column.loc[label, "tied_best"])
         ]
-        below.append(f"{leaderboard.task_title(task)}: {', '.join(resolved) or 'none'}")
+        below.append(f"{lb.task_title(task)}: {', '.join(resolved) or 'none'}")
     averaged = lb.stats[preset].averages["avg"]
     if len(lb.tasks(preset)) > 1:
         resolved = [label for label, a in averaged.items() if a.tie is not None and not a.tie.tied]

@@ -218,7 +218,7 @@ def reported_accuracy_field(task: str, checkpoint: str = "best") -> str:
 def reported_accuracy_text(record: dict[str, Any]) -> str | None:
     """The accuracy a table reports for a run record, labelled: 'test 71.20%', or for the last
     checkpoint 'test 71.20% (last checkpoint; why)'; None when it has none."""
-    task = record.get("task")
+    task = str(record.get("task") or "")
     checkpoint = report_checkpoint(record)
     value = record.get(reported_accuracy_field(task, checkpoint))
     if value is None:

@@ -93,7 +93,7 @@ def _data_sources(lb: leaderboard.Leaderboard, preset: str) -> list[str]:
     """What data each task of a preset's table read (the records' `data_source`)."""
     cells = lb.cells[lb.cells["preset"] == preset]
     return [
-        f"{leaderboard.task_title(task)}: {', '.join(sorted({str(s) for s in mine['data_source'] if s}))}"
+        f"{lb.task_title(task)}: {', '.join(sorted({str(s) for s in mine['data_source'] if s}))}"
         for task, mine in ((t, cells[cells["task"] == t]) for t in lb.tasks(preset))
         if mine["data_source"].notna().any()
     ]
@@ -104,7 +104,7 @@ def _frontiers(fr: frontier_.Frontier) -> list[dict[str, Any]]:
     for preset in fr.presets:
         tasks = fr.tasks(preset)
         panels = [
-            (frontier_.panel_title(tasks, panel), _html(frontier_.table(fr, preset, panel)))
+            (frontier_.panel_title(fr, preset, panel), _html(frontier_.table(fr, preset, panel)))
             for panel in fr.panels(preset)
             if not (panel != frontier_.AVG and len(tasks) == 1)
         ]

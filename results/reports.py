@@ -105,7 +105,7 @@ def frontier_report(
 
 
 def figures_report(st: store.Store, out_dir: PathArg, *, frontier_per_task: bool = False) -> Report:
-    """Every figure of `st` (results/plots.py) into `out_dir`, and the frontier's warnings (costs
+    """Every figure of `st` (results/plots/) into `out_dir`, and the frontier's warnings (costs
     missing or unreliable)."""
     figures = plots.plot_all(st, out_dir, frontier_per_task=frontier_per_task)
     fr = frontier.build(st)

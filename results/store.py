@@ -32,8 +32,8 @@ from .records import (
 
 # Columns holding lists / dicts; the long CSV stores them as JSON text.
 NESTED_RUN_FIELDS = ("attention_params", "config", "history")
-# Fields some efficiency records carry beyond the schema (runners/bench_records.py,
-# runners/bench_model.py): kept as columns (NaN where absent) because they tell measurement
+# Fields some efficiency records carry beyond the schema (runners/bench/records.py,
+# runners/bench/model.py): kept as columns (NaN where absent) because they tell measurement
 # settings, machines and bench calls apart and say how far a time can be trusted (results/costs.py).
 EFFICIENCY_EXTRA_FIELDS = (
     "batch_requested",

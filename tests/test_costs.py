@@ -275,10 +275,11 @@ def test_an_unreliable_bench_ratio_is_marked_in_the_frontier_table_caption_and_f
     assert warning.startswith("warning: 4 of 6 speed ratios of the accuracy–cost frontier are unreliable")
     # The suite's figure labels them with the mark too (the caption says why).
     from results import leaderboard, plots
+    from results.plots import frontier_figure
 
     lb = leaderboard.build(store.load(tmp_path).runs)
     labels, numbers = [], {}
-    real = plots._frontier_panel
+    real = frontier_figure._frontier_panel
 
     def spy(ax, fr, preset, panel, styles, numbers_, chance):
         out = real(ax, fr, preset, panel, styles, numbers_, chance)
@@ -286,7 +287,7 @@ def test_an_unreliable_bench_ratio_is_marked_in_the_frontier_table_caption_and_f
         numbers.update(numbers_)  # attention label -> the number drawn for it (named in the key)
         return out
 
-    monkeypatch.setattr(plots, "_frontier_panel", spy)
+    monkeypatch.setattr(frontier_figure, "_frontier_panel", spy)
     plots.plot_frontier(fr, lb, tmp_path / "plots")
     assert f"{numbers[MITA]} †" in labels and f"{numbers['topk']} †" in labels
     assert str(numbers["full"]) in labels

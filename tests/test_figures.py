@@ -15,6 +15,7 @@ from matplotlib.legend import Legend
 from matplotlib.text import Text
 from scipy.stats import binomtest
 
+import attention_zoo
 from results import leaderboard, plots, store
 
 QUICK = Path(__file__).resolve().parents[1] / "results" / "measured" / "cpu-quick"
@@ -108,7 +109,7 @@ KEY_ENTRY = re.compile(r"^\s*\d+\s+(.+?)(?: ✓≈| ✓| ≈)?$")
 
 
 def test_one_colour_per_attention_in_every_figure(quick, quick_figures):
-    colours = [plots.attention_colour(name) for name in leaderboard.ATTENTION_ORDER]
+    colours = [plots.attention_colour(name) for name in attention_zoo.names()]
     assert len(set(colours)) == len(colours)  # 19 distinct colours, one per registered attention
     assert plots.attention_colour("myplugin") == plots.attention_colour("myplugin")
     attention_of = dict(zip(quick.runs["attention_label"], quick.runs["attention"], strict=False))
