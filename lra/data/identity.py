@@ -126,4 +126,3 @@ def data_identity(task: str, data: DataConfig) -> dict[str, Any]:
     else:  # tfds and sources added later: the name the loader reads
         content = f"{source}:{task}"
     return {"source": source, "content": content}
-

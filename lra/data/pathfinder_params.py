@@ -196,7 +196,10 @@ PATHX_VARIANTS: dict[str, PathfinderParams] = {
 }
 
 
-VARIANTS: dict[str, dict[str, PathfinderParams]] = {"pathfinder": PATHFINDER_VARIANTS, "pathx": PATHX_VARIANTS}
+VARIANTS: dict[str, dict[str, PathfinderParams]] = {
+    "pathfinder": PATHFINDER_VARIANTS,
+    "pathx": PATHX_VARIANTS,
+}
 
 
 def params_description(p: PathfinderParams) -> dict[str, Any]:

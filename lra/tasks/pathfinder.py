@@ -120,6 +120,7 @@ _DESCRIPTION = (
     "on the same curve. Flattened row-major to {n} pixel tokens."
 )
 
+
 def folder_files(folder: Path) -> list[Path]:
     """The metadata files, the first image each of them lists and the generator's record of a
     difficulty folder: what the data identity of the `lra_release` source signs."""

@@ -58,7 +58,9 @@ def load(split: str, data: DataConfig) -> LRADataset:
 
 def release_files(data: DataConfig) -> tuple[Path, list[Path]] | None:
     """The three AAN TSV files of the archive (their content is the data identity of `lra_release`)."""
-    return archive_files(data.data_dir, [f"{lra_release.AAN_DIR}/{name}" for name in lra_release.AAN_FILES.values()])
+    return archive_files(
+        data.data_dir, [f"{lra_release.AAN_DIR}/{name}" for name in lra_release.AAN_FILES.values()]
+    )
 
 
 SPEC = register_task(
