@@ -300,10 +300,10 @@ def _render(
             return _rescale_to_max(image)
         return np.rint(image * 255.0).astype(np.uint8)
     np.maximum(canvas, marker_cover, out=canvas)
-    image = Image.fromarray(canvas, mode="F").resize((p.resolution, p.resolution), Image.Resampling.LANCZOS)
+    resized = Image.fromarray(canvas, mode="F").resize((p.resolution, p.resolution), Image.Resampling.LANCZOS)
     if p.rescale_to_max:
-        return _rescale_to_max(np.asarray(image))
-    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+        return _rescale_to_max(np.asarray(resized))
+    return np.clip(np.rint(np.asarray(resized) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _rescale_to_max(image: np.ndarray) -> np.ndarray:

@@ -120,7 +120,7 @@ _LRA_SEQ_LEN = {
     "pathx": (16384, LRA_IMAGE_PIPELINE, "Pathfinder128: 128 x 128 x 1, flattened by train.py"),
 }
 # What the released scripts score at each evaluation (their batches drop the last partial one).
-_LRA_EVAL = {
+_LRA_EVAL: dict[str, Provenance] = {
     "listops": Cite(LRA_LISTOPS_CONFIG, "num_eval_steps = 99999: all 2,000 validation examples"),
     "text": Cite(LRA_TEXT_CONFIG, "num_eval_steps = -1: the whole validation (= test) split"),
     "retrieval": Ours(

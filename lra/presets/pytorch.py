@@ -254,7 +254,9 @@ def pytorch_fields(task: str) -> dict[str, Field]:
 def pytorch_pathx() -> dict[str, Field]:
     """No source of the lineage defines Path-X: its Pathfinder-32 settings at 128 x 128, said so."""
     why = "no PyTorch-lineage source defines Path-X: the lineage's Pathfinder-32 value"
-    fields = {key: (value, Ours(why)) for key, (value, _) in pytorch_fields("pathfinder").items()}
+    fields: dict[str, Field] = {
+        key: (value, Ours(why)) for key, (value, _) in pytorch_fields("pathfinder").items()
+    }
     fields["data.seq_len"] = (16384, Ours("no PyTorch-lineage source defines Path-X: 128 x 128 pixels"))
     fields["model.padded_length"] = (16384, Ours("no PyTorch-lineage source defines Path-X: 16,384 pixels"))
     return fields

@@ -220,12 +220,12 @@ def validate(preset: Preset) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ValueError(f"{key} must be >= 1; got {value}")
-    for key, value in (
+    for key, rate in (
         ("model.dropout", model.dropout),
         ("model.attention_dropout", model.attention_dropout),
     ):
-        if not 0 <= value < 1:
-            raise ValueError(f"{key} must be in [0, 1); got {value}")
+        if not 0 <= rate < 1:
+            raise ValueError(f"{key} must be in [0, 1); got {rate}")
     if model.padded_length < 0:
         raise ValueError(f"model.padded_length must be >= 0; got {model.padded_length}")
     if model.layer_norm_eps <= 0:
