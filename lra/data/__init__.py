@@ -77,7 +77,7 @@ def describe(task: str, data: DataConfig | None = None) -> dict[str, Any]:
         out["generated"] = {
             "variant": data.generator,
             "seed": data.gen_seed,
-            "sizes": params.sizes(),
+            "sizes": {split: getattr(params, f"n_{split}") for split in ("train", "val", "test")},
             "params": {
                 k: v for k, v in dataclasses.asdict(params).items() if k not in ("n_train", "n_val", "n_test")
             },

@@ -143,9 +143,9 @@ class TaskGenerator:
     """A task's offline generator (the `generated` source and `lra data generate`).
 
     Attributes:
-        params_type: the dataclass of every generator setting; each field's `metadata["help"]`
-            documents its `lra data generate --<field>` option (fields n_train / n_val / n_test are
-            the split sizes).
+        params_type: the dataclass of every generator setting, the split sizes n_train, n_val and
+            n_test among them; each other field's `metadata["help"]` documents its
+            `lra data generate --<field>` option.
         variants: the named settings ("lra" = the LRA distribution; smaller ones for CPU runs).
         make_params: `make_params(variant, **overrides) -> params` (overrides that are None are
             ignored); ValueError for an unknown variant or bad settings.
