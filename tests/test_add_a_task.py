@@ -91,7 +91,8 @@ def test_lra_data_and_lra_run_take_the_new_task(parity: tasks.TaskSpec, tmp_path
     assert record["status"] == "ok" and record["task"] == "parity" and record["num_classes"] == 2
     assert record["task_title"] == "Parity" and record["task_order"] == 6
     assert record["attention_order"] == attention_zoo.names().index("full")
-    assert record["data_source"] == tasks.get("parity").load("test").info["data_source"]
+    tiny_data = get_preset("parity", "tiny").data
+    assert record["data_source"] == tasks.get("parity").load("test", tiny_data).info["data_source"]
 
 
 @pytest.mark.parametrize(
