@@ -154,7 +154,7 @@ def data_group() -> None:
 
 
 @data_group.command("generate")
-@click.option("--task", required=True, help="A task with an offline generator: listops, pathfinder, pathx.")
+@click.option("--task", required=True, help="A task with an offline generator (their variants: --generator).")
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Root folder (lra_release layout)."
 )
