@@ -94,7 +94,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def atomic_write(
-    path: str | os.PathLike[str], writer: Callable[[IO[Any]], None], *, binary: bool = False
+    path: str | os.PathLike[str], writer: Callable[[IO[Any]], object], *, binary: bool = False
 ) -> None:
     """Write `path` atomically through `writer(file_object)`."""
     with (

@@ -198,7 +198,9 @@ class DualClassifier(Classifier):
             nn.Linear(4 * cfg.dim, cfg.mlp_dim), nn.ReLU(), nn.Linear(cfg.mlp_dim, num_classes)
         )
 
-    def forward(self, tokens: torch.Tensor, tokens2: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, tokens2: torch.Tensor | None = None) -> torch.Tensor:
+        if tokens2 is None:
+            raise ValueError("the two-document model needs both documents: model(tokens, tokens2)")
         # One encoder pass over both documents (stacked on the batch), as the weights are shared.
         both = self.encoder(_stack_padded(tokens, tokens2))
         x1, x2 = both.chunk(2, dim=0)
@@ -238,6 +240,21 @@ def _lecun_normal_(weight: torch.Tensor) -> None:
     nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
 
 
+def _submodule(module: nn.Module, name: str) -> nn.Module:
+    child = getattr(module, name)
+    if not isinstance(child, nn.Module):
+        raise TypeError(f"{type(module).__name__}.{name} is not a module")
+    return child
+
+
+def _linear(module: nn.Module, name: str) -> nn.Linear:
+    """`module.<name>`, which must be a Linear layer (the attention's q/k/v and output projections)."""
+    child = _submodule(module, name)
+    if not isinstance(child, nn.Linear):
+        raise TypeError(f"{type(module).__name__}.{name} is not a Linear layer")
+    return child
+
+
 def initialise(model: nn.Module, init: str) -> None:
     """Re-initialise a built task model as `init` says ("torch" keeps torch's defaults).
 
@@ -261,18 +278,19 @@ def initialise(model: nn.Module, init: str) -> None:
         for encoder in encoders:
             nn.init.normal_(encoder.embed.weight, std=1.0)
             for block in encoder.blocks:
-                qkv = block.attn.qkv
+                attn = _submodule(block, "attn")
+                qkv, proj = _linear(attn, "qkv"), _linear(attn, "proj")
                 for part in qkv.weight.chunk(3, dim=0):  # q, k, v: [qkv_dim, dim] each
                     nn.init.xavier_uniform_(part)
                 if qkv.bias is not None:
                     nn.init.zeros_(qkv.bias)
-                nn.init.xavier_uniform_(block.attn.proj.weight)
-                nn.init.zeros_(block.attn.proj.bias)
-                for layer in block.mlp:
+                nn.init.xavier_uniform_(proj.weight)
+                nn.init.zeros_(proj.bias)
+                for layer in _submodule(block, "mlp").children():
                     if isinstance(layer, nn.Linear):
                         nn.init.xavier_uniform_(layer.weight)
                         nn.init.normal_(layer.bias, std=1e-6)
-        for layer in model.head:
+        for layer in _submodule(model, "head").children():
             if isinstance(layer, nn.Linear):
                 _lecun_normal_(layer.weight)
                 nn.init.zeros_(layer.bias)

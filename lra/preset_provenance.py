@@ -1,7 +1,7 @@
 """The provenance table of the presets that name a source (`pytorch`, `lra`), built from their code.
 
 One row per field of `ModelConfig`, `TrainConfig` and `DataConfig`, per preset and task: the value
-the preset holds (`lra.configs.get_preset`) and where it comes from (`lra.configs.source_preset`):
+the preset holds (`lra.presets.get_preset`) and where it comes from (`lra.presets.source_preset`):
 "= source" with the file, its commit and what it says, or "ours" with the reason. A field without
 a provenance is an error, so a field added to the configs must say where its value comes from.
 
@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .configs import SOURCE_PRESETS, TASKS, get_preset, source_preset
+from . import tasks as task_registry
+from .presets import SOURCE_PRESETS, get_preset, preset_tasks, source_preset
 from .sources import Cite, Ours, Provenance
 
 SECTIONS = ("model", "train", "data")
@@ -58,16 +59,17 @@ def provenance_text(provenance: Provenance, link: bool = False) -> str:
 
 def field_names() -> list[str]:
     """Every configurable field, "section.name", in declaration order."""
-    preset = get_preset(TASKS[0], "tiny")
+    preset = get_preset(task_registry.names()[0], "tiny")
     return [f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(preset, s))]
 
 
-def rows(presets: Sequence[str] = SOURCE_PRESETS, tasks: Sequence[str] = TASKS) -> list[Row]:
-    """The provenance rows of `presets` x `tasks`; ValueError when a field has none."""
+def rows(presets: Sequence[str] = SOURCE_PRESETS, tasks: Sequence[str] = ()) -> list[Row]:
+    """The provenance rows of `presets` x `tasks` (default: every task the preset has settings for);
+    ValueError when a field has none."""
     out = []
     names = field_names()
     for name in presets:
-        for task in tasks:
+        for task in tasks or preset_tasks(name):
             built, provenance = source_preset(name, task)
             preset = get_preset(task, name)
             if preset != dataclasses.replace(
@@ -84,16 +86,16 @@ def rows(presets: Sequence[str] = SOURCE_PRESETS, tasks: Sequence[str] = TASKS) 
     return out
 
 
-def _task_list(tasks: Iterable[str]) -> str:
-    """'all', 'all but pathx' or the tasks by name."""
+def _task_list(tasks: Iterable[str], every: Sequence[str]) -> str:
+    """'all', 'all but pathx' or the tasks by name (of `every` task the preset has)."""
     tasks = list(tasks)
-    others = [t for t in TASKS if t not in tasks]
+    others = [t for t in every if t not in tasks]
     if not others:
         return "all"
     return f"all but {', '.join(others)}" if len(tasks) > 3 else ", ".join(tasks)
 
 
-def markdown(presets: Sequence[str] = SOURCE_PRESETS, tasks: Sequence[str] = TASKS) -> str:
+def markdown(presets: Sequence[str] = SOURCE_PRESETS, tasks: Sequence[str] = ()) -> str:
     """One markdown table per preset: field, tasks, value, provenance (rows equal across tasks merged)."""
     all_rows = rows(presets, tasks)
     parts = []
@@ -104,7 +106,8 @@ def markdown(presets: Sequence[str] = SOURCE_PRESETS, tasks: Sequence[str] = TAS
                 merged.setdefault(
                     (row.field, row.value_text, provenance_text(row.provenance, link=True)), []
                 ).append(row.task)
-        description = get_preset(tasks[0], name).description if len(tasks) == 1 else ""
+        shown = list(tasks or preset_tasks(name))
+        description = get_preset(shown[0], name).description if len(shown) == 1 else ""
         lines = [
             f"**`{name}`**" + (f" ({description})" if description else ""),
             "",
@@ -113,7 +116,7 @@ def markdown(presets: Sequence[str] = SOURCE_PRESETS, tasks: Sequence[str] = TAS
         ]
         for (key, value, text), on in merged.items():
             cell = text.replace("|", "\\|")
-            lines.append(f"| `{key}` | {_task_list(on)} | `{value}` | {cell} |")
+            lines.append(f"| `{key}` | {_task_list(on, preset_tasks(name))} | `{value}` | {cell} |")
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
 

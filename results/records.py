@@ -173,6 +173,10 @@ OPTIONAL_RUN_FIELDS: dict[str, str] = {
     "without predictions",
     "cpu_model": "the CPU's model name for CPU runs (None on CUDA)",
     "cpu_isa": "the best vector instruction set the CPU offers, e.g. 'avx512', for CPU runs (None on CUDA)",
+    "task_title": "the task's display title ('ListOps', 'Path-X'; lra.tasks.TaskSpec.title), or None",
+    "task_order": "the task's display position (lra.tasks.TaskSpec.order; tables sort columns by it), or None",
+    "attention_order": "the attention's position in attention_zoo.names() (tables sort rows by it); a large "
+    "number for plugin attentions outside the registry; None in records written before it",
 }
 
 

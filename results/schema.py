@@ -120,6 +120,9 @@ class RunRecord(_PluginFields):
     test_set_sha256: Sha256 | None = None
     cpu_model: str | None = None
     cpu_isa: str | None = None
+    task_title: str | None = None
+    task_order: Count | None = None
+    attention_order: Count | None = None
 
 
 class EfficiencyRecord(_PluginFields):

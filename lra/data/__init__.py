@@ -52,21 +52,10 @@ def split_stats(ds: LRADataset, num_classes: int) -> dict[str, Any]:
 
 
 def decode_example(task: str, ds: LRADataset, index: int = 0, pixel_zero_is_padding: bool = False) -> str:
-    """A human-readable rendering of example `index` (text, expression, or an ASCII image)."""
-    import math
+    """A human-readable rendering of example `index` (the task's `TaskSpec.render`)."""
+    from lra import tasks
 
-    from .tokenizers import ascii_image, byte_decode, listops_decode, pixel_values
-
-    tokens = ds.inputs[index].numpy()
-    if task == "listops":
-        return listops_decode(tokens)
-    if task in ("text", "retrieval"):
-        text = byte_decode(tokens)[:400]
-        if ds.inputs2 is not None:
-            text += "\n--- document 2 ---\n" + byte_decode(ds.inputs2[index].numpy())[:400]
-        return text
-    side = int(ds.info.get("image_side") or math.isqrt(tokens.shape[0]))
-    return ascii_image(pixel_values(tokens[: side * side], pixel_zero_is_padding), side)
+    return tasks.get(task).render(ds, index, pixel_zero_is_padding)
 
 
 def describe(task: str, data: DataConfig | None = None) -> dict[str, Any]:
@@ -88,7 +77,7 @@ def describe(task: str, data: DataConfig | None = None) -> dict[str, Any]:
         out["generated"] = {
             "variant": data.generator,
             "seed": data.gen_seed,
-            "sizes": params.sizes(),
+            "sizes": {split: getattr(params, f"n_{split}") for split in ("train", "val", "test")},
             "params": {
                 k: v for k, v in dataclasses.asdict(params).items() if k not in ("n_train", "n_val", "n_test")
             },

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +199,9 @@ def generate_listops(
                 batch = range(index, index + max(1, workers) * 2)
                 index = batch.stop
                 if pool is None:
-                    chunks = map(_generate_chunk, [params] * len(batch), [seed] * len(batch), batch)
+                    chunks: Iterable[list[tuple[str, int]]] = map(
+                        _generate_chunk, [params] * len(batch), [seed] * len(batch), batch
+                    )
                 else:
                     chunks = pool.map(_generate_chunk, [params] * len(batch), [seed] * len(batch), batch)
                 before = len(found)

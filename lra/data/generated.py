@@ -1,4 +1,5 @@
-"""The `generated` source: offline ListOps / Pathfinder / Path-X data, made on first use.
+"""The `generated` source: offline data of the tasks with a generator (`TaskSpec.generator`:
+ListOps, Pathfinder, Path-X), made on first use.
 
 Data are generated into `<data_dir>/generated/<task>/<variant>-seed<S>-<hash>/` in the official
 `lra_release` layout and read back by the `lra_release` readers, so generated and official data
@@ -9,17 +10,14 @@ under a file lock).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cache import build_once, digest
-from .generate_listops import ListOpsParams, listops_params, write_listops
-from .generate_pathfinder import PathfinderParams, params_description, pathfinder_params, write_pathfinder
 
 if TYPE_CHECKING:
-    from lra.tasks.base import DataConfig
+    from lra.tasks.base import DataConfig, TaskGenerator
 
 GENERATED_DIR = "generated"
 GENERATOR_FORMAT = 4  # bump when a generator's output changes for the same parameters
@@ -30,13 +28,15 @@ def _sizes(data: DataConfig) -> dict[str, int | None]:
     return {"n_train": data.n_train or None, "n_val": data.n_val or None, "n_test": data.n_test or None}
 
 
-def generator_params(task: str, data: DataConfig) -> ListOpsParams | PathfinderParams:
+def _generator(task: str) -> TaskGenerator:
+    from lra import tasks
+
+    return tasks.get(task).require_generator()
+
+
+def generator_params(task: str, data: DataConfig) -> Any:
     """The generator settings of `task` for `data`: the named variant with the requested sizes."""
-    if task == "listops":
-        return listops_params(data.generator, **_sizes(data))
-    if task in ("pathfinder", "pathx"):
-        return pathfinder_params(task, data.generator, **_sizes(data))
-    raise ValueError(f"task {task!r} has no offline generator; generated tasks: listops, pathfinder, pathx")
+    return _generator(task).make_params(data.generator, **_sizes(data))
 
 
 def data_source(task: str, data: DataConfig) -> str:
@@ -46,15 +46,14 @@ def data_source(task: str, data: DataConfig) -> str:
 
 def generator_description(task: str, data: DataConfig) -> dict[str, Any]:
     """Everything the generated data of `task` for `data` are a function of."""
-    params = generator_params(task, data)
+    generator = _generator(task)
+    params = generator.make_params(data.generator, **_sizes(data))
     return {
         "task": task,
         "variant": data.generator,
         "seed": data.gen_seed,
         "format": GENERATOR_FORMAT,
-        "params": params_description(params)
-        if isinstance(params, PathfinderParams)
-        else dataclasses.asdict(params),
+        "params": generator.describe(params),
     }
 
 
@@ -78,15 +77,13 @@ def is_generated(task: str, data: DataConfig) -> bool:
 def ensure_generated(task: str, data: DataConfig, workers: int = 0) -> tuple[Path, Any]:
     """The folder holding `task`'s generated data for `data` (generated now if missing) and the
     generator parameters used."""
+    generator = _generator(task)
     params = generator_params(task, data)
     description = generator_description(task, data)
     final = generated_folder(task, data)
 
     def build(tmp: Path) -> None:
-        if isinstance(params, ListOpsParams):
-            write_listops(tmp, params, data.gen_seed, workers)
-        else:
-            write_pathfinder(tmp, params, data.gen_seed, workers)
+        generator.write(tmp, params, data.gen_seed, workers)
         (tmp / PARAMS_NAME).write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
 
     return build_once(final, build), params

@@ -86,44 +86,16 @@ def _tree_signature(folder: Path) -> str:
     return files_signature(folder, files)
 
 
-def _release_files(task: str, data: DataConfig) -> tuple[Path, list[Path]] | None:
-    """(archive root, the files `task` reads from it), or None when the files are not there."""
-    from . import lra_release as rel
+def archive_files(data_dir: str | os.PathLike[str], wanted: list[str]) -> tuple[Path, list[Path]] | None:
+    """(archive root, its files `wanted`) for the first root candidate under `data_dir` (the folder
+    itself or `lra_release/`) that holds the first of them; None when none does."""
+    from .lra_release import ROOT_CANDIDATES
 
-    if task == "listops":
-        wanted = [f"{rel.LISTOPS_DIR}/{name}" for name in rel.LISTOPS_FILES.values()]
-    elif task == "retrieval":
-        wanted = [f"{rel.AAN_DIR}/{name}" for name in rel.AAN_FILES.values()]
-    elif task in ("pathfinder", "pathx"):
-        from lra.tasks.pathfinder import RESOLUTION
-
-        try:  # the folder the loader reads (a generated one may have another resolution)
-            folder, _ = rel.find_pathfinder_folder(data.data_dir, RESOLUTION[task], data.difficulty)
-        except FileNotFoundError:
-            return None
-        return folder.parents[1], _pathfinder_files(folder)
-    else:
-        raise ValueError(f"task {task!r} has no lra_release files; use its own sources")
-    roots = [Path(data.data_dir) / prefix for prefix in rel.ROOT_CANDIDATES]
+    roots = [Path(data_dir) / prefix for prefix in ROOT_CANDIDATES]
     root = next((r for r in roots if (r / wanted[0]).exists()), None)
     if root is None:
         return None
     return root, [root / name for name in wanted]
-
-
-def _pathfinder_files(folder: Path) -> list[Path]:
-    """The metadata files, the first image of each and the generation marker of a difficulty folder."""
-    from . import lra_release as rel
-
-    metadata = sorted((folder / "metadata").glob("*.npy"))
-    images = []
-    for meta in metadata:
-        with open(meta, encoding="utf-8") as fh:
-            fields = fh.readline().split()
-        if len(fields) >= 2:
-            images.append(folder / fields[0] / fields[1])
-    marker = [folder / rel.GENERATED_MARKER] if (folder / rel.GENERATED_MARKER).is_file() else []
-    return metadata + images + marker
 
 
 def data_identity(task: str, data: DataConfig) -> dict[str, Any]:
@@ -131,29 +103,26 @@ def data_identity(task: str, data: DataConfig) -> dict[str, Any]:
     docstring); equal for equal data wherever they lie, different for different data."""
     from lra import tasks
 
-    source = tasks.get(task).resolve_source(data.source, data)
+    task_spec = tasks.get(task)
+    source = task_spec.resolve_source(data.source, data)
     if source == "generated":
         from .cache import digest
         from .generated import generator_description
 
         content = digest(generator_description(task, data), length=32)
     elif source == "lra_release":
-        found = _release_files(task, data)
+        if task_spec.release_files is None:
+            raise ValueError(f"task {task!r} has no lra_release files; use its own sources")
+        found = task_spec.release_files(data)
         content = files_signature(*found) if found is not None else "missing"
     elif source == "hf":
         from . import hf
 
-        spec = data.hf_repo or _default_hf_repo(task)
+        spec = data.hf_repo or task_spec.hf_repo or task
         local = Path(spec).expanduser()
-        if not local.exists() and task != "retrieval":  # retrieval reads files of the hub repo itself
+        if not local.exists() and task_spec.hf_local_copy:
             local = hf.local_copy(data.data_dir, spec)
         content = _tree_signature(local) if local.is_dir() else f"hub:{spec}"
     else:  # tfds and sources added later: the name the loader reads
         content = f"{source}:{task}"
     return {"source": source, "content": content}
-
-
-def _default_hf_repo(task: str) -> str:
-    from importlib import import_module
-
-    return str(getattr(import_module(f"lra.tasks.{task}"), "HF_REPO", task))

@@ -24,7 +24,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,13 +373,13 @@ def read_pathfinder_images(
     """[n, side*side] pixels + `offset` (as `dtype`) of the listed PNGs, decoded in `workers`
     processes (0 = auto) straight into one array, so Path-X needs no second full-size copy."""
     items = [(str(e.path), e.where) for e in entries]
-    out = np.empty((len(items), side * side), dtype=dtype)
+    out: np.ndarray = np.empty((len(items), side * side), dtype=dtype)
     workers = workers or default_workers()
     chunk = 512
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     with contextlib.ExitStack() as stack:
         if workers <= 1 or len(chunks) <= 2:
-            parts = map(_decode_pngs, chunks, [side] * len(chunks))
+            parts: Iterable[np.ndarray] = map(_decode_pngs, chunks, [side] * len(chunks))
         else:
             pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=worker_context()))
             parts = pool.map(_decode_pngs, chunks, [side] * len(chunks))

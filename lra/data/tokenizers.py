@@ -12,9 +12,14 @@ key, so changing how ids are assigned invalidates old caches instead of silently
 
 from __future__ import annotations
 
+import math
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lra.tasks.base import LRADataset
 
 LISTOPS_SYMBOLS: tuple[str, ...] = (
     "0",
@@ -125,3 +130,24 @@ def ascii_image(values: np.ndarray, side: int, max_width: int = 64) -> str:
     ramp = " .:-=+*#%@"
     index = np.clip((image / 256.0 * len(ramp)).astype(int), 0, len(ramp) - 1)
     return "\n".join("".join(ramp[i] for i in row) for row in index)
+
+
+# Renderings of one example for `lra data info` (`TaskSpec.render`).
+def render_listops(ds: LRADataset, index: int, pixel_zero_is_padding: bool = False) -> str:
+    """The expression of ListOps example `index`."""
+    return listops_decode(ds.inputs[index].numpy())
+
+
+def render_bytes(ds: LRADataset, index: int, pixel_zero_is_padding: bool = False) -> str:
+    """The text of byte example `index` (both documents of a dual-input one), 400 characters each."""
+    text = byte_decode(ds.inputs[index].numpy())[:400]
+    if ds.inputs2 is not None:
+        text += "\n--- document 2 ---\n" + byte_decode(ds.inputs2[index].numpy())[:400]
+    return text
+
+
+def render_pixels(ds: LRADataset, index: int, pixel_zero_is_padding: bool = False) -> str:
+    """Pixel example `index` as an ASCII image (side: the dataset's `image_side`, else the square root)."""
+    tokens = ds.inputs[index].numpy()
+    side = int(ds.info.get("image_side") or math.isqrt(tokens.shape[0]))
+    return ascii_image(pixel_values(tokens[: side * side], pixel_zero_is_padding), side)

@@ -1,11 +1,41 @@
-"""The six LRA tasks, registered by name. `get(name)` -> TaskSpec, `names()` lists them."""
+"""The LRA tasks, registered by name. `get(name)` -> TaskSpec, `names()` lists them in display order.
 
-# ruff: noqa: I001  (the task modules are imported in LRA's display order, after base)
+Every module of this package but `base` declares one task (or a family, as `pathfinder` declares
+Pathfinder and Path-X) and registers it on import; they are all imported here, so a task is added
+by adding its module.
+"""
+
 from __future__ import annotations
 
-from .base import DataConfig, LRADataset, TaskSpec, default_data_dir, get, names, register_task
+import pkgutil
+from importlib import import_module
 
-# Importing a task module registers it.
-from . import listops, text, retrieval, image, pathfinder  # noqa: F401
+from .base import (
+    DataConfig,
+    LRADataset,
+    TaskGenerator,
+    TaskSpec,
+    default_data_dir,
+    generated_task_names,
+    get,
+    names,
+    register_task,
+    unregister_task,
+)
 
-__all__ = ["DataConfig", "LRADataset", "TaskSpec", "default_data_dir", "get", "names", "register_task"]
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module != "base":
+        import_module(f"{__name__}.{_module}")
+
+__all__ = [
+    "DataConfig",
+    "LRADataset",
+    "TaskGenerator",
+    "TaskSpec",
+    "default_data_dir",
+    "generated_task_names",
+    "get",
+    "names",
+    "register_task",
+    "unregister_task",
+]

@@ -1,5 +1,6 @@
-"""What a task is: `TaskSpec` (static facts + a loader), `DataConfig` (where and how to load),
-`LRADataset` (token tensors ready for batching), and the task registry.
+"""What a task is: `TaskSpec` (every fact about it: static facts, loader, generator, data identity,
+rendering), `DataConfig` (where and how to load), `LRADataset` (token tensors ready for batching),
+and the task registry.
 
 Conventions shared by every task:
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -119,15 +121,60 @@ class LRADataset(Dataset):
 
 
 Loader = Callable[[str, DataConfig], LRADataset]
+# (dataset, example index, pixel_zero_is_padding) -> a human-readable rendering of the example.
+Renderer = Callable[[LRADataset, int, bool], str]
+# data_config -> (archive root, the files the task reads under it), or None when they are not there.
+ReleaseFiles = Callable[[DataConfig], tuple[Path, list[Path]] | None]
+
+# The display position of a task that does not declare one: after LRA's six.
+UNORDERED = 1_000
+
+
+def render_token_ids(ds: LRADataset, index: int, pixel_zero_is_padding: bool = False) -> str:
+    """The non-padding token ids of example `index` (the rendering of a task that declares none)."""
+    rows = [ds.inputs] if ds.inputs2 is None else [ds.inputs, ds.inputs2]
+    return "\n--- document 2 ---\n".join(
+        " ".join(str(int(t)) for t in row[index].tolist() if t != 0)[:400] for row in rows
+    )
+
+
+@dataclass(frozen=True)
+class TaskGenerator:
+    """A task's offline generator (the `generated` source and `lra data generate`).
+
+    Attributes:
+        params_type: the dataclass of every generator setting, the split sizes n_train, n_val and
+            n_test among them; each other field's `metadata["help"]` documents its
+            `lra data generate --<field>` option.
+        variants: the named settings ("lra" = the LRA distribution; smaller ones for CPU runs).
+        make_params: `make_params(variant, **overrides) -> params` (overrides that are None are
+            ignored); ValueError for an unknown variant or bad settings.
+        write: `write(out_root, params, seed, workers) -> folder` writes the data in the official
+            layout under `out_root` and returns the folder holding them.
+        describe: `describe(params) -> dict`: what the generated data are a function of besides the
+            variant and seed (it enters the data identity and the folder name: keep it stable).
+        report: `report(folder, params) -> lines` that `lra data generate` prints about what it wrote.
+        read_back: `read_back(folder, out_root) -> str`, the options that read written data back, or
+            "" when `--source lra_release --data-dir OUT` alone does.
+    """
+
+    params_type: type
+    variants: Mapping[str, Any]
+    make_params: Callable[..., Any]
+    write: Callable[[Path, Any, int, int], Path]
+    describe: Callable[[Any], dict[str, Any]]
+    report: Callable[[Path, Any], list[str]]
+    read_back: Callable[[Path, str], str] | None = None
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Static facts about an LRA task plus the function that loads one split.
+    """Everything about one task, in one place: static facts, how it is loaded, generated,
+    identified and shown. The rest of the code asks the spec and never branches on a task's name.
 
     Attributes:
         name: registry name (`listops`, `text`, `retrieval`, `image`, `pathfinder`, `pathx`).
-        title: display name for tables ("ListOps", "Text", ...).
+        title: display name for tables and records ("ListOps", "Text", ..., "Path-X").
         seq_len: canonical tokens per input (per document for retrieval).
         vocab_size: embedding rows needed, including padding id 0.
         num_classes: output classes.
@@ -140,6 +187,16 @@ class TaskSpec:
         description: one paragraph for `lra data info` and the README.
         auto_source: `auto_source(data_config) -> source` for `source="auto"` (e.g. the official
             files when they are present under `data_dir`, else the offline generator).
+        order: display position (table columns, `names()`); LRA's six are 0..5.
+        column: table column header ("" = the title).
+        generator: the offline generator behind the `generated` source, or None.
+        release_files: for the `lra_release` source, the files the loader reads (their content
+            enters the data identity: `lra.data.identity`); None when the task has no such source.
+        hf_repo: the default Hugging Face repo of the `hf` source ("" = none).
+        hf_local_copy: whether the `hf` source reads a local copy (`<data_dir>/hf/<owner>__<name>`)
+            when there is one (False: it reads files of the hub repo itself).
+        render: `render(dataset, index, pixel_zero_is_padding) -> str`, a human-readable example
+            for `lra data info` (default: its token ids).
     """
 
     name: str
@@ -153,6 +210,18 @@ class TaskSpec:
     loader: Loader
     description: str = ""
     auto_source: Callable[[DataConfig], str] | None = None
+    order: int = UNORDERED
+    column: str = ""
+    generator: TaskGenerator | None = None
+    release_files: ReleaseFiles | None = None
+    hf_repo: str = ""
+    hf_local_copy: bool = True
+    render: Renderer = render_token_ids
+
+    @property
+    def column_title(self) -> str:
+        """The table column header."""
+        return self.column or self.title
 
     def resolve_source(self, source: str, data: DataConfig | None = None) -> str:
         """The concrete source for `source` ("auto" is resolved with `data` when given)."""
@@ -175,15 +244,29 @@ class TaskSpec:
             )
         return self.loader(split, data)
 
+    def require_generator(self) -> TaskGenerator:
+        """The task's generator; ValueError naming the tasks that have one otherwise."""
+        if self.generator is None:
+            made = ", ".join(generated_task_names()) or "none"
+            raise ValueError(f"task {self.name!r} has no offline generator; generated tasks: {made}")
+        return self.generator
+
 
 _TASKS: dict[str, TaskSpec] = {}
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add `spec` to the registry (importing a module of `lra.tasks` registers its task)."""
     if spec.name in _TASKS:
         raise ValueError(f"task {spec.name!r} is already registered")
     _TASKS[spec.name] = spec
     return spec
+
+
+def unregister_task(name: str) -> None:
+    """Remove task `name` from the registry (a task registered for a while, e.g. by a test)."""
+    get(name)
+    del _TASKS[name]
 
 
 def get(name: str) -> TaskSpec:
@@ -191,8 +274,15 @@ def get(name: str) -> TaskSpec:
     try:
         return _TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(_TASKS)}") from None
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(names())}") from None
 
 
 def names() -> list[str]:
-    return list(_TASKS)
+    """Registered task names in display order (`TaskSpec.order`, then registration order)."""
+    registered = list(_TASKS)
+    return sorted(registered, key=lambda name: (_TASKS[name].order, registered.index(name)))
+
+
+def generated_task_names() -> list[str]:
+    """The tasks with an offline generator, in display order."""
+    return [name for name in names() if _TASKS[name].generator is not None]

@@ -13,7 +13,7 @@ import numpy as np
 from lra.data import hf, tfds
 from lra.data.cache import cached_split, to_dataset
 from lra.data.progress import progress
-from lra.data.tokenizers import PIXEL_VOCAB_SIZE, pixel_ids, pixel_tokenizer, rgb_to_gray
+from lra.data.tokenizers import PIXEL_VOCAB_SIZE, pixel_ids, pixel_tokenizer, render_pixels, rgb_to_gray
 
 from .base import DataConfig, LRADataset, TaskSpec, register_task
 
@@ -103,5 +103,8 @@ SPEC = register_task(
         sources=("hf", "tfds"),
         loader=load,
         description="CIFAR-10 converted to grayscale, flattened row-major to 1,024 pixel tokens; 10 classes.",
+        order=3,
+        hf_repo=HF_REPO,
+        render=render_pixels,
     )
 )

@@ -7,11 +7,19 @@ are under `data_dir`, else the generator.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
 from lra.data import generated, lra_release
 from lra.data.cache import cached_split, file_signature, to_dataset
-from lra.data.tokenizers import LISTOPS_TOKENIZER, LISTOPS_VOCAB_SIZE, id_dtype, pad_rows
+from lra.data.generate_listops import LISTOPS_VARIANTS, ListOpsParams, listops_params, write_listops
+from lra.data.identity import archive_files
+from lra.data.tokenizers import LISTOPS_TOKENIZER, LISTOPS_VOCAB_SIZE, id_dtype, pad_rows, render_listops
 
-from .base import DataConfig, LRADataset, TaskSpec, register_task
+from .base import DataConfig, LRADataset, TaskGenerator, TaskSpec, register_task
 
 TRAIN_FILE = f"{lra_release.LISTOPS_DIR}/{lra_release.LISTOPS_FILES['train']}"
 
@@ -28,7 +36,7 @@ def load(split: str, data: DataConfig) -> LRADataset:
         path = root / relative
         seq_len = data.seq_len or params.max_length
         origin = generated.data_source("listops", data)
-        key = {"generated": root.name}
+        key: dict[str, Any] = {"generated": root.name}
         limit = 0  # the generator made exactly the requested sizes
     else:
         hint = f"lra data generate --task listops --out {data.data_dir}"
@@ -39,7 +47,7 @@ def load(split: str, data: DataConfig) -> LRADataset:
         key = {"files": file_signature(path)}
         limit = data.limit(split)
 
-    def build() -> dict:
+    def build() -> dict[str, np.ndarray]:
         rows, labels = lra_release.read_listops_tsv(path)
         return {"inputs": pad_rows(rows, seq_len, id_dtype(LISTOPS_VOCAB_SIZE)), "labels": labels}
 
@@ -58,6 +66,34 @@ def load(split: str, data: DataConfig) -> LRADataset:
     return to_dataset(arrays, limit, info)
 
 
+def release_files(data: DataConfig) -> tuple[Path, list[Path]] | None:
+    """The three TSV files of the archive (their content is the data identity of `lra_release`)."""
+    wanted = [f"{lra_release.LISTOPS_DIR}/{name}" for name in lra_release.LISTOPS_FILES.values()]
+    return archive_files(data.data_dir, wanted)
+
+
+def _report(folder: Path, params: ListOpsParams) -> list[str]:
+    lines = []
+    for split, name in lra_release.LISTOPS_FILES.items():
+        rows, labels = lra_release.read_listops_tsv(folder / name)
+        lengths = [len(r) for r in rows] or [0]
+        counts = " ".join(str(int(c)) for c in np.bincount(labels, minlength=10))
+        lines.append(
+            f"{split:<5} {len(rows):>7} expressions  tokens {min(lengths)}..{max(lengths)} "
+            f"(median {sorted(lengths)[len(lengths) // 2]})  labels {counts}"
+        )
+    return lines
+
+
+GENERATOR = TaskGenerator(
+    params_type=ListOpsParams,
+    variants=LISTOPS_VARIANTS,
+    make_params=listops_params,
+    write=write_listops,
+    describe=dataclasses.asdict,
+    report=_report,
+)
+
 SPEC = register_task(
     TaskSpec(
         name="listops",
@@ -74,5 +110,9 @@ SPEC = register_task(
             "predict the value 0..9. Tokens: the 15 symbols, parentheses dropped."
         ),
         auto_source=_auto_source,
+        order=0,
+        generator=GENERATOR,
+        release_files=release_files,
+        render=render_listops,
     )
 )

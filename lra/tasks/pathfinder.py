@@ -11,14 +11,24 @@ padding) with `DataConfig.pixel_zero_is_padding`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from lra.data import generated, lra_release
 from lra.data.cache import cached_split, file_signature, to_dataset
-from lra.data.tokenizers import PIXEL_VOCAB_SIZE, pixel_tokenizer
+from lra.data.generate_pathfinder import write_pathfinder
+from lra.data.pathfinder_params import (
+    PATHFINDER_VARIANTS,
+    PATHX_VARIANTS,
+    PathfinderParams,
+    params_description,
+    pathfinder_params,
+)
+from lra.data.tokenizers import PIXEL_VOCAB_SIZE, pixel_tokenizer, render_pixels
 
-from .base import DataConfig, LRADataset, TaskSpec, register_task
+from .base import DataConfig, LRADataset, TaskGenerator, TaskSpec, register_task
 
 RESOLUTION = {"pathfinder": 32, "pathx": 128}
 
@@ -64,7 +74,7 @@ def _loader(task: str) -> tuple[Callable[[str, DataConfig], LRADataset], Callabl
         seq_len = data.seq_len or side * side
         tokenizer = pixel_tokenizer(data.pixel_zero_is_padding)
 
-        def build() -> dict:
+        def build() -> dict[str, np.ndarray]:
             if source == "generated" or counts is not None:  # generated splits are laid out in turn
                 entries = lra_release.split_entries(lra_release.read_pathfinder_index(folder), split, counts)
             else:
@@ -110,8 +120,73 @@ _DESCRIPTION = (
     "on the same curve. Flattened row-major to {n} pixel tokens."
 )
 
+
+def folder_files(folder: Path) -> list[Path]:
+    """The metadata files, the first image each of them lists and the generator's record of a
+    difficulty folder: what the data identity of the `lra_release` source signs."""
+    metadata = sorted((folder / "metadata").glob("*.npy"))
+    images = []
+    for meta in metadata:
+        with open(meta, encoding="utf-8") as fh:
+            fields = fh.readline().split()
+        if len(fields) >= 2:
+            images.append(folder / fields[0] / fields[1])
+    marker = folder / lra_release.GENERATED_MARKER
+    return metadata + images + ([marker] if marker.is_file() else [])
+
+
+def _release_files(task: str) -> Callable[[DataConfig], tuple[Path, list[Path]] | None]:
+    def release_files(data: DataConfig) -> tuple[Path, list[Path]] | None:
+        try:  # the folder the loader reads (a generated one may have another resolution)
+            folder, _ = lra_release.find_pathfinder_folder(data.data_dir, RESOLUTION[task], data.difficulty)
+        except FileNotFoundError:
+            return None
+        return folder.parents[1], folder_files(folder)
+
+    return release_files
+
+
+def _report(folder: Path, params: PathfinderParams) -> list[str]:
+    entries = lra_release.read_pathfinder_index(folder)
+    counts = (params.n_train, params.n_val, params.n_test)
+    lines = []
+    for split in ("train", "val", "test"):
+        labels = [e.label for e in lra_release.split_entries(entries, split, counts)]
+        balance = " ".join(str(int(c)) for c in np.bincount(np.asarray(labels, dtype=np.int64), minlength=2))
+        lines.append(
+            f"{split:<5} {len(labels):>7} images  {params.resolution}x{params.resolution}  labels {balance}"
+        )
+    return lines
+
+
+def _read_back(folder: Path, out: str) -> str:
+    """The official layout names the folder; a generated one says which it is."""
+    how = f"--source lra_release --data-dir {out}"
+    if lra_release.pathfinder_folder_name("hard") != folder.name:
+        how += f" --difficulty {folder.name} (lra run / suite: --set data.difficulty={folder.name})"
+    return how
+
+
+def _generator(task: str, variants: dict[str, PathfinderParams]) -> TaskGenerator:
+    def make_params(variant: str, **overrides: Any) -> PathfinderParams:
+        return pathfinder_params(task, variant, **overrides)
+
+    return TaskGenerator(
+        params_type=PathfinderParams,
+        variants=variants,
+        make_params=make_params,
+        write=write_pathfinder,
+        describe=params_description,
+        report=_report,
+        read_back=_read_back,
+    )
+
+
 SPECS: dict[str, TaskSpec] = {}
-for _task, _title in (("pathfinder", "Pathfinder"), ("pathx", "Path-X")):
+for _order, _task, _title, _variants in (
+    (4, "pathfinder", "Pathfinder", PATHFINDER_VARIANTS),
+    (5, "pathx", "Path-X", PATHX_VARIANTS),
+):
     _load, _auto = _loader(_task)
     _side = RESOLUTION[_task]
     SPECS[_task] = register_task(
@@ -127,5 +202,9 @@ for _task, _title in (("pathfinder", "Pathfinder"), ("pathx", "Path-X")):
             loader=_load,
             description=_DESCRIPTION.format(side=_side, n=_side * _side),
             auto_source=_auto,
+            order=_order,
+            generator=_generator(_task, _variants),
+            release_files=_release_files(_task),
+            render=render_pixels,
         )
     )

@@ -7,11 +7,14 @@ in a hub dataset repo, default `OpenNLPLab/lra/data/aan`, or a local folder via 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from lra.data import hf, lra_release
 from lra.data.cache import cached_split, file_signature, to_dataset
-from lra.data.tokenizers import BYTE_TOKENIZER, BYTE_VOCAB_SIZE, id_dtype, pad_rows
+from lra.data.identity import archive_files
+from lra.data.tokenizers import BYTE_TOKENIZER, BYTE_VOCAB_SIZE, id_dtype, pad_rows, render_bytes
 
 from .base import DataConfig, LRADataset, TaskSpec, register_task
 
@@ -53,6 +56,13 @@ def load(split: str, data: DataConfig) -> LRADataset:
     return to_dataset(arrays, data.limit(split), info)
 
 
+def release_files(data: DataConfig) -> tuple[Path, list[Path]] | None:
+    """The three AAN TSV files of the archive (their content is the data identity of `lra_release`)."""
+    return archive_files(
+        data.data_dir, [f"{lra_release.AAN_DIR}/{name}" for name in lra_release.AAN_FILES.values()]
+    )
+
+
 SPEC = register_task(
     TaskSpec(
         name="retrieval",
@@ -65,5 +75,10 @@ SPEC = register_task(
         sources=("lra_release", "hf"),
         loader=load,
         description="Pairs of ACL Anthology papers as UTF-8 bytes, one encoder per document; predict a citation link.",
+        order=2,
+        release_files=release_files,
+        hf_repo=HF_REPO,
+        hf_local_copy=False,  # the hf source reads files of the hub repo itself
+        render=render_bytes,
     )
 )

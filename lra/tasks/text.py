@@ -12,7 +12,7 @@ import numpy as np
 from lra.data import hf, tfds
 from lra.data.cache import cached_split, to_dataset
 from lra.data.progress import progress
-from lra.data.tokenizers import BYTE_TOKENIZER, BYTE_VOCAB_SIZE, byte_ids, id_dtype, pad_rows
+from lra.data.tokenizers import BYTE_TOKENIZER, BYTE_VOCAB_SIZE, byte_ids, id_dtype, pad_rows, render_bytes
 
 from .base import DataConfig, LRADataset, TaskSpec, register_task
 
@@ -83,5 +83,8 @@ SPEC = register_task(
         sources=("hf", "tfds"),
         loader=load,
         description="IMDB movie reviews as UTF-8 bytes; predict positive / negative. Validation = test, as in LRA.",
+        order=1,
+        hf_repo=HF_REPO,
+        render=render_bytes,
     )
 )

@@ -16,21 +16,39 @@ _SIZE_FIELDS = ("n_train", "n_val", "n_test")
 
 
 def _generator_option_specs() -> list[tuple[str, str, Any, str]]:
-    """(field, owner, click type, help) for every generator parameter except the split sizes."""
+    """(field, owner, click type, help) for every generator parameter except the split sizes; the
+    owner names the tasks whose generator has the parameter ("pathfinder/pathx")."""
     import dataclasses
 
-    from lra.data.generate_listops import ListOpsParams
-    from lra.data.generate_pathfinder import PathfinderParams
+    from lra import tasks
 
     types = {"int": int, "float": float, "bool": bool, "tuple[float, ...]": str, "tuple[str, ...]": str}
+    owners: dict[type, list[str]] = {}
+    for name in tasks.generated_task_names():
+        owners.setdefault(tasks.get(name).require_generator().params_type, []).append(name)
     specs = []
-    for owner, cls in (("listops", ListOpsParams), ("pathfinder/pathx", PathfinderParams)):
+    for cls, task_names in owners.items():
+        owner = "/".join(task_names)
         for f in dataclasses.fields(cls):
             if f.name not in _SIZE_FIELDS:
                 kind = types[str(f.type)]
                 listed = " (comma-separated)" if kind is str else ""
                 specs.append((f.name, owner, kind, f"[{owner}] {f.metadata['help']}{listed}"))
     return specs
+
+
+def _list_parameter_types(task: str) -> dict[str, str]:
+    """The element type ("str" or "float") of every comma-separated generator parameter of `task`."""
+    import dataclasses
+
+    from lra import tasks
+
+    cls = tasks.get(task).require_generator().params_type
+    return {
+        f.name: "str" if str(f.type) == "tuple[str, ...]" else "float"
+        for f in dataclasses.fields(cls)
+        if str(f.type).startswith("tuple[")
+    }
 
 
 def generator_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,14 +63,11 @@ def generator_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def generator_variants() -> dict[str, tuple[str, ...]]:
-    """The named generator variants of every generated task (the tables of lra/data/generate_*.py)."""
-    from lra.data.generate_listops import LISTOPS_VARIANTS
-    from lra.data.generate_pathfinder import PATHFINDER_VARIANTS, PATHX_VARIANTS
+    """The named generator variants of every task with a generator (`TaskSpec.generator`)."""
+    from lra import tasks
 
     return {
-        "listops": tuple(LISTOPS_VARIANTS),
-        "pathfinder": tuple(PATHFINDER_VARIANTS),
-        "pathx": tuple(PATHX_VARIANTS),
+        name: tuple(tasks.get(name).require_generator().variants) for name in tasks.generated_task_names()
     }
 
 
@@ -65,7 +80,10 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options that make a DataConfig (shared by `lra data prepare` and `lra data info`): the
     preset's data with the options given applied (an option left out keeps the preset's value)."""
     options = [
-        click.option("--task", required=True, help="Task name (lra list tasks)."),
+        click.argument("task_argument", metavar="[TASK]", required=False, default=None),
+        click.option(
+            "--task", default=None, help="Task name (lra list tasks), the same as the TASK argument."
+        ),
         preset_option(DEFAULT_PRESET),
         click.option(
             "--source", default=None, help="lra_release, generated, hf, tfds or auto [default: the preset's]."
@@ -104,14 +122,28 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return apply_options(fn, options)
 
 
+def data_task(options: dict[str, Any]) -> str:
+    """The task named by the TASK argument or --task (a registered one); UserError otherwise."""
+    from lra import tasks
+
+    argument, option = options.pop("task_argument", None), options.get("task")
+    if argument and option and argument != option:
+        raise UserError(f"the TASK argument {argument!r} and --task {option!r} differ; give one of them")
+    name = argument or option
+    if not name:
+        raise UserError("name a task: lra data info TASK (or --task TASK); lra list tasks lists them")
+    options["task"] = tasks.get(name).name
+    return name
+
+
 def make_data_config(options: dict[str, Any]) -> Any:
-    """The preset's DataConfig of `options["task"]` with every option given (not None) applied."""
+    """The preset's DataConfig of the task of `options` with every option given (not None) applied."""
     import dataclasses
 
     from lra.configs import get_preset
     from lra.tasks import DataConfig
 
-    base = get_preset(options["task"], options["preset"]).data
+    base = get_preset(data_task(options), options["preset"]).data
     values = {k: v for k, v in options.items() if k in DataConfig.__dataclass_fields__ and v is not None}
     return dataclasses.replace(base, **values)
 
@@ -122,7 +154,7 @@ def data_group() -> None:
 
 
 @data_group.command("generate")
-@click.option("--task", required=True, type=click.Choice(["listops", "pathfinder", "pathx"]))
+@click.option("--task", required=True, help="A task with an offline generator (their variants: --generator).")
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Root folder (lra_release layout)."
 )
@@ -151,59 +183,34 @@ def data_generate(
     lra data generate --task listops --generator short --out data
     lra data generate --task pathfinder --generator easy --n-train 800 --n-val 100 --n-test 100 --out data
     """
-    from lra.data import generate_listops, generate_pathfinder, lra_release
+    from pathlib import Path
 
-    owner = "listops" if task == "listops" else "pathfinder/pathx"
+    from lra import tasks
+
+    task_generator = tasks.get(task).require_generator()
+    list_types = _list_parameter_types(task)
     given = {k: v for k, v in gen_params.items() if v is not None}
-    for name, field_owner, kind, _ in _generator_option_specs():
-        if name in given and field_owner != owner:
+    for name, field_owner, _, _ in _generator_option_specs():
+        if name in given and task not in field_owner.split("/"):
             raise UserError(
                 f"--{name.replace('_', '-')} is a {field_owner} parameter, not one of --task {task}"
             )
-        if name in given and kind is str:
+        if name in given and name in list_types:
             items = [x.strip() for x in given[name].split(",") if x.strip()]
             try:
-                given[name] = tuple(items if name == "operators" else (float(x) for x in items))
+                given[name] = tuple(items if list_types[name] == "str" else (float(x) for x in items))
             except ValueError:
                 raise UserError(
                     f"--{name.replace('_', '-')} expects comma-separated numbers, got {given[name]!r}"
                 ) from None
     sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
-    if task == "listops":
-        listops = generate_listops.listops_params(generator, **sizes, **given)
-        folder = generate_listops.write_listops(out, listops, seed, workers)
-        for split, name in lra_release.LISTOPS_FILES.items():
-            rows, labels = lra_release.read_listops_tsv(folder / name)
-            lengths = [len(r) for r in rows] or [0]
-            click.echo(
-                f"{split:<5} {len(rows):>7} expressions  tokens {min(lengths)}..{max(lengths)} "
-                f"(median {sorted(lengths)[len(lengths) // 2]})  labels {_label_counts(labels, 10)}"
-            )
-    else:
-        pathfinder = generate_pathfinder.pathfinder_params(task, generator, **sizes, **given)
-        folder = generate_pathfinder.write_pathfinder(out, pathfinder, seed, workers)
-        entries = lra_release.read_pathfinder_index(folder)
-        counts = (pathfinder.n_train, pathfinder.n_val, pathfinder.n_test)
-        for split in ("train", "val", "test"):
-            split_labels = [e.label for e in lra_release.split_entries(entries, split, counts)]
-            click.echo(
-                f"{split:<5} {len(split_labels):>7} images  {pathfinder.resolution}x{pathfinder.resolution}  "
-                f"labels {_label_counts(split_labels, 2)}"
-            )
+    params = task_generator.make_params(generator, **sizes, **given)
+    folder = task_generator.write(Path(out), params, seed, workers)
+    for line in task_generator.report(folder, params):
+        click.echo(line)
     click.echo(f"wrote {folder}")
-    if task != "listops":
-        # The official layout names the folder; a generated one says which it is.
-        how = f"--source lra_release --data-dir {out}"
-        if lra_release.pathfinder_folder_name("hard") != folder.name:
-            how += f" --difficulty {folder.name} (lra run / suite: --set data.difficulty={folder.name})"
-        click.echo(f"read it back with {how}")
-
-
-def _label_counts(labels: Any, num_classes: int) -> str:
-    import numpy as np
-
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
-    return " ".join(str(int(c)) for c in counts)
+    if task_generator.read_back is not None:
+        click.echo(f"read it back with {task_generator.read_back(folder, out)}")
 
 
 @data_group.command("prepare")
@@ -219,7 +226,8 @@ def data_prepare(**options: Any) -> None:
     """
     from lra.data import prepare
 
-    info = prepare(options["task"], make_data_config(options))
+    data = make_data_config(options)
+    info = prepare(options["task"], data)
     click.echo(f"{info['task']}: {info['data_source']}  seq_len {info['seq_len']}")
     for split, item in info["splits"].items():
         click.echo(f"  {split:<5} {item['n']:>7}  {item['cache'] or '(not cached: cache dir not writable)'}")
@@ -252,8 +260,8 @@ def data_info(splits: tuple[str, ...], generate: bool, **options: Any) -> None:
     from lra import tasks
     from lra.data import describe, summarize
 
-    spec = tasks.get(options["task"])
     data = make_data_config(options)
+    spec = tasks.get(options["task"])
     what = describe(spec.name, data)
     click.echo(f"{spec.title} ({spec.name}): {spec.description}")
     made = what["generated"]

@@ -66,13 +66,13 @@ def list_tasks() -> None:
 @user_errors
 def list_presets(provenance: bool, preset_names: tuple[str, ...], task_names: tuple[str, ...]) -> None:
     """Presets per task with their description; --provenance: where each value comes from."""
-    from lra.configs import PRESET_NAMES, SOURCE_PRESETS, TASKS, get_preset
+    from lra.presets import PRESET_NAMES, SOURCE_PRESETS, get_preset, preset_tasks
 
     names = list(preset_names) or list(SOURCE_PRESETS if provenance else PRESET_NAMES)
-    tasks = list(task_names) or list(TASKS)
     for name in names:
-        for task in tasks:
+        for task in task_names:
             get_preset(task, name)  # one-line errors for unknown names
+    pairs = [(name, task) for name in names for task in (task_names or preset_tasks(name))]
     if provenance:
         from lra import preset_provenance
 
@@ -81,9 +81,8 @@ def list_presets(provenance: bool, preset_names: tuple[str, ...], task_names: tu
             raise UserError(
                 f"preset {without[0]!r} names no source; --provenance covers {', '.join(SOURCE_PRESETS)}"
             )
-        click.echo(preset_provenance.markdown(names, tasks), nl=False)
+        click.echo(preset_provenance.markdown(names, task_names), nl=False)
         return
     click.echo(f"{'preset':<8} {'task':<11} description")
-    for name in names:
-        for task in tasks:
-            click.echo(f"{name:<8} {task:<11} {get_preset(task, name).description}")
+    for name, task in pairs:
+        click.echo(f"{name:<8} {task:<11} {get_preset(task, name).description}")

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+import attention_zoo
 from lra import tasks
 from results.records import (
     OPTIONAL_RUN_FIELDS,
@@ -32,6 +33,19 @@ from .rundir import RunDirBusy
 # the plugin's and the optional ones.
 RECORD_FIELDS: tuple[str, ...] = (*RUN_FIELDS, *PLUGIN_FIELDS, *OPTIONAL_RUN_FIELDS)
 
+# The `attention_order` of a plugin's attention: after every registered one (plugins register in
+# whatever order they load, so their position in the registry says nothing).
+PLUGIN_ATTENTION_ORDER = 10_000
+
+
+def attention_order(name: str, plugin: object | None) -> int:
+    """The table position of attention `name`: its index in `attention_zoo.names()` for a built-in,
+    `PLUGIN_ATTENTION_ORDER` for a plugin's or an unregistered one."""
+    registered = attention_zoo.names()
+    if plugin is not None or name not in registered:
+        return PLUGIN_ATTENTION_ORDER
+    return registered.index(name)
+
 
 def blank_record() -> dict[str, Any]:
     """A run record with every field of `RECORD_FIELDS` None (an empty history)."""
@@ -45,6 +59,7 @@ def new_record(r: Resolved) -> dict[str, Any]:
     loaded; the trainer fills in the rest."""
     cpu = r.device.type == "cpu"
     amp = r.preset.train.amp
+    spec = tasks.get(r.cfg.task)
     record = blank_record()
     record.update(
         run_id=f"{r.cfg.task}/{r.attention.label}/{r.cfg.seed}",
@@ -58,7 +73,10 @@ def new_record(r: Resolved) -> dict[str, Any]:
         status="running",
         steps=0,
         max_steps=r.preset.train.steps,
-        num_classes=tasks.get(r.cfg.task).num_classes,
+        num_classes=spec.num_classes,
+        task_title=spec.title,
+        task_order=spec.order,
+        attention_order=attention_order(r.attention.name, r.attention.plugin),
         device=device_name(r.device),
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
         amp=amp if r.device.type == "cuda" and amp != "none" else None,
