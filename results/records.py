@@ -197,10 +197,17 @@ def plugin_label(label: str, plugin: Any) -> str:
     return f"{label} (plugin: {plugin})" if isinstance(plugin, str) and plugin else label
 
 
-# Tasks whose validation set is their test set (IMDB has no validation split; LRA evaluates Text on
-# test, lra/tasks/text.py): picking the best-validation checkpoint there would pick on the test set,
-# so tables report the last checkpoint's test accuracy for them.
-VAL_IS_TEST_TASKS = frozenset({"text"})
+def val_is_test(task: str) -> bool:
+    """Whether `task`'s validation set is its test set (`lra.tasks.TaskSpec.val_is_test`: Text, whose
+    IMDB source has no validation split and which LRA evaluates on test): picking the best-validation
+    checkpoint there would pick on the test set, so tables report the last checkpoint's test accuracy.
+    False for a task the registry does not know."""
+    from lra import tasks  # lazily: the registry imports torch
+
+    try:
+        return tasks.get(task).val_is_test
+    except ValueError:
+        return False
 
 
 def report_checkpoint(record: Mapping[str, Any]) -> str:
@@ -216,7 +223,7 @@ def reported_accuracy_field(task: str, checkpoint: str = "best") -> str:
     """The run-record field the tables report: `test_acc_last` for a task whose validation set is
     its test set or a preset that reports the last checkpoint (`checkpoint`, see
     `report_checkpoint`), `test_acc` (the best-validation checkpoint) otherwise."""
-    return "test_acc_last" if task in VAL_IS_TEST_TASKS or checkpoint == "last" else "test_acc"
+    return "test_acc_last" if val_is_test(task) or checkpoint == "last" else "test_acc"
 
 
 def reported_accuracy_text(record: dict[str, Any]) -> str | None:
@@ -228,7 +235,7 @@ def reported_accuracy_text(record: dict[str, Any]) -> str | None:
     if value is None:
         return None
     text = f"test {100 * value:.2f}%"
-    if task in VAL_IS_TEST_TASKS:
+    if val_is_test(task):
         text += " (last checkpoint: its validation set is its test set, so a best-validation checkpoint is chosen on test)"
     elif checkpoint == "last":
         text += " (last checkpoint, as the preset's source tests)"

@@ -8,6 +8,7 @@ import importlib
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,9 @@ from click.testing import CliRunner
 
 import attention_zoo
 from lra import tasks
-from lra.configs import CPU_TASKS, CpuTask, get_preset, preset_identity
 from lra.data import decode_example, describe
 from lra.data.identity import data_identity
+from lra.presets import CPU_TASKS, CpuTask, get_preset, preset_identity, preset_tasks, suite_tasks
 from runners import cli
 
 TOY_MODULE = "tests.toy_parity_task"
@@ -74,6 +75,16 @@ def test_the_new_task_loads_renders_and_has_a_data_identity_and_presets(
     assert reseeded["content"] != identity["content"]
     with pytest.raises(ValueError, match="preset 'lra' has no settings for task 'parity'"):
         get_preset("parity", "lra")
+    # Not in the CPU presets' default suite unless its entry says so.
+    assert suite_tasks("quick") == ["listops", "pathfinder"]
+
+
+def test_a_cpu_presets_entry_puts_a_task_in_the_default_suite(
+    parity: tasks.TaskSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CPU_TASKS, "parity", replace(CPU_TASKS["parity"], in_default_suite=True))
+    assert suite_tasks("tiny") == ["listops", "pathfinder", "parity"]
+    assert suite_tasks("lra") == preset_tasks("lra") and "parity" not in suite_tasks("lra")
 
 
 def test_lra_data_and_lra_run_take_the_new_task(parity: tasks.TaskSpec, tmp_path: Path) -> None:

@@ -53,6 +53,15 @@ def preset_tasks(name: str) -> list[str]:
     return [task for task in tasks.names() if task in defined]
 
 
+def suite_tasks(name: str) -> list[str]:
+    """The tasks `lra suite --preset name` runs when no tasks are given: for the CPU presets those
+    whose `CPU_TASKS` entry says `in_default_suite` (offline data at a CPU-sized length), for the
+    source presets every task the preset has."""
+    if name in CPU_PRESETS:
+        return [task for task in preset_tasks(name) if CPU_TASKS[task].in_default_suite]
+    return preset_tasks(name)
+
+
 def _check_defined(name: str, task: str) -> None:
     tasks.get(task)  # one-line error for an unknown task
     if task not in preset_tasks(name):
@@ -100,5 +109,6 @@ __all__ = [
     "preset_identity",
     "preset_tasks",
     "source_preset",
+    "suite_tasks",
     "validate",
 ]

@@ -79,23 +79,28 @@ class CpuTask:
         model, train: the `quick` model and schedule (`tiny` shrinks both).
         data: `DataConfig` fields of both presets besides the split sizes.
         tiny_data: `DataConfig` fields that `tiny` sets differently.
+        in_default_suite: `lra suite --preset tiny|quick` runs the task when no `--tasks` are given
+            (the tasks whose data are generated offline at a CPU-sized length).
     """
 
     model: ModelConfig = CPU_MODEL
     train: TrainConfig = CPU_TRAIN
     data: Mapping[str, Any] = field(default_factory=dict)
     tiny_data: Mapping[str, Any] = field(default_factory=dict)
+    in_default_suite: bool = False
 
 
 # Pixel ids of the generated pixel tasks: black pixels are padding (LRA's legacy convention).
 _GENERATED_PIXELS = {"source": "generated", "pixel_zero_is_padding": True}
 
 CPU_TASKS: dict[str, CpuTask] = {
-    "listops": CpuTask(data={"source": "generated", "generator": "short"}),
+    "listops": CpuTask(data={"source": "generated", "generator": "short"}, in_default_suite=True),
     "text": CpuTask(data={"seq_len": 512}, tiny_data={"seq_len": 256}),  # real data, shortened
     "retrieval": CpuTask(data={"seq_len": 512}, tiny_data={"seq_len": 256}),
     "image": CpuTask(PIXEL_MODEL, PIXEL_TRAIN),
-    "pathfinder": CpuTask(PIXEL_MODEL, PATHFINDER_TRAIN, {**_GENERATED_PIXELS, "generator": "quick"}),
+    "pathfinder": CpuTask(
+        PIXEL_MODEL, PATHFINDER_TRAIN, {**_GENERATED_PIXELS, "generator": "quick"}, in_default_suite=True
+    ),
     "pathx": CpuTask(PIXEL_MODEL, PATHFINDER_TRAIN, {**_GENERATED_PIXELS, "generator": "easy"}),
 }
 

@@ -197,6 +197,8 @@ class TaskSpec:
             when there is one (False: it reads files of the hub repo itself).
         render: `render(dataset, index, pixel_zero_is_padding) -> str`, a human-readable example
             for `lra data info` (default: its token ids).
+        val_is_test: the validation split is the test split (IMDB has none, and LRA evaluates Text on
+            test): tables then report the last checkpoint, never one chosen on validation.
     """
 
     name: str
@@ -217,6 +219,7 @@ class TaskSpec:
     hf_repo: str = ""
     hf_local_copy: bool = True
     render: Renderer = render_token_ids
+    val_is_test: bool = False
 
     @property
     def column_title(self) -> str:

@@ -86,5 +86,6 @@ SPEC = register_task(
         order=1,
         hf_repo=HF_REPO,
         render=render_bytes,
+        val_is_test=True,
     )
 )

@@ -2,7 +2,7 @@
 
 A cell is the mean test accuracy (in %, of the checkpoint the run's preset reports: the
 best-validation one, the last for `lra` (`train.report_checkpoint`); Text: the last, see
-`results.records.VAL_IS_TEST_TASKS`) over the seeds that finished with status ok, with its 95%
+`results.records.val_is_test`) over the seeds that finished with status ok, with its 95%
 interval (results/stats.py: Clopper–Pearson for one seed, a bootstrap over seeds and test
 examples for several) and its number of test examples. Rules, also printed as footnotes under
 every table:

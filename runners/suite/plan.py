@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from ..train import RunConfig
 
 DEFAULT_OUT = DEFAULT_RUNS_DIR
-# Presets that run on generated data only default to the two offline tasks.
-OFFLINE_PRESET_TASKS = {"tiny": ("listops", "pathfinder"), "quick": ("listops", "pathfinder")}
 LAUNCHERS = ("local", "submitit")
 DAMAGED = "damaged"  # the cell state of a run whose checkpoint fails its integrity check
 
@@ -124,9 +122,9 @@ class Cell:
 
 
 def default_tasks(preset: str) -> list[str]:
-    from lra import tasks
+    from lra.presets import suite_tasks
 
-    return list(OFFLINE_PRESET_TASKS.get(preset, tasks.names()))
+    return suite_tasks(preset)
 
 
 def plan(cfg: SuiteConfig) -> list[Cell]:
