@@ -38,9 +38,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs, landmark_pool, valid_lengths
+from ._common import at_least_fp32, check_inputs, landmark_pool, no_autocast, valid_lengths
 from ._dropout import check_p
-from ._lowrank import at_least_fp32, newton_schulz_pinv, no_autocast, valid_first
+from ._kernelized import newton_schulz_pinv, valid_first
 from .registry import AttentionParams, register
 
 # Seed of the fixed convolution weight the functional uses when given none.
