@@ -1,13 +1,14 @@
 """MiTA on Triton: the entry point `mita_triton` and its `torch.autograd.Function`.
 
-Forward (kernels in triton_selection.py and triton_attention.py, 5 launches, no host sync): pool
-the landmarks R; one split-N pass over K, V, Q for the landmark-value partials, the top-k scores or
-group maxima and the routing argmax; one selection kernel merging Lv and taking the exact top-k;
-counting sort of the queries by expert; one fused online-softmax kernel over [m landmark keys ++ the
-kept keys of each query's expert]. Backward (5 launches): a query-major kernel (dQ, Delta, dR and
-dLv partials), an expert-space kernel (dK_e, dV_e; sums dLv), the key sort of the selected entries,
-a key-major kernel (landmark-attention backward plus the scatter of dK_e, dV_e) and the pooling
-backward. `MitaGraph` replays either from a CUDA graph for fixed shapes.
+Forward (kernels in triton_pooling.py, triton_selection.py and triton_attention.py, 5 launches, no
+host sync): pool the landmarks R; one split-N pass over K, V, Q for the landmark-value partials, the
+top-k scores or group maxima and the routing argmax; one selection kernel merging Lv and taking the
+exact top-k; counting sort of the queries by expert; one fused online-softmax kernel over [m
+landmark keys ++ the kept keys of each query's expert]. Backward (triton_attention_backward.py, 5
+launches): a query-major kernel (dQ, Delta, dR and dLv partials), an expert-space kernel (dK_e,
+dV_e; sums dLv), the key sort of the selected entries, a key-major kernel (landmark-attention
+backward plus the scatter of dK_e, dV_e) and the pooling backward. `MitaGraph` replays either from
+a CUDA graph for fixed shapes.
 
 Deterministic backward: `mita_triton(..., deterministic=True)`, or `MITA_DETERMINISTIC=1` in the
 environment (read at import), or `triton_common.set_config(deterministic=True)`. It replaces the
@@ -24,7 +25,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import triton_common as common
-from .triton_attention import attention_backward, attention_forward
+from .triton_attention import attention_forward
+from .triton_attention_backward import attention_backward
 from .triton_selection import Selection, select
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
