@@ -216,12 +216,16 @@ class _BlockSparseAttention(torch.autograd.Function):
             grad_k.view(-1, dim).index_add_(0, flat, grads[1].reshape(-1, dim))
             grad_v.view(-1, dim).index_add_(0, flat, grads[2].reshape(-1, dim))
         if plan.dense_rows:
-            rows = plan.dense_rows
+            dense_rows = plan.dense_rows
             with torch.enable_grad():
-                inputs = [t.detach().requires_grad_() for t in (q[:, :, :rows], k, v)]
-                dense = _dense_rows(*inputs, plan)
-            dense_q, dense_k, dense_v = torch.autograd.grad(dense, inputs, grad_out[:, :, :rows])
-            grad_q[:, :, :rows] += dense_q
+                dense_in_q, dense_in_k, dense_in_v = (
+                    t.detach().requires_grad_() for t in (q[:, :, :dense_rows], k, v)
+                )
+                dense = _dense_rows(dense_in_q, dense_in_k, dense_in_v, plan)
+            dense_q, dense_k, dense_v = torch.autograd.grad(
+                dense, (dense_in_q, dense_in_k, dense_in_v), grad_out[:, :, :dense_rows]
+            )
+            grad_q[:, :, :dense_rows] += dense_q
             grad_k += dense_k
             grad_v += dense_v
         return grad_q, grad_k, grad_v, None

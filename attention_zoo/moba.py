@@ -87,15 +87,17 @@ def moba_attention(
     attention probabilities (flex then runs the torch path)."""
     check_inputs("moba_attention", q, k, v, key_padding_mask)
     check_p("moba_attention", dropout_p)
-    if backend == "flex" and dropout_p > 0:
-        backend = "torch"  # FlexAttention has no dropout
-    backend = resolve_backend(
-        "moba_attention", backend, (q, k, v), auto_on_cuda="torch" if dropout_p > 0 else "flex"
+    # FlexAttention has no dropout
+    path = resolve_backend(
+        "moba_attention",
+        "torch" if backend == "flex" and dropout_p > 0 else backend,
+        (q, k, v),
+        auto_on_cuda="torch" if dropout_p > 0 else "flex",
     )
-    if backend == "reference":
+    if path == "reference":
         return moba_reference(q, k, v, key_padding_mask, block_size, topk_blocks, dropout_p)
     blocks, valid_padded = moba_blocks(q, k, key_padding_mask, block_size, topk_blocks)
-    if backend == "flex":
+    if path == "flex":
         return _flex_attention.attend_blocks(q, k, v, blocks, block_size, valid_padded)
     return attend_slots(
         q,

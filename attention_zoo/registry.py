@@ -458,7 +458,7 @@ def register(
 
 
 # Set by `attention_zoo.plugins` when the package is imported (the registry does not import it).
-_first_use_hook: Callable[[], None] | None = None
+_first_use_hook: Callable[[], object] | None = None
 
 
 def _autoload_plugins() -> None:

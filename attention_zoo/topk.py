@@ -75,13 +75,14 @@ def topk_attention(
     `dropout_p`: dropout on the attention probabilities (flex then runs the torch path)."""
     check_inputs("topk_attention", q, k, v, key_padding_mask)
     check_p("topk_attention", dropout_p)
-    if backend == "flex" and dropout_p > 0:
-        backend = "torch"  # FlexAttention has no dropout
-    backend = resolve_backend("topk_attention", backend, (q, k, v))
-    if backend == "reference":
+    # FlexAttention has no dropout
+    path = resolve_backend(
+        "topk_attention", "torch" if backend == "flex" and dropout_p > 0 else backend, (q, k, v)
+    )
+    if path == "reference":
         return topk_reference(q, k, v, key_padding_mask, topk, dropout_p)
     index = topk_indices(q, k, key_padding_mask, min(topk, q.shape[2]))
-    if backend == "flex":
+    if path == "flex":
         return _flex_attention.attend_indices(q, k, v, index, key_padding_mask)
     return attend_slots(q, k, v, index, q.shape[-1] ** -0.5, key_valid=key_padding_mask, dropout_p=dropout_p)
 

@@ -196,7 +196,10 @@ class MitaGraph:
         mask = None if key_padding_mask is None else key_padding_mask.detach().clone()
 
         def step() -> tuple[torch.Tensor, Sequence[torch.Tensor]]:
-            out = mita_triton(*self.inputs, mask, num_landmarks, topk, shared, deterministic=deterministic)
+            q_in, k_in, v_in = self.inputs
+            out = mita_triton(
+                q_in, k_in, v_in, mask, num_landmarks, topk, shared, deterministic=deterministic
+            )
             grads = torch.autograd.grad(out, self.inputs, self.grad_out) if backward else ()
             return out, grads
 
@@ -213,10 +216,14 @@ class MitaGraph:
     def __call__(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad_out: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, Sequence[torch.Tensor]]:
-        given = [q, k, v] + ([grad_out] if self.backward else [])
-        static = self.inputs + ([self.grad_out] if self.backward else [])
-        if self.backward and grad_out is None:
-            raise ValueError("MitaGraph: captured with backward=True, so call it as graph(q, k, v, grad_out)")
+        given, static = [q, k, v], list(self.inputs)
+        if self.backward:
+            if grad_out is None or self.grad_out is None:
+                raise ValueError(
+                    "MitaGraph: captured with backward=True, so call it as graph(q, k, v, grad_out)"
+                )
+            given.append(grad_out)
+            static.append(self.grad_out)
         for new, old in zip(given, static, strict=True):
             if new.shape != old.shape or new.dtype != old.dtype:
                 raise ValueError(
