@@ -1,4 +1,5 @@
-"""Shared pieces of the zoo: input validation, landmark pooling, attention over selected keys.
+"""What every mechanism shares: input validation at the functional boundary, the working precision
+(`at_least_fp32`, `no_autocast`, `selection_dtype`), valid-token counts, row gathering, landmark pooling.
 
 Landmark pooling (agent attention's agents, MiTA's landmark queries): with L valid tokens in a row
 and m = min(num_landmarks, L) landmarks, landmark j is the mean of the valid tokens whose rank among
@@ -9,18 +10,9 @@ row pools exactly like its valid subsequence alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
-
-from ._dropout import drop
-
-# Query chunks are sized so that one chunk's gathered keys stay around this many elements.
-_CHUNK_ELEMENTS = 1 << 24
-
-# How `attend_selected` evaluates: "auto" picks the cheaper exact form; tests force each one.
-SELECTED_PATH = "auto"
 
 
 def check_inputs(
@@ -102,11 +94,6 @@ def landmark_pool(
     return torch.matmul(weights[:, None], x), landmark_valid
 
 
-def query_chunk_size(length: int, per_query_elements: int) -> int:
-    """How many queries to process at once so a chunk's temporaries stay bounded."""
-    return max(1, min(length, _CHUNK_ELEMENTS // max(1, per_query_elements)))
-
-
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Rows of x [B, H, N, d] at index [B, H, ...] (values in [0, N)) -> [B, H, ..., d].
 
@@ -119,37 +106,6 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     )
     flat = (index + offsets).reshape(-1)
     return x.reshape(batch * heads * length, dim).index_select(0, flat).view(*index.shape, dim)
-
-
-def flex_available() -> bool:
-    """Whether this torch has `torch.nn.attention.flex_attention`."""
-    try:
-        import torch.nn.attention.flex_attention  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_backend(
-    name: str, backend: str, tensors: tuple[torch.Tensor, ...], *, auto_on_cuda: str = "torch"
-) -> str:
-    """The path a mechanism with torch / flex / reference backends runs: "auto" is `auto_on_cuda`
-    on CUDA (when FlexAttention exists), else torch; "flex" needs FlexAttention and, on CPU, no
-    gradients (FlexAttention has no CPU backward)."""
-    q = tensors[0]
-    if backend == "auto":
-        return auto_on_cuda if q.is_cuda and flex_available() else "torch"
-    if backend == "flex":
-        if not flex_available():
-            raise ValueError(
-                f"{name}: backend='flex' needs torch.nn.attention.flex_attention; use backend='torch'"
-            )
-        if not q.is_cuda and torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            raise ValueError(
-                f"{name}: backend='flex' has no backward on CPU (FlexAttention's limit); use backend='torch' "
-                "or run under torch.no_grad()"
-            )
-    return backend
 
 
 def selection_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -168,75 +124,3 @@ def no_autocast(x: torch.Tensor) -> AbstractContextManager[None]:
     if x.device.type in ("cuda", "cpu"):
         return torch.autocast(device_type=x.device.type, enabled=False)
     return nullcontext()
-
-
-def attend_selected(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    key_index: torch.Tensor,
-    key_ok: torch.Tensor,
-    scale: float,
-    prefix: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
-    repeats: bool = False,
-    dropout_p: float = 0.0,
-) -> torch.Tensor:
-    """Each query's softmax over its selected keys (and an optional shared prefix), [B, H, N, d].
-
-    Query n attends to keys `key_index[..., n, :]` [B, H, N, T] where `key_ok` holds, with logits
-    `scale * q_n . k_t`; a key listed twice counts twice. `prefix = (logits_fn, values)` adds
-    `logits_fn(q_chunk)` [B, H, C, P] over `values` [B, H, P, d] to the same softmax (MiTA's
-    shared expert). `repeats` says a key may be listed twice for one query (otherwise the
-    dense form skips the multiplicity weighting). Two exact forms, chosen by memory:
-
-    * gathered: the T selected keys and values of every query, O(N T d) memory;
-    * dense-masked: all N scores of a query, with log(multiplicity) added (-inf where a key is not
-      selected), O(N^2) memory -- no larger than the gathered form when N <= T d, and much faster
-      there (one matmul instead of a gather and its scatter-add backward).
-
-    Half-precision inputs are attended in fp32 (logits, softmax and the weighted sums, autocast
-    off); the output has q's dtype. The prefix's `logits_fn` receives the fp32 queries.
-    `dropout_p` drops the probabilities of the whole row (prefix and selected keys alike; see
-    `_dropout`); autograd keeps the masks.
-    """
-    out_dtype = q.dtype
-    with no_autocast(q):
-        work = at_least_fp32(q)
-        q, k, v = q.to(work), k.to(work), v.to(work)
-        if prefix is not None:
-            prefix = (prefix[0], prefix[1].to(work))
-        return _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats, dropout_p).to(out_dtype)
-
-
-def _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats, dropout_p) -> torch.Tensor:
-    batch, heads, length, dim = q.shape
-    per_query = key_index.shape[-1]
-    dense = SELECTED_PATH == "dense" or (SELECTED_PATH == "auto" and length <= per_query * dim)
-    shared = prefix[1].shape[2] if prefix is not None else 0
-    width = length if dense else 2 * per_query * dim
-    chunk = query_chunk_size(length, batch * heads * (shared + width))
-    outputs = []
-    for start in range(0, length, chunk):
-        stop = min(start + chunk, length)
-        queries, index, ok = q[:, :, start:stop], key_index[:, :, start:stop], key_ok[:, :, start:stop]
-        if dense:
-            multiplicity = torch.zeros(*index.shape[:-1], length, dtype=q.dtype, device=q.device)
-            multiplicity.scatter_add_(-1, index, ok.to(q.dtype))
-            logits = torch.matmul(queries, k.transpose(-1, -2)) * scale
-            if repeats:  # log(0) is slow on CPU: mask first, then weight repeated keys by log(count)
-                logits = logits + multiplicity.clamp(min=1).log()
-            logits = logits.masked_fill(multiplicity == 0, float("-inf"))
-        else:
-            logits = torch.einsum("bhcd,bhctd->bhct", queries, gather_rows(k, index)) * scale
-            logits = logits.masked_fill(~ok, float("-inf"))
-        if prefix is not None:
-            logits = torch.cat([prefix[0](queries), logits], dim=-1)
-        probs = drop(torch.softmax(logits, dim=-1), dropout_p)
-        out = torch.matmul(probs[..., :shared], prefix[1]) if prefix is not None else 0
-        selected = probs[..., shared:]
-        if dense:
-            out = out + torch.matmul(selected, v)
-        else:
-            out = out + torch.einsum("bhct,bhctd->bhcd", selected, gather_rows(v, index))
-        outputs.append(out)
-    return torch.cat(outputs, dim=2)

@@ -11,8 +11,8 @@ Masks come from torch's global RNG, so a seeded run draws the same ones and a ru
 checkpointed RNG state continues the same stream:
 
 * `drop`: `F.dropout` from the device's generator, for paths where autograd keeps the mask.
-* `MaskStream`: for chunked paths whose backward recomputes each chunk (`_sparse.SelectedAttention`,
-  `_blocksparse`): one seed drawn per call from the global CPU generator (no device
+* `MaskStream`: for chunked paths whose backward recomputes each chunk (`_selected_keys.SelectedAttention`,
+  `_block_patterns`): one seed drawn per call from the global CPU generator (no device
   synchronisation), and per chunk a generator seeded from (seed, chunk), so the backward draws the
   forward's masks again instead of storing them.
 """

@@ -19,11 +19,11 @@ BigBird makes the first and the last block global; here the globals are the firs
 keeps trailing padding invisible (the last valid block moves with the length). The default g = 2
 keeps BigBird's count of global blocks.
 
-Cost O(N (3 + g + r) b d) time and O(N d) memory (`_blocksparse.block_attention`, plus g b dense rows);
+Cost O(N (3 + g + r) b d) time and O(N d) memory (`_block_patterns.block_attention`, plus g b dense rows);
 on CUDA, a FlexAttention block mask.
 
 Attention dropout (`dropout_p`): on the probabilities of every query (block form; see
-`_blocksparse`). LRA's JAX BigBird applies its attention dropout only on its causal fallback (full
+`_block_patterns`). LRA's JAX BigBird applies its attention dropout only on its causal fallback (full
 attention), not on the block-sparse path its encoders run, and the Skyformer lineage's BigBird
 applies none; with the model's rate > 0 this mechanism drops probabilities where those did not.
 """
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _blocksparse
+from . import _block_patterns, _flex_attention
 from ._common import check_inputs
 from ._dropout import check_p
 from .local import band_blocks
@@ -149,7 +149,7 @@ def bigbird_attention(
     check_inputs("bigbird_attention", q, k, v, key_padding_mask)
     check_p("bigbird_attention", dropout_p)
     batch, heads, length, _ = q.shape
-    valid = _blocksparse.key_validity(key_padding_mask, batch, length, q.device)
+    valid = _block_patterns.key_validity(key_padding_mask, batch, length, q.device)
     params = {
         "block_size": block_size,
         "num_global_blocks": num_global_blocks,
@@ -159,7 +159,7 @@ def bigbird_attention(
     with torch.no_grad():
         key_blocks, block_ok, num_global = _pattern(valid, heads, length, params)
     global_rows = num_global * block_size
-    if _blocksparse.use_flex(q, dropout_p):
+    if _block_patterns.use_flex(q, dropout_p):
         num_blocks = key_blocks.shape[2]
         every_block = torch.arange(num_blocks, device=q.device)
         table = ((key_blocks[..., None] == every_block) & block_ok[..., None]).any(dim=-2)  # [B, H, nb, nb]
@@ -168,9 +168,9 @@ def bigbird_attention(
             pattern = table[b, h, q_idx // block_size, kv_idx // block_size] | (q_idx < global_rows)
             return pattern & valid[b, kv_idx]
 
-        return _blocksparse.flex_attention(q, k, v, mask_mod)
-    key_slots, slots = _blocksparse.block_slots(block_size, key_blocks, block_ok)
-    return _blocksparse.block_attention(
+        return _flex_attention.flex_attention(q, k, v, mask_mod)
+    key_slots, slots = _block_patterns.block_slots(block_size, key_blocks, block_ok)
+    return _block_patterns.block_attention(
         q,
         k,
         v,

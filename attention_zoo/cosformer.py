@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from ._common import at_least_fp32, check_inputs, no_autocast, valid_lengths
-from ._lowrank import valid_ranks, zero_padded
+from ._kernelized import valid_ranks, zero_padded
 from .linear import kernel_attention
 from .registry import AttentionParams, register
 

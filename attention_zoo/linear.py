@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import at_least_fp32, check_inputs, no_autocast
-from ._lowrank import zero_padded
+from ._kernelized import zero_padded
 from .registry import AttentionParams, register
 
 EPS = 1e-6

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ._common import at_least_fp32, check_inputs, no_autocast, valid_lengths
 from ._dropout import check_p
-from ._lowrank import valid_first
+from ._kernelized import valid_first
 from .registry import AttentionParams, register
 
 # Seeds of the fixed projections E and F the functional uses when given none.

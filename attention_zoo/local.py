@@ -13,10 +13,10 @@ attending only to itself (and its JAX code reshapes tokens into a strided rather
 layout); this mechanism is the overlapping band that the later literature calls local attention.
 
 Cost O(N w d) time and O(N d) memory: blocks of size min(w, 64), each query block gathering the key
-blocks its band touches (`_blocksparse.block_attention`); on CUDA, a FlexAttention block mask.
+blocks its band touches (`_block_patterns.block_attention`); on CUDA, a FlexAttention block mask.
 
 Attention dropout (`dropout_p`): on the probabilities over each query's band, as LRA's JAX local
-attention applies its attention dropout (block form; see `_blocksparse`).
+attention applies its attention dropout (block form; see `_block_patterns`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _blocksparse
+from . import _block_patterns, _flex_attention
 from ._common import check_inputs
 from ._dropout import check_p
 from .registry import AttentionParams, register
@@ -80,19 +80,19 @@ def local_attention(
     check_inputs("local_attention", q, k, v, key_padding_mask)
     check_p("local_attention", dropout_p)
     batch, _, length, _ = q.shape
-    valid = _blocksparse.key_validity(key_padding_mask, batch, length, q.device)
+    valid = _block_patterns.key_validity(key_padding_mask, batch, length, q.device)
     window = min(window, length)
-    if _blocksparse.use_flex(q, dropout_p):
+    if _block_patterns.use_flex(q, dropout_p):
 
         def mask_mod(b, h, q_idx, kv_idx):
             return ((q_idx - kv_idx).abs() <= window) & valid[b, kv_idx]
 
-        return _blocksparse.flex_attention(q, k, v, mask_mod)
+        return _flex_attention.flex_attention(q, k, v, mask_mod)
     block_size = band_block_size(window)
     key_blocks, block_ok = band_blocks(length, block_size, window, q.device)
-    key_slots, slots = _blocksparse.block_slots(
+    key_slots, slots = _block_patterns.block_slots(
         block_size, key_blocks, block_ok, allowed=lambda qp, kp: (qp - kp).abs() <= window
     )
-    return _blocksparse.block_attention(
+    return _block_patterns.block_attention(
         q, k, v, valid, block_size=block_size, key_slots=key_slots, slots=slots, dropout_p=dropout_p
     )

@@ -14,10 +14,10 @@ JAX port, like this one, does not). Positions are token indices, so trailing pad
 outputs unchanged.
 
 Cost O(N (w + g) d) time, O(N d) memory: blocks of size min(w, 64) gathering the key blocks of their
-band and the global blocks, plus g dense rows (`_blocksparse.block_attention`); on CUDA, a FlexAttention block mask.
+band and the global blocks, plus g dense rows (`_block_patterns.block_attention`); on CUDA, a FlexAttention block mask.
 
 Attention dropout (`dropout_p`): on the probabilities of every query, band and global rows
-alike, as LRA's JAX Longformer applies its attention dropout (block form; see `_blocksparse`).
+alike, as LRA's JAX Longformer applies its attention dropout (block form; see `_block_patterns`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _blocksparse
+from . import _block_patterns, _flex_attention
 from ._common import check_inputs
 from ._dropout import check_p
 from .local import band_block_size, band_blocks
@@ -68,16 +68,16 @@ def longformer_attention(
     check_inputs("longformer_attention", q, k, v, key_padding_mask)
     check_p("longformer_attention", dropout_p)
     batch, _, length, _ = q.shape
-    valid = _blocksparse.key_validity(key_padding_mask, batch, length, q.device)
+    valid = _block_patterns.key_validity(key_padding_mask, batch, length, q.device)
     window = min(window, length)
     num_global = min(num_global, length)
-    if _blocksparse.use_flex(q, dropout_p):
+    if _block_patterns.use_flex(q, dropout_p):
 
         def mask_mod(b, h, q_idx, kv_idx):
             pattern = ((q_idx - kv_idx).abs() <= window) | (kv_idx < num_global) | (q_idx < num_global)
             return pattern & valid[b, kv_idx]
 
-        return _blocksparse.flex_attention(q, k, v, mask_mod)
+        return _flex_attention.flex_attention(q, k, v, mask_mod)
     block_size = band_block_size(window)
     band, band_ok = band_blocks(length, block_size, window, q.device)
     num_blocks = band.shape[2]
@@ -87,13 +87,13 @@ def longformer_attention(
     duplicate = (ids[..., :, None] == band[..., None, :]) & band_ok[..., None, :]
     key_blocks = torch.cat([band, ids], dim=-1)
     block_ok = torch.cat([band_ok, ~duplicate.any(dim=-1)], dim=-1)
-    key_slots, slots = _blocksparse.block_slots(
+    key_slots, slots = _block_patterns.block_slots(
         block_size,
         key_blocks,
         block_ok,
         allowed=lambda qp, kp: ((qp - kp).abs() <= window) | (kp < num_global),
     )
-    return _blocksparse.block_attention(
+    return _block_patterns.block_attention(
         q,
         k,
         v,

@@ -19,7 +19,7 @@ Backends (`backend`), all exact and selecting the same blocks (the same fp32 gat
 per query, so ties resolve alike):
 
 * ``reference``: the readable form; autograd keeps each query's gathered keys, O(N k_b block_size d).
-* ``torch``: the gate keeps only each query's int32 block ids; `_sparse.SelectedAttention` attends
+* ``torch``: the gate keeps only each query's int32 block ids; `_selected_keys.SelectedAttention` attends
   over the blocks in chunks and gathers them again in the backward, O(N k_b) memory beyond the
   inputs and outputs.
 * ``flex``: `torch.nn.attention.flex_attention` whose mask reads the per-query block ids, with a
@@ -41,10 +41,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from . import _flex
-from ._common import attend_selected, check_inputs, resolve_backend, selection_dtype
+from . import _flex_attention
+from ._common import check_inputs, selection_dtype
 from ._dropout import check_p
-from ._sparse import attend_slots, chunks
+from ._flex_attention import resolve_backend
+from ._selected_keys import attend_selected, attend_slots, chunks
 from .registry import AttentionParams, register
 
 Backend = Literal["auto", "torch", "flex", "reference"]
@@ -86,16 +87,18 @@ def moba_attention(
     attention probabilities (flex then runs the torch path)."""
     check_inputs("moba_attention", q, k, v, key_padding_mask)
     check_p("moba_attention", dropout_p)
-    if backend == "flex" and dropout_p > 0:
-        backend = "torch"  # FlexAttention has no dropout
-    backend = resolve_backend(
-        "moba_attention", backend, (q, k, v), auto_on_cuda="torch" if dropout_p > 0 else "flex"
+    # FlexAttention has no dropout
+    path = resolve_backend(
+        "moba_attention",
+        "torch" if backend == "flex" and dropout_p > 0 else backend,
+        (q, k, v),
+        auto_on_cuda="torch" if dropout_p > 0 else "flex",
     )
-    if backend == "reference":
+    if path == "reference":
         return moba_reference(q, k, v, key_padding_mask, block_size, topk_blocks, dropout_p)
     blocks, valid_padded = moba_blocks(q, k, key_padding_mask, block_size, topk_blocks)
-    if backend == "flex":
-        return _flex.attend_blocks(q, k, v, blocks, block_size, valid_padded)
+    if path == "flex":
+        return _flex_attention.attend_blocks(q, k, v, blocks, block_size, valid_padded)
     return attend_slots(
         q,
         k,

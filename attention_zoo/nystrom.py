@@ -38,9 +38,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs, landmark_pool, valid_lengths
+from ._common import at_least_fp32, check_inputs, landmark_pool, no_autocast, valid_lengths
 from ._dropout import check_p
-from ._lowrank import at_least_fp32, newton_schulz_pinv, no_autocast, valid_first
+from ._kernelized import newton_schulz_pinv, valid_first
 from .registry import AttentionParams, register
 
 # Seed of the fixed convolution weight the functional uses when given none.
@@ -131,7 +131,7 @@ def nystrom_attention(
     heads = q.shape[1]
     if conv_kernel and conv_weight is None:
         conv_weight = default_conv_weight(heads, conv_kernel)
-    if conv_kernel and tuple(conv_weight.shape) != (heads, conv_kernel):
+    if conv_weight is not None and conv_kernel and tuple(conv_weight.shape) != (heads, conv_kernel):
         raise ValueError(
             f"nystrom_attention: conv_weight must have shape [H, conv_kernel] = {(heads, conv_kernel)}; "
             f"got {tuple(conv_weight.shape)}"
@@ -159,6 +159,6 @@ def nystrom_attention(
         out = F.scaled_dot_product_attention(
             q_, k_land, z @ landmark_values, attn_mask=landmark_mask, dropout_p=dropout_p
         )  # A1 (Z A3 V)
-        if conv_kernel:
+        if conv_kernel and conv_weight is not None:
             out = out + valid_token_conv(v_, conv_weight.to(device=q.device), key_padding_mask)
     return out.to(q.dtype)

@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import registry
 
@@ -327,7 +327,7 @@ def _forget_new_registrations(before: Mapping[str, registry.Mechanism]) -> None:
         del registry._REGISTRY[name]
 
 
-def _is_missing(err: BaseException | None, module: str) -> bool:
+def _is_missing(err: BaseException | None, module: str) -> TypeGuard[ModuleNotFoundError]:
     """Whether `err` says the module itself (or a parent package) is not installed, rather than that
     the plugin imports something missing."""
     if not isinstance(err, ModuleNotFoundError) or err.name is None:

@@ -183,16 +183,20 @@ class Mechanism:
 
     def label(self, params: AttentionParams | None = None) -> str:
         """Name plus the parameters that differ from the defaults, e.g. `mita(num_landmarks=64,topk=64)`."""
-        params = params or self.params()
-        defaults = self.params().to_dict()
-        changed = [f"{k}={v}" for k, v in params.to_dict().items() if v != defaults[k]]
+        changed = self._changed(params)
         return f"{self.name}({','.join(changed)})" if changed else self.name
 
     def slug(self, params: AttentionParams | None = None) -> str:
         """`label` as a directory name: `mita-num_landmarks=64-topk=64`."""
-        params = params or self.params()
-        defaults = self.params().to_dict()
-        return "-".join([self.name] + [f"{k}={v}" for k, v in params.to_dict().items() if v != defaults[k]])
+        return "-".join([self.name, *self._changed(params)])
+
+    def _changed(self, params: AttentionParams | None) -> list[str]:
+        """`key=value` for each parameter of `params` (already validated) that differs from the
+        dataclass's defaults, which are read as they are rather than validated again."""
+        if params is None:
+            return []
+        defaults = self.params_cls().to_dict()
+        return [f"{k}={v}" for k, v in params.to_dict().items() if v != defaults[k]]
 
     def parameter_help(self) -> str:
         """`name: type = default` for every parameter, comma separated."""
@@ -454,7 +458,7 @@ def register(
 
 
 # Set by `attention_zoo.plugins` when the package is imported (the registry does not import it).
-_first_use_hook: Callable[[], None] | None = None
+_first_use_hook: Callable[[], object] | None = None
 
 
 def _autoload_plugins() -> None:

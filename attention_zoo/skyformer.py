@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._common import check_inputs, valid_lengths
-from ._lowrank import at_least_fp32, newton_schulz_pinv, no_autocast, valid_first, zero_padded
+from ._common import at_least_fp32, check_inputs, no_autocast, valid_lengths
+from ._kernelized import newton_schulz_pinv, valid_first, zero_padded
 from .registry import AttentionParams, register
 
 # Seed of the fixed samples used at evaluation.

@@ -14,10 +14,10 @@ lower-triangular (causal) although the LRA models are encoders, and A(2) also ho
 first position. Positions are token indices, so trailing padding leaves valid outputs unchanged.
 
 Cost O(N (l + N c / l) d) time, O(N d) memory: each query block gathers its own block and the
-summary keys (`_blocksparse.block_attention`); on CUDA, a FlexAttention block mask.
+summary keys (`_block_patterns.block_attention`); on CUDA, a FlexAttention block mask.
 
 Attention dropout (`dropout_p`): on the probabilities over each query's pattern, as LRA's JAX
-Sparse Transformer applies its attention dropout (block form; see `_blocksparse`).
+Sparse Transformer applies its attention dropout (block form; see `_block_patterns`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import _blocksparse
+from . import _block_patterns, _flex_attention
 from ._common import check_inputs
 from ._dropout import check_p
 from .registry import AttentionParams, register
@@ -75,15 +75,15 @@ def sparse_attention(
     check_inputs("sparse_attention", q, k, v, key_padding_mask)
     check_p("sparse_attention", dropout_p)
     batch, heads, length, _ = q.shape
-    valid = _blocksparse.key_validity(key_padding_mask, batch, length, q.device)
+    valid = _block_patterns.key_validity(key_padding_mask, batch, length, q.device)
     first_summary = block_size - num_summary
-    if _blocksparse.use_flex(q, dropout_p):
+    if _block_patterns.use_flex(q, dropout_p):
 
         def mask_mod(b, h, q_idx, kv_idx):
             pattern = (q_idx // block_size == kv_idx // block_size) | (kv_idx % block_size >= first_summary)
             return pattern & valid[b, kv_idx]
 
-        return _blocksparse.flex_attention(q, k, v, mask_mod)
+        return _flex_attention.flex_attention(q, k, v, mask_mod)
     positions = torch.arange(length, device=q.device)
     summary = positions[positions % block_size >= first_summary]  # [S], the same for every query
     offsets = torch.arange(block_size, device=q.device)
@@ -97,7 +97,7 @@ def sparse_attention(
         )
         return index[None, None], ok[None, None, :, None, :]
 
-    return _blocksparse.block_attention(
+    return _block_patterns.block_attention(
         q,
         k,
         v,

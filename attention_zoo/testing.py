@@ -357,8 +357,8 @@ def _check_padding(run: _Runner, label: str, d: int, gen, atol: float, rtol: flo
     small = [t.requires_grad_() for t in small]
     big = [t.requires_grad_() for t in big]
     positions, mask = positions.to(run.device), mask.to(run.device)
-    out_small = run(*small, None, n_total)
-    out_big = run(*big, mask, n_total)[:, :, positions]
+    out_small = run(small[0], small[1], small[2], None, n_total)
+    out_big = run(big[0], big[1], big[2], mask, n_total)[:, :, positions]
     error = (out_big - out_small).abs().max().item()
     assert torch.allclose(out_big, out_small, rtol=rtol, atol=atol), (
         f"{label}: {kind} padding changes the valid outputs (max error {error:.3g}, {n_total - n_valid} of "

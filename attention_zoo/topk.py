@@ -14,7 +14,7 @@ Backends (`backend`), all exact and selecting the same keys (the same fp32 score
 on each query's row, so ties resolve alike):
 
 * ``reference``: the readable form; autograd keeps each query's gathered keys, O(N k d) memory.
-* ``torch``: the selection keeps only the int32 indices; `_sparse.SelectedAttention` attends over
+* ``torch``: the selection keeps only the int32 indices; `_selected_keys.SelectedAttention` attends over
   them in chunks and recomputes the gathered keys in the backward, O(N k) memory beyond the
   inputs and outputs.
 * ``flex``: `torch.nn.attention.flex_attention` with a mask read from a per-query bitmap of the
@@ -34,10 +34,11 @@ from typing import Literal
 
 import torch
 
-from . import _flex
-from ._common import attend_selected, check_inputs, query_chunk_size, resolve_backend, selection_dtype
+from . import _flex_attention
+from ._common import check_inputs, selection_dtype
 from ._dropout import check_p
-from ._sparse import attend_slots, chunks
+from ._flex_attention import resolve_backend
+from ._selected_keys import attend_selected, attend_slots, chunks, query_chunk_size
 from .registry import AttentionParams, register
 
 Backend = Literal["auto", "torch", "flex", "reference"]
@@ -74,14 +75,15 @@ def topk_attention(
     `dropout_p`: dropout on the attention probabilities (flex then runs the torch path)."""
     check_inputs("topk_attention", q, k, v, key_padding_mask)
     check_p("topk_attention", dropout_p)
-    if backend == "flex" and dropout_p > 0:
-        backend = "torch"  # FlexAttention has no dropout
-    backend = resolve_backend("topk_attention", backend, (q, k, v))
-    if backend == "reference":
+    # FlexAttention has no dropout
+    path = resolve_backend(
+        "topk_attention", "torch" if backend == "flex" and dropout_p > 0 else backend, (q, k, v)
+    )
+    if path == "reference":
         return topk_reference(q, k, v, key_padding_mask, topk, dropout_p)
     index = topk_indices(q, k, key_padding_mask, min(topk, q.shape[2]))
-    if backend == "flex":
-        return _flex.attend_indices(q, k, v, index, key_padding_mask)
+    if path == "flex":
+        return _flex_attention.attend_indices(q, k, v, index, key_padding_mask)
     return attend_slots(q, k, v, index, q.shape[-1] ** -0.5, key_valid=key_padding_mask, dropout_p=dropout_p)
 
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 import attention_zoo
+from attention_zoo import AttentionParams
 
 from .configs import ModelConfig
 
@@ -66,7 +67,7 @@ class Block(nn.Module):
     """Pre-LN transformer block: x + attn(LN(x)); x + MLP(LN(x))."""
 
     def __init__(
-        self, cfg: ModelConfig, attention: str, attn_params: Mapping[str, Any], max_length: int = 0
+        self, cfg: ModelConfig, attention: str, attn_params: AttentionParams, max_length: int = 0
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
@@ -100,7 +101,7 @@ class Encoder(nn.Module):
     """Token ids [B, L] (0 = padding) -> one pooled vector [B, dim] per sequence."""
 
     def __init__(
-        self, vocab_size: int, max_len: int, cfg: ModelConfig, attention: str, attn_params: Mapping[str, Any]
+        self, vocab_size: int, max_len: int, cfg: ModelConfig, attention: str, attn_params: AttentionParams
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -162,7 +163,7 @@ class Classifier(nn.Module):
         num_classes: int,
         cfg: ModelConfig,
         attention: str,
-        attn_params: Mapping[str, Any],
+        attn_params: AttentionParams,
     ) -> None:
         super().__init__()
         self.encoder = Encoder(vocab_size, max_len, cfg, attention, attn_params)
@@ -224,11 +225,19 @@ def build(
     dual_input: bool,
     model: ModelConfig,
     attention: str,
-    attn_params: Mapping[str, Any] | None = None,
+    attn_params: AttentionParams | Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """The task model for a task's shape and a registered attention (name + parameters)."""
+    """The task model for a task's shape and a registered attention (name + parameters).
+
+    `attn_params`: the mechanism's parameter dataclass (validated when it was made, e.g. a resolved
+    run's `AttentionSpec.params`), taken as it is; or a mapping, validated here, once for every layer.
+    """
+    if isinstance(attn_params, AttentionParams):
+        params = attn_params
+    else:
+        params = attention_zoo.get(attention).params(**dict(attn_params or {}))
     cls = DualClassifier if dual_input else Classifier
-    built = cls(vocab_size, max_len, num_classes, model, attention, dict(attn_params or {}))
+    built = cls(vocab_size, max_len, num_classes, model, attention, params)
     initialise(built, model.init)
     return built
 

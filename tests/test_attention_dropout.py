@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import attention_zoo
-from attention_zoo import _blocksparse, registry
+from attention_zoo import _block_patterns, registry
 from attention_zoo.mita import triton_usable
 from lra import models
 from lra.configs import ModelConfig, apply_overrides, get_preset
@@ -253,10 +253,10 @@ def test_triton_runs_the_torch_path_with_dropout(name):
 @pytest.mark.parametrize("name", ["local", "longformer", "bigbird", "sparse"])
 def test_flex_mask_form_runs_the_block_form_with_dropout(name, monkeypatch):
     call, _ = _caller(name, PARAMS[name])
-    monkeypatch.setattr(_blocksparse, "PATH", "blocks")
+    monkeypatch.setattr(_block_patterns, "PATH", "blocks")
     torch.manual_seed(4)
     blocks = call(RATE)
-    monkeypatch.setattr(_blocksparse, "PATH", "flex")
+    monkeypatch.setattr(_block_patterns, "PATH", "flex")
     torch.manual_seed(4)
     assert torch.equal(call(RATE), blocks)
 

@@ -1,6 +1,6 @@
 """The fast paths of top-k, MoBA and MiTA against their readable references (backend="reference").
 
-The torch paths (`_sparse.SelectedAttention`: chunked, recomputing) must give the reference's
+The torch paths (`_selected_keys.SelectedAttention`: chunked, recomputing) must give the reference's
 outputs and gradients to fp64 rounding, with padding, odd lengths, chunk boundaries inside rows and
 across heads, and tied scores (same selection). The FlexAttention paths run on CPU only in eager
 mode and without gradients: their outputs are checked there, and their block masks are checked to
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import attention_zoo
-from attention_zoo import _flex, _sparse
+from attention_zoo import _flex_attention, _selected_keys
 from attention_zoo import functional as F
 from attention_zoo.moba import moba_blocks
 from attention_zoo.topk import topk_indices
@@ -132,7 +132,7 @@ def test_torch_path_matches_reference_on_the_full_grid(name):
 @pytest.mark.parametrize("name", list(CASES))
 def test_torch_path_is_exact_at_any_chunking(name, budget, monkeypatch):
     """Chunks of one query, of part of a row and of several (row, head) pairs give the same result."""
-    monkeypatch.setattr(_sparse, "CHUNK_ELEMENTS", budget)
+    monkeypatch.setattr(_selected_keys, "CHUNK_ELEMENTS", budget)
     params = CASES[name][1]
     q, k, v, mask = inputs(2, 3, 45, 8, masked=True, seed=5)
     upstream = torch.randn_like(q)
@@ -150,7 +150,7 @@ def test_both_forms_of_the_reference_match_the_torch_path(name, path, monkeypatc
     q, k, v, mask = inputs(2, 2, 45, 8, masked=True, seed=17)
     upstream = torch.randn_like(q)
     fast = run(name, params, "torch", q, k, v, mask, upstream)
-    monkeypatch.setattr(attention_zoo._common, "SELECTED_PATH", path)
+    monkeypatch.setattr(attention_zoo._selected_keys, "SELECTED_PATH", path)
     assert_same(fast, run(name, params, "reference", q, k, v, mask, upstream))
 
 
@@ -233,7 +233,7 @@ def _peak_bytes(name, params, n, backend):
 def test_torch_path_memory_is_linear_and_below_the_reference(name, params, monkeypatch):
     """Peak memory of forward + backward: about doubles from N to 2N (chunks of fixed size), and is
     far below the reference, which keeps every query's gathered keys for the backward."""
-    monkeypatch.setattr(_sparse, "CHUNK_ELEMENTS", 1 << 15)
+    monkeypatch.setattr(_selected_keys, "CHUNK_ELEMENTS", 1 << 15)
     small, large = (_peak_bytes(name, params, n, "torch") for n in (512, 1024))
     assert large <= 2.2 * small, (small, large)
     assert large * 3 < _peak_bytes(name, params, 1024, "reference")
@@ -273,7 +273,9 @@ def _listed_tiles_cover(block_mask, allowed):
     """Every (query, key) pair `allowed` [B, H, N, N] lies in a tile the block mask lists."""
     tiles = block_mask.to_dense().bool()  # [B, H, nq, nk]
     n = allowed.shape[-1]
-    expanded = tiles.repeat_interleave(_flex.TILE, 2).repeat_interleave(_flex.TILE, 3)[..., :n, :n]
+    expanded = tiles.repeat_interleave(_flex_attention.TILE, 2).repeat_interleave(_flex_attention.TILE, 3)[
+        ..., :n, :n
+    ]
     return bool((expanded | ~allowed).all()), tiles
 
 
@@ -288,7 +290,9 @@ def test_moba_block_mask_lists_every_selected_tile_and_only_those(block_size, to
     for j in range(blocks.shape[-1]):
         allowed |= blocks[..., j : j + 1].long() == key_block
     allowed &= mask[:, None, None, :]
-    covered, tiles = _listed_tiles_cover(_flex.blocks_mask(blocks, block_size, valid_padded), allowed)
+    covered, tiles = _listed_tiles_cover(
+        _flex_attention.blocks_mask(blocks, block_size, valid_padded), allowed
+    )
     assert covered
     # and nothing more than the tiles some selected block reaches (padding aside)
     reached = torch.zeros_like(tiles)
@@ -301,10 +305,12 @@ def test_moba_block_mask_lists_every_selected_tile_and_only_those(block_size, to
 def _tiles_of(pairs):
     """[B, H, N, N] bool -> [B, H, nq, nk]: tiles holding at least one pair."""
     n = pairs.shape[-1]
-    t = -(-n // _flex.TILE)
-    padded = torch.zeros(*pairs.shape[:2], t * _flex.TILE, t * _flex.TILE, dtype=torch.bool)
+    t = -(-n // _flex_attention.TILE)
+    padded = torch.zeros(
+        *pairs.shape[:2], t * _flex_attention.TILE, t * _flex_attention.TILE, dtype=torch.bool
+    )
     padded[..., :n, :n] = pairs
-    return padded.view(*pairs.shape[:2], t, _flex.TILE, t, _flex.TILE).any(dim=(3, 5))
+    return padded.view(*pairs.shape[:2], t, _flex_attention.TILE, t, _flex_attention.TILE).any(dim=(3, 5))
 
 
 def test_topk_block_mask_lists_every_selected_tile():
@@ -314,7 +320,7 @@ def test_topk_block_mask_lists_every_selected_tile():
     allowed = (
         torch.zeros(1, 2, n, n, dtype=torch.bool).scatter_(-1, index.long(), True) & mask[:, None, None, :]
     )
-    covered, tiles = _listed_tiles_cover(_flex.indices_mask(index, mask), allowed)
+    covered, tiles = _listed_tiles_cover(_flex_attention.indices_mask(index, mask), allowed)
     assert covered
     assert torch.equal(
         tiles, _tiles_of(torch.zeros(1, 2, n, n, dtype=torch.bool).scatter_(-1, index.long(), True))

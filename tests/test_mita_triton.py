@@ -23,7 +23,7 @@ from attention_zoo import functional as F
 from attention_zoo.mita import triton_common as common
 from attention_zoo.mita.launches import LaunchLog
 from attention_zoo.mita.triton_ops import MitaGraph, mita_triton, mita_triton_selection
-from attention_zoo.mita.triton_selection import padding_layout
+from attention_zoo.mita.triton_pooling import padding_layout
 from runners.bench.kernels.checks import fixed_selection_mita, rel_err
 
 from . import zoo_reference as ref

@@ -101,3 +101,51 @@ def test_assigning_the_layers_parameters_binds_them():
     torch.testing.assert_close(layer(x), reference(x))
     with pytest.raises(ValueError, match="expects MitaParams"):
         layer.params = attention_zoo.get("full").params()
+
+
+def _tiny_model(attn_params):
+    from lra import models
+    from lra.configs import ModelConfig
+
+    cfg = ModelConfig(dim=16, heads=2, mlp_dim=32, layers=3)
+    return models.build(
+        vocab_size=11,
+        max_len=12,
+        num_classes=3,
+        dual_input=False,
+        model=cfg,
+        attention="mita",
+        attn_params=attn_params,
+    )
+
+
+def test_a_model_build_validates_its_parameters_once_and_its_forwards_never(monkeypatch):
+    """A resolved spec's dataclass reaches every layer as it is; a mapping is validated once per build,
+    not once per layer; two forwards validate, check and convert nothing."""
+    mechanism = attention_zoo.get("mita")
+    resolutions = counted(monkeypatch, train_config, "resolve")
+    validations = counted(monkeypatch, Mechanism, "params")
+    checks = counted(monkeypatch, mechanism.params_cls, "check")
+    spec = attention_spec("mita", {"num_landmarks": "4", "topk": "4"})
+    assert (len(validations), len(checks)) == (1, 1)
+
+    model = _tiny_model(spec.params)
+    layers = [m for m in model.modules() if isinstance(m, attention_zoo.MultiHeadAttention)]
+    assert len(layers) == 3 and all(layer.params is spec.params for layer in layers)
+    assert (len(validations), len(checks)) == (1, 1)
+
+    conversions = counted(monkeypatch, AttentionParams, "to_dict")
+    tokens = torch.randint(1, 11, (2, 12))
+    tokens[1, 7:] = 0
+    for _ in range(2):
+        model(tokens)
+    assert (len(validations), len(checks), len(conversions)) == (1, 1, 0)
+
+    from_mapping = _tiny_model({"num_landmarks": 4, "topk": 4})
+    assert (len(validations), len(checks)) == (2, 2)
+    assert all(
+        m.params == spec.params
+        for m in from_mapping.modules()
+        if isinstance(m, attention_zoo.MultiHeadAttention)
+    )
+    assert resolutions == []

@@ -484,7 +484,7 @@ FLEX_CASES = [
 def test_flex_block_mask_path_agrees_with_the_chunked_path(name, params, n, monkeypatch):
     """The CUDA path (FlexAttention with a block mask; eager here, where it has no backward) and the
     CPU path compute the same function, with trailing padding."""
-    import attention_zoo._blocksparse as sparse_paths
+    import attention_zoo._block_patterns as block_patterns
 
     q, k, v, _ = random_inputs(2, 2, n, 8, masked=False, seed=n)
     mask = torch.ones(2, n, dtype=torch.bool)
@@ -492,7 +492,7 @@ def test_flex_block_mask_path_agrees_with_the_chunked_path(name, params, n, monk
     sel = mask[:, None, :, None].expand_as(q)
     outputs = {}
     for path in ("blocks", "flex"):
-        monkeypatch.setattr(sparse_paths, "PATH", path)
+        monkeypatch.setattr(block_patterns, "PATH", path)
         outputs[path] = FUNCTIONS[name](q, k, v, key_padding_mask=mask, **params)[sel]
     torch.testing.assert_close(outputs["flex"], outputs["blocks"], rtol=0, atol=1e-12)
 

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
-import attention_zoo._blocksparse as blocksparse
-from attention_zoo import _common
+from attention_zoo import _block_patterns, _selected_keys
 
 from .builders import random_inputs
 
@@ -73,15 +72,15 @@ def evaluation_path(name: str, backend: str | None) -> Iterator[dict[str, str]]:
         return
     if backend not in BACKENDS.get(name, ()):
         raise ValueError(f"{name} has no evaluation path {backend!r}; it has {BACKENDS.get(name, ())}")
-    saved = (_common.SELECTED_PATH, blocksparse.PATH)
+    saved = (_selected_keys.SELECTED_PATH, _block_patterns.PATH)
     try:
         if backend.startswith("reference-"):
-            _common.SELECTED_PATH = backend.removeprefix("reference-")
+            _selected_keys.SELECTED_PATH = backend.removeprefix("reference-")
             yield {"backend": "reference"}
         elif backend in ("blocks", "flex") and name in ("local", "longformer", "bigbird", "sparse"):
-            blocksparse.PATH = backend
+            _block_patterns.PATH = backend
             yield {}
         else:
             yield {"backend": backend}
     finally:
-        _common.SELECTED_PATH, blocksparse.PATH = saved
+        _selected_keys.SELECTED_PATH, _block_patterns.PATH = saved

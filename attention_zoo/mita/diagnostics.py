@@ -94,7 +94,7 @@ def record(
         )
         hits = (own & attended).sum(-1).float() / own.sum(-1).clamp(min=1).float()  # [B, H, C]
         overlap_sum += (hits * valid_queries[:, :, start:stop]).sum(-1)
-    overlap = overlap_sum / valid_queries.sum(-1)
+    overlap = float((overlap_sum / valid_queries.sum(-1)).mean())
 
     stats = {
         "num_landmarks": num_landmarks,
@@ -103,10 +103,8 @@ def record(
         "load_max": float(load.max(-1).values.mean()),
         "load_entropy": float((entropy / norm).mean()) if num_landmarks > 1 else 1.0,
         "pruned_fraction": float(pruned.mean()),
-        "overlap": float(overlap.mean()),
+        "overlap": overlap if math.isfinite(overlap) else float("nan"),
         "length": length,
     }
-    if not math.isfinite(stats["overlap"]):
-        stats["overlap"] = float("nan")
     for calls in _COLLECTORS:
         calls.append(dict(stats))

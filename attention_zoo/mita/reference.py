@@ -27,7 +27,7 @@ and through \tilde V), K and V (densely through \tilde V and scattered through t
 then only chooses indices (it receives no gradient).
 
 Cost: O(m N d) for the landmark scores, values and routing plus O(N (m + k) d) for the output;
-the output is computed in query chunks so memory stays O(N (m + k) d) (`_common.attend_selected`).
+the output is computed in query chunks so memory stays O(N (m + k) d) (`_selected_keys.attend_selected`).
 """
 
 from __future__ import annotations
@@ -35,14 +35,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._common import (
-    at_least_fp32,
-    attend_selected,
-    landmark_pool,
-    no_autocast,
-    selection_dtype,
-    valid_lengths,
-)
+from .._common import at_least_fp32, landmark_pool, no_autocast, selection_dtype, valid_lengths
+from .._selected_keys import attend_selected
 from . import diagnostics
 
 LANDMARK_MODES = ("avgpool", "learned", "avgpool+learned", "random", "kmeans")

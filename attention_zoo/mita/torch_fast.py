@@ -10,9 +10,9 @@ Same equation and selection as `reference.mita_reference` (fp32-at-least landmar
           \cdot [\tilde V ; V_{S_e}].
 
 What changes is the memory. The reference hands per-query key lists [B, H, N, s k] to
-`_common.attend_selected`, whose gathered keys autograd keeps: O(N s k d). Here the experts' key
+`_selected_keys.attend_selected`, whose gathered keys autograd keeps: O(N s k d). Here the experts' key
 lists stay per expert (an int32 table [B, H, m, k]), each query keeps only its expert ids, and
-`_sparse.SelectedAttention` gathers a query chunk's keys when it needs them, in the forward and
+`_selected_keys.SelectedAttention` gathers a query chunk's keys when it needs them, in the forward and
 again in the backward, with the shared expert (R, \tilde V) as a prefix of the same softmax. Beyond
 the inputs and outputs this costs O(m N) for the landmark scores and O(N s) for the routing.
 Cost: O(m N d) for the landmark scores, values and routing and O(N (m + s k) d) for the attention.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .._common import at_least_fp32, no_autocast, selection_dtype
-from .._sparse import attend_slots, chunks
+from .._selected_keys import attend_slots, chunks
 from . import diagnostics
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 import triton
@@ -75,7 +76,7 @@ class KernelConfig:
 CONFIG = KernelConfig()
 
 
-def set_config(**changes: object) -> KernelConfig:
+def set_config(**changes: Any) -> KernelConfig:
     """Replace knobs of the module-wide config (e.g. ``set_config(deterministic=True)``); returns the old one."""
     global CONFIG
     old = CONFIG

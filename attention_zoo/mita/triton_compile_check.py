@@ -35,7 +35,7 @@ from typing import Any
 import click
 
 # (B, H, N, d, m, k, masked, shared, dtype, deterministic); blocks are forced to their configured sizes.
-CASES = [
+CASES: list[tuple[Any, ...]] = [
     (1, 1, 80, 64, 64, 64, False, True, "float16", False),
     (1, 1, 80, 64, 64, 64, False, True, "float16", True),
     (1, 1, 80, 128, 64, 64, True, True, "float16", False),

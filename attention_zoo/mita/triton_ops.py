@@ -1,13 +1,14 @@
 """MiTA on Triton: the entry point `mita_triton` and its `torch.autograd.Function`.
 
-Forward (kernels in triton_selection.py and triton_attention.py, 5 launches, no host sync): pool
-the landmarks R; one split-N pass over K, V, Q for the landmark-value partials, the top-k scores or
-group maxima and the routing argmax; one selection kernel merging Lv and taking the exact top-k;
-counting sort of the queries by expert; one fused online-softmax kernel over [m landmark keys ++ the
-kept keys of each query's expert]. Backward (5 launches): a query-major kernel (dQ, Delta, dR and
-dLv partials), an expert-space kernel (dK_e, dV_e; sums dLv), the key sort of the selected entries,
-a key-major kernel (landmark-attention backward plus the scatter of dK_e, dV_e) and the pooling
-backward. `MitaGraph` replays either from a CUDA graph for fixed shapes.
+Forward (kernels in triton_pooling.py, triton_selection.py and triton_attention.py, 5 launches, no
+host sync): pool the landmarks R; one split-N pass over K, V, Q for the landmark-value partials, the
+top-k scores or group maxima and the routing argmax; one selection kernel merging Lv and taking the
+exact top-k; counting sort of the queries by expert; one fused online-softmax kernel over [m
+landmark keys ++ the kept keys of each query's expert]. Backward (triton_attention_backward.py, 5
+launches): a query-major kernel (dQ, Delta, dR and dLv partials), an expert-space kernel (dK_e,
+dV_e; sums dLv), the key sort of the selected entries, a key-major kernel (landmark-attention
+backward plus the scatter of dK_e, dV_e) and the pooling backward. `MitaGraph` replays either from
+a CUDA graph for fixed shapes.
 
 Deterministic backward: `mita_triton(..., deterministic=True)`, or `MITA_DETERMINISTIC=1` in the
 environment (read at import), or `triton_common.set_config(deterministic=True)`. It replaces the
@@ -24,7 +25,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import triton_common as common
-from .triton_attention import attention_backward, attention_forward
+from .triton_attention import attention_forward
+from .triton_attention_backward import attention_backward
 from .triton_selection import Selection, select
 
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -194,7 +196,10 @@ class MitaGraph:
         mask = None if key_padding_mask is None else key_padding_mask.detach().clone()
 
         def step() -> tuple[torch.Tensor, Sequence[torch.Tensor]]:
-            out = mita_triton(*self.inputs, mask, num_landmarks, topk, shared, deterministic=deterministic)
+            q_in, k_in, v_in = self.inputs
+            out = mita_triton(
+                q_in, k_in, v_in, mask, num_landmarks, topk, shared, deterministic=deterministic
+            )
             grads = torch.autograd.grad(out, self.inputs, self.grad_out) if backward else ()
             return out, grads
 
@@ -211,10 +216,14 @@ class MitaGraph:
     def __call__(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad_out: torch.Tensor | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, Sequence[torch.Tensor]]:
-        given = [q, k, v] + ([grad_out] if self.backward else [])
-        static = self.inputs + ([self.grad_out] if self.backward else [])
-        if self.backward and grad_out is None:
-            raise ValueError("MitaGraph: captured with backward=True, so call it as graph(q, k, v, grad_out)")
+        given, static = [q, k, v], list(self.inputs)
+        if self.backward:
+            if grad_out is None or self.grad_out is None:
+                raise ValueError(
+                    "MitaGraph: captured with backward=True, so call it as graph(q, k, v, grad_out)"
+                )
+            given.append(grad_out)
+            static.append(self.grad_out)
         for new, old in zip(given, static, strict=True):
             if new.shape != old.shape or new.dtype != old.dtype:
                 raise ValueError(

@@ -210,7 +210,7 @@ def _trainer(
         dual_input=False,
         model=preset.model,
         attention=s.mechanism.name,
-        attn_params=s.params.to_dict(),
+        attn_params=s.params,
     ).to(ctx.device)
     model.train()
     optimizer = make_optimizer(model, preset.train)

@@ -124,7 +124,7 @@ class Evaluator:
                 dual_input=spec.dual_input,
                 model=run.preset.model,
                 attention=mechanism.name,
-                attn_params=params.to_dict(),
+                attn_params=params,
             )
         own = model.state_dict()
         # Attention-owned parameters of another shape (learned landmarks of another m) are replaced:

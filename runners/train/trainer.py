@@ -182,7 +182,7 @@ class Trainer:
             dual_input=spec.dual_input,
             model=self.r.preset.model,
             attention=self.r.attention.name,
-            attn_params=self.r.attention.params.to_dict(),
+            attn_params=self.r.attention.params,
         ).to(self.device)
 
     def _batch_split(self) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-r"""Attention over per-query selected keys, chunked, with a backward that recomputes (the torch fast path).
+r"""Attention over per-query selected keys: the readable form and the chunked fast path beside it.
 
 Query n of row (b, h) attends to the key rows named by its slots: slot j of query n names
 
@@ -22,6 +22,9 @@ however many keys a query sees, instead of the O(N T d) gathered copies autograd
 is O(N T d) for the gathers and products. Gradients reach q, k, v and the prefix keys and values;
 the slots carry none.
 
+`attend_selected` is the readable form the mechanisms' ``reference`` backends use: each query's
+gathered keys (or all scores, masked, when that is smaller), kept by autograd.
+
 Attention dropout (`dropout_p`): each chunk's probabilities (prefix and selected keys alike) are
 multiplied by a dropout mask drawn from a generator seeded per (call, chunk) (`_dropout.MaskStream`),
 and the backward draws the same masks again, so nothing beyond the seed is saved.
@@ -29,14 +32,23 @@ and the backward draws the same masks again, so nothing beyond the seed is saved
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from ._dropout import MaskStream
+from ._common import at_least_fp32, gather_rows, no_autocast
+from ._dropout import MaskStream, drop
 
 # Gathered keys (and each other chunk temporary) of one chunk stay around this many elements: small
 # on CPU (cache-sized temporaries, peak memory), large on CUDA, where each chunk costs launches.
 CHUNK_ELEMENTS = 1 << 20
 CHUNK_ELEMENTS_CUDA = 1 << 26
+
+# The readable form's query chunks are sized so that one chunk's gathered keys stay around this many elements.
+_REFERENCE_CHUNK_ELEMENTS = 1 << 24
+
+# How `attend_selected` evaluates: "auto" picks the cheaper exact form; tests force each one.
+SELECTED_PATH = "auto"
 
 
 def chunks(rows: int, length: int, per_query: int, device: torch.device):
@@ -262,3 +274,80 @@ def attend_slots(
     return SelectedAttention.apply(
         q, k, v, prefix_keys, prefix_values, layout, scale, prefix_scale, prefix_ok, dropout
     )
+
+
+def query_chunk_size(length: int, per_query_elements: int) -> int:
+    """How many queries to process at once so a chunk's temporaries stay bounded."""
+    return max(1, min(length, _REFERENCE_CHUNK_ELEMENTS // max(1, per_query_elements)))
+
+
+def attend_selected(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_index: torch.Tensor,
+    key_ok: torch.Tensor,
+    scale: float,
+    prefix: tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
+    repeats: bool = False,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Each query's softmax over its selected keys (and an optional shared prefix), [B, H, N, d].
+
+    Query n attends to keys `key_index[..., n, :]` [B, H, N, T] where `key_ok` holds, with logits
+    `scale * q_n . k_t`; a key listed twice counts twice. `prefix = (logits_fn, values)` adds
+    `logits_fn(q_chunk)` [B, H, C, P] over `values` [B, H, P, d] to the same softmax (MiTA's
+    shared expert). `repeats` says a key may be listed twice for one query (otherwise the
+    dense form skips the multiplicity weighting). Two exact forms, chosen by memory:
+
+    * gathered: the T selected keys and values of every query, O(N T d) memory;
+    * dense-masked: all N scores of a query, with log(multiplicity) added (-inf where a key is not
+      selected), O(N^2) memory -- no larger than the gathered form when N <= T d, and much faster
+      there (one matmul instead of a gather and its scatter-add backward).
+
+    Half-precision inputs are attended in fp32 (logits, softmax and the weighted sums, autocast
+    off); the output has q's dtype. The prefix's `logits_fn` receives the fp32 queries.
+    `dropout_p` drops the probabilities of the whole row (prefix and selected keys alike; see
+    `_dropout`); autograd keeps the masks.
+    """
+    out_dtype = q.dtype
+    with no_autocast(q):
+        work = at_least_fp32(q)
+        q, k, v = q.to(work), k.to(work), v.to(work)
+        if prefix is not None:
+            prefix = (prefix[0], prefix[1].to(work))
+        return _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats, dropout_p).to(out_dtype)
+
+
+def _attend_selected(q, k, v, key_index, key_ok, scale, prefix, repeats, dropout_p) -> torch.Tensor:
+    batch, heads, length, dim = q.shape
+    per_query = key_index.shape[-1]
+    dense = SELECTED_PATH == "dense" or (SELECTED_PATH == "auto" and length <= per_query * dim)
+    shared = prefix[1].shape[2] if prefix is not None else 0
+    width = length if dense else 2 * per_query * dim
+    chunk = query_chunk_size(length, batch * heads * (shared + width))
+    outputs = []
+    for start in range(0, length, chunk):
+        stop = min(start + chunk, length)
+        queries, index, ok = q[:, :, start:stop], key_index[:, :, start:stop], key_ok[:, :, start:stop]
+        if dense:
+            multiplicity = torch.zeros(*index.shape[:-1], length, dtype=q.dtype, device=q.device)
+            multiplicity.scatter_add_(-1, index, ok.to(q.dtype))
+            logits = torch.matmul(queries, k.transpose(-1, -2)) * scale
+            if repeats:  # log(0) is slow on CPU: mask first, then weight repeated keys by log(count)
+                logits = logits + multiplicity.clamp(min=1).log()
+            logits = logits.masked_fill(multiplicity == 0, float("-inf"))
+        else:
+            logits = torch.einsum("bhcd,bhctd->bhct", queries, gather_rows(k, index)) * scale
+            logits = logits.masked_fill(~ok, float("-inf"))
+        if prefix is not None:
+            logits = torch.cat([prefix[0](queries), logits], dim=-1)
+        probs = drop(torch.softmax(logits, dim=-1), dropout_p)
+        out = torch.matmul(probs[..., :shared], prefix[1]) if prefix is not None else 0
+        selected = probs[..., shared:]
+        if dense:
+            out = out + torch.matmul(selected, v)
+        else:
+            out = out + torch.einsum("bhct,bhctd->bhcd", selected, gather_rows(v, index))
+        outputs.append(out)
+    return torch.cat(outputs, dim=2)

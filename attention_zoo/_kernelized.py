@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from ._common import at_least_fp32, no_autocast
-
-__all__ = ["at_least_fp32", "newton_schulz_pinv", "no_autocast", "valid_first", "valid_ranks", "zero_padded"]
-
 
 def valid_ranks(
     key_padding_mask: torch.Tensor | None, batch: int, length: int, device: torch.device

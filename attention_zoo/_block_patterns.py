@@ -1,4 +1,5 @@
-r"""Shared machinery of the fixed sparsity patterns (local, Longformer, BigBird, Sparse Transformer).
+r"""The fixed sparsity patterns' block form (local, Longformer, BigBird, Sparse Transformer), and the
+choice between it and their mask form.
 
 A pattern is a set of allowed (query, key) pairs. Each mechanism states it twice, in two exact forms:
 
@@ -8,7 +9,7 @@ A pattern is a set of allowed (query, key) pairs. Each mechanism states it twice
   recomputes each chunk and accumulates into preallocated gradients, so memory is the inputs, the
   output, their gradients and one chunk's temporaries: O(N d), no N x N tensor. Query rows listed as `dense_rows`
   (global queries) attend to every valid key through fused SDPA.
-* **mask form**: `mask_mod(b, h, q_idx, kv_idx)` for `torch.nn.attention.flex_attention` with a block
+* **mask form**: `mask_mod(b, h, q_idx, kv_idx)` for `_flex_attention.flex_attention` with a block
   mask; compiled on CUDA (a fused block-sparse kernel), eager elsewhere (the eager form materialises
   the scores, so it serves the tests that check both forms agree).
 
@@ -41,7 +42,6 @@ PATH = "auto"
 _CHUNK_ELEMENTS = 1 << 19
 
 AllowedFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def key_validity(key_padding_mask: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
@@ -216,12 +216,16 @@ class _BlockSparseAttention(torch.autograd.Function):
             grad_k.view(-1, dim).index_add_(0, flat, grads[1].reshape(-1, dim))
             grad_v.view(-1, dim).index_add_(0, flat, grads[2].reshape(-1, dim))
         if plan.dense_rows:
-            rows = plan.dense_rows
+            dense_rows = plan.dense_rows
             with torch.enable_grad():
-                inputs = [t.detach().requires_grad_() for t in (q[:, :, :rows], k, v)]
-                dense = _dense_rows(*inputs, plan)
-            dense_q, dense_k, dense_v = torch.autograd.grad(dense, inputs, grad_out[:, :, :rows])
-            grad_q[:, :, :rows] += dense_q
+                dense_in_q, dense_in_k, dense_in_v = (
+                    t.detach().requires_grad_() for t in (q[:, :, :dense_rows], k, v)
+                )
+                dense = _dense_rows(dense_in_q, dense_in_k, dense_in_v, plan)
+            dense_q, dense_k, dense_v = torch.autograd.grad(
+                dense, (dense_in_q, dense_in_k, dense_in_v), grad_out[:, :, :dense_rows]
+            )
+            grad_q[:, :, :dense_rows] += dense_q
             grad_k += dense_k
             grad_v += dense_v
         return grad_q, grad_k, grad_v, None
@@ -282,36 +286,3 @@ def block_slots(
         return index, ok
 
     return key_slots, key_blocks.shape[-1] * block_size
-
-
-_COMPILED_FLEX = None
-
-
-def flex_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask_mod: MaskMod, block_size: int = 128
-) -> torch.Tensor:
-    """softmax(s q K^T) V over the pairs `mask_mod` allows, through FlexAttention with a block mask.
-
-    Compiled on CUDA; eager (materialising the scores, for tests) elsewhere.
-    """
-    from torch.nn.attention.flex_attention import create_block_mask
-    from torch.nn.attention.flex_attention import flex_attention as flex
-
-    global _COMPILED_FLEX
-    batch, heads, length, dim = q.shape
-    compiled = q.is_cuda
-    block_mask = create_block_mask(
-        mask_mod, batch, heads, length, length, device=q.device, BLOCK_SIZE=block_size, _compile=compiled
-    )
-    if compiled:
-        if _COMPILED_FLEX is None:
-            _COMPILED_FLEX = torch.compile(flex, dynamic=False)
-        fn = _COMPILED_FLEX
-    else:
-        import warnings
-
-        fn = flex
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-            return fn(q, k, v, block_mask=block_mask, scale=dim**-0.5)
-    return fn(q, k, v, block_mask=block_mask, scale=dim**-0.5)
