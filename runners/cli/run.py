@@ -154,7 +154,8 @@ def _one_task(argument: str | None, option: str | None) -> str:
 
 def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:
     """A few lines a person reads after a run."""
-    from results.records import report_checkpoint, val_is_test
+    from results.records import report_checkpoint
+    from results.records import val_is_test as task_val_is_test
     from results.stats import binomial_interval
 
     def pct(value: float | None) -> str:
@@ -168,7 +169,7 @@ def format_run_summary(record: dict[str, Any], run_dir: Any) -> str:
         low, high = binomial_interval(round(value * n), int(n))
         return f"{pct(value)} [{100 * low:.1f}, {100 * high:.1f}] of {int(n):,}"
 
-    val_is_test = val_is_test(record["task"])
+    val_is_test = task_val_is_test(record["task"])
     reports_last = val_is_test or report_checkpoint(record) == "last"
 
     lines = [
