@@ -1,6 +1,6 @@
 """Where preset values come from: the source files the `lra` and `pytorch` presets reproduce.
 
-Every field of those presets carries a `Provenance` (lra/configs.py): `Cite` -- the value equals
+Every field of those presets carries a `Provenance` (lra/sources.py): `Cite` -- the value equals
 what a source file says (`where` quotes it, `note` adds what a reader should know) -- or `Ours` --
 a value chosen here, and `why`. `lra.preset_provenance` turns them into the provenance table
 (`lra list presets --provenance`, README).

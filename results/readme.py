@@ -9,7 +9,7 @@ Every such table in README.md sits between two markers naming its source::
 
 `render(text, root)` replaces each marked table with the rendering of the records under its folder
 (relative to `root`, the repository); a folder without records leaves the table as written and is
-reported. Tables made from code rather than records (the presets' provenance, from lra/configs.py)
+reported. Tables made from code rather than records (the presets' provenance, from lra/presets/)
 name that file as their source and are rendered from it. `lra readme` (or `python -m results.readme`) rewrites README.md; `--check` only says
 whether it is up to date (exit 1 when not), which the tests run.
 """

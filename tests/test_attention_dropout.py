@@ -20,7 +20,7 @@ import attention_zoo
 from attention_zoo import _block_patterns, registry
 from attention_zoo.mita import triton_usable
 from lra import models
-from lra.configs import ModelConfig, apply_overrides, get_preset
+from lra.presets import ModelConfig, apply_overrides, get_preset
 
 RATE = 0.3
 

@@ -90,7 +90,7 @@ def independent_accuracy(run_dir: Path, data_dir: str, attention: str, params: d
     data = DataConfig(**{**preset["data"], "data_dir": data_dir})
     ds = tasks.get("listops").load("test", data)
     state = load_checkpoint(run_dir / "checkpoints" / "best.pt", remedy="")["model"]
-    from lra.configs import ModelConfig
+    from lra.presets import ModelConfig
 
     model = models.build(
         vocab_size=state["encoder.embed.weight"].shape[0],
@@ -161,7 +161,7 @@ def test_sweep_mk_diagnostics_match_a_direct_collection(trained, data_dir, tmp_p
     config = json.loads((trained["mita"] / "config.json").read_text())
     ds = tasks.get("listops").load("test", DataConfig(**{**config["preset"]["data"], "data_dir": data_dir}))
     state = load_checkpoint(trained["mita"] / "checkpoints" / "best.pt", remedy="")["model"]
-    from lra.configs import ModelConfig
+    from lra.presets import ModelConfig
 
     model = models.build(
         vocab_size=state["encoder.embed.weight"].shape[0],
@@ -198,8 +198,8 @@ def test_chance_is_taken_over_exactly_the_evaluated_examples():
     classes; chance must be that subset's majority share, not the share in the first n labels."""
     from types import SimpleNamespace
 
-    from lra.configs import get_preset
     from lra.data.cache import subset_indices
+    from lra.presets import get_preset
     from lra.tasks.base import LRADataset
 
     n, limit = 203, 61
@@ -289,7 +289,7 @@ def test_swap_names_initialised_and_dropped_parameters(trained, tmp_path):
 
 
 def test_swap_attentions_start_from_the_runs_preset_budget(trained, tmp_path):
-    # The tiny preset trains MiTA with 8 landmarks and top-8 (lra.configs.CPU_BUDGET), not the
+    # The tiny preset trains MiTA with 8 landmarks and top-8 (lra.presets.CPU_BUDGET), not the
     # registry's 32 / 32: a swapped-in attention gets the budget the suite would give it.
     opts = EvalOptions(out=str(tmp_path), quiet=True)
     result = experiments.swap_run(

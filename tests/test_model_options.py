@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lra import models
-from lra.configs import ModelConfig, get_preset
+from lra.presets import ModelConfig, get_preset
 
 CFG = ModelConfig(dim=32, layers=2, heads=2, mlp_dim=48, dropout=0.0, fp32_attention=False)
 

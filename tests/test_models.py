@@ -7,7 +7,7 @@ import torch
 
 import attention_zoo
 from lra import models
-from lra.configs import CPU_BUDGET, ModelConfig
+from lra.presets import CPU_BUDGET, ModelConfig
 
 CFG = ModelConfig(dim=32, layers=2, heads=2, mlp_dim=48, dropout=0.0, fp32_attention=False)  # fp64 throughout
 
@@ -102,7 +102,7 @@ def test_sinusoidal_positions_match_the_formula():
 
 @pytest.mark.parametrize("task", ["listops", "text", "retrieval", "image", "pathfinder", "pathx"])
 def test_lra_preset_projections_have_no_bias_as_in_the_jax_models(task):
-    from lra.configs import get_preset
+    from lra.presets import get_preset
 
     preset = get_preset(task, "lra")
     model = models.build(

@@ -105,7 +105,7 @@ def test_assigning_the_layers_parameters_binds_them():
 
 def _tiny_model(attn_params):
     from lra import models
-    from lra.configs import ModelConfig
+    from lra.presets import ModelConfig
 
     cfg = ModelConfig(dim=16, heads=2, mlp_dim=32, layers=3)
     return models.build(

@@ -1,5 +1,5 @@
 """The presets that name a source equal it field by field, or say why not, in a table built from
-their code (lra/configs.py, lra.preset_provenance), rendered into the README and printed by the CLI."""
+their code (lra/presets/, lra.preset_provenance), rendered into the README and printed by the CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from lra import preset_provenance
-from lra.configs import FIELDS_ADDED_LATER, get_preset, preset_identity, source_preset
+from lra.presets import FIELDS_ADDED_LATER, get_preset, preset_identity, source_preset
 from lra.sources import LRA_REPO, NYSTROM_REPO, SKYFORMER_REPO, Cite, Ours
 from lra.tasks import names as task_names
 from results import readme
@@ -186,7 +186,7 @@ def test_the_markdown_table_merges_tasks_and_names_files_with_commits():
 
 
 def test_the_readme_table_is_rendered_from_the_presets_code(tmp_path):
-    marker = "<!-- table preset-provenance: rendered by `lra readme` from lra/configs.py -->\n"
+    marker = "<!-- table preset-provenance: rendered by `lra readme` from lra/presets/ -->\n"
     text = "Intro\n\n" + marker + "| stale |\n<!-- end table preset-provenance -->\n"
     rendered, notes = readme.render(text, tmp_path)
     assert notes == []

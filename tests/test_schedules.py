@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lra.configs import TrainConfig, get_preset
+from lra.presets import TrainConfig, get_preset
 from runners.train import RunConfig, lr_multiplier, make_scheduler, run
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from lra.configs import get_preset
+from lra.presets import get_preset
 from results.records import read_record
 from runners import cli
 from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run, run_logging

@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from lra.configs import TrainConfig, apply_overrides, get_preset
+from lra.presets import TrainConfig, apply_overrides, get_preset
 from results.records import RUN_FIELDS, read_record
 from runners import cli, train
 from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, memory, rng, run, runner, trainer

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from lra import tasks
-from lra.configs import apply_overrides, get_preset
 from lra.io import sha256_file
+from lra.presets import apply_overrides, get_preset
 from results import predictions
 from runners import train
 from runners.train import RunConfig

@@ -255,7 +255,7 @@ def test_bad_parameters_are_one_line_errors(name, bad):
 
 @pytest.mark.parametrize("name", ["performer", "linformer", "nystrom", "skyformer"])
 def test_cpu_presets_give_the_matched_budget_of_16_per_query(name):
-    from lra.configs import get_preset
+    from lra.presets import get_preset
 
     preset = get_preset("listops", "quick")
     mechanism = attention_zoo.get(name)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from lra import models
-from lra.configs import get_preset
+from lra.presets import get_preset
 from results.records import write_record
 
 from ..train.schedule import make_optimizer

@@ -140,7 +140,7 @@ def make_data_config(options: dict[str, Any]) -> Any:
     """The preset's DataConfig of the task of `options` with every option given (not None) applied."""
     import dataclasses
 
-    from lra.configs import get_preset
+    from lra.presets import get_preset
     from lra.tasks import DataConfig
 
     base = get_preset(data_task(options), options["preset"]).data

@@ -16,8 +16,8 @@ import torch
 import attention_zoo
 from attention_zoo.plugins import require_plugins
 from lra import tasks
-from lra.configs import ModelConfig, Preset, TrainConfig
 from lra.io import slug
+from lra.presets import ModelConfig, Preset, TrainConfig
 from lra.tasks.base import DataConfig
 from results.records import RECORD_NAME, load_records, read_record
 from results.schema import read_run_config_file

@@ -23,7 +23,7 @@ from ..provenance import utc_now
 from ..specs import parse_spec, parse_specs
 
 if TYPE_CHECKING:
-    from lra.configs import DataConfig
+    from lra.presets import DataConfig
 
     from ..train import RunConfig
 
@@ -64,7 +64,7 @@ class SuiteConfig:
         attentions: attention specs, a registry name optionally with parameters
             (`mita(num_landmarks=64,topk=64)`); empty = every registered attention with defaults.
         seeds: random seeds; every (task, attention) runs once per seed.
-        preset: preset name of every run (`lra.configs.PRESET_NAMES`).
+        preset: preset name of every run (`lra.presets.PRESET_NAMES`).
         out: output directory (runs under `<out>/runs`, tables and plots at the top).
         jobs: local runs in parallel.
         launcher: "local" or "submitit".

@@ -20,8 +20,8 @@ import torch
 import attention_zoo
 from attention_zoo.plugins import require_plugins
 from lra import tasks
-from lra.configs import Preset, apply_overrides, get_preset, preset_identity
 from lra.data.identity import data_identity
+from lra.presets import Preset, apply_overrides, get_preset, preset_identity
 from results import schema
 from results.stats import resolution_line
 
@@ -42,7 +42,7 @@ class RunConfig:
         task: task name (`lra.tasks.names()`).
         attention: attention name (`attention_zoo.names()`).
         attn_params: the attention's parameters (strings from the CLI are converted).
-        preset: preset name (`lra.configs.PRESET_NAMES`).
+        preset: preset name (`lra.presets.PRESET_NAMES`).
         overrides: dotted-key preset overrides, e.g. {"model.layers": "3", "train.lr": "1e-3"}.
         seed: random seed (weights, dropout, data order).
         run_dir: output directory; "" = lra_runs/runs/<task>/<attention slug>/<seed>.

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from lra.configs import TrainConfig
+from lra.presets import TrainConfig
 
 from .distributed import Dist
 

@@ -1,6 +1,6 @@
 """Range checks of a run's numbers, before anything runs: one line naming the setting and the fix.
 
-`lra.configs.validate` checks how the preset's settings fit together; this adds what holds for
+`lra.presets.validate` checks how the preset's settings fit together; this adds what holds for
 every number of a run: floats finite (``--set train.lr=inf`` or ``nan`` never reaches the
 optimizer), non-negative, and the few with tighter bounds (Adam's betas and epsilon); integers
 non-negative and within 64 bits (``data.seq_len=-1``); the seed within what every generator it
@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import Any
 
-from lra.configs import Preset
+from lra.presets import Preset
 
 SEED_LIMIT = 2**32  # NumPy's global generator takes seeds below 2**32
 INT_LIMIT = 2**63  # what a torch int64 (and a C long) holds
