@@ -34,7 +34,7 @@ from torch import nn
 import attention_zoo
 from attention_zoo import AttentionParams
 
-from .configs import ModelConfig
+from .presets import ModelConfig
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:

@@ -34,7 +34,7 @@ def test_every_field_of_every_source_preset_has_a_provenance():
 
 
 def test_a_field_without_provenance_is_an_error(monkeypatch):
-    from lra import configs
+    from lra import presets
 
     def without_dim(name, task):
         preset, provenance = source_preset(name, task)
@@ -43,7 +43,7 @@ def test_a_field_without_provenance_is_an_error(monkeypatch):
     monkeypatch.setattr(preset_provenance, "source_preset", without_dim)
     with pytest.raises(ValueError, match="no provenance for model.dim"):
         preset_provenance.rows(["lra"], ["listops"])
-    assert configs.source_preset is source_preset  # the presets themselves are untouched
+    assert presets.source_preset is source_preset  # the presets themselves are untouched
 
 
 # Values read in the sources, file by file (the rows cite where).
