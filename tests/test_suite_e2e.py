@@ -23,7 +23,7 @@ def suite(tmp_path: Path, *args: str, data_dir: Path | str | None = None):
 # Four steps on small generated sets: the run's plumbing end to end, not learning (the slow test below).
 TINY_SUITE = (
     "--preset", "tiny", "--attentions", "full,mita", "--max-steps", "4", "--set", "train.eval_every=2",
-    "--set", "data.n_train=96", "--set", "data.n_val=32", "--set", "data.n_test=32",
+    "--set", "data.n_train=96", "--set", "data.n_val=32", "--set", "data.n_test=32", "--jobs", "2",
 )  # fmt: skip
 
 

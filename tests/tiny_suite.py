@@ -21,7 +21,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "windowed_landmarks
 ARGS = ("--preset", "tiny", "--tasks", "listops", "--attentions", "full,windowed_landmarks",
         "--plugin", "windowed_landmarks", "--max-steps", "4", "--set", "train.eval_every=2",
         "--set", "data.n_train=96", "--set", "data.n_val=32", "--set", "data.n_test=32",
-        "--log", "tensorboard")  # fmt: skip
+        "--log", "tensorboard", "--jobs", "2")  # fmt: skip
 
 
 @contextlib.contextmanager
