@@ -122,18 +122,8 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(
     plugin_dir, tmp_path, monkeypatch, shared_data_dir
 ):
     out, data = tmp_path / "out", shared_data_dir
-    suite = (
-        "suite",
-        "--out",
-        str(out),
-        "--data-dir",
-        str(data),
-        *TINY,
-        "--attentions",
-        f"full,{PLUGIN}",
-        "--jobs",
-        "2",
-    )
+    suite = ("suite", "--out", str(out), "--data-dir", str(data), *TINY, "--attentions", f"full,{PLUGIN}",
+             "--jobs", "2")  # fmt: skip
     result = invoke(*suite, "--plugin", PLUGIN)
     assert result.exit_code == 0, result.output
     # The suite's child processes trained the plugin's attention: they imported it themselves.
