@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -51,8 +52,8 @@ def data_dir(shared_data_dir: str) -> str:
     return shared_data_dir
 
 
-def config(data_dir: str, run_dir: Path, **kwargs) -> RunConfig:
-    base = {
+def config(data_dir: str, run_dir: Path, **kwargs: Any) -> RunConfig:
+    base: dict[str, Any] = {
         "task": "listops",
         "attention": "full",
         "preset": "tiny",

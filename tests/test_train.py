@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,8 +44,8 @@ def data_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("lra_data"))
 
 
-def config(data_dir: str, run_dir: Path, **kwargs) -> RunConfig:
-    base = {
+def config(data_dir: str, run_dir: Path, **kwargs: Any) -> RunConfig:
+    base: dict[str, Any] = {
         "task": "listops",
         "attention": "mita",
         "attn_params": {"num_landmarks": 8, "topk": 8},
