@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,12 @@ def shared_data_dir(tmp_path_factory) -> str:
     test session (deterministic by variant, sizes and seed) instead of once per module. Tests that
     damage or inspect data files make their own."""
     return str(tmp_path_factory.mktemp("shared_lra_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_suite(tmp_path_factory, shared_data_dir) -> tuple[Path, str]:
+    """(--out, output) of the tiny suite of tests/tiny_suite.py, run once per test session; the tests
+    only read what it wrote."""
+    from .tiny_suite import run_tiny_suite
+
+    return run_tiny_suite(tmp_path_factory, shared_data_dir)

@@ -7,6 +7,7 @@ dispatch, oneDNN's JIT, MKL's dispatch): without the pinning the two runs differ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -71,29 +72,42 @@ def test_lra_pins_its_commands_but_not_the_speed_measurements(monkeypatch):
     assert {name: os.environ.get(name) for name in CPU_PINS} == CPU_PINS
 
 
-def _run_in_a_process(
-    cfg: RunConfig, tmp_path: Path, name: str, pinned: bool, machine: dict[str, str]
-) -> dict:
-    """`python -m runners.train` on `machine`, pinned or not: its record and a digest of its weights."""
-    cfg.run_dir = str(tmp_path / name)
-    path = tmp_path / f"{name}.json"
-    path.write_text(cfg.to_json())
-    env = {
-        k: v for k, v in os.environ.items() if k not in (*CPU_PINS, OPT_OUT_ENV, "MKL_ENABLE_INSTRUCTIONS")
-    }
-    env.update(machine)
-    if not pinned:
-        env[OPT_OUT_ENV] = "0"
-    done = subprocess.run(
-        [sys.executable, "-m", "runners.train", str(path)], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    record = read_record(Path(cfg.run_dir) / "result.json")
-    weights = load_checkpoint(Path(cfg.run_dir) / "checkpoints" / "last.pt", remedy="")["model"]
-    digest = hashlib.sha256()
-    for key in sorted(weights):
-        digest.update(weights[key].numpy().tobytes())
-    return {"record": record, "weights": digest.hexdigest()}
+def _run_in_processes(
+    cfg: RunConfig, tmp_path: Path, attempts: dict[str, tuple[bool, dict[str, str]]]
+) -> dict[str, dict]:
+    """`python -m runners.train` once per attempt `name: (pinned, machine)`, side by side, one thread
+    each: per attempt its record and a digest of its weights."""
+    processes = {}
+    for name, (pinned, machine) in attempts.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(dataclasses.replace(cfg, run_dir=str(tmp_path / name)).to_json())
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in (*CPU_PINS, OPT_OUT_ENV, "MKL_ENABLE_INSTRUCTIONS")
+        }
+        env.update(machine, OMP_NUM_THREADS="1")
+        if not pinned:
+            env[OPT_OUT_ENV] = "0"
+        processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "runners.train", str(path)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    results = {}
+    for name, process in processes.items():
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+        run_dir = tmp_path / name
+        weights = load_checkpoint(run_dir / "checkpoints" / "last.pt", remedy="")["model"]
+        digest = hashlib.sha256()
+        for key in sorted(weights):
+            digest.update(weights[key].numpy().tobytes())
+        results[name] = {"record": read_record(run_dir / "result.json"), "weights": digest.hexdigest()}
+    return results
 
 
 def _numbers(record: dict) -> dict:
@@ -106,8 +120,13 @@ def _numbers(record: dict) -> dict:
 )
 def test_a_tiny_run_under_two_instruction_set_caps_gives_the_same_numbers_when_pinned(data_dir, tmp_path):
     cfg = config(data_dir, tmp_path / "unused", max_steps=6, overrides={**FAST, "train.eval_every": "3"})
-    here = _run_in_a_process(cfg, tmp_path, "here", pinned=True, machine={})
-    avx2 = _run_in_a_process(cfg, tmp_path, "avx2", pinned=True, machine=AVX2_MACHINE)
+    attempts = {"here": (True, {}), "avx2": (True, AVX2_MACHINE)}
+    # The control: the same two machines without the pinning give other weights.
+    control = cpu_pinning.cpu_isa() == "avx512" and torch.backends.cpu.get_cpu_capability() == "AVX512"
+    if control:
+        attempts.update({"here-unpinned": (False, {}), "avx2-unpinned": (False, AVX2_MACHINE)})
+    results = _run_in_processes(cfg, tmp_path, attempts)
+    here, avx2 = results["here"], results["avx2"]
     assert here["weights"] == avx2["weights"]
     assert _numbers(here["record"]) == _numbers(avx2["record"])
     numerics = here["record"]["config"]["cpu_numerics"]
@@ -116,10 +135,8 @@ def test_a_tiny_run_under_two_instruction_set_caps_gives_the_same_numbers_when_p
     assert (numerics["mkl_cbwr"], numerics["onednn_max_cpu_isa"]) == ("COMPATIBLE", "AVX2")
     assert "cpu" not in numerics  # pinned: which CPU ran it does not matter, so tables do not compare it
     assert here["record"]["cpu_model"] == cpu_pinning.cpu_model() and here["record"]["cpu_isa"]
-    if cpu_pinning.cpu_isa() == "avx512" and torch.backends.cpu.get_cpu_capability() == "AVX512":
-        # The control: the same two machines without the pinning give other weights.
-        here = _run_in_a_process(cfg, tmp_path, "here-unpinned", pinned=False, machine={})
-        avx2 = _run_in_a_process(cfg, tmp_path, "avx2-unpinned", pinned=False, machine=AVX2_MACHINE)
+    if control:
+        here, avx2 = results["here-unpinned"], results["avx2-unpinned"]
         assert here["weights"] != avx2["weights"]
         assert here["record"]["config"]["cpu_numerics"]["aten_cpu_capability"] == "avx512"
         assert avx2["record"]["config"]["cpu_numerics"]["aten_cpu_capability"] == "avx2"

@@ -26,8 +26,10 @@ from .test_plugins import PLUGIN_SOURCE, restore_registry, write_distribution, w
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "windowed_landmarks.py"
 PLUGIN = "windowed_landmarks"
-# Two short runs of one task: the example plugin against full attention.
-TINY = ("--preset", "tiny", "--tasks", "listops", "--max-steps", "4", "--set", "train.eval_every=2")
+# Two short runs of one task on small generated sets (the sizes of tests/tiny_suite.py, so that the
+# session's shared data serves both): the example plugin against full attention.
+SIZES = ("--set", "data.n_train=96", "--set", "data.n_val=32", "--set", "data.n_test=32")
+TINY = ("--preset", "tiny", "--tasks", "listops", "--max-steps", "4", "--set", "train.eval_every=2", *SIZES)
 
 
 def invoke(*args: str):
@@ -116,9 +118,12 @@ def test_plugin_registering_nothing_is_a_warning_line(plugin_dir):
     assert "warning: attention plugin 'empty_attn' registered no attention mechanism" in result.output
 
 
-def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_path, monkeypatch):
-    out, data = tmp_path / "out", tmp_path / "data"
-    suite = ("suite", "--out", str(out), "--data-dir", str(data), *TINY, "--attentions", f"full,{PLUGIN}")
+def test_suite_with_a_plugin_children_resume_swap_and_tables(
+    plugin_dir, tmp_path, monkeypatch, shared_data_dir
+):
+    out, data = tmp_path / "out", shared_data_dir
+    suite = ("suite", "--out", str(out), "--data-dir", str(data), *TINY, "--attentions", f"full,{PLUGIN}",
+             "--jobs", "2")  # fmt: skip
     result = invoke(*suite, "--plugin", PLUGIN)
     assert result.exit_code == 0, result.output
     # The suite's child processes trained the plugin's attention: they imported it themselves.
@@ -157,7 +162,8 @@ def test_suite_with_a_plugin_children_resume_swap_and_tables(plugin_dir, tmp_pat
     forget(PLUGIN)
     resume = (
         "run", "--task", "listops", "--attention", PLUGIN, "--preset", "tiny", "--max-steps", "4",
-        "--set", "train.eval_every=2", "--data-dir", str(data), "--run-dir", str(run_dir), "--resume", "--quiet",
+        "--set", "train.eval_every=2", *SIZES, "--data-dir", str(data), "--run-dir", str(run_dir), "--resume",
+        "--quiet",
     )  # fmt: skip
     resumed = invoke(*resume, "--trust-recorded-plugins")
     assert resumed.exit_code == 0, resumed.output

@@ -21,7 +21,7 @@ from results.records import write_record
 from runners import cli
 
 from .builders import efficiency_record, run_record, write_runs
-from .tiny_suite import isolated_registry, run_tiny_suite
+from .tiny_suite import isolated_registry
 
 
 def chromium_path() -> str | None:
@@ -198,8 +198,8 @@ def test_report_opens_in_headless_chromium_and_its_tables_sort(tmp_path):
 
 
 @needs_chromium
-def test_the_suite_writes_a_report_that_opens_in_headless_chromium(tmp_path_factory, monkeypatch, tmp_path):
-    out, output = run_tiny_suite(tmp_path_factory, monkeypatch)
+def test_the_suite_writes_a_report_that_opens_in_headless_chromium(tiny_suite, tmp_path):
+    out, output = tiny_suite
     path = out / "report.html"
     assert str(path) in output
     seen = open_in_chromium(path, tmp_path / "suite_report.png")
@@ -210,8 +210,8 @@ def test_the_suite_writes_a_report_that_opens_in_headless_chromium(tmp_path_fact
     assert (tmp_path / "suite_report.png").stat().st_size > 10_000
 
 
-def test_the_suites_reproduction_command_plans_exactly_the_reported_runs(tmp_path_factory, monkeypatch):
-    out, _ = run_tiny_suite(tmp_path_factory, monkeypatch)
+def test_the_suites_reproduction_command_plans_exactly_the_reported_runs(tiny_suite, monkeypatch):
+    out, _ = tiny_suite
     html = (out / "report.html").read_text()
     (command,) = [line for line in html.splitlines() if line.startswith("lra suite ")]
     args = shlex.split(unescape(command))

@@ -14,31 +14,26 @@ from results import leaderboard, store
 from runners import cli
 
 
-def suite(tmp_path: Path, *args: str):
-    out, data = tmp_path / "out", tmp_path / "data"
+def suite(tmp_path: Path, *args: str, data_dir: Path | str | None = None):
+    out, data = tmp_path / "out", data_dir or tmp_path / "data"
     result = CliRunner().invoke(cli.main, ["suite", "--out", str(out), "--data-dir", str(data), *args])
     return result, out
 
 
+# Four steps on small generated sets: the run's plumbing end to end, not learning (the slow test below).
 TINY_SUITE = (
-    "--preset",
-    "tiny",
-    "--attentions",
-    "full,mita",
-    "--max-steps",
-    "20",
-    "--set",
-    "train.eval_every=10",
-)
+    "--preset", "tiny", "--attentions", "full,mita", "--max-steps", "4", "--set", "train.eval_every=2",
+    "--set", "data.n_train=96", "--set", "data.n_val=32", "--set", "data.n_test=32", "--jobs", "2",
+)  # fmt: skip
 
 
-def test_tiny_suite_with_the_real_runner(tmp_path):
-    result, out = suite(tmp_path, *TINY_SUITE)
+def test_tiny_suite_with_the_real_runner(tmp_path, shared_data_dir):
+    result, out = suite(tmp_path, *TINY_SUITE, data_dir=shared_data_dir)
     assert result.exit_code == 0, result.output
     runs = store.load(out).runs
     assert len(runs) == 4 and set(runs["status"]) == {"ok"}
     assert set(runs["task"]) == {"listops", "pathfinder"}
-    assert (runs["steps"] == 20).all() and runs["test_acc"].between(0, 1).all()
+    assert (runs["steps"] == 4).all() and runs["test_acc"].between(0, 1).all()
     wide = pd.read_csv(out / "leaderboard.csv")
     assert set(wide["attention_label"]) == {"full", "mita(num_landmarks=8,topk=8)"}
     for name in ("leaderboard.md", "results_long.csv", "plots/accuracy_tiny.png"):
@@ -46,7 +41,7 @@ def test_tiny_suite_with_the_real_runner(tmp_path):
     for name in ("frontier.md", "frontier.csv", "plots/frontier_tiny.png"):  # costs from the runs
         assert (out / name).is_file(), name
     assert "Accuracy–cost frontier, preset tiny" in result.output
-    again, _ = suite(tmp_path, *TINY_SUITE)
+    again, _ = suite(tmp_path, *TINY_SUITE, data_dir=shared_data_dir)
     assert again.exit_code == 0 and "4 skipped" in again.output
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -19,8 +20,6 @@ from results.records import read_record
 from runners import cli
 from runners.train import KILL_AFTER_STEP_ENV, RunConfig, lr_multiplier, run, run_logging
 from runners.train.checkpoints import load_checkpoint
-
-from .tiny_suite import run_tiny_suite
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and fast: generated short ListOps, a 1-layer model with dropout (so that a resume must restore
@@ -49,12 +48,12 @@ SCALARS = {
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("lra_data"))
+def data_dir(shared_data_dir: str) -> str:
+    return shared_data_dir
 
 
-def config(data_dir: str, run_dir: Path, **kwargs) -> RunConfig:
-    base = {
+def config(data_dir: str, run_dir: Path, **kwargs: Any) -> RunConfig:
+    base: dict[str, Any] = {
         "task": "listops",
         "attention": "full",
         "preset": "tiny",
@@ -125,14 +124,23 @@ def _orphans(log_dir: Path, steps: range, tags: tuple[str, ...]) -> None:
     writer.close()
 
 
+@pytest.fixture(scope="module")
+def straight_run(data_dir, tmp_path_factory) -> Path:
+    """The uninterrupted run the resumed ones are compared with, in its own process with one thread
+    (as every attempt below), so that the numbers can be compared bit for bit."""
+    root = tmp_path_factory.mktemp("straight_run")
+    assert _subprocess_run(config(data_dir, root / "straight"), root / "straight.json") == 0
+    return root / "straight"
+
+
 @pytest.mark.parametrize("kill_after_step", [6, 12])
-def test_a_resumed_run_continues_its_curves_without_a_step_twice(data_dir, tmp_path, kill_after_step):
+def test_a_resumed_run_continues_its_curves_without_a_step_twice(
+    data_dir, straight_run, tmp_path, kill_after_step
+):
     """Killed after step 6 (checkpoint at 4, events of steps 5-7 already flushed) or after the last
     checkpoint (the end's test accuracy already flushed), then resumed: every tag holds each step
     once, with the values of the uninterrupted run."""
-    # Every attempt in its own process with one thread, so that the numbers can be compared bit for bit.
-    assert _subprocess_run(config(data_dir, tmp_path / "straight"), tmp_path / "straight.json") == 0
-    straight = read_record(tmp_path / "straight" / "result.json")
+    straight = read_record(straight_run / "result.json")
     killed = config(data_dir, tmp_path / "killed", resume=True)
     assert _subprocess_run(killed, tmp_path / "killed.json", kill_after_step) == -signal.SIGKILL
     checkpoint = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt", remedy="")
@@ -148,7 +156,7 @@ def test_a_resumed_run_continues_its_curves_without_a_step_twice(data_dir, tmp_p
     assert {k: resumed[k] for k in ("test_acc", "history")} == {
         k: straight[k] for k in ("test_acc", "history")
     }
-    before, after = curves(tmp_path / "straight" / "tensorboard"), curves(log_dir)
+    before, after = curves(straight_run / "tensorboard"), curves(log_dir)
     assert set(after) == SCALARS
     for tag in (
         "train/loss",
@@ -192,8 +200,8 @@ def test_without_log_a_run_writes_no_event_files(data_dir, tmp_path):
     assert not (tmp_path / "run" / "tensorboard").exists()
 
 
-def test_a_tiny_suite_logs_every_run_grouped_by_task_and_attention(tmp_path_factory, monkeypatch):
-    out, _ = run_tiny_suite(tmp_path_factory, monkeypatch)
+def test_a_tiny_suite_logs_every_run_grouped_by_task_and_attention(tiny_suite):
+    out, _ = tiny_suite
     reader = EventAccumulator(str(out))  # what `tensorboard --logdir OUT` lists
     runs = {}
     for run_dir in sorted((out / "runs").glob("*/*/*/tensorboard")):

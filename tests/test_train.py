@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,8 +44,8 @@ def data_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("lra_data"))
 
 
-def config(data_dir: str, run_dir: Path, **kwargs) -> RunConfig:
-    base = {
+def config(data_dir: str, run_dir: Path, **kwargs: Any) -> RunConfig:
+    base: dict[str, Any] = {
         "task": "listops",
         "attention": "mita",
         "attn_params": {"num_landmarks": 8, "topk": 8},
@@ -169,15 +170,17 @@ def test_sigkill_and_resume_is_bit_identical(data_dir, tmp_path, schedule, atten
         "model.attention_dropout": attention_dropout,
     }
     straight = config(data_dir, tmp_path / "straight", max_steps=40, checkpoint_every=7, overrides=overrides)
-    proc = _run_subprocess(straight, tmp_path / "a.json")
-    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
-
     killed = config(
         data_dir, tmp_path / "killed", max_steps=40, checkpoint_every=7, resume=True, overrides=overrides
     )
-    # SIGKILLed after step 17, between the checkpoints of steps 14 and 21
+    # The uninterrupted run and the one SIGKILLed after step 17 (between the checkpoints of steps 14
+    # and 21) side by side: separate directories, one thread each, the kill decided by the step count.
+    straight_proc = _run_subprocess(straight, tmp_path / "a.json")
     proc = _run_subprocess(killed, tmp_path / "b.json", kill_after_step=17)
-    assert proc.wait(timeout=300) == -signal.SIGKILL, proc.stderr.read().decode()
+    _, killed_stderr = proc.communicate(timeout=300)  # reads the pipes: neither process blocks on them
+    assert proc.returncode == -signal.SIGKILL, killed_stderr.decode()
+    _, straight_stderr = straight_proc.communicate(timeout=300)
+    assert straight_proc.returncode == 0, straight_stderr.decode()
     checkpoint = tmp_path / "killed" / "checkpoints" / "last.pt"
     assert load_checkpoint(checkpoint, remedy="")["step"] == 14
     assert read_record(tmp_path / "killed" / "result.json")["status"] == "running"

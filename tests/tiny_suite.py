@@ -1,6 +1,7 @@
-"""A tiny suite with TensorBoard logging, run once per test process and shared by the tests of what a
-suite leaves behind (event files, report.html): `lra suite` with its real runner on ListOps, full
-attention against the example plugin, four steps. Imported by test modules, never collected."""
+"""A tiny suite with TensorBoard logging, run once per test session (the `tiny_suite` fixture of
+tests/conftest.py) and shared by the tests of what a suite leaves behind (event files, report.html):
+`lra suite` with its real runner on ListOps, full attention against the example plugin, four steps.
+Imported by test modules, never collected."""
 
 from __future__ import annotations
 
@@ -20,9 +21,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "windowed_landmarks
 ARGS = ("--preset", "tiny", "--tasks", "listops", "--attentions", "full,windowed_landmarks",
         "--plugin", "windowed_landmarks", "--max-steps", "4", "--set", "train.eval_every=2",
         "--set", "data.n_train=96", "--set", "data.n_val=32", "--set", "data.n_test=32",
-        "--log", "tensorboard")  # fmt: skip
-
-_RESULT: dict[str, object] = {}
+        "--log", "tensorboard", "--jobs", "2")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -40,18 +39,14 @@ def isolated_registry() -> Iterator[None]:
         sys.modules.pop("windowed_landmarks", None)
 
 
-def run_tiny_suite(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Path, str]:
-    """(the suite's --out, its output): the first call runs it, later calls return the same."""
-    if "out" not in _RESULT:
-        work = tmp_path_factory.mktemp("tiny_suite")
-        shutil.copy(EXAMPLE, work / "windowed_landmarks.py")
-        monkeypatch.chdir(work)  # the plugin is a file in the working directory, as a user's would be
-        out = work / "out"
-        with isolated_registry():
-            args = ["suite", "--out", str(out), "--data-dir", str(work / "data"), *ARGS]
-            result = CliRunner().invoke(cli.main, args)
-        assert result.exit_code == 0, result.output
-        _RESULT.update(out=out, output=result.output)
-    return _RESULT["out"], _RESULT["output"]  # type: ignore[return-value]
+def run_tiny_suite(tmp_path_factory: pytest.TempPathFactory, data_dir: str) -> tuple[Path, str]:
+    """(the suite's --out, its output), reading and writing generated data in `data_dir`."""
+    work = tmp_path_factory.mktemp("tiny_suite")
+    shutil.copy(EXAMPLE, work / "windowed_landmarks.py")
+    out = work / "out"
+    with pytest.MonkeyPatch.context() as patch, isolated_registry():
+        patch.chdir(work)  # the plugin is a file in the working directory, as a user's would be
+        args = ["suite", "--out", str(out), "--data-dir", data_dir, *ARGS]
+        result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    return out, result.output
