@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +77,15 @@ def _variants_help() -> str:
     return f"Variant: {listed}."
 
 
+class _VariantOption(click.Option):
+    """`--generator`, whose help lists the registry's variants when help is shown: the task registry
+    imports torch, which `lra` must not import to start."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = _variants_help()
+        return super().get_help_record(ctx)
+
+
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options that make a DataConfig (shared by `lra data prepare` and `lra data info`): the
     preset's data with the options given applied (an option left out keeps the preset's value)."""
@@ -148,69 +158,90 @@ def make_data_config(options: dict[str, Any]) -> Any:
     return dataclasses.replace(base, **values)
 
 
-@click.group("data")
+class _DataGroup(click.Group):
+    """`lra data`, whose `generate` command is made when it is asked for: its options come from the
+    task registry, which imports torch, and `lra` must start without it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "generate"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "generate":
+            return generate_command()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group("data", cls=_DataGroup)
 def data_group() -> None:
     """Generate, prepare and inspect task data."""
 
 
-@data_group.command("generate")
-@click.option("--task", required=True, help="A task with an offline generator (their variants: --generator).")
-@click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Root folder (lra_release layout)."
-)
-@click.option("--generator", default="lra", show_default=True, help=_variants_help())
-@click.option("--n-train", default=None, type=int, help="Training examples [default: the variant's].")
-@click.option("--n-val", default=None, type=int, help="Validation examples [default: the variant's].")
-@click.option("--n-test", default=None, type=int, help="Test examples [default: the variant's].")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--workers", default=0, show_default=True, type=int, help="Processes (0 = every core).")
-@generator_options
-@user_errors
-def data_generate(
-    task: str,
-    out: str,
-    generator: str,
-    n_train: int | None,
-    n_val: int | None,
-    n_test: int | None,
-    seed: int,
-    workers: int,
-    **gen_params: Any,
-) -> None:
-    """Write generated data in the official layout: listops-1000/, pathfinder32/ or pathfinder128/.
+@functools.cache
+def generate_command() -> click.Command:
+    """`lra data generate`, built on first use: its options come from the task registry's generators."""
 
-    \b
-    lra data generate --task listops --generator short --out data
-    lra data generate --task pathfinder --generator easy --n-train 800 --n-val 100 --n-test 100 --out data
-    """
-    from pathlib import Path
+    @click.command("generate")
+    @click.option(
+        "--task", required=True, help="A task with an offline generator (their variants: --generator)."
+    )
+    @click.option(
+        "--out", required=True, type=click.Path(file_okay=False), help="Root folder (lra_release layout)."
+    )
+    @click.option("--generator", default="lra", show_default=True, cls=_VariantOption)
+    @click.option("--n-train", default=None, type=int, help="Training examples [default: the variant's].")
+    @click.option("--n-val", default=None, type=int, help="Validation examples [default: the variant's].")
+    @click.option("--n-test", default=None, type=int, help="Test examples [default: the variant's].")
+    @click.option("--seed", default=0, show_default=True, type=int)
+    @click.option("--workers", default=0, show_default=True, type=int, help="Processes (0 = every core).")
+    @generator_options
+    @user_errors
+    def data_generate(
+        task: str,
+        out: str,
+        generator: str,
+        n_train: int | None,
+        n_val: int | None,
+        n_test: int | None,
+        seed: int,
+        workers: int,
+        **gen_params: Any,
+    ) -> None:
+        """Write generated data in the official layout: listops-1000/, pathfinder32/ or pathfinder128/.
 
-    from lra import tasks
+        \b
+        lra data generate --task listops --generator short --out data
+        lra data generate --task pathfinder --generator easy --n-train 800 --n-val 100 --n-test 100 --out data
+        """
+        from pathlib import Path
 
-    task_generator = tasks.get(task).require_generator()
-    list_types = _list_parameter_types(task)
-    given = {k: v for k, v in gen_params.items() if v is not None}
-    for name, field_owner, _, _ in _generator_option_specs():
-        if name in given and task not in field_owner.split("/"):
-            raise UserError(
-                f"--{name.replace('_', '-')} is a {field_owner} parameter, not one of --task {task}"
-            )
-        if name in given and name in list_types:
-            items = [x.strip() for x in given[name].split(",") if x.strip()]
-            try:
-                given[name] = tuple(items if list_types[name] == "str" else (float(x) for x in items))
-            except ValueError:
+        from lra import tasks
+
+        task_generator = tasks.get(task).require_generator()
+        list_types = _list_parameter_types(task)
+        given = {k: v for k, v in gen_params.items() if v is not None}
+        for name, field_owner, _, _ in _generator_option_specs():
+            if name in given and task not in field_owner.split("/"):
                 raise UserError(
-                    f"--{name.replace('_', '-')} expects comma-separated numbers, got {given[name]!r}"
-                ) from None
-    sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
-    params = task_generator.make_params(generator, **sizes, **given)
-    folder = task_generator.write(Path(out), params, seed, workers)
-    for line in task_generator.report(folder, params):
-        click.echo(line)
-    click.echo(f"wrote {folder}")
-    if task_generator.read_back is not None:
-        click.echo(f"read it back with {task_generator.read_back(folder, out)}")
+                    f"--{name.replace('_', '-')} is a {field_owner} parameter, not one of --task {task}"
+                )
+            if name in given and name in list_types:
+                items = [x.strip() for x in given[name].split(",") if x.strip()]
+                try:
+                    given[name] = tuple(items if list_types[name] == "str" else (float(x) for x in items))
+                except ValueError:
+                    raise UserError(
+                        f"--{name.replace('_', '-')} expects comma-separated numbers, got {given[name]!r}"
+                    ) from None
+        sizes = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
+        params = task_generator.make_params(generator, **sizes, **given)
+        folder = task_generator.write(Path(out), params, seed, workers)
+        for line in task_generator.report(folder, params):
+            click.echo(line)
+        click.echo(f"wrote {folder}")
+        if task_generator.read_back is not None:
+            click.echo(f"read it back with {task_generator.read_back(folder, out)}")
+
+    return data_generate
 
 
 @data_group.command("prepare")
