@@ -14,7 +14,7 @@ GPU_CHECKS = SCRIPTS / "gpu_checks.sh"
 
 
 def load_script(name: str) -> ModuleType:
-    """scripts/<name>.py as a module (its `main` and helpers), loaded once per test session."""
+    """scripts/<name>.py as a module (its `main` and helpers), loaded once per pytest run."""
     module_name = f"scripts_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]

@@ -46,8 +46,10 @@ def data_source(task: str, data: DataConfig) -> str:
 
 def generator_description(task: str, data: DataConfig) -> dict[str, Any]:
     """Everything the generated data of `task` for `data` are a function of."""
-    generator = _generator(task)
-    params = generator.make_params(data.generator, **_sizes(data))
+    return _description(task, data, _generator(task), generator_params(task, data))
+
+
+def _description(task: str, data: DataConfig, generator: TaskGenerator, params: Any) -> dict[str, Any]:
     return {
         "task": task,
         "variant": data.generator,
@@ -59,7 +61,10 @@ def generator_description(task: str, data: DataConfig) -> dict[str, Any]:
 
 def generated_folder(task: str, data: DataConfig) -> Path:
     """Where the generated data of `task` for `data` live (whether or not they exist yet)."""
-    description = generator_description(task, data)
+    return _folder(task, data, generator_description(task, data))
+
+
+def _folder(task: str, data: DataConfig, description: dict[str, Any]) -> Path:
     return (
         Path(data.data_dir)
         / GENERATED_DIR
@@ -79,8 +84,8 @@ def ensure_generated(task: str, data: DataConfig, workers: int = 0) -> tuple[Pat
     generator parameters used."""
     generator = _generator(task)
     params = generator_params(task, data)
-    description = generator_description(task, data)
-    final = generated_folder(task, data)
+    description = _description(task, data, generator, params)
+    final = _folder(task, data, description)
 
     def build(tmp: Path) -> None:
         generator.write(tmp, params, data.gen_seed, workers)

@@ -84,9 +84,6 @@ def source_preset(name: str, task: str) -> tuple[Preset, dict[str, Provenance]]:
 
 def get_preset(task: str, name: str) -> Preset:
     """The preset `name` of `task`; ValueError listing the valid choices otherwise."""
-    tasks.get(task)
-    if name not in PRESET_NAMES:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESET_NAMES)}")
     if name in SOURCE_PRESETS:
         return source_preset(name, task)[0]
     _check_defined(name, task)
