@@ -174,7 +174,7 @@ class TaskSpec:
 
     Attributes:
         name: registry name (`listops`, `text`, `retrieval`, `image`, `pathfinder`, `pathx`).
-        title: display name for tables and records ("ListOps", "Text", ..., "Path-X").
+        title: display name for tables (their column header) and records ("ListOps", ..., "Path-X").
         seq_len: canonical tokens per input (per document for retrieval).
         vocab_size: embedding rows needed, including padding id 0.
         num_classes: output classes.
@@ -188,7 +188,6 @@ class TaskSpec:
         auto_source: `auto_source(data_config) -> source` for `source="auto"` (e.g. the official
             files when they are present under `data_dir`, else the offline generator).
         order: display position (table columns, `names()`); LRA's six are 0..5.
-        column: table column header ("" = the title).
         generator: the offline generator behind the `generated` source, or None.
         release_files: for the `lra_release` source, the files the loader reads (their content
             enters the data identity: `lra.data.identity`); None when the task has no such source.
@@ -213,18 +212,12 @@ class TaskSpec:
     description: str = ""
     auto_source: Callable[[DataConfig], str] | None = None
     order: int = UNORDERED
-    column: str = ""
     generator: TaskGenerator | None = None
     release_files: ReleaseFiles | None = None
     hf_repo: str = ""
     hf_local_copy: bool = True
     render: Renderer = render_token_ids
     val_is_test: bool = False
-
-    @property
-    def column_title(self) -> str:
-        """The table column header."""
-        return self.column or self.title
 
     def resolve_source(self, source: str, data: DataConfig | None = None) -> str:
         """The concrete source for `source` ("auto" is resolved with `data` when given)."""
