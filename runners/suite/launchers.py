@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,14 +72,37 @@ def report(bar: Any, outcome: Outcome) -> None:
     bar.write(f"[{outcome.status}] {outcome.cell.run_id}  {detail}  ({outcome.seconds:.0f} s)")
 
 
+@contextlib.contextmanager
+def interrupts_between_polls() -> Iterator[list[int]]:
+    """Ctrl-C (SIGINT) is noted while inside and raised by the polling loop between two polls.
+
+    Raised wherever the signal lands, KeyboardInterrupt can leave a `subprocess.Popen` holding its
+    internal wait lock (between the lock's acquire and the ``try`` that releases it), and stopping
+    that run then waits forever. Off the main thread, where handlers cannot be set, nothing changes."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def poll(launcher: Launcher, total: int) -> list[Outcome]:
     """Drive `launcher` until every cell has an outcome; on an interruption (Ctrl-C, an error) every
     run in progress is stopped before the exception goes on. Cells never started (--max-minutes) are
     counted on the bar, not listed: the suite's summary line says how many."""
     outcomes: list[Outcome] = []
-    with tqdm(total=total, desc=launcher.desc, unit="run", dynamic_ncols=True) as bar:
+    with (
+        tqdm(total=total, desc=launcher.desc, unit="run", dynamic_ncols=True) as bar,
+        interrupts_between_polls() as interrupted,
+    ):
         try:
             while launcher.pending():
+                if interrupted:
+                    raise KeyboardInterrupt
                 for outcome in [*launcher.start_ready(), *launcher.collect()]:
                     outcomes.append(outcome)
                     if outcome.status != NOT_RUN:
@@ -86,7 +111,7 @@ def poll(launcher: Launcher, total: int) -> list[Outcome]:
                 if launcher.in_progress():
                     time.sleep(launcher.poll_s)
         except BaseException:
-            launcher.stop()
+            launcher.stop()  # a second Ctrl-C meanwhile is only noted: the runs are stopped whole
             raise
     return outcomes
 
