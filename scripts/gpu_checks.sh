@@ -206,7 +206,7 @@ for name in $STEPS; do
     sparse)
       step "top-k and MoBA paths on CUDA: tests, then lra bench model at 4K"
       LRA_TEST_DEVICE=cuda timeout "${SPARSE_TESTS_TIMEOUT:-120}" $PY -m pytest -q -p no:cacheprovider \
-        -k cuda tests/test_fast_paths.py > "$WORK/sparse_tests.log" 2>&1
+        -n 0 -k cuda tests/test_fast_paths.py > "$WORK/sparse_tests.log" 2>&1
       echo "exit $?"; tail -n 15 "$WORK/sparse_tests.log"
       timeout "${SPARSE_TIMEOUT:-240}" $PY cli.py bench model --quiet --lengths "${SPARSE_LENGTHS:-4K}" \
         --attentions full,topk,moba --warmup 2 --repeats 5 --max-call-s 5 --out "$RUNS" > "$WORK/bench_sparse.log" 2>&1

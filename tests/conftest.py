@@ -11,8 +11,13 @@ import pytest
 # LRA_TEST_DEVICE=cuda runs the kernel tests on a GPU instead (tests/test_mita_triton.py).
 if os.environ.get("LRA_TEST_DEVICE", "cpu") == "cpu":
     os.environ.setdefault("TRITON_INTERPRET", "1")
-# Keep each test process to its share of a small CI machine.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Keep each test process to its share of a small CI machine: pytest-xdist's workers (`-n auto` in
+# pyproject.toml) already take a core each, and a second thread per worker would only contend.
+# (The controlling process sets its own default first, which the workers inherit: they override it.)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+else:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Attention plugins of the environment (installed entry points, LRA_PLUGINS) stay out of the tests,
 # which list and parametrize over the registry; the plugin tests load their own.
 os.environ.setdefault("LRA_DISABLE_PLUGIN_AUTOLOAD", "1")

@@ -577,6 +577,7 @@ def test_model_bench_resume_builds_no_model_and_keeps_the_halved_batch(tmp_path,
     assert "- 2 of 3 cells reused" in markdown
 
 
+@pytest.mark.e2e
 def test_gpu_checks_script_full_grid_step_runs_and_packs_its_records(tmp_path):
     # The script is meant for scarce GPU time: check on CPU that its full-grid step runs, stops at
     # its time budget, and packs the records with the log.

@@ -46,6 +46,7 @@ def test_python_cli_py_and_lra_print_the_same(args):
     assert "Usage: lra" in checkout.stdout + checkout.stderr
 
 
+@pytest.mark.e2e
 def test_python_cli_py_pins_the_cpu_as_lra_does():
     checkout, installed = _both("info")
     assert checkout.returncode == installed.returncode == 0, checkout.stderr + installed.stderr

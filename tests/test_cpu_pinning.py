@@ -115,6 +115,7 @@ def _numbers(record: dict) -> dict:
     return {key: record[key] for key in keys}
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(
     cpu_pinning.platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 pinning"
 )
@@ -164,6 +165,7 @@ def test_tables_mark_runs_of_other_cpu_numerics_and_a_resume_refuses_to_mix_them
         torch.set_num_threads(threads)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(
     cpu_pinning.platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 pinning"
 )

@@ -559,6 +559,7 @@ def check_sweep(out: Path, sweep: str, parameter: str, values: list[str], keys: 
     assert "overlap (%)" in (where / f"sweep-{sweep}.md").read_text()
 
 
+@pytest.mark.e2e
 def test_sweep_s_trains_each_value_and_reuses_finished_runs(data_dir, tmp_path):
     out = tmp_path / "exp"
     result = invoke(_sweep_args("s", "1,2", data_dir, out))

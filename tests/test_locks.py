@@ -83,6 +83,7 @@ def test_a_resume_removes_what_a_killed_writer_left_half_written(data_dir, tmp_p
     assert not any(path.exists() for path in leftovers)
 
 
+@pytest.mark.e2e
 def test_a_suite_leaves_a_run_written_elsewhere_to_that_process_and_says_so(data_dir, tmp_path):
     out = tmp_path / "out"
     args = ["suite", "--out", str(out), "--preset", "tiny", "--tasks", "listops", "--attentions", "full",

@@ -127,6 +127,7 @@ def _extract(archive: Path, to: Path) -> Path:
     return to / "lra-generated"
 
 
+@pytest.mark.e2e
 def test_gpu_checks_lra_generated_step_resumes_from_committed_records(tmp_path):
     env = {
         **os.environ,

@@ -118,6 +118,7 @@ def test_plugin_registering_nothing_is_a_warning_line(plugin_dir):
     assert "warning: attention plugin 'empty_attn' registered no attention mechanism" in result.output
 
 
+@pytest.mark.e2e
 def test_suite_with_a_plugin_children_resume_swap_and_tables(
     plugin_dir, tmp_path, monkeypatch, shared_data_dir
 ):

@@ -197,6 +197,7 @@ def test_report_opens_in_headless_chromium_and_its_tables_sort(tmp_path):
 # --- the tiny suite: report.html written at the end, opened in Chromium, reproducible ----------
 
 
+@pytest.mark.e2e
 @needs_chromium
 def test_the_suite_writes_a_report_that_opens_in_headless_chromium(tiny_suite, tmp_path):
     out, output = tiny_suite
@@ -210,6 +211,7 @@ def test_the_suite_writes_a_report_that_opens_in_headless_chromium(tiny_suite, t
     assert (tmp_path / "suite_report.png").stat().st_size > 10_000
 
 
+@pytest.mark.e2e
 def test_the_suites_reproduction_command_plans_exactly_the_reported_runs(tiny_suite, monkeypatch):
     out, _ = tiny_suite
     html = (out / "report.html").read_text()

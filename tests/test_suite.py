@@ -400,6 +400,7 @@ def _gone(pid: int) -> bool:
         return any(line.startswith("State:") and "Z" in line for line in fh)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killing_the_suite_stops_its_runs_and_the_same_command_resumes(tmp_path, fake, sig):
     cfg = grid(tmp_path, attentions=("full",), seeds=(0, 1))
@@ -421,6 +422,42 @@ def test_killing_the_suite_stops_its_runs_and_the_same_command_resumes(tmp_path,
     result = run(cfg, fake)
     assert statuses(result) == {"listops/full/0": "skipped", "listops/full/1": "ok"}
     assert fake.calls()[-1]["resumed"] is True
+
+
+class _InterruptedLauncher:
+    """A launcher that gets Ctrl-C in the middle of collecting, as a suite can at any instant."""
+
+    desc, poll_s = "test", 0.0
+
+    def __init__(self) -> None:
+        self.polls, self.finished_polls, self.stopped = 0, 0, False
+
+    def start_ready(self):
+        return []
+
+    def collect(self):
+        self.polls += 1
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(10_000))  # bytecode after the signal, where Python would otherwise raise
+        self.finished_polls += 1
+        return []
+
+    def pending(self) -> bool:
+        return True
+
+    def in_progress(self) -> bool:
+        return True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_ctrl_c_is_raised_between_polls_never_inside_one():
+    launcher, handler = _InterruptedLauncher(), signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        launchers.poll(launcher, total=1)
+    assert (launcher.polls, launcher.finished_polls, launcher.stopped) == (1, 1, True)
+    assert signal.getsignal(signal.SIGINT) is handler  # handed back
 
 
 # ---------------------------------------------------------------------------------------------

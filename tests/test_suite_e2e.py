@@ -27,6 +27,7 @@ TINY_SUITE = (
 )  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_tiny_suite_with_the_real_runner(tmp_path, shared_data_dir):
     result, out = suite(tmp_path, *TINY_SUITE, data_dir=shared_data_dir)
     assert result.exit_code == 0, result.output

@@ -133,6 +133,7 @@ def straight_run(data_dir, tmp_path_factory) -> Path:
     return root / "straight"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("kill_after_step", [6, 12])
 def test_a_resumed_run_continues_its_curves_without_a_step_twice(
     data_dir, straight_run, tmp_path, kill_after_step
@@ -200,6 +201,7 @@ def test_without_log_a_run_writes_no_event_files(data_dir, tmp_path):
     assert not (tmp_path / "run" / "tensorboard").exists()
 
 
+@pytest.mark.e2e
 def test_a_tiny_suite_logs_every_run_grouped_by_task_and_attention(tiny_suite):
     out, _ = tiny_suite
     reader = EventAccumulator(str(out))  # what `tensorboard --logdir OUT` lists

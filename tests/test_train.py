@@ -155,6 +155,7 @@ def _metrics(record: dict) -> dict:
     return {k: record[k] for k in keys}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "schedule,attention_dropout", [("linear", "0"), ("onecycle", "0.2")], ids=["linear", "onecycle-dropout"]
 )
@@ -339,6 +340,7 @@ def test_cli_run_takes_an_attention_spec_and_attn_params(data_dir, tmp_path):
     assert (record["attention_params"]["topk"], record["attention_params"]["num_landmarks"]) == (3, 5)
 
 
+@pytest.mark.e2e
 def test_ddp_two_processes_gloo(data_dir, tmp_path):
     cfg = config(data_dir, tmp_path / "ddp", max_steps=12, overrides={**FAST, "model.dropout": "0.0"})
     path = tmp_path / "ddp.json"

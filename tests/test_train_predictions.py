@@ -67,6 +67,7 @@ def test_a_run_writes_its_test_predictions_with_the_record(tmp_path):
     assert other["test_set_sha256"] == record["test_set_sha256"]
 
 
+@pytest.mark.e2e
 def test_ddp_gathers_every_example_in_order(tmp_path):
     record = train.launch(tiny(tmp_path, tmp_path / "ddp"), 2)
     assert record["status"] == "ok" and record["world_size"] == 2

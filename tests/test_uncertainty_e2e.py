@@ -20,6 +20,8 @@ from statsmodels.stats.contingency_tables import mcnemar
 from results import frontier, leaderboard, plots, predictions, store
 from runners import cli
 
+pytestmark = pytest.mark.e2e  # a real suite: six runs in their own processes
+
 ATTENTIONS = ("full", "topk(topk=16)", "mita(num_landmarks=8,topk=8)")  # table order
 
 
