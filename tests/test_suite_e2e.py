@@ -1,5 +1,5 @@
-"""The suite end to end with the real runner: the tiny preset in the fast tests, the README's quick
-preset (every attention learns ListOps and Pathfinder above chance) as a slow test."""
+"""The suite end to end with the real runner: the tiny preset in the end-to-end set (-m e2e), the
+README's quick preset (every attention learns ListOps and Pathfinder above chance) as a slow test."""
 
 from __future__ import annotations
 
