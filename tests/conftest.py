@@ -46,15 +46,15 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def shared_data_dir(tmp_path_factory) -> str:
     """One data folder for the tests that only read generated data: each variant is generated once per
-    pytest run (deterministic by variant, sizes and seed) instead of once per module. Tests that
+    pytest process (deterministic by variant, sizes and seed) instead of once per module. Tests that
     damage or inspect data files make their own."""
     return str(tmp_path_factory.mktemp("shared_lra_data"))
 
 
 @pytest.fixture(scope="session")
 def tiny_suite(tmp_path_factory, shared_data_dir) -> tuple[Path, str]:
-    """(--out, output) of the tiny suite of tests/tiny_suite.py, run once per pytest run; the tests
-    only read what it wrote."""
+    """(--out, output) of the tiny suite of tests/tiny_suite.py, run once per pytest process (each
+    xdist worker); the tests only read what it wrote."""
     from .tiny_suite import run_tiny_suite
 
     return run_tiny_suite(tmp_path_factory, shared_data_dir)

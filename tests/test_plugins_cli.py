@@ -26,8 +26,9 @@ from .test_plugins import PLUGIN_SOURCE, restore_registry, write_distribution, w
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "windowed_landmarks.py"
 PLUGIN = "windowed_landmarks"
-# Two short runs of one task on small generated sets (the sizes of tests/tiny_suite.py, so that the
-# session's shared data serves both): the example plugin against full attention.
+# Two short runs of one task on small generated sets (the sizes of tests/tiny_suite.py, so that one
+# data folder of the pytest process, `shared_data_dir`, serves both): the example plugin against full
+# attention.
 SIZES = ("--set", "data.n_train=96", "--set", "data.n_val=32", "--set", "data.n_test=32")
 TINY = ("--preset", "tiny", "--tasks", "listops", "--max-steps", "4", "--set", "train.eval_every=2", *SIZES)
 

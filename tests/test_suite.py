@@ -437,8 +437,9 @@ class _InterruptedLauncher:
 
     def collect(self):
         self.polls += 1
-        os.kill(os.getpid(), signal.SIGINT)
-        sum(range(10_000))  # bytecode after the signal, where Python would otherwise raise
+        if self.polls == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(10_000))  # bytecode after the signal, where Python would otherwise raise
         self.finished_polls += 1
         return []
 
@@ -456,7 +457,8 @@ def test_ctrl_c_is_raised_between_polls_never_inside_one():
     launcher, handler = _InterruptedLauncher(), signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         launchers.poll(launcher, total=1)
-    assert (launcher.polls, launcher.finished_polls, launcher.stopped) == (1, 1, True)
+    # however soon the signal's handler runs, every poll that began also ended
+    assert launcher.polls >= 1 and launcher.finished_polls == launcher.polls and launcher.stopped
     assert signal.getsignal(signal.SIGINT) is handler  # handed back
 
 

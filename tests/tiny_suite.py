@@ -1,4 +1,4 @@
-"""A tiny suite with TensorBoard logging, run once per test session (the `tiny_suite` fixture of
+"""A tiny suite with TensorBoard logging, run once per pytest process (the `tiny_suite` fixture of
 tests/conftest.py) and shared by the tests of what a suite leaves behind (event files, report.html):
 `lra suite` with its real runner on ListOps, full attention against the example plugin, four steps.
 Imported by test modules, never collected."""
